@@ -1,0 +1,54 @@
+# One command runs the service (`make run`), one passes the tests (`make test`).
+# Every target sets up .venv itself from the committed uv.lock.
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+UV     := $(VENV)/bin/uv
+UV_VERSION := 0.13.9
+SYNCED := $(VENV)/.synced
+export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
+
+.PHONY: help venv run test pytest gen check-gen lint format clean
+
+help:
+	@echo "make run        serve gRPC (127.0.0.1:50051) on the embedded SQLite database"
+	@echo "make test       lint + check-gen + the whole test suite"
+	@echo "make gen        regenerate Python stubs and the gateway descriptor from protos/"
+	@echo "make check-gen  fail if generated files differ from protos/"
+	@echo "make lint       ruff + mypy (strict)"
+
+$(UV):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'uv==$(UV_VERSION)'
+
+$(SYNCED): $(UV) uv.lock pyproject.toml service/pyproject.toml clients/python/pyproject.toml
+	$(UV) sync --frozen --inexact --quiet
+	@touch $@
+
+venv: $(SYNCED)
+
+run: $(SYNCED)
+	$(VENV)/bin/webhooks serve
+
+gen: $(SYNCED)
+	$(PY) scripts/codegen.py
+
+check-gen: $(SYNCED)
+	@$(PY) scripts/codegen.py --check 2>/dev/null
+
+lint: $(SYNCED)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy service/webhooks_service clients/python/webhooks_client scripts tests
+
+format: $(SYNCED)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+pytest: $(SYNCED)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test: lint check-gen pytest
+
+clean:
+	rm -rf $(VENV) .webhooks .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""gRPC servicers (thin), auth interceptor and the one error mapping."""

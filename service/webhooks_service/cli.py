@@ -1,0 +1,44 @@
+"""The ``webhooks`` command line.
+
+Each command lives in its own module under ``commands/`` and exposes
+``register(subparsers)``; this module only assembles them and turns the
+service's errors into one-line messages (exit status 2) instead of tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from webhooks_service.commands import COMMAND_MODULES
+from webhooks_service.errors import WebhooksError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="webhooks",
+        description="Webhook delivery service: gRPC admin and publish API, delivery workers, "
+        "REST gateway.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except WebhooksError as exc:
+        print(f"webhooks: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""Subcommands of the ``webhooks`` CLI, one module each (see cli.py)."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from webhooks_service.commands import db
+
+COMMAND_MODULES: list[ModuleType] = [db]

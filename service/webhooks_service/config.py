@@ -1,0 +1,169 @@
+"""Operator settings: every one has a default, a WEBHOOKS_* environment
+variable and a command-line option, declared once in ``SETTINGS``.
+
+Precedence: command-line option > environment variable > default. The README's
+configuration table lists the same entries (``webhooks config`` prints it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from webhooks_service.errors import ConfigurationError
+
+DEFAULT_RETRY_SCHEDULE = "5,30,120,600,1800,3600,7200,14400,28800,43200,86400"
+
+
+def parse_schedule(text: str) -> tuple[float, ...]:
+    """``"5,30,120"`` -> (5.0, 30.0, 120.0); each delay positive, fractions allowed."""
+    try:
+        delays = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise ConfigurationError(f"retry schedule {text!r}: not a list of numbers") from exc
+    if not delays or any(d <= 0 for d in delays):
+        raise ConfigurationError(f"retry schedule {text!r}: give one or more positive delays")
+    return delays
+
+
+def parse_networks(text: str) -> tuple[str, ...]:
+    import ipaddress
+
+    nets = tuple(part.strip() for part in text.split(",") if part.strip())
+    for net in nets:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError as exc:
+            raise ConfigurationError(f"allowed target network {net!r}: {exc}") from exc
+    return nets
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # attribute of Settings, and --option-name
+    default: str
+    help: str
+    parse: Callable[[str], Any] = str
+    secret: bool = False
+
+    @property
+    def env(self) -> str:
+        return "WEBHOOKS_" + self.name.upper()
+
+    @property
+    def option(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "database_url",
+        "sqlite:///.webhooks/webhooks.db",
+        "SQLAlchemy URL: sqlite:///PATH (default) or postgresql+psycopg://USER@HOST/DB",
+    ),
+    Setting("grpc_listen", "127.0.0.1:50051", "address the gRPC API listens on"),
+    Setting("gateway_listen", "127.0.0.1:8080", "address the REST gateway (Envoy) listens on"),
+    Setting("log_level", "INFO", "log level: DEBUG, INFO, WARNING, ERROR"),
+    Setting("max_configs_per_org", "100", "webhook configurations allowed per organisation", int),
+    Setting("max_event_bytes", "262144", "largest serialised event `data` accepted, in bytes", int),
+    Setting(
+        "retry_schedule",
+        DEFAULT_RETRY_SCHEDULE,
+        "delays in seconds before each retry, comma-separated (fractions allowed)",
+        parse_schedule,
+    ),
+    Setting(
+        "allowed_target_networks",
+        "",
+        "CIDR list of otherwise-refused networks deliveries may reach, "
+        "e.g. 127.0.0.0/8,::1/128 for development",
+        parse_networks,
+    ),
+    Setting("connect_timeout", "5", "seconds to establish a connection to an endpoint", float),
+    Setting("attempt_timeout", "15", "seconds one delivery attempt may take in all", float),
+    Setting("response_body_cap", "16384", "bytes of an endpoint's response kept in the log", int),
+    Setting("max_in_flight", "256", "delivery attempts in flight per worker process", int),
+    Setting(
+        "max_in_flight_per_endpoint",
+        "16",
+        "delivery attempts in flight per endpoint URL per worker process",
+        int,
+    ),
+    Setting("claim_batch_size", "200", "deliveries claimed per query", int),
+    Setting(
+        "lease_seconds",
+        "60",
+        "how long a claimed delivery stays with its worker before others may take it",
+        float,
+    ),
+    Setting("poll_interval", "1.0", "seconds between queue polls when no wake-up arrives", float),
+    Setting("shutdown_grace", "10", "seconds in-flight attempts get to finish on SIGTERM", float),
+    Setting("secret_key", "", "key that encrypts webhook secrets at rest (optional)", str, True),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///.webhooks/webhooks.db"
+    grpc_listen: str = "127.0.0.1:50051"
+    gateway_listen: str = "127.0.0.1:8080"
+    log_level: str = "INFO"
+    max_configs_per_org: int = 100
+    max_event_bytes: int = 262144
+    retry_schedule: tuple[float, ...] = field(
+        default_factory=lambda: parse_schedule(DEFAULT_RETRY_SCHEDULE)
+    )
+    allowed_target_networks: tuple[str, ...] = ()
+    connect_timeout: float = 5.0
+    attempt_timeout: float = 15.0
+    response_body_cap: int = 16384
+    max_in_flight: int = 256
+    max_in_flight_per_endpoint: int = 16
+    claim_batch_size: int = 200
+    lease_seconds: float = 60.0
+    poll_interval: float = 1.0
+    shutdown_grace: float = 10.0
+    secret_key: str = ""
+
+    @classmethod
+    def load(
+        cls, env: Mapping[str, str] | None = None, overrides: Mapping[str, str | None] | None = None
+    ) -> Settings:
+        """Settings from defaults, then ``env`` (default: os.environ), then ``overrides``."""
+        env = os.environ if env is None else env
+        overrides = overrides or {}
+        values: dict[str, Any] = {}
+        for s in SETTINGS:
+            raw = overrides.get(s.name)
+            if raw is None:
+                raw = env.get(s.env, s.default)
+            try:
+                values[s.name] = s.parse(raw)
+            except ConfigurationError:
+                raise
+            except ValueError as exc:
+                raise ConfigurationError(f"{s.env}={raw!r}: {exc}") from exc
+        return cls(**values)
+
+
+def add_arguments(parser: argparse.ArgumentParser, names: list[str]) -> None:
+    """Add the options of the named settings to a command's parser."""
+    by_name = {s.name: s for s in SETTINGS}
+    for name in names:
+        s = by_name[name]
+        shown = "(hidden)" if s.secret else repr(s.default)
+        parser.add_argument(
+            s.option,
+            dest=s.name,
+            default=None,
+            metavar=s.name.upper(),
+            help=f"{s.help} [env {s.env}; default {shown}]",
+        )
+
+
+def from_args(args: argparse.Namespace) -> Settings:
+    overrides = {f.name: getattr(args, f.name, None) for f in fields(Settings)}
+    return Settings.load(overrides=overrides)

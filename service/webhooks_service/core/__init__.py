@@ -1,0 +1,1 @@
+"""Use cases: configurations, publishing and fan-out, the delivery log."""

@@ -1,0 +1,1 @@
+"""Delivery workers: claim, sign, POST, log the attempt, schedule the retry."""

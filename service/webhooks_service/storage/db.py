@@ -1,0 +1,120 @@
+"""Engines, connection settings and schema migration.
+
+One function makes every engine (``create_engine``) so that SQLite and
+PostgreSQL get their settings in one place, and one function brings a
+database to the current schema (``upgrade``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from webhooks_service.errors import ConfigurationError
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def create_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for ``url``: SQLite in WAL mode, or PostgreSQL through psycopg 3.
+
+    Raises ConfigurationError for a URL that is not one of the two.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigurationError(f"invalid database URL {url!r}: {exc}") from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            parsed,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            **kwargs,
+        )
+        sa.event.listen(engine, "connect", _sqlite_on_connect)
+        sa.event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    if backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        kwargs.setdefault("pool_size", 10)
+        kwargs.setdefault("max_overflow", 20)
+        kwargs.setdefault("pool_pre_ping", True)
+        try:
+            return sa.create_engine(parsed, **kwargs)
+        except NoSuchModuleError as exc:
+            raise ConfigurationError(f"unsupported PostgreSQL driver in {url!r}") from exc
+    raise ConfigurationError(
+        f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql+psycopg://…"
+    )
+
+
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    # Let SQLAlchemy issue BEGIN itself (see _sqlite_on_begin), so that write
+    # transactions can take the write lock up front.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.close()
+
+
+def _sqlite_on_begin(conn: sa.Connection) -> None:
+    # Write transactions (see write_transaction) take the write lock up front
+    # with BEGIN IMMEDIATE: a deferred transaction that reads and then writes
+    # fails with "database is locked" instead of waiting for the busy timeout.
+    # Readers use a plain BEGIN and, in WAL mode, never wait for the writer.
+    immediate = conn.get_execution_options().get("sqlite_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[sa.Connection]:
+    """A transaction that will write: commits on success, rolls back on error.
+
+    On SQLite it takes the database's write lock at BEGIN (waiting up to the
+    busy timeout); on PostgreSQL it is an ordinary transaction.
+    """
+    with engine.connect() as conn:
+        conn.execution_options(sqlite_write=True)
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def read_transaction(engine: Engine) -> Iterator[sa.Connection]:
+    """A transaction that only reads (a consistent snapshot on both backends)."""
+    with engine.connect() as conn, conn.begin():
+        yield conn
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(engine: Engine) -> None:
+    """Apply every pending migration to the engine's database."""
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with write_transaction(engine) as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")

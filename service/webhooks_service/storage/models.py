@@ -1,0 +1,240 @@
+"""SQLAlchemy table definitions: the whole schema, in one place.
+
+Rows of these tables never leave ``storage/``: the query modules next to this
+one return plain dataclasses. Schema changes go through Alembic migrations
+(``storage/migrations``); ``tests/test_migrations.py`` checks that the models
+and the migrations agree.
+
+Identifiers: organisations, API keys and webhook configs have random string
+ids (``org_…``, ``key_…``, ``whc_…``). Events, deliveries and attempts are the
+high-volume tables and use integer surrogate keys; the public ids of
+deliveries and attempts are derived from them (see ``storage/ids.py``), and an
+event's public id is its ``event_id`` (unique per organisation).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Integer primary keys: BIGINT on PostgreSQL, INTEGER (the rowid alias) on SQLite.
+BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC timestamps on every backend.
+
+    PostgreSQL stores ``timestamptz``; SQLite has no timezone type, so values
+    are stored as naive UTC and come back tagged as UTC. Naive inputs are
+    refused so that a local time can never slip in.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime()}
+
+
+class Organisation(Base):
+    __tablename__ = "organisations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+
+
+class ApiKey(Base):
+    """An API key. Only a hash of its secret part is stored.
+
+    The key shown to the user once is ``whk_<id part>_<secret part>``; the id
+    part finds the row, the secret part is checked against ``secret_hash`` in
+    constant time. ``organisation_id`` is NULL for a platform key, which may
+    publish events for every organisation.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    organisation_id: Mapped[str | None] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200), default="")
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    # Space-separated scopes, e.g. "webhooks:read webhooks:write".
+    scopes: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class WebhookConfig(Base):
+    __tablename__ = "webhook_configs"
+    __table_args__ = (Index(None, "organisation_id", "id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(String(2048))
+    # List of dotted event types / wildcards, as given by the admin.
+    event_types: Mapped[list[str]] = mapped_column(JSON)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    description: Mapped[str] = mapped_column(String(256), default="")
+    # The signing secret ("whsec_…"); encrypted at rest when the operator
+    # configures WEBHOOKS_SECRET_KEY (the stored form then starts "enc:").
+    secret: Mapped[str] = mapped_column(Text)
+    # During a rotation the previous secret keeps signing until it expires.
+    previous_secret: Mapped[str | None] = mapped_column(Text)
+    previous_secret_expires_at: Mapped[datetime | None]
+    # Set when the service disabled the endpoint itself (410 Gone, …).
+    disabled_reason: Mapped[str] = mapped_column(String(500), default="")
+    # Per-endpoint override of the whole-attempt timeout, in seconds.
+    timeout_seconds: Mapped[float | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Event(Base):
+    """A published event. ``payload`` is the exact JSON body sent to endpoints."""
+
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("organisation_id", "event_id"),)
+
+    pk: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(128))
+    event_type: Mapped[str] = mapped_column(String(100))
+    occurred_at: Mapped[datetime]
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class Delivery(Base):
+    """One event to one endpoint: the unit of work of the delivery queue.
+
+    ``status`` is ``pending`` until the delivery ends as ``delivered``,
+    ``failed`` (final 4xx, refused target) or ``dead`` (schedule exhausted).
+    A pending delivery is due when ``next_attempt_at <= now``. Claiming it
+    moves ``next_attempt_at`` to the end of the lease and sets
+    ``claim_token``; if the worker dies, the row simply becomes due again
+    when the lease ends. See ``storage/queue.py`` for the claim query.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        # The claim query's index: only pending rows, ordered by due time.
+        Index(
+            "ix_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        Index(None, "config_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    organisation_id: Mapped[str] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    event_pk: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"),
+        ForeignKey("events.pk", ondelete="CASCADE"),
+        index=True,
+    )
+    config_id: Mapped[str] = mapped_column(ForeignKey("webhook_configs.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    claim_token: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class DeliveryAttempt(Base):
+    """One HTTP attempt of a delivery: the delivery log.
+
+    Written in the same transaction that finishes or reschedules the
+    delivery. ``event_id``, ``event_type`` and ``config_id`` are copied from
+    the event and delivery so that each log filter is one index range scan;
+    the request body is the event's ``payload``. Newest first is ``id``
+    descending (ids are assigned in commit order per writer).
+    """
+
+    __tablename__ = "delivery_attempts"
+    __table_args__ = (
+        Index("ix_attempts_org", "organisation_id", "id"),
+        Index("ix_attempts_org_config", "organisation_id", "config_id", "id"),
+        Index("ix_attempts_org_event", "organisation_id", "event_id", "id"),
+        Index("ix_attempts_org_type", "organisation_id", "event_type", "id"),
+        Index("ix_attempts_org_outcome", "organisation_id", "outcome", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    delivery_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"),
+        ForeignKey("deliveries.id", ondelete="CASCADE"),
+        index=True,
+    )
+    event_pk: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"),
+        ForeignKey("events.pk", ondelete="CASCADE"),
+        index=True,
+    )
+    event_id: Mapped[str] = mapped_column(String(128))
+    event_type: Mapped[str] = mapped_column(String(100))
+    config_id: Mapped[str] = mapped_column(String(32))
+    attempt: Mapped[int] = mapped_column(Integer)
+    url: Mapped[str] = mapped_column(String(2048))
+    response_status_code: Mapped[int] = mapped_column(Integer, default=0)
+    response_body: Mapped[str] = mapped_column(Text, default="")
+    response_body_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str] = mapped_column(Text, default="")
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+    # "delivered" | "retry_scheduled" | "failed" | "dead"
+    outcome: Mapped[str] = mapped_column(String(16))
+    attempted_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime | None]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
