@@ -94,3 +94,39 @@ def engine(database_url: str) -> Iterator[Engine]:
     eng = db.create_engine(database_url)
     yield eng
     eng.dispose()
+
+
+REDIS_TEST_URL = os.environ.get("WEBHOOKS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """URL of the Redis at 127.0.0.1:6379: skips without it, except under CI=true (fails)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError as exc:
+        if IN_CI:
+            pytest.fail(f"Redis is required under CI=true: {exc}", pytrace=False)
+        pytest.skip(f"Redis not reachable at {REDIS_TEST_URL}: {exc}")
+    finally:
+        client.close()
+    return REDIS_TEST_URL
+
+
+@pytest.fixture
+def redis_key_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix unique to this test; its keys are deleted afterwards."""
+    import redis
+
+    prefix = f"webhooks-test:{uuid.uuid4().hex}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
