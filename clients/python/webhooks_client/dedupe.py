@@ -195,6 +195,10 @@ class RedisStore:
             ) from exc
         return cls(redis.Redis.from_url(url), key_prefix=key_prefix)
 
+    def close(self) -> None:
+        """Close the client's connections (only needed for a store made by from_url)."""
+        self._redis.close()
+
     def claim(self, key: str, lease: timedelta) -> Claim:
         name = self._prefix + key
         lease_ms = max(1, int(lease.total_seconds() * 1000))
