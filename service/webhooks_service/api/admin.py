@@ -1,0 +1,149 @@
+"""The WebhookAdmin servicer: translate protos to use-case calls and back.
+
+Thin on purpose: validation, scoping and paging live in ``core/``; errors
+are raised as ``webhooks_service.errors`` and mapped by the auth
+interceptor. Database work runs in worker threads so the event loop never
+waits on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+import grpc
+from google.protobuf import timestamp_pb2
+from sqlalchemy.engine import Engine
+
+from webhooks.v1 import admin_pb2, admin_pb2_grpc
+from webhooks_service.api.auth import require_organisation
+from webhooks_service.config import Settings
+from webhooks_service.core import configs, logs
+from webhooks_service.errors import FieldViolation, InvalidArgument
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def outcome_to_proto(outcome: str) -> admin_pb2.Outcome.ValueType:
+    return admin_pb2.Outcome.Value("OUTCOME_" + outcome.upper())
+
+
+def outcome_from_proto(value: int) -> str:
+    """The stored outcome for a filter value; "" for unspecified."""
+    if value == admin_pb2.OUTCOME_UNSPECIFIED:
+        return ""
+    try:
+        return admin_pb2.Outcome.Name(value).removeprefix("OUTCOME_").lower()  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise InvalidArgument(
+            "invalid outcome filter", [FieldViolation("outcome", f"unknown value {value}")]
+        ) from exc
+
+
+def config_to_proto(row: configs.ConfigRow) -> admin_pb2.WebhookConfig:
+    return admin_pb2.WebhookConfig(
+        id=row.id,
+        url=row.url,
+        event_types=list(row.event_types),
+        enabled=row.enabled,
+        description=row.description,
+        secret_hint=configs.secret_hint(row.secret),
+        created_at=timestamp(row.created_at),
+        updated_at=timestamp(row.updated_at),
+        disabled_reason=row.disabled_reason,
+    )
+
+
+def log_to_proto(row: logs.LogRow) -> admin_pb2.DeliveryLog:
+    entry = admin_pb2.DeliveryLog(
+        id=f"att_{row.id}",
+        event_id=row.event_id,
+        event_type=row.event_type,
+        config_id=row.config_id,
+        delivery_id=f"dlv_{row.delivery_id}",
+        attempt=row.attempt,
+        url=row.url,
+        request_body=row.request_body,
+        response_status_code=row.response_status_code,
+        response_body=row.response_body,
+        response_body_truncated=row.response_body_truncated,
+        error=row.error,
+        duration_ms=row.duration_ms,
+        outcome=outcome_to_proto(row.outcome),
+        attempted_at=timestamp(row.attempted_at),
+    )
+    if row.next_attempt_at is not None:
+        entry.next_attempt_at.CopyFrom(timestamp(row.next_attempt_at))
+    return entry
+
+
+class WebhookAdminServicer(admin_pb2_grpc.WebhookAdminServicer):
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self._settings = settings
+        self._engine = engine
+
+    async def ListWebhookConfigs(
+        self, request: admin_pb2.ListWebhookConfigsRequest, context: Context
+    ) -> admin_pb2.ListWebhookConfigsResponse:
+        org = require_organisation()
+        rows, token = await asyncio.to_thread(
+            configs.list_configs,
+            self._engine,
+            org,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return admin_pb2.ListWebhookConfigsResponse(
+            configs=[config_to_proto(r) for r in rows], next_page_token=token
+        )
+
+    async def PutWebhookConfig(
+        self, request: admin_pb2.PutWebhookConfigRequest, context: Context
+    ) -> admin_pb2.PutWebhookConfigResponse:
+        org = require_organisation()
+        result = await asyncio.to_thread(
+            configs.put_config,
+            self._engine,
+            self._settings,
+            org,
+            config_id=request.id,
+            url=request.url,
+            event_types=list(request.event_types),
+            secret=request.secret if request.HasField("secret") else None,
+            enabled=request.enabled if request.HasField("enabled") else None,
+            description=request.description,
+        )
+        return admin_pb2.PutWebhookConfigResponse(
+            config=config_to_proto(result.config),
+            secret=result.generated_secret,
+            created=result.created,
+        )
+
+    async def ListDeliveryLogs(
+        self, request: admin_pb2.ListDeliveryLogsRequest, context: Context
+    ) -> admin_pb2.ListDeliveryLogsResponse:
+        org = require_organisation()
+        filters = logs.LogFilters(
+            config_id=request.config_id,
+            event_id=request.event_id,
+            event_type=request.event_type,
+            outcome=outcome_from_proto(request.outcome),
+        )
+        rows, token = await asyncio.to_thread(
+            logs.list_logs,
+            self._engine,
+            org,
+            page_size=request.page_size,
+            page_token=request.page_token,
+            filters=filters,
+        )
+        return admin_pb2.ListDeliveryLogsResponse(
+            logs=[log_to_proto(r) for r in rows], next_page_token=token
+        )

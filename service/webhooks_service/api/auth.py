@@ -1,0 +1,196 @@
+"""The auth interceptor: who is calling, may they call this method.
+
+One ``grpc.aio`` server interceptor wraps every ``webhooks.v1`` method. It
+
+1. reads ``authorization: Bearer <key>`` from the call metadata and checks the
+   key (missing, malformed, unknown or revoked: UNAUTHENTICATED);
+2. checks the scope the method needs, from the one table
+   :data:`METHOD_SCOPES` (missing: PERMISSION_DENIED). A ``webhooks.v1``
+   method missing from the table is refused, so a new RPC cannot ship
+   unprotected by accident;
+3. exposes the caller to the servicer as :func:`current_principal` (a
+   contextvar, set for the duration of the call);
+4. turns whatever the servicer raises into a gRPC status through
+   ``api/errors.py`` — servicers never build statuses themselves.
+
+Health checking and server reflection need no key (load balancers and
+``grpcurl`` call them anonymously).
+
+Key lookups hit the database in a worker thread; verified keys are cached for
+a few seconds (:data:`KEY_CACHE_SECONDS`) so that a busy publisher does not
+pay a query per call. The cache is keyed by the SHA-256 of the whole key, so
+it never holds a usable secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import grpc
+from sqlalchemy.engine import Engine
+
+from webhooks_service.api.errors import abort_with_error
+from webhooks_service.core import keys
+from webhooks_service.errors import PermissionDenied, Unauthenticated
+
+__all__ = [
+    "METHOD_SCOPES",
+    "PUBLIC_SERVICES",
+    "AuthInterceptor",
+    "Principal",
+    "current_principal",
+    "require_organisation",
+    "use_principal",
+]
+
+METHOD_SCOPES: dict[str, str] = {
+    "/webhooks.v1.WebhookAdmin/ListWebhookConfigs": keys.SCOPE_WEBHOOKS_READ,
+    "/webhooks.v1.WebhookAdmin/ListDeliveryLogs": keys.SCOPE_WEBHOOKS_READ,
+    "/webhooks.v1.WebhookAdmin/PutWebhookConfig": keys.SCOPE_WEBHOOKS_WRITE,
+    "/webhooks.v1.EventPublisher/PublishEvent": keys.SCOPE_EVENTS_PUBLISH,
+    "/webhooks.v1.EventPublisher/PublishEvents": keys.SCOPE_EVENTS_PUBLISH,
+}
+"""Every protected method and the scope it needs (one scope per method)."""
+
+PUBLIC_SERVICES: tuple[str, ...] = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+"""Method prefixes callable without a key."""
+
+KEY_CACHE_SECONDS = 5.0
+_KEY_CACHE_MAX = 10_000
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller: an API key of one organisation, or a platform
+    key (``organisation_id`` None) that may publish for every organisation."""
+
+    key_id: str
+    organisation_id: str | None
+    scopes: frozenset[str]
+
+    @property
+    def is_platform(self) -> bool:
+        return self.organisation_id is None
+
+
+_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "webhooks_principal", default=None
+)
+
+
+def current_principal() -> Principal:
+    """The caller of the current RPC; Unauthenticated outside an authenticated call."""
+    principal = _principal.get()
+    if principal is None:
+        raise Unauthenticated("no authenticated caller")
+    return principal
+
+
+def require_organisation() -> str:
+    """The caller's organisation id; PermissionDenied for a platform key."""
+    principal = current_principal()
+    if principal.organisation_id is None:
+        raise PermissionDenied("a platform key cannot administer an organisation's webhooks")
+    return principal.organisation_id
+
+
+def use_principal(principal: Principal | None) -> contextvars.Token[Principal | None]:
+    """Set the current principal (for tests and in-process callers); returns the reset token."""
+    return _principal.set(principal)
+
+
+def _bearer(metadata: Any) -> str:
+    for key, value in metadata or ():
+        if key == "authorization":
+            text = value.decode() if isinstance(value, bytes) else str(value)
+            scheme, _, token = text.strip().partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthenticated("authorization metadata must be 'Bearer <api key>'")
+            return token.strip()
+    raise Unauthenticated("missing API key: send 'authorization: Bearer <api key>'")
+
+
+Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Authenticates, authorises and maps errors for every webhooks.v1 call."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._cache: dict[str, tuple[float, Principal]] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        method: str = handler_call_details.method
+        handler = await continuation(handler_call_details)
+        if handler is None or method.startswith(PUBLIC_SERVICES):
+            return handler
+        if handler.unary_unary is None:
+            # No streaming RPC is part of the contract; refuse rather than
+            # serve one unauthenticated.
+            return grpc.unary_unary_rpc_method_handler(self._refuse(method))
+        behavior = cast(Behavior, handler.unary_unary)  # async under grpc.aio
+        return grpc.unary_unary_rpc_method_handler(
+            self._wrap(method, behavior),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _refuse(self, method: str) -> Behavior:
+        async def refuse(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            await abort_with_error(context, PermissionDenied(f"{method} is not available"))
+
+        return refuse
+
+    def _wrap(self, method: str, behavior: Behavior) -> Behavior:
+        scope = METHOD_SCOPES.get(method)
+
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                principal = await self._authenticate(context.invocation_metadata())
+                if scope is None:
+                    raise PermissionDenied(f"{method} is not open to API keys")
+                if scope not in principal.scopes:
+                    raise PermissionDenied(f"this API key lacks the scope {scope!r}")
+                token = _principal.set(principal)
+                try:
+                    return await behavior(request, context)
+                finally:
+                    _principal.reset(token)
+            except grpc.aio.AbortError:
+                raise  # the servicer aborted the call itself
+            except Exception as exc:
+                await abort_with_error(context, exc)
+
+        return wrapped
+
+    async def _authenticate(self, metadata: Any) -> Principal:
+        raw = _bearer(metadata)
+        digest = hashlib.sha256(raw.encode()).hexdigest()
+        now = self._clock()
+        hit = self._cache.get(digest)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        row = await asyncio.to_thread(keys.authenticate, self._engine, raw)
+        principal = Principal(row.id, row.organisation_id, row.scopes)
+        if len(self._cache) >= _KEY_CACHE_MAX:
+            self._cache.clear()
+        self._cache[digest] = (now + KEY_CACHE_SECONDS, principal)
+        return principal

@@ -1,0 +1,131 @@
+"""The one mapping from the service's exceptions to gRPC status.
+
+Code everywhere else raises ``webhooks_service.errors`` exceptions (or lets
+SQLAlchemy's connection errors through); the auth interceptor calls
+:func:`abort_with_error` for anything a servicer raises. The client gets a
+``google.rpc.Status`` (code, message, details) in the
+``grpc-status-details-bin`` trailer, which is what the Envoy gateway turns
+into the JSON error envelope:
+
+- InvalidArgument -> INVALID_ARGUMENT with ``google.rpc.BadRequest`` field
+  violations (one per offending field, named as in the proto);
+- ResourceExhausted -> RESOURCE_EXHAUSTED with ``google.rpc.RetryInfo``;
+- database connection trouble -> UNAVAILABLE (the client may retry);
+- anything unexpected -> INTERNAL with a generic message; the traceback goes
+  to the log, never to the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from typing import NoReturn
+
+import grpc
+import sqlalchemy.exc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+from webhooks_service import errors
+
+log = logging.getLogger(__name__)
+
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+_CODES: tuple[tuple[type[errors.WebhooksError], grpc.StatusCode], ...] = (
+    (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.NotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
+    # A configuration problem discovered while serving is the operator's, not
+    # the caller's: answer like any other internal failure, but say so.
+    (errors.ConfigurationError, grpc.StatusCode.INTERNAL),
+)
+
+INTERNAL_MESSAGE = "internal error"
+UNAVAILABLE_MESSAGE = "the database is unavailable; retry later"
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    """SQLAlchemy errors that mean "cannot reach / use the database right now"."""
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(
+        exc,
+        sqlalchemy.exc.OperationalError
+        | sqlalchemy.exc.InterfaceError
+        | sqlalchemy.exc.TimeoutError
+        | sqlalchemy.exc.DisconnectionError,
+    )
+
+
+def to_status(exc: BaseException) -> tuple[grpc.StatusCode, status_pb2.Status]:
+    """The gRPC code and ``google.rpc.Status`` (with details) for an exception.
+
+    Unexpected exceptions are logged here with their traceback (with an
+    incident id that the generic client message repeats).
+    """
+    code: grpc.StatusCode | None = None
+    message = str(exc)
+    details: list[any_pb2.Any] = []
+    if isinstance(exc, errors.WebhooksError):
+        for cls, mapped in _CODES:
+            if isinstance(exc, cls):
+                code = mapped
+                break
+        if isinstance(exc, errors.InvalidArgument) and exc.violations:
+            bad = error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=v.field, description=v.description
+                    )
+                    for v in exc.violations
+                ]
+            )
+            details.append(_pack(bad))
+        if isinstance(exc, errors.ResourceExhausted) and exc.retry_after is not None:
+            seconds = max(0.0, exc.retry_after)
+            whole = math.floor(seconds)
+            delay = duration_pb2.Duration(seconds=whole, nanos=int((seconds - whole) * 1e9))
+            details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
+        if isinstance(exc, errors.ConfigurationError):
+            log.error("configuration error while serving: %s", exc)
+    if code is None and _is_connection_error(exc):
+        log.warning("database unavailable: %s", exc)
+        code, message = grpc.StatusCode.UNAVAILABLE, UNAVAILABLE_MESSAGE
+    if code is None:
+        incident = uuid.uuid4().hex[:12]
+        log.error("unexpected error (incident %s)", incident, exc_info=exc)
+        code, message = grpc.StatusCode.INTERNAL, f"{INTERNAL_MESSAGE} (incident {incident})"
+    status = status_pb2.Status(code=_rpc_code(code), message=message, details=details)
+    return code, status
+
+
+def _pack(message: error_details_pb2.BadRequest | error_details_pb2.RetryInfo) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def _rpc_code(code: grpc.StatusCode) -> int:
+    value: int = code.value[0]
+    assert code_pb2.Code.Name(value)  # the two enumerations share numbers
+    return value
+
+
+async def abort_with_error(
+    context: grpc.aio.ServicerContext[object, object], exc: BaseException
+) -> NoReturn:
+    """End the call with the status for ``exc`` (details in the trailer)."""
+    code, status = to_status(exc)
+    await context.abort(
+        code,
+        status.message,
+        trailing_metadata=((STATUS_DETAILS_KEY, status.SerializeToString()),),
+    )
+    raise AssertionError("unreachable: context.abort raises")  # pragma: no cover

@@ -1,0 +1,150 @@
+"""Assemble the gRPC API server: interceptor, servicers, health, reflection.
+
+:func:`start_server` builds and starts a ``grpc.aio`` server on the running
+event loop. ``webhooks serve`` and the test helper (``tests/support``) both
+use it, so the tests exercise exactly what production runs.
+
+- WebhookAdmin always; EventPublisher once ``webhooks_service.api.publisher``
+  exists (the delivery engine provides it).
+- gRPC health checking (``grpc.health.v1.Health``): overall and per service
+  SERVING while up, NOT_SERVING during graceful shutdown.
+- Server reflection lists both webhooks.v1 services, read from the
+  descriptors, whether or not the publisher is installed yet.
+- ``SO_REUSEPORT`` is off, so a port in use is a clear ConfigurationError
+  rather than two servers silently sharing it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+from sqlalchemy.engine import Engine
+
+from webhooks.v1 import admin_pb2, admin_pb2_grpc, publisher_pb2, publisher_pb2_grpc
+from webhooks_service.api.admin import WebhookAdminServicer
+from webhooks_service.api.auth import AuthInterceptor
+from webhooks_service.config import Settings
+from webhooks_service.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["WebhookAdmin"].full_name
+PUBLISHER_SERVICE = publisher_pb2.DESCRIPTOR.services_by_name["EventPublisher"].full_name
+WEBHOOKS_SERVICES: tuple[str, ...] = (ADMIN_SERVICE, PUBLISHER_SERVICE)
+
+SERVER_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.so_reuseport", 0),
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
+def _publisher_class() -> Any:
+    """H2's EventPublisherServicer, or None until that module lands."""
+    try:
+        publisher = importlib.import_module("webhooks_service.api.publisher")
+    except ModuleNotFoundError as exc:
+        if exc.name != "webhooks_service.api.publisher":
+            raise
+        return None
+    return publisher.EventPublisherServicer
+
+
+@dataclass
+class ApiServer:
+    """A started API server. ``port`` is the bound port (useful with port 0)."""
+
+    server: grpc.aio.Server
+    port: int
+    host: str
+    health: HealthServicer
+    serves_publisher: bool
+
+    @property
+    def target(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    async def stop(self, grace: float | None = 5.0) -> None:
+        """Report NOT_SERVING, let in-flight calls finish for ``grace`` seconds, stop."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+    async def wait(self) -> None:
+        await self.server.wait_for_termination()
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """``127.0.0.1:50051`` / ``[::1]:0`` -> (host, port); ConfigurationError otherwise."""
+    host, sep, port_text = listen.rpartition(":")
+    host = host.strip("[]")
+    try:
+        port = int(port_text)
+    except ValueError:
+        port = -1
+    if not sep or not host or not 0 <= port <= 65535:
+        raise ConfigurationError(f"listen address {listen!r}: expected HOST:PORT")
+    return host, port
+
+
+async def start_server(
+    settings: Settings,
+    engine: Engine,
+    *,
+    listen: str | None = None,
+    notify: Callable[..., Any] | None = None,
+) -> ApiServer:
+    """Build and start the API server on ``listen`` (default ``settings.grpc_listen``).
+
+    ``notify`` is handed to the EventPublisher servicer (it wakes the
+    in-process delivery worker after a publish commits).
+    """
+    listen = listen or settings.grpc_listen
+    host, _ = split_listen(listen)
+    server = grpc.aio.server(interceptors=[AuthInterceptor(engine)], options=SERVER_OPTIONS)
+    admin_pb2_grpc.add_WebhookAdminServicer_to_server(
+        WebhookAdminServicer(settings, engine), server
+    )
+    publisher_cls = _publisher_class()
+    if publisher_cls is not None:
+        publisher_pb2_grpc.add_EventPublisherServicer_to_server(
+            publisher_cls(settings=settings, engine=engine, notify=notify), server
+        )
+    else:
+        log.warning("EventPublisher is not installed in this build; serving WebhookAdmin only")
+
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        (
+            *WEBHOOKS_SERVICES,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    try:
+        port = server.add_insecure_port(listen)
+    except RuntimeError as exc:
+        port = 0
+        cause: Exception | None = exc
+    else:
+        cause = None
+    if (port == 0 and not listen.endswith(":0")) or cause is not None:
+        raise ConfigurationError(
+            f"cannot listen on {listen}: address already in use or not available"
+        ) from cause
+    await server.start()
+    serving = health_pb2.HealthCheckResponse.SERVING
+    for name in ("", ADMIN_SERVICE, *([PUBLISHER_SERVICE] if publisher_cls else [])):
+        await health.set(name, serving)
+    log.info("gRPC API listening on %s:%d", host, port)
+    return ApiServer(server, port, host, health, publisher_cls is not None)

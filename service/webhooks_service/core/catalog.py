@@ -1,0 +1,83 @@
+"""The event catalog, read from the protos.
+
+``webhooks.v1.EventType`` is the single definition of the catalog: each value
+(except the unspecified one) carries its dotted wire name in the ``wire_name``
+enum value option. This module reads those options once at import time, so a
+new type added to ``events.proto`` (and ``make gen``) is known everywhere
+without touching Python code.
+
+Patterns (what a webhook configuration subscribes to) are a catalog type
+(``reward.claimed``), a category wildcard (``reward.*``) or ``*``.
+"""
+
+from __future__ import annotations
+
+from webhooks.v1 import events_pb2
+
+WILDCARD = "*"
+
+
+def _read_catalog() -> tuple[str, ...]:
+    enum = events_pb2.DESCRIPTOR.enum_types_by_name["EventType"]
+    names: list[str] = []
+    for value in enum.values:
+        if value.number == 0:
+            continue
+        wire: str = value.GetOptions().Extensions[events_pb2.wire_name]
+        if not wire or wire.count(".") != 1:
+            raise RuntimeError(f"EventType {value.name} lacks a dotted wire_name option")
+        names.append(wire)
+    if len(set(names)) != len(names):
+        raise RuntimeError("EventType wire names are not unique")
+    return tuple(names)
+
+
+EVENT_TYPES: tuple[str, ...] = _read_catalog()
+"""Every dotted event type, in the order of the enum."""
+
+_TYPE_SET = frozenset(EVENT_TYPES)
+
+CATEGORIES: tuple[str, ...] = tuple(dict.fromkeys(t.split(".", 1)[0] for t in EVENT_TYPES))
+"""The categories (``user``, ``action``, …), in the order of the enum."""
+
+_CATEGORY_SET = frozenset(CATEGORIES)
+
+
+def all_types() -> tuple[str, ...]:
+    return EVENT_TYPES
+
+
+def categories() -> tuple[str, ...]:
+    return CATEGORIES
+
+
+def is_known_type(event_type: str) -> bool:
+    """True for an exact catalog type such as ``reward.claimed`` (no wildcards)."""
+    return event_type in _TYPE_SET
+
+
+def is_valid_pattern(pattern: str) -> bool:
+    """True for a catalog type, ``*``, or ``category.*`` with a known category."""
+    if pattern == WILDCARD or pattern in _TYPE_SET:
+        return True
+    if pattern.endswith(".*"):
+        return pattern[:-2] in _CATEGORY_SET
+    return False
+
+
+def matches(pattern: str, event_type: str) -> bool:
+    """Whether a subscription pattern covers an event type.
+
+    ``*`` covers everything, ``reward.*`` every type of category ``reward``,
+    anything else only itself.
+    """
+    if pattern == WILDCARD:
+        return True
+    if pattern.endswith(".*"):
+        return event_type.startswith(pattern[:-1])
+    return pattern == event_type
+
+
+def matches_any(patterns: list[str] | tuple[str, ...], event_type: str) -> bool:
+    """Whether any of a configuration's patterns covers ``event_type``."""
+    return any(matches(p, event_type) for p in patterns)

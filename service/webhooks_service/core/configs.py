@@ -1,0 +1,236 @@
+"""Webhook configurations: validation and the create/update/list use cases.
+
+Validation collects every problem before answering, so that one
+INVALID_ARGUMENT names all offending fields (``google.rpc.BadRequest``).
+Secrets are ``whsec_`` + base64 of 24-64 bytes (Standard Webhooks); when the
+admin gives none on create, one is generated and returned once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import Engine
+
+from webhooks_service.config import Settings
+from webhooks_service.core import catalog, pagetokens
+from webhooks_service.core.ids import new_id
+from webhooks_service.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from webhooks_service.storage import configs as store
+from webhooks_service.storage import db
+from webhooks_service.storage.configs import ConfigRow
+from webhooks_service.storage.models import utcnow
+
+__all__ = [
+    "ConfigRow",
+    "PutResult",
+    "generate_secret",
+    "list_configs",
+    "put_config",
+    "secret_hint",
+    "validate",
+]
+
+MAX_URL_LENGTH = 2048
+MAX_DESCRIPTION_LENGTH = 256
+MAX_EVENT_TYPES = 100
+SECRET_PREFIX = "whsec_"
+SECRET_MIN_BYTES, SECRET_MAX_BYTES = 24, 64
+GENERATED_SECRET_BYTES = 32
+LIST_DEFAULT_PAGE_SIZE, LIST_MAX_PAGE_SIZE = 100, 500
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class PutResult:
+    config: ConfigRow
+    generated_secret: str  # "" unless the server generated the secret in this call
+    created: bool
+
+
+def generate_secret() -> str:
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(GENERATED_SECRET_BYTES)).decode()
+
+
+def secret_hint(secret: str) -> str:
+    """``whsec_MfKQ…`` -> ``whsec_Mf…``: enough to tell secrets apart, useless to sign."""
+    return secret[: len(SECRET_PREFIX) + 2] + "…"
+
+
+def _url_problem(url: str) -> str | None:
+    if not url:
+        return "required: an absolute http or https URL"
+    if len(url) > MAX_URL_LENGTH:
+        return f"at most {MAX_URL_LENGTH} characters (got {len(url)})"
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        return "must not contain whitespace or control characters"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"not a valid URL: {exc}"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "must be an absolute http or https URL"
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        return "must not contain user-info (user:password@); authenticate with the signature"
+    if not parts.hostname:
+        return "must name a host"
+    if port == 0:
+        return "port 0 is not a valid destination"
+    return None
+
+
+def _secret_problem(secret: str) -> str | None:
+    if not secret.startswith(SECRET_PREFIX):
+        return f"must start with {SECRET_PREFIX!r}"
+    body = secret[len(SECRET_PREFIX) :]
+    try:
+        raw = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        return f"must be {SECRET_PREFIX!r} followed by standard base64"
+    if not SECRET_MIN_BYTES <= len(raw) <= SECRET_MAX_BYTES:
+        return f"must encode {SECRET_MIN_BYTES} to {SECRET_MAX_BYTES} bytes (got {len(raw)})"
+    return None
+
+
+def validate(
+    *, url: str, event_types: Sequence[str], secret: str | None, description: str
+) -> list[FieldViolation]:
+    """Every problem with a put request, one violation per offending field/element."""
+    problems: list[FieldViolation] = []
+    url_problem = _url_problem(url)
+    if url_problem:
+        problems.append(FieldViolation("url", url_problem))
+    if not event_types:
+        problems.append(
+            FieldViolation("event_types", "required: at least one event type, 'category.*' or '*'")
+        )
+    elif len(event_types) > MAX_EVENT_TYPES:
+        problems.append(FieldViolation("event_types", f"at most {MAX_EVENT_TYPES} entries"))
+    else:
+        for i, pattern in enumerate(event_types):
+            if not catalog.is_valid_pattern(pattern):
+                problems.append(
+                    FieldViolation(
+                        f"event_types[{i}]",
+                        f"{pattern!r} is not a catalog event type, a known 'category.*' or '*'",
+                    )
+                )
+    if secret is not None:
+        secret_problem = _secret_problem(secret)
+        if secret_problem:
+            problems.append(FieldViolation("secret", secret_problem))
+    if len(description) > MAX_DESCRIPTION_LENGTH:
+        problems.append(
+            FieldViolation(
+                "description",
+                f"at most {MAX_DESCRIPTION_LENGTH} characters (got {len(description)})",
+            )
+        )
+    return problems
+
+
+def put_config(
+    engine: Engine,
+    settings: Settings,
+    organisation_id: str,
+    *,
+    config_id: str,
+    url: str,
+    event_types: Sequence[str],
+    secret: str | None,
+    enabled: bool | None,
+    description: str,
+    clock: Clock = utcnow,
+) -> PutResult:
+    """Create (empty ``config_id``) or update a configuration of the organisation.
+
+    An empty ``secret`` counts as absent. Event types keep their order with
+    duplicates dropped.
+    """
+    secret = secret or None
+    problems = validate(url=url, event_types=event_types, secret=secret, description=description)
+    if problems:
+        fields = ", ".join(dict.fromkeys(p.field.split("[")[0] for p in problems))
+        raise InvalidArgument(f"invalid webhook configuration: check {fields}", problems)
+    types = tuple(dict.fromkeys(event_types))
+    now = clock()
+    with db.write_transaction(engine) as conn:
+        if config_id:
+            current = store.get(conn, organisation_id, config_id)
+            if current is None:
+                raise NotFound(f"webhook configuration {config_id!r} not found")
+            new_enabled = current.enabled if enabled is None else enabled
+            row = replace(
+                current,
+                url=url,
+                event_types=types,
+                enabled=new_enabled,
+                description=description,
+                secret=secret or current.secret,
+                # Re-enabling by an admin clears the service's own reason.
+                disabled_reason="" if new_enabled else current.disabled_reason,
+                updated_at=now,
+            )
+            store.update(conn, row)
+            return PutResult(row, "", created=False)
+        if not store.lock_organisation(conn, organisation_id):
+            raise NotFound(f"organisation {organisation_id!r} not found")
+        limit = settings.max_configs_per_org
+        if store.count_for_org(conn, organisation_id) >= limit:
+            raise FailedPrecondition(
+                f"this organisation already has the maximum of {limit} webhook configurations; "
+                "update or remove one instead"
+            )
+        generated = "" if secret else generate_secret()
+        row = ConfigRow(
+            id=new_id("whc"),
+            organisation_id=organisation_id,
+            url=url,
+            event_types=types,
+            enabled=True if enabled is None else enabled,
+            description=description,
+            secret=secret or generated,
+            disabled_reason="",
+            created_at=now,
+            updated_at=now,
+        )
+        store.insert(conn, row)
+        return PutResult(row, generated, created=True)
+
+
+def list_configs(
+    engine: Engine, organisation_id: str, *, page_size: int = 0, page_token: str = ""
+) -> tuple[list[ConfigRow], str]:
+    """One page of the organisation's configurations, oldest first, and the next token."""
+    if page_size < 0:
+        raise InvalidArgument(
+            "page_size must not be negative", [FieldViolation("page_size", "must be >= 0")]
+        )
+    size = min(page_size or LIST_DEFAULT_PAGE_SIZE, LIST_MAX_PAGE_SIZE)
+    bound = pagetokens.binding("configs", organisation_id)
+    after: tuple[datetime, str] | None = None
+    if page_token:
+        position = pagetokens.decode(page_token, bound)
+        try:
+            after = (datetime.fromisoformat(position[0]), str(position[1]))
+        except (TypeError, ValueError, IndexError, KeyError) as exc:
+            raise InvalidArgument(
+                "invalid page_token",
+                [FieldViolation("page_token", "not a token this service issued")],
+            ) from exc
+    with db.read_transaction(engine) as conn:
+        rows = store.list_page(conn, organisation_id, after=after, limit=size + 1)
+    next_token = ""
+    if len(rows) > size:
+        rows = rows[:size]
+        last = rows[-1]
+        next_token = pagetokens.encode([last.created_at.isoformat(), last.id], bound)
+    return rows, next_token

@@ -1,0 +1,72 @@
+"""The delivery log use case: validated, keyset-paginated ListDeliveryLogs.
+
+Page tokens carry the id of the last attempt shown and are bound to the
+organisation and the filters (see ``core/pagetokens.py``). Because pages
+continue strictly below the last id, rows written while a client walks the
+log (always with higher ids) never shift or repeat entries of the walk.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import Engine
+
+from webhooks_service.core import catalog, pagetokens
+from webhooks_service.errors import FieldViolation, InvalidArgument
+from webhooks_service.storage import db
+from webhooks_service.storage import logs as store
+from webhooks_service.storage.logs import LogFilters, LogRow
+
+__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "OUTCOMES", "LogFilters", "LogRow", "list_logs"]
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+OUTCOMES = ("delivered", "retry_scheduled", "failed", "dead")
+
+
+def _validate(page_size: int, filters: LogFilters) -> list[FieldViolation]:
+    problems = []
+    if page_size < 0:
+        problems.append(FieldViolation("page_size", "must be 0 (default 50) to 500"))
+    if filters.outcome and filters.outcome not in OUTCOMES:
+        problems.append(FieldViolation("outcome", f"unknown outcome {filters.outcome!r}"))
+    if filters.event_type and not catalog.is_known_type(filters.event_type):
+        problems.append(
+            FieldViolation("event_type", f"{filters.event_type!r} is not a catalog event type")
+        )
+    for name, value in (("config_id", filters.config_id), ("event_id", filters.event_id)):
+        if len(value) > 128:
+            problems.append(FieldViolation(name, "at most 128 characters"))
+    return problems
+
+
+def list_logs(
+    engine: Engine,
+    organisation_id: str,
+    *,
+    page_size: int = 0,
+    page_token: str = "",
+    filters: LogFilters | None = None,
+) -> tuple[list[LogRow], str]:
+    """One page of the organisation's attempts, newest first, and the next page's token."""
+    filters = filters or LogFilters()
+    problems = _validate(page_size, filters)
+    if problems:
+        raise InvalidArgument("invalid ListDeliveryLogs request", problems)
+    size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    bound = pagetokens.binding("logs", organisation_id, *filters.key())
+    before: int | None = None
+    if page_token:
+        position = pagetokens.decode(page_token, bound)
+        if not isinstance(position, int) or isinstance(position, bool) or position < 1:
+            raise InvalidArgument(
+                "invalid page_token",
+                [FieldViolation("page_token", "not a token this service issued")],
+            )
+        before = position
+    with db.read_transaction(engine) as conn:
+        rows = store.list_page(conn, organisation_id, filters, before_id=before, limit=size + 1)
+    next_token = ""
+    if len(rows) > size:
+        rows = rows[:size]
+        next_token = pagetokens.encode(rows[-1].id, bound)
+    return rows, next_token

@@ -1,0 +1,35 @@
+"""Organisations: created by the operator (``webhooks orgs create``)."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import Engine
+
+from webhooks_service.core.ids import new_id
+from webhooks_service.errors import InvalidArgument, NotFound
+from webhooks_service.storage import db
+from webhooks_service.storage import orgs as store
+from webhooks_service.storage.models import utcnow
+from webhooks_service.storage.orgs import OrganisationRow
+
+__all__ = ["OrganisationRow", "create_org", "get_org", "list_orgs"]
+
+
+def create_org(engine: Engine, name: str) -> OrganisationRow:
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidArgument("organisation name must be 1 to 200 characters")
+    with db.write_transaction(engine) as conn:
+        return store.insert(conn, new_id("org"), name, utcnow())
+
+
+def get_org(engine: Engine, org_id: str) -> OrganisationRow:
+    with db.read_transaction(engine) as conn:
+        org = store.get(conn, org_id)
+    if org is None:
+        raise NotFound(f"organisation {org_id!r} does not exist")
+    return org
+
+
+def list_orgs(engine: Engine) -> list[OrganisationRow]:
+    with db.read_transaction(engine) as conn:
+        return store.list_all(conn)

@@ -1,0 +1,153 @@
+"""Queries on ``webhook_configs``.
+
+Every read and write is scoped by ``organisation_id``: an id of another
+organisation behaves exactly like an id that does not exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+import sqlalchemy as sa
+
+from webhooks_service.storage.models import Organisation, WebhookConfig
+
+_T = cast(sa.Table, WebhookConfig.__table__)
+_ORGS = cast(sa.Table, Organisation.__table__)
+
+
+@dataclass(frozen=True)
+class ConfigRow:
+    id: str
+    organisation_id: str
+    url: str
+    event_types: tuple[str, ...]
+    enabled: bool
+    description: str
+    secret: str
+    disabled_reason: str
+    created_at: datetime
+    updated_at: datetime
+
+
+_COLUMNS = (
+    _T.c.id,
+    _T.c.organisation_id,
+    _T.c.url,
+    _T.c.event_types,
+    _T.c.enabled,
+    _T.c.description,
+    _T.c.secret,
+    _T.c.disabled_reason,
+    _T.c.created_at,
+    _T.c.updated_at,
+)
+
+
+def _row(r: Any) -> ConfigRow:
+    return ConfigRow(
+        id=r.id,
+        organisation_id=r.organisation_id,
+        url=r.url,
+        event_types=tuple(r.event_types),
+        enabled=bool(r.enabled),
+        description=r.description,
+        secret=r.secret,
+        disabled_reason=r.disabled_reason,
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+    )
+
+
+def lock_organisation(conn: sa.Connection, organisation_id: str) -> bool:
+    """Serialise config creation per organisation (the quota check).
+
+    PostgreSQL: ``SELECT … FOR UPDATE`` on the organisation row. SQLite needs
+    nothing: a write transaction already holds the database's write lock.
+    Returns False when the organisation does not exist.
+    """
+    query = sa.select(_ORGS.c.id).where(_ORGS.c.id == organisation_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return conn.execute(query).first() is not None
+
+
+def count_for_org(conn: sa.Connection, organisation_id: str) -> int:
+    query = (
+        sa.select(sa.func.count()).select_from(_T).where(_T.c.organisation_id == organisation_id)
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def get(conn: sa.Connection, organisation_id: str, config_id: str) -> ConfigRow | None:
+    row = conn.execute(
+        sa.select(*_COLUMNS).where(_T.c.organisation_id == organisation_id, _T.c.id == config_id)
+    ).first()
+    return None if row is None else _row(row)
+
+
+def list_page(
+    conn: sa.Connection,
+    organisation_id: str,
+    *,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[ConfigRow]:
+    """Oldest first by (created_at, id), starting after the given key."""
+    query = sa.select(*_COLUMNS).where(_T.c.organisation_id == organisation_id)
+    if after is not None:
+        created, cid = after
+        query = query.where(
+            sa.or_(_T.c.created_at > created, sa.and_(_T.c.created_at == created, _T.c.id > cid))
+        )
+    query = query.order_by(_T.c.created_at, _T.c.id).limit(limit)
+    return [_row(r) for r in conn.execute(query)]
+
+
+def list_enabled(conn: sa.Connection, organisation_id: str) -> list[ConfigRow]:
+    """The enabled configurations of an organisation (fan-out candidates)."""
+    query = (
+        sa.select(*_COLUMNS)
+        .where(_T.c.organisation_id == organisation_id, _T.c.enabled.is_(True))
+        .order_by(_T.c.id)
+    )
+    return [_row(r) for r in conn.execute(query)]
+
+
+def insert(conn: sa.Connection, row: ConfigRow) -> None:
+    conn.execute(
+        sa.insert(_T).values(
+            id=row.id,
+            organisation_id=row.organisation_id,
+            url=row.url,
+            event_types=list(row.event_types),
+            enabled=row.enabled,
+            description=row.description,
+            secret=row.secret,
+            previous_secret=None,
+            previous_secret_expires_at=None,
+            disabled_reason=row.disabled_reason,
+            timeout_seconds=None,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+    )
+
+
+def update(conn: sa.Connection, row: ConfigRow) -> None:
+    """Store the editable fields of ``row`` (matched by organisation and id)."""
+    conn.execute(
+        sa.update(_T)
+        .where(_T.c.organisation_id == row.organisation_id, _T.c.id == row.id)
+        .values(
+            url=row.url,
+            event_types=list(row.event_types),
+            enabled=row.enabled,
+            description=row.description,
+            secret=row.secret,
+            disabled_reason=row.disabled_reason,
+            updated_at=row.updated_at,
+        )
+    )
