@@ -1,0 +1,61 @@
+"""A webhook receiver on Starlette, the pattern the docs recommend.
+
+Verify the signature on the raw body, dedupe on the event id, answer 2xx when
+the event is handled (or was already), 5xx to have the service retry later.
+FastAPI is Starlette underneath: the body of ``receive`` below works unchanged
+in a ``@app.post("/webhooks")`` route that takes ``request: Request``.
+
+Run it (uvicorn is not a dependency of the client; install it yourself):
+
+    WEBHOOK_SECRET=whsec_... uvicorn --factory examples.starlette_receiver:create_app
+
+Dedupe state is kept in memory (one process), or in Redis when REDIS_URL is set
+(several processes or machines; needs ``webhooks-client[redis]``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from webhooks_client import Deduplicator, InMemoryStore, RedisStore
+
+log = logging.getLogger(__name__)
+
+
+def process_event(event: dict[str, Any]) -> None:
+    """Your business logic. Raise to answer 500 (the service will retry)."""
+    log.info("event %s of type %s", event.get("id"), event.get("type"))
+
+
+def deduplicator_from_env() -> Deduplicator:
+    redis_url = os.environ.get("REDIS_URL")
+    return Deduplicator(RedisStore.from_url(redis_url) if redis_url else InMemoryStore())
+
+
+def create_app(
+    secret: str | None = None,
+    *,
+    deduplicator: Deduplicator | None = None,
+    process: Callable[[dict[str, Any]], object] = process_event,
+) -> Starlette:
+    secret = secret or os.environ.get("WEBHOOK_SECRET")
+    if not secret:
+        raise RuntimeError("set WEBHOOK_SECRET to the endpoint's whsec_... secret")
+    dedupe = deduplicator or deduplicator_from_env()
+
+    async def receive(request: Request) -> Response:
+        body = await request.body()  # the raw bytes: the signature covers exactly these
+        # handle() is blocking (Redis, your process function): keep it off the event loop.
+        reply = await run_in_threadpool(dedupe.handle, secret, request.headers, body, process)
+        return PlainTextResponse(reply.message, status_code=reply.status, headers=reply.headers)
+
+    return Starlette(routes=[Route("/webhooks", receive, methods=["POST"])])
