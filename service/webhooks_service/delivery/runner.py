@@ -1,0 +1,82 @@
+"""Running the delivery worker in a process: the entry point and the wake-ups.
+
+``run_worker`` is what ``webhooks serve`` and ``webhooks worker`` call. The
+worker wakes up within milliseconds of a publish:
+
+* in the same process, publish sets the ``wakeup`` event after its commit
+  (``webhooks serve`` passes one event to both the publisher servicer, as its
+  ``notify`` callback ``wakeup.set``, and to ``run_worker``);
+* across processes on PostgreSQL, the publish transaction sends
+  ``NOTIFY webhooks_deliveries``, and ``listen_for_deliveries`` holds a
+  dedicated psycopg connection that LISTENs and sets the same event.
+
+The poll interval remains as a fallback (retries coming due, lost
+notifications, SQLite across processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import psycopg
+from sqlalchemy.engine import Engine
+
+from webhooks_service.config import Settings
+from webhooks_service.delivery.worker import Clock, DeliveryWorker
+from webhooks_service.storage import db
+from webhooks_service.storage.events import NOTIFY_CHANNEL
+from webhooks_service.storage.models import utcnow
+
+log = logging.getLogger(__name__)
+
+
+async def listen_for_deliveries(engine: Engine, wakeup: asyncio.Event) -> None:
+    """LISTEN on PostgreSQL and set ``wakeup`` on every notification; reconnects."""
+    conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    while True:
+        try:
+            conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+        except psycopg.Error as exc:
+            log.warning("LISTEN connection failed (%s); polling meanwhile", exc)
+            await asyncio.sleep(1.0)
+            continue
+        try:
+            await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            wakeup.set()  # anything published while we were not listening
+            async for _ in conn.notifies():
+                wakeup.set()
+        except psycopg.Error as exc:
+            log.warning("LISTEN connection lost (%s); reconnecting", exc)
+            await asyncio.sleep(0.2)
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+
+async def run_worker(
+    settings: Settings,
+    engine: Engine,
+    stop: asyncio.Event,
+    wakeup: asyncio.Event | None = None,
+    *,
+    clock: Clock = utcnow,
+) -> None:
+    """Deliver until ``stop`` is set; then finish in-flight attempts and release the rest.
+
+    Pass the ``wakeup`` event that publish sets (in-process wake-up); one is
+    created when omitted. On PostgreSQL a LISTEN task sets it as well.
+    """
+    wakeup = wakeup or asyncio.Event()
+    worker = DeliveryWorker(settings, engine, clock=clock)
+    listener = None
+    if not db.is_sqlite(engine):
+        listener = asyncio.create_task(listen_for_deliveries(engine, wakeup))
+    try:
+        await worker.run(stop, wakeup)
+    finally:
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener

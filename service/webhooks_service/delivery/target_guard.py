@@ -1,0 +1,117 @@
+"""Which network addresses deliveries may connect to.
+
+By default the worker refuses every address that is not globally routable:
+loopback, private (RFC 1918, ULA), link-local, multicast, unspecified,
+shared/carrier-grade NAT, documentation and reserved ranges, including those
+same addresses written as IPv4-mapped IPv6 (``::ffff:127.0.0.1``), 6to4 or
+Teredo. Operators open networks with ``WEBHOOKS_ALLOWED_TARGET_NETWORKS``
+(development, tests and the demo allow ``127.0.0.0/8,::1/128``).
+
+The check runs on the addresses the connection is actually made to, not on
+the URL: ``GuardedConnector`` filters the result of name resolution inside
+aiohttp's connector, right before it connects, so a name that resolves to a
+public address at validation time and to 127.0.0.1 at delivery time (DNS
+rebinding) is still refused. IP literals in URLs take the same path.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import aiohttp
+from aiohttp.abc import ResolveResult
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class BlockedTarget(OSError):
+    """Every address of the target is in a refused network.
+
+    An ``OSError`` so that aiohttp's connector passes it through its usual
+    connection-error path (``ClientConnectorError.os_error``).
+    """
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    return None
+
+
+def is_public(ip: IPAddress) -> bool:
+    """True for globally routable unicast addresses (and embedded IPv4 ones)."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = _embedded_ipv4(ip)
+        if inner is not None and not is_public(inner):
+            return False
+    return (
+        ip.is_global
+        and not ip.is_multicast
+        and not ip.is_loopback
+        and not ip.is_link_local
+        and not ip.is_unspecified
+        and not ip.is_reserved
+        and not ip.is_private
+    )
+
+
+class TargetGuard:
+    """Decides per IP address; ``allowed`` networks override the refusal."""
+
+    def __init__(self, allowed_networks: Iterable[str] = ()) -> None:
+        self.allowed: tuple[IPNetwork, ...] = tuple(
+            ipaddress.ip_network(n, strict=False) for n in allowed_networks
+        )
+
+    def _in_allowed(self, ip: IPAddress) -> bool:
+        return any(ip.version == net.version and ip in net for net in self.allowed)
+
+    def is_allowed(self, address: str | IPAddress) -> bool:
+        ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+        if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id:
+            ip = ipaddress.IPv6Address(str(ip).split("%", 1)[0])
+        if self._in_allowed(ip):
+            return True
+        if isinstance(ip, ipaddress.IPv6Address):
+            inner = _embedded_ipv4(ip)
+            if inner is not None and self._in_allowed(inner):
+                return True
+        return is_public(ip)
+
+    def filter(self, host: str, addresses: Sequence[str]) -> list[str]:
+        """The allowed subset of ``addresses``; BlockedTarget when none is."""
+        allowed = [a for a in addresses if self.is_allowed(a)]
+        if not allowed:
+            shown = ", ".join(addresses) or "no address"
+            raise BlockedTarget(
+                f"blocked target: {host} resolves to {shown}, which is not a public "
+                "address (allow it with WEBHOOKS_ALLOWED_TARGET_NETWORKS)"
+            )
+        return allowed
+
+
+class GuardedConnector(aiohttp.TCPConnector):
+    """An aiohttp connector that connects only to addresses the guard allows.
+
+    It filters the output of the connector's own resolution step (which also
+    serves IP literals and the DNS cache), so every TCP connection the
+    session opens goes to an address that passed the guard.
+    """
+
+    def __init__(self, guard: TargetGuard, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._guard = guard
+
+    async def _resolve_host(
+        self, host: str, port: int, traces: Sequence[Any] | None = None
+    ) -> list[ResolveResult]:
+        results = await super()._resolve_host(host, port, traces=traces)
+        allowed = set(self._guard.filter(host, [r["host"] for r in results]))
+        return [r for r in results if r["host"] in allowed]

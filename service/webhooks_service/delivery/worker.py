@@ -1,0 +1,336 @@
+"""The delivery worker: claim due deliveries, attempt them, record the results.
+
+One ``DeliveryWorker`` per process, on the process's event loop. Its loop:
+
+1. **Claim** a batch of due deliveries (``storage.queue.claim_due``, in a
+   thread) as large as the free capacity allows, excluding endpoints this
+   worker has saturated.
+2. **Dispatch**: each delivery starts at once as an asyncio task if its
+   endpoint has a free slot (``max_in_flight_per_endpoint``), else it waits in
+   that endpoint's small local backlog; the backlog is capped at one
+   endpoint-limit, and what does not fit is released back to the queue. The
+   global limit (``max_in_flight``) counts running and waiting deliveries, so
+   a hanging endpoint occupies at most two endpoint-limits of it and never
+   delays other endpoints.
+3. **Record**: each attempt's result goes through the ``RetryPolicy`` and
+   into a buffer that a flusher task writes in batches
+   (``storage.queue.finish_batch``: attempt rows + delivery updates in one
+   transaction). While one batch is written the next accumulates, so under
+   load batches grow by themselves and at low load latency stays low.
+4. **Wait** for a wake-up: the ``wakeup`` event (set by publish in this
+   process, and by LISTEN/NOTIFY from other processes on PostgreSQL, see
+   ``runner.py``), a free slot when capacity ran out, the earliest retry this
+   worker scheduled, or the poll interval.
+
+On stop it claims nothing more, releases the backlog, gives in-flight
+attempts ``shutdown_grace`` seconds, releases whatever is still running, and
+writes the last results. After a crash nothing is lost: leases expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy.engine import Engine
+
+from webhooks_service.config import Settings
+from webhooks_service.delivery.http import Transport
+from webhooks_service.delivery.retry_policy import AttemptResult, Outcome, RetryPolicy
+from webhooks_service.delivery.signing import webhook_headers
+from webhooks_service.storage import queue
+from webhooks_service.storage.models import utcnow
+from webhooks_service.storage.queue import ClaimedDelivery, FinishedAttempt
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+SecretDecoder = Callable[[str], str]
+
+DISABLED_ERROR = "endpoint disabled: the delivery was not attempted"
+# A waiting delivery is released instead of started when less than this much
+# of its lease would remain after a whole attempt.
+LEASE_MARGIN_SECONDS = 1.0
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        *,
+        transport: Transport | None = None,
+        policy: RetryPolicy | None = None,
+        clock: Clock = utcnow,
+        decode_secret: SecretDecoder | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.transport = transport or Transport(settings)
+        self.policy = policy or RetryPolicy(settings.retry_schedule)
+        self.clock = clock
+        self.decode_secret = decode_secret or (lambda s: s)
+        self._wake = asyncio.Event()
+        self._running: dict[asyncio.Task[None], ClaimedDelivery] = {}
+        self._per_endpoint: dict[str, int] = {}
+        self._backlog: dict[str, deque[ClaimedDelivery]] = {}
+        self._backlog_size = 0
+        self._results: list[FinishedAttempt] = []
+        self._results_ready = asyncio.Event()
+        self._to_release: list[ClaimedDelivery] = []
+        self._next_retry: datetime | None = None
+        self._waiting_for_slots = False
+        self._stopping = False
+        self._final = False
+        self.attempts_recorded = 0
+
+    # -- capacity ---------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    def _capacity(self) -> int:
+        return self.settings.max_in_flight - len(self._running) - self._backlog_size
+
+    def _min_claim(self) -> int:
+        return max(1, min(self.settings.claim_batch_size, self.settings.max_in_flight) // 8)
+
+    def _saturated(self) -> list[str]:
+        limit = self.settings.max_in_flight_per_endpoint
+        return [c for c, n in self._per_endpoint.items() if n >= limit]
+
+    # -- the loop -----------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, wakeup: asyncio.Event | None = None) -> None:
+        """Deliver until ``stop`` is set, then shut down gracefully."""
+        if wakeup is not None:
+            self._wake = wakeup
+        stop_watch = asyncio.create_task(self._watch_stop(stop))
+        flusher = asyncio.create_task(self._flusher())
+        await self.transport.start()
+        try:
+            await self._loop(stop)
+        finally:
+            self._stopping = True
+            stop_watch.cancel()
+            await self._shutdown()
+            self._final = True
+            self._results_ready.set()
+            await flusher
+            await self.transport.close()
+
+    async def _watch_stop(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._wake.set()
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        batch_size = self.settings.claim_batch_size
+        while not stop.is_set():
+            capacity = self._capacity()
+            if capacity >= self._min_claim() or (capacity > 0 and not self._running):
+                limit = min(capacity, batch_size)
+                self._wake.clear()
+                try:
+                    claimed = await asyncio.to_thread(
+                        queue.claim_due,
+                        self.engine,
+                        now=self.clock(),
+                        lease_seconds=self.settings.lease_seconds,
+                        limit=limit,
+                        exclude_configs=self._saturated(),
+                    )
+                except Exception:
+                    log.exception("claiming deliveries failed; retrying after the poll interval")
+                    claimed = []
+                    await self._sleep(self.settings.poll_interval)
+                self._dispatch(claimed)
+                if self._to_release:
+                    await self._release_pending()
+                if len(claimed) == limit and not stop.is_set():
+                    continue  # probably more due right now
+                self._waiting_for_slots = False
+            else:
+                self._waiting_for_slots = True
+            await self._sleep(self._wait_seconds())
+
+    def _wait_seconds(self) -> float:
+        wait = self.settings.poll_interval
+        if self._next_retry is not None:
+            until = (self._next_retry - self.clock()).total_seconds()
+            wait = max(0.0, min(wait, until))
+        return wait
+
+    async def _sleep(self, seconds: float) -> None:
+        if self._wake.is_set():
+            return
+        try:
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+        if self._next_retry is not None and self._next_retry <= self.clock():
+            self._next_retry = None
+
+    # -- dispatching ----------------------------------------------------------
+
+    def _dispatch(self, claimed: list[ClaimedDelivery]) -> None:
+        limit = self.settings.max_in_flight_per_endpoint
+        now = self.clock()
+        for d in claimed:
+            if not d.enabled:
+                self._record(d, AttemptResult(error=DISABLED_ERROR), now, forced=Outcome.FAILED)
+                continue
+            running = self._per_endpoint.get(d.config_id, 0)
+            if running < limit:
+                self._start(d)
+                continue
+            waiting = self._backlog.setdefault(d.config_id, deque())
+            if len(waiting) < limit:
+                waiting.append(d)
+                self._backlog_size += 1
+            else:
+                self._to_release.append(d)
+
+    def _start(self, d: ClaimedDelivery) -> None:
+        self._per_endpoint[d.config_id] = self._per_endpoint.get(d.config_id, 0) + 1
+        task = asyncio.create_task(self._attempt(d))
+        self._running[task] = d
+        task.add_done_callback(self._attempt_done)
+
+    def _attempt_done(self, task: asyncio.Task[None]) -> None:
+        d = self._running.pop(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivery attempt crashed", exc_info=task.exception())
+        count = self._per_endpoint[d.config_id] - 1
+        if count:
+            self._per_endpoint[d.config_id] = count
+        else:
+            del self._per_endpoint[d.config_id]
+        if self._stopping:
+            return
+        waiting = self._backlog.get(d.config_id)
+        now = self.clock()
+        while waiting:
+            nxt = waiting.popleft()
+            self._backlog_size -= 1
+            need = self._timeout_for(nxt) + LEASE_MARGIN_SECONDS
+            if nxt.lease_until - now >= timedelta(seconds=need):
+                self._start(nxt)
+                break
+            self._to_release.append(nxt)
+            self._wake.set()
+        if waiting is not None and not waiting:
+            del self._backlog[d.config_id]
+        if self._waiting_for_slots and self._capacity() >= self._min_claim():
+            self._waiting_for_slots = False
+            self._wake.set()
+
+    def _timeout_for(self, d: ClaimedDelivery) -> float:
+        return d.timeout_seconds or self.settings.attempt_timeout
+
+    async def _attempt(self, d: ClaimedDelivery) -> None:
+        secrets = [self.decode_secret(d.secret)]
+        if d.previous_secret:
+            secrets.append(self.decode_secret(d.previous_secret))
+        body = d.payload.encode()
+        started = self.clock()
+        headers = webhook_headers(secrets, d.event_id, int(started.timestamp()), body)
+        result = await self.transport.post(d.url, body, headers, d.timeout_seconds)
+        self._record(d, result, started)
+
+    def _record(
+        self,
+        d: ClaimedDelivery,
+        result: AttemptResult,
+        attempted_at: datetime,
+        forced: Outcome | None = None,
+    ) -> None:
+        if forced is not None:
+            outcome, next_at, disable = forced, None, None
+        else:
+            decision = self.policy.decide(result, d.attempt, self.clock())
+            outcome, next_at = decision.outcome, decision.next_attempt_at
+            disable = decision.disabled_reason if decision.disable_endpoint else None
+        self._results.append(
+            FinishedAttempt(
+                delivery_id=d.id,
+                claim_token=d.claim_token,
+                attempt=d.attempt,
+                organisation_id=d.organisation_id,
+                config_id=d.config_id,
+                event_pk=d.event_pk,
+                event_id=d.event_id,
+                event_type=d.event_type,
+                url=d.url,
+                outcome=outcome.value,
+                attempted_at=attempted_at,
+                next_attempt_at=next_at,
+                response_status_code=result.status_code,
+                response_body=result.response_body,
+                response_body_truncated=result.response_body_truncated,
+                error=result.error,
+                duration_ms=result.duration_ms,
+                disable_reason=disable,
+            )
+        )
+        self._results_ready.set()
+
+    # -- recording ------------------------------------------------------------
+
+    async def _flusher(self) -> None:
+        """Write buffered results in batches until the worker has shut down."""
+        while True:
+            await self._results_ready.wait()
+            self._results_ready.clear()
+            if self._results:
+                batch, self._results = self._results, []
+                try:
+                    self.attempts_recorded += await asyncio.to_thread(
+                        queue.finish_batch, self.engine, batch, now=self.clock()
+                    )
+                except Exception:
+                    log.exception("recording %d attempts failed", len(batch))
+                    if self._final:
+                        return  # the leases expire; the deliveries run again
+                    self._results[:0] = batch
+                    await asyncio.sleep(min(1.0, self.settings.poll_interval))
+                    self._results_ready.set()
+                    continue
+                retries = [f.next_attempt_at for f in batch if f.next_attempt_at is not None]
+                if retries:
+                    soonest = min(retries)
+                    if self._next_retry is None or soonest < self._next_retry:
+                        self._next_retry = soonest
+                        self._wake.set()
+            if self._final and not self._results:
+                return
+
+    async def _release_pending(self) -> None:
+        batch, self._to_release = self._to_release, []
+        try:
+            await asyncio.to_thread(queue.release, self.engine, batch, now=self.clock())
+        except Exception:
+            log.exception("releasing %d deliveries failed; their leases will expire", len(batch))
+
+    async def _shutdown(self) -> None:
+        for waiting in self._backlog.values():
+            self._to_release.extend(waiting)
+        self._backlog.clear()
+        self._backlog_size = 0
+        if self._running:
+            _done, pending = await asyncio.wait(
+                list(self._running), timeout=self.settings.shutdown_grace
+            )
+            if pending:
+                unfinished = [self._running[t] for t in pending]
+                for t in pending:
+                    t.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                self._to_release.extend(unfinished)
+                log.warning("released %d attempts still running at shutdown", len(unfinished))
+        if self._to_release:
+            await self._release_pending()
