@@ -1,5 +1,21 @@
 """Python client for the webhooks service."""
 
+from webhooks_client._client import AdminClient, PublisherClient, make_publish_request
+from webhooks_client._errors import (
+    AlreadyExistsError,
+    DeadlineExceededError,
+    FailedPreconditionError,
+    FieldViolation,
+    InternalError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitedError,
+    UnauthenticatedError,
+    UnavailableError,
+    WebhooksClientError,
+    from_rpc_error,
+)
 from webhooks_client.dedupe import (
     DedupeStore,
     Deduplicator,
@@ -16,13 +32,29 @@ from webhooks_client.receiver import (
 )
 
 __all__ = [
+    "AdminClient",
+    "AlreadyExistsError",
+    "DeadlineExceededError",
     "DedupeStore",
     "Deduplicator",
+    "FailedPreconditionError",
+    "FieldViolation",
     "InMemoryStore",
+    "InternalError",
+    "InvalidArgumentError",
+    "NotFoundError",
     "Outcome",
+    "PermissionDeniedError",
+    "PublisherClient",
+    "RateLimitedError",
     "RedisStore",
     "Reply",
+    "UnauthenticatedError",
+    "UnavailableError",
     "WebhookVerificationError",
+    "WebhooksClientError",
+    "from_rpc_error",
+    "make_publish_request",
     "sign",
     "signed_headers",
     "verify",
