@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from webhooks_service.commands import db
+from webhooks_service.commands import db, gateway
 
-COMMAND_MODULES: list[ModuleType] = [db]
+COMMAND_MODULES: list[ModuleType] = [db, gateway]

@@ -1,0 +1,132 @@
+"""``webhooks gateway``: the REST gateway (Envoy + gRPC-JSON transcoder).
+
+    webhooks gateway --listen 127.0.0.1:8080 --upstream 127.0.0.1:50051 [--upstream …]
+
+Several ``--upstream`` addresses are load-balanced round robin, each watched
+with gRPC health checks. The command reports the addresses once Envoy answers
+``/ready`` and runs until Ctrl-C / SIGTERM, which stops Envoy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+from webhooks_service import config
+from webhooks_service.gateway.config import (
+    DEFAULT_MAX_REQUEST_BYTES,
+    GatewayConfig,
+    GatewayFiles,
+    find_gateway_dir,
+    parse_address,
+)
+from webhooks_service.gateway.process import EnvoyProcess
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "gateway",
+        help="run the REST gateway (Envoy) in front of one or more `webhooks serve` processes",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_gateway_arguments(parser, listen_option="--listen")
+    parser.add_argument(
+        "--upstream",
+        action="append",
+        metavar="HOST:PORT",
+        help="gRPC address of a `webhooks serve` process; repeat for several "
+        "[default: WEBHOOKS_GRPC_LISTEN or 127.0.0.1:50051]",
+    )
+    config.add_arguments(parser, ["log_level"])
+    parser.set_defaults(handler=_run)
+
+
+def add_gateway_arguments(parser: argparse.ArgumentParser, *, listen_option: str) -> None:
+    """Options shared by ``gateway`` and ``run``."""
+    parser.add_argument(
+        listen_option,
+        dest="gateway_listen",
+        metavar="HOST:PORT",
+        default=None,
+        help="address of the REST listener [env WEBHOOKS_GATEWAY_LISTEN; default 127.0.0.1:8080]",
+    )
+    parser.add_argument(
+        "--admin-port",
+        type=int,
+        default=0,
+        help="Envoy admin port on 127.0.0.1 (/ready, /stats); 0 picks a free one [default 0]",
+    )
+    parser.add_argument(
+        "--max-request-bytes",
+        type=int,
+        default=DEFAULT_MAX_REQUEST_BYTES,
+        help=f"largest REST request body; larger is 413 [default {DEFAULT_MAX_REQUEST_BYTES}]",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="Envoy worker threads [default: CPU count]"
+    )
+    parser.add_argument(
+        "--gateway-dir",
+        default=None,
+        help="folder with envoy.yaml.tmpl, descriptor.pb and openapi.json "
+        "[default: the repository's gateway/]",
+    )
+
+
+def build_config(args: argparse.Namespace, upstreams: list[str]) -> GatewayConfig:
+    settings = config.from_args(args)
+    return GatewayConfig(
+        listen=parse_address(settings.gateway_listen, what="--listen", allow_zero_port=True),
+        upstreams=tuple(parse_address(u, what="--upstream") for u in upstreams),
+        files=GatewayFiles.in_dir(find_gateway_dir(args.gateway_dir)),
+        admin_port=args.admin_port,
+        max_request_bytes=args.max_request_bytes,
+    )
+
+
+def envoy_log_level(python_level: str) -> str:
+    return {"DEBUG": "info", "INFO": "warning"}.get(python_level.upper(), "error")
+
+
+class Stop:
+    """Turns SIGTERM (and SIGINT) into an event a supervising loop waits on."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signal: int | None = None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.signal = signum
+        self.event.set()
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = config.from_args(args)
+    upstreams = args.upstream or [settings.grpc_listen]
+    gw_config = build_config(args, upstreams)
+    stop = Stop()
+    envoy = EnvoyProcess(
+        gw_config,
+        log_level=envoy_log_level(settings.log_level),
+        concurrency=args.concurrency,
+        echo_logs=True,
+    )
+    with envoy.start():
+        print(
+            f"gateway: REST on {envoy.base_url} -> {', '.join(upstreams)} "
+            f"(Envoy pid {envoy.pid}, admin http://{envoy.admin}/ready)",
+            flush=True,
+        )
+        while not stop.event.wait(0.5):
+            code = envoy.poll()
+            if code is not None:
+                print(f"webhooks: error: Envoy exited with status {code}", file=sys.stderr)
+                return 1
+    return 0

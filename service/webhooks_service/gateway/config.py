@@ -1,0 +1,216 @@
+"""Render the Envoy bootstrap for the REST gateway from ``gateway/envoy.yaml.tmpl``.
+
+The template, the descriptor set (``gateway/descriptor.pb``, written by ``make gen``)
+and the OpenAPI description (``gateway/openapi.json``) live in the repository's
+``gateway/`` folder, next to the protos they come from, not inside this package:
+they are generated/edited with the contract, and Envoy reads them from disk.
+:func:`find_gateway_dir` locates that folder: an explicit ``--gateway-dir``
+first, then the checkout this package is installed from (editable install, as
+``make`` does), then ``./gateway`` under the working directory.
+
+Why ``string.Template`` and not a template engine: the config has a handful of
+scalar holes and two generated lists; a dependency for that is not worth it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+
+from webhooks_service.errors import ConfigurationError
+
+__all__ = [
+    "DEFAULT_MAX_REQUEST_BYTES",
+    "GRPC_CODE_FOR_HTTP_STATUS",
+    "Address",
+    "GatewayConfig",
+    "GatewayFiles",
+    "find_gateway_dir",
+    "parse_address",
+    "render",
+]
+
+DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
+
+# google.rpc.Code for Envoy's own error replies, so that they read like the
+# API's errors: {"code": <google.rpc.Code>, "message": …, "details": []}.
+GRPC_CODE_FOR_HTTP_STATUS: dict[int, int] = {
+    400: 3,  # INVALID_ARGUMENT: malformed JSON, wrong field type, unknown query parameter
+    401: 16,  # UNAUTHENTICATED
+    403: 7,  # PERMISSION_DENIED
+    404: 5,  # NOT_FOUND: no REST endpoint at this path/method
+    405: 12,  # UNIMPLEMENTED
+    408: 4,  # DEADLINE_EXCEEDED: the client was too slow sending the request
+    409: 10,  # ABORTED
+    413: 8,  # RESOURCE_EXHAUSTED: request body over the gateway's limit
+    429: 8,  # RESOURCE_EXHAUSTED
+    431: 8,  # RESOURCE_EXHAUSTED: request headers too large
+    500: 13,  # INTERNAL
+    501: 12,  # UNIMPLEMENTED
+    502: 14,  # UNAVAILABLE
+    503: 14,  # UNAVAILABLE: no healthy upstream, connection refused
+    504: 4,  # DEADLINE_EXCEEDED: upstream timeout
+}
+_UNKNOWN = 2  # google.rpc.Code.UNKNOWN, for any other error status
+
+
+@dataclass(frozen=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def is_ip(self) -> bool:
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            return False
+        return True
+
+
+def parse_address(text: str, *, what: str, allow_zero_port: bool = False) -> Address:
+    """``"127.0.0.1:8080"``, ``"[::1]:8080"`` or ``"localhost:8080"`` -> Address."""
+    text = text.strip()
+    host, sep, port_text = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port_text.isdigit():
+        raise ConfigurationError(f"{what} {text!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
+    port = int(port_text)
+    if not (0 if allow_zero_port else 1) <= port <= 65535:
+        raise ConfigurationError(f"{what} {text!r}: port out of range")
+    return Address(host, port)
+
+
+@dataclass(frozen=True)
+class GatewayFiles:
+    """The files Envoy reads: template, descriptor set, OpenAPI description."""
+
+    template: Path
+    descriptor: Path
+    openapi: Path
+
+    @classmethod
+    def in_dir(cls, directory: Path) -> GatewayFiles:
+        files = cls(
+            directory / "envoy.yaml.tmpl", directory / "descriptor.pb", directory / "openapi.json"
+        )
+        missing = [
+            p.name for p in (files.template, files.descriptor, files.openapi) if not p.is_file()
+        ]
+        if missing:
+            raise ConfigurationError(
+                f"gateway folder {directory} lacks {', '.join(missing)} (run `make gen`)"
+            )
+        return files
+
+
+def find_gateway_dir(explicit: str | Path | None = None) -> Path:
+    """The ``gateway/`` folder holding the template and the generated files."""
+    if explicit:
+        path = Path(explicit).resolve()
+        if not (path / "envoy.yaml.tmpl").is_file():
+            raise ConfigurationError(f"--gateway-dir {path}: no envoy.yaml.tmpl there")
+        return path
+    # service/webhooks_service/gateway/config.py -> the checkout's root
+    checkout = Path(__file__).resolve().parents[3] / "gateway"
+    for candidate in (checkout, Path.cwd() / "gateway"):
+        if (candidate / "envoy.yaml.tmpl").is_file():
+            return candidate
+    raise ConfigurationError(
+        "cannot find the gateway/ folder (envoy.yaml.tmpl, descriptor.pb); "
+        "run from the repository or pass --gateway-dir"
+    )
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    listen: Address
+    upstreams: tuple[Address, ...]
+    files: GatewayFiles
+    admin_port: int = 0  # 0: the OS picks one; Envoy writes it to --admin-address-path
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    health_check_interval_s: float = 1.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.upstreams:
+            raise ConfigurationError("give at least one --upstream HOST:PORT")
+        if self.max_request_bytes < 1024:
+            raise ConfigurationError("max request bytes must be at least 1024")
+
+
+def _q(text: str) -> str:
+    """A YAML double-quoted scalar (JSON strings are valid YAML)."""
+    return json.dumps(text)
+
+
+def _local_reply_mappers(indent: int) -> str:
+    """One mapper per error status, then a catch-all for any other status >= 400.
+
+    Local replies include those to requests the transcoder has already turned
+    into gRPC (e.g. 503 when no upstream answers): Envoy sends them as plain
+    HTTP local replies, so the same mappers give them the envelope.
+    """
+    lines: list[str] = []
+
+    def mapper(status_filter: str, code: int) -> None:
+        lines.extend(
+            [
+                f"- filter: {status_filter}",
+                "  body_format_override:",
+                "    json_format:",
+                f"      code: {code}",
+                '      message: "%LOCAL_REPLY_BODY%"',
+                "      details: []",
+            ]
+        )
+
+    def status_filter(op: str, value: int) -> str:
+        return (
+            f"{{status_code_filter: {{comparison: {{op: {op}, "
+            f"value: {{default_value: {value}, runtime_key: gateway.local_reply.unused}}}}}}}}"
+        )
+
+    for status, code in GRPC_CODE_FOR_HTTP_STATUS.items():
+        mapper(status_filter("EQ", status), code)
+    mapper(status_filter("GE", 400), _UNKNOWN)
+    pad = " " * indent
+    return "\n".join(pad + line for line in lines)
+
+
+def _lb_endpoints(upstreams: tuple[Address, ...], indent: int) -> str:
+    pad = " " * indent
+    return "\n".join(
+        f"{pad}- endpoint: {{address: {{socket_address: "
+        f"{{address: {_q(u.host)}, port_value: {u.port}}}}}}}"
+        for u in upstreams
+    )
+
+
+def render(config: GatewayConfig) -> str:
+    """The Envoy bootstrap YAML for ``config``."""
+    template = Template(config.files.template.read_text())
+    values = {
+        "listen_host": config.listen.host,
+        "listen_port": str(config.listen.port),
+        "admin_port": str(config.admin_port),
+        "descriptor_path": str(config.files.descriptor.resolve()),
+        "openapi_path": str(config.files.openapi.resolve()),
+        "max_request_bytes": str(config.max_request_bytes),
+        "health_check_interval": f"{config.health_check_interval_s:g}s",
+        "cluster_type": "STATIC" if all(u.is_ip for u in config.upstreams) else "STRICT_DNS",
+        "local_reply_mappers": _local_reply_mappers(12),
+        "lb_endpoints": _lb_endpoints(config.upstreams, 8),
+        **config.extra,
+    }
+    try:
+        return template.substitute(values)
+    except (KeyError, ValueError) as exc:
+        raise ConfigurationError(f"{config.files.template}: bad placeholder {exc}") from exc
