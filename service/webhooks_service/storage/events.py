@@ -50,7 +50,7 @@ class StoredEvent:
     duplicate: bool
 
 
-Matcher = Callable[[Sequence[str], str], bool]
+Matcher = Callable[[list[str], str], bool]
 
 
 def insert_events(

@@ -1,0 +1,221 @@
+"""Publishing events: validation, the payload, and the fan-out transaction.
+
+``publish_events`` is the use case behind ``EventPublisher.PublishEvent(s)``:
+
+1. **Who may publish where.** A key of one organisation publishes only for
+   that organisation (another ``organisation_id`` is PERMISSION_DENIED; an
+   empty one means its own); a platform key (no organisation) publishes for
+   any organisation and must name it.
+2. **Validation** (INVALID_ARGUMENT, one field violation per problem, fields
+   prefixed ``requests[i].`` in a batch): the type is in the catalog; the
+   event id, when given, is at most 128 characters of ``[A-Za-z0-9_.:-]``
+   (``evt_…`` is generated when empty); ``data`` is a JSON object of at most
+   ``max_event_bytes`` serialised.
+3. **The payload** is built once, here: ``{"id","type","timestamp","data"}``,
+   compact JSON, timestamp RFC 3339 in UTC. ``google.protobuf.Struct`` holds
+   numbers as doubles, so integral values within ±2^53 are rendered as
+   integers (``10``, not ``10.0``). These bytes are stored and sent verbatim
+   on every attempt.
+4. **One write transaction** stores the events and one delivery per
+   matching enabled configuration (``storage.events.insert_events``;
+   idempotent on (organisation, event id)); the answer is given after the
+   commit, and then ``notify()`` wakes the in-process worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf import struct_pb2
+from sqlalchemy.engine import Engine
+
+from webhooks_service.config import Settings
+from webhooks_service.core import catalog
+from webhooks_service.errors import FieldViolation, InvalidArgument, PermissionDenied
+from webhooks_service.storage.events import NewEvent, StoredEvent, insert_events
+from webhooks_service.storage.models import utcnow
+
+MAX_BATCH = 500
+EVENT_ID_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
+_MAX_EXACT_INT = 2**53
+
+__all__ = [
+    "MAX_BATCH",
+    "EventInput",
+    "StoredEvent",
+    "build_payload",
+    "new_event_id",
+    "prepare",
+    "publish_events",
+    "rfc3339",
+    "struct_to_dict",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class EventInput:
+    """One publish request, decoded from the proto."""
+
+    organisation_id: str
+    event_id: str
+    event_type: str
+    timestamp: datetime | None
+    data: Mapping[str, Any] | None
+
+
+def new_event_id() -> str:
+    return "evt_" + secrets.token_hex(12)
+
+
+def rfc3339(value: datetime) -> str:
+    """``2026-11-27T10:15:00.25Z``: UTC, ``Z``, fraction only when non-zero."""
+    value = value.astimezone(UTC)
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if value.microsecond:
+        text += f".{value.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def _value(v: struct_pb2.Value) -> Any:
+    kind = v.WhichOneof("kind")
+    if kind == "number_value":
+        n = v.number_value
+        if math.isfinite(n) and n.is_integer() and abs(n) <= _MAX_EXACT_INT:
+            return int(n)
+        return n
+    if kind == "string_value":
+        return v.string_value
+    if kind == "bool_value":
+        return v.bool_value
+    if kind == "struct_value":
+        return struct_to_dict(v.struct_value)
+    if kind == "list_value":
+        return [_value(item) for item in v.list_value.values]
+    return None
+
+
+def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """A Struct as plain JSON values, integral numbers as ints."""
+    return {key: _value(value) for key, value in struct.fields.items()}
+
+
+def build_payload(event_id: str, event_type: str, timestamp: datetime, data: str) -> str:
+    """The exact body sent to endpoints; ``data`` is already serialised JSON."""
+    head = json.dumps({"id": event_id, "type": event_type, "timestamp": rfc3339(timestamp)})
+    return head[:-1] + ',"data":' + data + "}"
+
+
+def _dump(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def prepare(
+    item: EventInput,
+    *,
+    caller_org: str | None,
+    settings: Settings,
+    now: datetime,
+    prefix: str = "",
+) -> tuple[NewEvent | None, list[FieldViolation]]:
+    """Check one request; the event to store, or the violations found.
+
+    Raises PermissionDenied when an organisation key publishes for another
+    organisation.
+    """
+    violations: list[FieldViolation] = []
+    org = item.organisation_id
+    if caller_org is not None:
+        if org and org != caller_org:
+            raise PermissionDenied(
+                f"this key publishes only for organisation {caller_org}, not {org}"
+            )
+        org = caller_org
+    elif not org:
+        violations.append(
+            FieldViolation(f"{prefix}organisation_id", "required with a platform key")
+        )
+    event_id = item.event_id or new_event_id()
+    if not EVENT_ID_RE.fullmatch(event_id):
+        violations.append(
+            FieldViolation(
+                f"{prefix}event.id", "at most 128 characters of letters, digits and _ . : -"
+            )
+        )
+    if not item.event_type:
+        violations.append(FieldViolation(f"{prefix}event.type", "required"))
+    elif not catalog.is_known_type(item.event_type):
+        violations.append(
+            FieldViolation(f"{prefix}event.type", f"{item.event_type!r} is not in the catalog")
+        )
+    data_json = "{}"
+    try:
+        data_json = _dump(item.data or {})
+    except ValueError:
+        violations.append(
+            FieldViolation(f"{prefix}event.data", "numbers must be finite (no NaN or Infinity)")
+        )
+    size = len(data_json.encode())
+    if size > settings.max_event_bytes:
+        violations.append(
+            FieldViolation(
+                f"{prefix}event.data",
+                f"{size} bytes serialised; the limit is {settings.max_event_bytes} bytes",
+            )
+        )
+    if violations:
+        return None, violations
+    occurred = item.timestamp or now
+    payload = build_payload(event_id, item.event_type, occurred, data_json)
+    return NewEvent(org, event_id, item.event_type, occurred, payload), []
+
+
+async def publish_events(
+    engine: Engine,
+    settings: Settings,
+    caller_org: str | None,
+    items: Sequence[EventInput],
+    *,
+    notify: Callable[[], Any] | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    batch: bool = False,
+) -> list[StoredEvent]:
+    """Validate and store ``items`` in one transaction; results in request order.
+
+    ``batch`` prefixes field violations with ``requests[i].``.
+    """
+    if batch and not 1 <= len(items) <= MAX_BATCH:
+        raise InvalidArgument(
+            f"give 1 to {MAX_BATCH} events per batch",
+            [FieldViolation("requests", f"{len(items)} given; 1 to {MAX_BATCH} allowed")],
+        )
+    now = clock()
+    prepared: list[NewEvent] = []
+    violations: list[FieldViolation] = []
+    for i, item in enumerate(items):
+        new, problems = prepare(
+            item,
+            caller_org=caller_org,
+            settings=settings,
+            now=now,
+            prefix=f"requests[{i}]." if batch else "",
+        )
+        violations.extend(problems)
+        if new is not None:
+            prepared.append(new)
+    if violations:
+        first = violations[0]
+        raise InvalidArgument(f"invalid event: {first.field}: {first.description}", violations)
+    results = await asyncio.to_thread(
+        insert_events, engine, prepared, now=now, matches=catalog.matches_any
+    )
+    if notify is not None and any(r.deliveries for r in results):
+        notify()
+    return results
