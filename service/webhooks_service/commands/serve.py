@@ -1,0 +1,127 @@
+"""``webhooks serve``: the gRPC API and the delivery worker in one process.
+
+Start-up: configure logging, open the database and apply pending migrations,
+start the gRPC server (health checking, reflection), and run the delivery
+worker on the same event loop. SIGINT/SIGTERM stop it gracefully: health
+turns NOT_SERVING, the worker stops claiming and gets ``shutdown_grace``
+seconds for in-flight attempts, and in-flight RPCs get the same grace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from types import ModuleType
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from webhooks_service import config
+from webhooks_service.api.server import start_server
+from webhooks_service.commands._database import open_database
+from webhooks_service.config import Settings
+
+log = logging.getLogger("webhooks_service.serve")
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "serve",
+        help="serve the gRPC API and run the delivery worker",
+        description=(
+            "Serve the gRPC API (WebhookAdmin, EventPublisher, health, reflection) and run "
+            "the delivery worker in the same process. Applies pending migrations first."
+        ),
+    )
+    config.add_arguments(parser, [s.name for s in config.SETTINGS if s.name != "gateway_listen"])
+    parser.set_defaults(handler=_serve)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = config.from_args(args)
+    configure_logging(settings.log_level)
+    engine = open_database(settings)
+    try:
+        return asyncio.run(serve(settings, engine))
+    finally:
+        engine.dispose()
+
+
+def _runner() -> ModuleType | None:
+    """The delivery engine's runner module (issue 3), or None until it exists."""
+    try:
+        return importlib.import_module("webhooks_service.delivery.runner")
+    except ModuleNotFoundError as exc:
+        if exc.name != "webhooks_service.delivery.runner":
+            raise
+        return None
+
+
+async def serve(
+    settings: Settings,
+    engine: Engine,
+    *,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[str], Awaitable[None] | None] | None = None,
+) -> int:
+    """Run API + worker until ``stop`` is set (or SIGINT/SIGTERM); the exit status."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    wakeup = asyncio.Event()
+    api = await start_server(settings, engine, notify=wakeup.set)
+
+    # --- delivery worker hook (issue 3) -------------------------------------
+    # run_worker(settings, engine, stop, wakeup=...) runs until `stop` is set;
+    # `wakeup` is set by the EventPublisher after each commit (notify=wakeup.set).
+    worker: asyncio.Task[Any] | None = None
+    runner = _runner()
+    if runner is not None:
+        worker = asyncio.create_task(
+            runner.run_worker(settings, engine, stop, wakeup=wakeup), name="delivery-worker"
+        )
+    else:
+        log.warning("delivery worker not installed in this build; serving the API only")
+    # -------------------------------------------------------------------------
+
+    print(f"webhooks: serving gRPC on {api.target}", file=sys.stderr, flush=True)
+    if on_ready is not None:
+        maybe = on_ready(api.target)
+        if maybe is not None:
+            await maybe
+    status = 0
+    stopping = asyncio.create_task(stop.wait())
+    waiting: set[asyncio.Future[Any]] = {stopping}
+    if worker is not None:
+        waiting.add(worker)
+    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    if worker is not None and worker.done() and not stop.is_set():
+        exc = worker.exception() if not worker.cancelled() else None
+        log.error("delivery worker stopped unexpectedly", exc_info=exc)
+        status = 1
+    stop.set()
+    log.info("shutting down")
+    if worker is not None and not worker.done():
+        try:
+            await asyncio.wait_for(worker, timeout=settings.shutdown_grace + 5)
+        except TimeoutError:
+            log.warning("delivery worker did not stop in time; cancelling it")
+    stopping.cancel()
+    await api.stop(grace=settings.shutdown_grace)
+    return status
