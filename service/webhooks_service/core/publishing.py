@@ -109,7 +109,7 @@ def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
 
 def build_payload(event_id: str, event_type: str, timestamp: datetime, data: str) -> str:
     """The exact body sent to endpoints; ``data`` is already serialised JSON."""
-    head = json.dumps({"id": event_id, "type": event_type, "timestamp": rfc3339(timestamp)})
+    head = _dump({"id": event_id, "type": event_type, "timestamp": rfc3339(timestamp)})
     return head[:-1] + ',"data":' + data + "}"
 
 

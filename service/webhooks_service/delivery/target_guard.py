@@ -48,6 +48,8 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
 def is_public(ip: IPAddress) -> bool:
     """True for globally routable unicast addresses (and embedded IPv4 ones)."""
     if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return is_public(ip.ipv4_mapped)
         inner = _embedded_ipv4(ip)
         if inner is not None and not is_public(inner):
             return False
