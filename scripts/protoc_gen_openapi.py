@@ -1,0 +1,425 @@
+"""protoc plugin: OpenAPI 3.1 description of the REST API the gateway transcodes.
+
+protoc hands a plugin a ``CodeGeneratorRequest`` on stdin (every .proto file
+involved, with comments in ``source_code_info``) and reads a
+``CodeGeneratorResponse`` from stdout. This one writes ``openapi.json``
+describing what Envoy's gRPC-JSON transcoder serves, as configured in
+``gateway/envoy.yaml.tmpl``:
+
+- one operation per RPC with a ``google.api.http`` rule (GET query parameters
+  from the request's scalar fields, ``body: "*"`` as the JSON request body);
+- JSON field names are the proto names (``preserve_proto_field_names``);
+  fields that are always printed (``always_print_primitive_fields``: scalars,
+  enums and repeated fields that are not proto3 ``optional``) are ``required``
+  in response schemas; enums are their value names; Timestamps RFC 3339 strings;
+- ``(google.api.field_behavior) = REQUIRED`` -> required in request schemas,
+  ``OUTPUT_ONLY`` -> ``readOnly``;
+- every error is the ``Status`` envelope ``{"code", "message", "details"}``;
+- bearer authentication (``authorization: Bearer <API key>``).
+
+Why our own: no offline OpenAPI 3 generator is available from the package
+registries we use; protoc-gen-openapiv2 emits Swagger 2.0 and needs Go.
+
+Run by scripts/codegen.py (``make gen``), which passes
+``--openapi_opt=services=webhooks.v1.WebhookAdmin`` so that only the REST
+service is described. Output is deterministic (sorted keys, fixed indent).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+from google.api import annotations_pb2, field_behavior_pb2, http_pb2
+from google.protobuf import descriptor_pb2
+from google.protobuf.compiler import plugin_pb2
+
+FDP = descriptor_pb2.FieldDescriptorProto
+# googleapis-common-protos' stubs type these extensions too loosely for mypy.
+FIELD_BEHAVIOR_EXT: Any = field_behavior_pb2.field_behavior
+HTTP_EXT: Any = annotations_pb2.http
+JsonObj = dict[str, Any]
+
+INT32 = {"type": "integer", "format": "int32", "minimum": -(2**31), "maximum": 2**31 - 1}
+UINT32 = {"type": "integer", "format": "int64", "minimum": 0, "maximum": 2**32 - 1}
+SCALARS: dict[int, JsonObj] = {
+    FDP.TYPE_DOUBLE: {"type": "number", "format": "double"},
+    FDP.TYPE_FLOAT: {"type": "number", "format": "float"},
+    FDP.TYPE_INT32: INT32,
+    FDP.TYPE_SINT32: INT32,
+    FDP.TYPE_SFIXED32: INT32,
+    FDP.TYPE_UINT32: UINT32,
+    FDP.TYPE_FIXED32: UINT32,
+    # proto3 JSON writes 64-bit integers as decimal strings
+    FDP.TYPE_INT64: {"type": "string", "format": "int64", "pattern": "^-?[0-9]+$"},
+    FDP.TYPE_SINT64: {"type": "string", "format": "int64", "pattern": "^-?[0-9]+$"},
+    FDP.TYPE_SFIXED64: {"type": "string", "format": "int64", "pattern": "^-?[0-9]+$"},
+    FDP.TYPE_UINT64: {"type": "string", "format": "uint64", "pattern": "^[0-9]+$"},
+    FDP.TYPE_FIXED64: {"type": "string", "format": "uint64", "pattern": "^[0-9]+$"},
+    FDP.TYPE_BOOL: {"type": "boolean"},
+    FDP.TYPE_STRING: {"type": "string"},
+    FDP.TYPE_BYTES: {"type": "string", "contentEncoding": "base64"},
+}
+WELL_KNOWN: dict[str, JsonObj] = {
+    ".google.protobuf.Timestamp": {
+        "type": "string",
+        "format": "date-time",
+        "description": "RFC 3339 timestamp in UTC, e.g. 2026-11-27T10:15:00Z",
+    },
+    ".google.protobuf.Duration": {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?s$"},
+    ".google.protobuf.Struct": {"type": "object"},
+    ".google.protobuf.Value": {},
+    ".google.protobuf.Empty": {"type": "object"},
+}
+# Statuses Envoy or the API may answer with, each with the envelope.
+ERROR_STATUSES = {
+    "400": "INVALID_ARGUMENT: malformed JSON, a wrong field type, an unknown query "
+    "parameter, or a field that fails validation (see `details` for "
+    "google.rpc.BadRequest field violations)",
+    "401": "UNAUTHENTICATED: missing or unknown API key",
+    "403": "PERMISSION_DENIED: the key lacks the scope this call needs",
+    "404": "NOT_FOUND: unknown id, or no REST endpoint at this path and method",
+    "409": "ALREADY_EXISTS / ABORTED",
+    "413": "request body larger than the gateway's limit (1 MiB by default)",
+    "429": "RESOURCE_EXHAUSTED: rate limited; retry later",
+    "503": "UNAVAILABLE: no API process answered, or the database is unreachable",
+}
+
+
+class Index:
+    """Messages, enums and comments of every file in the request, by full name."""
+
+    def __init__(self, files: Iterable[descriptor_pb2.FileDescriptorProto]) -> None:
+        self.messages: dict[str, descriptor_pb2.DescriptorProto] = {}
+        self.enums: dict[str, descriptor_pb2.EnumDescriptorProto] = {}
+        self.comments: dict[str, str] = {}  # full name (fields: msg.field) -> comment
+        for f in files:
+            self._add_file(f)
+
+    def _add_file(self, f: descriptor_pb2.FileDescriptorProto) -> None:
+        by_path = {tuple(loc.path): loc.leading_comments for loc in f.source_code_info.location}
+        prefix = f".{f.package}" if f.package else ""
+
+        def comment(path: tuple[int, ...]) -> str:
+            return _clean(by_path.get(path, ""))
+
+        def add_enum(
+            e: descriptor_pb2.EnumDescriptorProto, scope: str, path: tuple[int, ...]
+        ) -> None:
+            name = f"{scope}.{e.name}"
+            self.enums[name] = e
+            self.comments[name] = comment(path)
+            for i, v in enumerate(e.value):
+                self.comments[f"{name}.{v.name}"] = comment((*path, 2, i))
+
+        def add_message(
+            m: descriptor_pb2.DescriptorProto, scope: str, path: tuple[int, ...]
+        ) -> None:
+            name = f"{scope}.{m.name}"
+            self.messages[name] = m
+            self.comments[name] = comment(path)
+            for i, fld in enumerate(m.field):
+                self.comments[f"{name}.{fld.name}"] = comment((*path, 2, i))
+            for i, nested in enumerate(m.nested_type):
+                add_message(nested, name, (*path, 3, i))
+            for i, e in enumerate(m.enum_type):
+                add_enum(e, name, (*path, 4, i))
+
+        for i, m in enumerate(f.message_type):
+            add_message(m, prefix, (4, i))
+        for i, e in enumerate(f.enum_type):
+            add_enum(e, prefix, (5, i))
+        for si, svc in enumerate(f.service):
+            sname = f"{prefix}.{svc.name}"
+            self.comments[sname] = comment((6, si))
+            for mi, method in enumerate(svc.method):
+                self.comments[f"{sname}.{method.name}"] = comment((6, si, 2, mi))
+
+
+def _clean(text: str) -> str:
+    lines = [line[1:] if line.startswith(" ") else line for line in text.strip("\n").split("\n")]
+    return "\n".join(lines).strip()
+
+
+def _short(full_name: str) -> str:
+    return full_name.rsplit(".", 1)[-1]
+
+
+def _behaviors(field: descriptor_pb2.FieldDescriptorProto) -> set[int]:
+    return set(field.options.Extensions[FIELD_BEHAVIOR_EXT])
+
+
+class Builder:
+    def __init__(self, index: Index) -> None:
+        self.index = index
+        self.schemas: dict[str, JsonObj] = {}
+        self.response_messages: set[str] = set()
+
+    def ref(self, type_name: str, *, response: bool) -> JsonObj:
+        if type_name in WELL_KNOWN:
+            return dict(WELL_KNOWN[type_name])
+        if response:
+            self.response_messages.add(type_name)
+        short = _short(type_name)
+        if short not in self.schemas:
+            self.schemas[short] = {}  # placeholder: breaks recursion
+            if type_name in self.index.enums:
+                self.schemas[short] = self.enum_schema(type_name)
+            else:
+                self.schemas[short] = self.message_schema(type_name, response=response)
+        return {"$ref": f"#/components/schemas/{short}"}
+
+    def enum_schema(self, name: str) -> JsonObj:
+        enum = self.index.enums[name]
+        lines = [self.index.comments.get(name, "")]
+        for v in enum.value:
+            doc = self.index.comments.get(f"{name}.{v.name}", "")
+            lines.append(f"- `{v.name}`" + (f": {doc}" if doc else ""))
+        return {
+            "type": "string",
+            "enum": [v.name for v in enum.value],
+            "description": "\n".join(line for line in lines if line),
+        }
+
+    def field_schema(
+        self, field: descriptor_pb2.FieldDescriptorProto, *, response: bool
+    ) -> JsonObj:
+        if field.type == FDP.TYPE_MESSAGE:
+            entry = self.index.messages.get(field.type_name)
+            if entry is not None and entry.options.map_entry:
+                value = self.field_schema(entry.field[1], response=response)
+                return {"type": "object", "additionalProperties": value}
+            item = self.ref(field.type_name, response=response)
+        elif field.type == FDP.TYPE_ENUM:
+            item = self.ref(field.type_name, response=response)
+        else:
+            item = dict(SCALARS[field.type])
+        if field.label == FDP.LABEL_REPEATED:
+            return {"type": "array", "items": item}
+        return item
+
+    def message_schema(self, name: str, *, response: bool) -> JsonObj:
+        msg = self.index.messages[name]
+        props: JsonObj = {}
+        required: list[str] = []
+        for field in msg.field:
+            schema = self.field_schema(field, response=response)
+            doc = self.index.comments.get(f"{name}.{field.name}", "")
+            behaviors = _behaviors(field)
+            if field_behavior_pb2.OUTPUT_ONLY in behaviors:
+                schema["readOnly"] = True
+            if doc:
+                schema = {**schema, "description": doc}
+            props[field.name] = schema
+            always_printed = (
+                field.label == FDP.LABEL_REPEATED
+                or (field.type != FDP.TYPE_MESSAGE and not field.proto3_optional)
+            ) and not field.HasField("oneof_index")
+            if (response and always_printed) or (
+                not response and field_behavior_pb2.REQUIRED in behaviors
+            ):
+                required.append(field.name)
+        result: JsonObj = {"type": "object", "properties": props}
+        if required:
+            result["required"] = required
+        doc = self.index.comments.get(name, "")
+        if doc:
+            result["description"] = doc
+        return result
+
+
+def _error_components() -> JsonObj:
+    return {
+        "Status": {
+            "type": "object",
+            "description": "The error envelope (google.rpc.Status) of every error answer, "
+            "the API's and the gateway's own alike.",
+            "required": ["code", "message", "details"],
+            "properties": {
+                "code": {
+                    "type": "integer",
+                    "description": "google.rpc.Code, e.g. 3 INVALID_ARGUMENT, 5 NOT_FOUND, "
+                    "7 PERMISSION_DENIED, 14 UNAVAILABLE, 16 UNAUTHENTICATED",
+                },
+                "message": {"type": "string", "description": "For developers, in English."},
+                "details": {
+                    "type": "array",
+                    "items": {"$ref": "#/components/schemas/Any"},
+                    "description": "Typed details; validation errors carry a "
+                    "`type.googleapis.com/google.rpc.BadRequest` (see BadRequest).",
+                },
+            },
+        },
+        "Any": {
+            "type": "object",
+            "required": ["@type"],
+            "properties": {"@type": {"type": "string"}},
+            "additionalProperties": True,
+        },
+        "BadRequest": {
+            "type": "object",
+            "description": "A detail of INVALID_ARGUMENT errors: which fields are wrong.",
+            "properties": {
+                "@type": {"const": "type.googleapis.com/google.rpc.BadRequest"},
+                "field_violations": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "field": {"type": "string"},
+                            "description": {"type": "string"},
+                            "reason": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        },
+    }
+
+
+def _http_rule(method: descriptor_pb2.MethodDescriptorProto) -> tuple[str, str, str] | None:
+    if not method.options.HasExtension(HTTP_EXT):
+        return None
+    rule: http_pb2.HttpRule = method.options.Extensions[HTTP_EXT]
+    pattern = rule.WhichOneof("pattern")
+    if pattern is None:
+        return None
+    if pattern == "custom":
+        return rule.custom.kind.lower(), rule.custom.path, rule.body
+    return pattern, getattr(rule, pattern), rule.body
+
+
+def build(request: plugin_pb2.CodeGeneratorRequest, services: set[str] | None) -> JsonObj:
+    index = Index(request.proto_file)
+    builder = Builder(index)
+    paths: JsonObj = {}
+    titles: list[str] = []
+    for f in request.proto_file:
+        if f.name not in request.file_to_generate:
+            continue
+        for svc in f.service:
+            sname = f"{f.package}.{svc.name}"
+            if services is not None and sname not in services:
+                continue
+            titles.append(index.comments.get(f".{sname}", ""))
+            for method in svc.method:
+                rule = _http_rule(method)
+                if rule is None:
+                    continue
+                verb, path, body = rule
+                paths.setdefault(path, {})[verb] = _operation(
+                    builder, index, f".{sname}", method, path, body
+                )
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Webhooks admin REST API",
+            "version": "v1",
+            "description": "\n\n".join(t for t in titles if t)
+            + "\n\nServed by the Envoy gateway (gRPC-JSON transcoding of "
+            "webhooks.v1.WebhookAdmin). Generated from protos/ by "
+            "scripts/protoc_gen_openapi.py; do not edit.",
+        },
+        "servers": [{"url": "http://127.0.0.1:8080"}],
+        "security": [{"bearerAuth": []}],
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key (`whk_…`) created with "
+                    "`webhooks keys create`; scopes webhooks:read / webhooks:write.",
+                }
+            },
+            "responses": {
+                "Error": {
+                    "description": "An error, as the Status envelope.",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Status"}}
+                    },
+                }
+            },
+            "schemas": dict(sorted({**builder.schemas, **_error_components()}.items())),
+        },
+    }
+
+
+def _operation(
+    builder: Builder,
+    index: Index,
+    service: str,
+    method: descriptor_pb2.MethodDescriptorProto,
+    path: str,
+    body: str,
+) -> JsonObj:
+    doc = index.comments.get(f"{service}.{method.name}", "")
+    op: JsonObj = {
+        "operationId": method.name,
+        "tags": [_short(service)],
+        "summary": doc.split(". ")[0].split("\n\n")[0].replace("\n", " ").rstrip("."),
+        "description": doc,
+    }
+    request_msg = index.messages[method.input_type]
+    path_params = {seg[1:-1].split("=")[0] for seg in path.split("/") if seg.startswith("{")}
+    params: list[JsonObj] = []
+    for name in sorted(path_params):
+        params.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
+    if body == "*":
+        op["requestBody"] = {
+            "required": True,
+            "content": {
+                "application/json": {"schema": builder.ref(method.input_type, response=False)}
+            },
+        }
+    else:
+        for field in request_msg.field:
+            if field.name in path_params or field.name == body:
+                continue
+            if field.type == FDP.TYPE_MESSAGE:
+                continue  # nested messages would be dotted parameters; none in our API
+            schema = builder.field_schema(field, response=False)
+            if "$ref" in schema:
+                schema = builder.schemas[schema["$ref"].rsplit("/", 1)[1]]
+            param: JsonObj = {"name": field.name, "in": "query", "schema": schema}
+            doc_f = index.comments.get(f"{method.input_type}.{field.name}", "")
+            if doc_f:
+                param["description"] = doc_f
+            if field.label == FDP.LABEL_REPEATED:
+                param.update(style="form", explode=True)
+            params.append(param)
+    if params:
+        op["parameters"] = params
+    responses: JsonObj = {
+        "200": {
+            "description": "OK",
+            "content": {
+                "application/json": {"schema": builder.ref(method.output_type, response=True)}
+            },
+        }
+    }
+    for status, text in ERROR_STATUSES.items():
+        responses[status] = {"$ref": "#/components/responses/Error", "description": text}
+    responses["default"] = {"$ref": "#/components/responses/Error"}
+    op["responses"] = responses
+    return op
+
+
+def main() -> None:
+    request = plugin_pb2.CodeGeneratorRequest.FromString(sys.stdin.buffer.read())
+    options = dict(part.split("=", 1) for part in request.parameter.split(",") if "=" in part)
+    services = set(options["services"].split("+")) if options.get("services") else None
+    spec = build(request, services)
+    response = plugin_pb2.CodeGeneratorResponse(
+        supported_features=plugin_pb2.CodeGeneratorResponse.FEATURE_PROTO3_OPTIONAL
+    )
+    out = response.file.add()
+    out.name = options.get("out", "openapi.json")
+    out.content = json.dumps(spec, indent=2, ensure_ascii=False) + "\n"
+    sys.stdout.buffer.write(response.SerializeToString())
+
+
+if __name__ == "__main__":
+    main()
