@@ -150,6 +150,12 @@ def test_memory_store_is_bounded_and_purges_expired() -> None:
     assert store.claim("evt_4", timedelta(seconds=1)).state is ClaimState.DONE
     clock.advance(10)
     assert len(store) == 0
+    # A short claim written after a long done marker expires behind it.
+    store.mark_done("evt_long", timedelta(seconds=100))
+    store.claim("evt_short", timedelta(seconds=1))
+    clock.advance(2)
+    assert len(store) == 1
+    assert store.claim("evt_short", timedelta(seconds=1)).state is ClaimState.CLAIMED
 
 
 def _poll(predicate: Callable[[], bool], deadline: float) -> bool:

@@ -115,12 +115,16 @@ class InMemoryStore:
         self._entries: OrderedDict[str, tuple[str, float]] = OrderedDict()  # value, expires
 
     def __len__(self) -> int:
+        """Live entries (claims and done markers)."""
         with self._lock:
-            self._purge(self._clock())
-            return len(self._entries)
+            now = self._clock()
+            self._purge(now)
+            return sum(1 for _, expires in self._entries.values() if expires > now)
 
     def _purge(self, now: float) -> None:
-        # Entries are kept in write order, so expired ones gather at the front.
+        # Entries are kept in write order, so expired ones mostly gather at the
+        # front; one that expires behind a longer-lived entry waits there, bounded
+        # by max_entries, and reads treat it as absent meanwhile.
         while self._entries:
             key, (_, expires) = next(iter(self._entries.items()))
             if expires > now:
