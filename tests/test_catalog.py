@@ -1,0 +1,75 @@
+"""The event catalog comes from the proto descriptor and matches the brief."""
+
+from __future__ import annotations
+
+import pytest
+
+from webhooks.v1 import events_pb2
+from webhooks_service.core import catalog
+
+BRIEF = {
+    "user": ["profile_created", "authenticated", "community_joined", "opted_in", "opted_out"],
+    "action": ["completed", "hint_revealed", "repeatable_milestone"],
+    "challenge": ["started", "completed", "recap_generated"],
+    "reward": ["distributed", "claimed", "redeemed", "expired"],
+    "achievement": ["unlocked", "tier_progressed", "streak_milestone"],
+    "referral": ["clicked", "converted", "referrer_rewarded", "referee_rewarded"],
+}
+
+
+def test_catalog_is_the_briefs_six_categories() -> None:
+    assert catalog.categories() == tuple(BRIEF)
+    assert catalog.all_types() == tuple(f"{c}.{n}" for c, names in BRIEF.items() for n in names)
+
+
+def test_catalog_is_read_from_the_enum() -> None:
+    enum = events_pb2.DESCRIPTOR.enum_types_by_name["EventType"]
+    assert len(catalog.all_types()) == len(enum.values) - 1  # minus UNSPECIFIED
+
+
+def test_known_types() -> None:
+    assert catalog.is_known_type("reward.claimed")
+    assert not catalog.is_known_type("reward.*")
+    assert not catalog.is_known_type("*")
+    assert not catalog.is_known_type("reward.claimed ")
+    assert not catalog.is_known_type("EVENT_TYPE_REWARD_CLAIMED")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "valid"),
+    [
+        ("*", True),
+        ("reward.*", True),
+        ("referral.referee_rewarded", True),
+        ("nosuch.*", False),
+        ("reward", False),
+        ("reward.", False),
+        ("*.claimed", False),
+        ("reward.**", False),
+        ("", False),
+    ],
+)
+def test_patterns(pattern: str, valid: bool) -> None:
+    assert catalog.is_valid_pattern(pattern) is valid
+
+
+@pytest.mark.parametrize(
+    ("pattern", "event_type", "expected"),
+    [
+        ("*", "user.opted_in", True),
+        ("reward.*", "reward.claimed", True),
+        ("reward.*", "referral.clicked", False),
+        ("user.*", "user.opted_out", True),
+        ("user.*", "users.x", False),
+        ("reward.claimed", "reward.claimed", True),
+        ("reward.claimed", "reward.redeemed", False),
+    ],
+)
+def test_matches(pattern: str, event_type: str, expected: bool) -> None:
+    assert catalog.matches(pattern, event_type) is expected
+
+
+def test_matches_any() -> None:
+    assert catalog.matches_any(["user.authenticated", "reward.*"], "reward.expired")
+    assert not catalog.matches_any(["user.authenticated"], "reward.expired")
+    assert not catalog.matches_any([], "reward.expired")
