@@ -102,6 +102,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("poll_interval", "1.0", "seconds between queue polls when no wake-up arrives", float),
     Setting("shutdown_grace", "10", "seconds in-flight attempts get to finish on SIGTERM", float),
     Setting("secret_key", "", "key that encrypts webhook secrets at rest (optional)", str, True),
+    Setting(
+        "retention_days",
+        "30",
+        "days events and their delivery log are kept once every delivery has finished "
+        "(0 keeps them forever)",
+        int,
+    ),
+    Setting("prune_batch_size", "1000", "events deleted per pruning transaction", int),
+    Setting("prune_pause", "0.05", "seconds pruning pauses between batches", float),
 )
 
 
@@ -127,6 +136,9 @@ class Settings:
     poll_interval: float = 1.0
     shutdown_grace: float = 10.0
     secret_key: str = ""
+    retention_days: int = 30
+    prune_batch_size: int = 1000
+    prune_pause: float = 0.05
 
     @classmethod
     def load(

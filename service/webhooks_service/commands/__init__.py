@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from webhooks_service.commands import db, gateway, keys, orgs, serve
+from webhooks_service.commands import db, gateway, keys, orgs, prune, serve
 
-COMMAND_MODULES: list[ModuleType] = [serve, db, orgs, keys, gateway]
+COMMAND_MODULES: list[ModuleType] = [serve, db, orgs, keys, gateway, prune]
