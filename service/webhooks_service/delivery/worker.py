@@ -7,11 +7,13 @@ One ``DeliveryWorker`` per process, on the process's event loop. Its loop:
    worker has saturated.
 2. **Dispatch**: each delivery starts at once as an asyncio task if its
    endpoint has a free slot (``max_in_flight_per_endpoint``), else it waits in
-   that endpoint's small local backlog; the backlog is capped at one
-   endpoint-limit, and what does not fit is released back to the queue. The
-   global limit (``max_in_flight``) counts running and waiting deliveries, so
-   a hanging endpoint occupies at most two endpoint-limits of it and never
-   delays other endpoints.
+   that endpoint's local backlog. Only running attempts count against the
+   global limit (``max_in_flight``). An endpoint whose backlog already holds a
+   full endpoint-limit of work is *saturated* and excluded from further
+   claims, so a hanging endpoint holds at most one endpoint-limit of running
+   attempts plus one batch of waiting ones, and never delays other
+   endpoints. Waiting deliveries whose lease would run out before they could
+   finish are released back to the queue.
 3. **Record**: each attempt's result goes through the ``RetryPolicy`` and
    into a buffer that a flusher task writes in batches
    (``storage.queue.finish_batch``: attempt rows + delivery updates in one
@@ -94,14 +96,15 @@ class DeliveryWorker:
         return len(self._running)
 
     def _capacity(self) -> int:
-        return self.settings.max_in_flight - len(self._running) - self._backlog_size
+        return self.settings.max_in_flight - len(self._running)
 
     def _min_claim(self) -> int:
         return max(1, min(self.settings.claim_batch_size, self.settings.max_in_flight) // 8)
 
     def _saturated(self) -> list[str]:
+        """Endpoints with a full endpoint-limit of work already waiting here."""
         limit = self.settings.max_in_flight_per_endpoint
-        return [c for c, n in self._per_endpoint.items() if n >= limit]
+        return [c for c, waiting in self._backlog.items() if len(waiting) >= limit]
 
     # -- the loop -----------------------------------------------------------
 
@@ -183,17 +186,26 @@ class DeliveryWorker:
         for d in claimed:
             if not d.enabled:
                 self._record(d, AttemptResult(error=DISABLED_ERROR), now, forced=Outcome.FAILED)
-                continue
-            running = self._per_endpoint.get(d.config_id, 0)
-            if running < limit:
+            elif self._per_endpoint.get(d.config_id, 0) < limit:
                 self._start(d)
-                continue
-            waiting = self._backlog.setdefault(d.config_id, deque())
-            if len(waiting) < limit:
-                waiting.append(d)
-                self._backlog_size += 1
             else:
-                self._to_release.append(d)
+                self._backlog.setdefault(d.config_id, deque()).append(d)
+                self._backlog_size += 1
+        self._expire_backlog(now)
+
+    def _expire_backlog(self, now: datetime) -> None:
+        """Release waiting deliveries that could no longer finish within their lease."""
+        for config_id in list(self._backlog):
+            waiting = self._backlog[config_id]
+            while waiting and not self._can_start(waiting[0], now):
+                self._to_release.append(waiting.popleft())
+                self._backlog_size -= 1
+            if not waiting:
+                del self._backlog[config_id]
+
+    def _can_start(self, d: ClaimedDelivery, now: datetime) -> bool:
+        need = self._timeout_for(d) + LEASE_MARGIN_SECONDS
+        return d.lease_until - now >= timedelta(seconds=need)
 
     def _start(self, d: ClaimedDelivery) -> None:
         self._per_endpoint[d.config_id] = self._per_endpoint.get(d.config_id, 0) + 1
@@ -213,18 +225,20 @@ class DeliveryWorker:
         if self._stopping:
             return
         waiting = self._backlog.get(d.config_id)
-        now = self.clock()
-        while waiting:
-            nxt = waiting.popleft()
-            self._backlog_size -= 1
-            need = self._timeout_for(nxt) + LEASE_MARGIN_SECONDS
-            if nxt.lease_until - now >= timedelta(seconds=need):
-                self._start(nxt)
-                break
-            self._to_release.append(nxt)
-            self._wake.set()
-        if waiting is not None and not waiting:
-            del self._backlog[d.config_id]
+        if waiting:
+            now = self.clock()
+            while waiting:
+                nxt = waiting.popleft()
+                self._backlog_size -= 1
+                if self._can_start(nxt, now):
+                    self._start(nxt)
+                    break
+                self._to_release.append(nxt)
+            limit = self.settings.max_in_flight_per_endpoint
+            if len(waiting) == limit - 1 or not waiting:
+                self._wake.set()  # no longer saturated: claim more for it
+            if not waiting:
+                del self._backlog[d.config_id]
         if self._waiting_for_slots and self._capacity() >= self._min_claim():
             self._waiting_for_slots = False
             self._wake.set()

@@ -1,0 +1,464 @@
+"""Delivery benchmark (``make bench``): throughput, latency and isolation.
+
+One process tree: this process runs the service parts (publish use case, gRPC
+API, delivery worker, exactly the code ``webhooks serve`` runs); a
+subprocess runs a fast raw-asyncio HTTP receiver (plus a port that accepts
+connections and never answers); another subprocess publishes over gRPC for
+the latency phase. For SQLite and PostgreSQL it prints:
+
+1. **throughput**: a backlog of N published events drained by the worker
+   (claim, sign, POST, log every attempt) to the fast receiver, against a raw
+   aiohttp loop posting the same signed bodies at the same concurrency to the
+   same receiver (aiohttp is the fastest client here, see docs/decisions.md).
+   Targets: ratio >= 0.5 (SQLite) / >= 0.4 (PostgreSQL); every attempt logged.
+2. **latency**: publish-to-receipt p50/p99 at a steady 200 events/s over gRPC
+   (targets 5 ms / 25 ms).
+3. **isolation**: the healthy endpoint's throughput with a second endpoint
+   that never answers, against without (loss <= 10 %).
+
+Not a test: figures depend on the machine. Run: ``make bench`` or
+``.venv/bin/python scripts/bench_delivery.py [--events N] [--backends sqlite,postgres]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from multiprocessing.connection import Connection
+from typing import Any
+
+import aiohttp
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+
+from webhooks_service.config import Settings
+from webhooks_service.core import configs, keys, orgs, publishing
+from webhooks_service.delivery.runner import run_worker
+from webhooks_service.delivery.signing import webhook_headers
+from webhooks_service.storage import db
+from webhooks_service.storage.models import utcnow
+
+CONCURRENCY = 64
+PAD = "x" * 850  # ~1 KiB bodies, like the brief's measurements
+RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok"
+
+
+# -- receiver subprocess --------------------------------------------------------
+
+
+class _Stats:
+    def __init__(self) -> None:
+        self.count = 0
+        self.times: dict[str, float] = {}
+
+
+class _Fast(asyncio.Protocol):
+    """Keep-alive HTTP/1.1 with content-length bodies; answers 200 'ok'."""
+
+    def __init__(self, stats: _Stats) -> None:
+        self.stats = stats
+        self.buf = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = self.buf[:end].lower()
+            length = 0
+            i = head.find(b"content-length:")
+            if i >= 0:
+                j = head.find(b"\r\n", i)
+                length = int(head[i + 15 : j if j >= 0 else None])
+            total = end + 4 + length
+            if len(self.buf) < total:
+                return
+            k = head.find(b"webhook-id:")
+            if k >= 0:
+                j = head.find(b"\r\n", k)
+                self.stats.times[self.buf[k + 11 : j if j >= 0 else end].strip().decode()] = (
+                    time.time()
+                )
+            self.buf = self.buf[total:]
+            self.stats.count += 1
+            assert self.transport is not None
+            self.transport.write(RESPONSE)
+
+
+class _Hang(asyncio.Protocol):
+    def data_received(self, data: bytes) -> None:
+        pass
+
+
+async def _serve(conn: Connection) -> None:
+    loop = asyncio.get_running_loop()
+    stats = _Stats()
+    fast = await loop.create_server(lambda: _Fast(stats), "127.0.0.1", 0, backlog=1024)
+    hang = await loop.create_server(_Hang, "127.0.0.1", 0, backlog=1024)
+    conn.send((fast.sockets[0].getsockname()[1], hang.sockets[0].getsockname()[1]))
+    while True:
+        cmd = await asyncio.to_thread(conn.recv)
+        if cmd == "count":
+            conn.send(stats.count)
+        elif cmd == "times":
+            conn.send(stats.times)
+        elif cmd == "reset":
+            stats.count = 0
+            stats.times = {}
+            conn.send("ok")
+        else:
+            fast.close()
+            hang.close()
+            conn.send("stopped")
+            return
+
+
+def receiver_main(conn: Connection) -> None:
+    asyncio.run(_serve(conn))
+
+
+# -- publisher subprocess (latency phase) ----------------------------------------
+
+
+def publisher_main(conn: Connection, target: str, key: str, org: str, rate: float, n: int) -> None:
+    from webhooks_client import PublisherClient
+
+    sent: dict[str, float] = {}
+    with PublisherClient(target, key) as client:
+        client.publish_event(org, "user.authenticated", {"warmup": True}, id="warmup")
+        interval = 1.0 / rate
+        start = time.perf_counter()
+        for i in range(n):
+            due = start + i * interval
+            pause = due - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            event_id = f"lat_{i}"
+            sent[event_id] = time.time()
+            client.publish_event(org, "reward.claimed", {"i": i, "pad": PAD[:200]}, id=event_id)
+    conn.send(sent)
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+class Rx:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def ask(self, cmd: str) -> Any:
+        self.conn.send(cmd)
+        return self.conn.recv()
+
+
+def fresh_database(backend: str, pg_admin: str, tmp: str) -> tuple[str, Engine]:
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp}/bench-{uuid.uuid4().hex[:6]}.db"
+    else:
+        name = f"wh_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        admin = sa.create_engine(pg_admin, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        admin.dispose()
+        url = make_url(pg_admin).set(database=name).render_as_string(hide_password=False)
+    engine = db.create_engine(url)
+    db.upgrade(engine)
+    return url, engine
+
+
+def drop_database(url: str, pg_admin: str) -> None:
+    if url.startswith("sqlite"):
+        return
+    admin = sa.create_engine(pg_admin, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+    admin.dispose()
+
+
+def count_attempts(engine: Engine, config_id: str | None = None) -> int:
+    q = "SELECT count(*) FROM delivery_attempts"
+    params: dict[str, Any] = {}
+    if config_id:
+        q += " WHERE config_id = :c"
+        params["c"] = config_id
+    with engine.connect() as conn:
+        return int(conn.execute(sa.text(q), params).scalar_one())
+
+
+def add_config(engine: Engine, settings: Settings, org: str, url: str) -> str:
+    result = configs.put_config(
+        engine,
+        settings,
+        org,
+        config_id="",
+        url=url,
+        event_types=["*"],
+        secret=None,
+        enabled=None,
+        description="bench",
+    )
+    return result.config.id
+
+
+async def publish_backlog(engine: Engine, settings: Settings, org: str, n: int) -> float:
+    started = time.perf_counter()
+    for offset in range(0, n, publishing.MAX_BATCH):
+        size = min(publishing.MAX_BATCH, n - offset)
+        items = [
+            publishing.EventInput(org, "", "reward.claimed", None, {"user": "u1", "pad": PAD})
+            for _ in range(size)
+        ]
+        await publishing.publish_events(engine, settings, org, items, batch=True)
+    return n / (time.perf_counter() - started)
+
+
+async def drain(
+    engine: Engine, settings: Settings, expected: int, config_id: str | None = None
+) -> tuple[float, float]:
+    """Run the worker until ``expected`` attempts (to ``config_id``) are logged.
+
+    Returns (deliveries per second, seconds).
+    """
+    stop = asyncio.Event()
+    started = time.perf_counter()
+    task = asyncio.create_task(run_worker(settings, engine, stop))
+    try:
+        while True:
+            await asyncio.sleep(0.02)
+            done = await asyncio.to_thread(count_attempts, engine, config_id)
+            if done >= expected:
+                break
+            if time.perf_counter() - started > 300:
+                raise RuntimeError(f"only {done}/{expected} attempts after 300 s")
+        elapsed = time.perf_counter() - started
+    finally:
+        stop.set()
+        await task
+    return expected / elapsed, elapsed
+
+
+async def raw_loop(port: int, n: int) -> float:
+    """The fastest client available here (aiohttp) posting the same signed bodies."""
+    secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+    url = f"http://127.0.0.1:{port}/"
+    left = n
+
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0),
+        headers={"content-type": "application/json"},
+    ) as session:
+
+        async def one_client() -> None:
+            nonlocal left
+            while left > 0:
+                left -= 1
+                event_id = f"raw_{left}"
+                body = publishing.build_payload(
+                    event_id,
+                    "reward.claimed",
+                    utcnow(),
+                    '{"user":"u1","pad":"' + PAD + '"}',
+                ).encode()
+                headers = webhook_headers([secret], event_id, int(time.time()), body)
+                async with session.post(url, data=body, headers=headers) as resp:
+                    await resp.read()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one_client() for _ in range(CONCURRENCY)))
+        return n / (time.perf_counter() - started)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# -- phases ---------------------------------------------------------------------------
+
+
+async def throughput_phase(
+    rx: Rx, fast_port: int, settings: Settings, engine: Engine, n: int
+) -> dict[str, Any]:
+    org = orgs.create_org(engine, "bench").id
+    config_id = add_config(engine, settings, org, f"http://127.0.0.1:{fast_port}/")
+    publish_rate = await publish_backlog(engine, settings, org, n)
+    rx.ask("reset")
+    raw_rate = await raw_loop(fast_port, n)
+    rx.ask("reset")
+    rate, _ = await drain(engine, settings, n)
+    received = rx.ask("count")
+    raw_rate_after = await raw_loop(fast_port, n)
+    with engine.connect() as conn:
+        delivered = conn.execute(
+            sa.text("SELECT count(*) FROM deliveries WHERE status = 'delivered'")
+        ).scalar_one()
+        logged = conn.execute(sa.text("SELECT count(*) FROM delivery_attempts")).scalar_one()
+    return {
+        "org": org,
+        "config_id": config_id,
+        "publish_rate": publish_rate,
+        "rate": rate,
+        "raw_rate": (raw_rate + raw_rate_after) / 2,
+        "received": received,
+        "delivered": delivered,
+        "logged": logged,
+    }
+
+
+async def latency_phase(
+    rx: Rx, fast_port: int, settings: Settings, engine: Engine, rate: float, n: int
+) -> dict[str, float]:
+    from webhooks_service.api.server import start_server
+
+    org = orgs.create_org(engine, "latency").id
+    add_config(engine, settings, org, f"http://127.0.0.1:{fast_port}/lat")
+    key = keys.create_key(engine, org, ["events:publish"])[1]
+    wakeup = asyncio.Event()
+    stop = asyncio.Event()
+    server = await start_server(settings, engine, listen="127.0.0.1:0", notify=wakeup.set)
+    worker = asyncio.create_task(run_worker(settings, engine, stop, wakeup))
+    rx.ask("reset")
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(
+        target=publisher_main, args=(child, server.target, key, org, rate, n), daemon=True
+    )
+    proc.start()
+    sent: dict[str, float] = await asyncio.to_thread(parent.recv)
+    proc.join()
+    deadline = time.monotonic() + 10
+    received: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        received = rx.ask("times")
+        if all(k in received for k in sent):
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await worker
+    await server.stop(grace=1.0)
+    lat = [(received[k] - t) * 1000 for k, t in sent.items() if k in received]
+    return {
+        "p50": percentile(lat, 0.50),
+        "p99": percentile(lat, 0.99),
+        "mean": statistics.fmean(lat),
+        "lost": len(sent) - len(lat),
+    }
+
+
+async def isolation_phase(
+    hang_port: int, fast_port: int, settings: Settings, engine: Engine, n: int
+) -> float:
+    org = orgs.create_org(engine, "isolation").id
+    healthy = add_config(engine, settings, org, f"http://127.0.0.1:{fast_port}/healthy")
+    add_config(engine, settings, org, f"http://127.0.0.1:{hang_port}/hang")
+    await publish_backlog(engine, settings, org, n)
+    rate, _ = await drain(engine, settings, n, config_id=healthy)
+    return rate
+
+
+def run_backend(
+    backend: str, args: argparse.Namespace, rx: Rx, fast: int, hang: int, tmp: str
+) -> dict[str, Any]:
+    url, engine = fresh_database(backend, args.postgres_url, tmp)
+    settings = Settings(
+        database_url=url,
+        allowed_target_networks=("127.0.0.0/8",),
+        max_in_flight=256,
+        max_in_flight_per_endpoint=CONCURRENCY,
+        shutdown_grace=0.5,
+        attempt_timeout=15.0,
+    )
+    try:
+        out = asyncio.run(throughput_phase(rx, fast, settings, engine, args.events))
+        out["latency"] = asyncio.run(
+            latency_phase(rx, fast, settings, engine, args.rate, int(args.rate * args.seconds))
+        )
+        out["isolated_rate"] = asyncio.run(
+            isolation_phase(hang, fast, settings, engine, args.events)
+        )
+        return out
+    finally:
+        engine.dispose()
+        drop_database(url, args.postgres_url)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--rate", type=float, default=200.0, help="latency phase events/s")
+    parser.add_argument("--seconds", type=float, default=10.0, help="latency phase duration")
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get(
+            "WEBHOOKS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
+    args = parser.parse_args(argv)
+
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    receiver = ctx.Process(target=receiver_main, args=(child,), daemon=True)
+    receiver.start()
+    fast, hang = parent.recv()
+    rx = Rx(parent)
+    targets = {"sqlite": 0.5, "postgres": 0.4}
+    ok = True
+    with tempfile.TemporaryDirectory() as tmp:
+        for backend in args.backends.split(","):
+            r = run_backend(backend, args, rx, fast, hang, tmp)
+            ratio = r["rate"] / r["raw_rate"]
+            lat = r["latency"]
+            loss = 1 - r["isolated_rate"] / r["rate"]
+            complete = r["logged"] == r["delivered"] == args.events <= r["received"]
+            checks = {
+                "ratio": ratio >= targets[backend],
+                "every attempt logged": complete,
+                "p50": lat["p50"] <= 5,
+                "p99": lat["p99"] <= 25,
+                "isolation": loss <= 0.10,
+            }
+            ok = ok and all(checks.values())
+            print(f"\n== {backend} ({args.events} events, c={CONCURRENCY}) ==")
+            print(f"publish (batches of 500, one transaction each): {r['publish_rate']:,.0f} ev/s")
+            print(
+                f"end-to-end deliveries/s: {r['rate']:,.0f}   raw aiohttp loop: "
+                f"{r['raw_rate']:,.0f}/s   ratio {ratio:.2f} (target >= {targets[backend]})"
+            )
+            print(
+                f"attempts logged {r['logged']}, delivered {r['delivered']}, "
+                f"received {r['received']}"
+            )
+            print(
+                f"publish-to-receipt at {args.rate:.0f} ev/s over gRPC: p50 {lat['p50']:.1f} ms, "
+                f"p99 {lat['p99']:.1f} ms, mean {lat['mean']:.1f} ms, lost {lat['lost']}"
+            )
+            print(
+                f"healthy endpoint with a hanging one: {r['isolated_rate']:,.0f}/s vs "
+                f"{r['rate']:,.0f}/s alone, loss {loss:.1%} (target <= 10%)"
+            )
+            print(
+                "checks: " + ", ".join(f"{k} {'OK' if v else 'MISSED'}" for k, v in checks.items())
+            )
+            sys.stdout.flush()
+    rx.ask("stop")
+    receiver.join(5)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
