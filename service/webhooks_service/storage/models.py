@@ -162,9 +162,12 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         # The claim query's index: only pending rows, ordered by due time.
+        # config_id is in the index so that skipping the due rows of endpoints a
+        # worker has saturated (claim_due's exclude_configs) never reads the table.
         Index(
             "ix_deliveries_due",
             "next_attempt_at",
+            "config_id",
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
         ),
