@@ -194,6 +194,41 @@ def _lb_endpoints(upstreams: tuple[Address, ...], indent: int) -> str:
     )
 
 
+def _method_not_allowed_routes(openapi: Path, indent: int) -> str:
+    """For each REST path, a route answering 405 (with ``allow``) to other methods.
+
+    The transcoder is disabled on these routes; otherwise it would answer 404
+    (unknown method) before the router sees the request.
+    """
+    try:
+        paths: dict[str, dict[str, object]] = json.loads(openapi.read_text())["paths"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigurationError(f"{openapi}: not an OpenAPI description ({exc})") from exc
+    lines: list[str] = []
+    for path, operations in sorted(paths.items()):
+        methods = sorted(m.upper() for m in operations)
+        allow = ", ".join(methods)
+        lines += [
+            "- match:",
+            f"    path: {_q(path)}",
+            "    headers:",
+            '    - name: ":method"',
+            f"      string_match: {{safe_regex: {{regex: {_q('^(' + '|'.join(methods) + ')$')}}}}}",
+            "      invert_match: true",
+            "  direct_response:",
+            "    status: 405",
+            f"    body: {{inline_string: {_q(f'method not allowed here; use {allow}')}}}",
+            "  response_headers_to_add:",
+            f"  - header: {{key: allow, value: {_q(allow)}}}",
+            "  typed_per_filter_config:",
+            "    envoy.filters.http.grpc_json_transcoder:",
+            '      "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig',
+            "      disabled: true",
+        ]
+    pad = " " * indent
+    return "\n".join(pad + line for line in lines)
+
+
 def render(config: GatewayConfig) -> str:
     """The Envoy bootstrap YAML for ``config``."""
     template = Template(config.files.template.read_text())
@@ -208,6 +243,7 @@ def render(config: GatewayConfig) -> str:
         "cluster_type": "STATIC" if all(u.is_ip for u in config.upstreams) else "STRICT_DNS",
         "local_reply_mappers": _local_reply_mappers(12),
         "lb_endpoints": _lb_endpoints(config.upstreams, 8),
+        "method_not_allowed_routes": _method_not_allowed_routes(config.files.openapi, 14),
         **config.extra,
     }
     try:
