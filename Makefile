@@ -8,7 +8,7 @@ UV_VERSION := 0.13.9
 SYNCED := $(VENV)/.synced
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: help venv run test pytest gen check-gen lint format clean
+.PHONY: help venv run test pytest gen check-gen lint format clean bench-logs
 
 help:
 	@echo "make run        serve gRPC (127.0.0.1:50051) on the embedded SQLite database"
@@ -49,6 +49,11 @@ pytest: $(SYNCED)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test: lint check-gen pytest
+
+# Benchmark (not a test): seeds 1,000,000 delivery attempts on SQLite and
+# PostgreSQL and prints p50/p99 of ListDeliveryLogs. BENCH_ARGS="--rows 200000".
+bench-logs: $(SYNCED)
+	$(PY) scripts/bench_logs.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .webhooks .pytest_cache .mypy_cache .ruff_cache
