@@ -128,9 +128,11 @@ def running_receiver() -> Iterator[Receiver]:
     async def start() -> web.AppRunner:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", rx.handle)
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        runner = web.AppRunner(
+            app, access_log=None, handler_cancellation=True, shutdown_timeout=0.1
+        )
         await runner.setup()
-        site = web.TCPSite(runner, rx.host, 0, shutdown_timeout=0.1)
+        site = web.TCPSite(runner, rx.host, 0)
         await site.start()
         server = site._server
         assert server is not None

@@ -1,0 +1,287 @@
+"""Delivery end to end: the real server (API + worker in one loop, as
+``webhooks serve``), real HTTP receivers on 127.0.0.1, SQLite and PostgreSQL.
+
+Retry schedules are tiny (0.05 s) where real time is simplest; the policy's
+timing is asserted with an injected clock (test_retry_policy.py and
+``test_retry_waits_for_the_injected_clock`` below).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from standardwebhooks.webhooks import Webhook
+
+from tests.support.receiver import Receiver, Reply, running_receiver
+from tests.support.server import RunningServer, make_org_and_keys, running_server
+from tests.support.server import test_settings as make_settings
+from webhooks.v1 import admin_pb2
+from webhooks_client import AdminClient, PublisherClient
+from webhooks_service.delivery.retry_policy import RetryPolicy
+from webhooks_service.delivery.worker import DeliveryWorker
+from webhooks_service.storage import db
+
+FAST = {"retry_schedule": (0.05, 0.05, 0.05, 0.05)}
+Out = admin_pb2.Outcome
+
+
+class Env:
+    def __init__(self, srv: RunningServer, rx: Receiver) -> None:
+        self.srv = srv
+        self.rx = rx
+        self.org_id, keys = make_org_and_keys(srv.engine)
+        self.admin = AdminClient(srv.target, keys["all"])
+        self.publisher = PublisherClient(srv.target, keys["events:publish"])
+
+    def config(self, path: str, types: list[str] | None = None, url: str = "") -> Any:
+        response = self.admin.put_webhook_config(
+            url=url or self.rx.url(path), event_types=types or ["*"]
+        )
+        return response.config, response.secret
+
+    def publish(self, type_: str = "reward.claimed", id: str | None = None) -> Any:
+        return self.publisher.publish_event(self.org_id, type_, {"points": 10}, id=id)
+
+    def logs(self, **filters: Any) -> list[admin_pb2.DeliveryLog]:
+        return list(self.admin.iter_delivery_logs(**filters))
+
+    def wait_logs(self, count: int, timeout: float = 15.0, **filters: Any) -> list[Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            logs = self.logs(**filters)
+            if len(logs) >= count:
+                return logs
+            if time.monotonic() > deadline:
+                raise AssertionError(f"expected {count} log entries, got {logs}")
+            time.sleep(0.02)
+
+
+@pytest.fixture
+def env(request: pytest.FixtureRequest, database_url: str) -> Iterator[Env]:
+    overrides = getattr(request, "param", FAST)
+    with running_receiver() as rx, running_server(database_url, overrides, worker=True) as srv:
+        e = Env(srv, rx)
+        try:
+            yield e
+        finally:
+            e.admin.close()
+            e.publisher.close()
+
+
+def test_signed_delivery_verifies_with_standardwebhooks(env: Env) -> None:
+    config, secret = env.config("/hook")
+    result = env.publish(id="evt_signed")
+    (got,) = env.rx.wait_for(1, "/hook")
+    assert Webhook(secret).verify(got.body, got.headers) is not None
+    assert got.headers["webhook-id"] == "evt_signed"
+    assert abs(int(got.headers["webhook-timestamp"]) - time.time()) < 10
+    assert got.headers["content-type"] == "application/json"
+    assert got.headers["user-agent"].startswith("webhooks-service/")
+    body = json.loads(got.body)
+    assert body["id"] == result.event_id and body["type"] == "reward.claimed"
+    assert body["data"] == {"points": 10}
+    (entry,) = env.wait_logs(1)
+    assert entry.outcome == Out.OUTCOME_DELIVERED
+    assert entry.request_body.encode() == got.body
+    assert (entry.attempt, entry.response_status_code, entry.config_id) == (1, 200, config.id)
+
+
+def test_three_500s_then_success_on_the_fourth_attempt(env: Env) -> None:
+    env.rx.program("/flaky", Reply(500), Reply(500), Reply(500, b"still down"), Reply(200))
+    env.config("/flaky")
+    env.publish(id="evt_flaky")
+    got = env.rx.wait_for(4, "/flaky")
+    assert {r.headers["webhook-id"] for r in got} == {"evt_flaky"}
+    logs = env.wait_logs(4)
+    oldest_first = list(reversed(logs))
+    assert [e.attempt for e in oldest_first] == [1, 2, 3, 4]
+    assert [e.outcome for e in oldest_first] == [Out.OUTCOME_RETRY_SCHEDULED] * 3 + [
+        Out.OUTCOME_DELIVERED
+    ]
+    assert [e.response_status_code for e in oldest_first] == [500, 500, 500, 200]
+    assert oldest_first[2].response_body == "still down"
+    assert all(e.HasField("next_attempt_at") for e in oldest_first[:3])
+    assert not oldest_first[3].HasField("next_attempt_at")
+    assert len({e.delivery_id for e in logs}) == 1
+    time.sleep(0.2)
+    assert env.rx.count("/flaky") == 4
+
+
+def test_400_is_one_attempt_and_a_final_failure(env: Env) -> None:
+    env.rx.program("/bad", Reply(400, b"nope"))
+    env.config("/bad")
+    env.publish()
+    (entry,) = env.wait_logs(1)
+    assert (entry.outcome, entry.response_status_code) == (Out.OUTCOME_FAILED, 400)
+    assert entry.response_body == "nope"
+    time.sleep(0.3)  # several retry periods: nothing more happens
+    assert env.rx.count("/bad") == 1 and len(env.logs()) == 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("env", [{"retry_schedule": (0.05, 0.05)}], indirect=True)
+def test_connection_refused_is_retried_until_dead(env: Env) -> None:
+    env.config("", url=f"http://127.0.0.1:{free_port()}/gone")
+    env.publish()
+    logs = list(reversed(env.wait_logs(3)))
+    assert [e.outcome for e in logs] == [
+        Out.OUTCOME_RETRY_SCHEDULED,
+        Out.OUTCOME_RETRY_SCHEDULED,
+        Out.OUTCOME_DEAD,
+    ]
+    assert all(e.response_status_code == 0 and "connect" in e.error for e in logs)
+
+
+@pytest.mark.parametrize(
+    "env", [{"retry_schedule": (0.05,), "attempt_timeout": 0.3}], indirect=True
+)
+def test_timeout_is_retried(env: Env) -> None:
+    env.rx.program("/slow", Reply(hang=True), Reply(200))
+    env.config("/slow")
+    env.publish()
+    logs = list(reversed(env.wait_logs(2)))
+    assert [e.outcome for e in logs] == [Out.OUTCOME_RETRY_SCHEDULED, Out.OUTCOME_DELIVERED]
+    assert "timeout" in logs[0].error and logs[0].response_status_code == 0
+    assert logs[0].duration_ms >= 250
+
+
+def test_429_retry_after_is_respected(env: Env) -> None:
+    env.rx.program("/busy", Reply(429, headers={"Retry-After": "1"}), Reply(200))
+    env.config("/busy")
+    env.publish()
+    first, second = env.rx.wait_for(2, "/busy")
+    assert second.at - first.at >= 1.0  # the schedule alone would retry after 0.05 s
+    logs = list(reversed(env.wait_logs(2)))
+    assert logs[0].outcome == Out.OUTCOME_RETRY_SCHEDULED
+    scheduled = logs[0].next_attempt_at.ToDatetime(tzinfo=UTC)
+    attempted = logs[0].attempted_at.ToDatetime(tzinfo=UTC)
+    assert scheduled - attempted >= timedelta(seconds=1)
+
+
+def test_410_disables_the_endpoint(env: Env) -> None:
+    env.rx.program("/gone", Reply(410))
+    env.config("/gone")
+    env.publish()
+    (entry,) = env.wait_logs(1)
+    assert entry.outcome == Out.OUTCOME_FAILED
+    (stored,) = env.admin.list_webhook_configs()
+    assert not stored.enabled and "410" in stored.disabled_reason
+    assert env.publish().deliveries == 0
+
+
+def test_fan_out_reaches_exactly_the_matching_endpoints(env: Env) -> None:
+    env.config("/all", ["*"])
+    env.config("/rewards", ["reward.*"])
+    env.config("/users", ["user.opted_in", "user.opted_out"])
+    env.publish("reward.claimed", id="r1")
+    env.publish("user.opted_out", id="u1")
+    env.publish("action.completed", id="a1")
+    env.wait_logs(5)
+    seen = {
+        p: {r.headers["webhook-id"] for r in env.rx.requests(p)}
+        for p in ("/all", "/rewards", "/users")
+    }
+    assert seen == {"/all": {"r1", "u1", "a1"}, "/rewards": {"r1"}, "/users": {"u1"}}
+
+
+def test_duplicate_publish_delivers_nothing_new(env: Env) -> None:
+    env.config("/hook")
+    assert not env.publish(id="once").duplicate
+    env.rx.wait_for(1, "/hook")
+    assert env.publish(id="once").duplicate
+    env.publish(id="sentinel")
+    env.wait_logs(2)
+    ids = [r.headers["webhook-id"] for r in env.rx.requests("/hook")]
+    assert sorted(ids) == ["once", "sentinel"]
+
+
+@pytest.mark.parametrize("env", [{**FAST, "allowed_target_networks": ()}], indirect=True)
+def test_loopback_target_is_refused_without_the_allow_list(env: Env) -> None:
+    env.config("/hook")
+    env.publish()
+    (entry,) = env.wait_logs(1)
+    assert entry.outcome == Out.OUTCOME_FAILED
+    assert "blocked target" in entry.error and entry.response_status_code == 0
+    time.sleep(0.2)
+    assert env.rx.count() == 0 and len(env.logs()) == 1
+
+
+class FakeClock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class NoJitter(RetryPolicy):
+    def backoff(self, attempt: int) -> float:
+        return self.schedule[attempt - 1]
+
+
+def test_retry_waits_for_the_injected_clock(database_url: str) -> None:
+    """The worker retries when the clock reaches next_attempt_at, not before."""
+    settings = make_settings(database_url, {"retry_schedule": (30.0, 60.0)})
+    engine = db.create_engine(database_url)
+    with running_receiver() as rx, running_server(database_url, engine=engine) as srv:
+        rx.program("/h", Reply(503), Reply(200))
+        org_id, keys = make_org_and_keys(engine)
+        with AdminClient(srv.target, keys["all"]) as admin:
+            admin.put_webhook_config(url=rx.url("/h"), event_types=["*"])
+        with PublisherClient(srv.target, keys["events:publish"]) as pub:
+            pub.publish_event(org_id, "reward.claimed", {})
+        clock = FakeClock(datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1))
+
+        async def scenario() -> None:
+            worker = DeliveryWorker(
+                settings, engine, clock=clock, policy=NoJitter(settings.retry_schedule)
+            )
+            stop, wake = asyncio.Event(), asyncio.Event()
+            task = asyncio.create_task(worker.run(stop, wake))
+
+            async def until(cond: Any) -> None:
+                for _ in range(500):
+                    if cond():
+                        return
+                    await asyncio.sleep(0.01)
+                raise AssertionError("condition not reached")
+
+            try:
+                await steps(worker, wake, until)
+            finally:
+                stop.set()
+                await task
+
+        async def steps(worker: DeliveryWorker, wake: asyncio.Event, until: Any) -> None:
+            start = clock.now
+            await until(lambda: worker.attempts_recorded == 1)
+            with engine.connect() as conn:
+                due = conn.execute(sa.text("SELECT next_attempt_at FROM deliveries")).scalar()
+            assert due is not None
+            if isinstance(due, str):
+                due = datetime.fromisoformat(due)
+            assert due.replace(tzinfo=UTC) == start + timedelta(seconds=30)
+            clock.now = start + timedelta(seconds=29.9)
+            wake.set()
+            await asyncio.sleep(0.2)
+            assert rx.count("/h") == 1
+            clock.now = start + timedelta(seconds=30)
+            wake.set()
+            await until(lambda: worker.attempts_recorded == 2)
+            assert rx.count("/h") == 2
+
+        asyncio.run(scenario())
+    engine.dispose()
