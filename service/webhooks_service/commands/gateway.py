@@ -46,15 +46,17 @@ def register(sub: Any) -> None:
     parser.set_defaults(handler=_run)
 
 
-def add_gateway_arguments(parser: argparse.ArgumentParser, *, listen_option: str) -> None:
-    """Options shared by ``gateway`` and ``run``."""
-    parser.add_argument(
-        listen_option,
-        dest="gateway_listen",
-        metavar="HOST:PORT",
-        default=None,
-        help="address of the REST listener [env WEBHOOKS_GATEWAY_LISTEN; default 127.0.0.1:8080]",
-    )
+def add_gateway_arguments(parser: argparse.ArgumentParser, *, listen_option: str | None) -> None:
+    """Options shared by ``gateway`` and ``run`` (``run`` has ``--gateway-listen`` already)."""
+    if listen_option is not None:
+        parser.add_argument(
+            listen_option,
+            dest="gateway_listen",
+            metavar="HOST:PORT",
+            default=None,
+            help="address of the REST listener "
+            "[env WEBHOOKS_GATEWAY_LISTEN; default 127.0.0.1:8080]",
+        )
     parser.add_argument(
         "--admin-port",
         type=int,

@@ -73,6 +73,12 @@ def _http_get(url: str, timeout: float = 1.0) -> tuple[int, str]:
         return exc.code, exc.read().decode(errors="replace")
 
 
+# Envoy warnings that are expected here, not news: a deployment note printed on
+# every start, and the acknowledgement of our own SIGTERM.
+_NOISE = (
+    "no configured limit to the number of allowed active downstream",
+    "caught ENVOY_SIGTERM",
+)
 _REASON = re.compile(r"\[(?:critical|error)\]\[\w+\] \[[^\]]*\] (.*)")
 
 
@@ -154,10 +160,10 @@ class EnvoyProcess:
         assert self._proc is not None and self._proc.stderr is not None
         for raw in self._proc.stderr:
             line = raw.decode(errors="replace").rstrip("\n")
-            if "no configured limit to the number of allowed active downstream" in line:
-                continue  # a deployment note, not an error; printed on every start
+            if any(noise in line for noise in _NOISE):
+                continue
             self._log_tail.append(line)
-            if self.echo_logs:
+            if self.echo_logs and self.listen is not None:  # after start: the reason
                 print(f"envoy: {line}", file=sys.stderr, flush=True)
 
     def _died(self) -> ConfigurationError:
