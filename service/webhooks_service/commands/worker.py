@@ -1,0 +1,87 @@
+"""``webhooks worker``: only the delivery worker (no API), for scaling out.
+
+Any number of worker processes, on any number of machines, share one
+PostgreSQL database: they claim due deliveries with ``FOR UPDATE SKIP
+LOCKED`` and wake up on ``NOTIFY webhooks_deliveries`` from publishers in
+other processes. (On SQLite a separate worker process works too, but only
+notices new events on its poll interval; ``webhooks serve`` wakes its
+in-process worker immediately.) SIGINT/SIGTERM: stop claiming, give in-flight
+attempts ``shutdown_grace`` seconds, release the rest, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from webhooks_service import config
+from webhooks_service.commands._database import open_database
+from webhooks_service.config import Settings
+from webhooks_service.delivery.runner import run_worker
+
+WORKER_SETTINGS = [
+    "database_url",
+    "log_level",
+    "retry_schedule",
+    "allowed_target_networks",
+    "connect_timeout",
+    "attempt_timeout",
+    "response_body_cap",
+    "max_in_flight",
+    "max_in_flight_per_endpoint",
+    "claim_batch_size",
+    "lease_seconds",
+    "poll_interval",
+    "shutdown_grace",
+    "secret_key",
+]
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "worker",
+        help="run only the delivery worker (scale out next to `serve`)",
+        description=(
+            "Claim due deliveries, POST them signed, log every attempt and schedule retries. "
+            "Applies pending migrations first."
+        ),
+    )
+    config.add_arguments(parser, WORKER_SETTINGS)
+    parser.set_defaults(handler=_worker)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    settings = config.from_args(args)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    engine = open_database(settings)
+    try:
+        asyncio.run(work(settings, engine))
+    finally:
+        engine.dispose()
+    return 0
+
+
+async def work(settings: Settings, engine: Engine, stop: asyncio.Event | None = None) -> None:
+    """Run the worker until ``stop`` is set or SIGINT/SIGTERM arrives."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    print(
+        f"webhooks: delivery worker running on {engine.url.render_as_string(hide_password=True)}",
+        file=sys.stderr,
+        flush=True,
+    )
+    await run_worker(settings, engine, stop)
