@@ -8,7 +8,7 @@ UV_VERSION := 0.13.9
 SYNCED := $(VENV)/.synced
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: help venv run test pytest gen check-gen lint format clean bench-logs
+.PHONY: help venv run test pytest gen check-gen lint format clean bench-logs bench demo
 
 help:
 	@echo "make run        serve gRPC (127.0.0.1:50051) on the embedded SQLite database"
@@ -16,6 +16,8 @@ help:
 	@echo "make gen        regenerate Python stubs and the gateway descriptor from protos/"
 	@echo "make check-gen  fail if generated files differ from protos/"
 	@echo "make lint       ruff + mypy (strict)"
+	@echo "make demo       deliver signed events to a local receiver and print the log"
+	@echo "make bench      delivery throughput, latency and isolation (SQLite, PostgreSQL)"
 
 $(UV):
 	python3 -m venv $(VENV)
@@ -54,6 +56,14 @@ test: lint check-gen pytest
 # PostgreSQL and prints p50/p99 of ListDeliveryLogs. BENCH_ARGS="--rows 200000".
 bench-logs: $(SYNCED)
 	$(PY) scripts/bench_logs.py $(BENCH_ARGS)
+
+# Delivery throughput vs a raw client, publish-to-receipt latency, isolation (SQLite, PostgreSQL).
+bench: $(SYNCED)
+	$(PY) scripts/bench_delivery.py $(BENCH_ARGS)
+
+# Service on SQLite + a local receiver: signed deliveries, a 500-then-recovering and a 400 endpoint.
+demo: $(SYNCED)
+	$(PY) scripts/demo.py
 
 clean:
 	rm -rf $(VENV) .webhooks .pytest_cache .mypy_cache .ruff_cache
