@@ -8,16 +8,17 @@ UV_VERSION := 0.13.9
 SYNCED := $(VENV)/.synced
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: help venv run test pytest gen check-gen lint format clean bench-logs bench demo
+.PHONY: help venv run test pytest gen check-gen lint format clean bench-logs bench demo bench-gateway
 
 help:
-	@echo "make run        serve gRPC (127.0.0.1:50051) on the embedded SQLite database"
+	@echo "make run        gRPC API (127.0.0.1:50051) + REST gateway (127.0.0.1:8080) on SQLite"
 	@echo "make test       lint + check-gen + the whole test suite"
 	@echo "make gen        regenerate Python stubs and the gateway descriptor from protos/"
 	@echo "make check-gen  fail if generated files differ from protos/"
 	@echo "make lint       ruff + mypy (strict)"
 	@echo "make demo       deliver signed events to a local receiver and print the log"
 	@echo "make bench      delivery throughput, latency and isolation (SQLite, PostgreSQL)"
+	@echo "make bench-gateway  GET /webhooks/configs through Envoy vs direct gRPC"
 
 $(UV):
 	python3 -m venv $(VENV)
@@ -29,8 +30,9 @@ $(SYNCED): $(UV) uv.lock pyproject.toml service/pyproject.toml clients/python/py
 
 venv: $(SYNCED)
 
+# API + worker + the Envoy REST gateway; a new database gets a demo org and key.
 run: $(SYNCED)
-	$(VENV)/bin/webhooks serve
+	$(VENV)/bin/webhooks run $(RUN_ARGS)
 
 gen: $(SYNCED)
 	$(PY) scripts/codegen.py
@@ -64,6 +66,10 @@ bench: $(SYNCED)
 # Service on SQLite + a local receiver: signed deliveries, a 500-then-recovering and a 400 endpoint.
 demo: $(SYNCED)
 	$(PY) scripts/demo.py
+
+# REST through Envoy vs direct gRPC, same run. BENCH_ARGS="--duration 10 --concurrency 64".
+bench-gateway: $(SYNCED)
+	$(PY) scripts/bench_gateway.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .webhooks .pytest_cache .mypy_cache .ruff_cache
