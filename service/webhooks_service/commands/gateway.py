@@ -96,16 +96,25 @@ def envoy_log_level(python_level: str) -> str:
 
 
 class Stop:
-    """Turns SIGTERM (and SIGINT) into an event a supervising loop waits on."""
+    """Turns SIGTERM and SIGINT into an event the supervising loop waits on;
+    the previous handlers come back on exit."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.event = threading.Event()
-        self.signal: int | None = None
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._handle)
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> Stop:
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.signal = signum
         self.event.set()
 
 
@@ -113,14 +122,13 @@ def _run(args: argparse.Namespace) -> int:
     settings = config.from_args(args)
     upstreams = args.upstream or [settings.grpc_listen]
     gw_config = build_config(args, upstreams)
-    stop = Stop()
     envoy = EnvoyProcess(
         gw_config,
         log_level=envoy_log_level(settings.log_level),
         concurrency=args.concurrency,
         echo_logs=True,
     )
-    with envoy.start():
+    with envoy.start(), Stop() as stop:
         print(
             f"gateway: REST on {envoy.base_url} -> {', '.join(upstreams)} "
             f"(Envoy pid {envoy.pid}, admin http://{envoy.admin}/ready)",
