@@ -70,10 +70,11 @@ def page_query(
     if before_id is not None:
         inner = inner.where(_A.c.id < before_id)
     # Equality on the leading columns makes this the same order as ``id DESC``,
-    # but spelled as the index's own key, so that the planner walks that index
-    # instead of the primary key with a filter (which PostgreSQL may prefer
-    # for a big organisation, and which degrades badly for an organisation
-    # whose rows are all old).
+    # spelled as the key of the index for the most selective filter, so that
+    # with several filters SQLite walks that index (no sort). PostgreSQL drops
+    # the constant keys and chooses by cost: the org index, or for an
+    # organisation holding most rows the primary key backwards (its heap
+    # order is the id order). See the benchmark for plans at a million rows.
     order = [_A.c.organisation_id.desc()]
     for value, column in (
         (filters.event_id, _A.c.event_id),
