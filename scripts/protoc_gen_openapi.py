@@ -12,8 +12,9 @@ describing what Envoy's gRPC-JSON transcoder serves, as configured in
   fields that are always printed (``always_print_primitive_fields``: scalars,
   enums and repeated fields that are not proto3 ``optional``) are ``required``
   in response schemas; enums are their value names; Timestamps RFC 3339 strings;
-- ``(google.api.field_behavior) = REQUIRED`` -> required in request schemas,
-  ``OUTPUT_ONLY`` -> ``readOnly``;
+- ``(google.api.field_behavior) = REQUIRED`` -> required (and non-empty) in
+  request schemas, ``OUTPUT_ONLY`` -> ``readOnly``; ``page_size`` query
+  parameters are non-negative (AIP-158);
 - every error is the ``Status`` envelope ``{"code", "message", "details"}``;
 - bearer authentication (``authorization: Bearer <API key>``).
 
@@ -77,13 +78,15 @@ WELL_KNOWN: dict[str, JsonObj] = {
 ERROR_STATUSES = {
     "400": "INVALID_ARGUMENT: malformed JSON, a wrong field type, an unknown query "
     "parameter, or a field that fails validation (see `details` for "
-    "google.rpc.BadRequest field violations)",
+    "google.rpc.BadRequest field violations); FAILED_PRECONDITION: the state forbids "
+    "the request (e.g. the organisation's configuration quota is reached)",
     "401": "UNAUTHENTICATED: missing or unknown API key",
     "403": "PERMISSION_DENIED: the key lacks the scope this call needs",
     "404": "NOT_FOUND: unknown id, or no REST endpoint at this path and method",
+    "405": "UNIMPLEMENTED: the path exists but not with this method (see `allow`)",
     "409": "ALREADY_EXISTS / ABORTED",
     "413": "request body larger than the gateway's limit (1 MiB by default)",
-    "429": "RESOURCE_EXHAUSTED: rate limited; retry later",
+    "429": "RESOURCE_EXHAUSTED: rate limited; `details` carry google.rpc.RetryInfo",
     "503": "UNAVAILABLE: no API process answered, or the database is unreachable",
 }
 
@@ -210,6 +213,11 @@ class Builder:
             behaviors = _behaviors(field)
             if field_behavior_pb2.OUTPUT_ONLY in behaviors:
                 schema["readOnly"] = True
+            if field_behavior_pb2.REQUIRED in behaviors and not response:
+                if schema.get("type") == "string":
+                    schema["minLength"] = 1
+                elif schema.get("type") == "array":
+                    schema["minItems"] = 1
             if doc:
                 schema = {**schema, "description": doc}
             props[field.name] = schema
@@ -383,6 +391,8 @@ def _operation(
             schema = builder.field_schema(field, response=False)
             if "$ref" in schema:
                 schema = builder.schemas[schema["$ref"].rsplit("/", 1)[1]]
+            if field.name == "page_size" and schema.get("type") == "integer":
+                schema = {**schema, "minimum": 0}  # AIP-158: negative sizes are invalid
             param: JsonObj = {"name": field.name, "in": "query", "schema": schema}
             doc_f = index.comments.get(f"{method.input_type}.{field.name}", "")
             if doc_f:
