@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from tests.support.envoy import running_gateway
 from tests.support.server import RunningServer, make_key, make_org_and_keys, running_server
-from webhooks.v1 import publisher_pb2, publisher_pb2_grpc
+from webhooks.v1 import admin_pb2, admin_pb2_grpc, events_pb2, publisher_pb2, publisher_pb2_grpc
 from webhooks_service.gateway import EnvoyProcess, find_gateway_dir
 from webhooks_service.storage.models import Delivery, DeliveryAttempt, Event
 
@@ -456,6 +456,29 @@ def test_round_robin_failover_and_503_when_no_upstream(sqlite_url: str) -> None:
             body = envelope(rest.get("/webhooks/configs", headers=auth), 503, 14)
             assert body["details"] == []
             envelope(put_config(rest, org_keys["all"]), 503, 14)
+
+
+def test_optional_grpc_listener_proxies_both_services(
+    api: RunningServer, keys: dict[str, str]
+) -> None:
+    with (
+        running_gateway([api.target], grpc_proxy=True) as gw,
+        grpc.insecure_channel(str(gw.grpc_listen)) as channel,
+    ):
+        publisher = publisher_pb2_grpc.EventPublisherStub(channel)
+        reply = publisher.PublishEvent(
+            publisher_pb2.PublishEventRequest(
+                organisation_id=keys["org"],
+                event=events_pb2.Event(id="evt_via_proxy", type="reward.claimed"),
+            ),
+            metadata=(("authorization", f"Bearer {keys['platform']}"),),
+            timeout=10,
+        )
+        assert reply.event_id == "evt_via_proxy" and not reply.duplicate
+        admin = admin_pb2_grpc.WebhookAdminStub(channel)
+        with pytest.raises(grpc.RpcError) as err:
+            admin.ListWebhookConfigs(admin_pb2.ListWebhookConfigsRequest(), timeout=10)
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED  # status passes through
 
 
 # -- the OpenAPI description against the real thing ------------------------------

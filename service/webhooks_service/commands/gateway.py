@@ -42,6 +42,13 @@ def register(sub: Any) -> None:
         help="gRPC address of a `webhooks serve` process; repeat for several "
         "[default: WEBHOOKS_GRPC_LISTEN or 127.0.0.1:50051]",
     )
+    parser.add_argument(
+        "--grpc-proxy-listen",
+        metavar="HOST:PORT",
+        default=None,
+        help="also listen for native gRPC here (WebhookAdmin and EventPublisher, for "
+        "internal services), balanced over the same upstreams [default: off]",
+    )
     config.add_arguments(parser, ["log_level"])
     parser.set_defaults(handler=_run)
 
@@ -82,7 +89,13 @@ def add_gateway_arguments(parser: argparse.ArgumentParser, *, listen_option: str
 
 def build_config(args: argparse.Namespace, upstreams: list[str]) -> GatewayConfig:
     settings = config.from_args(args)
+    grpc_proxy = getattr(args, "grpc_proxy_listen", None)
     return GatewayConfig(
+        grpc_proxy_listen=(
+            parse_address(grpc_proxy, what="--grpc-proxy-listen", allow_zero_port=True)
+            if grpc_proxy
+            else None
+        ),
         listen=parse_address(settings.gateway_listen, what="--listen", allow_zero_port=True),
         upstreams=tuple(parse_address(u, what="--upstream") for u in upstreams),
         files=GatewayFiles.in_dir(find_gateway_dir(args.gateway_dir)),
@@ -129,8 +142,9 @@ def _run(args: argparse.Namespace) -> int:
         echo_logs=True,
     )
     with envoy.start(), Stop() as stop:
+        grpc_note = f", gRPC on {envoy.grpc_listen}" if envoy.grpc_listen else ""
         print(
-            f"gateway: REST on {envoy.base_url} -> {', '.join(upstreams)} "
+            f"gateway: REST on {envoy.base_url}{grpc_note} -> {', '.join(upstreams)} "
             f"(Envoy pid {envoy.pid}, admin http://{envoy.admin}/ready)",
             flush=True,
         )

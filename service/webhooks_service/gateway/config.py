@@ -95,14 +95,20 @@ class GatewayFiles:
     template: Path
     descriptor: Path
     openapi: Path
+    grpc_listener: Path
 
     @classmethod
     def in_dir(cls, directory: Path) -> GatewayFiles:
         files = cls(
-            directory / "envoy.yaml.tmpl", directory / "descriptor.pb", directory / "openapi.json"
+            directory / "envoy.yaml.tmpl",
+            directory / "descriptor.pb",
+            directory / "openapi.json",
+            directory / "grpc-listener.yaml.tmpl",
         )
         missing = [
-            p.name for p in (files.template, files.descriptor, files.openapi) if not p.is_file()
+            p.name
+            for p in (files.template, files.descriptor, files.openapi, files.grpc_listener)
+            if not p.is_file()
         ]
         if missing:
             raise ConfigurationError(
@@ -135,6 +141,7 @@ class GatewayConfig:
     upstreams: tuple[Address, ...]
     files: GatewayFiles
     admin_port: int = 0  # 0: the OS picks one; Envoy writes it to --admin-address-path
+    grpc_proxy_listen: Address | None = None  # optional native gRPC listener
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     health_check_interval_s: float = 1.0
     extra: dict[str, str] = field(default_factory=dict)
@@ -229,6 +236,16 @@ def _method_not_allowed_routes(openapi: Path, indent: int) -> str:
     return "\n".join(pad + line for line in lines)
 
 
+def _grpc_listener(config: GatewayConfig, indent: int) -> str:
+    if config.grpc_proxy_listen is None:
+        return ""
+    text = Template(config.files.grpc_listener.read_text()).substitute(
+        grpc_host=config.grpc_proxy_listen.host, grpc_port=config.grpc_proxy_listen.port
+    )
+    pad = " " * indent
+    return "\n".join(pad + line if line.strip() else "" for line in text.splitlines())
+
+
 def render(config: GatewayConfig) -> str:
     """The Envoy bootstrap YAML for ``config``."""
     template = Template(config.files.template.read_text())
@@ -244,6 +261,7 @@ def render(config: GatewayConfig) -> str:
         "local_reply_mappers": _local_reply_mappers(12),
         "lb_endpoints": _lb_endpoints(config.upstreams, 8),
         "method_not_allowed_routes": _method_not_allowed_routes(config.files.openapi, 14),
+        "grpc_listener": _grpc_listener(config, 2),
         **config.extra,
     }
     try:

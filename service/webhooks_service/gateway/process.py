@@ -116,7 +116,8 @@ class EnvoyProcess:
         self._log_tail: deque[str] = deque(maxlen=200)
         self._reader: threading.Thread | None = None
         self.admin: Address | None = None
-        self.listen: Address | None = None
+        self.listen: Address | None = None  # the REST listener, once started
+        self.grpc_listen: Address | None = None  # the gRPC listener, if configured
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -191,7 +192,8 @@ class EnvoyProcess:
                 with contextlib.suppress(OSError):
                     status, body = _http_get(f"http://{self.admin}/ready")
                     if status == 200 and body.strip() == "LIVE":
-                        self.listen = self._listener_address()
+                        self.grpc_listen = self._listener_address("grpc")
+                        self.listen = self._listener_address("rest")
                         return
             time.sleep(0.05)
         raise ConfigurationError(
@@ -199,14 +201,14 @@ class EnvoyProcess:
             f"last Envoy output: {_one_line_reason(list(self._log_tail))}"
         )
 
-    def _listener_address(self) -> Address:
-        """The bound address of the REST listener (resolves a port of 0)."""
+    def _listener_address(self, name: str) -> Address | None:
+        """The bound address of a listener (resolves a port of 0); None if absent."""
         _, body = _http_get(f"http://{self.admin}/listeners?format=json")
         for listener in json.loads(body).get("listener_statuses", []):
-            if listener.get("name") == "rest":
+            if listener.get("name") == name:
                 sock = listener["local_address"]["socket_address"]
                 return Address(sock["address"], int(sock["port_value"]))
-        return self.config.listen
+        return None
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout``; removes the rendered config."""
