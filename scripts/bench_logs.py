@@ -353,7 +353,13 @@ def measure(label: str, fx: Fixture, iterations: int, rounds: int) -> list[str]:
 
 
 def explain(fx: Fixture) -> None:
-    query = log_store.page_query(fx.org_id, logs.LogFilters(), before_id=fx.rows // 2, limit=51)
+    query = log_store.page_query(
+        fx.org_id,
+        logs.LogFilters(),
+        before_id=fx.rows // 2,
+        limit=51,
+        dialect=fx.engine.dialect.name,
+    )
     compiled = query.compile(fx.engine, compile_kwargs={"literal_binds": True})
     prefix = "EXPLAIN QUERY PLAN " if db.is_sqlite(fx.engine) else "EXPLAIN "
     with fx.engine.connect() as conn:

@@ -236,3 +236,38 @@ def test_sqlite_plan_uses_the_attempt_indexes(
     assert "SCAN delivery_attempts" not in plan.replace(f"USING INDEX {index}", ""), plan
     # The only sort is the outer one, over the page's (at most 501) rows.
     assert plan.count("TEMP B-TREE") <= 1 and "SEARCH events USING INTEGER PRIMARY KEY" in plan
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("filters", "index"),
+    [
+        (LogFilters(), "ix_attempts_org"),
+        (LogFilters(config_id="whc_x"), "ix_attempts_org_config"),
+        (LogFilters(event_id="evt_x"), "ix_attempts_org_event"),
+        (LogFilters(event_type="reward.claimed"), "ix_attempts_org_type"),
+        (LogFilters(outcome="dead"), "ix_attempts_org_outcome"),
+    ],
+)
+def test_postgres_plan_seeks_the_attempt_indexes(
+    postgres_url: str, filters: LogFilters, index: str
+) -> None:
+    """The page is an index range scan on (org[, filter], id < cursor) whose order
+    is the page's order: the primary key (filtered by org) cannot serve it."""
+    from webhooks_service.storage import db
+
+    engine = db.create_engine(postgres_url)
+    try:
+        query = log_store.page_query(
+            "org_x", filters, before_id=1000, limit=51, dialect="postgresql"
+        )
+        compiled = query.compile(engine, compile_kwargs={"literal_binds": True})
+        with engine.begin() as conn:
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            conn.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
+            plan = " | ".join(str(row[0]) for row in conn.exec_driver_sql(f"EXPLAIN {compiled}"))
+    finally:
+        engine.dispose()
+    assert f"Index Scan Backward using {index} on delivery_attempts" in plan, plan
+    assert "id < 1000" in plan.split("Index Cond:")[1].split("|")[0], plan
+    assert "pk_delivery_attempts" not in plan, plan
