@@ -12,8 +12,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -479,6 +482,35 @@ def test_optional_grpc_listener_proxies_both_services(
         with pytest.raises(grpc.RpcError) as err:
             admin.ListWebhookConfigs(admin_pb2.ListWebhookConfigsRequest(), timeout=10)
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED  # status passes through
+
+
+def test_stop_with_grace_lets_a_request_in_flight_finish(
+    api: RunningServer, keys: dict[str, str]
+) -> None:
+    body = json.dumps({"url": URL, "event_types": ["*"]}).encode()
+    with running_gateway([api.target]) as gw:
+        assert gw.listen is not None
+        with socket.create_connection((gw.listen.host, gw.listen.port), timeout=10) as conn:
+            head = (
+                f"PUT /webhooks/configs HTTP/1.1\r\nhost: gw\r\n"
+                f"authorization: Bearer {keys['all']}\r\ncontent-type: application/json\r\n"
+                f"content-length: {len(body)}\r\n\r\n"
+            ).encode()
+            conn.sendall(head + body[:10])  # the buffer filter now holds the request
+            deadline = time.monotonic() + 10
+            while gw.requests_in_flight() < 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            stopper = threading.Thread(target=gw.stop, kwargs={"grace": 20})
+            stopper.start()
+            assert gw.draining.wait(10)
+            assert stopper.is_alive()  # waiting for our request
+            conn.sendall(body[10:])
+            reply = conn.makefile("rb").read()
+        stopper.join(20)
+        assert not stopper.is_alive()
+    status_line = reply.split(b"\r\n", 1)[0]
+    assert status_line == b"HTTP/1.1 200 OK", reply[:500]
+    assert b'"created":true' in reply
 
 
 # -- the OpenAPI description against the real thing ------------------------------

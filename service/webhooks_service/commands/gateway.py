@@ -49,6 +49,13 @@ def register(sub: Any) -> None:
         help="also listen for native gRPC here (WebhookAdmin and EventPublisher, for "
         "internal services), balanced over the same upstreams [default: off]",
     )
+    parser.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=5.0,
+        help="on SIGTERM/Ctrl-C, stop taking new connections and give requests in flight "
+        "this long to finish [default 5]",
+    )
     config.add_arguments(parser, ["log_level"])
     parser.set_defaults(handler=_run)
 
@@ -153,4 +160,5 @@ def _run(args: argparse.Namespace) -> int:
             if code is not None:
                 print(f"webhooks: error: Envoy exited with status {code}", file=sys.stderr)
                 return 1
+        envoy.stop(grace=args.drain_seconds)
     return 0

@@ -118,6 +118,7 @@ class EnvoyProcess:
         self.admin: Address | None = None
         self.listen: Address | None = None  # the REST listener, once started
         self.grpc_listen: Address | None = None  # the gRPC listener, if configured
+        self.draining = threading.Event()  # set once stop(grace) has begun draining
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -210,8 +211,16 @@ class EnvoyProcess:
                 return Address(sock["address"], int(sock["port_value"]))
         return None
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL after ``timeout``; removes the rendered config."""
+    def stop(self, grace: float = 0.0, timeout: float = 10.0) -> None:
+        """Stop Envoy; removes the rendered config.
+
+        With ``grace`` > 0, drain first: Envoy closes idle and finished
+        connections (``connection: close`` / GOAWAY) while requests in flight,
+        up to ``grace`` seconds, complete. Then SIGTERM, and SIGKILL after
+        ``timeout``.
+        """
+        if grace > 0 and self._proc is not None and self._proc.poll() is None:
+            self._drain(grace)
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -228,6 +237,23 @@ class EnvoyProcess:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+    def _drain(self, grace: float) -> None:
+        deadline = time.monotonic() + grace
+        with contextlib.suppress(OSError):
+            request = urllib.request.Request(
+                f"http://{self.admin}/drain_listeners?graceful", method="POST"
+            )
+            urllib.request.urlopen(request, timeout=2).close()
+            self.draining.set()
+            while time.monotonic() < deadline and self.requests_in_flight() > 0:
+                time.sleep(0.05)
+
+    def requests_in_flight(self) -> int:
+        """REST requests Envoy is handling right now."""
+        _, body = self.admin_get("/stats?filter=^http\\.rest\\.downstream_rq_active$")
+        _, _, value = body.strip().partition(": ")
+        return int(value) if value.isdigit() else 0
 
     def __enter__(self) -> EnvoyProcess:
         return self.start() if self._proc is None else self
