@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from webhooks_service.commands import db, gateway, keys, orgs, prune, run, serve
+from webhooks_service.commands import db, gateway, keys, orgs, prune, run, serve, worker
 
-COMMAND_MODULES: list[ModuleType] = [serve, db, orgs, keys, gateway, run, prune]
+COMMAND_MODULES: list[ModuleType] = [serve, worker, db, orgs, keys, gateway, run, prune]
