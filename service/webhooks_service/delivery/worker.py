@@ -56,6 +56,9 @@ DISABLED_ERROR = "endpoint disabled: the delivery was not attempted"
 # A waiting delivery is released instead of started when less than this much
 # of its lease would remain after a whole attempt.
 LEASE_MARGIN_SECONDS = 1.0
+# Results are written when this many are waiting, or this long after the first.
+FLUSH_ROWS = 256
+FLUSH_DELAY_SECONDS = 0.01
 
 
 class DeliveryWorker:
@@ -75,7 +78,10 @@ class DeliveryWorker:
         self.policy = policy or RetryPolicy(settings.retry_schedule)
         self.clock = clock
         self.decode_secret = decode_secret or (lambda s: s)
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # external: publish / NOTIFY (see runner.py)
+        self._kick = asyncio.Event()  # what the loop waits on
+        self._hard_kick = False  # a kick that must lead to a claim
+        self._kicked: set[str] = set()  # endpoints that freed up since the last claim
         self._running: dict[asyncio.Task[None], ClaimedDelivery] = {}
         self._per_endpoint: dict[str, int] = {}
         self._backlog: dict[str, deque[ClaimedDelivery]] = {}
@@ -113,6 +119,7 @@ class DeliveryWorker:
         if wakeup is not None:
             self._wake = wakeup
         stop_watch = asyncio.create_task(self._watch_stop(stop))
+        forwarder = asyncio.create_task(self._forward_wakeups())
         flusher = asyncio.create_task(self._flusher())
         await self.transport.start()
         try:
@@ -120,6 +127,7 @@ class DeliveryWorker:
         finally:
             self._stopping = True
             stop_watch.cancel()
+            forwarder.cancel()
             await self._shutdown()
             self._final = True
             self._results_ready.set()
@@ -128,7 +136,18 @@ class DeliveryWorker:
 
     async def _watch_stop(self, stop: asyncio.Event) -> None:
         await stop.wait()
-        self._wake.set()
+        self._poke()
+
+    async def _forward_wakeups(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            self._poke()
+
+    def _poke(self) -> None:
+        """Wake the loop for a claim (new work published, retry due, stop, free slots)."""
+        self._hard_kick = True
+        self._kick.set()
 
     async def _loop(self, stop: asyncio.Event) -> None:
         batch_size = self.settings.claim_batch_size
@@ -136,7 +155,9 @@ class DeliveryWorker:
             capacity = self._capacity()
             if capacity >= self._min_claim() or (capacity > 0 and not self._running):
                 limit = min(capacity, batch_size)
-                self._wake.clear()
+                self._kick.clear()
+                self._hard_kick = False
+                self._kicked.clear()
                 try:
                     claimed = await asyncio.to_thread(
                         queue.claim_due,
@@ -153,12 +174,18 @@ class DeliveryWorker:
                 self._dispatch(claimed)
                 if self._to_release:
                     await self._release_pending()
-                if len(claimed) == limit and not stop.is_set():
+                if len(claimed) == limit and not stop.is_set() and self._more_claimable(claimed):
                     continue  # probably more due right now
                 self._waiting_for_slots = False
             else:
                 self._waiting_for_slots = True
             await self._sleep(self._wait_seconds())
+
+    def _more_claimable(self, claimed: list[ClaimedDelivery]) -> bool:
+        """Whether claiming again now could find work: some endpoint of the last
+        batch is not saturated (saturated ones are excluded from the claim)."""
+        saturated = set(self._saturated())
+        return any(d.config_id not in saturated for d in claimed)
 
     def _wait_seconds(self) -> float:
         wait = self.settings.poll_interval
@@ -168,11 +195,16 @@ class DeliveryWorker:
         return wait
 
     async def _sleep(self, seconds: float) -> None:
-        if self._wake.is_set():
+        if self._kick.is_set() and not self._hard_kick:
+            # Only endpoint kicks: pointless if those endpoints are saturated again.
+            saturated = set(self._saturated())
+            if self._kicked <= saturated:
+                self._kick.clear()
+        if self._kick.is_set():
             return
         try:
             async with asyncio.timeout(seconds):
-                await self._wake.wait()
+                await self._kick.wait()
         except TimeoutError:
             pass
         if self._next_retry is not None and self._next_retry <= self.clock():
@@ -236,12 +268,13 @@ class DeliveryWorker:
                 self._to_release.append(nxt)
             limit = self.settings.max_in_flight_per_endpoint
             if len(waiting) == limit - 1 or not waiting:
-                self._wake.set()  # no longer saturated: claim more for it
+                self._kicked.add(d.config_id)  # no longer saturated: claim more for it
+                self._kick.set()
             if not waiting:
                 del self._backlog[d.config_id]
         if self._waiting_for_slots and self._capacity() >= self._min_claim():
             self._waiting_for_slots = False
-            self._wake.set()
+            self._poke()
 
     def _timeout_for(self, d: ClaimedDelivery) -> float:
         return d.timeout_seconds or self.settings.attempt_timeout
@@ -300,6 +333,9 @@ class DeliveryWorker:
         while True:
             await self._results_ready.wait()
             self._results_ready.clear()
+            if len(self._results) < FLUSH_ROWS and not self._final:
+                # Let a batch build up: one transaction per many attempts.
+                await asyncio.sleep(FLUSH_DELAY_SECONDS)
             if self._results:
                 batch, self._results = self._results, []
                 try:
@@ -319,7 +355,7 @@ class DeliveryWorker:
                     soonest = min(retries)
                     if self._next_retry is None or soonest < self._next_retry:
                         self._next_retry = soonest
-                        self._wake.set()
+                        self._poke()
             if self._final and not self._results:
                 return
 

@@ -20,20 +20,21 @@ in Python instead of in SQLite's sleeping busy handler.
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import cast
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from webhooks_service.storage import db
 from webhooks_service.storage.models import Delivery as DeliveryRow
-from webhooks_service.storage.models import DeliveryAttempt, Event, WebhookConfig
+from webhooks_service.storage.models import DeliveryAttempt, Event, UTCDateTime, WebhookConfig
 
 deliveries = cast(sa.Table, DeliveryRow.__table__)
 attempts_table = cast(sa.Table, DeliveryAttempt.__table__)
@@ -133,10 +134,13 @@ def claim_due(
         FROM due WHERE deliveries.id = due.id RETURNING …
 
     On PostgreSQL ``SKIP LOCKED`` lets any number of workers claim
-    concurrently without waiting on each other or taking the same row; on
-    SQLite the write transaction (``BEGIN IMMEDIATE``) is the single-writer
-    path. A second query in the same transaction joins the events and
-    configurations the worker needs (payload, URL, secrets).
+    concurrently without waiting on each other or taking the same row, and the
+    UPDATE also joins the events and configurations and RETURNs what the
+    worker needs (payload, URL, secrets): one round trip per batch, committed
+    with ``synchronous_commit = off`` (a claim lost in a database crash only
+    means the delivery is due again). On SQLite the write transaction
+    (``BEGIN IMMEDIATE``) is the single-writer path, and a second SELECT reads
+    the joined rows.
 
     ``exclude_configs`` are endpoints this worker has saturated (per-endpoint
     limit reached), so a hanging endpoint's backlog does not crowd the batch.
@@ -145,17 +149,88 @@ def claim_due(
         return []
     token = secrets.token_hex(16)
     lease_end = now + timedelta(seconds=lease_seconds)
+    excluded = list(exclude_configs)
+    if db.is_sqlite(engine):
+        return _sqlite_claim(engine, now, lease_end, token, limit, excluded)
+    with writing(engine) as conn:
+        conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+        rows = conn.execute(
+            _PG_CLAIM,
+            {
+                "now": now,
+                "lease_end": lease_end,
+                "token": token,
+                "limit": limit,
+                "excluded": excluded,
+            },
+        ).all()
+    return [_claimed(r, token, lease_end, r.previous_secret) for r in rows]
+
+
+# PostgreSQL: pick, lease and read in one statement (one round trip).
+_PG_CLAIM = sa.text(
+    """
+    WITH due AS (
+        SELECT id FROM deliveries
+        WHERE status = 'pending' AND next_attempt_at <= :now
+          AND config_id <> ALL(CAST(:excluded AS text[]))
+        ORDER BY next_attempt_at
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE deliveries AS d
+    SET next_attempt_at = :lease_end, claim_token = :token, updated_at = :now
+    FROM due, events AS e, webhook_configs AS c
+    WHERE d.id = due.id AND e.pk = d.event_pk AND c.id = d.config_id
+    RETURNING d.id, d.attempts, d.organisation_id, d.config_id, d.event_pk,
+              e.event_id, e.event_type, e.payload, c.url, c.secret, c.timeout_seconds,
+              c.enabled,
+              CASE WHEN c.previous_secret_expires_at IS NULL
+                     OR c.previous_secret_expires_at > :now
+                   THEN c.previous_secret END AS previous_secret
+    """
+).bindparams(
+    sa.bindparam("now", type_=UTCDateTime()), sa.bindparam("lease_end", type_=UTCDateTime())
+)
+
+
+def _claimed(r: Any, token: str, lease_end: datetime, previous: str | None) -> ClaimedDelivery:
+    return ClaimedDelivery(
+        id=r.id,
+        claim_token=token,
+        attempt=r.attempts + 1,
+        organisation_id=r.organisation_id,
+        config_id=r.config_id,
+        event_pk=r.event_pk,
+        event_id=r.event_id,
+        event_type=r.event_type,
+        payload=r.payload,
+        url=r.url,
+        secret=r.secret,
+        previous_secret=previous or None,
+        timeout_seconds=r.timeout_seconds,
+        enabled=bool(r.enabled),
+        lease_until=lease_end,
+    )
+
+
+def _sqlite_claim(
+    engine: Engine,
+    now: datetime,
+    lease_end: datetime,
+    token: str,
+    limit: int,
+    excluded: list[str],
+) -> list[ClaimedDelivery]:
+    """SQLite: the same claim under the database write lock (BEGIN IMMEDIATE)."""
     due = (
         sa.select(deliveries.c.id)
         .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now)
         .order_by(deliveries.c.next_attempt_at)
         .limit(limit)
     )
-    excluded = list(exclude_configs)
     if excluded:
         due = due.where(deliveries.c.config_id.not_in(excluded))
-    if not db.is_sqlite(engine):
-        due = due.with_for_update(skip_locked=True)
     due_cte = due.cte("due")
     claim = (
         sa.update(deliveries)
@@ -190,30 +265,116 @@ def claim_due(
             .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
         ).all()
     return [
-        ClaimedDelivery(
-            id=r.id,
-            claim_token=token,
-            attempt=r.attempts + 1,
-            organisation_id=r.organisation_id,
-            config_id=r.config_id,
-            event_pk=r.event_pk,
-            event_id=r.event_id,
-            event_type=r.event_type,
-            payload=r.payload,
-            url=r.url,
-            secret=r.secret,
-            previous_secret=(
-                r.previous_secret
-                if r.previous_secret
-                and (r.previous_secret_expires_at is None or r.previous_secret_expires_at > now)
-                else None
-            ),
-            timeout_seconds=r.timeout_seconds,
-            enabled=r.enabled,
-            lease_until=lease_end,
+        _claimed(
+            r,
+            token,
+            lease_end,
+            r.previous_secret
+            if r.previous_secret_expires_at is None or r.previous_secret_expires_at > now
+            else None,
         )
         for r in rows
     ]
+
+
+_ATTEMPT_COLUMNS = (
+    "organisation_id",
+    "delivery_id",
+    "event_pk",
+    "event_id",
+    "event_type",
+    "config_id",
+    "attempt",
+    "url",
+    "response_status_code",
+    "response_body",
+    "response_body_truncated",
+    "error",
+    "duration_ms",
+    "outcome",
+    "attempted_at",
+    "next_attempt_at",
+)
+_PG_RECORD_TYPES = {
+    "organisation_id": "text",
+    "delivery_id": "bigint",
+    "event_pk": "bigint",
+    "event_id": "text",
+    "event_type": "text",
+    "config_id": "text",
+    "attempt": "int",
+    "url": "text",
+    "response_status_code": "int",
+    "response_body": "text",
+    "response_body_truncated": "boolean",
+    "error": "text",
+    "duration_ms": "int",
+    "outcome": "text",
+    "attempted_at": "timestamptz",
+    "next_attempt_at": "timestamptz",
+    "claim_token": "text",
+    "status": "text",
+    "next_due": "timestamptz",
+}
+_COLS = ", ".join(_ATTEMPT_COLUMNS)
+
+# PostgreSQL: one statement, one round trip. The data-modifying CTE moves the
+# deliveries that still carry our claim token; the INSERT logs exactly those.
+_PG_FINISH = sa.text(
+    f"""
+    WITH v AS (
+        SELECT * FROM json_to_recordset(CAST(:rows AS json)) AS x(
+            {", ".join(f"{c} {t}" for c, t in _PG_RECORD_TYPES.items())})
+    ), moved AS (
+        UPDATE deliveries AS d
+        SET status = v.status, attempts = v.attempt, next_attempt_at = v.next_due,
+            claim_token = NULL, updated_at = CAST(:now AS timestamptz)
+        FROM v
+        WHERE d.id = v.delivery_id AND d.claim_token = v.claim_token
+        RETURNING d.id
+    )
+    INSERT INTO delivery_attempts ({_COLS})
+    SELECT {", ".join("v." + c for c in _ATTEMPT_COLUMNS)}
+    FROM v JOIN moved ON moved.id = v.delivery_id
+    """
+)
+
+
+def _sqlite_field(name: str) -> str:
+    return f"json_extract(j.value, '$.{name}')"
+
+
+# SQLite: the write transaction holds the database lock, so "log the owned
+# attempts, then move the owned deliveries" cannot interleave with a claim.
+_SQLITE_LOG = sa.text(
+    f"""
+    INSERT INTO delivery_attempts ({_COLS})
+    SELECT {", ".join(_sqlite_field(c) for c in _ATTEMPT_COLUMNS)}
+    FROM json_each(:rows) AS j
+    JOIN deliveries AS d
+      ON d.id = {_sqlite_field("delivery_id")} AND d.claim_token = {_sqlite_field("claim_token")}
+    """
+)
+_SQLITE_MOVE = sa.text(
+    f"""
+    UPDATE deliveries
+    SET status = {_sqlite_field("status")}, attempts = {_sqlite_field("attempt")},
+        next_attempt_at = {_sqlite_field("next_due")}, claim_token = NULL, updated_at = :now
+    FROM json_each(:rows) AS j
+    WHERE deliveries.id = {_sqlite_field("delivery_id")}
+      AND deliveries.claim_token = {_sqlite_field("claim_token")}
+    """
+)
+
+
+def _sqlite_time(value: datetime) -> str:
+    # The storage format of SQLAlchemy's SQLite DATETIME (naive UTC), so that
+    # rows written here compare and read back like every other row.
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _pg_time(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat()
 
 
 def finish_batch(engine: Engine, finished: Sequence[FinishedAttempt], *, now: datetime) -> int:
@@ -226,71 +387,59 @@ def finish_batch(engine: Engine, finished: Sequence[FinishedAttempt], *, now: da
     was lost are dropped: the new owner attempts and logs them itself.
     Endpoints that answered 410 are disabled in the same transaction.
     Returns the number of attempts recorded.
+
+    The whole batch travels as one JSON parameter and is applied set-wise
+    (``json_to_recordset`` / ``json_each``): two statements per batch instead
+    of two per attempt, and little Python work while the event loop waits.
+    On PostgreSQL the transaction commits with ``synchronous_commit = off``:
+    if the database server itself crashed before flushing it, the deliveries
+    would still be pending under their lease and simply be attempted again,
+    which at-least-once delivery allows.
     """
     if not finished:
         return 0
+    sqlite = db.is_sqlite(engine)
+    stamp = _sqlite_time if sqlite else _pg_time
+    rows = [
+        {
+            "organisation_id": f.organisation_id,
+            "delivery_id": f.delivery_id,
+            "event_pk": f.event_pk,
+            "event_id": f.event_id,
+            "event_type": f.event_type,
+            "config_id": f.config_id,
+            "attempt": f.attempt,
+            "url": f.url,
+            "response_status_code": f.response_status_code,
+            "response_body": f.response_body,
+            "response_body_truncated": f.response_body_truncated,
+            "error": f.error,
+            "duration_ms": f.duration_ms,
+            "outcome": f.outcome,
+            "attempted_at": stamp(f.attempted_at),
+            "next_attempt_at": stamp(f.next_attempt_at) if f.next_attempt_at else None,
+            "claim_token": f.claim_token,
+            "status": STATUS_BY_OUTCOME[f.outcome],
+            "next_due": stamp(f.next_attempt_at or f.attempted_at),
+        }
+        for f in finished
+    ]
+    payload = json.dumps(rows, separators=(",", ":"))
     with writing(engine) as conn:
-        owned_q = sa.select(deliveries.c.id, deliveries.c.claim_token).where(
-            deliveries.c.id.in_([f.delivery_id for f in finished])
-        )
-        if not db.is_sqlite(engine):
-            owned_q = owned_q.with_for_update()
-        owned = {(r.id, r.claim_token) for r in conn.execute(owned_q)}
-        kept = [f for f in finished if (f.delivery_id, f.claim_token) in owned]
-        if not kept:
-            return 0
-        conn.execute(
-            sa.insert(attempts_table),
-            [
-                {
-                    "organisation_id": f.organisation_id,
-                    "delivery_id": f.delivery_id,
-                    "event_pk": f.event_pk,
-                    "event_id": f.event_id,
-                    "event_type": f.event_type,
-                    "config_id": f.config_id,
-                    "attempt": f.attempt,
-                    "url": f.url,
-                    "response_status_code": f.response_status_code,
-                    "response_body": f.response_body,
-                    "response_body_truncated": f.response_body_truncated,
-                    "error": f.error,
-                    "duration_ms": f.duration_ms,
-                    "outcome": f.outcome,
-                    "attempted_at": f.attempted_at,
-                    "next_attempt_at": f.next_attempt_at,
-                }
-                for f in kept
-            ],
-        )
-        conn.execute(
-            sa.update(deliveries)
-            .where(deliveries.c.id == sa.bindparam("b_id"))
-            .values(
-                status=sa.bindparam("b_status"),
-                attempts=sa.bindparam("b_attempts"),
-                next_attempt_at=sa.bindparam("b_next", type_=deliveries.c.next_attempt_at.type),
-                claim_token=None,
-                updated_at=now,
-            ),
-            [
-                {
-                    "b_id": f.delivery_id,
-                    "b_status": STATUS_BY_OUTCOME[f.outcome],
-                    "b_attempts": f.attempt,
-                    "b_next": f.next_attempt_at or f.attempted_at,
-                }
-                for f in kept
-            ],
-        )
-        disabled = {f.config_id: f.disable_reason for f in kept if f.disable_reason}
+        if sqlite:
+            recorded = conn.execute(_SQLITE_LOG, {"rows": payload}).rowcount
+            conn.execute(_SQLITE_MOVE, {"rows": payload, "now": _sqlite_time(now)})
+        else:
+            conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+            recorded = conn.execute(_PG_FINISH, {"rows": payload, "now": _pg_time(now)}).rowcount
+        disabled = {f.config_id: f.disable_reason for f in finished if f.disable_reason}
         for config_id, reason in disabled.items():
             conn.execute(
                 sa.update(configs)
                 .where(configs.c.id == config_id)
                 .values(enabled=False, disabled_reason=reason or "", updated_at=now)
             )
-    return len(kept)
+    return int(recorded)
 
 
 def release(engine: Engine, claimed: Iterable[ClaimedDelivery], *, now: datetime) -> int:
