@@ -101,7 +101,33 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("poll_interval", "1.0", "seconds between queue polls when no wake-up arrives", float),
     Setting("shutdown_grace", "10", "seconds in-flight attempts get to finish on SIGTERM", float),
-    Setting("secret_key", "", "key that encrypts webhook secrets at rest (optional)", str, True),
+    Setting(
+        "secret_key",
+        "",
+        "key(s) that encrypt webhook secrets at rest, comma-separated, first encrypts "
+        "(optional; each at least 32 random characters)",
+        str,
+        True,
+    ),
+    Setting(
+        "secret_rotation_grace_seconds",
+        "86400",
+        "seconds a replaced webhook secret keeps signing alongside the new one (0: none)",
+        float,
+    ),
+    Setting(
+        "rate_limit_per_second",
+        "50",
+        "admin API calls per second per API key, sustained (0 disables rate limiting)",
+        float,
+    ),
+    Setting("rate_limit_burst", "100", "admin API calls per API key allowed in a burst", int),
+    Setting(
+        "publish_rate_limit_per_second",
+        "0",
+        "PublishEvent(s) calls per second per API key (0: not limited)",
+        float,
+    ),
     Setting(
         "retention_days",
         "30",
@@ -136,6 +162,10 @@ class Settings:
     poll_interval: float = 1.0
     shutdown_grace: float = 10.0
     secret_key: str = ""
+    secret_rotation_grace_seconds: float = 86400.0
+    rate_limit_per_second: float = 50.0
+    rate_limit_burst: int = 100
+    publish_rate_limit_per_second: float = 0.0
     retention_days: int = 30
     prune_batch_size: int = 1000
     prune_pause: float = 0.05

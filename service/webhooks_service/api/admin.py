@@ -99,6 +99,7 @@ class WebhookAdminServicer(admin_pb2_grpc.WebhookAdminServicer):
             org,
             page_size=request.page_size,
             page_token=request.page_token,
+            secret_key=self._settings.secret_key,
         )
         return admin_pb2.ListWebhookConfigsResponse(
             configs=[config_to_proto(r) for r in rows], next_page_token=token

@@ -16,6 +16,7 @@ use it, so the tests exercise exactly what production runs.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from webhooks.v1 import admin_pb2, admin_pb2_grpc, publisher_pb2, publisher_pb2_
 from webhooks_service.api.admin import WebhookAdminServicer
 from webhooks_service.api.auth import AuthInterceptor
 from webhooks_service.config import Settings
+from webhooks_service.core.secrets_at_rest import check_key
 from webhooks_service.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -109,6 +111,8 @@ async def start_server(
     """
     listen = listen or settings.grpc_listen
     host, _ = split_listen(listen)
+    # A missing or wrong WEBHOOKS_SECRET_KEY stops start-up with one clear line.
+    await asyncio.to_thread(check_key, engine, settings.secret_key)
     server = grpc.aio.server(interceptors=[AuthInterceptor(engine)], options=SERVER_OPTIONS)
     admin_pb2_grpc.add_WebhookAdminServicer_to_server(
         WebhookAdminServicer(settings, engine), server

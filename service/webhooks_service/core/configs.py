@@ -3,7 +3,12 @@
 Validation collects every problem before answering, so that one
 INVALID_ARGUMENT names all offending fields (``google.rpc.BadRequest``).
 Secrets are ``whsec_`` + base64 of 24-64 bytes (Standard Webhooks); when the
-admin gives none on create, one is generated and returned once.
+admin gives none on create, one is generated and returned once. They are
+stored sealed by ``core/secrets_at_rest.py`` (encrypted when the operator set
+``WEBHOOKS_SECRET_KEY``). Putting a different secret on update is a rotation:
+the replaced secret keeps signing next to the new one for
+``secret_rotation_grace_seconds`` (default 24 h), so receivers can roll
+without rejecting deliveries.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import binascii
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from sqlalchemy.engine import Engine
@@ -21,6 +26,7 @@ from sqlalchemy.engine import Engine
 from webhooks_service.config import Settings
 from webhooks_service.core import catalog, pagetokens
 from webhooks_service.core.ids import new_id
+from webhooks_service.core.secrets_at_rest import cipher_for
 from webhooks_service.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from webhooks_service.storage import configs as store
 from webhooks_service.storage import db
@@ -161,6 +167,7 @@ def put_config(
         fields = ", ".join(dict.fromkeys(p.field.split("[")[0] for p in problems))
         raise InvalidArgument(f"invalid webhook configuration: check {fields}", problems)
     types = tuple(dict.fromkeys(event_types))
+    cipher = cipher_for(settings.secret_key)
     now = clock()
     with db.write_transaction(engine) as conn:
         if config_id:
@@ -168,19 +175,32 @@ def put_config(
             if current is None:
                 raise NotFound(f"webhook configuration {config_id!r} not found")
             new_enabled = current.enabled if enabled is None else enabled
+            current_secret = cipher.open(current.secret)
+            previous, expires = current.previous_secret, current.previous_secret_expires_at
+            if expires is not None and expires <= now:
+                previous, expires = None, None
+            grace = settings.secret_rotation_grace_seconds
+            if secret and secret != current_secret:
+                # Rotation: the replaced secret keeps signing for the grace period.
+                previous, expires = current.secret, now + timedelta(seconds=grace)
+                if grace <= 0:
+                    previous, expires = None, None
             row = replace(
                 current,
                 url=url,
                 event_types=types,
                 enabled=new_enabled,
                 description=description,
-                secret=secret or current.secret,
+                # Every write stores the secrets sealed (plaintext rows migrate here).
+                secret=cipher.seal(secret or current_secret),
+                previous_secret=None if previous is None else cipher.seal(cipher.open(previous)),
+                previous_secret_expires_at=expires,
                 # Re-enabling by an admin clears the service's own reason.
                 disabled_reason="" if new_enabled else current.disabled_reason,
                 updated_at=now,
             )
             store.update(conn, row)
-            return PutResult(row, "", created=False)
+            return PutResult(replace(row, secret=secret or current_secret), "", created=False)
         if not store.lock_organisation(conn, organisation_id):
             raise NotFound(f"organisation {organisation_id!r} not found")
         limit = settings.max_configs_per_org
@@ -197,19 +217,28 @@ def put_config(
             event_types=types,
             enabled=True if enabled is None else enabled,
             description=description,
-            secret=secret or generated,
+            secret=cipher.seal(secret or generated),
             disabled_reason="",
             created_at=now,
             updated_at=now,
         )
         store.insert(conn, row)
-        return PutResult(row, generated, created=True)
+        return PutResult(replace(row, secret=secret or generated), generated, created=True)
 
 
 def list_configs(
-    engine: Engine, organisation_id: str, *, page_size: int = 0, page_token: str = ""
+    engine: Engine,
+    organisation_id: str,
+    *,
+    page_size: int = 0,
+    page_token: str = "",
+    secret_key: str = "",
 ) -> tuple[list[ConfigRow], str]:
-    """One page of the organisation's configurations, oldest first, and the next token."""
+    """One page of the organisation's configurations, oldest first, and the next token.
+
+    Rows carry their secret opened (``secret_key``) so that the caller can show
+    its hint; the API never returns the whole secret.
+    """
     if page_size < 0:
         raise InvalidArgument(
             "page_size must not be negative", [FieldViolation("page_size", "must be >= 0")]
@@ -233,4 +262,6 @@ def list_configs(
         rows = rows[:size]
         last = rows[-1]
         next_token = pagetokens.encode([last.created_at.isoformat(), last.id], bound)
-    return rows, next_token
+    cipher = cipher_for(secret_key)
+    opened = [replace(r, secret=cipher.open(r.secret), previous_secret=None) for r in rows]
+    return opened, next_token

@@ -24,6 +24,7 @@ import psycopg
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
+from webhooks_service.core.secrets_at_rest import check_key
 from webhooks_service.delivery.worker import Clock, DeliveryWorker
 from webhooks_service.storage import db
 from webhooks_service.storage.events import NOTIFY_CHANNEL
@@ -69,6 +70,7 @@ async def run_worker(
     created when omitted. On PostgreSQL a LISTEN task sets it as well.
     """
     wakeup = wakeup or asyncio.Event()
+    await asyncio.to_thread(check_key, engine, settings.secret_key)  # wrong key: stop now
     worker = DeliveryWorker(settings, engine, clock=clock)
     listener = None
     if not db.is_sqlite(engine):

@@ -40,6 +40,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
+from webhooks_service.core.secrets_at_rest import cipher_for
 from webhooks_service.delivery.http import Transport
 from webhooks_service.delivery.retry_policy import AttemptResult, Outcome, RetryPolicy
 from webhooks_service.delivery.signing import webhook_headers
@@ -77,7 +78,7 @@ class DeliveryWorker:
         self.transport = transport or Transport(settings)
         self.policy = policy or RetryPolicy(settings.retry_schedule)
         self.clock = clock
-        self.decode_secret = decode_secret or (lambda s: s)
+        self.decode_secret = decode_secret or cipher_for(settings.secret_key).open
         self._wake = asyncio.Event()  # external: publish / NOTIFY (see runner.py)
         self._kick = asyncio.Event()  # what the loop waits on
         self._hard_kick = False  # a kick that must lead to a claim

@@ -6,7 +6,7 @@ organisation behaves exactly like an id that does not exist.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
@@ -26,10 +26,13 @@ class ConfigRow:
     event_types: tuple[str, ...]
     enabled: bool
     description: str
-    secret: str
+    secret: str = field(repr=False)  # stored form: "enc:v1:…" or plaintext; never logged
     disabled_reason: str
     created_at: datetime
     updated_at: datetime
+    # During a rotation the previous secret (stored form) signs too until it expires.
+    previous_secret: str | None = field(default=None, repr=False)
+    previous_secret_expires_at: datetime | None = None
 
 
 _COLUMNS = (
@@ -43,6 +46,8 @@ _COLUMNS = (
     _T.c.disabled_reason,
     _T.c.created_at,
     _T.c.updated_at,
+    _T.c.previous_secret,
+    _T.c.previous_secret_expires_at,
 )
 
 
@@ -58,6 +63,8 @@ def _row(r: Any) -> ConfigRow:
         disabled_reason=r.disabled_reason,
         created_at=r.created_at,
         updated_at=r.updated_at,
+        previous_secret=r.previous_secret,
+        previous_secret_expires_at=r.previous_secret_expires_at,
     )
 
 
@@ -106,6 +113,13 @@ def list_page(
     return [_row(r) for r in conn.execute(query)]
 
 
+def sample_encrypted_secret(conn: sa.Connection, prefix: str) -> str | None:
+    """One stored secret that starts with ``prefix`` (the startup key check), or None."""
+    query = sa.select(_T.c.secret).where(_T.c.secret.startswith(prefix, autoescape=True)).limit(1)
+    value = conn.execute(query).scalar()
+    return None if value is None else str(value)
+
+
 def list_enabled(conn: sa.Connection, organisation_id: str) -> list[ConfigRow]:
     """The enabled configurations of an organisation (fan-out candidates)."""
     query = (
@@ -126,8 +140,8 @@ def insert(conn: sa.Connection, row: ConfigRow) -> None:
             enabled=row.enabled,
             description=row.description,
             secret=row.secret,
-            previous_secret=None,
-            previous_secret_expires_at=None,
+            previous_secret=row.previous_secret,
+            previous_secret_expires_at=row.previous_secret_expires_at,
             disabled_reason=row.disabled_reason,
             timeout_seconds=None,
             created_at=row.created_at,
@@ -147,6 +161,8 @@ def update(conn: sa.Connection, row: ConfigRow) -> None:
             enabled=row.enabled,
             description=row.description,
             secret=row.secret,
+            previous_secret=row.previous_secret,
+            previous_secret_expires_at=row.previous_secret_expires_at,
             disabled_reason=row.disabled_reason,
             updated_at=row.updated_at,
         )

@@ -1,0 +1,119 @@
+"""Webhook secrets encrypted at rest (``WEBHOOKS_SECRET_KEY``).
+
+A webhook secret must be recoverable (the worker signs with it), so it cannot
+be hashed like an API key. When the operator sets ``WEBHOOKS_SECRET_KEY``,
+secrets are stored as ``enc:v1:<base64(nonce || AES-256-GCM ciphertext+tag)>``;
+a copy of the database alone then does not let anyone sign as the platform.
+
+Key handling (see docs/decisions.md):
+
+- ``WEBHOOKS_SECRET_KEY`` is a high-entropy string of at least 32 characters
+  (``python -c 'import secrets; print(secrets.token_urlsafe(32))'``). The
+  AES key is HKDF-SHA256(key text, info ``webhooks secrets at rest v1``):
+  HKDF, not a password hash, because the input must already be random.
+- Several keys may be given comma-separated: the first encrypts, every one is
+  tried to decrypt (GCM's tag tells which fits). That is how the operator
+  rotates the key: prepend the new one, re-put or wait for secrets to change,
+  then drop the old one.
+- Rows written before the key was set stay plaintext (``whsec_…``) and remain
+  readable; they are encrypted the next time they are written.
+- An encrypted row with no key, or with keys none of which fits, is a
+  :class:`ConfigurationError` — at startup (:func:`check_key` on one
+  encrypted row) and at use. Messages never contain the secret or ciphertext.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from functools import lru_cache
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy.engine import Engine
+
+from webhooks_service.errors import ConfigurationError
+from webhooks_service.storage import configs as store
+from webhooks_service.storage import db
+
+__all__ = ["ENCRYPTED_PREFIX", "MIN_KEY_CHARS", "SecretCipher", "check_key", "cipher_for"]
+
+ENCRYPTED_PREFIX = "enc:v1:"
+MIN_KEY_CHARS = 32
+_NONCE_BYTES = 12
+_HKDF_INFO = b"webhooks secrets at rest v1"
+
+
+def _derive(key_text: str) -> AESGCM:
+    if len(key_text) < MIN_KEY_CHARS:
+        raise ConfigurationError(
+            f"WEBHOOKS_SECRET_KEY: each key must be at least {MIN_KEY_CHARS} characters of "
+            "random text (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO)
+    return AESGCM(hkdf.derive(key_text.encode()))
+
+
+class SecretCipher:
+    """Seals and opens stored webhook secrets with the operator's key(s)."""
+
+    def __init__(self, key: str) -> None:
+        texts = [part.strip() for part in key.split(",") if part.strip()]
+        self._keys = [_derive(t) for t in texts]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._keys)
+
+    def seal(self, secret: str) -> str:
+        """The stored form of ``secret``: encrypted with the first key, or as is without one."""
+        if not self._keys or secret.startswith(ENCRYPTED_PREFIX):
+            return secret
+        nonce = os.urandom(_NONCE_BYTES)
+        sealed = self._keys[0].encrypt(nonce, secret.encode(), None)
+        return ENCRYPTED_PREFIX + base64.b64encode(nonce + sealed).decode("ascii")
+
+    def open(self, stored: str) -> str:
+        """The secret of a stored value (plaintext rows pass through)."""
+        if not stored.startswith(ENCRYPTED_PREFIX):
+            return stored
+        if not self._keys:
+            raise ConfigurationError(
+                "a webhook secret is encrypted at rest but WEBHOOKS_SECRET_KEY is not set"
+            )
+        try:
+            raw = base64.b64decode(stored[len(ENCRYPTED_PREFIX) :], validate=True)
+        except (binascii.Error, ValueError):
+            raise ConfigurationError("a stored webhook secret is corrupt (bad base64)") from None
+        nonce, sealed = raw[:_NONCE_BYTES], raw[_NONCE_BYTES:]
+        for aes in self._keys:
+            try:
+                return aes.decrypt(nonce, sealed, None).decode()
+            except (InvalidTag, ValueError):
+                continue
+        raise ConfigurationError(
+            "WEBHOOKS_SECRET_KEY does not decrypt the stored webhook secrets "
+            "(wrong key, or the key that encrypted them was removed)"
+        )
+
+
+@lru_cache(maxsize=8)
+def cipher_for(key: str) -> SecretCipher:
+    """The (cached) cipher for a ``WEBHOOKS_SECRET_KEY`` value."""
+    return SecretCipher(key)
+
+
+def check_key(engine: Engine, key: str) -> None:
+    """ConfigurationError unless ``key`` opens the stored secrets (checked on one row).
+
+    Called at startup by the API server and the worker, so a missing or wrong
+    key stops the process with one clear line instead of failing deliveries.
+    """
+    cipher = cipher_for(key)  # validates the key's shape even with no rows
+    with db.read_transaction(engine) as conn:
+        sample = store.sample_encrypted_secret(conn, ENCRYPTED_PREFIX)
+    if sample is not None:
+        cipher.open(sample)
