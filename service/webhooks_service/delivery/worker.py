@@ -83,6 +83,7 @@ class DeliveryWorker:
         self._kick = asyncio.Event()  # what the loop waits on
         self._hard_kick = False  # a kick that must lead to a claim
         self._kicked: set[str] = set()  # endpoints that freed up since the last claim
+        self._empty_for: frozenset[str] | None = None  # exclusion of the last empty claim
         self._running: dict[asyncio.Task[None], ClaimedDelivery] = {}
         self._per_endpoint: dict[str, int] = {}
         self._backlog: dict[str, deque[ClaimedDelivery]] = {}
@@ -103,7 +104,20 @@ class DeliveryWorker:
         return len(self._running)
 
     def _capacity(self) -> int:
+        """Attempts that may start now under the global limit."""
         return self.settings.max_in_flight - len(self._running)
+
+    def _room(self) -> int:
+        """Deliveries this worker may still claim: the global limit plus one batch
+        of prefetched work waiting in the backlogs, so that the next attempts are
+        ready when slots free up."""
+        limit = self.settings.max_in_flight_per_endpoint
+        # A saturated endpoint's waiting work counts once (one endpoint-limit):
+        # it is excluded from claims anyway, and a hanging endpoint's pile must
+        # not shrink the batches claimed for everyone else.
+        waiting = sum(min(len(w), limit) for w in self._backlog.values())
+        held = len(self._running) + waiting
+        return self.settings.max_in_flight + self.settings.claim_batch_size - held
 
     def _min_claim(self) -> int:
         return max(1, min(self.settings.claim_batch_size, self.settings.max_in_flight) // 8)
@@ -153,12 +167,15 @@ class DeliveryWorker:
     async def _loop(self, stop: asyncio.Event) -> None:
         batch_size = self.settings.claim_batch_size
         while not stop.is_set():
-            capacity = self._capacity()
-            if capacity >= self._min_claim() or (capacity > 0 and not self._running):
-                limit = min(capacity, batch_size)
+            room = self._room()
+            if room >= self._min_claim() or (room > 0 and not self._running):
+                limit = min(room, batch_size)
+                if self._hard_kick:
+                    self._empty_for = None  # new work may be due anywhere
                 self._kick.clear()
                 self._hard_kick = False
                 self._kicked.clear()
+                excluded = frozenset(self._saturated())
                 try:
                     claimed = await asyncio.to_thread(
                         queue.claim_due,
@@ -166,12 +183,14 @@ class DeliveryWorker:
                         now=self.clock(),
                         lease_seconds=self.settings.lease_seconds,
                         limit=limit,
-                        exclude_configs=self._saturated(),
+                        exclude_configs=excluded,
                     )
                 except Exception:
                     log.exception("claiming deliveries failed; retrying after the poll interval")
                     claimed = []
                     await self._sleep(self.settings.poll_interval)
+                if not claimed:
+                    self._empty_for = excluded
                 self._dispatch(claimed)
                 if self._to_release:
                     await self._release_pending()
@@ -183,10 +202,17 @@ class DeliveryWorker:
             await self._sleep(self._wait_seconds())
 
     def _more_claimable(self, claimed: list[ClaimedDelivery]) -> bool:
-        """Whether claiming again now could find work: some endpoint of the last
-        batch is not saturated (saturated ones are excluded from the claim)."""
-        saturated = set(self._saturated())
-        return any(d.config_id not in saturated for d in claimed)
+        """Whether claiming again right after a full batch could find work.
+
+        Yes if an endpoint of the batch still has room, or if the batch
+        saturated endpoints so that the next claim looks elsewhere, unless a
+        claim with that very exclusion already came back empty (and nothing
+        was published since): that would be a wasted transaction.
+        """
+        saturated = frozenset(self._saturated())
+        if any(d.config_id not in saturated for d in claimed):
+            return True
+        return saturated != self._empty_for
 
     def _wait_seconds(self) -> float:
         wait = self.settings.poll_interval
@@ -219,7 +245,7 @@ class DeliveryWorker:
         for d in claimed:
             if not d.enabled:
                 self._record(d, AttemptResult(error=DISABLED_ERROR), now, forced=Outcome.FAILED)
-            elif self._per_endpoint.get(d.config_id, 0) < limit:
+            elif self._per_endpoint.get(d.config_id, 0) < limit and self._capacity() > 0:
                 self._start(d)
             else:
                 self._backlog.setdefault(d.config_id, deque()).append(d)
@@ -257,25 +283,36 @@ class DeliveryWorker:
             del self._per_endpoint[d.config_id]
         if self._stopping:
             return
-        waiting = self._backlog.get(d.config_id)
-        if waiting:
-            now = self.clock()
-            while waiting:
-                nxt = waiting.popleft()
-                self._backlog_size -= 1
-                if self._can_start(nxt, now):
-                    self._start(nxt)
-                    break
-                self._to_release.append(nxt)
+        if d.config_id in self._backlog:
+            self._start_waiting(d.config_id)
+        if self._backlog and self._capacity() > 0:
+            # A global slot is free: endpoints held back only by the global limit.
             limit = self.settings.max_in_flight_per_endpoint
-            if len(waiting) == limit - 1 or not waiting:
-                self._kicked.add(d.config_id)  # no longer saturated: claim more for it
-                self._kick.set()
-            if not waiting:
-                del self._backlog[d.config_id]
-        if self._waiting_for_slots and self._capacity() >= self._min_claim():
+            for config_id in list(self._backlog):
+                if self._capacity() <= 0:
+                    break
+                if self._per_endpoint.get(config_id, 0) < limit:
+                    self._start_waiting(config_id)
+        if self._waiting_for_slots and self._room() >= self._min_claim():
             self._waiting_for_slots = False
             self._poke()
+
+    def _start_waiting(self, config_id: str) -> None:
+        """Start the next waiting delivery of an endpoint (releasing stale ones)."""
+        waiting = self._backlog[config_id]
+        now = self.clock()
+        while waiting:
+            nxt = waiting.popleft()
+            self._backlog_size -= 1
+            if self._can_start(nxt, now):
+                self._start(nxt)
+                break
+            self._to_release.append(nxt)
+        if len(waiting) == self.settings.max_in_flight_per_endpoint - 1 or not waiting:
+            self._kicked.add(config_id)  # no longer saturated: claim more for it
+            self._kick.set()
+        if not waiting:
+            del self._backlog[config_id]
 
     def _timeout_for(self, d: ClaimedDelivery) -> float:
         return d.timeout_seconds or self.settings.attempt_timeout
