@@ -27,7 +27,7 @@ from webhooks_service.config import Settings
 from webhooks_service.core.secrets_at_rest import check_key
 from webhooks_service.delivery.worker import Clock, DeliveryWorker
 from webhooks_service.storage import db
-from webhooks_service.storage.events import NOTIFY_CHANNEL
+from webhooks_service.storage.events import NOTIFY_CHANNEL, PROCESS_TOKEN
 from webhooks_service.storage.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,9 @@ async def listen_for_deliveries(engine: Engine, wakeup: asyncio.Event) -> None:
         try:
             await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
             wakeup.set()  # anything published while we were not listening
-            async for _ in conn.notifies():
-                wakeup.set()
+            async for note in conn.notifies():
+                if note.payload != PROCESS_TOKEN:  # our own publishes woke us already
+                    wakeup.set()
         except psycopg.Error as exc:
             log.warning("LISTEN connection lost (%s); reconnecting", exc)
             await asyncio.sleep(0.2)

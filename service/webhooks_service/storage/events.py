@@ -12,6 +12,9 @@ deliveries.
 
 from __future__ import annotations
 
+import json
+import os
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,10 +26,33 @@ from sqlalchemy.engine import Engine
 
 from webhooks_service.errors import NotFound
 from webhooks_service.storage import db
-from webhooks_service.storage.models import Delivery, Event, Organisation, WebhookConfig
+from webhooks_service.storage.models import (
+    Delivery,
+    Event,
+    Organisation,
+    UTCDateTime,
+    WebhookConfig,
+)
 from webhooks_service.storage.queue import writing
 
 NOTIFY_CHANNEL = "webhooks_deliveries"
+# Sent as the NOTIFY payload: a worker ignores notifications from its own
+# process, which it has already been woken for in-process.
+PROCESS_TOKEN = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+_PG_INSERT_DELIVERIES = sa.text(
+    f"""
+    WITH ins AS (
+        INSERT INTO deliveries (organisation_id, event_pk, config_id, status, attempts,
+                                next_attempt_at, created_at, updated_at)
+        SELECT x.organisation_id, x.event_pk, x.config_id, 'pending', 0, :now, :now, :now
+        FROM json_to_recordset(CAST(:rows AS json))
+             AS x(organisation_id text, event_pk bigint, config_id text)
+        RETURNING 1
+    )
+    SELECT pg_notify('{NOTIFY_CHANNEL}', :token) WHERE EXISTS (SELECT 1 FROM ins)
+    """
+).bindparams(sa.bindparam("now", type_=UTCDateTime()))
 
 events = cast(sa.Table, Event.__table__)
 deliveries = cast(sa.Table, Delivery.__table__)
@@ -68,11 +94,27 @@ def insert_events(
     org_ids = sorted({e.organisation_id for e in new_events})
     insert = postgresql.insert if not db.is_sqlite(engine) else sqlite.insert
     with writing(engine) as conn:
-        found = set(
-            conn.execute(
-                sa.select(organisations.c.id).where(organisations.c.id.in_(org_ids))
-            ).scalars()
+        # The organisations and their enabled configurations, in one query.
+        found: set[str] = set()
+        by_org: dict[str, list[tuple[str, list[str]]]] = {}
+        rows = conn.execute(
+            sa.select(organisations.c.id, configs.c.id.label("config_id"), configs.c.event_types)
+            .select_from(
+                organisations.outerjoin(
+                    configs,
+                    sa.and_(
+                        configs.c.organisation_id == organisations.c.id,
+                        configs.c.enabled.is_(True),
+                    ),
+                )
+            )
+            .where(organisations.c.id.in_(org_ids))
+            .order_by(configs.c.created_at, configs.c.id)
         )
+        for r in rows:
+            found.add(r.id)
+            if r.config_id is not None:
+                by_org.setdefault(r.id, []).append((r.config_id, list(r.event_types)))
         missing = [o for o in org_ids if o not in found]
         if missing:
             raise NotFound(f"organisation {missing[0]} not found")
@@ -104,16 +146,6 @@ def insert_events(
         )
         stored = {(r.organisation_id, r.event_id): r.pk for r in conn.execute(stmt)}
 
-        by_org: dict[str, list[tuple[str, list[str]]]] = {}
-        if stored:
-            rows = conn.execute(
-                sa.select(configs.c.id, configs.c.organisation_id, configs.c.event_types)
-                .where(configs.c.organisation_id.in_(org_ids), configs.c.enabled.is_(True))
-                .order_by(configs.c.created_at, configs.c.id)
-            )
-            for r in rows:
-                by_org.setdefault(r.organisation_id, []).append((r.id, list(r.event_types)))
-
         new_deliveries: list[dict[str, object]] = []
         counts: dict[tuple[str, str], int] = {}
         for e in unique:
@@ -139,10 +171,20 @@ def insert_events(
                         }
                     )
             counts[key] = n
-        if new_deliveries:
+        if new_deliveries and db.is_sqlite(engine):
             conn.execute(sa.insert(deliveries), new_deliveries)
-            if not db.is_sqlite(engine):
-                conn.exec_driver_sql(f"NOTIFY {NOTIFY_CHANNEL}")
+        elif new_deliveries:
+            # One round trip: insert every delivery and NOTIFY the workers
+            # (delivered to listeners when this transaction commits).
+            keys = ("organisation_id", "event_pk", "config_id")
+            conn.execute(
+                _PG_INSERT_DELIVERIES,
+                {
+                    "rows": json.dumps([{k: d[k] for k in keys} for d in new_deliveries]),
+                    "now": now,
+                    "token": PROCESS_TOKEN,
+                },
+            )
 
     results: list[StoredEvent] = []
     first: set[tuple[str, str]] = set()

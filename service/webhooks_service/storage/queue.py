@@ -153,7 +153,6 @@ def claim_due(
     if db.is_sqlite(engine):
         return _sqlite_claim(engine, now, lease_end, token, limit, excluded)
     with writing(engine) as conn:
-        conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
         rows = conn.execute(
             _PG_CLAIM,
             {
@@ -177,11 +176,14 @@ _PG_CLAIM = sa.text(
         ORDER BY next_attempt_at
         LIMIT :limit
         FOR UPDATE SKIP LOCKED
+    ), relaxed AS (
+        -- SET LOCAL synchronous_commit = off, without a round trip of its own
+        SELECT set_config('synchronous_commit', 'off', true) AS setting
     )
     UPDATE deliveries AS d
     SET next_attempt_at = :lease_end, claim_token = :token, updated_at = :now
-    FROM due, events AS e, webhook_configs AS c
-    WHERE d.id = due.id AND e.pk = d.event_pk AND c.id = d.config_id
+    FROM due, relaxed, events AS e, webhook_configs AS c
+    WHERE relaxed.setting = 'off' AND d.id = due.id AND e.pk = d.event_pk AND c.id = d.config_id
     RETURNING d.id, d.attempts, d.organisation_id, d.config_id, d.event_pk,
               e.event_id, e.event_type, e.payload, c.url, c.secret, c.timeout_seconds,
               c.enabled,
@@ -325,12 +327,16 @@ _PG_FINISH = sa.text(
     WITH v AS (
         SELECT * FROM json_to_recordset(CAST(:rows AS json)) AS x(
             {", ".join(f"{c} {t}" for c, t in _PG_RECORD_TYPES.items())})
+    ), relaxed AS (
+        -- SET LOCAL synchronous_commit = off, without a round trip of its own
+        SELECT set_config('synchronous_commit', 'off', true) AS setting
     ), moved AS (
         UPDATE deliveries AS d
         SET status = v.status, attempts = v.attempt, next_attempt_at = v.next_due,
             claim_token = NULL, updated_at = CAST(:now AS timestamptz)
-        FROM v
-        WHERE d.id = v.delivery_id AND d.claim_token = v.claim_token
+        FROM v, relaxed
+        WHERE relaxed.setting = 'off' AND d.id = v.delivery_id
+          AND d.claim_token = v.claim_token
         RETURNING d.id
     )
     INSERT INTO delivery_attempts ({_COLS})
@@ -430,7 +436,6 @@ def finish_batch(engine: Engine, finished: Sequence[FinishedAttempt], *, now: da
             recorded = conn.execute(_SQLITE_LOG, {"rows": payload}).rowcount
             conn.execute(_SQLITE_MOVE, {"rows": payload, "now": _sqlite_time(now)})
         else:
-            conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             recorded = conn.execute(_PG_FINISH, {"rows": payload, "now": _pg_time(now)}).rowcount
         disabled = {f.config_id: f.disable_reason for f in finished if f.disable_reason}
         for config_id, reason in disabled.items():

@@ -1,0 +1,317 @@
+"""Putting deliveries back in the queue by hand: retry one, replay a range, ping.
+
+The admin RPCs RetryDelivery, ReplayDeliveries and SendTestEvent change the
+queue (the ``deliveries`` table) outside the worker's claim/finish cycle.
+Each change here is one short write transaction that respects the worker's
+lease: a pending delivery that carries a ``claim_token`` is being attempted
+and is never touched (its worker would otherwise lose the right to record
+the attempt). Ended deliveries (delivered, failed, dead) carry no token, so
+moving them back to pending cannot race with a worker; the conditional
+UPDATEs re-check the status under the row lock anyway, so two admins
+retrying at once still schedule one attempt.
+
+After a change that makes work due, PostgreSQL gets ``NOTIFY
+webhooks_deliveries`` (delivered at commit) so that workers in other
+processes wake up; the caller wakes the in-process worker itself.
+
+Decisions (what may be retried, limits, errors) are the use cases' in
+``core/redelivery.py`` and ``core/ping.py``; this module only reads and
+writes rows and returns plain dataclasses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from webhooks_service.storage.events import NOTIFY_CHANNEL
+from webhooks_service.storage.models import Delivery, Event, WebhookConfig
+from webhooks_service.storage.queue import writing
+
+_D = cast(sa.Table, Delivery.__table__)
+_E = cast(sa.Table, Event.__table__)
+_C = cast(sa.Table, WebhookConfig.__table__)
+
+ENDED = ("delivered", "failed", "dead")
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryState:
+    """A delivery as the admin sees it, plus whether its endpoint is enabled."""
+
+    id: int
+    organisation_id: str
+    event_id: str
+    event_type: str
+    config_id: str
+    status: str  # pending | delivered | failed | dead
+    attempts: int
+    next_attempt_at: datetime
+    claimed: bool  # a worker holds it under lease (or held it and died)
+    config_enabled: bool
+
+
+def _state(r: Any) -> DeliveryState:
+    return DeliveryState(
+        id=r.id,
+        organisation_id=r.organisation_id,
+        event_id=r.event_id,
+        event_type=r.event_type,
+        config_id=r.config_id,
+        status=r.status,
+        attempts=r.attempts,
+        next_attempt_at=r.next_attempt_at,
+        claimed=r.claim_token is not None,
+        config_enabled=bool(r.enabled),
+    )
+
+
+def _select_state() -> sa.Select[Any]:
+    return (
+        sa.select(
+            _D.c.id,
+            _D.c.organisation_id,
+            _E.c.event_id,
+            _E.c.event_type,
+            _D.c.config_id,
+            _D.c.status,
+            _D.c.attempts,
+            _D.c.next_attempt_at,
+            _D.c.claim_token,
+            _C.c.enabled,
+        )
+        .join(_E, _E.c.pk == _D.c.event_pk)
+        .join(_C, _C.c.id == _D.c.config_id)
+    )
+
+
+def get_delivery(
+    conn: sa.Connection, organisation_id: str, delivery_id: int
+) -> DeliveryState | None:
+    """The organisation's delivery ``delivery_id``; None if absent or another's."""
+    row = conn.execute(
+        _select_state().where(_D.c.id == delivery_id, _D.c.organisation_id == organisation_id)
+    ).first()
+    return None if row is None else _state(row)
+
+
+def notify_workers(conn: sa.Connection) -> None:
+    """Wake workers of other processes at commit (PostgreSQL; SQLite has no NOTIFY)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"NOTIFY {NOTIFY_CHANNEL}")
+
+
+def schedule_now(conn: sa.Connection, state: DeliveryState, now: datetime) -> bool:
+    """Make the delivery due at ``now``; False when there was nothing to do.
+
+    Ended: back to pending. Pending, unclaimed and due later: due now.
+    Pending and claimed, or already due: unchanged. The WHERE clause repeats
+    the condition, so a concurrent claim or retry wins cleanly.
+    """
+    update = sa.update(_D).where(_D.c.id == state.id)
+    if state.status in ENDED:
+        update = update.where(_D.c.status == state.status).values(
+            status="pending", next_attempt_at=now, claim_token=None, updated_at=now
+        )
+    elif state.status == "pending" and not state.claimed and state.next_attempt_at > now:
+        update = update.where(
+            _D.c.status == "pending", _D.c.claim_token.is_(None), _D.c.next_attempt_at > now
+        ).values(next_attempt_at=now, updated_at=now)
+    else:
+        return False
+    return bool(conn.execute(update).rowcount)
+
+
+def retry_delivery(
+    engine: Engine,
+    organisation_id: str,
+    delivery_id: int,
+    now: datetime,
+    *,
+    require_enabled: bool = True,
+) -> tuple[DeliveryState | None, bool]:
+    """Read the delivery and, if its endpoint is enabled, schedule it now.
+
+    Returns (the delivery after the change or None if not found, whether
+    this call scheduled it). With a disabled endpoint nothing is written.
+    """
+    with writing(engine) as conn:
+        state = get_delivery(conn, organisation_id, delivery_id)
+        if state is None or (require_enabled and not state.config_enabled):
+            return state, False
+        scheduled = schedule_now(conn, state, now)
+        if scheduled:
+            notify_workers(conn)
+            state = get_delivery(conn, organisation_id, delivery_id)
+    return state, scheduled
+
+
+def config_enabled(conn: sa.Connection, organisation_id: str, config_id: str) -> bool | None:
+    """Whether the organisation's configuration is enabled; None if absent or another's."""
+    value = conn.execute(
+        sa.select(_C.c.enabled).where(_C.c.id == config_id, _C.c.organisation_id == organisation_id)
+    ).scalar()
+    return None if value is None else bool(value)
+
+
+def _range_clause(
+    organisation_id: str,
+    config_id: str,
+    statuses: Sequence[str],
+    since: datetime,
+    until: datetime,
+) -> list[sa.ColumnElement[bool]]:
+    # The (config_id, created_at) index serves the range; the rest filters it.
+    return [
+        _D.c.config_id == config_id,
+        _D.c.created_at >= since,
+        _D.c.created_at < until,
+        _D.c.organisation_id == organisation_id,
+        _D.c.status.in_(list(statuses)),
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    config_enabled: bool | None  # None: no such configuration (nothing written)
+    matched: int  # ended deliveries in range, counted up to limit + 1
+    replayed: int  # moved back to pending (0 unless enabled and matched <= limit)
+
+
+def replay_range(
+    engine: Engine,
+    organisation_id: str,
+    config_id: str,
+    statuses: Sequence[str],
+    since: datetime,
+    until: datetime,
+    now: datetime,
+    *,
+    limit: int,
+) -> ReplayResult:
+    """Move the configuration's ended deliveries with ``statuses``, created in
+    [since, until), back to pending and due now — unless more than ``limit``
+    match (then nothing is written and ``matched`` is ``limit + 1``)."""
+    where = _range_clause(organisation_id, config_id, statuses, since, until)
+    with writing(engine) as conn:
+        enabled = config_enabled(conn, organisation_id, config_id)
+        if not enabled:
+            return ReplayResult(enabled, 0, 0)
+        capped = sa.select(_D.c.id).where(*where).limit(limit + 1).subquery()
+        matched = int(conn.execute(sa.select(sa.func.count()).select_from(capped)).scalar_one())
+        if matched == 0 or matched > limit:
+            return ReplayResult(True, matched, 0)
+        replayed = conn.execute(
+            sa.update(_D)
+            .where(*where)
+            .values(status="pending", next_attempt_at=now, claim_token=None, updated_at=now)
+        ).rowcount
+        if replayed:
+            notify_workers(conn)
+    return ReplayResult(True, matched, int(replayed))
+
+
+# -- SendTestEvent ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PingTarget:
+    """What a test event needs: the endpoint, and the rows created for it."""
+
+    enabled: bool
+    url: str
+    secret: str  # stored form (maybe sealed)
+    previous_secret: str | None  # stored form, only while it still signs
+    timeout_seconds: float | None
+    event_pk: int = 0
+    delivery_id: int = 0
+
+
+def create_ping(
+    engine: Engine,
+    organisation_id: str,
+    config_id: str,
+    *,
+    event_id: str,
+    event_type: str,
+    payload: str,
+    now: datetime,
+    claim_token: str,
+    default_timeout: float,
+    lease_margin: float,
+) -> PingTarget | None:
+    """Store a test event and its one delivery to ``config_id``, already claimed.
+
+    The delivery is pending under ``claim_token`` for the endpoint's attempt
+    timeout (its own, else ``default_timeout``) plus ``lease_margin`` seconds, so
+    the worker leaves it to the caller, who attempts it and records the
+    result with ``queue.finish_batch``; if the caller dies, the lease ends and
+    a worker delivers it instead. Returns None when the configuration is not
+    the organisation's, and a target with ``enabled`` False (nothing stored)
+    when it is disabled.
+    """
+    with writing(engine) as conn:
+        row = conn.execute(
+            sa.select(
+                _C.c.enabled,
+                _C.c.url,
+                _C.c.secret,
+                _C.c.previous_secret,
+                _C.c.previous_secret_expires_at,
+                _C.c.timeout_seconds,
+            ).where(_C.c.id == config_id, _C.c.organisation_id == organisation_id)
+        ).first()
+        if row is None:
+            return None
+        expires = row.previous_secret_expires_at
+        target = PingTarget(
+            enabled=bool(row.enabled),
+            url=row.url,
+            secret=row.secret,
+            previous_secret=row.previous_secret if expires is None or expires > now else None,
+            timeout_seconds=row.timeout_seconds,
+        )
+        if not target.enabled:
+            return target
+        timeout = target.timeout_seconds or default_timeout
+        event_pk = conn.execute(
+            sa.insert(_E)
+            .values(
+                organisation_id=organisation_id,
+                event_id=event_id,
+                event_type=event_type,
+                occurred_at=now,
+                payload=payload,
+                created_at=now,
+            )
+            .returning(_E.c.pk)
+        ).scalar_one()
+        delivery_id = conn.execute(
+            sa.insert(_D)
+            .values(
+                organisation_id=organisation_id,
+                event_pk=event_pk,
+                config_id=config_id,
+                status="pending",
+                attempts=0,
+                next_attempt_at=now + timedelta(seconds=timeout + lease_margin),
+                claim_token=claim_token,
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(_D.c.id)
+        ).scalar_one()
+    return PingTarget(
+        enabled=True,
+        url=target.url,
+        secret=target.secret,
+        previous_secret=target.previous_secret,
+        timeout_seconds=target.timeout_seconds,
+        event_pk=int(event_pk),
+        delivery_id=int(delivery_id),
+    )
