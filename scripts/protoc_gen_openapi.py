@@ -29,6 +29,7 @@ service is described. Output is deterministic (sorted keys, fixed indent).
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -371,16 +372,28 @@ def _operation(
         "description": doc,
     }
     request_msg = index.messages[method.input_type]
-    path_params = {seg[1:-1].split("=")[0] for seg in path.split("/") if seg.startswith("{")}
+    # "{name}" or "{name=pattern}", also before a custom verb ("{name}:retry").
+    path_params = set(re.findall(r"\{([^}=]+)", path))
     params: list[JsonObj] = []
     for name in sorted(path_params):
         params.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
     if body == "*":
+        schema = builder.ref(method.input_type, response=False)
+        body_required = True
+        if path_params:
+            # The path carries these fields; repeated in the body they would
+            # collide (the gateway rejects that), so the body schema omits them.
+            full = builder.message_schema(method.input_type, response=False)
+            props = {k: v for k, v in full["properties"].items() if k not in path_params}
+            required = [r for r in full.get("required", []) if r not in path_params]
+            schema = {**full, "properties": props}
+            schema.pop("required", None)
+            if required:
+                schema["required"] = required
+            body_required = bool(required)
         op["requestBody"] = {
-            "required": True,
-            "content": {
-                "application/json": {"schema": builder.ref(method.input_type, response=False)}
-            },
+            "required": body_required,
+            "content": {"application/json": {"schema": schema}},
         }
     else:
         for field in request_msg.field:

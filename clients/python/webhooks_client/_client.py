@@ -102,7 +102,8 @@ class _Client:
 class AdminClient(_Client):
     """WebhookAdmin: configurations and the delivery log of the key's organisation.
 
-    Needs a key with ``webhooks:read`` (lists) / ``webhooks:write`` (put).
+    Needs a key with ``webhooks:read`` (lists) / ``webhooks:write`` (put, retry,
+    replay, test event, secret rotation).
     """
 
     def __init__(self, target: str, api_key: str, **kwargs: Any) -> None:
@@ -200,6 +201,58 @@ class AdminClient(_Client):
             token = page.next_page_token
             if not token:
                 return
+
+    def retry_delivery(
+        self, delivery_id: str, *, timeout: float | None = None
+    ) -> admin_pb2.RetryDeliveryResponse:
+        """Attempt a delivery (``dlv_…``, a log entry's ``delivery_id``) again now.
+
+        ``scheduled`` is False when it was already due or being attempted.
+        """
+        request = admin_pb2.RetryDeliveryRequest(delivery_id=delivery_id)
+        return self._call(self._stub.RetryDelivery, request, timeout)
+
+    def replay_deliveries(
+        self,
+        config_id: str,
+        *,
+        since: datetime,
+        until: datetime | None = None,
+        outcomes: Sequence[str | int] = (),
+        timeout: float | None = None,
+    ) -> int:
+        """Put the config's failed/dead deliveries created in [since, until) back in
+        the queue; returns how many. ``outcomes``: "failed" and/or "dead" (default both)."""
+        request = admin_pb2.ReplayDeliveriesRequest(
+            config_id=config_id,
+            since=_timestamp(since),
+            outcomes=[_outcome(o) for o in outcomes],  # type: ignore[misc]
+        )
+        if until is not None:
+            request.until.CopyFrom(_timestamp(until))
+        return self._call(self._stub.ReplayDeliveries, request, timeout).replayed
+
+    def send_test_event(
+        self, config_id: str, *, timeout: float | None = None
+    ) -> admin_pb2.DeliveryLog:
+        """Send a ``webhook.ping`` to the config now; returns the logged attempt.
+
+        The call lasts as long as the attempt (up to the service's attempt
+        timeout): pass a ``timeout`` above it for slow endpoints.
+        """
+        request = admin_pb2.SendTestEventRequest(config_id=config_id)
+        return self._call(self._stub.SendTestEvent, request, timeout).log
+
+    def rotate_webhook_secret(
+        self, config_id: str, *, secret: str | None = None, timeout: float | None = None
+    ) -> admin_pb2.RotateWebhookSecretResponse:
+        """Replace the config's signing secret (generated when ``secret`` is None; then
+        the response's ``secret`` holds it, the only time it is shown). The previous
+        secret signs too until ``previous_secret_expires_at``."""
+        request = admin_pb2.RotateWebhookSecretRequest(config_id=config_id)
+        if secret is not None:
+            request.secret = secret
+        return self._call(self._stub.RotateWebhookSecret, request, timeout)
 
 
 def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:

@@ -9,6 +9,7 @@ waits on it.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from sqlalchemy.engine import Engine
 
 from webhooks.v1 import admin_pb2, admin_pb2_grpc
 from webhooks_service.api.auth import require_organisation
+from webhooks_service.api.operations import AdminOperations
 from webhooks_service.config import Settings
 from webhooks_service.core import configs, logs
 from webhooks_service.errors import FieldViolation, InvalidArgument
@@ -84,10 +86,18 @@ def log_to_proto(row: logs.LogRow) -> admin_pb2.DeliveryLog:
     return entry
 
 
-class WebhookAdminServicer(admin_pb2_grpc.WebhookAdminServicer):
-    def __init__(self, settings: Settings, engine: Engine) -> None:
+class WebhookAdminServicer(AdminOperations, admin_pb2_grpc.WebhookAdminServicer):
+    """Configs and logs here; retry, replay, test event, rotation in ``api/operations.py``.
+
+    ``notify`` wakes the in-process delivery worker after a retry or replay.
+    """
+
+    def __init__(
+        self, settings: Settings, engine: Engine, notify: Callable[[], Any] | None = None
+    ) -> None:
         self._settings = settings
         self._engine = engine
+        self._notify = notify
 
     async def ListWebhookConfigs(
         self, request: admin_pb2.ListWebhookConfigsRequest, context: Context

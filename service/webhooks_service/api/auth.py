@@ -53,6 +53,10 @@ METHOD_SCOPES: dict[str, str] = {
     "/webhooks.v1.WebhookAdmin/ListWebhookConfigs": keys.SCOPE_WEBHOOKS_READ,
     "/webhooks.v1.WebhookAdmin/ListDeliveryLogs": keys.SCOPE_WEBHOOKS_READ,
     "/webhooks.v1.WebhookAdmin/PutWebhookConfig": keys.SCOPE_WEBHOOKS_WRITE,
+    "/webhooks.v1.WebhookAdmin/RetryDelivery": keys.SCOPE_WEBHOOKS_WRITE,
+    "/webhooks.v1.WebhookAdmin/ReplayDeliveries": keys.SCOPE_WEBHOOKS_WRITE,
+    "/webhooks.v1.WebhookAdmin/SendTestEvent": keys.SCOPE_WEBHOOKS_WRITE,
+    "/webhooks.v1.WebhookAdmin/RotateWebhookSecret": keys.SCOPE_WEBHOOKS_WRITE,
     "/webhooks.v1.EventPublisher/PublishEvent": keys.SCOPE_EVENTS_PUBLISH,
     "/webhooks.v1.EventPublisher/PublishEvents": keys.SCOPE_EVENTS_PUBLISH,
 }

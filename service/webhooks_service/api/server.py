@@ -115,7 +115,7 @@ async def start_server(
     await asyncio.to_thread(check_key, engine, settings.secret_key)
     server = grpc.aio.server(interceptors=[AuthInterceptor(engine)], options=SERVER_OPTIONS)
     admin_pb2_grpc.add_WebhookAdminServicer_to_server(
-        WebhookAdminServicer(settings, engine), server
+        WebhookAdminServicer(settings, engine, notify=notify), server
     )
     publisher_cls = _publisher_class()
     if publisher_cls is not None:

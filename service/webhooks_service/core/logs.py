@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 
 from webhooks_service.core import catalog, pagetokens
+from webhooks_service.core.ping import PING_TYPE  # test events, outside the catalog
 from webhooks_service.errors import FieldViolation, InvalidArgument
 from webhooks_service.storage import db
 from webhooks_service.storage import logs as store
@@ -29,7 +30,8 @@ def _validate(page_size: int, filters: LogFilters) -> list[FieldViolation]:
         problems.append(FieldViolation("page_size", "must be 0 (default 50) to 500"))
     if filters.outcome and filters.outcome not in OUTCOMES:
         problems.append(FieldViolation("outcome", f"unknown outcome {filters.outcome!r}"))
-    if filters.event_type and not catalog.is_known_type(filters.event_type):
+    known = catalog.is_known_type(filters.event_type) or filters.event_type == PING_TYPE
+    if filters.event_type and not known:
         problems.append(
             FieldViolation("event_type", f"{filters.event_type!r} is not a catalog event type")
         )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
@@ -201,6 +202,16 @@ def _lb_endpoints(upstreams: tuple[Address, ...], indent: int) -> str:
     )
 
 
+def _path_match(path: str) -> str:
+    """The route's path matcher: exact, or a regex for a templated path
+    (``/webhooks/configs/{config_id}:replay``: one segment per variable)."""
+    if "{" not in path:
+        return f"path: {_q(path)}"
+    parts = re.split(r"\{[^}]*\}", path)
+    regex = "[^/]+".join(re.escape(part) for part in parts)
+    return f"safe_regex: {{regex: {_q(regex)}}}"
+
+
 def _method_not_allowed_routes(openapi: Path, indent: int) -> str:
     """For each REST path, a route answering 405 (with ``allow``) to other methods.
 
@@ -217,7 +228,7 @@ def _method_not_allowed_routes(openapi: Path, indent: int) -> str:
         allow = ", ".join(methods)
         lines += [
             "- match:",
-            f"    path: {_q(path)}",
+            f"    {_path_match(path)}",
             "    headers:",
             '    - name: ":method"',
             f"      string_match: {{safe_regex: {{regex: {_q('^(' + '|'.join(methods) + ')$')}}}}}",

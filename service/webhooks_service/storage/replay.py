@@ -29,7 +29,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from webhooks_service.storage.events import NOTIFY_CHANNEL
+from webhooks_service.storage.events import NOTIFY_CHANNEL, PROCESS_TOKEN
 from webhooks_service.storage.models import Delivery, Event, WebhookConfig
 from webhooks_service.storage.queue import writing
 
@@ -101,9 +101,16 @@ def get_delivery(
 
 
 def notify_workers(conn: sa.Connection) -> None:
-    """Wake workers of other processes at commit (PostgreSQL; SQLite has no NOTIFY)."""
+    """Wake workers of other processes at commit (PostgreSQL; SQLite has no NOTIFY).
+
+    The payload is this process's token, like publish's: the caller wakes the
+    in-process worker directly, so its own listener ignores the echo.
+    """
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"NOTIFY {NOTIFY_CHANNEL}")
+        conn.execute(
+            sa.text("SELECT pg_notify(:channel, :token)"),
+            {"channel": NOTIFY_CHANNEL, "token": PROCESS_TOKEN},
+        )
 
 
 def schedule_now(conn: sa.Connection, state: DeliveryState, now: datetime) -> bool:

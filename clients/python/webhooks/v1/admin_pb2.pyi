@@ -58,6 +58,36 @@ OUTCOME_DEAD: Outcome.ValueType  # 4
 """The attempt failed and it was the last one the retry schedule allows."""
 Global___Outcome: _TypeAlias = Outcome  # noqa: Y015
 
+class _DeliveryStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DeliveryStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DeliveryStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DELIVERY_STATUS_UNSPECIFIED: _DeliveryStatus.ValueType  # 0
+    DELIVERY_STATUS_PENDING: _DeliveryStatus.ValueType  # 1
+    """Waiting for an attempt, due at `next_attempt_at`, or being attempted."""
+    DELIVERY_STATUS_DELIVERED: _DeliveryStatus.ValueType  # 2
+    """An attempt got a 2xx."""
+    DELIVERY_STATUS_FAILED: _DeliveryStatus.ValueType  # 3
+    """The last attempt failed for good (see OUTCOME_FAILED)."""
+    DELIVERY_STATUS_DEAD: _DeliveryStatus.ValueType  # 4
+    """The retry schedule ran out (see OUTCOME_DEAD)."""
+
+class DeliveryStatus(_DeliveryStatus, metaclass=_DeliveryStatusEnumTypeWrapper):
+    """Where a delivery (one event to one endpoint) stands."""
+
+DELIVERY_STATUS_UNSPECIFIED: DeliveryStatus.ValueType  # 0
+DELIVERY_STATUS_PENDING: DeliveryStatus.ValueType  # 1
+"""Waiting for an attempt, due at `next_attempt_at`, or being attempted."""
+DELIVERY_STATUS_DELIVERED: DeliveryStatus.ValueType  # 2
+"""An attempt got a 2xx."""
+DELIVERY_STATUS_FAILED: DeliveryStatus.ValueType  # 3
+"""The last attempt failed for good (see OUTCOME_FAILED)."""
+DELIVERY_STATUS_DEAD: DeliveryStatus.ValueType  # 4
+"""The retry schedule ran out (see OUTCOME_DEAD)."""
+Global___DeliveryStatus: _TypeAlias = DeliveryStatus  # noqa: Y015
+
 @_typing.final
 class WebhookConfig(_message.Message):
     """A webhook endpoint of an organisation."""
@@ -407,3 +437,263 @@ class DeliveryLog(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeliveryLog: _TypeAlias = DeliveryLog  # noqa: Y015
+
+@_typing.final
+class Delivery(_message.Message):
+    """One event to one endpoint: the unit the workers attempt and retry."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    EVENT_TYPE_FIELD_NUMBER: _builtins.int
+    CONFIG_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """`dlv_…`, the `delivery_id` of its log entries."""
+    event_id: _builtins.str
+    event_type: _builtins.str
+    config_id: _builtins.str
+    status: Global___DeliveryStatus.ValueType
+    attempts: _builtins.int
+    """Attempts made so far."""
+    @_builtins.property
+    def next_attempt_at(self) -> _timestamp_pb2.Timestamp:
+        """When the next attempt is due; unset unless `status` is pending."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        event_id: _builtins.str = ...,
+        event_type: _builtins.str = ...,
+        config_id: _builtins.str = ...,
+        status: Global___DeliveryStatus.ValueType = ...,
+        attempts: _builtins.int = ...,
+        next_attempt_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["next_attempt_at", b"next_attempt_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "config_id", b"config_id", "event_id", b"event_id", "event_type", b"event_type", "id", b"id", "next_attempt_at", b"next_attempt_at", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Delivery: _TypeAlias = Delivery  # noqa: Y015
+
+@_typing.final
+class RetryDeliveryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    delivery_id: _builtins.str
+    """The delivery, `dlv_…` (the `delivery_id` of a log entry)."""
+    def __init__(
+        self,
+        *,
+        delivery_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryDeliveryRequest: _TypeAlias = RetryDeliveryRequest  # noqa: Y015
+
+@_typing.final
+class RetryDeliveryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERY_FIELD_NUMBER: _builtins.int
+    SCHEDULED_FIELD_NUMBER: _builtins.int
+    scheduled: _builtins.bool
+    """True when this call scheduled the attempt; false when the delivery was
+    already due or being attempted, so nothing changed.
+    """
+    @_builtins.property
+    def delivery(self) -> Global___Delivery:
+        """The delivery after this call."""
+
+    def __init__(
+        self,
+        *,
+        delivery: Global___Delivery | None = ...,
+        scheduled: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "scheduled", b"scheduled"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryDeliveryResponse: _TypeAlias = RetryDeliveryResponse  # noqa: Y015
+
+@_typing.final
+class ReplayDeliveriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIG_ID_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    config_id: _builtins.str
+    """The configuration, `whc_…`."""
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """Start of the range (inclusive): deliveries created at or after this time."""
+
+    @_builtins.property
+    def until(self) -> _timestamp_pb2.Timestamp:
+        """End of the range (exclusive); default now. At most 31 days after `since`."""
+
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedScalarFieldContainer[Global___Outcome.ValueType]:
+        """Which deliveries to replay, by the outcome of their last attempt:
+        OUTCOME_FAILED and/or OUTCOME_DEAD. Empty: both.
+        """
+
+    def __init__(
+        self,
+        *,
+        config_id: _builtins.str = ...,
+        since: _timestamp_pb2.Timestamp | None = ...,
+        until: _timestamp_pb2.Timestamp | None = ...,
+        outcomes: _abc.Iterable[Global___Outcome.ValueType] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_id", b"config_id", "outcomes", b"outcomes", "since", b"since", "until", b"until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplayDeliveriesRequest: _TypeAlias = ReplayDeliveriesRequest  # noqa: Y015
+
+@_typing.final
+class ReplayDeliveriesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    replayed: _builtins.int
+    """Deliveries moved back to pending by this call."""
+    def __init__(
+        self,
+        *,
+        replayed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["replayed", b"replayed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplayDeliveriesResponse: _TypeAlias = ReplayDeliveriesResponse  # noqa: Y015
+
+@_typing.final
+class SendTestEventRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIG_ID_FIELD_NUMBER: _builtins.int
+    config_id: _builtins.str
+    """The configuration, `whc_…`."""
+    def __init__(
+        self,
+        *,
+        config_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_id", b"config_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendTestEventRequest: _TypeAlias = SendTestEventRequest  # noqa: Y015
+
+@_typing.final
+class SendTestEventResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOG_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def log(self) -> Global___DeliveryLog:
+        """The attempt, as it appears in the delivery log (event type
+        `webhook.ping`).
+        """
+
+    def __init__(
+        self,
+        *,
+        log: Global___DeliveryLog | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["log", b"log"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["log", b"log"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendTestEventResponse: _TypeAlias = SendTestEventResponse  # noqa: Y015
+
+@_typing.final
+class RotateWebhookSecretRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIG_ID_FIELD_NUMBER: _builtins.int
+    SECRET_FIELD_NUMBER: _builtins.int
+    config_id: _builtins.str
+    """The configuration, `whc_…`."""
+    secret: _builtins.str
+    """The new secret ("whsec_" + base64 of 24 to 64 random bytes); generated
+    when absent. Must differ from the current secret.
+    """
+    def __init__(
+        self,
+        *,
+        config_id: _builtins.str = ...,
+        secret: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_secret", b"_secret", "secret", b"secret"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_secret", b"_secret", "config_id", b"config_id", "secret", b"secret"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__secret: _TypeAlias = _typing.Literal["secret"]  # noqa: Y015
+    _WhichOneofArgType__secret: _TypeAlias = _typing.Literal["_secret", b"_secret"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__secret) -> _WhichOneofReturnType__secret | None: ...
+
+Global___RotateWebhookSecretRequest: _TypeAlias = RotateWebhookSecretRequest  # noqa: Y015
+
+@_typing.final
+class RotateWebhookSecretResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIG_FIELD_NUMBER: _builtins.int
+    SECRET_FIELD_NUMBER: _builtins.int
+    PREVIOUS_SECRET_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    secret: _builtins.str
+    """The whole new secret, only when the server generated it in this call.
+    Store it now: it is never shown again.
+    """
+    @_builtins.property
+    def config(self) -> Global___WebhookConfig:
+        """The configuration as stored (its `secret_hint` is the new secret's)."""
+
+    @_builtins.property
+    def previous_secret_expires_at(self) -> _timestamp_pb2.Timestamp:
+        """Until when the previous secret also signs; unset when it stopped at once
+        (no grace period configured).
+        """
+
+    def __init__(
+        self,
+        *,
+        config: Global___WebhookConfig | None = ...,
+        secret: _builtins.str = ...,
+        previous_secret_expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "previous_secret_expires_at", b"previous_secret_expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "previous_secret_expires_at", b"previous_secret_expires_at", "secret", b"secret"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateWebhookSecretResponse: _TypeAlias = RotateWebhookSecretResponse  # noqa: Y015

@@ -53,6 +53,26 @@ class WebhookAdminStub:
                 request_serializer=webhooks_dot_v1_dot_admin__pb2.ListDeliveryLogsRequest.SerializeToString,
                 response_deserializer=webhooks_dot_v1_dot_admin__pb2.ListDeliveryLogsResponse.FromString,
                 _registered_method=True)
+        self.RetryDelivery = channel.unary_unary(
+                '/webhooks.v1.WebhookAdmin/RetryDelivery',
+                request_serializer=webhooks_dot_v1_dot_admin__pb2.RetryDeliveryRequest.SerializeToString,
+                response_deserializer=webhooks_dot_v1_dot_admin__pb2.RetryDeliveryResponse.FromString,
+                _registered_method=True)
+        self.ReplayDeliveries = channel.unary_unary(
+                '/webhooks.v1.WebhookAdmin/ReplayDeliveries',
+                request_serializer=webhooks_dot_v1_dot_admin__pb2.ReplayDeliveriesRequest.SerializeToString,
+                response_deserializer=webhooks_dot_v1_dot_admin__pb2.ReplayDeliveriesResponse.FromString,
+                _registered_method=True)
+        self.SendTestEvent = channel.unary_unary(
+                '/webhooks.v1.WebhookAdmin/SendTestEvent',
+                request_serializer=webhooks_dot_v1_dot_admin__pb2.SendTestEventRequest.SerializeToString,
+                response_deserializer=webhooks_dot_v1_dot_admin__pb2.SendTestEventResponse.FromString,
+                _registered_method=True)
+        self.RotateWebhookSecret = channel.unary_unary(
+                '/webhooks.v1.WebhookAdmin/RotateWebhookSecret',
+                request_serializer=webhooks_dot_v1_dot_admin__pb2.RotateWebhookSecretRequest.SerializeToString,
+                response_deserializer=webhooks_dot_v1_dot_admin__pb2.RotateWebhookSecretResponse.FromString,
+                _registered_method=True)
 
 
 class WebhookAdminServicer:
@@ -87,6 +107,77 @@ class WebhookAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RetryDelivery(self, request, context):
+        """Schedules one delivery (one event to one endpoint: the `delivery_id` of
+        its log entries, `dlv_…`) for another attempt now.
+
+        - A delivery that ended (OUTCOME_FAILED, OUTCOME_DEAD, or delivered) goes
+        back to pending, due now. Re-sending a delivered one is allowed because
+        it is asked for explicitly, by id; the event keeps its id, so a
+        receiver that dedupes on `webhook-id` ignores the copy.
+        - A pending delivery waiting for its next retry becomes due now instead.
+        - A pending delivery that is already due or being attempted right now is
+        left alone (`scheduled` is false): calling twice never makes two
+        attempts.
+
+        Attempt numbers continue and the retry schedule is not restarted: a dead
+        delivery gets exactly one more attempt (dead again if it fails), one that
+        failed early keeps the retries it had left. Uses the endpoint's current
+        URL and secrets. The endpoint must be enabled (FAILED_PRECONDITION
+        otherwise; re-enable it with PutWebhookConfig).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayDeliveries(self, request, context):
+        """Replays a configuration's undelivered events: every delivery of the
+        configuration created (its event published) in [`since`, `until`) whose
+        status is failed or dead (or only the `outcomes` asked for) goes back to
+        pending, due now, and is attempted by the workers as usual. Returns how
+        many were replayed. Idempotent while they are pending: replaying the same
+        range again before they end replays nothing.
+
+        Attempt numbers continue and the retry schedule is not restarted (see
+        RetryDelivery). The range may span at most 31 days and replay at most
+        10,000 deliveries (FAILED_PRECONDITION with the count otherwise: narrow the
+        range). The endpoint must be enabled (FAILED_PRECONDITION otherwise).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SendTestEvent(self, request, context):
+        """Sends a test event to one endpoint and returns the attempt.
+
+        The event has the reserved type `webhook.ping` (not part of the catalog:
+        it cannot be published or subscribed to, and it is delivered whatever the
+        configuration's `event_types`), a new id `evt_…` and the data
+        `{"config_id": "whc_…"}`; it is signed like every delivery. The service
+        attempts it once, during this call (up to the attempt timeout), records
+        it in the delivery log like any attempt, and never retries it: a failed
+        attempt is OUTCOME_FAILED, whatever the reason (a 410 Gone disables the
+        endpoint, as for any delivery). Use RetryDelivery on its `delivery_id`
+        to send it again with retries. The endpoint must be enabled
+        (FAILED_PRECONDITION otherwise).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateWebhookSecret(self, request, context):
+        """Replaces the configuration's signing secret with `secret`, or with a new
+        generated one (returned in this response only). The previous secret keeps
+        signing alongside the new one until `previous_secret_expires_at` (the
+        operator's rotation grace period), so receivers can switch without
+        missing a delivery. Rotating again during the grace period replaces the
+        older secret at once. The same as PutWebhookConfig with a new `secret`,
+        without having to repeat the other settings.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WebhookAdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -104,6 +195,26 @@ def add_WebhookAdminServicer_to_server(servicer, server):
                     servicer.ListDeliveryLogs,
                     request_deserializer=webhooks_dot_v1_dot_admin__pb2.ListDeliveryLogsRequest.FromString,
                     response_serializer=webhooks_dot_v1_dot_admin__pb2.ListDeliveryLogsResponse.SerializeToString,
+            ),
+            'RetryDelivery': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryDelivery,
+                    request_deserializer=webhooks_dot_v1_dot_admin__pb2.RetryDeliveryRequest.FromString,
+                    response_serializer=webhooks_dot_v1_dot_admin__pb2.RetryDeliveryResponse.SerializeToString,
+            ),
+            'ReplayDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayDeliveries,
+                    request_deserializer=webhooks_dot_v1_dot_admin__pb2.ReplayDeliveriesRequest.FromString,
+                    response_serializer=webhooks_dot_v1_dot_admin__pb2.ReplayDeliveriesResponse.SerializeToString,
+            ),
+            'SendTestEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendTestEvent,
+                    request_deserializer=webhooks_dot_v1_dot_admin__pb2.SendTestEventRequest.FromString,
+                    response_serializer=webhooks_dot_v1_dot_admin__pb2.SendTestEventResponse.SerializeToString,
+            ),
+            'RotateWebhookSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateWebhookSecret,
+                    request_deserializer=webhooks_dot_v1_dot_admin__pb2.RotateWebhookSecretRequest.FromString,
+                    response_serializer=webhooks_dot_v1_dot_admin__pb2.RotateWebhookSecretResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -191,6 +302,114 @@ class WebhookAdmin:
             '/webhooks.v1.WebhookAdmin/ListDeliveryLogs',
             webhooks_dot_v1_dot_admin__pb2.ListDeliveryLogsRequest.SerializeToString,
             webhooks_dot_v1_dot_admin__pb2.ListDeliveryLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryDelivery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/webhooks.v1.WebhookAdmin/RetryDelivery',
+            webhooks_dot_v1_dot_admin__pb2.RetryDeliveryRequest.SerializeToString,
+            webhooks_dot_v1_dot_admin__pb2.RetryDeliveryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/webhooks.v1.WebhookAdmin/ReplayDeliveries',
+            webhooks_dot_v1_dot_admin__pb2.ReplayDeliveriesRequest.SerializeToString,
+            webhooks_dot_v1_dot_admin__pb2.ReplayDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendTestEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/webhooks.v1.WebhookAdmin/SendTestEvent',
+            webhooks_dot_v1_dot_admin__pb2.SendTestEventRequest.SerializeToString,
+            webhooks_dot_v1_dot_admin__pb2.SendTestEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateWebhookSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/webhooks.v1.WebhookAdmin/RotateWebhookSecret',
+            webhooks_dot_v1_dot_admin__pb2.RotateWebhookSecretRequest.SerializeToString,
+            webhooks_dot_v1_dot_admin__pb2.RotateWebhookSecretResponse.FromString,
             options,
             channel_credentials,
             insecure,

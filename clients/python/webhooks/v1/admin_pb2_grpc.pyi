@@ -50,6 +50,61 @@ class WebhookAdminStub:
     """Pages through the delivery log: one entry per delivery attempt, newest
     first.
     """
+    RetryDelivery: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RetryDeliveryRequest, _admin_pb2.RetryDeliveryResponse]
+    """Schedules one delivery (one event to one endpoint: the `delivery_id` of
+    its log entries, `dlv_…`) for another attempt now.
+
+    - A delivery that ended (OUTCOME_FAILED, OUTCOME_DEAD, or delivered) goes
+      back to pending, due now. Re-sending a delivered one is allowed because
+      it is asked for explicitly, by id; the event keeps its id, so a
+      receiver that dedupes on `webhook-id` ignores the copy.
+    - A pending delivery waiting for its next retry becomes due now instead.
+    - A pending delivery that is already due or being attempted right now is
+      left alone (`scheduled` is false): calling twice never makes two
+      attempts.
+
+    Attempt numbers continue and the retry schedule is not restarted: a dead
+    delivery gets exactly one more attempt (dead again if it fails), one that
+    failed early keeps the retries it had left. Uses the endpoint's current
+    URL and secrets. The endpoint must be enabled (FAILED_PRECONDITION
+    otherwise; re-enable it with PutWebhookConfig).
+    """
+    ReplayDeliveries: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ReplayDeliveriesRequest, _admin_pb2.ReplayDeliveriesResponse]
+    """Replays a configuration's undelivered events: every delivery of the
+    configuration created (its event published) in [`since`, `until`) whose
+    status is failed or dead (or only the `outcomes` asked for) goes back to
+    pending, due now, and is attempted by the workers as usual. Returns how
+    many were replayed. Idempotent while they are pending: replaying the same
+    range again before they end replays nothing.
+
+    Attempt numbers continue and the retry schedule is not restarted (see
+    RetryDelivery). The range may span at most 31 days and replay at most
+    10,000 deliveries (FAILED_PRECONDITION with the count otherwise: narrow the
+    range). The endpoint must be enabled (FAILED_PRECONDITION otherwise).
+    """
+    SendTestEvent: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SendTestEventRequest, _admin_pb2.SendTestEventResponse]
+    """Sends a test event to one endpoint and returns the attempt.
+
+    The event has the reserved type `webhook.ping` (not part of the catalog:
+    it cannot be published or subscribed to, and it is delivered whatever the
+    configuration's `event_types`), a new id `evt_…` and the data
+    `{"config_id": "whc_…"}`; it is signed like every delivery. The service
+    attempts it once, during this call (up to the attempt timeout), records
+    it in the delivery log like any attempt, and never retries it: a failed
+    attempt is OUTCOME_FAILED, whatever the reason (a 410 Gone disables the
+    endpoint, as for any delivery). Use RetryDelivery on its `delivery_id`
+    to send it again with retries. The endpoint must be enabled
+    (FAILED_PRECONDITION otherwise).
+    """
+    RotateWebhookSecret: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RotateWebhookSecretRequest, _admin_pb2.RotateWebhookSecretResponse]
+    """Replaces the configuration's signing secret with `secret`, or with a new
+    generated one (returned in this response only). The previous secret keeps
+    signing alongside the new one until `previous_secret_expires_at` (the
+    operator's rotation grace period), so receivers can switch without
+    missing a delivery. Rotating again during the grace period replaces the
+    older secret at once. The same as PutWebhookConfig with a new `secret`,
+    without having to repeat the other settings.
+    """
 
 @_typing.type_check_only
 class WebhookAdminAsyncStub(WebhookAdminStub):
@@ -72,6 +127,61 @@ class WebhookAdminAsyncStub(WebhookAdminStub):
     ListDeliveryLogs: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListDeliveryLogsRequest, _admin_pb2.ListDeliveryLogsResponse]  # type: ignore[assignment]
     """Pages through the delivery log: one entry per delivery attempt, newest
     first.
+    """
+    RetryDelivery: _aio.UnaryUnaryMultiCallable[_admin_pb2.RetryDeliveryRequest, _admin_pb2.RetryDeliveryResponse]  # type: ignore[assignment]
+    """Schedules one delivery (one event to one endpoint: the `delivery_id` of
+    its log entries, `dlv_…`) for another attempt now.
+
+    - A delivery that ended (OUTCOME_FAILED, OUTCOME_DEAD, or delivered) goes
+      back to pending, due now. Re-sending a delivered one is allowed because
+      it is asked for explicitly, by id; the event keeps its id, so a
+      receiver that dedupes on `webhook-id` ignores the copy.
+    - A pending delivery waiting for its next retry becomes due now instead.
+    - A pending delivery that is already due or being attempted right now is
+      left alone (`scheduled` is false): calling twice never makes two
+      attempts.
+
+    Attempt numbers continue and the retry schedule is not restarted: a dead
+    delivery gets exactly one more attempt (dead again if it fails), one that
+    failed early keeps the retries it had left. Uses the endpoint's current
+    URL and secrets. The endpoint must be enabled (FAILED_PRECONDITION
+    otherwise; re-enable it with PutWebhookConfig).
+    """
+    ReplayDeliveries: _aio.UnaryUnaryMultiCallable[_admin_pb2.ReplayDeliveriesRequest, _admin_pb2.ReplayDeliveriesResponse]  # type: ignore[assignment]
+    """Replays a configuration's undelivered events: every delivery of the
+    configuration created (its event published) in [`since`, `until`) whose
+    status is failed or dead (or only the `outcomes` asked for) goes back to
+    pending, due now, and is attempted by the workers as usual. Returns how
+    many were replayed. Idempotent while they are pending: replaying the same
+    range again before they end replays nothing.
+
+    Attempt numbers continue and the retry schedule is not restarted (see
+    RetryDelivery). The range may span at most 31 days and replay at most
+    10,000 deliveries (FAILED_PRECONDITION with the count otherwise: narrow the
+    range). The endpoint must be enabled (FAILED_PRECONDITION otherwise).
+    """
+    SendTestEvent: _aio.UnaryUnaryMultiCallable[_admin_pb2.SendTestEventRequest, _admin_pb2.SendTestEventResponse]  # type: ignore[assignment]
+    """Sends a test event to one endpoint and returns the attempt.
+
+    The event has the reserved type `webhook.ping` (not part of the catalog:
+    it cannot be published or subscribed to, and it is delivered whatever the
+    configuration's `event_types`), a new id `evt_…` and the data
+    `{"config_id": "whc_…"}`; it is signed like every delivery. The service
+    attempts it once, during this call (up to the attempt timeout), records
+    it in the delivery log like any attempt, and never retries it: a failed
+    attempt is OUTCOME_FAILED, whatever the reason (a 410 Gone disables the
+    endpoint, as for any delivery). Use RetryDelivery on its `delivery_id`
+    to send it again with retries. The endpoint must be enabled
+    (FAILED_PRECONDITION otherwise).
+    """
+    RotateWebhookSecret: _aio.UnaryUnaryMultiCallable[_admin_pb2.RotateWebhookSecretRequest, _admin_pb2.RotateWebhookSecretResponse]  # type: ignore[assignment]
+    """Replaces the configuration's signing secret with `secret`, or with a new
+    generated one (returned in this response only). The previous secret keeps
+    signing alongside the new one until `previous_secret_expires_at` (the
+    operator's rotation grace period), so receivers can switch without
+    missing a delivery. Rotating again during the grace period replaces the
+    older secret at once. The same as PutWebhookConfig with a new `secret`,
+    without having to repeat the other settings.
     """
 
 class WebhookAdminServicer(metaclass=_abc_1.ABCMeta):
@@ -110,6 +220,85 @@ class WebhookAdminServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_admin_pb2.ListDeliveryLogsResponse, _abc.Awaitable[_admin_pb2.ListDeliveryLogsResponse]]:
         """Pages through the delivery log: one entry per delivery attempt, newest
         first.
+        """
+
+    @_abc_1.abstractmethod
+    def RetryDelivery(
+        self,
+        request: _admin_pb2.RetryDeliveryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.RetryDeliveryResponse, _abc.Awaitable[_admin_pb2.RetryDeliveryResponse]]:
+        """Schedules one delivery (one event to one endpoint: the `delivery_id` of
+        its log entries, `dlv_…`) for another attempt now.
+
+        - A delivery that ended (OUTCOME_FAILED, OUTCOME_DEAD, or delivered) goes
+          back to pending, due now. Re-sending a delivered one is allowed because
+          it is asked for explicitly, by id; the event keeps its id, so a
+          receiver that dedupes on `webhook-id` ignores the copy.
+        - A pending delivery waiting for its next retry becomes due now instead.
+        - A pending delivery that is already due or being attempted right now is
+          left alone (`scheduled` is false): calling twice never makes two
+          attempts.
+
+        Attempt numbers continue and the retry schedule is not restarted: a dead
+        delivery gets exactly one more attempt (dead again if it fails), one that
+        failed early keeps the retries it had left. Uses the endpoint's current
+        URL and secrets. The endpoint must be enabled (FAILED_PRECONDITION
+        otherwise; re-enable it with PutWebhookConfig).
+        """
+
+    @_abc_1.abstractmethod
+    def ReplayDeliveries(
+        self,
+        request: _admin_pb2.ReplayDeliveriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ReplayDeliveriesResponse, _abc.Awaitable[_admin_pb2.ReplayDeliveriesResponse]]:
+        """Replays a configuration's undelivered events: every delivery of the
+        configuration created (its event published) in [`since`, `until`) whose
+        status is failed or dead (or only the `outcomes` asked for) goes back to
+        pending, due now, and is attempted by the workers as usual. Returns how
+        many were replayed. Idempotent while they are pending: replaying the same
+        range again before they end replays nothing.
+
+        Attempt numbers continue and the retry schedule is not restarted (see
+        RetryDelivery). The range may span at most 31 days and replay at most
+        10,000 deliveries (FAILED_PRECONDITION with the count otherwise: narrow the
+        range). The endpoint must be enabled (FAILED_PRECONDITION otherwise).
+        """
+
+    @_abc_1.abstractmethod
+    def SendTestEvent(
+        self,
+        request: _admin_pb2.SendTestEventRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.SendTestEventResponse, _abc.Awaitable[_admin_pb2.SendTestEventResponse]]:
+        """Sends a test event to one endpoint and returns the attempt.
+
+        The event has the reserved type `webhook.ping` (not part of the catalog:
+        it cannot be published or subscribed to, and it is delivered whatever the
+        configuration's `event_types`), a new id `evt_…` and the data
+        `{"config_id": "whc_…"}`; it is signed like every delivery. The service
+        attempts it once, during this call (up to the attempt timeout), records
+        it in the delivery log like any attempt, and never retries it: a failed
+        attempt is OUTCOME_FAILED, whatever the reason (a 410 Gone disables the
+        endpoint, as for any delivery). Use RetryDelivery on its `delivery_id`
+        to send it again with retries. The endpoint must be enabled
+        (FAILED_PRECONDITION otherwise).
+        """
+
+    @_abc_1.abstractmethod
+    def RotateWebhookSecret(
+        self,
+        request: _admin_pb2.RotateWebhookSecretRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.RotateWebhookSecretResponse, _abc.Awaitable[_admin_pb2.RotateWebhookSecretResponse]]:
+        """Replaces the configuration's signing secret with `secret`, or with a new
+        generated one (returned in this response only). The previous secret keeps
+        signing alongside the new one until `previous_secret_expires_at` (the
+        operator's rotation grace period), so receivers can switch without
+        missing a delivery. Rotating again during the grace period replaces the
+        older secret at once. The same as PutWebhookConfig with a new `secret`,
+        without having to repeat the other settings.
         """
 
 def add_WebhookAdminServicer_to_server(servicer: WebhookAdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,153 @@
+"""The operating RPCs of WebhookAdmin: retry, replay, test event, secret rotation.
+
+A mixin of ``WebhookAdminServicer`` (``api/admin.py``), kept apart so that
+the configuration/log servicer stays small. Thin like the rest: the use
+cases are ``core/redelivery.py``, ``core/ping.py`` and ``core/rotation.py``;
+errors are raised as ``webhooks_service.errors`` and mapped by the auth
+interceptor (which also checks the ``webhooks:write`` scope of each).
+
+Retry and replay make deliveries due now; ``notify`` (the in-process
+worker's wake-up, as for publishing) is called after they commit, so a
+worker in this process attempts them at once. Workers in other processes
+are woken by PostgreSQL NOTIFY, or poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from google.protobuf import timestamp_pb2
+from sqlalchemy.engine import Engine
+
+from webhooks.v1 import admin_pb2
+from webhooks_service.api.auth import require_organisation
+from webhooks_service.config import Settings
+from webhooks_service.core import ping, redelivery, rotation
+from webhooks_service.errors import FieldViolation, InvalidArgument
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+_STATUS = {
+    "pending": admin_pb2.DELIVERY_STATUS_PENDING,
+    "delivered": admin_pb2.DELIVERY_STATUS_DELIVERED,
+    "failed": admin_pb2.DELIVERY_STATUS_FAILED,
+    "dead": admin_pb2.DELIVERY_STATUS_DEAD,
+}
+_REPLAY_OUTCOMES = {admin_pb2.OUTCOME_FAILED: "failed", admin_pb2.OUTCOME_DEAD: "dead"}
+
+
+def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def delivery_to_proto(state: redelivery.DeliveryState) -> admin_pb2.Delivery:
+    message = admin_pb2.Delivery(
+        id=f"dlv_{state.id}",
+        event_id=state.event_id,
+        event_type=state.event_type,
+        config_id=state.config_id,
+        status=_STATUS.get(state.status, admin_pb2.DELIVERY_STATUS_UNSPECIFIED),
+        attempts=state.attempts,
+    )
+    if state.status == "pending":
+        message.next_attempt_at.CopyFrom(_timestamp(state.next_attempt_at))
+    return message
+
+
+def _replay_outcomes(values: list[int]) -> list[str]:
+    """Outcome enum values as stored statuses; unknown ones are named as invalid."""
+    result: list[str] = []
+    for i, value in enumerate(values):
+        status = _REPLAY_OUTCOMES.get(value)  # type: ignore[call-overload]
+        if status is None:
+            raise InvalidArgument(
+                "invalid ReplayDeliveries request",
+                [
+                    FieldViolation(
+                        f"outcomes[{i}]", "only OUTCOME_FAILED and OUTCOME_DEAD can be replayed"
+                    )
+                ],
+            )
+        result.append(status)
+    return result
+
+
+class AdminOperations:
+    """RetryDelivery, ReplayDeliveries, SendTestEvent and RotateWebhookSecret."""
+
+    _settings: Settings
+    _engine: Engine
+    _notify: Callable[[], Any] | None
+
+    def _wake_worker(self) -> None:
+        if self._notify is not None:
+            self._notify()
+
+    async def RetryDelivery(
+        self, request: admin_pb2.RetryDeliveryRequest, context: Context
+    ) -> admin_pb2.RetryDeliveryResponse:
+        org = require_organisation()
+        result = await asyncio.to_thread(
+            redelivery.retry_delivery, self._engine, org, request.delivery_id
+        )
+        if result.scheduled:
+            self._wake_worker()
+        return admin_pb2.RetryDeliveryResponse(
+            delivery=delivery_to_proto(result.delivery), scheduled=result.scheduled
+        )
+
+    async def ReplayDeliveries(
+        self, request: admin_pb2.ReplayDeliveriesRequest, context: Context
+    ) -> admin_pb2.ReplayDeliveriesResponse:
+        org = require_organisation()
+        replayed = await asyncio.to_thread(
+            redelivery.replay_deliveries,
+            self._engine,
+            org,
+            request.config_id,
+            since=request.since.ToDatetime(tzinfo=UTC) if request.HasField("since") else None,
+            until=request.until.ToDatetime(tzinfo=UTC) if request.HasField("until") else None,
+            outcomes=_replay_outcomes(list(request.outcomes)),
+        )
+        if replayed:
+            self._wake_worker()
+        return admin_pb2.ReplayDeliveriesResponse(replayed=replayed)
+
+    async def SendTestEvent(
+        self, request: admin_pb2.SendTestEventRequest, context: Context
+    ) -> admin_pb2.SendTestEventResponse:
+        # Imported here: api/admin.py imports this module, and log_to_proto lives there.
+        from webhooks_service.api.admin import log_to_proto
+
+        org = require_organisation()
+        row = await ping.send_test_event(self._engine, self._settings, org, request.config_id)
+        return admin_pb2.SendTestEventResponse(log=log_to_proto(row))
+
+    async def RotateWebhookSecret(
+        self, request: admin_pb2.RotateWebhookSecretRequest, context: Context
+    ) -> admin_pb2.RotateWebhookSecretResponse:
+        from webhooks_service.api.admin import config_to_proto
+
+        org = require_organisation()
+        result = await asyncio.to_thread(
+            rotation.rotate_secret,
+            self._engine,
+            self._settings,
+            org,
+            request.config_id,
+            secret=request.secret if request.HasField("secret") else None,
+        )
+        response = admin_pb2.RotateWebhookSecretResponse(
+            config=config_to_proto(result.config), secret=result.generated_secret
+        )
+        if result.previous_secret_expires_at is not None:
+            response.previous_secret_expires_at.CopyFrom(
+                _timestamp(result.previous_secret_expires_at)
+            )
+        return response
