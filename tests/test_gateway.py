@@ -415,7 +415,14 @@ def test_openapi_description_is_served(rest: httpx.Client) -> None:
     assert resp.headers["content-type"] == "application/json"
     committed = json.loads((find_gateway_dir() / "openapi.json").read_text())
     assert resp.json() == committed
-    assert set(committed["paths"]) == {"/webhooks/configs", "/webhooks/logs"}
+    assert set(committed["paths"]) == {
+        "/webhooks/configs",
+        "/webhooks/logs",
+        "/webhooks/configs/{config_id}:replay",
+        "/webhooks/configs/{config_id}:rotate-secret",
+        "/webhooks/configs/{config_id}:test",
+        "/webhooks/deliveries/{delivery_id}:retry",
+    }
 
 
 # -- several upstreams ---------------------------------------------------------
