@@ -33,6 +33,7 @@ from webhooks.v1 import (
 from webhooks_client._errors import from_rpc_error
 
 DEFAULT_TIMEOUT = 10.0
+TEST_EVENT_TIMEOUT = 25.0  # SendTestEvent waits for one whole delivery attempt
 
 _Resp = TypeVar("_Resp")
 
@@ -238,9 +239,12 @@ class AdminClient(_Client):
         """Send a ``webhook.ping`` to the config now; returns the logged attempt.
 
         The call lasts as long as the attempt (up to the service's attempt
-        timeout): pass a ``timeout`` above it for slow endpoints.
+        timeout, 15 s by default), so its default deadline is at least
+        :data:`TEST_EVENT_TIMEOUT` seconds.
         """
         request = admin_pb2.SendTestEventRequest(config_id=config_id)
+        if timeout is None:
+            timeout = max(self._timeout, TEST_EVENT_TIMEOUT)
         return self._call(self._stub.SendTestEvent, request, timeout).log
 
     def rotate_webhook_secret(
