@@ -24,6 +24,7 @@ import psycopg
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
+from webhooks_service.core.retention import run_retention
 from webhooks_service.core.secrets_at_rest import check_key
 from webhooks_service.delivery.worker import Clock, DeliveryWorker
 from webhooks_service.storage import db
@@ -69,17 +70,18 @@ async def run_worker(
 
     Pass the ``wakeup`` event that publish sets (in-process wake-up); one is
     created when omitted. On PostgreSQL a LISTEN task sets it as well.
+    Retention (``core.retention.run_retention``, hourly) runs alongside, so
+    ``webhooks serve`` and ``webhooks worker`` both prune.
     """
     wakeup = wakeup or asyncio.Event()
     await asyncio.to_thread(check_key, engine, settings.secret_key)  # wrong key: stop now
     worker = DeliveryWorker(settings, engine, clock=clock)
-    listener = None
+    helpers = [asyncio.create_task(run_retention(settings, engine, stop, clock=clock))]
     if not db.is_sqlite(engine):
-        listener = asyncio.create_task(listen_for_deliveries(engine, wakeup))
+        helpers.append(asyncio.create_task(listen_for_deliveries(engine, wakeup)))
     try:
         await worker.run(stop, wakeup)
     finally:
-        if listener is not None:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+        for task in helpers:
+            task.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
