@@ -285,3 +285,43 @@ def test_retry_waits_for_the_injected_clock(database_url: str) -> None:
 
         asyncio.run(scenario())
     engine.dispose()
+
+
+def test_separate_worker_process_wakes_on_notify(database_url: str) -> None:
+    """``webhooks worker`` in its own process: on PostgreSQL it is woken by
+    LISTEN/NOTIFY (its poll interval here is 60 s), on SQLite it polls."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    postgres = not database_url.startswith("sqlite")
+    env = {
+        **os.environ,
+        "WEBHOOKS_DATABASE_URL": database_url,
+        "WEBHOOKS_ALLOWED_TARGET_NETWORKS": "127.0.0.0/8",
+        "WEBHOOKS_POLL_INTERVAL": "60" if postgres else "0.1",
+        "WEBHOOKS_LOG_LEVEL": "WARNING",
+    }
+    webhooks = os.path.join(os.path.dirname(sys.executable), "webhooks")
+    with running_receiver() as rx, running_server(database_url) as srv:  # API only
+        org_id, keys = make_org_and_keys(srv.engine)
+        with AdminClient(srv.target, keys["all"]) as admin:
+            admin.put_webhook_config(url=rx.url("/w"), event_types=["*"])
+        proc = subprocess.Popen([webhooks, "worker"], env=env, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stderr is not None
+            assert "delivery worker running" in proc.stderr.readline()
+            time.sleep(0.5)  # let it LISTEN
+            with PublisherClient(srv.target, keys["events:publish"]) as pub:
+                started = time.monotonic()
+                pub.publish_event(org_id, "reward.claimed", {}, id="cross")
+            (got,) = rx.wait_for(1, "/w", timeout=10)
+            assert got.headers["webhook-id"] == "cross"
+            assert time.monotonic() - started < 5
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(20)
+            if proc.stderr is not None:
+                proc.stderr.close()
+        assert code == 0
