@@ -116,12 +116,12 @@ def test_three_500s_then_success_on_the_fourth_attempt(env: Env) -> None:
 
 
 def test_400_is_one_attempt_and_a_final_failure(env: Env) -> None:
-    env.rx.program("/bad", Reply(400, b"nope"))
+    env.rx.program("/bad", Reply(400, b"no\x00pe"))  # a NUL byte must not break the log
     env.config("/bad")
     env.publish()
     (entry,) = env.wait_logs(1)
     assert (entry.outcome, entry.response_status_code) == (Out.OUTCOME_FAILED, 400)
-    assert entry.response_body == "nope"
+    assert entry.response_body == "no\ufffdpe"
     time.sleep(0.3)  # several retry periods: nothing more happens
     assert env.rx.count("/bad") == 1 and len(env.logs()) == 1
 

@@ -133,7 +133,8 @@ class Transport:
                 raw = b"".join(chunks)[:cap]
                 return AttemptResult(
                     status_code=resp.status,
-                    response_body=raw.decode("utf-8", errors="replace"),
+                    # NUL cannot be stored in a PostgreSQL text column
+                    response_body=raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
                     response_body_truncated=truncated,
                     duration_ms=int((time.perf_counter() - started) * 1000),
                     retry_after=resp.headers.get("retry-after"),

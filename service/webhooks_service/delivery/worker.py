@@ -384,9 +384,8 @@ class DeliveryWorker:
                     log.exception("recording %d attempts failed", len(batch))
                     if self._final:
                         return  # the leases expire; the deliveries run again
-                    self._results[:0] = batch
                     await asyncio.sleep(min(1.0, self.settings.poll_interval))
-                    self._results_ready.set()
+                    await self._record_one_by_one(batch)
                     continue
                 retries = [f.next_attempt_at for f in batch if f.next_attempt_at is not None]
                 if retries:
@@ -396,6 +395,23 @@ class DeliveryWorker:
                         self._poke()
             if self._final and not self._results:
                 return
+
+    async def _record_one_by_one(self, batch: list[FinishedAttempt]) -> None:
+        """After a failed batch: write its attempts singly, so that one bad row
+        (or a passing database outage) cannot hold back the others forever.
+        An attempt that still cannot be written is dropped; its lease runs out
+        and the delivery is attempted again."""
+        for finished in batch:
+            try:
+                self.attempts_recorded += await asyncio.to_thread(
+                    queue.finish_batch, self.engine, [finished], now=self.clock()
+                )
+            except Exception:
+                log.exception(
+                    "dropping the record of attempt %d of delivery %d; it will run again",
+                    finished.attempt,
+                    finished.delivery_id,
+                )
 
     async def _release_pending(self) -> None:
         batch, self._to_release = self._to_release, []
