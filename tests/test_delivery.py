@@ -325,3 +325,19 @@ def test_separate_worker_process_wakes_on_notify(database_url: str) -> None:
             if proc.stderr is not None:
                 proc.stderr.close()
         assert code == 0
+
+
+@pytest.mark.parametrize("env", [{"retry_schedule": (30.0,)}], indirect=True)
+def test_redirects_are_not_followed_and_bodies_are_capped(env: Env) -> None:
+    env.rx.program("/moved", Reply(302, headers={"Location": env.rx.url("/elsewhere")}))
+    env.rx.program("/big", Reply(200, b"x" * 50_000))
+    env.config("/moved", ["reward.*"])
+    env.config("/big", ["user.*"])
+    env.publish("reward.claimed")
+    env.publish("user.opted_in")
+    logs = {e.url.rsplit("/", 1)[1]: e for e in env.wait_logs(2)}
+    assert logs["moved"].outcome == Out.OUTCOME_RETRY_SCHEDULED
+    assert logs["moved"].response_status_code == 302
+    assert env.rx.count("/elsewhere") == 0
+    assert logs["big"].outcome == Out.OUTCOME_DELIVERED
+    assert len(logs["big"].response_body) == 16384 and logs["big"].response_body_truncated
