@@ -341,3 +341,30 @@ def test_redirects_are_not_followed_and_bodies_are_capped(env: Env) -> None:
     assert env.rx.count("/elsewhere") == 0
     assert logs["big"].outcome == Out.OUTCOME_DELIVERED
     assert len(logs["big"].response_body) == 16384 and logs["big"].response_body_truncated
+
+
+def test_shutdown_releases_unfinished_deliveries(database_url: str) -> None:
+    """On stop, attempts still running after the grace period are cancelled and
+    their deliveries handed back (due now, no claim token), not left leased."""
+    overrides = {"shutdown_grace": 0.2, "max_in_flight_per_endpoint": 2}
+    with running_receiver() as rx:
+        rx.program("/hang", Reply(hang=True))
+        with running_server(database_url, overrides, worker=True) as srv:
+            env = Env(srv, rx)
+            env.config("/hang")
+            for i in range(5):  # 2 running, 3 waiting in the endpoint's backlog
+                env.publish(id=f"h{i}")
+            rx.wait_for(2, "/hang")
+            env.admin.close()
+            env.publisher.close()
+            stopped_before = datetime.now(UTC)
+        with srv.engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT status, claim_token, next_attempt_at FROM deliveries")
+            ).all()
+            attempts = conn.execute(sa.text("SELECT count(*) FROM delivery_attempts")).scalar()
+    assert len(rows) == 5 and attempts == 0
+    for status, token, due in rows:
+        assert status == "pending" and token is None
+        due = datetime.fromisoformat(due) if isinstance(due, str) else due
+        assert due.replace(tzinfo=UTC) <= stopped_before + timedelta(seconds=5)
