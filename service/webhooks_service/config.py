@@ -41,6 +41,32 @@ def parse_networks(text: str) -> tuple[str, ...]:
     return nets
 
 
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """``"5d"``, ``"12h"``, ``"30m"``, ``"45s"`` or plain seconds -> seconds (>= 0)."""
+    raw = text.strip().lower()
+    unit = _DURATION_UNITS.get(raw[-1:]) if raw else None
+    number = raw[:-1] if unit is not None else raw
+    try:
+        seconds = float(number) * (unit or 1.0)
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"duration {text!r}: use e.g. 5d, 12h, 30m, 45s or seconds"
+        ) from exc
+    if seconds < 0:
+        raise ConfigurationError(f"duration {text!r}: must not be negative")
+    return seconds
+
+
+def parse_log_format(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("auto", "json", "text"):
+        raise ConfigurationError(f"log format {text!r}: use json, text or auto")
+    return value
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str  # attribute of Settings, and --option-name
@@ -137,6 +163,24 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("prune_batch_size", "1000", "events deleted per pruning transaction", int),
     Setting("prune_pause", "0.05", "seconds pruning pauses between batches", float),
+    Setting(
+        "log_format",
+        "auto",
+        "log lines as json (one object per line), text, or auto (text on a terminal, else json)",
+        parse_log_format,
+    ),
+    Setting(
+        "metrics_listen",
+        "127.0.0.1:9464",
+        "address of the Prometheus metrics endpoint (GET /metrics); empty disables it",
+    ),
+    Setting(
+        "endpoint_failure_disable_after",
+        "5d",
+        "disable an endpoint whose every attempt has failed for this long "
+        "(e.g. 5d, 12h; 0 never disables)",
+        parse_duration,
+    ),
 )
 
 
@@ -169,6 +213,9 @@ class Settings:
     retention_days: int = 30
     prune_batch_size: int = 1000
     prune_pause: float = 0.05
+    log_format: str = "auto"
+    metrics_listen: str = "127.0.0.1:9464"
+    endpoint_failure_disable_after: float = 432000.0
 
     @classmethod
     def load(

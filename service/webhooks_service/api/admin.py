@@ -23,6 +23,7 @@ from webhooks_service.api.operations import AdminOperations
 from webhooks_service.config import Settings
 from webhooks_service.core import configs, logs
 from webhooks_service.errors import FieldViolation, InvalidArgument
+from webhooks_service.storage.endpoint_health import EndpointHealth
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -60,7 +61,22 @@ def config_to_proto(row: configs.ConfigRow) -> admin_pb2.WebhookConfig:
         created_at=timestamp(row.created_at),
         updated_at=timestamp(row.updated_at),
         disabled_reason=row.disabled_reason,
+        health=health_to_proto(row.health),
     )
+
+
+def health_to_proto(h: EndpointHealth) -> admin_pb2.EndpointHealth:
+    out = admin_pb2.EndpointHealth(
+        attempts=h.attempts, successes=h.successes, failures=h.failures, last_error=h.last_error
+    )
+    for name, value in (
+        ("last_success_at", h.last_success_at),
+        ("last_error_at", h.last_error_at),
+        ("failing_since", h.failing_since),
+    ):
+        if value is not None:
+            getattr(out, name).CopyFrom(timestamp(value))
+    return out
 
 
 def log_to_proto(row: logs.LogRow) -> admin_pb2.DeliveryLog:

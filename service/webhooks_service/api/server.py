@@ -7,7 +7,8 @@ use it, so the tests exercise exactly what production runs.
 - WebhookAdmin always; EventPublisher once ``webhooks_service.api.publisher``
   exists (the delivery engine provides it).
 - gRPC health checking (``grpc.health.v1.Health``): overall and per service
-  SERVING while up, NOT_SERVING during graceful shutdown.
+  SERVING while the database answers (probed every few seconds), NOT_SERVING
+  while it does not and during graceful shutdown.
 - Server reflection lists both webhooks.v1 services, read from the
   descriptors, whether or not the publisher is installed yet.
 - ``SO_REUSEPORT`` is off, so a port in use is a clear ConfigurationError
@@ -35,6 +36,7 @@ from webhooks_service.api.auth import AuthInterceptor
 from webhooks_service.config import Settings
 from webhooks_service.core.secrets_at_rest import check_key
 from webhooks_service.errors import ConfigurationError
+from webhooks_service.observability.health import run_database_probe
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,7 @@ class ApiServer:
     host: str
     health: HealthServicer
     serves_publisher: bool
+    probe: asyncio.Task[None] | None = None  # database reachability -> health status
 
     @property
     def target(self) -> str:
@@ -77,6 +80,8 @@ class ApiServer:
 
     async def stop(self, grace: float | None = 5.0) -> None:
         """Report NOT_SERVING, let in-flight calls finish for ``grace`` seconds, stop."""
+        if self.probe is not None:
+            self.probe.cancel()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
 
@@ -148,7 +153,10 @@ async def start_server(
         ) from cause
     await server.start()
     serving = health_pb2.HealthCheckResponse.SERVING
-    for name in ("", ADMIN_SERVICE, *([PUBLISHER_SERVICE] if publisher_cls else [])):
+    names = ("", ADMIN_SERVICE, *([PUBLISHER_SERVICE] if publisher_cls else []))
+    for name in names:
         await health.set(name, serving)
+    # From now on the status follows the database (observability/health.py).
+    probe = asyncio.create_task(run_database_probe(engine, health, names))
     log.info("gRPC API listening on %s:%d", host, port)
-    return ApiServer(server, port, host, health, publisher_cls is not None)
+    return ApiServer(server, port, host, health, publisher_cls is not None, probe)

@@ -107,7 +107,7 @@ def _banner(
 
 def _run(args: argparse.Namespace) -> int:
     settings = config.from_args(args)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     engine = open_database(settings)
     try:
         org_id, key = bootstrap_demo(engine) if args.demo else ("ORG_ID", None)

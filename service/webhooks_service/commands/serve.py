@@ -26,6 +26,8 @@ from webhooks_service import config
 from webhooks_service.api.server import start_server
 from webhooks_service.commands._database import open_database
 from webhooks_service.config import Settings
+from webhooks_service.observability import logging as observability_logging
+from webhooks_service.observability.metrics import start_process_metrics
 
 log = logging.getLogger("webhooks_service.serve")
 
@@ -43,17 +45,14 @@ def register(sub: Any) -> None:
     parser.set_defaults(handler=_serve)
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def configure_logging(level: str, fmt: str = "auto") -> None:
+    """Logging for serve/worker/run: ``log_format`` json, text or auto (observability/)."""
+    observability_logging.configure_logging(level, fmt)
 
 
 def _serve(args: argparse.Namespace) -> int:
     settings = config.from_args(args)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     engine = open_database(settings)
     try:
         return asyncio.run(serve(settings, engine))
@@ -86,6 +85,8 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
     wakeup = asyncio.Event()
     api = await start_server(settings, engine, notify=wakeup.set)
+    # Prometheus metrics on their own port (metrics_listen) + the queue gauges.
+    metrics = start_process_metrics(settings.metrics_listen, engine, stop)
 
     # --- delivery worker hook (issue 3) -------------------------------------
     # run_worker(settings, engine, stop, wakeup=...) runs until `stop` is set;
@@ -94,7 +95,8 @@ async def serve(
     runner = _runner()
     if runner is not None:
         worker = asyncio.create_task(
-            runner.run_worker(settings, engine, stop, wakeup=wakeup), name="delivery-worker"
+            runner.run_worker(settings, engine, stop, wakeup=wakeup, observer=metrics.observer),
+            name="delivery-worker",
         )
     else:
         log.warning("delivery worker not installed in this build; serving the API only")
@@ -124,4 +126,5 @@ async def serve(
             log.warning("delivery worker did not stop in time; cancelling it")
     stopping.cancel()
     await api.stop(grace=settings.shutdown_grace)
+    await metrics.close()
     return status

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import signal
 import sys
 from typing import Any
@@ -25,6 +24,8 @@ from webhooks_service import config
 from webhooks_service.commands._database import open_database
 from webhooks_service.config import Settings
 from webhooks_service.delivery.runner import run_worker
+from webhooks_service.observability.logging import configure_logging
+from webhooks_service.observability.metrics import start_process_metrics
 
 WORKER_SETTINGS = [
     "database_url",
@@ -41,6 +42,9 @@ WORKER_SETTINGS = [
     "poll_interval",
     "shutdown_grace",
     "secret_key",
+    "log_format",
+    "metrics_listen",
+    "endpoint_failure_disable_after",
 ]
 
 
@@ -59,11 +63,7 @@ def register(sub: Any) -> None:
 
 def _worker(args: argparse.Namespace) -> int:
     settings = config.from_args(args)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(settings.log_level, settings.log_format)
     engine = open_database(settings)
     try:
         asyncio.run(work(settings, engine))
@@ -84,4 +84,8 @@ async def work(settings: Settings, engine: Engine, stop: asyncio.Event | None = 
         file=sys.stderr,
         flush=True,
     )
-    await run_worker(settings, engine, stop)
+    metrics = start_process_metrics(settings.metrics_listen, engine, stop)
+    try:
+        await run_worker(settings, engine, stop, observer=metrics.observer)
+    finally:
+        await metrics.close()

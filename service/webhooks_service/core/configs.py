@@ -29,7 +29,7 @@ from webhooks_service.core.ids import new_id
 from webhooks_service.core.secrets_at_rest import cipher_for
 from webhooks_service.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from webhooks_service.storage import configs as store
-from webhooks_service.storage import db
+from webhooks_service.storage import db, endpoint_health
 from webhooks_service.storage.configs import ConfigRow
 from webhooks_service.storage.models import utcnow
 
@@ -200,6 +200,10 @@ def put_config(
                 updated_at=now,
             )
             store.update(conn, row)
+            if new_enabled and (not current.enabled or url != current.url):
+                # Re-enabled or re-pointed: the endpoint's failure run starts over.
+                endpoint_health.reset_failing(conn, organisation_id, config_id)
+                row = replace(row, health=replace(row.health, failing_since=None))
             return PutResult(replace(row, secret=secret or current_secret), "", created=False)
         if not store.lock_organisation(conn, organisation_id):
             raise NotFound(f"organisation {organisation_id!r} not found")

@@ -24,9 +24,11 @@ import psycopg
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
+from webhooks_service.core.endpoint_health import run_health_sweep
 from webhooks_service.core.retention import run_retention
 from webhooks_service.core.secrets_at_rest import check_key
 from webhooks_service.delivery.worker import Clock, DeliveryWorker
+from webhooks_service.observability.metrics import DeliveryObserver
 from webhooks_service.storage import db
 from webhooks_service.storage.events import NOTIFY_CHANNEL, PROCESS_TOKEN
 from webhooks_service.storage.models import utcnow
@@ -65,18 +67,25 @@ async def run_worker(
     wakeup: asyncio.Event | None = None,
     *,
     clock: Clock = utcnow,
+    observer: DeliveryObserver | None = None,
 ) -> None:
     """Deliver until ``stop`` is set; then finish in-flight attempts and release the rest.
 
     Pass the ``wakeup`` event that publish sets (in-process wake-up); one is
     created when omitted. On PostgreSQL a LISTEN task sets it as well.
-    Retention (``core.retention.run_retention``, hourly) runs alongside, so
-    ``webhooks serve`` and ``webhooks worker`` both prune.
+    Retention (``core.retention.run_retention``, hourly) and the endpoint
+    health sweep (``core.endpoint_health``, every minute) run alongside, so
+    ``webhooks serve`` and ``webhooks worker`` both prune and auto-disable.
+    ``observer`` (metrics, per-attempt log lines) defaults to one whose
+    metrics nobody serves, so the log lines are always written.
     """
     wakeup = wakeup or asyncio.Event()
     await asyncio.to_thread(check_key, engine, settings.secret_key)  # wrong key: stop now
-    worker = DeliveryWorker(settings, engine, clock=clock)
-    helpers = [asyncio.create_task(run_retention(settings, engine, stop, clock=clock))]
+    worker = DeliveryWorker(settings, engine, clock=clock, observer=observer or DeliveryObserver())
+    helpers = [
+        asyncio.create_task(run_retention(settings, engine, stop, clock=clock)),
+        asyncio.create_task(run_health_sweep(settings, engine, stop, clock=clock)),
+    ]
     if not db.is_sqlite(engine):
         helpers.append(asyncio.create_task(listen_for_deliveries(engine, wakeup)))
     try:

@@ -36,6 +36,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
@@ -47,6 +48,9 @@ from webhooks_service.delivery.signing import webhook_headers
 from webhooks_service.storage import queue
 from webhooks_service.storage.models import utcnow
 from webhooks_service.storage.queue import ClaimedDelivery, FinishedAttempt
+
+if TYPE_CHECKING:
+    from webhooks_service.observability.metrics import DeliveryObserver
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +76,10 @@ class DeliveryWorker:
         policy: RetryPolicy | None = None,
         clock: Clock = utcnow,
         decode_secret: SecretDecoder | None = None,
+        observer: DeliveryObserver | None = None,
     ) -> None:
         self.settings = settings
+        self.observer = observer  # metrics + per-attempt log lines (observability/)
         self.engine = engine
         self.transport = transport or Transport(settings)
         self.policy = policy or RetryPolicy(settings.retry_schedule)
@@ -191,6 +197,8 @@ class DeliveryWorker:
                     await self._sleep(self.settings.poll_interval)
                 if not claimed:
                     self._empty_for = excluded
+                elif self.observer is not None:
+                    self.observer.claimed(len(claimed))
                 self._dispatch(claimed)
                 if self._to_release:
                     await self._release_pending()
@@ -380,6 +388,8 @@ class DeliveryWorker:
                     self.attempts_recorded += await asyncio.to_thread(
                         queue.finish_batch, self.engine, batch, now=self.clock()
                     )
+                    if self.observer is not None:
+                        self.observer.recorded(batch)
                 except Exception:
                     log.exception("recording %d attempts failed", len(batch))
                     if self._final:
@@ -406,6 +416,8 @@ class DeliveryWorker:
                 self.attempts_recorded += await asyncio.to_thread(
                     queue.finish_batch, self.engine, [finished], now=self.clock()
                 )
+                if self.observer is not None:
+                    self.observer.recorded([finished])
             except Exception:
                 log.exception(
                     "dropping the record of attempt %d of delivery %d; it will run again",

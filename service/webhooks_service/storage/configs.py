@@ -12,6 +12,11 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 
+from webhooks_service.storage.endpoint_health import (
+    HEALTH_COLUMNS,
+    EndpointHealth,
+    health_from_row,
+)
 from webhooks_service.storage.models import Organisation, WebhookConfig
 
 _T = cast(sa.Table, WebhookConfig.__table__)
@@ -33,6 +38,8 @@ class ConfigRow:
     # During a rotation the previous secret (stored form) signs too until it expires.
     previous_secret: str | None = field(default=None, repr=False)
     previous_secret_expires_at: datetime | None = None
+    # Delivery statistics (read-only here; kept by storage/endpoint_health.py).
+    health: EndpointHealth = field(default_factory=EndpointHealth)
 
 
 _COLUMNS = (
@@ -48,6 +55,7 @@ _COLUMNS = (
     _T.c.updated_at,
     _T.c.previous_secret,
     _T.c.previous_secret_expires_at,
+    *HEALTH_COLUMNS,
 )
 
 
@@ -65,6 +73,7 @@ def _row(r: Any) -> ConfigRow:
         updated_at=r.updated_at,
         previous_secret=r.previous_secret,
         previous_secret_expires_at=r.previous_secret_expires_at,
+        health=health_from_row(r),
     )
 
 

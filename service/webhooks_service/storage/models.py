@@ -131,6 +131,18 @@ class WebhookConfig(Base):
     timeout_seconds: Mapped[float | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # Endpoint health (storage/endpoint_health.py): counters and the latest
+    # success/error, updated set-wise by finish_batch in the same transaction
+    # that logs the attempts. failing_since starts at the first failure after
+    # a success and clears on success; the health sweep disables endpoints
+    # that keep failing (endpoint_failure_disable_after).
+    attempts_total: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    successes_total: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    failures_total: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    last_success_at: Mapped[datetime | None]
+    last_error: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    last_error_at: Mapped[datetime | None]
+    failing_since: Mapped[datetime | None] = mapped_column(index=True)
 
 
 class Event(Base):

@@ -32,7 +32,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from webhooks_service.storage import db
+from webhooks_service.storage import db, endpoint_health
 from webhooks_service.storage.models import Delivery as DeliveryRow
 from webhooks_service.storage.models import DeliveryAttempt, Event, UTCDateTime, WebhookConfig
 
@@ -391,7 +391,9 @@ def finish_batch(engine: Engine, finished: Sequence[FinishedAttempt], *, now: da
     (delivered / failed / dead, or pending again at ``next_attempt_at``), with
     ``attempts`` set to the attempt number. Attempts of deliveries whose lease
     was lost are dropped: the new owner attempts and logs them itself.
-    Endpoints that answered 410 are disabled in the same transaction.
+    Endpoints that answered 410 are disabled in the same transaction, and
+    every endpoint's health counters are updated in it (one more set-based
+    statement, ``storage/endpoint_health.py``).
     Returns the number of attempts recorded.
 
     The whole batch travels as one JSON parameter and is applied set-wise
@@ -437,6 +439,7 @@ def finish_batch(engine: Engine, finished: Sequence[FinishedAttempt], *, now: da
             conn.execute(_SQLITE_MOVE, {"rows": payload, "now": _sqlite_time(now)})
         else:
             recorded = conn.execute(_PG_FINISH, {"rows": payload, "now": _pg_time(now)}).rowcount
+        endpoint_health.record(conn, finished)  # one set-based UPDATE per batch
         disabled = {f.config_id: f.disable_reason for f in finished if f.disable_reason}
         for config_id, reason in disabled.items():
             conn.execute(

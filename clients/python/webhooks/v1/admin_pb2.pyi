@@ -103,6 +103,7 @@ class WebhookConfig(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     DISABLED_REASON_FIELD_NUMBER: _builtins.int
+    HEALTH_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned id, `whc_…`."""
     url: _builtins.str
@@ -131,6 +132,12 @@ class WebhookConfig(_message.Message):
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def health(self) -> Global___EndpointHealth:
+        """How the endpoint has been doing: delivery attempt counters and the
+        latest success and error.
+        """
+
     def __init__(
         self,
         *,
@@ -143,14 +150,73 @@ class WebhookConfig(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         disabled_reason: _builtins.str = ...,
+        health: Global___EndpointHealth | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "health", b"health", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "disabled_reason", b"disabled_reason", "enabled", b"enabled", "event_types", b"event_types", "id", b"id", "secret_hint", b"secret_hint", "updated_at", b"updated_at", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "disabled_reason", b"disabled_reason", "enabled", b"enabled", "event_types", b"event_types", "health", b"health", "id", b"id", "secret_hint", b"secret_hint", "updated_at", b"updated_at", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WebhookConfig: _TypeAlias = WebhookConfig  # noqa: Y015
+
+@_typing.final
+class EndpointHealth(_message.Message):
+    """Delivery statistics of one endpoint, kept by the service as it records
+    attempts. Counters cover every HTTP attempt since the configuration was
+    created (deliveries finished without a request, e.g. while the endpoint
+    was disabled, are not attempts). An endpoint whose every attempt has
+    failed since `failing_since` for longer than the operator's period
+    (default 5 days) is disabled, with `disabled_reason` saying so.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    SUCCESSES_FIELD_NUMBER: _builtins.int
+    FAILURES_FIELD_NUMBER: _builtins.int
+    LAST_SUCCESS_AT_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_AT_FIELD_NUMBER: _builtins.int
+    FAILING_SINCE_FIELD_NUMBER: _builtins.int
+    attempts: _builtins.int
+    """HTTP attempts made (successes + failures)."""
+    successes: _builtins.int
+    """Attempts answered 2xx."""
+    failures: _builtins.int
+    """Attempts that did not deliver: non-2xx answers, timeouts, connection errors."""
+    last_error: _builtins.str
+    """The latest failure: "HTTP 503", or the error (timeout, connect refused …)."""
+    @_builtins.property
+    def last_success_at(self) -> _timestamp_pb2.Timestamp:
+        """When an attempt last succeeded; unset if none ever did."""
+
+    @_builtins.property
+    def last_error_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def failing_since(self) -> _timestamp_pb2.Timestamp:
+        """Start of the current run of failures (the first failure after the last
+        success); unset while the latest attempt succeeded.
+        """
+
+    def __init__(
+        self,
+        *,
+        attempts: _builtins.int = ...,
+        successes: _builtins.int = ...,
+        failures: _builtins.int = ...,
+        last_success_at: _timestamp_pb2.Timestamp | None = ...,
+        last_error: _builtins.str = ...,
+        last_error_at: _timestamp_pb2.Timestamp | None = ...,
+        failing_since: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["failing_since", b"failing_since", "last_error_at", b"last_error_at", "last_success_at", b"last_success_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "failing_since", b"failing_since", "failures", b"failures", "last_error", b"last_error", "last_error_at", b"last_error_at", "last_success_at", b"last_success_at", "successes", b"successes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EndpointHealth: _TypeAlias = EndpointHealth  # noqa: Y015
 
 @_typing.final
 class ListWebhookConfigsRequest(_message.Message):

@@ -1,0 +1,250 @@
+"""Endpoint health: per-configuration attempt counters, kept on the hot path.
+
+``record`` runs inside ``queue.finish_batch``'s transaction: the batch's
+attempts are grouped by configuration in Python (a batch holds at most a few
+hundred rows) and applied with ONE set-based UPDATE per batch (the groups
+travel as one JSON parameter, like the attempts themselves), so the cost is
+one statement per batch, not one per attempt or per endpoint.
+
+Per configuration it keeps ``attempts_total`` / ``successes_total`` /
+``failures_total``, ``last_success_at``, ``last_error`` (+ ``_at``) and
+``failing_since``: the first failure after the last success, cleared by a
+success. Deliveries finished without an HTTP request (the endpoint was
+disabled meanwhile) are not attempts and change nothing.
+
+On PostgreSQL the configuration rows are locked in id order before they are
+updated (``FOR NO KEY UPDATE``, which publishing's foreign-key checks do not
+wait for), so that two workers finishing batches for the same endpoints wait
+for each other instead of deadlocking.
+
+The auto-disable decision (``failing_for_too_long`` + ``disable``) is a
+periodic sweep in ``core/endpoint_health.py``, not part of this hot path.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
+
+import sqlalchemy as sa
+
+from webhooks_service.storage.models import UTCDateTime, WebhookConfig
+
+if TYPE_CHECKING:
+    from webhooks_service.storage.queue import FinishedAttempt
+
+_T = cast(sa.Table, WebhookConfig.__table__)
+
+MAX_ERROR_LENGTH = 500
+# What the worker records for a delivery it finished without a request.
+NOT_ATTEMPTED_PREFIX = "endpoint disabled:"
+
+
+@dataclass(frozen=True)
+class EndpointHealth:
+    """What ListWebhookConfigs shows about an endpoint's deliveries."""
+
+    attempts: int = 0
+    successes: int = 0
+    failures: int = 0
+    last_success_at: datetime | None = None
+    last_error: str = ""
+    last_error_at: datetime | None = None
+    failing_since: datetime | None = None
+
+
+HEALTH_COLUMNS = (
+    _T.c.attempts_total,
+    _T.c.successes_total,
+    _T.c.failures_total,
+    _T.c.last_success_at,
+    _T.c.last_error,
+    _T.c.last_error_at,
+    _T.c.failing_since,
+)
+
+
+def health_from_row(r: Any) -> EndpointHealth:
+    """The health part of a row selected with ``HEALTH_COLUMNS``."""
+    return EndpointHealth(
+        attempts=int(r.attempts_total or 0),
+        successes=int(r.successes_total or 0),
+        failures=int(r.failures_total or 0),
+        last_success_at=r.last_success_at,
+        last_error=r.last_error or "",
+        last_error_at=r.last_error_at,
+        failing_since=r.failing_since,
+    )
+
+
+def describe_failure(f: FinishedAttempt) -> str:
+    """One line for ``last_error``: the transport error, or the HTTP status."""
+    text = f.error or f"HTTP {f.response_status_code}"
+    return text[:MAX_ERROR_LENGTH]
+
+
+def attempted(f: FinishedAttempt) -> bool:
+    return not (f.response_status_code == 0 and f.error.startswith(NOT_ATTEMPTED_PREFIX))
+
+
+def summarise(finished: Sequence[FinishedAttempt]) -> list[dict[str, Any]]:
+    """Per configuration: counts, latest success / error, and the failure run.
+
+    ``had_success`` with ``fail_start``: the batch ends with failures after a
+    success, so the run starts at ``fail_start``. ``had_success`` without it:
+    the batch ends with a success, the run is over. Without ``had_success``:
+    the run continues, or starts at ``fail_start``.
+    """
+    groups: dict[str, list[FinishedAttempt]] = {}
+    for f in finished:
+        if attempted(f):
+            groups.setdefault(f.config_id, []).append(f)
+    out: list[dict[str, Any]] = []
+    for config_id in sorted(groups):
+        items = sorted(groups[config_id], key=lambda f: f.attempted_at)
+        successes = [f for f in items if f.outcome == "delivered"]
+        failures = [f for f in items if f.outcome != "delivered"]
+        last_ok = successes[-1].attempted_at if successes else None
+        run = [f for f in failures if last_ok is None or f.attempted_at > last_ok]
+        last_fail = failures[-1] if failures else None
+        out.append(
+            {
+                "config_id": config_id,
+                "attempts": len(items),
+                "successes": len(successes),
+                "failures": len(failures),
+                "last_success_at": last_ok,
+                "last_error": describe_failure(last_fail) if last_fail else None,
+                "last_error_at": last_fail.attempted_at if last_fail else None,
+                "had_success": bool(successes),
+                "fail_start": run[0].attempted_at if run else None,
+            }
+        )
+    return out
+
+
+def _sqlite_time(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _pg_time(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+_PG_RECORD = sa.text(
+    """
+    WITH v AS (
+        SELECT * FROM json_to_recordset(CAST(:groups AS json)) AS x(
+            config_id text, attempts bigint, successes bigint, failures bigint,
+            last_success_at timestamptz, last_error text, last_error_at timestamptz,
+            had_success boolean, fail_start timestamptz)
+    ), locked AS (
+        -- NO KEY UPDATE: publishing's foreign-key checks (KEY SHARE) never wait on it
+        SELECT c.id FROM webhook_configs AS c JOIN v ON v.config_id = c.id
+        ORDER BY c.id FOR NO KEY UPDATE OF c
+    )
+    UPDATE webhook_configs AS c SET
+        attempts_total = c.attempts_total + v.attempts,
+        successes_total = c.successes_total + v.successes,
+        failures_total = c.failures_total + v.failures,
+        last_success_at = COALESCE(v.last_success_at, c.last_success_at),
+        last_error = COALESCE(v.last_error, c.last_error),
+        last_error_at = COALESCE(v.last_error_at, c.last_error_at),
+        failing_since = CASE WHEN v.had_success THEN v.fail_start
+                             ELSE COALESCE(c.failing_since, v.fail_start) END
+    FROM v
+    -- An init plan: every row is locked, in id order, before any is updated.
+    WHERE c.id = v.config_id AND (SELECT count(*) FROM locked) >= 0
+    """
+)
+
+
+def _j(name: str) -> str:
+    return f"json_extract(j.value, '$.{name}')"
+
+
+_SQLITE_RECORD = sa.text(
+    f"""
+    UPDATE webhook_configs SET
+        attempts_total = attempts_total + {_j("attempts")},
+        successes_total = successes_total + {_j("successes")},
+        failures_total = failures_total + {_j("failures")},
+        last_success_at = COALESCE({_j("last_success_at")}, last_success_at),
+        last_error = COALESCE({_j("last_error")}, last_error),
+        last_error_at = COALESCE({_j("last_error_at")}, last_error_at),
+        failing_since = CASE WHEN {_j("had_success")} THEN {_j("fail_start")}
+                             ELSE COALESCE(failing_since, {_j("fail_start")}) END
+    FROM json_each(:groups) AS j
+    WHERE webhook_configs.id = {_j("config_id")}
+    """
+)
+
+
+def record(conn: sa.Connection, finished: Sequence[FinishedAttempt]) -> None:
+    """Fold a batch of recorded attempts into their configurations' health.
+
+    Call inside the transaction that records the attempts. Attempts whose
+    lease was lost are counted too (they did reach the endpoint).
+    """
+    groups = summarise(finished)
+    if not groups:
+        return
+    sqlite = conn.dialect.name == "sqlite"
+    stamp = _sqlite_time if sqlite else _pg_time
+    for g in groups:
+        for key in ("last_success_at", "last_error_at", "fail_start"):
+            g[key] = stamp(g[key])
+    payload = json.dumps(groups, separators=(",", ":"))
+    conn.execute(_SQLITE_RECORD if sqlite else _PG_RECORD, {"groups": payload})
+
+
+def reset_failing(conn: sa.Connection, organisation_id: str, config_id: str) -> None:
+    """Forget the current failure run (an admin re-enabled or re-pointed the endpoint)."""
+    conn.execute(
+        sa.update(_T)
+        .where(_T.c.organisation_id == organisation_id, _T.c.id == config_id)
+        .values(failing_since=None)
+    )
+
+
+@dataclass(frozen=True)
+class FailingEndpoint:
+    id: str
+    organisation_id: str
+    failing_since: datetime
+    last_error: str
+    last_error_at: datetime | None
+
+
+def failing_since_before(conn: sa.Connection, cutoff: datetime) -> list[FailingEndpoint]:
+    """Enabled configurations failing since before ``cutoff`` (index on failing_since)."""
+    rows = conn.execute(
+        sa.select(
+            _T.c.id, _T.c.organisation_id, _T.c.failing_since, _T.c.last_error, _T.c.last_error_at
+        )
+        .where(_T.c.failing_since <= cutoff, _T.c.enabled.is_(True))
+        .order_by(_T.c.failing_since)
+    ).all()
+    return [
+        FailingEndpoint(r.id, r.organisation_id, r.failing_since, r.last_error, r.last_error_at)
+        for r in rows
+    ]
+
+
+def disable(conn: sa.Connection, endpoint: FailingEndpoint, reason: str, *, now: datetime) -> bool:
+    """Disable ``endpoint`` unless it changed meanwhile (a success, or an admin's Put)."""
+    result = conn.execute(
+        sa.update(_T)
+        .where(
+            _T.c.id == endpoint.id,
+            _T.c.enabled.is_(True),
+            _T.c.failing_since == sa.bindparam("since", endpoint.failing_since, UTCDateTime()),
+        )
+        .values(enabled=False, disabled_reason=reason[:500], updated_at=now)
+    )
+    return bool(result.rowcount)
