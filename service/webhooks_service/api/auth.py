@@ -33,11 +33,13 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import grpc
+from google.protobuf.message import Message
 from sqlalchemy.engine import Engine
 
 from webhooks_service.api.errors import abort_with_error
+from webhooks_service.api.requests import Undecodable, lenient, nul_violations, undecodable_error
 from webhooks_service.core import keys
-from webhooks_service.errors import PermissionDenied, Unauthenticated
+from webhooks_service.errors import InvalidArgument, PermissionDenied, Unauthenticated
 
 __all__ = [
     "METHOD_SCOPES",
@@ -153,7 +155,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         behavior = cast(Behavior, handler.unary_unary)  # async under grpc.aio
         return grpc.unary_unary_rpc_method_handler(
             self._wrap(method, behavior),
-            request_deserializer=handler.request_deserializer,
+            # Undecodable bytes become INVALID_ARGUMENT after auth (api/requests.py).
+            request_deserializer=lenient(
+                handler.request_deserializer, method.rsplit("/", 1)[-1] + " request"
+            ),
             response_serializer=handler.response_serializer,
         )
 
@@ -173,6 +178,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                     raise PermissionDenied(f"{method} is not open to API keys")
                 if scope not in principal.scopes:
                     raise PermissionDenied(f"this API key lacks the scope {scope!r}")
+                if isinstance(request, Undecodable):
+                    raise undecodable_error(request)
+                if isinstance(request, Message) and (problems := nul_violations(request)):
+                    raise InvalidArgument(f"invalid request: check {problems[0].field}", problems)
                 token = _principal.set(principal)
                 try:
                     return await behavior(request, context)

@@ -12,7 +12,10 @@ into the JSON error envelope:
 - ResourceExhausted -> RESOURCE_EXHAUSTED with ``google.rpc.RetryInfo``;
 - database connection trouble -> UNAVAILABLE (the client may retry);
 - anything unexpected -> INTERNAL with a generic message; the traceback goes
-  to the log, never to the client.
+  to the log, never to the client;
+- messages and field violations are capped (:data:`MAX_MESSAGE_CHARS`,
+  :data:`MAX_VIOLATIONS`) so that an error echoing huge input still fits the
+  trailer limits of gRPC clients.
 """
 
 from __future__ import annotations
@@ -48,6 +51,11 @@ _CODES: tuple[tuple[type[errors.WebhooksError], grpc.StatusCode], ...] = (
 )
 
 INTERNAL_MESSAGE = "internal error"
+# Messages and details travel in trailers, which gRPC clients refuse above
+# 8-16 KiB; a message echoing a megabyte-long id would turn a clean NOT_FOUND
+# into an opaque RESOURCE_EXHAUSTED. So both are capped.
+MAX_MESSAGE_CHARS = 512
+MAX_VIOLATIONS = 20
 UNAVAILABLE_MESSAGE = "the database is unavailable; retry later"
 
 
@@ -79,14 +87,20 @@ def to_status(exc: BaseException) -> tuple[grpc.StatusCode, status_pb2.Status]:
                 code = mapped
                 break
         if isinstance(exc, errors.InvalidArgument) and exc.violations:
+            shown = exc.violations[:MAX_VIOLATIONS]
             bad = error_details_pb2.BadRequest(
                 field_violations=[
                     error_details_pb2.BadRequest.FieldViolation(
-                        field=v.field, description=v.description
+                        field=_cap(v.field, 128), description=_cap(v.description, 256)
                     )
-                    for v in exc.violations
+                    for v in shown
                 ]
             )
+            if len(exc.violations) > len(shown):
+                bad.field_violations.add(
+                    field="request",
+                    description=f"{len(exc.violations) - len(shown)} more problems not shown",
+                )
             details.append(_pack(bad))
         if isinstance(exc, errors.ResourceExhausted) and exc.retry_after is not None:
             seconds = max(0.0, exc.retry_after)
@@ -102,8 +116,13 @@ def to_status(exc: BaseException) -> tuple[grpc.StatusCode, status_pb2.Status]:
         incident = uuid.uuid4().hex[:12]
         log.error("unexpected error (incident %s)", incident, exc_info=exc)
         code, message = grpc.StatusCode.INTERNAL, f"{INTERNAL_MESSAGE} (incident {incident})"
+    message = _cap(message, MAX_MESSAGE_CHARS)
     status = status_pb2.Status(code=_rpc_code(code), message=message, details=details)
     return code, status
+
+
+def _cap(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _pack(message: error_details_pb2.BadRequest | error_details_pb2.RetryInfo) -> any_pb2.Any:

@@ -19,16 +19,20 @@ Key handling (see docs/decisions.md):
   readable; they are encrypted the next time they are written.
 - An encrypted row with no key, or with keys none of which fits, is a
   :class:`ConfigurationError` — at startup (:func:`check_key` on one
-  encrypted row) and at use. Messages never contain the secret or ciphertext.
+  encrypted row, unless the database is unreachable then) and at use (the
+  attempt fails and is logged; the delivery is retried after its lease).
+  Messages never contain the secret or the ciphertext.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import os
 from functools import lru_cache
 
+import sqlalchemy as sa
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -40,6 +44,8 @@ from webhooks_service.storage import configs as store
 from webhooks_service.storage import db
 
 __all__ = ["ENCRYPTED_PREFIX", "MIN_KEY_CHARS", "SecretCipher", "check_key", "cipher_for"]
+
+log = logging.getLogger(__name__)
 
 ENCRYPTED_PREFIX = "enc:v1:"
 MIN_KEY_CHARS = 32
@@ -113,7 +119,13 @@ def check_key(engine: Engine, key: str) -> None:
     key stops the process with one clear line instead of failing deliveries.
     """
     cipher = cipher_for(key)  # validates the key's shape even with no rows
-    with db.read_transaction(engine) as conn:
-        sample = store.sample_encrypted_secret(conn, ENCRYPTED_PREFIX)
+    try:
+        with db.read_transaction(engine) as conn:
+            sample = store.sample_encrypted_secret(conn, ENCRYPTED_PREFIX)
+    except sa.exc.DBAPIError as exc:
+        # The database being down must not stop start-up (the API answers
+        # UNAVAILABLE, the worker backs off); the key is then checked at use.
+        log.warning("could not check WEBHOOKS_SECRET_KEY against the database now: %s", exc)
+        return
     if sample is not None:
         cipher.open(sample)
