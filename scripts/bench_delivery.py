@@ -291,31 +291,39 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def throughput_phase(
-    rx: Rx, fast_port: int, settings: Settings, engine: Engine, n: int
+    rx: Rx, fast_port: int, settings: Settings, engine: Engine, n: int, rounds: int
 ) -> dict[str, Any]:
+    """Alternate raw-client rounds and worker rounds (medians), so that load from
+    anything else on the machine weighs on both sides alike."""
     org = orgs.create_org(engine, "bench").id
-    config_id = add_config(engine, settings, org, f"http://127.0.0.1:{fast_port}/")
-    publish_rate = await publish_backlog(engine, settings, org, n)
-    rx.ask("reset")
-    raw_rate = await raw_loop(fast_port, n)
-    rx.ask("reset")
-    rate, _ = await drain(engine, settings, n)
-    received = rx.ask("count")
-    raw_rate_after = await raw_loop(fast_port, n)
+    add_config(engine, settings, org, f"http://127.0.0.1:{fast_port}/")
+    raw_rates: list[float] = []
+    rates: list[float] = []
+    publish_rates: list[float] = []
+    received = 0
+    for _ in range(rounds):
+        raw_rates.append(await raw_loop(fast_port, n))
+        publish_rates.append(await publish_backlog(engine, settings, org, n))
+        rx.ask("reset")
+        before = await asyncio.to_thread(count_attempts, engine)
+        rate, _ = await drain(engine, settings, before + n)
+        rates.append(rate * n / (before + n))
+        received += rx.ask("count")
     with engine.connect() as conn:
         delivered = conn.execute(
             sa.text("SELECT count(*) FROM deliveries WHERE status = 'delivered'")
         ).scalar_one()
         logged = conn.execute(sa.text("SELECT count(*) FROM delivery_attempts")).scalar_one()
     return {
-        "org": org,
-        "config_id": config_id,
-        "publish_rate": publish_rate,
-        "rate": rate,
-        "raw_rate": (raw_rate + raw_rate_after) / 2,
+        "publish_rate": statistics.median(publish_rates),
+        "rate": statistics.median(rates),
+        "rates": rates,
+        "raw_rate": statistics.median(raw_rates),
+        "raw_rates": raw_rates,
         "received": received,
         "delivered": delivered,
         "logged": logged,
+        "total": n * rounds,
     }
 
 
@@ -360,13 +368,14 @@ async def latency_phase(
 
 
 async def isolation_phase(
-    hang_port: int, fast_port: int, settings: Settings, engine: Engine, n: int
+    hang_port: int, fast_port: int, settings: Settings, engine: Engine, n: int, rounds: int
 ) -> tuple[float, float]:
     """Healthy-endpoint throughput (alone, with a hanging endpoint), alternating
-    two rounds each so that drifting machine load hits both alike."""
+    ``rounds`` rounds each (medians) so that drifting machine load hits both
+    alike."""
     alone: list[float] = []
     together: list[float] = []
-    for round_ in range(4):
+    for round_ in range(2 * rounds):
         with_hang = round_ % 2 == 1
         org = orgs.create_org(engine, f"isolation-{round_}").id
         healthy = add_config(engine, settings, org, f"http://127.0.0.1:{fast_port}/healthy")
@@ -385,7 +394,7 @@ async def isolation_phase(
                     ),
                     {"c": hanging},
                 )
-    return statistics.fmean(alone), statistics.fmean(together)
+    return statistics.median(alone), statistics.median(together)
 
 
 def run_backend(
@@ -401,12 +410,12 @@ def run_backend(
         attempt_timeout=15.0,
     )
     try:
-        out = asyncio.run(throughput_phase(rx, fast, settings, engine, args.events))
+        out = asyncio.run(throughput_phase(rx, fast, settings, engine, args.events, args.rounds))
         out["latency"] = asyncio.run(
             latency_phase(rx, fast, settings, engine, args.rate, int(args.rate * args.seconds))
         )
         out["alone_rate"], out["isolated_rate"] = asyncio.run(
-            isolation_phase(hang, fast, settings, engine, args.events // 2)
+            isolation_phase(hang, fast, settings, engine, args.events // 2, args.rounds)
         )
         return out
     finally:
@@ -416,7 +425,8 @@ def run_backend(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--events", type=int, default=10_000, help="events per round")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rate", type=float, default=200.0, help="latency phase events/s")
     parser.add_argument("--seconds", type=float, default=10.0, help="latency phase duration")
     parser.add_argument("--backends", default="sqlite,postgres")
@@ -442,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
             ratio = r["rate"] / r["raw_rate"]
             lat = r["latency"]
             loss = 1 - r["isolated_rate"] / r["alone_rate"]
-            complete = r["logged"] == r["delivered"] == args.events <= r["received"]
+            complete = r["logged"] == r["delivered"] == r["total"] <= r["received"]
             checks = {
                 "ratio": ratio >= targets[backend],
                 "every attempt logged": complete,
@@ -451,11 +461,20 @@ def main(argv: list[str] | None = None) -> int:
                 "isolation": loss <= 0.10,
             }
             ok = ok and all(checks.values())
-            print(f"\n== {backend} ({args.events} events, c={CONCURRENCY}) ==")
+            print(
+                f"\n== {backend} ({args.rounds} rounds of {args.events} events, "
+                f"c={CONCURRENCY}; medians) =="
+            )
             print(f"publish (batches of 500, one transaction each): {r['publish_rate']:,.0f} ev/s")
             print(
                 f"end-to-end deliveries/s: {r['rate']:,.0f}   raw aiohttp loop: "
                 f"{r['raw_rate']:,.0f}/s   ratio {ratio:.2f} (target >= {targets[backend]})"
+            )
+            print(
+                "  rounds: worker "
+                + " ".join(f"{x:,.0f}" for x in r["rates"])
+                + " / raw "
+                + " ".join(f"{x:,.0f}" for x in r["raw_rates"])
             )
             print(
                 f"attempts logged {r['logged']}, delivered {r['delivered']}, "
@@ -467,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(
                 f"healthy endpoint with a hanging one: {r['isolated_rate']:,.0f}/s vs "
-                f"{r['alone_rate']:,.0f}/s alone (mean of 2 alternating rounds each), "
+                f"{r['alone_rate']:,.0f}/s alone (alternating rounds), "
                 f"loss {loss:.1%} (target <= 10%)"
             )
             print(
