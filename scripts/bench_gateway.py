@@ -174,6 +174,8 @@ def main() -> None:
                 grpc_target,
                 "--log-level",
                 "WARNING",
+                "--rate-limit-per-second",
+                "0",  # measure the gateway, not the per-key limit
             ],
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )

@@ -307,7 +307,9 @@ def grpc_server(fx: Fixture) -> Iterator[str]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    settings = Settings(database_url=str(fx.engine.url), grpc_listen="127.0.0.1:0")
+    settings = Settings(
+        database_url=str(fx.engine.url), grpc_listen="127.0.0.1:0", rate_limit_per_second=0
+    )
     api = asyncio.run_coroutine_threadsafe(start_server(settings, fx.engine), loop).result(30)
     try:
         yield api.target

@@ -64,6 +64,8 @@ def test_settings(database_url: str, overrides: Mapping[str, Any] | None = None)
         database_url=database_url,
         grpc_listen="127.0.0.1:0",
         allowed_target_networks=TEST_ALLOWED_NETWORKS,
+        # Tests poll the API fast with one key; rate-limit tests opt in.
+        rate_limit_per_second=0.0,
     )
     return dataclasses.replace(base, **dict(overrides or {}))
 

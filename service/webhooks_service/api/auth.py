@@ -8,9 +8,11 @@ One ``grpc.aio`` server interceptor wraps every ``webhooks.v1`` method. It
    :data:`METHOD_SCOPES` (missing: PERMISSION_DENIED). A ``webhooks.v1``
    method missing from the table is refused, so a new RPC cannot ship
    unprotected by accident;
-3. exposes the caller to the servicer as :func:`current_principal` (a
+3. takes a token from the key's rate-limit bucket (``api/ratelimit.py``;
+   empty: RESOURCE_EXHAUSTED with RetryInfo and ``retry-after``);
+4. exposes the caller to the servicer as :func:`current_principal` (a
    contextvar, set for the duration of the call);
-4. turns whatever the servicer raises into a gRPC status through
+5. turns whatever the servicer raises into a gRPC status through
    ``api/errors.py`` — servicers never build statuses themselves.
 
 Health checking and server reflection need no key (load balancers and
@@ -37,9 +39,16 @@ from google.protobuf.message import Message
 from sqlalchemy.engine import Engine
 
 from webhooks_service.api.errors import abort_with_error
+from webhooks_service.api.ratelimit import RateLimiter
 from webhooks_service.api.requests import Undecodable, lenient, nul_violations, undecodable_error
+from webhooks_service.config import Settings
 from webhooks_service.core import keys
-from webhooks_service.errors import InvalidArgument, PermissionDenied, Unauthenticated
+from webhooks_service.errors import (
+    InvalidArgument,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+)
 
 __all__ = [
     "METHOD_SCOPES",
@@ -132,10 +141,23 @@ Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Authenticates, authorises and maps errors for every webhooks.v1 call."""
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        settings: Settings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._engine = engine
         self._clock = clock
         self._cache: dict[str, tuple[float, Principal]] = {}
+        settings = settings or Settings()
+        self._admin_limiter = RateLimiter(
+            settings.rate_limit_per_second, settings.rate_limit_burst, clock=clock
+        )
+        self._publish_limiter = RateLimiter(
+            settings.publish_rate_limit_per_second, settings.rate_limit_burst, clock=clock
+        )
 
     async def intercept_service(
         self,
@@ -178,6 +200,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                     raise PermissionDenied(f"{method} is not open to API keys")
                 if scope not in principal.scopes:
                     raise PermissionDenied(f"this API key lacks the scope {scope!r}")
+                self._limit(scope, principal)
                 if isinstance(request, Undecodable):
                     raise undecodable_error(request)
                 if isinstance(request, Message) and (problems := nul_violations(request)):
@@ -193,6 +216,18 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 await abort_with_error(context, exc)
 
         return wrapped
+
+    def _limit(self, scope: str, principal: Principal) -> None:
+        """ResourceExhausted (with the wait) when the key's bucket is empty."""
+        publishing = scope == keys.SCOPE_EVENTS_PUBLISH
+        limiter = self._publish_limiter if publishing else self._admin_limiter
+        wait = limiter.acquire(principal.key_id)
+        if wait is not None:
+            raise ResourceExhausted(
+                f"rate limit exceeded for this API key ({limiter.rate:g} calls per second, "
+                f"bursts of {limiter.burst}); retry in {wait:.2f} s",
+                retry_after=wait,
+            )
 
     async def _authenticate(self, metadata: Any) -> Principal:
         raw = _bearer(metadata)

@@ -9,7 +9,8 @@ into the JSON error envelope:
 
 - InvalidArgument -> INVALID_ARGUMENT with ``google.rpc.BadRequest`` field
   violations (one per offending field, named as in the proto);
-- ResourceExhausted -> RESOURCE_EXHAUSTED with ``google.rpc.RetryInfo``;
+- ResourceExhausted -> RESOURCE_EXHAUSTED with ``google.rpc.RetryInfo`` and a
+  ``retry-after`` metadata entry (whole seconds; HTTP Retry-After via Envoy);
 - database connection trouble -> UNAVAILABLE (the client may retry);
 - anything unexpected -> INTERNAL with a generic message; the traceback goes
   to the log, never to the client;
@@ -31,10 +32,12 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from webhooks_service import errors
+from webhooks_service.api.ratelimit import retry_after_header
 
 log = logging.getLogger(__name__)
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+RETRY_AFTER_KEY = "retry-after"
 
 _CODES: tuple[tuple[type[errors.WebhooksError], grpc.StatusCode], ...] = (
     (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
@@ -142,9 +145,11 @@ async def abort_with_error(
 ) -> NoReturn:
     """End the call with the status for ``exc`` (details in the trailer)."""
     code, status = to_status(exc)
-    await context.abort(
-        code,
-        status.message,
-        trailing_metadata=((STATUS_DETAILS_KEY, status.SerializeToString()),),
+    metadata: tuple[tuple[str, str | bytes], ...] = (
+        (STATUS_DETAILS_KEY, status.SerializeToString()),
     )
+    if isinstance(exc, errors.ResourceExhausted) and exc.retry_after is not None:
+        # The gateway passes this through as the HTTP Retry-After of its 429.
+        metadata += ((RETRY_AFTER_KEY, retry_after_header(exc.retry_after)),)
+    await context.abort(code, status.message, trailing_metadata=metadata)
     raise AssertionError("unreachable: context.abort raises")  # pragma: no cover

@@ -118,7 +118,9 @@ async def start_server(
     host, _ = split_listen(listen)
     # A missing or wrong WEBHOOKS_SECRET_KEY stops start-up with one clear line.
     await asyncio.to_thread(check_key, engine, settings.secret_key)
-    server = grpc.aio.server(interceptors=[AuthInterceptor(engine)], options=SERVER_OPTIONS)
+    server = grpc.aio.server(
+        interceptors=[AuthInterceptor(engine, settings=settings)], options=SERVER_OPTIONS
+    )
     admin_pb2_grpc.add_WebhookAdminServicer_to_server(
         WebhookAdminServicer(settings, engine, notify=notify), server
     )
