@@ -315,3 +315,60 @@ def test_log_format_setting() -> None:
     record.config_id = "whc_1"
     line = json.loads(JsonFormatter().format(record))
     assert (line["message"], line["level"], line["config_id"]) == ("hello you", "INFO", "whc_1")
+
+
+def test_worker_command_serves_metrics_and_logs_json(database_url: str) -> None:
+    """``webhooks worker`` wiring: --metrics-listen and json log lines on stderr."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    port = _free_port()
+    env = {
+        **os.environ,
+        "WEBHOOKS_DATABASE_URL": database_url,
+        "WEBHOOKS_ALLOWED_TARGET_NETWORKS": "127.0.0.0/8",
+        "WEBHOOKS_POLL_INTERVAL": "0.1",
+        "WEBHOOKS_RETRY_SCHEDULE": "60",
+        "WEBHOOKS_LOG_LEVEL": "INFO",
+    }
+    webhooks = os.path.join(os.path.dirname(sys.executable), "webhooks")
+    args = [webhooks, "worker", "--log-format", "json", "--metrics-listen", f"127.0.0.1:{port}"]
+    lines: list[str] = []
+    with running_receiver() as rx, running_server(database_url) as srv:  # API only
+        rx.program("/down", Reply(503))
+        org_id, keys = make_org_and_keys(srv.engine)
+        with AdminClient(srv.target, keys["all"]) as admin:
+            config = admin.put_webhook_config(url=rx.url("/down"), event_types=["*"]).config
+        proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True)
+        stderr = proc.stderr
+        assert stderr is not None
+        reader = threading.Thread(target=lambda: lines.extend(stderr), daemon=True)
+        reader.start()
+        try:
+            with PublisherClient(srv.target, keys["events:publish"]) as pub:
+                pub.publish_event(org_id, "reward.claimed", {}, id="w-1")
+            rx.wait_for(1, "/down")
+            key = "webhooks_delivery_attempts_total{outcome=retry_scheduled}"
+            _poll(lambda: _scrape_or_empty(port).get(key) == 1, what="the worker's metrics")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(20)
+            reader.join(5)
+    assert code == 0
+    records = [json.loads(x) for x in lines if x.startswith("{")]
+    attempt = next(r for r in records if r["logger"] == ATTEMPT_LOGGER)
+    assert (attempt["event_id"], attempt["config_id"], attempt["attempt"]) == (
+        "w-1",
+        config.id,
+        1,
+    )
+    assert attempt["level"] == "INFO" and attempt["status_code"] == 503
+
+
+def _scrape_or_empty(port: int) -> dict[str, float]:
+    try:
+        return scrape(port)
+    except httpx.HTTPError:
+        return {}
