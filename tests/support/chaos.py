@@ -4,11 +4,13 @@ Each request gets a *mode*, chosen by a ``plan(event_id, n)`` callable (``n``:
 how many requests for that ``webhook-id`` came before), so a seeded plan
 replays the same chaos whatever the arrival order:
 
-* ``ok`` — 200; ``error500`` — 500; ``throttle429`` — 429 with ``Retry-After``;
+* ``ok`` — 200; ``slow`` — 200 after ``slow_seconds``; ``error500`` — 500;
+  ``throttle429`` — 429 with ``Retry-After``;
 * ``reset`` — the start of a 200 response, then a TCP reset (SO_LINGER 0);
 * ``hang`` — never answers; waits until the client gives up and closes;
 * ``huge`` — 200 announcing and streaming a 50 MB body until the client hangs up;
-* ``garbage`` — bytes that are not HTTP, then close.
+* ``garbage`` — bytes that are not HTTP, then close;
+* ``redirect`` — 302 to ``location``.
 
 Every request is recorded as a :class:`Hit` (event id, mode, arrival and end
 time), so tests compare what the endpoint saw with the attempts the service
@@ -35,7 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 MODES = ("ok", "error500", "throttle429", "reset", "hang", "huge", "garbage")
-SUCCESS_MODES = frozenset({"ok", "huge"})  # a 2xx status line reaches the client
+SUCCESS_MODES = frozenset({"ok", "slow", "huge"})  # a 2xx status line reaches the client
 HUGE_BYTES = 50 * 1024 * 1024
 CHUNK = b"x" * 65536
 
@@ -72,11 +74,22 @@ def seeded_plan(seed: int, weights: dict[str, float] | None = None) -> Plan:
 
 
 class ChaosReceiver:
-    def __init__(self, plan: Plan, *, retry_after: int = 1, hang_cap: float = 60.0) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        retry_after: int = 1,
+        hang_cap: float = 60.0,
+        slow_seconds: float = 1.0,
+        host: str = "127.0.0.1",
+        location: str = "",
+    ) -> None:
         self.plan = plan
+        self.location = location
+        self.slow_seconds = slow_seconds
         self.retry_after = retry_after
         self.hang_cap = hang_cap
-        self.host = "127.0.0.1"
+        self.host = host
         self.port = 0
         self.hits: list[Hit] = []
         self.connections = 0
@@ -133,6 +146,9 @@ class ChaosReceiver:
         self, hit: Hit, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         mode = hit.mode
+        if mode == "slow":
+            await asyncio.sleep(self.slow_seconds)
+            mode = "ok"
         if mode == "hang":
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.hang_cap):
@@ -161,6 +177,7 @@ class ChaosReceiver:
             return
         status, extra, body = {
             "ok": (b"200 OK", b"", b"ok"),
+            "redirect": (b"302 Found", b"Location: %s\r\n" % self.location.encode(), b""),
             "error500": (b"500 Internal Server Error", b"", b"boom"),
             "throttle429": (
                 b"429 Too Many Requests",
@@ -177,21 +194,40 @@ class ChaosReceiver:
 
 @contextmanager
 def running_chaos(
-    plan: Plan, *, retry_after: int = 1, hang_cap: float = 60.0
+    plan: Plan,
+    *,
+    retry_after: int = 1,
+    hang_cap: float = 60.0,
+    slow_seconds: float = 1.0,
+    host: str = "127.0.0.1",
+    location: str = "",
+    also_ipv6: bool = False,
 ) -> Iterator[ChaosReceiver]:
-    """A ChaosReceiver on 127.0.0.1:<free port> in a background thread."""
-    rx = ChaosReceiver(plan, retry_after=retry_after, hang_cap=hang_cap)
+    """A ChaosReceiver on ``host``:<free port> in a background thread
+    (``also_ipv6``: on [::1] with the same port as well)."""
+    rx = ChaosReceiver(
+        plan,
+        retry_after=retry_after,
+        hang_cap=hang_cap,
+        slow_seconds=slow_seconds,
+        host=host,
+        location=location,
+    )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="chaos-receiver", daemon=True)
     thread.start()
 
-    async def start() -> asyncio.Server:
+    async def start() -> list[asyncio.Server]:
         server = await asyncio.start_server(rx.handle, rx.host, 0, limit=1 << 20, backlog=1024)
         rx.port = server.sockets[0].getsockname()[1]
-        return server
+        servers = [server]
+        if also_ipv6:
+            servers.append(await asyncio.start_server(rx.handle, "::1", rx.port))
+        return servers
 
-    async def stop(server: asyncio.Server) -> None:
-        server.close()
+    async def stop(servers: list[asyncio.Server]) -> None:
+        for server in servers:
+            server.close()
         for task in asyncio.all_tasks():
             if task is not asyncio.current_task():
                 task.cancel()

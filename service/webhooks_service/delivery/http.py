@@ -25,7 +25,12 @@ import aiohttp
 from webhooks_service import __version__
 from webhooks_service.config import Settings
 from webhooks_service.delivery.retry_policy import AttemptResult, ErrorKind
-from webhooks_service.delivery.target_guard import BlockedTarget, GuardedConnector, TargetGuard
+from webhooks_service.delivery.target_guard import (
+    BlockedTarget,
+    GuardedConnector,
+    TargetGuard,
+    canonical_url,
+)
 
 USER_AGENT = f"webhooks-service/{__version__}"
 
@@ -113,7 +118,7 @@ class Transport:
         started = time.perf_counter()
         try:
             async with self._session.post(
-                url,
+                canonical_url(url),
                 data=body,
                 headers=headers,
                 allow_redirects=False,

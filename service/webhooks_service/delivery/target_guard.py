@@ -17,11 +17,14 @@ rebinding) is still refused. IP literals in URLs take the same path.
 from __future__ import annotations
 
 import ipaddress
+import re
+import socket
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import aiohttp
 from aiohttp.abc import ResolveResult
+from yarl import URL
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -62,6 +65,32 @@ def is_public(ip: IPAddress) -> bool:
         and not ip.is_reserved
         and not ip.is_private
     )
+
+
+# Legacy numeric IPv4 hosts as inet_aton reads them: 127.1, 0x7f000001, 2130706433, 0177.0.0.1.
+_NUMERIC_HOST = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}", re.I)
+
+
+def canonical_url(url: str) -> URL:
+    """``url`` with a legacy numeric IPv4 host rewritten to its dotted quad
+    (``127.1`` -> ``127.0.0.1``), the way resolvers (inet_aton) and browsers
+    (WHATWG URL) read it.
+
+    aiohttp refuses some of these spellings as invalid and resolves others, so
+    the same target would be "invalid URL" or "blocked" depending on how it is
+    written, and an operator's allow-list could not open it. Canonical, the
+    guard judges (and the allow-list opens) the address that is meant.
+    """
+    parsed = URL(url)
+    host = parsed.raw_host
+    if host and _NUMERIC_HOST.fullmatch(host):
+        try:
+            dotted = socket.inet_ntoa(socket.inet_aton(host))
+        except OSError:
+            return parsed
+        if dotted != host:
+            return parsed.with_host(dotted)
+    return parsed
 
 
 class TargetGuard:
