@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -268,3 +272,20 @@ def test_putting_the_same_secret_again_is_not_a_rotation(env: Env) -> None:
     config = env.admin.put_webhook_config(url=url, event_types=["*"], secret=secret).config
     env.admin.put_webhook_config(id=config.id, url=url, event_types=["*"], secret=secret)
     assert env.stored_secrets(config.id) == (secret, None)
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_cli_refuses_to_start_without_the_key(database_url: str, command: str) -> None:
+    """`webhooks serve` / `webhooks worker` stop with one line, exit 2, no traceback."""
+    with _env(database_url, {"secret_key": KEY}) as enc:
+        enc.admin.put_webhook_config(url=enc.rx.url("/cli"), event_types=["*"])
+    exe = Path(sys.executable).parent / "webhooks"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOKS_")}
+    args = [str(exe), command, "--database-url", database_url]
+    if command == "serve":
+        args += ["--grpc-listen", "127.0.0.1:0"]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "webhooks: error:" in line]
+    assert len(lines) == 1 and "WEBHOOKS_SECRET_KEY" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
