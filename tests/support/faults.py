@@ -84,6 +84,11 @@ class WorkerProcess:
                 return int(line.split()[1])
         raise AssertionError(f"{field} not in /proc/{self.pid}/status")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time so far (``/proc/<pid>/stat``)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def terminate(self, timeout: float = 30.0) -> int:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
@@ -106,6 +111,7 @@ def worker_process(
         "WEBHOOKS_ALLOWED_TARGET_NETWORKS": "127.0.0.0/8",
         "WEBHOOKS_POLL_INTERVAL": "0.1",
         "WEBHOOKS_LOG_LEVEL": "WARNING",
+        "WEBHOOKS_METRICS_LISTEN": "",  # several workers at once: no fixed port
     }
     env.update({f"WEBHOOKS_{k}": v for k, v in (settings or {}).items()})
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -193,7 +199,7 @@ class AttemptRow:
     duration_ms: int
 
 
-def _aware(value: Any) -> Any:
+def aware(value: Any) -> Any:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if isinstance(value, datetime) and value.tzinfo is None:
@@ -214,8 +220,6 @@ def attempts_by_event(engine: Engine) -> dict[str, list[AttemptRow]]:
         )
         for r in rows:
             out.setdefault(r[0], []).append(
-                AttemptRow(
-                    r[1], r[2], r[3], r[4], r[5], bool(r[6]), _aware(r[7]), _aware(r[8]), r[9]
-                )
+                AttemptRow(r[1], r[2], r[3], r[4], r[5], bool(r[6]), aware(r[7]), aware(r[8]), r[9])
             )
     return out

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+import sqlalchemy.exc
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
@@ -64,6 +65,20 @@ LEASE_MARGIN_SECONDS = 1.0
 # Results are written when this many are waiting, or this long after the first.
 FLUSH_ROWS = 256
 FLUSH_DELAY_SECONDS = 0.01
+
+
+def _database_unavailable(exc: BaseException) -> bool:
+    """Errors that mean "the database cannot be used right now" (retry the same
+    write later), as opposed to a write that would fail again."""
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(
+        exc,
+        sqlalchemy.exc.OperationalError
+        | sqlalchemy.exc.InterfaceError
+        | sqlalchemy.exc.TimeoutError
+        | sqlalchemy.exc.DisconnectionError,
+    )
 
 
 class DeliveryWorker:
@@ -390,11 +405,18 @@ class DeliveryWorker:
                     )
                     if self.observer is not None:
                         self.observer.recorded(batch)
-                except Exception:
+                except Exception as exc:
                     log.exception("recording %d attempts failed", len(batch))
                     if self._final:
                         return  # the leases expire; the deliveries run again
                     await asyncio.sleep(min(1.0, self.settings.poll_interval))
+                    if _database_unavailable(exc):
+                        # A passing outage (server restart, SQLite lock): keep the
+                        # whole batch and try again, rather than dropping records
+                        # and re-attempting those deliveries after their lease.
+                        self._results[:0] = batch
+                        self._results_ready.set()
+                        continue
                     await self._record_one_by_one(batch)
                     continue
                 retries = [f.next_attempt_at for f in batch if f.next_attempt_at is not None]
