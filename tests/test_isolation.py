@@ -28,10 +28,12 @@ event id.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +55,7 @@ from webhooks_client import (
 )
 from webhooks_client._client import make_publish_request
 from webhooks_service.api.auth import METHOD_SCOPES
-from webhooks_service.gateway import EnvoyProcess
+from webhooks_service.gateway import EnvoyProcess, find_gateway_dir
 
 FAST = {"retry_schedule": (0.05,)}
 MADE_UP_CONFIG = "whc_0000000000000000madeup"
@@ -181,8 +183,8 @@ def test_every_protected_method_is_covered_here() -> None:
 
 @pytest.mark.parametrize("method", [m.name for m in _id_methods()] or ["(none)"])
 def test_id_taking_methods_treat_another_orgs_ids_as_unknown(world: World, method: str) -> None:
-    """Retry/replay/test/rotate with Globex's ids: the same answer as made-up
-    ids (NOT_FOUND, or the same validation error), and Globex's rows unchanged."""
+    """Retry/replay/test/rotate with Globex's ids: NOT_FOUND, the same answer as
+    made-up ids, and Globex's rows unchanged."""
     if method == "(none)":
         pytest.skip("no id-taking WebhookAdmin methods besides the explicit ones")
     desc = admin_pb2.DESCRIPTOR.services_by_name["WebhookAdmin"].methods_by_name[method]
@@ -202,14 +204,17 @@ def test_id_taking_methods_treat_another_orgs_ids_as_unknown(world: World, metho
         for ids in (theirs, made_up):
             fields = {f: v for f, v in ids.items() if f in desc.input_type.fields_by_name}
             meta = (("authorization", f"Bearer {world.acme.keys['all']}"),)
+            request = request_cls(**fields)
+            if "since" in desc.input_type.fields_by_name:  # replay: a valid range
+                request.since.FromDatetime(datetime.now(UTC) - timedelta(hours=1))
             with pytest.raises(grpc.RpcError) as err:
-                call(request_cls(**fields), metadata=meta, timeout=30)
+                call(request, metadata=meta, timeout=30)
             text = err.value.details() or ""
             for value in ids.values():
                 text = text.replace(value, "<id>")
             answers.append((err.value.code(), text))
     assert answers[0] == answers[1]
-    assert answers[0][0] in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
+    assert answers[0][0] == grpc.StatusCode.NOT_FOUND, answers[0]
     world.assert_reveals_nothing(answers[0][1])
     assert world.globex_state() == before
 
@@ -365,3 +370,42 @@ def test_rest_paths_reveal_nothing(rest_world: tuple[World, EnvoyProcess]) -> No
         stolen = _get(gw, key, path, page_size=1, page_token=token)
         assert stolen.status_code == 400 and stolen.json()["code"] == 3, stolen.text
         world.assert_reveals_nothing(stolen.text)
+
+
+def _id_paths() -> list[str]:
+    """REST paths (from the committed OpenAPI description) that take an id."""
+    spec = json.loads((find_gateway_dir() / "openapi.json").read_text())
+    return sorted(p for p in spec["paths"] if "{config_id}" in p or "{delivery_id}" in p)
+
+
+@pytest.mark.gateway
+@pytest.mark.parametrize("path", _id_paths() or ["(none)"])
+def test_rest_id_paths_treat_another_orgs_ids_as_unknown(
+    rest_world: tuple[World, EnvoyProcess], path: str
+) -> None:
+    if path == "(none)":
+        pytest.skip("no id-taking REST paths")
+    world, gw = rest_world
+    g = world.globex
+    before = world.globex_state()
+    answers = []
+    for config_id, delivery_id in (
+        (g.config_id, g.delivery_id),
+        (MADE_UP_CONFIG, "dlv_987654321"),
+    ):
+        url = gw.base_url + path.format(config_id=config_id, delivery_id=delivery_id)
+        since = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        resp = httpx.post(
+            url,
+            json={"since": since} if path.endswith(":replay") else {},
+            headers={"authorization": f"Bearer {world.acme.keys['all']}"},
+            timeout=30,
+        )
+        text = resp.text
+        for value in (config_id, delivery_id):
+            text = text.replace(value, "<id>")
+        answers.append((resp.status_code, text))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 404, answers[0]
+    world.assert_reveals_nothing(answers[0][1])
+    assert world.globex_state() == before
