@@ -29,7 +29,7 @@ from webhooks_client import AdminClient, InvalidArgumentError, PublisherClient
 from webhooks_service.api.server import start_server
 from webhooks_service.core.configs import generate_secret
 from webhooks_service.core.keys import split_key
-from webhooks_service.core.secrets_at_rest import ENCRYPTED_PREFIX, SecretCipher
+from webhooks_service.core.secrets_at_rest import ENCRYPTED_PREFIX, SecretCipher, reseal_all
 from webhooks_service.errors import ConfigurationError
 from webhooks_service.storage import db
 
@@ -289,3 +289,39 @@ def test_cli_refuses_to_start_without_the_key(database_url: str, command: str) -
     lines = [line for line in result.stderr.splitlines() if "webhooks: error:" in line]
     assert len(lines) == 1 and "WEBHOOKS_SECRET_KEY" in lines[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_reseal_encrypts_plaintext_rows_and_moves_to_a_new_key(database_url: str) -> None:
+    with _env(database_url, {}) as plain:
+        first = plain.admin.put_webhook_config(url=plain.rx.url("/a"), event_types=["*"])
+        rotated = plain.admin.put_webhook_config(url=plain.rx.url("/b"), event_types=["*"])
+        newer = generate_secret()
+        plain.admin.put_webhook_config(
+            id=rotated.config.id, url=plain.rx.url("/b"), event_types=["*"], secret=newer
+        )
+        engine = plain.srv.engine
+        assert reseal_all(engine, OTHER_KEY, batch_size=1) == 2
+        old_stored = plain.stored_secrets(first.config.id)[0]
+        assert old_stored.startswith(ENCRYPTED_PREFIX)
+        # Key rotation: the new key first, the old one still listed; then old dropped.
+        exe = Path(sys.executable).parent / "webhooks"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOKS_")}
+        env["WEBHOOKS_SECRET_KEY"] = f"{KEY},{OTHER_KEY}"
+        result = subprocess.run(
+            [str(exe), "secrets", "reseal", "--database-url", database_url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "2 webhook configuration" in result.stdout
+        only_new = SecretCipher(KEY)
+        assert only_new.open(plain.stored_secrets(first.config.id)[0]) == first.secret
+        secret, previous = plain.stored_secrets(rotated.config.id)
+        assert only_new.open(secret) == newer
+        assert previous is not None and only_new.open(previous) == rotated.secret
+        with pytest.raises(ConfigurationError):
+            SecretCipher(OTHER_KEY).open(secret)
+    with pytest.raises(ConfigurationError, match="WEBHOOKS_SECRET_KEY"):
+        reseal_all(engine, "")

@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from webhooks_service.commands import db, gateway, keys, orgs, prune, run, serve, worker
+from webhooks_service.commands import (
+    db,
+    gateway,
+    keys,
+    orgs,
+    prune,
+    run,
+    secrets,
+    serve,
+    worker,
+)
 
-COMMAND_MODULES: list[ModuleType] = [serve, worker, db, orgs, keys, gateway, run, prune]
+COMMAND_MODULES: list[ModuleType] = [serve, worker, db, orgs, keys, gateway, run, prune, secrets]

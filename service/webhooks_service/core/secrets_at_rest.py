@@ -43,7 +43,14 @@ from webhooks_service.errors import ConfigurationError
 from webhooks_service.storage import configs as store
 from webhooks_service.storage import db
 
-__all__ = ["ENCRYPTED_PREFIX", "MIN_KEY_CHARS", "SecretCipher", "check_key", "cipher_for"]
+__all__ = [
+    "ENCRYPTED_PREFIX",
+    "MIN_KEY_CHARS",
+    "SecretCipher",
+    "check_key",
+    "cipher_for",
+    "reseal_all",
+]
 
 log = logging.getLogger(__name__)
 
@@ -129,3 +136,31 @@ def check_key(engine: Engine, key: str) -> None:
         return
     if sample is not None:
         cipher.open(sample)
+
+
+def reseal_all(engine: Engine, key: str, *, batch_size: int = 500) -> int:
+    """Store every webhook secret sealed with the first key; the number of configs.
+
+    Turns plaintext rows into ``enc:v1:`` ones after the operator sets
+    ``WEBHOOKS_SECRET_KEY`` and, after prepending a new key, moves every row
+    to it (then the old key can be dropped). Short write transactions in id
+    order; safe while the service runs (a concurrent write seals anyway).
+    """
+    cipher = cipher_for(key)
+    if not cipher.enabled:
+        raise ConfigurationError("set WEBHOOKS_SECRET_KEY (or --secret-key) to seal secrets with")
+    done, after = 0, ""
+    while True:
+        with db.write_transaction(engine) as conn:
+            rows = store.secrets_page(conn, after_id=after, limit=batch_size)
+            for config_id, secret, previous in rows:
+                store.set_secrets(
+                    conn,
+                    config_id,
+                    cipher.seal(cipher.open(secret)),
+                    None if previous is None else cipher.seal(cipher.open(previous)),
+                )
+        if not rows:
+            return done
+        done += len(rows)
+        after = rows[-1][0]

@@ -129,6 +129,27 @@ def sample_encrypted_secret(conn: sa.Connection, prefix: str) -> str | None:
     return None if value is None else str(value)
 
 
+def secrets_page(
+    conn: sa.Connection, *, after_id: str, limit: int
+) -> list[tuple[str, str, str | None]]:
+    """(id, secret, previous_secret) of every organisation's configs after ``after_id``,
+    by id (re-sealing walks the whole table in batches)."""
+    query = (
+        sa.select(_T.c.id, _T.c.secret, _T.c.previous_secret)
+        .where(_T.c.id > after_id)
+        .order_by(_T.c.id)
+        .limit(limit)
+    )
+    return [(r.id, r.secret, r.previous_secret) for r in conn.execute(query)]
+
+
+def set_secrets(conn: sa.Connection, config_id: str, secret: str, previous: str | None) -> None:
+    """Replace the stored forms of a config's secrets (same values, re-sealed)."""
+    conn.execute(
+        sa.update(_T).where(_T.c.id == config_id).values(secret=secret, previous_secret=previous)
+    )
+
+
 def list_enabled(conn: sa.Connection, organisation_id: str) -> list[ConfigRow]:
     """The enabled configurations of an organisation (fan-out candidates)."""
     query = (
