@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.support.receiver import Receiver, running_receiver
-from tests.support.server import RunningServer, make_org_and_keys, running_server
+from tests.support.server import RunningServer, make_org, make_org_and_keys, running_server
 from tests.support.server import test_settings as make_settings
 from webhooks_client import AdminClient, InvalidArgumentError, PublisherClient
 from webhooks_service.api.server import start_server
@@ -325,3 +325,20 @@ def test_reseal_encrypts_plaintext_rows_and_moves_to_a_new_key(database_url: str
             SecretCipher(OTHER_KEY).open(secret)
     with pytest.raises(ConfigurationError, match="WEBHOOKS_SECRET_KEY"):
         reseal_all(engine, "")
+
+
+def test_database_errors_never_carry_the_secret(engine: sa.Engine) -> None:
+    """SQL parameters stay out of exception text (and so out of server logs)."""
+    from webhooks_service.storage import configs as store
+
+    org_id = make_org(engine)
+    secret = generate_secret()
+    now = datetime.now(UTC)
+    row = store.ConfigRow(
+        "whc_dup", org_id, "https://a.example/", ("*",), True, "", secret, "", now, now
+    )
+    with db.write_transaction(engine) as conn:
+        store.insert(conn, row)
+    with pytest.raises(sa.exc.IntegrityError) as err, db.write_transaction(engine) as conn:
+        store.insert(conn, row)
+    assert secret not in str(err.value) and secret[6:] not in str(err.value)

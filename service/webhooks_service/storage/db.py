@@ -27,8 +27,11 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 def create_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url``: SQLite in WAL mode, or PostgreSQL through psycopg 3.
 
-    Raises ConfigurationError for a URL that is not one of the two.
+    Raises ConfigurationError for a URL that is not one of the two. SQL
+    parameters are kept out of error messages (``hide_parameters``): they hold
+    webhook secrets, payloads and key hashes, and errors end up in logs.
     """
+    kwargs.setdefault("hide_parameters", True)
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
