@@ -2,7 +2,8 @@
 variable and a command-line option, declared once in ``SETTINGS``.
 
 Precedence: command-line option > environment variable > default. The README's
-configuration table lists the same entries (``webhooks config`` prints it).
+configuration table lists the same entries (``webhooks settings --markdown``
+prints it, and a test keeps the README in step).
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "max_in_flight_per_endpoint",
         "16",
-        "delivery attempts in flight per endpoint URL per worker process",
+        "delivery attempts in flight per endpoint (webhook configuration) per worker process",
         int,
     ),
     Setting("claim_batch_size", "200", "deliveries claimed per query", int),

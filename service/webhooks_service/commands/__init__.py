@@ -13,7 +13,8 @@ from webhooks_service.commands import (
     run,
     secrets,
     serve,
+    settings,
     worker,
 )
 
-COMMAND_MODULES: list[ModuleType] = [serve, worker, db, orgs, keys, gateway, run, prune, secrets]
+COMMAND_MODULES: list[ModuleType] = [serve, worker, db, orgs, keys, gateway, run, prune, secrets, settings]
