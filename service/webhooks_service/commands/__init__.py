@@ -17,4 +17,15 @@ from webhooks_service.commands import (
     worker,
 )
 
-COMMAND_MODULES: list[ModuleType] = [serve, worker, db, orgs, keys, gateway, run, prune, secrets, settings]
+COMMAND_MODULES: list[ModuleType] = [
+    serve,
+    worker,
+    db,
+    orgs,
+    keys,
+    gateway,
+    run,
+    prune,
+    secrets,
+    settings,
+]
