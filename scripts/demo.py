@@ -30,6 +30,7 @@ from webhooks_service.api.server import start_server
 from webhooks_service.config import Settings
 from webhooks_service.core import keys, orgs
 from webhooks_service.delivery.runner import run_worker
+from webhooks_service.delivery.worker import LocalWorker
 from webhooks_service.storage import db
 
 EVENTS: list[tuple[str, dict[str, Any]]] = [
@@ -116,9 +117,9 @@ def main() -> int:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        wakeup = asyncio.Event()
-        api = await start_server(settings, engine, notify=wakeup.set)
-        worker = asyncio.create_task(run_worker(settings, engine, stop, wakeup))
+        local = LocalWorker()  # as `webhooks serve` wires it
+        api = await start_server(settings, engine, notify=local.notify, lend=local.lend)
+        worker = asyncio.create_task(run_worker(settings, engine, stop, local=local))
         return api, runner, port, worker
 
     started: Future[Any] = asyncio.run_coroutine_threadsafe(start(), loop)

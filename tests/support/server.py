@@ -91,16 +91,18 @@ def running_server(
     thread.start()
 
     async def start() -> RunningServer:
-        wakeup = asyncio.Event()
+        runner = importlib.import_module("webhooks_service.delivery.runner")
+        local = runner.LocalWorker()  # publish wakes / hands over to the worker, like serve
+        wakeup = local.wakeup
         stop_event = asyncio.Event()
-        api = await start_server(settings, eng, notify=wakeup.set)
+        api = await start_server(settings, eng, notify=wakeup.set, lend=local.lend)
         srv = RunningServer(api.target, api.port, settings, eng, loop, api, wakeup, stop_event)
         if worker:
-            # Hook for the delivery engine (issue 3): same loop, like `webhooks serve`.
-            runner = importlib.import_module("webhooks_service.delivery.runner")
-
+            # Same loop, like `webhooks serve`.
             srv.tasks.append(
-                asyncio.create_task(runner.run_worker(settings, eng, stop_event, wakeup=wakeup))
+                asyncio.create_task(
+                    runner.run_worker(settings, eng, stop_event, wakeup=wakeup, local=local)
+                )
             )
         return srv
 

@@ -1,7 +1,9 @@
 """The EventPublisher servicer: protos in, ``core.publishing`` call, protos out.
 
 ``notify`` (``webhooks serve`` passes the in-process worker's wake-up,
-``wakeup.set``) is called after a publish that created deliveries commits.
+``LocalWorker.notify``) is called after a publish that created deliveries
+for which no worker was found commits; ``lend`` (``LocalWorker.lend``) lets
+publish hand new deliveries to that worker already claimed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from webhooks_service.api.auth import current_principal
 from webhooks_service.config import Settings
 from webhooks_service.core import publishing
 from webhooks_service.storage.events import StoredEvent
+from webhooks_service.storage.queue import Handoff
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -46,10 +49,12 @@ class EventPublisherServicer(publisher_pb2_grpc.EventPublisherServicer):
         settings: Settings,
         engine: Engine,
         notify: Callable[[], Any] | None = None,
+        lend: Callable[[], Handoff | None] | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.notify = notify
+        self.lend = lend
 
     async def PublishEvent(
         self, request: publisher_pb2.PublishEventRequest, context: Context
@@ -60,6 +65,7 @@ class EventPublisherServicer(publisher_pb2_grpc.EventPublisherServicer):
             current_principal().organisation_id,
             [to_input(request)],
             notify=self.notify,
+            lend=self.lend,
         )
         return to_response(results[0])
 
@@ -72,6 +78,7 @@ class EventPublisherServicer(publisher_pb2_grpc.EventPublisherServicer):
             current_principal().organisation_id,
             [to_input(r) for r in request.requests],
             notify=self.notify,
+            lend=self.lend,
             batch=True,
         )
         return publisher_pb2.PublishEventsResponse(results=[to_response(r) for r in results])

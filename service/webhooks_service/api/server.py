@@ -108,11 +108,14 @@ async def start_server(
     *,
     listen: str | None = None,
     notify: Callable[..., Any] | None = None,
+    lend: Callable[[], Any] | None = None,
 ) -> ApiServer:
     """Build and start the API server on ``listen`` (default ``settings.grpc_listen``).
 
     ``notify`` is handed to the EventPublisher servicer (it wakes the
-    in-process delivery worker after a publish commits).
+    in-process delivery worker after a publish commits); ``lend``
+    (``delivery.worker.LocalWorker.lend``) lets it hand new deliveries to
+    that worker already claimed.
     """
     listen = listen or settings.grpc_listen
     host, _ = split_listen(listen)
@@ -127,7 +130,7 @@ async def start_server(
     publisher_cls = _publisher_class()
     if publisher_cls is not None:
         publisher_pb2_grpc.add_EventPublisherServicer_to_server(
-            publisher_cls(settings=settings, engine=engine, notify=notify), server
+            publisher_cls(settings=settings, engine=engine, notify=notify, lend=lend), server
         )
     else:
         log.warning("EventPublisher is not installed in this build; serving WebhookAdmin only")

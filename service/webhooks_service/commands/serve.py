@@ -83,8 +83,13 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    wakeup = asyncio.Event()
-    api = await start_server(settings, engine, notify=wakeup.set)
+    runner = _runner()
+    # Publish wakes the in-process worker, or hands new deliveries to it claimed.
+    local = runner.LocalWorker() if runner is not None else None
+    wakeup = local.wakeup if local is not None else asyncio.Event()
+    api = await start_server(
+        settings, engine, notify=wakeup.set, lend=local.lend if local is not None else None
+    )
     # Prometheus metrics on their own port (metrics_listen) + the queue gauges.
     metrics = start_process_metrics(settings.metrics_listen, engine, stop)
 
@@ -92,10 +97,11 @@ async def serve(
     # run_worker(settings, engine, stop, wakeup=...) runs until `stop` is set;
     # `wakeup` is set by the EventPublisher after each commit (notify=wakeup.set).
     worker: asyncio.Task[Any] | None = None
-    runner = _runner()
     if runner is not None:
         worker = asyncio.create_task(
-            runner.run_worker(settings, engine, stop, wakeup=wakeup, observer=metrics.observer),
+            runner.run_worker(
+                settings, engine, stop, wakeup=wakeup, observer=metrics.observer, local=local
+            ),
             name="delivery-worker",
         )
     else:

@@ -19,7 +19,10 @@
 4. **One write transaction** stores the events and one delivery per
    matching enabled configuration (``storage.events.insert_events``;
    idempotent on (organisation, event id)); the answer is given after the
-   commit, and then ``notify()`` wakes the in-process worker.
+   commit. ``lend()`` (the in-process worker's free slots, a
+   ``storage.queue.Handoff``) lets the transaction insert deliveries already
+   claimed and hand them straight to that worker; ``notify()`` wakes the
+   workers for any delivery left unclaimed.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from webhooks_service.core import catalog
 from webhooks_service.errors import FieldViolation, InvalidArgument, PermissionDenied
 from webhooks_service.storage.events import NewEvent, StoredEvent, insert_events
 from webhooks_service.storage.models import utcnow
+from webhooks_service.storage.queue import Handoff
 
 MAX_BATCH = 500
 EVENT_ID_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
@@ -184,6 +188,7 @@ async def publish_events(
     items: Sequence[EventInput],
     *,
     notify: Callable[[], Any] | None = None,
+    lend: Callable[[], Handoff | None] | None = None,
     clock: Callable[[], datetime] = utcnow,
     batch: bool = False,
 ) -> list[StoredEvent]:
@@ -213,9 +218,22 @@ async def publish_events(
     if violations:
         first = violations[0]
         raise InvalidArgument(f"invalid event: {first.field}: {first.description}", violations)
-    results = await asyncio.to_thread(
-        insert_events, engine, prepared, now=now, matches=catalog.matches_any
+    handoff = lend() if lend is not None else None
+    handed_over = 0
+    store = asyncio.ensure_future(
+        asyncio.to_thread(
+            insert_events, engine, prepared, now=now, matches=catalog.matches_any, handoff=handoff
+        )
     )
-    if notify is not None and any(r.deliveries for r in results):
+    try:
+        results = await asyncio.shield(store)
+    finally:
+        if handoff is not None:
+            # Settle once the transaction is over, even if this call was
+            # cancelled meanwhile: what it committed claimed must start now,
+            # not when the lease runs out.
+            await asyncio.wait([store])
+            handed_over = await handoff.settle()
+    if notify is not None and sum(r.deliveries for r in results) > handed_over:
         notify()
     return results

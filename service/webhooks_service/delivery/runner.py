@@ -10,6 +10,11 @@ worker wakes up within milliseconds of a publish:
   ``NOTIFY webhooks_deliveries``, and ``listen_for_deliveries`` holds a
   dedicated psycopg connection that LISTENs and sets the same event.
 
+Faster still, a publish in the same process hands its new deliveries to
+the worker already claimed (``LocalWorker.lend``, see ``worker.py``), so
+they need neither a wake-up nor a claim query; the wake-ups are for the
+deliveries the worker had no free slot for.
+
 The poll interval remains as a fallback (retries coming due, lost
 notifications, SQLite across processes).
 """
@@ -27,7 +32,7 @@ from webhooks_service.config import Settings
 from webhooks_service.core.endpoint_health import run_health_sweep
 from webhooks_service.core.retention import run_retention
 from webhooks_service.core.secrets_at_rest import check_key
-from webhooks_service.delivery.worker import Clock, DeliveryWorker
+from webhooks_service.delivery.worker import Clock, DeliveryWorker, LocalWorker
 from webhooks_service.observability.metrics import DeliveryObserver
 from webhooks_service.storage import db
 from webhooks_service.storage.events import NOTIFY_CHANNEL, PROCESS_TOKEN
@@ -68,6 +73,7 @@ async def run_worker(
     *,
     clock: Clock = utcnow,
     observer: DeliveryObserver | None = None,
+    local: LocalWorker | None = None,
 ) -> None:
     """Deliver until ``stop`` is set; then finish in-flight attempts and release the rest.
 
@@ -78,8 +84,11 @@ async def run_worker(
     ``webhooks serve`` and ``webhooks worker`` both prune and auto-disable.
     ``observer`` (metrics, per-attempt log lines) defaults to one whose
     metrics nobody serves, so the log lines are always written.
+    ``local``: the handle publish in this process holds (its ``wakeup`` is
+    used when ``wakeup`` is omitted); the worker is attached to it while it
+    runs, so that publish can hand new deliveries over.
     """
-    wakeup = wakeup or asyncio.Event()
+    wakeup = wakeup or (local.wakeup if local is not None else asyncio.Event())
     await asyncio.to_thread(check_key, engine, settings.secret_key)  # wrong key: stop now
     worker = DeliveryWorker(settings, engine, clock=clock, observer=observer or DeliveryObserver())
     helpers = [
@@ -88,9 +97,13 @@ async def run_worker(
     ]
     if not db.is_sqlite(engine):
         helpers.append(asyncio.create_task(listen_for_deliveries(engine, wakeup)))
+    if local is not None:
+        local.worker = worker
     try:
         await worker.run(stop, wakeup)
     finally:
+        if local is not None and local.worker is worker:
+            local.worker = None
         for task in helpers:
             task.cancel()
         await asyncio.gather(*helpers, return_exceptions=True)

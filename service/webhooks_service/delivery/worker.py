@@ -27,6 +27,19 @@ One ``DeliveryWorker`` per process, on the process's event loop. Its loop:
 On stop it claims nothing more, releases the backlog, gives in-flight
 attempts ``shutdown_grace`` seconds, releases whatever is still running, and
 writes the last results. After a crash nothing is lost: leases expire.
+
+**Hand-off from publish** (the fast path, no claim query and no wake-up): a
+publish in this process borrows free slots with ``lend()`` (through
+``LocalWorker``) before its transaction; the transaction inserts as many new
+deliveries as the slots allow already claimed under a lease
+(``storage.queue.Handoff``), and after the commit ``Lending.settle()`` hands
+them to ``_dispatch`` like a claimed batch. Only deliveries that can start at
+once are lent for: the global slots free now (``max_in_flight``, minus slots
+lent to other publishes still in their transaction) and, per endpoint, the
+slots under ``max_in_flight_per_endpoint`` (none for an endpoint with
+deliveries already waiting here). The rest are inserted unclaimed and woken
+for as usual. Lent slots count as taken until settled, so claims and
+backlogged deliveries never fill them meanwhile.
 """
 
 from __future__ import annotations
@@ -34,7 +47,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -116,6 +129,8 @@ class DeliveryWorker:
         self._waiting_for_slots = False
         self._stopping = False
         self._final = False
+        self._accepting = False  # lends slots to publish (between start and stop)
+        self._lent = 0  # slots lent to publishes not yet settled
         self.attempts_recorded = 0
 
     # -- capacity ---------------------------------------------------------
@@ -126,7 +141,7 @@ class DeliveryWorker:
 
     def _capacity(self) -> int:
         """Attempts that may start now under the global limit."""
-        return self.settings.max_in_flight - len(self._running)
+        return self.settings.max_in_flight - len(self._running) - self._lent
 
     def _room(self) -> int:
         """Deliveries this worker may still claim: the global limit plus one batch
@@ -137,7 +152,7 @@ class DeliveryWorker:
         # it is excluded from claims anyway, and a hanging endpoint's pile must
         # not shrink the batches claimed for everyone else.
         waiting = sum(min(len(w), limit) for w in self._backlog.values())
-        held = len(self._running) + waiting
+        held = len(self._running) + waiting + self._lent
         return self.settings.max_in_flight + self.settings.claim_batch_size - held
 
     def _min_claim(self) -> int:
@@ -158,9 +173,11 @@ class DeliveryWorker:
         forwarder = asyncio.create_task(self._forward_wakeups())
         flusher = asyncio.create_task(self._flusher())
         await self.transport.start()
+        self._accepting = True
         try:
             await self._loop(stop)
         finally:
+            self._accepting = False
             self._stopping = True
             stop_watch.cancel()
             forwarder.cancel()
@@ -222,6 +239,10 @@ class DeliveryWorker:
                 self._waiting_for_slots = False
             else:
                 self._waiting_for_slots = True
+                # Full: a kick cannot be acted on before a slot frees (which pokes
+                # again, see _attempt_done). Left set, _sleep would return at once
+                # and this loop would spin without ever yielding to the attempts.
+                self._kick.clear()
             await self._sleep(self._wait_seconds())
 
     def _more_claimable(self, claimed: list[ClaimedDelivery]) -> bool:
@@ -259,6 +280,43 @@ class DeliveryWorker:
             pass
         if self._next_retry is not None and self._next_retry <= self.clock():
             self._next_retry = None
+
+    # -- hand-off from publish -------------------------------------------------
+
+    def lend(self) -> Lending | None:
+        """Free slots for one publish in this process (None: claim as usual).
+
+        At most one claim batch; only what could start right now (see the
+        module docstring). Call ``settle()`` on the result whatever happens.
+        """
+        if not self._accepting:
+            return None
+        slots = min(self._capacity(), self.settings.claim_batch_size)
+        if slots <= 0:
+            return None
+        limit = self.settings.max_in_flight_per_endpoint
+        free = {c: limit - n for c, n in self._per_endpoint.items()}
+        for config_id in self._backlog:
+            free[config_id] = 0  # its waiting deliveries go first
+        self._lent += slots
+        return Lending(self, slots, free, limit)
+
+    async def _adopt(self, lent: int, claimed: list[ClaimedDelivery]) -> int:
+        """Settle a lending: take back its slots, start what it leased."""
+        self._lent -= lent
+        if claimed and not self._accepting:
+            # Stopped during the publish: hand them back to the queue.
+            self._to_release.extend(claimed)
+            await self._release_pending()
+            return 0
+        if claimed:
+            if self.observer is not None:
+                self.observer.claimed(len(claimed))
+            self._dispatch(claimed)
+        if self._waiting_for_slots and self._room() >= self._min_claim():
+            self._waiting_for_slots = False
+            self._poke()
+        return len(claimed)
 
     # -- dispatching ----------------------------------------------------------
 
@@ -472,3 +530,62 @@ class DeliveryWorker:
                 log.warning("released %d attempts still running at shutdown", len(unfinished))
         if self._to_release:
             await self._release_pending()
+
+
+class Lending:
+    """Slots of a ``DeliveryWorker`` lent to one publish transaction.
+
+    Implements ``storage.queue.Handoff``: ``take`` runs in the publish
+    thread (only that thread touches the counters until ``settle``), and
+    ``settle`` on the event loop after the transaction, committed or not.
+    """
+
+    def __init__(
+        self, worker: DeliveryWorker, slots: int, endpoint_free: dict[str, int], default: int
+    ) -> None:
+        self.lease_seconds = worker.settings.lease_seconds
+        self._worker = worker
+        self._lent = slots
+        self._slots = slots
+        self._endpoint_free = endpoint_free
+        self._default = default
+        self._claimed: list[ClaimedDelivery] = []
+        self._settled = False
+
+    def take(self, config_id: str) -> bool:
+        free = self._endpoint_free.get(config_id, self._default)
+        if self._slots <= 0 or free <= 0:
+            return False
+        self._slots -= 1
+        self._endpoint_free[config_id] = free - 1
+        return True
+
+    def leased(self, claimed: Sequence[ClaimedDelivery]) -> None:
+        self._claimed = list(claimed)
+
+    async def settle(self) -> int:
+        """Return the slots and start the leased deliveries; how many were handed over."""
+        if self._settled:
+            return 0
+        self._settled = True
+        return await self._worker._adopt(self._lent, self._claimed)
+
+
+class LocalWorker:
+    """The publish side's handle on the delivery worker of its own process.
+
+    ``webhooks serve`` makes one, gives ``notify`` and ``lend`` to the API
+    (the EventPublisher) and the handle to ``run_worker``, which attaches the
+    running worker. Without a running worker ``lend`` answers None and
+    publish only wakes (``notify``) whoever claims.
+    """
+
+    def __init__(self) -> None:
+        self.wakeup = asyncio.Event()
+        self.worker: DeliveryWorker | None = None
+
+    def notify(self) -> None:
+        self.wakeup.set()
+
+    def lend(self) -> Lending | None:
+        return self.worker.lend() if self.worker is not None else None

@@ -8,6 +8,12 @@ enabled configuration, and on PostgreSQL sends ``NOTIFY webhooks_deliveries``
 so that workers in other processes wake up when the transaction commits.
 All of it is one transaction: an event is never visible without its
 deliveries.
+
+With a ``Handoff`` (free slots of this process's worker, see
+``storage.queue``), deliveries that fit are inserted already claimed under a
+fresh lease and given to the worker after the commit, with everything it
+needs to send them (payload, URL, secrets): no claim query. The NOTIFY is
+then sent only if some delivery was left unclaimed for the other workers.
 """
 
 from __future__ import annotations
@@ -33,7 +39,13 @@ from webhooks_service.storage.models import (
     UTCDateTime,
     WebhookConfig,
 )
-from webhooks_service.storage.queue import writing
+from webhooks_service.storage.queue import (
+    ClaimedDelivery,
+    Handoff,
+    Lease,
+    new_lease,
+    writing,
+)
 
 NOTIFY_CHANNEL = "webhooks_deliveries"
 # Sent as the NOTIFY payload: a worker ignores notifications from its own
@@ -44,15 +56,26 @@ _PG_INSERT_DELIVERIES = sa.text(
     f"""
     WITH ins AS (
         INSERT INTO deliveries (organisation_id, event_pk, config_id, status, attempts,
-                                next_attempt_at, created_at, updated_at)
-        SELECT x.organisation_id, x.event_pk, x.config_id, 'pending', 0, :now, :now, :now
+                                next_attempt_at, claim_token, created_at, updated_at)
+        SELECT x.organisation_id, x.event_pk, x.config_id, 'pending', 0,
+               CASE WHEN x.claimed THEN :lease_end ELSE :now END,
+               CASE WHEN x.claimed THEN :claim_token END, :now, :now
         FROM json_to_recordset(CAST(:rows AS json))
-             AS x(organisation_id text, event_pk bigint, config_id text)
-        RETURNING 1
+             AS x(organisation_id text, event_pk bigint, config_id text, claimed boolean)
+        RETURNING id, event_pk, config_id, claim_token
     )
-    SELECT pg_notify('{NOTIFY_CHANNEL}', :token) WHERE EXISTS (SELECT 1 FROM ins)
+    -- the ids of the deliveries handed to this process's worker ...
+    SELECT id, event_pk, config_id FROM ins WHERE claim_token IS NOT NULL
+    UNION ALL
+    -- ... and a wake-up for the other processes if any delivery is left for them
+    SELECT NULL, NULL, NULL FROM (
+        SELECT pg_notify('{NOTIFY_CHANNEL}', :token)
+        WHERE EXISTS (SELECT 1 FROM ins WHERE claim_token IS NULL)
+    ) AS notified
     """
-).bindparams(sa.bindparam("now", type_=UTCDateTime()))
+).bindparams(
+    sa.bindparam("now", type_=UTCDateTime()), sa.bindparam("lease_end", type_=UTCDateTime())
+)
 
 events = cast(sa.Table, Event.__table__)
 deliveries = cast(sa.Table, Delivery.__table__)
@@ -79,8 +102,25 @@ class StoredEvent:
 Matcher = Callable[[list[str], str], bool]
 
 
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """An enabled configuration, with what a handed-over delivery needs."""
+
+    config_id: str
+    patterns: list[str]
+    url: str
+    secret: str
+    previous_secret: str | None  # None once its grace period is over
+    timeout_seconds: float | None
+
+
 def insert_events(
-    engine: Engine, new_events: Sequence[NewEvent], *, now: datetime, matches: Matcher
+    engine: Engine,
+    new_events: Sequence[NewEvent],
+    *,
+    now: datetime,
+    matches: Matcher,
+    handoff: Handoff | None = None,
 ) -> list[StoredEvent]:
     """Store events and their deliveries in one transaction; results in input order.
 
@@ -88,6 +128,9 @@ def insert_events(
     types cover an event. An event id already published by the organisation
     (before, or earlier in this batch) is a duplicate: nothing is stored for
     it. Raises NotFound when an organisation does not exist.
+
+    ``handoff``: the deliveries it takes are inserted claimed and passed to
+    ``handoff.leased`` after the commit (never when the transaction fails).
     """
     if not new_events:
         return []
@@ -96,9 +139,18 @@ def insert_events(
     with writing(engine) as conn:
         # The organisations and their enabled configurations, in one query.
         found: set[str] = set()
-        by_org: dict[str, list[tuple[str, list[str]]]] = {}
+        by_org: dict[str, list[_Target]] = {}
         rows = conn.execute(
-            sa.select(organisations.c.id, configs.c.id.label("config_id"), configs.c.event_types)
+            sa.select(
+                organisations.c.id,
+                configs.c.id.label("config_id"),
+                configs.c.event_types,
+                configs.c.url,
+                configs.c.secret,
+                configs.c.previous_secret,
+                configs.c.previous_secret_expires_at,
+                configs.c.timeout_seconds,
+            )
             .select_from(
                 organisations.outerjoin(
                     configs,
@@ -114,7 +166,17 @@ def insert_events(
         for r in rows:
             found.add(r.id)
             if r.config_id is not None:
-                by_org.setdefault(r.id, []).append((r.config_id, list(r.event_types)))
+                expires = r.previous_secret_expires_at
+                by_org.setdefault(r.id, []).append(
+                    _Target(
+                        r.config_id,
+                        list(r.event_types),
+                        r.url,
+                        r.secret,
+                        r.previous_secret if expires is None or expires > now else None,
+                        r.timeout_seconds,
+                    )
+                )
         missing = [o for o in org_ids if o not in found]
         if missing:
             raise NotFound(f"organisation {missing[0]} not found")
@@ -146,7 +208,9 @@ def insert_events(
         )
         stored = {(r.organisation_id, r.event_id): r.pk for r in conn.execute(stmt)}
 
+        lease = new_lease(now, handoff.lease_seconds) if handoff is not None else None
         new_deliveries: list[dict[str, object]] = []
+        handed: dict[tuple[int, str], tuple[NewEvent, _Target]] = {}
         counts: dict[tuple[str, str], int] = {}
         for e in unique:
             key = (e.organisation_id, e.event_id)
@@ -154,37 +218,66 @@ def insert_events(
             if pk is None:
                 continue
             n = 0
-            for config_id, patterns in by_org.get(e.organisation_id, ()):
-                if matches(patterns, e.event_type):
+            for target in by_org.get(e.organisation_id, ()):
+                if matches(target.patterns, e.event_type):
                     n += 1
+                    claimed = handoff is not None and handoff.take(target.config_id)
+                    if claimed:
+                        handed[(pk, target.config_id)] = (e, target)
                     new_deliveries.append(
                         {
                             "organisation_id": e.organisation_id,
                             "event_pk": pk,
-                            "config_id": config_id,
+                            "config_id": target.config_id,
                             "status": "pending",
                             "attempts": 0,
-                            "next_attempt_at": now,
-                            "claim_token": None,
+                            "next_attempt_at": lease.until if claimed and lease else now,
+                            "claim_token": lease.token if claimed and lease else None,
                             "created_at": now,
                             "updated_at": now,
+                            "claimed": claimed,
                         }
                     )
             counts[key] = n
+        ids: list[tuple[int, int, str]] = []  # (id, event_pk, config_id) of the handed over
         if new_deliveries and db.is_sqlite(engine):
-            conn.execute(sa.insert(deliveries), new_deliveries)
+            for d in new_deliveries:
+                d.pop("claimed")
+            if handed:
+                rows = conn.execute(
+                    sa.insert(deliveries).returning(
+                        deliveries.c.id,
+                        deliveries.c.event_pk,
+                        deliveries.c.config_id,
+                        deliveries.c.claim_token,
+                    ),
+                    new_deliveries,
+                )
+                ids = [(r.id, r.event_pk, r.config_id) for r in rows if r.claim_token]
+            else:
+                conn.execute(sa.insert(deliveries), new_deliveries)
         elif new_deliveries:
-            # One round trip: insert every delivery and NOTIFY the workers
+            # One round trip: insert every delivery, return the handed-over
+            # ones, and NOTIFY the workers if some are left for them
             # (delivered to listeners when this transaction commits).
-            keys = ("organisation_id", "event_pk", "config_id")
-            conn.execute(
+            keys = ("organisation_id", "event_pk", "config_id", "claimed")
+            rows = conn.execute(
                 _PG_INSERT_DELIVERIES,
                 {
                     "rows": json.dumps([{k: d[k] for k in keys} for d in new_deliveries]),
                     "now": now,
                     "token": PROCESS_TOKEN,
+                    "lease_end": lease.until if lease else now,
+                    "claim_token": lease.token if lease else None,
                 },
             )
+            ids = [(r.id, r.event_pk, r.config_id) for r in rows if r.id is not None]
+
+    if handoff is not None and lease is not None and ids:
+        # Committed: the worker may start them.
+        handoff.leased(
+            [_handed_over(i, pk, handed[(pk, config_id)], lease) for i, pk, config_id in ids]
+        )
 
     results: list[StoredEvent] = []
     first: set[tuple[str, str]] = set()
@@ -196,3 +289,27 @@ def insert_events(
         else:
             results.append(StoredEvent(e.event_id, 0, True))
     return results
+
+
+def _handed_over(
+    delivery_id: int, event_pk: int, source: tuple[NewEvent, _Target], lease: Lease
+) -> ClaimedDelivery:
+    """The claim record of a delivery inserted under ``lease`` (its first attempt)."""
+    event, target = source
+    return ClaimedDelivery(
+        id=delivery_id,
+        claim_token=lease.token,
+        attempt=1,
+        organisation_id=event.organisation_id,
+        config_id=target.config_id,
+        event_pk=event_pk,
+        event_id=event.event_id,
+        event_type=event.event_type,
+        payload=event.payload,
+        url=target.url,
+        secret=target.secret,
+        previous_secret=target.previous_secret,
+        timeout_seconds=target.timeout_seconds,
+        enabled=True,
+        lease_until=lease.until,
+    )

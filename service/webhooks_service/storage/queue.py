@@ -11,6 +11,17 @@ deliveries whose ``claim_token`` still matches (a worker that lost its lease
 does not overwrite the new owner's state). ``release`` hands unstarted
 deliveries back on shutdown.
 
+**Hand-off at publish.** A freshly published delivery need not wait for a
+claim: when the worker of the publishing process has free slots it lends
+them to the publish transaction (a ``Handoff``), and ``insert_events``
+inserts that many deliveries *already claimed* (``claim_token`` and
+``next_attempt_at`` from ``new_lease``, exactly as ``claim_due`` would have
+left them) and passes them, as ``ClaimedDelivery`` records, to the worker
+after the commit. No claim query, no wake-up. They are ordinary leased rows:
+other workers skip them, and if the process dies the lease runs out and they
+are due again. Deliveries the worker has no slot for are inserted unclaimed
+(due now) and woken for as before.
+
 Everything here is batched and written with SQLAlchemy Core: on PostgreSQL a
 commit costs ~0.3 ms, so one commit per delivery would cap the worker at a
 few thousand deliveries per second (brief §5). On SQLite, writers of one
@@ -27,7 +38,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -112,6 +123,38 @@ class FinishedAttempt:
     disable_reason: str | None = None  # set: also disable the endpoint
 
 
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A claim: the token stamped on the rows and when the lease runs out."""
+
+    token: str
+    until: datetime
+
+
+def new_lease(now: datetime, lease_seconds: float) -> Lease:
+    return Lease(secrets.token_hex(16), now + timedelta(seconds=lease_seconds))
+
+
+class Handoff(Protocol):
+    """Free slots of the in-process worker, lent to one publish transaction.
+
+    ``storage.events.insert_events`` asks ``take(config_id)`` for each new
+    delivery (inside the transaction: True means "insert it under ``lease``",
+    never more than can start at once); after the commit it passes the
+    deliveries so inserted to ``leased``. The publisher then calls
+    ``settle()`` on the event loop, which returns unused slots and starts the
+    leased deliveries; it answers how many were handed over.
+    """
+
+    lease_seconds: float
+
+    def take(self, config_id: str) -> bool: ...
+
+    def leased(self, claimed: Sequence[ClaimedDelivery]) -> None: ...
+
+    async def settle(self) -> int: ...
+
+
 def claim_due(
     engine: Engine,
     *,
@@ -147,8 +190,8 @@ def claim_due(
     """
     if limit <= 0:
         return []
-    token = secrets.token_hex(16)
-    lease_end = now + timedelta(seconds=lease_seconds)
+    lease = new_lease(now, lease_seconds)
+    token, lease_end = lease.token, lease.until
     excluded = list(exclude_configs)
     if db.is_sqlite(engine):
         return _sqlite_claim(engine, now, lease_end, token, limit, excluded)
