@@ -27,6 +27,7 @@ from tests.support.faults import (
     aware,
     final_statuses,
     org_with_endpoint,
+    pending_summary,
     publish,
     report,
     statuses,
@@ -162,11 +163,17 @@ def test_sigterm_finishes_in_flight_within_grace_and_releases_the_rest(
 
         with worker_process(database_url, tmp_path, settings) as second:
             started = time.monotonic()
-            wait_until(
-                lambda: statuses(srv.engine).get("delivered", 0) == events,
-                20,
-                "the next worker to deliver the released work",
-            )
+            try:
+                wait_until(
+                    lambda: statuses(srv.engine).get("delivered", 0) == events,
+                    20,
+                    "the next worker to deliver the released work",
+                )
+            except AssertionError as exc:
+                raise AssertionError(
+                    f"{exc}: {pending_summary(srv.engine)}; {len(rx.snapshot())} requests;"
+                    f" {second.log()}"
+                ) from None
             drained_in = time.monotonic() - started
             assert second.terminate() == 0
         states = final_statuses(srv.engine)

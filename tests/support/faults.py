@@ -175,6 +175,30 @@ def statuses(engine: Engine) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in rows}
 
 
+def pending_summary(engine: Engine) -> str:
+    """Pending deliveries (for failure messages): id, attempts, due, claimed."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT id, attempts, next_attempt_at, claim_token IS NOT NULL FROM deliveries"
+                " WHERE status = 'pending' ORDER BY id LIMIT 20"
+            )
+        ).all()
+        activity: Sequence[Any] = []
+        if engine.dialect.name == "postgresql":
+            activity = conn.execute(
+                sa.text(
+                    "SELECT pid, state, wait_event_type, wait_event, left(query, 120),"
+                    " now() - xact_start FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).all()
+    return (
+        f"now {datetime.now(UTC)}; pending {[tuple(r) for r in rows]};"
+        f" sessions {[tuple(a) for a in activity]}"
+    )
+
+
 def final_statuses(engine: Engine) -> dict[str, str]:
     """Delivery status per event id."""
     with engine.connect() as conn:
