@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -23,8 +24,8 @@ from webhooks_client import PublisherClient
 from webhooks_service.core import catalog, configs, publishing
 from webhooks_service.delivery.worker import DeliveryWorker, LocalWorker
 from webhooks_service.errors import NotFound
-from webhooks_service.storage import queue
-from webhooks_service.storage.events import NewEvent, insert_events
+from webhooks_service.storage import db, queue
+from webhooks_service.storage.events import NOTIFY_CHANNEL, NewEvent, insert_events
 from webhooks_service.storage.models import utcnow
 from webhooks_service.storage.queue import ClaimedDelivery
 
@@ -191,3 +192,31 @@ def test_worker_takes_only_what_it_can_start_and_leaves_the_rest_unclaimed(
 
         # 4 deliveries (2 events x 2 endpoints); 3 global slots, 2 per endpoint.
         assert asyncio.run(scenario()) == (3, 1)
+
+
+def test_other_processes_are_notified_only_of_deliveries_left_unclaimed(
+    engine: Engine,
+) -> None:
+    if db.is_sqlite(engine):
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    org, _ = make_org_and_keys(engine)
+    a = add_config(engine, org, "http://127.0.0.1:9/a")
+    b = add_config(engine, org, "http://127.0.0.1:9/b")
+    conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as listener:
+        listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+
+        def publish(event_id: str, handoff: TakeSome) -> int:
+            now = utcnow()
+            insert_events(
+                engine,
+                [NewEvent(org, event_id, "reward.claimed", now, "{}")],
+                now=now,
+                matches=catalog.matches_any,
+                handoff=handoff,
+            )
+            return len(list(listener.notifies(timeout=0.3, stop_after=1)))
+
+        assert publish("evt_all_taken", TakeSome(a, b)) == 0
+        assert publish("evt_one_left", TakeSome(a)) == 1
+        assert publish("evt_none_taken", TakeSome()) == 1
