@@ -261,3 +261,22 @@ def test_three_workers_racing_never_claim_a_delivery_twice(
         worker_cpu_seconds=[round(c, 2) for c in cpu],
     )
     assert min(cpu) > 0.1 * max(cpu), f"not a race: one worker did (almost) nothing {cpu}"
+
+
+def test_a_full_worker_woken_up_still_runs_its_attempts(database_url: str) -> None:
+    """Regression: with every slot taken, a wake-up (publish, NOTIFY) used to
+    make the worker's loop spin without yielding, so the attempts it waited
+    for never ran. One slot, a slow endpoint, wake-ups every 20 ms."""
+    overrides = {"max_in_flight": 1, "max_in_flight_per_endpoint": 1, "claim_batch_size": 1}
+    with (
+        running_chaos(lambda _e, _n: "slow", slow_seconds=0.3) as rx,
+        running_server(database_url, overrides, worker=True) as srv,
+    ):
+        org_id, keys = org_with_endpoint(srv.engine, database_url, rx.url())
+        publish(srv.target, keys["events:publish"], org_id, ["full-0", "full-1", "full-2"])
+        deadline = time.monotonic() + 10
+        while statuses(srv.engine).get("delivered", 0) < 3:
+            assert time.monotonic() < deadline, f"stalled: {statuses(srv.engine)}"
+            srv.loop.call_soon_threadsafe(srv.wakeup.set)
+            time.sleep(0.02)
+    assert sorted(rx.by_event()) == ["full-0", "full-1", "full-2"]
