@@ -75,7 +75,7 @@ def _pg_ctl() -> list[str] | None:
 
 
 def _accepting(url: str) -> bool:
-    engine = sa.create_engine(url.replace("+psycopg", "+psycopg"), pool_pre_ping=False)
+    engine = sa.create_engine(url, pool_pre_ping=False)
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
