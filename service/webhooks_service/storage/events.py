@@ -222,30 +222,7 @@ def _targets(conn: sa.Connection, org_ids: list[str], now: datetime) -> dict[str
     """The organisations' enabled configurations (NotFound for a missing organisation)."""
     found: set[str] = set()
     by_org: dict[str, list[_Target]] = {}
-    rows = conn.execute(
-        sa.select(
-            organisations.c.id,
-            configs.c.id.label("config_id"),
-            configs.c.event_types,
-            configs.c.url,
-            configs.c.secret,
-            configs.c.previous_secret,
-            configs.c.previous_secret_expires_at,
-            configs.c.timeout_seconds,
-        )
-        .select_from(
-            organisations.outerjoin(
-                configs,
-                sa.and_(
-                    configs.c.organisation_id == organisations.c.id,
-                    configs.c.enabled.is_(True),
-                ),
-            )
-        )
-        .where(organisations.c.id.in_(org_ids))
-        .order_by(configs.c.created_at, configs.c.id)
-    )
-    for r in rows:
+    for r in conn.execute(_TARGETS, {"org_ids": org_ids}):
         found.add(r.id)
         if r.config_id is not None:
             expires = r.previous_secret_expires_at
@@ -265,6 +242,41 @@ def _targets(conn: sa.Connection, org_ids: list[str], now: datetime) -> dict[str
     return by_org
 
 
+# The statements of the hot path are built once: building them per call
+# costs more Python time than SQLite takes to run them.
+_TARGETS = (
+    sa.select(
+        organisations.c.id,
+        configs.c.id.label("config_id"),
+        configs.c.event_types,
+        configs.c.url,
+        configs.c.secret,
+        configs.c.previous_secret,
+        configs.c.previous_secret_expires_at,
+        configs.c.timeout_seconds,
+    )
+    .select_from(
+        organisations.outerjoin(
+            configs,
+            sa.and_(
+                configs.c.organisation_id == organisations.c.id,
+                configs.c.enabled.is_(True),
+            ),
+        )
+    )
+    .where(organisations.c.id.in_(sa.bindparam("org_ids", expanding=True)))
+    .order_by(configs.c.created_at, configs.c.id)
+)
+_SQLITE_INSERT_EVENTS = (
+    sqlite.insert(events)
+    .on_conflict_do_nothing(index_elements=["organisation_id", "event_id"])
+    .returning(events.c.organisation_id, events.c.event_id, events.c.pk)
+)
+_INSERT_DELIVERIES = sa.insert(deliveries)
+_INSERT_DELIVERIES_RETURNING = _INSERT_DELIVERIES.returning(
+    deliveries.c.id, deliveries.c.event_pk, deliveries.c.config_id, deliveries.c.claim_token
+)
+
 Plans = dict[tuple[str, str], list[tuple[_Target, bool]]]
 Handed = list[tuple[int, int, str]]  # (delivery id, event pk, config id) handed over
 
@@ -276,25 +288,21 @@ def _insert_sqlite(
     now: datetime,
     lease: Lease | None,
 ) -> tuple[dict[tuple[str, str], int], Handed]:
-    stmt = (
-        sqlite.insert(events)
-        .values(
-            [
-                {
-                    "organisation_id": e.organisation_id,
-                    "event_id": e.event_id,
-                    "event_type": e.event_type,
-                    "occurred_at": e.occurred_at,
-                    "payload": e.payload,
-                    "created_at": now,
-                }
-                for e in unique
-            ]
-        )
-        .on_conflict_do_nothing(index_elements=["organisation_id", "event_id"])
-        .returning(events.c.organisation_id, events.c.event_id, events.c.pk)
+    inserted_events = conn.execute(
+        _SQLITE_INSERT_EVENTS,
+        [
+            {
+                "organisation_id": e.organisation_id,
+                "event_id": e.event_id,
+                "event_type": e.event_type,
+                "occurred_at": e.occurred_at,
+                "payload": e.payload,
+                "created_at": now,
+            }
+            for e in unique
+        ],
     )
-    stored = {(r.organisation_id, r.event_id): r.pk for r in conn.execute(stmt)}
+    stored = {(r.organisation_id, r.event_id): r.pk for r in inserted_events}
     rows = [
         {
             "organisation_id": key[0],
@@ -313,14 +321,9 @@ def _insert_sqlite(
     if not rows:
         return stored, []
     if not any(r["claim_token"] for r in rows):
-        conn.execute(sa.insert(deliveries), rows)
+        conn.execute(_INSERT_DELIVERIES, rows)
         return stored, []
-    inserted = conn.execute(
-        sa.insert(deliveries).returning(
-            deliveries.c.id, deliveries.c.event_pk, deliveries.c.config_id, deliveries.c.claim_token
-        ),
-        rows,
-    )
+    inserted = conn.execute(_INSERT_DELIVERIES_RETURNING, rows)
     return stored, [(r.id, r.event_pk, r.config_id) for r in inserted if r.claim_token]
 
 
