@@ -27,12 +27,12 @@ import uuid
 from typing import NoReturn
 
 import grpc
-import sqlalchemy.exc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from webhooks_service import errors
 from webhooks_service.api.ratelimit import retry_after_header
+from webhooks_service.storage import db
 
 log = logging.getLogger(__name__)
 
@@ -60,19 +60,6 @@ INTERNAL_MESSAGE = "internal error"
 MAX_MESSAGE_CHARS = 512
 MAX_VIOLATIONS = 20
 UNAVAILABLE_MESSAGE = "the database is unavailable; retry later"
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    """SQLAlchemy errors that mean "cannot reach / use the database right now"."""
-    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(
-        exc,
-        sqlalchemy.exc.OperationalError
-        | sqlalchemy.exc.InterfaceError
-        | sqlalchemy.exc.TimeoutError
-        | sqlalchemy.exc.DisconnectionError,
-    )
 
 
 def to_status(exc: BaseException) -> tuple[grpc.StatusCode, status_pb2.Status]:
@@ -112,7 +99,7 @@ def to_status(exc: BaseException) -> tuple[grpc.StatusCode, status_pb2.Status]:
             details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
         if isinstance(exc, errors.ConfigurationError):
             log.error("configuration error while serving: %s", exc)
-    if code is None and _is_connection_error(exc):
+    if code is None and db.is_unavailable(exc):
         log.warning("database unavailable: %s", exc)
         code, message = grpc.StatusCode.UNAVAILABLE, UNAVAILABLE_MESSAGE
     if code is None:

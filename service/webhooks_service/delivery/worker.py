@@ -51,7 +51,6 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-import sqlalchemy.exc
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
@@ -59,7 +58,7 @@ from webhooks_service.core.secrets_at_rest import cipher_for
 from webhooks_service.delivery.http import Transport
 from webhooks_service.delivery.retry_policy import AttemptResult, Outcome, RetryPolicy
 from webhooks_service.delivery.signing import webhook_headers
-from webhooks_service.storage import queue
+from webhooks_service.storage import db, queue
 from webhooks_service.storage.models import utcnow
 from webhooks_service.storage.queue import ClaimedDelivery, FinishedAttempt
 
@@ -78,20 +77,6 @@ LEASE_MARGIN_SECONDS = 1.0
 # Results are written when this many are waiting, or this long after the first.
 FLUSH_ROWS = 256
 FLUSH_DELAY_SECONDS = 0.01
-
-
-def _database_unavailable(exc: BaseException) -> bool:
-    """Errors that mean "the database cannot be used right now" (retry the same
-    write later), as opposed to a write that would fail again."""
-    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(
-        exc,
-        sqlalchemy.exc.OperationalError
-        | sqlalchemy.exc.InterfaceError
-        | sqlalchemy.exc.TimeoutError
-        | sqlalchemy.exc.DisconnectionError,
-    )
 
 
 class DeliveryWorker:
@@ -468,7 +453,7 @@ class DeliveryWorker:
                     if self._final:
                         return  # the leases expire; the deliveries run again
                     await asyncio.sleep(min(1.0, self.settings.poll_interval))
-                    if _database_unavailable(exc):
+                    if db.is_unavailable(exc):
                         # A passing outage (server restart, SQLite lock): keep the
                         # whole batch and try again, rather than dropping records
                         # and re-attempting those deliveries after their lease.

@@ -104,6 +104,22 @@ def read_transaction(engine: Engine) -> Iterator[sa.Connection]:
         yield conn
 
 
+def is_unavailable(exc: BaseException) -> bool:
+    """True for errors that mean "the database cannot be reached or used right
+    now" (connection refused or lost, pool timeout, SQLite busy): the same call
+    may succeed later. The API answers UNAVAILABLE for them; the worker keeps
+    its results and writes them again once the database is back."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(
+        exc,
+        sa.exc.OperationalError
+        | sa.exc.InterfaceError
+        | sa.exc.TimeoutError
+        | sa.exc.DisconnectionError,
+    )
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
