@@ -21,9 +21,11 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from tests.support.delivery_env import DeliveryEnv as Env
+from tests.support.delivery_env import delivery_env
 from tests.support.envoy import running_gateway
-from tests.support.receiver import Receiver, Reply, running_receiver
-from tests.support.server import RunningServer, make_org_and_keys, running_server
+from tests.support.receiver import Reply, running_receiver
+from tests.support.server import make_org_and_keys, running_server
 from webhooks.v1 import admin_pb2
 from webhooks_client import (
     AdminClient,
@@ -31,7 +33,6 @@ from webhooks_client import (
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
-    PublisherClient,
 )
 from webhooks_service.core import redelivery
 
@@ -40,43 +41,10 @@ Out = admin_pb2.Outcome
 Status = admin_pb2.DeliveryStatus
 
 
-class Env:
-    def __init__(self, srv: RunningServer, rx: Receiver) -> None:
-        self.srv = srv
-        self.rx = rx
-        self.org_id, self.keys = make_org_and_keys(srv.engine)
-        self.admin = AdminClient(srv.target, self.keys["all"])
-        self.publisher = PublisherClient(srv.target, self.keys["events:publish"])
-
-    def config(self, path: str, types: tuple[str, ...] = ("*",)) -> tuple[Any, str]:
-        response = self.admin.put_webhook_config(url=self.rx.url(path), event_types=types)
-        return response.config, response.secret
-
-    def publish(self, type_: str = "reward.claimed", id: str | None = None) -> str:
-        return self.publisher.publish_event(self.org_id, type_, {"points": 10}, id=id).event_id
-
-    def wait_logs(self, count: int, timeout: float = 15.0, **filters: Any) -> list[Any]:
-        """At least ``count`` log entries matching ``filters`` (newest first)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            logs = list(self.admin.iter_delivery_logs(**filters))
-            if len(logs) >= count:
-                return logs
-            if time.monotonic() > deadline:
-                raise AssertionError(f"expected {count} log entries, got {logs}")
-            time.sleep(0.05)
-
-
 @pytest.fixture
 def env(request: pytest.FixtureRequest, database_url: str) -> Iterator[Env]:
-    overrides = getattr(request, "param", FAST)
-    with running_receiver() as rx, running_server(database_url, overrides, worker=True) as srv:
-        e = Env(srv, rx)
-        try:
-            yield e
-        finally:
-            e.admin.close()
-            e.publisher.close()
+    with delivery_env(database_url, getattr(request, "param", FAST)) as e:
+        yield e
 
 
 def other_org_admin(env: Env) -> AdminClient:
@@ -124,7 +92,7 @@ def test_retry_twice_while_pending_makes_one_attempt(env: Env) -> None:
 
 def test_retry_re_sends_a_delivered_delivery_with_the_same_event_id(env: Env) -> None:
     env.config("/ok")
-    event_id = env.publish()
+    event_id = env.publish().event_id
     delivered = env.wait_logs(1)[0]
     assert delivered.outcome == Out.OUTCOME_DELIVERED
     assert env.admin.retry_delivery(delivered.delivery_id).scheduled

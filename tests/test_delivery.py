@@ -20,8 +20,10 @@ import pytest
 import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook
 
-from tests.support.receiver import Receiver, Reply, running_receiver
-from tests.support.server import RunningServer, make_org_and_keys, running_server
+from tests.support.delivery_env import DeliveryEnv as Env
+from tests.support.delivery_env import delivery_env
+from tests.support.receiver import Reply, running_receiver
+from tests.support.server import make_org_and_keys, running_server
 from tests.support.server import test_settings as make_settings
 from webhooks.v1 import admin_pb2
 from webhooks_client import AdminClient, PublisherClient
@@ -33,47 +35,10 @@ FAST = {"retry_schedule": (0.05, 0.05, 0.05, 0.05)}
 Out = admin_pb2.Outcome
 
 
-class Env:
-    def __init__(self, srv: RunningServer, rx: Receiver) -> None:
-        self.srv = srv
-        self.rx = rx
-        self.org_id, keys = make_org_and_keys(srv.engine)
-        self.admin = AdminClient(srv.target, keys["all"])
-        self.publisher = PublisherClient(srv.target, keys["events:publish"])
-
-    def config(self, path: str, types: list[str] | None = None, url: str = "") -> Any:
-        response = self.admin.put_webhook_config(
-            url=url or self.rx.url(path), event_types=types or ["*"]
-        )
-        return response.config, response.secret
-
-    def publish(self, type_: str = "reward.claimed", id: str | None = None) -> Any:
-        return self.publisher.publish_event(self.org_id, type_, {"points": 10}, id=id)
-
-    def logs(self, **filters: Any) -> list[admin_pb2.DeliveryLog]:
-        return list(self.admin.iter_delivery_logs(**filters))
-
-    def wait_logs(self, count: int, timeout: float = 15.0, **filters: Any) -> list[Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            logs = self.logs(**filters)
-            if len(logs) >= count:
-                return logs
-            if time.monotonic() > deadline:
-                raise AssertionError(f"expected {count} log entries, got {logs}")
-            time.sleep(0.02)
-
-
 @pytest.fixture
 def env(request: pytest.FixtureRequest, database_url: str) -> Iterator[Env]:
-    overrides = getattr(request, "param", FAST)
-    with running_receiver() as rx, running_server(database_url, overrides, worker=True) as srv:
-        e = Env(srv, rx)
-        try:
-            yield e
-        finally:
-            e.admin.close()
-            e.publisher.close()
+    with delivery_env(database_url, getattr(request, "param", FAST)) as e:
+        yield e
 
 
 def test_signed_delivery_verifies_with_standardwebhooks(env: Env) -> None:

@@ -1,0 +1,69 @@
+"""One organisation, a real receiver and the real server with its worker:
+the setting of the end-to-end delivery tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from tests.support.receiver import Receiver, running_receiver
+from tests.support.server import RunningServer, make_org_and_keys, running_server
+from webhooks.v1 import admin_pb2, publisher_pb2
+from webhooks_client import AdminClient, PublisherClient
+
+
+class DeliveryEnv:
+    """Clients of one organisation ("all" scopes and events:publish) on ``srv``."""
+
+    def __init__(self, srv: RunningServer, rx: Receiver) -> None:
+        self.srv = srv
+        self.rx = rx
+        self.org_id, self.keys = make_org_and_keys(srv.engine)
+        self.admin = AdminClient(srv.target, self.keys["all"])
+        self.publisher = PublisherClient(srv.target, self.keys["events:publish"])
+
+    def config(
+        self, path: str, types: Sequence[str] = ("*",), url: str = ""
+    ) -> tuple[admin_pb2.WebhookConfig, str]:
+        """A new config for the receiver's ``path`` (or ``url``): (config, secret)."""
+        response = self.admin.put_webhook_config(
+            url=url or self.rx.url(path), event_types=list(types)
+        )
+        return response.config, response.secret
+
+    def publish(
+        self, type_: str = "reward.claimed", id: str | None = None
+    ) -> publisher_pb2.PublishEventResponse:
+        return self.publisher.publish_event(self.org_id, type_, {"points": 10}, id=id)
+
+    def logs(self, **filters: Any) -> list[admin_pb2.DeliveryLog]:
+        return list(self.admin.iter_delivery_logs(**filters))
+
+    def wait_logs(
+        self, count: int, timeout: float = 15.0, **filters: Any
+    ) -> list[admin_pb2.DeliveryLog]:
+        """At least ``count`` log entries matching ``filters`` (newest first)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            logs = self.logs(**filters)
+            if len(logs) >= count:
+                return logs
+            if time.monotonic() > deadline:
+                raise AssertionError(f"expected {count} log entries, got {logs}")
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self.admin.close()
+        self.publisher.close()
+
+
+@contextmanager
+def delivery_env(database_url: str, overrides: Mapping[str, Any]) -> Iterator[DeliveryEnv]:
+    with running_receiver() as rx, running_server(database_url, overrides, worker=True) as srv:
+        env = DeliveryEnv(srv, rx)
+        try:
+            yield env
+        finally:
+            env.close()
