@@ -35,6 +35,7 @@ from webhooks_service.api.admin import WebhookAdminServicer
 from webhooks_service.api.auth import AuthInterceptor
 from webhooks_service.config import Settings
 from webhooks_service.core.secrets_at_rest import check_key
+from webhooks_service.delivery.target_guard import register_own_listener
 from webhooks_service.errors import ConfigurationError
 from webhooks_service.observability.health import run_database_probe
 
@@ -72,6 +73,7 @@ class ApiServer:
     health: HealthServicer
     serves_publisher: bool
     probe: asyncio.Task[None] | None = None  # database reachability -> health status
+    forget: Callable[[], None] = lambda: None  # leaves the target guard's own listeners
 
     @property
     def target(self) -> str:
@@ -84,6 +86,7 @@ class ApiServer:
             self.probe.cancel()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        self.forget()
 
     async def wait(self) -> None:
         await self.server.wait_for_termination()
@@ -164,4 +167,6 @@ async def start_server(
     # From now on the status follows the database (observability/health.py).
     probe = asyncio.create_task(run_database_probe(engine, health, names))
     log.info("gRPC API listening on %s:%d", host, port)
-    return ApiServer(server, port, host, health, publisher_cls is not None, probe)
+    # No delivery may reach this listener, whatever the allow-list (target_guard.py).
+    forget = register_own_listener(host, port)
+    return ApiServer(server, port, host, health, publisher_cls is not None, probe, forget)

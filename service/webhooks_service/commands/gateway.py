@@ -75,7 +75,8 @@ def add_gateway_arguments(parser: argparse.ArgumentParser, *, listen_option: str
         "--admin-port",
         type=int,
         default=0,
-        help="Envoy admin port on 127.0.0.1 (/ready, /stats); 0 picks a free one [default 0]",
+        help="Envoy admin port on 127.0.0.1 (/ready, /stats); 0: a unix socket in the "
+        "gateway's private temporary folder instead [default 0]",
     )
     parser.add_argument(
         "--max-request-bytes",
@@ -152,7 +153,7 @@ def _run(args: argparse.Namespace) -> int:
         grpc_note = f", gRPC on {envoy.grpc_listen}" if envoy.grpc_listen else ""
         print(
             f"gateway: REST on {envoy.base_url}{grpc_note} -> {', '.join(upstreams)} "
-            f"(Envoy pid {envoy.pid}, admin http://{envoy.admin}/ready)",
+            f"(Envoy pid {envoy.pid}, admin {envoy.admin_url})",
             flush=True,
         )
         while not stop.event.wait(0.5):

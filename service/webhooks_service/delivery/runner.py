@@ -32,6 +32,7 @@ from webhooks_service.config import Settings
 from webhooks_service.core.endpoint_health import run_health_sweep
 from webhooks_service.core.retention import run_retention
 from webhooks_service.core.secrets_at_rest import check_key
+from webhooks_service.delivery.target_guard import register_own_listen_address
 from webhooks_service.delivery.worker import Clock, DeliveryWorker, LocalWorker
 from webhooks_service.observability.metrics import DeliveryObserver
 from webhooks_service.storage import db
@@ -99,9 +100,17 @@ async def run_worker(
         helpers.append(asyncio.create_task(listen_for_deliveries(engine, wakeup)))
     if local is not None:
         local.worker = worker
+    # The configured listeners of this deployment (gRPC, REST gateway, metrics)
+    # are never delivery targets, even when a separate process binds them.
+    forget = [
+        register_own_listen_address(listen)
+        for listen in (settings.grpc_listen, settings.gateway_listen, settings.metrics_listen)
+    ]
     try:
         await worker.run(stop, wakeup)
     finally:
+        for forget_one in forget:
+            forget_one()
         if local is not None and local.worker is worker:
             local.worker = None
         for task in helpers:

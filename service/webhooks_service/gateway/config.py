@@ -141,7 +141,8 @@ class GatewayConfig:
     listen: Address
     upstreams: tuple[Address, ...]
     files: GatewayFiles
-    admin_port: int = 0  # 0: the OS picks one; Envoy writes it to --admin-address-path
+    admin_port: int = 0  # 0: a unix socket (admin_socket); else 127.0.0.1:admin_port
+    admin_socket: str = ""  # the admin's unix socket path (EnvoyProcess fills it in)
     grpc_proxy_listen: Address | None = None  # optional native gRPC listener
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     health_check_interval_s: float = 1.0
@@ -263,7 +264,11 @@ def render(config: GatewayConfig) -> str:
     values = {
         "listen_host": config.listen.host,
         "listen_port": str(config.listen.port),
-        "admin_port": str(config.admin_port),
+        "admin_address": (
+            f"{{pipe: {{path: {_q(config.admin_socket)}, mode: 384}}}}"  # 0600
+            if config.admin_socket
+            else f"{{socket_address: {{address: 127.0.0.1, port_value: {config.admin_port}}}}}"
+        ),
         "descriptor_path": str(config.files.descriptor.resolve()),
         "openapi_path": str(config.files.openapi.resolve()),
         "max_request_bytes": str(config.max_request_bytes),

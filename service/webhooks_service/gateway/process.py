@@ -9,19 +9,37 @@ of health checks is done. If Envoy exits instead (port in use, bad config),
 :meth:`EnvoyProcess.start` raises :class:`ConfigurationError` with Envoy's own
 one-line reason.
 
-The admin interface listens on 127.0.0.1 only. With ``admin_port=0`` the OS
-picks the port and Envoy writes it to ``--admin-address-path``; a listen port
-of 0 is read back from the admin ``/listeners`` endpoint (``listen_address``).
+The admin interface (``/quitquitquit``, ``/stats``, …) listens on a unix
+socket (mode 0600) in the private temporary folder by default, so nothing that
+speaks TCP — a tenant's webhook endpoint included — can reach it. An explicit
+``admin_port`` puts it on 127.0.0.1:PORT instead; that port, like the REST and
+gRPC listeners, is registered with the delivery target guard, which never
+connects to the service's own listeners. A listen port of 0 is read back from
+the admin ``/listeners`` endpoint (``listen_address``).
+
+Envoy dies with its parent: it is started with ``PR_SET_PDEATHSIG`` = SIGKILL
+(Linux), so a SIGKILL/SIGHUP of ``webhooks run`` / ``webhooks gateway`` does not
+leave it holding the REST port. Each gateway's folder
+(``$TMPDIR/webhooks-gateway-*``) records the owner's and Envoy's pids
+(``gateway.json``); the next start removes folders whose processes are gone,
+and when its port is taken by an Envoy left over from an older crash (one that
+predates this protection, or whose parent was kill -9'd on another OS), the
+error names that Envoy's pid and folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import dataclasses
+import http.client
 import importlib
 import json
+import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,12 +48,18 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from types import TracebackType
 
+from webhooks_service.delivery.target_guard import register_own_listener
 from webhooks_service.errors import ConfigurationError
 from webhooks_service.gateway.config import Address, GatewayConfig, render
+
+TMP_PREFIX = "webhooks-gateway-"
+STATE_FILE = "gateway.json"
+ADMIN_SOCKET = "admin.sock"
 
 __all__ = ["EnvoyProcess", "find_envoy"]
 
@@ -71,6 +95,120 @@ def _http_get(url: str, timeout: float = 1.0) -> tuple[int, str]:
             return int(resp.status), resp.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode(errors="replace")
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+def _unix_request(path: str, method: str, target: str, timeout: float = 1.0) -> tuple[int, str]:
+    conn = _UnixHTTPConnection(path, timeout)
+    try:
+        conn.request(method, target)
+        resp = conn.getresponse()
+        return int(resp.status), resp.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
+# -- dying with the parent ---------------------------------------------------
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _pdeathsig_preexec() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGKILL when its parent dies
+    (Linux ``prctl(PR_SET_PDEATHSIG)``); None where that does not exist."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:  # runs in the child between fork and exec: no Python objects
+        os.setsid()  # Ctrl-C goes to us; we stop Envoy ourselves
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+# -- leftovers of earlier gateways -------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
+
+
+def _envoy_of(folder: Path, pid: int) -> bool:
+    """True when ``pid`` is an Envoy running with a config from ``folder``."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return _alive(pid)  # no /proc: trust the pid
+    return str(folder) in cmdline
+
+
+@dataclasses.dataclass(frozen=True)
+class Leftover:
+    """An Envoy of an earlier gateway whose owner is gone, still running."""
+
+    envoy_pid: int
+    folder: Path
+    listen: str
+
+
+def clean_leftovers(tmp_root: Path | None = None) -> list[Leftover]:
+    """Remove the folders of earlier gateways whose processes are gone; return
+    the Envoys still running although their owner died (orphans)."""
+    root = Path(tmp_root or tempfile.gettempdir())
+    orphans: list[Leftover] = []
+    for folder in root.glob(TMP_PREFIX + "*"):
+        if not folder.is_dir():
+            continue
+        try:
+            state = json.loads((folder / STATE_FILE).read_text())
+            owner, envoy = int(state["owner_pid"]), int(state.get("envoy_pid") or 0)
+        except (OSError, ValueError, KeyError, TypeError):
+            try:  # no state: a folder older than an hour is a leftover
+                stale = time.time() - folder.stat().st_mtime > 3600
+            except OSError:
+                continue
+            if stale:
+                shutil.rmtree(folder, ignore_errors=True)
+            continue
+        if owner == os.getpid() or _alive(owner):
+            continue  # a live gateway's folder (maybe another of this process)
+        envoy_running = envoy > 0 and _alive(envoy) and _envoy_of(folder, envoy)
+        if envoy_running:
+            orphans.append(Leftover(envoy, folder, str(state.get("listen", ""))))
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+    return orphans
 
 
 # Envoy warnings that are expected here, not news: a deployment note printed on
@@ -113,6 +251,9 @@ class EnvoyProcess:
         self.echo_logs = echo_logs
         self._proc: subprocess.Popen[bytes] | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._leftovers: list[Leftover] = []
+        self._forget: list[Callable[[], None]] = []
+        self.admin_socket: Path | None = None  # the admin's unix socket (default)
         self._log_tail: deque[str] = deque(maxlen=200)
         self._reader: threading.Thread | None = None
         self.admin: Address | None = None
@@ -123,10 +264,15 @@ class EnvoyProcess:
     # -- lifecycle ---------------------------------------------------------
 
     def start(self, timeout: float = 30.0) -> EnvoyProcess:
-        self._tmp = tempfile.TemporaryDirectory(prefix="webhooks-gateway-")
+        self._leftovers = clean_leftovers()
+        self._tmp = tempfile.TemporaryDirectory(prefix=TMP_PREFIX)
         tmp = Path(self._tmp.name)
         bootstrap = tmp / "envoy.yaml"
-        bootstrap.write_text(render(self.config))
+        config = self.config
+        if config.admin_port == 0:
+            self.admin_socket = tmp / ADMIN_SOCKET
+            config = dataclasses.replace(config, admin_socket=str(self.admin_socket))
+        bootstrap.write_text(render(config))
         admin_path = tmp / "admin-address"
         cmd = [
             str(find_envoy()),
@@ -142,13 +288,17 @@ class EnvoyProcess:
         ]
         if self.concurrency:
             cmd += ["--concurrency", str(self.concurrency)]
+        preexec = _pdeathsig_preexec()
         self._proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            start_new_session=True,  # Ctrl-C goes to us; we stop Envoy ourselves
+            # Ctrl-C goes to us; we stop Envoy ourselves (preexec does setsid too)
+            start_new_session=preexec is None,
+            preexec_fn=preexec,  # Envoy gets SIGKILL when this process dies
         )
+        self._write_state(tmp)
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
         try:
@@ -168,15 +318,51 @@ class EnvoyProcess:
             if self.echo_logs and self.listen is not None:  # after start: the reason
                 print(f"envoy: {line}", file=sys.stderr, flush=True)
 
+    def _write_state(self, tmp: Path) -> None:
+        assert self._proc is not None
+        state = {
+            "owner_pid": os.getpid(),
+            "envoy_pid": self._proc.pid,
+            "listen": str(self.config.listen),
+        }
+        (tmp / STATE_FILE).write_text(json.dumps(state))
+
     def _died(self) -> ConfigurationError:
         assert self._proc is not None
         if self._reader is not None:
             self._reader.join(timeout=2)
         reason = _one_line_reason(list(self._log_tail))
+        if "already in use" in reason and self._leftovers:
+            named = "; ".join(
+                f"Envoy pid {o.envoy_pid} (listening on {o.listen or '?'}, folder {o.folder})"
+                for o in self._leftovers
+            )
+            reason += (
+                f" — an Envoy left over from an earlier gateway whose owner is gone is "
+                f"still running: {named}; stop it (kill {self._leftovers[0].envoy_pid}) "
+                "and start again"
+            )
         return ConfigurationError(
             f"gateway on {self.config.listen} did not start (Envoy exited "
             f"{self._proc.returncode}): {reason}"
         )
+
+    def _admin(self, method: str, target: str, timeout: float = 1.0) -> tuple[int, str]:
+        if self.admin_socket is not None:
+            return _unix_request(str(self.admin_socket), method, target, timeout)
+        assert self.admin is not None
+        if method == "GET":
+            return _http_get(f"http://{self.admin}{target}", timeout)
+        request = urllib.request.Request(f"http://{self.admin}{target}", method=method)
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            return int(resp.status), resp.read().decode()
+
+    @property
+    def admin_url(self) -> str:
+        """Where the admin interface is, for messages."""
+        if self.admin_socket is not None:
+            return f"unix:{self.admin_socket}"
+        return f"http://{self.admin}"
 
     def _wait_ready(self, admin_path: Path, timeout: float) -> None:
         assert self._proc is not None
@@ -184,17 +370,21 @@ class EnvoyProcess:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise self._died()
-            if self.admin is None and admin_path.exists():
+            if self.admin_socket is None and self.admin is None and admin_path.exists():
                 text = admin_path.read_text().strip()
                 if text:
                     host, _, port = text.rpartition(":")
                     self.admin = Address(host.strip("[]"), int(port))
-            if self.admin is not None:
-                with contextlib.suppress(OSError):
-                    status, body = _http_get(f"http://{self.admin}/ready")
+            admin_known = self.admin is not None or (
+                self.admin_socket is not None and self.admin_socket.exists()
+            )
+            if admin_known:
+                with contextlib.suppress(OSError, http.client.HTTPException):
+                    status, body = self._admin("GET", "/ready")
                     if status == 200 and body.strip() == "LIVE":
                         self.grpc_listen = self._listener_address("grpc")
                         self.listen = self._listener_address("rest")
+                        self._register_listeners()
                         return
             time.sleep(0.05)
         raise ConfigurationError(
@@ -202,9 +392,15 @@ class EnvoyProcess:
             f"last Envoy output: {_one_line_reason(list(self._log_tail))}"
         )
 
+    def _register_listeners(self) -> None:
+        """No delivery may reach the gateway's listeners (delivery/target_guard.py)."""
+        for address in (self.listen, self.grpc_listen, self.admin):
+            if address is not None:
+                self._forget.append(register_own_listener(address.host, address.port))
+
     def _listener_address(self, name: str) -> Address | None:
         """The bound address of a listener (resolves a port of 0); None if absent."""
-        _, body = _http_get(f"http://{self.admin}/listeners?format=json")
+        _, body = self._admin("GET", "/listeners?format=json")
         for listener in json.loads(body).get("listener_statuses", []):
             if listener.get("name") == name:
                 sock = listener["local_address"]["socket_address"]
@@ -234,17 +430,17 @@ class EnvoyProcess:
             if self._reader is not None:
                 self._reader.join(timeout=2)
             proc.stderr.close()
+        for forget in self._forget:
+            forget()
+        self._forget.clear()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
 
     def _drain(self, grace: float) -> None:
         deadline = time.monotonic() + grace
-        with contextlib.suppress(OSError):
-            request = urllib.request.Request(
-                f"http://{self.admin}/drain_listeners?graceful", method="POST"
-            )
-            urllib.request.urlopen(request, timeout=2).close()
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            self._admin("POST", "/drain_listeners?graceful", timeout=2)
             self.draining.set()
             while time.monotonic() < deadline and self.requests_in_flight() > 0:
                 time.sleep(0.05)
@@ -289,8 +485,7 @@ class EnvoyProcess:
         return f"http://{Address(host, self.listen.port)}"
 
     def admin_get(self, path: str) -> tuple[int, str]:
-        assert self.admin is not None
-        return _http_get(f"http://{self.admin}{path}")
+        return self._admin("GET", path)
 
     def log_tail(self) -> list[str]:
         return list(self._log_tail)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from sqlalchemy.engine import Engine
 
+from webhooks_service.delivery.target_guard import register_own_listener
 from webhooks_service.errors import ConfigurationError
 from webhooks_service.observability.logging import log_attempts
 from webhooks_service.storage.endpoint_health import attempted
@@ -117,8 +118,10 @@ class MetricsServer:
     host: str
     port: int
     _server: Any
+    _forget: Callable[[], None] = lambda: None  # drops it from the target guard's own listeners
 
     def close(self) -> None:
+        self._forget()
         self._server.shutdown()
         self._server.server_close()
 
@@ -132,7 +135,9 @@ def start_metrics_server(listen: str, metrics: Metrics) -> MetricsServer:
         server, _thread = start_http_server(port, addr=host, registry=metrics.registry)
     except OSError as exc:
         raise ConfigurationError(f"cannot serve metrics on {listen}: {exc.strerror}") from exc
-    return MetricsServer(host, int(server.server_port), server)
+    bound = int(server.server_port)
+    # Deliveries never go to our own listeners (delivery/target_guard.py).
+    return MetricsServer(host, bound, server, register_own_listener(host, bound))
 
 
 async def run_queue_gauges(
