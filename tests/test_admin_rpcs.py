@@ -129,7 +129,7 @@ def test_retry_errors(env: Env) -> None:
     with pytest.raises(InvalidArgumentError):
         env.admin.retry_delivery("")
     with pytest.raises(NotFoundError):
-        env.admin.retry_delivery("dlv_999999")
+        env.admin.retry_delivery("dlv_00000000000f423f")
     with other_org_admin(env) as other, pytest.raises(NotFoundError):
         other.retry_delivery(dlv)  # another organisation's id is NOT_FOUND
     reader = AdminClient(env.srv.target, env.keys["webhooks:read"])
@@ -364,7 +364,7 @@ def test_rest_retry_and_replay(rest_env: tuple[Env, str], rest: httpx.Client) ->
     assert body["delivery"]["id"] == failed.delivery_id
     assert body["delivery"]["status"] == "DELIVERY_STATUS_PENDING"
     env.wait_logs(1, config_id=config.id, outcome="delivered")
-    assert rest.post("/webhooks/deliveries/dlv_999999:retry").status_code == 404
+    assert rest.post("/webhooks/deliveries/dlv_00000000000f423f:retry").status_code == 404
     resp = rest.get(f"/webhooks/deliveries/{failed.delivery_id}:retry")
     assert resp.status_code == 405 and resp.headers["allow"] == "POST"
 

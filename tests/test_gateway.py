@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from tests.support.envoy import running_gateway
 from tests.support.server import RunningServer, make_key, make_org_and_keys, running_server
 from webhooks.v1 import admin_pb2, admin_pb2_grpc, events_pb2, publisher_pb2, publisher_pb2_grpc
+from webhooks_service.core.server_keys import keyring
 from webhooks_service.gateway import EnvoyProcess, find_gateway_dir
 from webhooks_service.storage.models import Delivery, DeliveryAttempt, Event
 
@@ -206,7 +207,8 @@ def _insert_attempts(engine: sa.Engine, org_id: str, config_id: str, count: int)
             .where(DeliveryAttempt.organisation_id == org_id)
             .order_by(DeliveryAttempt.id.desc())
         ).scalars()
-        return [f"att_{i}" for i in ids]
+        public = keyring(engine).ids
+        return [public.attempt(i) for i in ids]
 
 
 def test_get_logs_pages_through_every_row_once(

@@ -192,7 +192,7 @@ def test_id_taking_methods_treat_another_orgs_ids_as_unknown(world: World, metho
     response_cls = getattr(admin_pb2, desc.output_type.name)
     g = world.globex
     theirs = {"config_id": g.config_id, "delivery_id": g.delivery_id}
-    made_up = {"config_id": MADE_UP_CONFIG, "delivery_id": "dlv_987654321"}
+    made_up = {"config_id": MADE_UP_CONFIG, "delivery_id": "dlv_000000003ade68b1"}
     before = world.globex_state()
     answers = []
     with grpc.insecure_channel(world.srv.target) as channel:
@@ -391,7 +391,7 @@ def test_rest_id_paths_treat_another_orgs_ids_as_unknown(
     answers = []
     for config_id, delivery_id in (
         (g.config_id, g.delivery_id),
-        (MADE_UP_CONFIG, "dlv_987654321"),
+        (MADE_UP_CONFIG, "dlv_000000003ade68b1"),
     ):
         url = gw.base_url + path.format(config_id=config_id, delivery_id=delivery_id)
         since = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -20,6 +20,8 @@ from tests.support.seed import seed_attempts
 from tests.support.server import RunningServer
 from webhooks.v1 import admin_pb2
 from webhooks_client import AdminClient, InvalidArgumentError
+from webhooks_service.core.ids import PublicIds
+from webhooks_service.core.server_keys import keyring
 from webhooks_service.storage import logs as log_store
 from webhooks_service.storage.logs import LogFilters
 
@@ -29,9 +31,11 @@ class Seeded:
     client: AdminClient
     configs: list[str]
     ids: list[int]  # attempt ids, oldest first
+    public: PublicIds  # the server's opaque att_… ids
 
     def expected(self, ids: list[int] | None = None) -> list[str]:
-        return [f"att_{i}" for i in sorted(ids if ids is not None else self.ids, reverse=True)]
+        chosen = sorted(ids if ids is not None else self.ids, reverse=True)
+        return [self.public.attempt(i) for i in chosen]
 
 
 @pytest.fixture
@@ -42,7 +46,7 @@ def seeded(server: RunningServer, org: OrgKeys) -> Iterator[Seeded]:  # noqa: F8
             for i in range(2)
         ]
         ids = seed_attempts(server.engine, org.id, configs, 23)
-        yield Seeded(client, configs, ids)
+        yield Seeded(client, configs, ids, keyring(server.engine).ids)
 
 
 def walk(client: AdminClient, page_size: int, **filters: Any) -> list[list[str]]:

@@ -176,6 +176,13 @@ SETTINGS: tuple[Setting, ...] = (
         "address of the Prometheus metrics endpoint (GET /metrics); empty disables it",
     ),
     Setting(
+        "log_page_max_bytes",
+        "4194304",
+        "byte budget of one ListDeliveryLogs page: a page stops early (with a "
+        "next_page_token) once its entries reach it; at least one entry",
+        int,
+    ),
+    Setting(
         "endpoint_failure_disable_after",
         "5d",
         "disable an endpoint whose every attempt has failed for this long "
@@ -216,6 +223,7 @@ class Settings:
     prune_pause: float = 0.05
     log_format: str = "auto"
     metrics_listen: str = "127.0.0.1:9464"
+    log_page_max_bytes: int = 4194304
     endpoint_failure_disable_after: float = 432000.0
 
     @classmethod

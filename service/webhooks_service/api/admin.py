@@ -22,6 +22,8 @@ from webhooks_service.api.auth import require_organisation
 from webhooks_service.api.operations import AdminOperations
 from webhooks_service.config import Settings
 from webhooks_service.core import configs, logs
+from webhooks_service.core.ids import PublicIds
+from webhooks_service.core.server_keys import keyring
 from webhooks_service.errors import FieldViolation, InvalidArgument
 from webhooks_service.storage.endpoint_health import EndpointHealth
 
@@ -48,6 +50,17 @@ def outcome_from_proto(value: int) -> str:
         raise InvalidArgument(
             "invalid outcome filter", [FieldViolation("outcome", f"unknown value {value}")]
         ) from exc
+
+
+def view_is_full(value: int) -> bool:
+    """DELIVERY_LOG_VIEW_BASIC -> False; FULL or unspecified (the default) -> True."""
+    if value == admin_pb2.DELIVERY_LOG_VIEW_BASIC:
+        return False
+    if value in (admin_pb2.DELIVERY_LOG_VIEW_FULL, admin_pb2.DELIVERY_LOG_VIEW_UNSPECIFIED):
+        return True
+    raise InvalidArgument(
+        "invalid view", [FieldViolation("view", f"unknown value {value}; BASIC or FULL")]
+    )
 
 
 def config_to_proto(row: configs.ConfigRow) -> admin_pb2.WebhookConfig:
@@ -79,13 +92,14 @@ def health_to_proto(h: EndpointHealth) -> admin_pb2.EndpointHealth:
     return out
 
 
-def log_to_proto(row: logs.LogRow) -> admin_pb2.DeliveryLog:
+def log_to_proto(row: logs.LogRow, ids: PublicIds) -> admin_pb2.DeliveryLog:
+    """One log entry; ``ids`` turns the integer keys into the opaque public ids."""
     entry = admin_pb2.DeliveryLog(
-        id=f"att_{row.id}",
+        id=ids.attempt(row.id),
         event_id=row.event_id,
         event_type=row.event_type,
         config_id=row.config_id,
-        delivery_id=f"dlv_{row.delivery_id}",
+        delivery_id=ids.delivery(row.delivery_id),
         attempt=row.attempt,
         url=row.url,
         request_body=row.request_body,
@@ -170,7 +184,10 @@ class WebhookAdminServicer(AdminOperations, admin_pb2_grpc.WebhookAdminServicer)
             page_size=request.page_size,
             page_token=request.page_token,
             filters=filters,
+            full=view_is_full(request.view),
+            max_bytes=self._settings.log_page_max_bytes,
         )
+        ids = keyring(self._engine).ids
         return admin_pb2.ListDeliveryLogsResponse(
-            logs=[log_to_proto(r) for r in rows], next_page_token=token
+            logs=[log_to_proto(r, ids) for r in rows], next_page_token=token
         )

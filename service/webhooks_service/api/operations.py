@@ -27,6 +27,8 @@ from webhooks.v1 import admin_pb2
 from webhooks_service.api.auth import require_organisation
 from webhooks_service.config import Settings
 from webhooks_service.core import ping, redelivery, rotation
+from webhooks_service.core.ids import PublicIds
+from webhooks_service.core.server_keys import keyring
 from webhooks_service.errors import FieldViolation, InvalidArgument
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -46,9 +48,9 @@ def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
     return ts
 
 
-def delivery_to_proto(state: redelivery.DeliveryState) -> admin_pb2.Delivery:
+def delivery_to_proto(state: redelivery.DeliveryState, ids: PublicIds) -> admin_pb2.Delivery:
     message = admin_pb2.Delivery(
-        id=f"dlv_{state.id}",
+        id=ids.delivery(state.id),
         event_id=state.event_id,
         event_type=state.event_type,
         config_id=state.config_id,
@@ -99,7 +101,8 @@ class AdminOperations:
         if result.scheduled:
             self._wake_worker()
         return admin_pb2.RetryDeliveryResponse(
-            delivery=delivery_to_proto(result.delivery), scheduled=result.scheduled
+            delivery=delivery_to_proto(result.delivery, keyring(self._engine).ids),
+            scheduled=result.scheduled,
         )
 
     async def ReplayDeliveries(
@@ -127,7 +130,7 @@ class AdminOperations:
 
         org = require_organisation()
         row = await ping.send_test_event(self._engine, self._settings, org, request.config_id)
-        return admin_pb2.SendTestEventResponse(log=log_to_proto(row))
+        return admin_pb2.SendTestEventResponse(log=log_to_proto(row, keyring(self._engine).ids))
 
     async def RotateWebhookSecret(
         self, request: admin_pb2.RotateWebhookSecretRequest, context: Context

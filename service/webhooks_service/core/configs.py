@@ -18,7 +18,7 @@ import binascii
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from sqlalchemy.engine import Engine
@@ -27,6 +27,7 @@ from webhooks_service.config import Settings
 from webhooks_service.core import catalog, pagetokens
 from webhooks_service.core.ids import new_id
 from webhooks_service.core.secrets_at_rest import cipher_for
+from webhooks_service.core.server_keys import keyring
 from webhooks_service.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from webhooks_service.storage import configs as store
 from webhooks_service.storage import db, endpoint_health
@@ -230,6 +231,24 @@ def put_config(
         return PutResult(replace(row, secret=secret or generated), generated, created=True)
 
 
+def _config_position(position: object) -> tuple[datetime, str]:
+    """A configs page token's (created_at, id), range-checked: an aware
+    timestamp that is a UTC instant inside years 1-9999 and an id of at most
+    32 characters; anything else is INVALID_ARGUMENT."""
+    if not (isinstance(position, list) and len(position) == 2):
+        raise pagetokens.invalid()
+    text, config_id = position
+    if not (isinstance(text, str) and isinstance(config_id, str) and len(config_id) <= 32):
+        raise pagetokens.invalid()
+    try:
+        created = datetime.fromisoformat(text)
+        if created.tzinfo is None:
+            raise ValueError("naive timestamp")
+        return created.astimezone(UTC), config_id
+    except (ValueError, OverflowError) as exc:
+        raise pagetokens.invalid() from exc
+
+
 def list_configs(
     engine: Engine,
     organisation_id: str,
@@ -249,23 +268,17 @@ def list_configs(
         )
     size = min(page_size or LIST_DEFAULT_PAGE_SIZE, LIST_MAX_PAGE_SIZE)
     bound = pagetokens.binding("configs", organisation_id)
+    key = keyring(engine).tokens
     after: tuple[datetime, str] | None = None
     if page_token:
-        position = pagetokens.decode(page_token, bound)
-        try:
-            after = (datetime.fromisoformat(position[0]), str(position[1]))
-        except (TypeError, ValueError, IndexError, KeyError) as exc:
-            raise InvalidArgument(
-                "invalid page_token",
-                [FieldViolation("page_token", "not a token this service issued")],
-            ) from exc
+        after = _config_position(pagetokens.decode(page_token, bound, key))
     with db.read_transaction(engine) as conn:
         rows = store.list_page(conn, organisation_id, after=after, limit=size + 1)
     next_token = ""
     if len(rows) > size:
         rows = rows[:size]
         last = rows[-1]
-        next_token = pagetokens.encode([last.created_at.isoformat(), last.id], bound)
+        next_token = pagetokens.encode([last.created_at.isoformat(), last.id], bound, key)
     cipher = cipher_for(secret_key)
     opened = [replace(r, secret=cipher.open(r.secret), previous_secret=None) for r in rows]
     return opened, next_token

@@ -1,14 +1,89 @@
-"""Random public ids: ``org_…``, ``key_…``, ``whc_…``.
+"""Public ids.
 
-Twenty lowercase hex characters (80 random bits) after the prefix: short
-enough for the 32-character id columns, long enough never to collide, and
-without ``_`` so that an API key ``whk_<id part>_<secret>`` splits cleanly.
+Random ids ``org_…``, ``key_…``, ``whc_…``: twenty lowercase hex characters
+(80 random bits) after the prefix: short enough for the 32-character id
+columns, long enough never to collide, and without ``_`` so that an API key
+``whk_<id part>_<secret part>`` splits cleanly.
+
+Delivery and attempt ids ``dlv_…`` / ``att_…`` are the integer keys of those
+rows under a keyed permutation (:class:`PublicIds`): a 4-round Feistel
+network over 64 bits (BLAKE2b keyed per round as the round function), printed
+as 16 hex characters. Sequential keys come out unrelated, so an id tells a
+tenant nothing about how many deliveries other organisations made between two
+of theirs, and without the key (``core/server_keys.py``) nobody can compute
+the id of a neighbouring row. They are encoded and decoded at the API
+boundary only; storage and the worker use the integers.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import secrets
+
+DELIVERY_PREFIX = "dlv"
+ATTEMPT_PREFIX = "att"
+_MASK32 = 0xFFFFFFFF
+_MAX_KEY = 2**63 - 1  # BIGINT
+_PUBLIC = re.compile(r"[0-9a-f]{16}")
+_ROUNDS = 4
 
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(10)}"
+
+
+class _Permutation:
+    """A keyed permutation of 64-bit integers (balanced Feistel network)."""
+
+    def __init__(self, key: bytes) -> None:
+        self._round_keys = [
+            hashlib.blake2b(key + bytes([i]), digest_size=32).digest() for i in range(_ROUNDS)
+        ]
+
+    def _f(self, i: int, half: int) -> int:
+        digest = hashlib.blake2b(
+            half.to_bytes(4, "big"), key=self._round_keys[i], digest_size=4
+        ).digest()
+        return int.from_bytes(digest, "big")
+
+    def forward(self, value: int) -> int:
+        left, right = value >> 32, value & _MASK32
+        for i in range(_ROUNDS):
+            left, right = right, left ^ self._f(i, right)
+        return (left << 32) | right
+
+    def backward(self, value: int) -> int:
+        left, right = value >> 32, value & _MASK32
+        for i in reversed(range(_ROUNDS)):
+            left, right = right ^ self._f(i, left), left
+        return (left << 32) | right
+
+
+class PublicIds:
+    """Opaque ``dlv_…`` / ``att_…`` ids for integer keys, and back."""
+
+    def __init__(self, key: bytes) -> None:
+        self._delivery = _Permutation(key + b"delivery")
+        self._attempt = _Permutation(key + b"attempt")
+
+    def delivery(self, pk: int) -> str:
+        return f"{DELIVERY_PREFIX}_{self._delivery.forward(pk):016x}"
+
+    def attempt(self, pk: int) -> str:
+        return f"{ATTEMPT_PREFIX}_{self._attempt.forward(pk):016x}"
+
+    def parse_delivery(self, public: str) -> int | None:
+        """The key behind ``dlv_…``; None when it is not one this service could issue."""
+        return self._parse(public, DELIVERY_PREFIX, self._delivery)
+
+    def parse_attempt(self, public: str) -> int | None:
+        return self._parse(public, ATTEMPT_PREFIX, self._attempt)
+
+    @staticmethod
+    def _parse(public: str, prefix: str, perm: _Permutation) -> int | None:
+        head, sep, body = public.partition("_")
+        if head != prefix or not sep or not _PUBLIC.fullmatch(body):
+            return None
+        pk = perm.backward(int(body, 16))
+        return pk if 1 <= pk <= _MAX_KEY else None

@@ -1,9 +1,15 @@
 """The delivery log use case: validated, keyset-paginated ListDeliveryLogs.
 
-Page tokens carry the id of the last attempt shown and are bound to the
+Page tokens carry the id of the last attempt shown, sealed and bound to the
 organisation and the filters (see ``core/pagetokens.py``). Because pages
 continue strictly below the last id, rows written while a client walks the
 log (always with higher ids) never shift or repeat entries of the walk.
+
+A page is bounded twice: ``page_size`` entries, and ``max_bytes`` (the
+operator's ``log_page_max_bytes``, a few MiB) of entries, whichever comes
+first; a page cut by the budget has a ``next_page_token`` like any other.
+The BASIC view leaves the bodies out (and so fits ``page_size`` entries in
+nearly any budget).
 """
 
 from __future__ import annotations
@@ -12,15 +18,26 @@ from sqlalchemy.engine import Engine
 
 from webhooks_service.core import catalog, pagetokens
 from webhooks_service.core.ping import PING_TYPE  # test events, outside the catalog
+from webhooks_service.core.server_keys import keyring
 from webhooks_service.errors import FieldViolation, InvalidArgument
 from webhooks_service.storage import db
 from webhooks_service.storage import logs as store
 from webhooks_service.storage.logs import LogFilters, LogRow
 
-__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "OUTCOMES", "LogFilters", "LogRow", "list_logs"]
+__all__ = [
+    "DEFAULT_MAX_PAGE_BYTES",
+    "DEFAULT_PAGE_SIZE",
+    "MAX_PAGE_SIZE",
+    "OUTCOMES",
+    "LogFilters",
+    "LogRow",
+    "list_logs",
+]
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
+DEFAULT_MAX_PAGE_BYTES = 4 * 1024 * 1024
+_MAX_POSITION = 2**63 - 1
 OUTCOMES = ("delivered", "retry_scheduled", "failed", "dead")
 
 
@@ -48,27 +65,43 @@ def list_logs(
     page_size: int = 0,
     page_token: str = "",
     filters: LogFilters | None = None,
+    full: bool = True,
+    max_bytes: int = DEFAULT_MAX_PAGE_BYTES,
 ) -> tuple[list[LogRow], str]:
-    """One page of the organisation's attempts, newest first, and the next page's token."""
+    """One page of the organisation's attempts, newest first, and the next page's token.
+
+    ``full``: with request and response bodies (the FULL view); ``max_bytes``:
+    the page's byte budget (see module doc)."""
     filters = filters or LogFilters()
     problems = _validate(page_size, filters)
     if problems:
         raise InvalidArgument("invalid ListDeliveryLogs request", problems)
     size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    # The view is not part of the binding: a client may switch views mid-walk.
     bound = pagetokens.binding("logs", organisation_id, *filters.key())
+    key = keyring(engine).tokens
     before: int | None = None
     if page_token:
-        position = pagetokens.decode(page_token, bound)
-        if not isinstance(position, int) or isinstance(position, bool) or position < 1:
-            raise InvalidArgument(
-                "invalid page_token",
-                [FieldViolation("page_token", "not a token this service issued")],
-            )
+        position = pagetokens.decode(page_token, bound, key)
+        if (
+            not isinstance(position, int)
+            or isinstance(position, bool)
+            or not 1 <= position <= _MAX_POSITION
+        ):
+            raise pagetokens.invalid()
         before = position
     with db.read_transaction(engine) as conn:
-        rows = store.list_page(conn, organisation_id, filters, before_id=before, limit=size + 1)
+        rows, cut = store.bounded_page(
+            conn,
+            organisation_id,
+            filters,
+            before_id=before,
+            limit=size + 1,
+            max_bytes=max_bytes,
+            full=full,
+        )
     next_token = ""
-    if len(rows) > size:
+    if len(rows) > size or cut:
         rows = rows[:size]
-        next_token = pagetokens.encode(rows[-1].id, bound)
+        next_token = pagetokens.encode(rows[-1].id, bound, key)
     return rows, next_token

@@ -35,6 +35,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
+from webhooks_service.core.ids import PublicIds
+from webhooks_service.core.server_keys import keyring
 from webhooks_service.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from webhooks_service.storage import replay as store
 from webhooks_service.storage.models import utcnow
@@ -54,7 +56,7 @@ __all__ = [
 MAX_REPLAY_RANGE = timedelta(days=31)
 MAX_REPLAY_DELIVERIES = 10_000
 REPLAYABLE = ("failed", "dead")
-_DELIVERY_ID = re.compile(r"dlv_([1-9][0-9]{0,17})")
+_DELIVERY_ID = re.compile(r"dlv_[0-9a-f]{16}")
 
 Clock = Callable[[], datetime]
 
@@ -65,15 +67,15 @@ class RetryResult:
     scheduled: bool  # False: already due or being attempted; nothing changed
 
 
-def parse_delivery_id(value: str, field: str = "delivery_id") -> int:
-    """``dlv_42`` -> 42; INVALID_ARGUMENT for anything else."""
-    match = _DELIVERY_ID.fullmatch(value)
+def parse_delivery_id(ids: PublicIds, value: str, field: str = "delivery_id") -> int | None:
+    """The key behind an opaque ``dlv_…`` id (None: well-formed but not one of
+    ours, answered like an unknown id); INVALID_ARGUMENT when malformed."""
     if not value:
         problem = "required: the delivery id, dlv_… (the delivery_id of a log entry)"
-    elif match is None:
-        problem = f"{value[:64]!r} is not a delivery id (dlv_…)"
+    elif _DELIVERY_ID.fullmatch(value) is None:
+        problem = f"{value[:64]!r} is not a delivery id (dlv_ and 16 hex digits)"
     else:
-        return int(match.group(1))
+        return ids.parse_delivery(value)
     raise InvalidArgument(f"invalid {field}", [FieldViolation(field, problem)])
 
 
@@ -88,7 +90,9 @@ def retry_delivery(
     engine: Engine, organisation_id: str, delivery_id: str, *, clock: Clock = utcnow
 ) -> RetryResult:
     """Schedule one delivery of the organisation for an attempt now (see module doc)."""
-    number = parse_delivery_id(delivery_id)
+    number = parse_delivery_id(keyring(engine).ids, delivery_id)
+    if number is None:
+        raise NotFound(f"delivery {delivery_id} not found")
     state, scheduled = store.retry_delivery(engine, organisation_id, number, clock())
     if state is None:
         raise NotFound(f"delivery {delivery_id} not found")

@@ -1,12 +1,18 @@
 """The delivery log query: keyset pages of ``delivery_attempts``, newest first.
 
-One function, :func:`list_page`. The inner query reads at most ``limit``
-attempt rows through one of the ``ix_attempts_org*`` indexes
+One query, :func:`bounded_page` (:func:`list_page`: the same without a
+budget). It reads at most ``limit`` attempt rows through one of the ``ix_attempts_org*`` indexes
 (``organisation_id [, filter column], id``) backwards from the cursor; only
-those rows are then joined to ``events`` for the request body. Putting the
-LIMIT inside a subquery keeps both planners from driving the join from
-``events``, so a page costs the same on the first page and a million rows
-deep.
+those rows are then joined to ``events`` for the *size* of the request
+body. Putting the LIMIT inside a subquery keeps both planners from driving
+the join from ``events``, so a page costs the same on the first page and a
+million rows deep.
+
+Pages are bounded in bytes as well as rows: the first query returns the
+sizes of the bodies, not the bodies; the page is cut where its entries reach
+``max_bytes`` (at least one entry), and only then are the bodies of the
+entries kept fetched (``full``), by primary key. So a page of 500 attempts of
+250 KB events reads a few MiB, not 125 MB, whatever ``limit`` says.
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ class LogFilters:
         return (self.config_id, self.event_id, self.event_type, self.outcome)
 
 
+ENTRY_OVERHEAD_BYTES = 200  # ids, timestamps, numbers and field tags of one entry
+
+
 @dataclass(frozen=True)
 class LogRow:
     id: int
@@ -53,6 +62,12 @@ class LogRow:
     outcome: str
     attempted_at: datetime
     next_attempt_at: datetime | None
+
+
+def _octets(column: sa.ColumnElement[str], dialect: str) -> sa.ColumnElement[int]:
+    if dialect == "postgresql":
+        return sa.func.octet_length(column)
+    return sa.func.length(sa.cast(column, sa.LargeBinary))
 
 
 def page_query(
@@ -103,11 +118,28 @@ def page_query(
             order.append(column.desc())
             break
     page = inner.order_by(*order, _A.c.id.desc()).limit(limit).subquery("page")
+    columns = [c for c in page.c if c.name != "response_body"]
     return (
-        sa.select(page, _E.c.payload)
+        sa.select(
+            *columns,
+            _octets(page.c.response_body, dialect).label("response_body_bytes"),
+            _octets(_E.c.payload, dialect).label("payload_bytes"),
+        )
         .select_from(page.join(_E, _E.c.pk == page.c.event_pk))
         .order_by(page.c.id.desc())
     )
+
+
+def _bodies(conn: sa.Connection, ids: list[int]) -> dict[int, tuple[str, str]]:
+    """attempt id -> (request body, response body), by primary key."""
+    if not ids:
+        return {}
+    rows = conn.execute(
+        sa.select(_A.c.id, _E.c.payload, _A.c.response_body)
+        .select_from(_A.join(_E, _E.c.pk == _A.c.event_pk))
+        .where(_A.c.id.in_(ids))
+    )
+    return {r.id: (r.payload, r.response_body) for r in rows}
 
 
 def list_page(
@@ -118,11 +150,42 @@ def list_page(
     before_id: int | None,
     limit: int,
 ) -> list[LogRow]:
-    """Up to ``limit`` attempts of the organisation with id < ``before_id``, newest first."""
+    """Up to ``limit`` attempts of the organisation with id < ``before_id``, newest
+    first, with their bodies (no byte budget: for small ``limit`` s)."""
+    rows, _ = bounded_page(conn, organisation_id, filters, before_id=before_id, limit=limit)
+    return rows
+
+
+def bounded_page(
+    conn: sa.Connection,
+    organisation_id: str,
+    filters: LogFilters,
+    *,
+    before_id: int | None,
+    limit: int,
+    max_bytes: int | None = None,
+    full: bool = True,
+) -> tuple[list[LogRow], bool]:
+    """Attempts of the organisation with id < ``before_id``, newest first: at
+    most ``limit``, and no more than fit in ``max_bytes`` (but at least one);
+    and whether the byte budget cut the page short. ``full``: with the
+    request and response bodies (else they are empty)."""
     query = page_query(
         organisation_id, filters, before_id=before_id, limit=limit, dialect=conn.dialect.name
     )
-    rows = conn.execute(query)
+    rows = list(conn.execute(query))
+    cut = False
+    if max_bytes is not None:
+        used = 0
+        for n, r in enumerate(rows):
+            size = ENTRY_OVERHEAD_BYTES + len(r.url) + len(r.error) + len(r.event_id)
+            if full:
+                size += int(r.payload_bytes or 0) + int(r.response_body_bytes or 0)
+            if n > 0 and used + size > max_bytes:
+                rows, cut = rows[:n], True
+                break
+            used += size
+    bodies = _bodies(conn, [r.id for r in rows]) if full else {}
     return [
         LogRow(
             id=r.id,
@@ -132,9 +195,9 @@ def list_page(
             config_id=r.config_id,
             attempt=r.attempt,
             url=r.url,
-            request_body=r.payload,
+            request_body=bodies.get(r.id, ("", ""))[0],
             response_status_code=r.response_status_code,
-            response_body=r.response_body,
+            response_body=bodies.get(r.id, ("", ""))[1],
             response_body_truncated=bool(r.response_body_truncated),
             error=r.error,
             duration_ms=r.duration_ms,
@@ -143,4 +206,4 @@ def list_page(
             next_attempt_at=r.next_attempt_at,
         )
         for r in rows
-    ]
+    ], cut

@@ -253,3 +253,20 @@ class DeliveryAttempt(Base):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class ServiceKey(Base):
+    """Random keys the service generates for itself, once per database.
+
+    ``ids``: the keyed permutation behind the public delivery and attempt ids,
+    and the key page tokens are sealed with (see ``core/server_keys.py``).
+    Every process sharing the database reads the same row, so ids and tokens
+    are the same whichever process answers. Not the secrets-at-rest key: that
+    one is never stored in the database.
+    """
+
+    __tablename__ = "service_keys"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]

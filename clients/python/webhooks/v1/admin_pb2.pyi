@@ -58,6 +58,30 @@ OUTCOME_DEAD: Outcome.ValueType  # 4
 """The attempt failed and it was the last one the retry schedule allows."""
 Global___Outcome: _TypeAlias = Outcome  # noqa: Y015
 
+class _DeliveryLogView:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DeliveryLogViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DeliveryLogView.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DELIVERY_LOG_VIEW_UNSPECIFIED: _DeliveryLogView.ValueType  # 0
+    """The default: the full view."""
+    DELIVERY_LOG_VIEW_BASIC: _DeliveryLogView.ValueType  # 1
+    """Everything except `request_body` and `response_body` (left empty)."""
+    DELIVERY_LOG_VIEW_FULL: _DeliveryLogView.ValueType  # 2
+    """Every field, bodies included."""
+
+class DeliveryLogView(_DeliveryLogView, metaclass=_DeliveryLogViewEnumTypeWrapper):
+    """Which fields of a DeliveryLog a list returns."""
+
+DELIVERY_LOG_VIEW_UNSPECIFIED: DeliveryLogView.ValueType  # 0
+"""The default: the full view."""
+DELIVERY_LOG_VIEW_BASIC: DeliveryLogView.ValueType  # 1
+"""Everything except `request_body` and `response_body` (left empty)."""
+DELIVERY_LOG_VIEW_FULL: DeliveryLogView.ValueType  # 2
+"""Every field, bodies included."""
+Global___DeliveryLogView: _TypeAlias = DeliveryLogView  # noqa: Y015
+
 class _DeliveryStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -362,6 +386,7 @@ class ListDeliveryLogsRequest(_message.Message):
     EVENT_ID_FIELD_NUMBER: _builtins.int
     EVENT_TYPE_FIELD_NUMBER: _builtins.int
     OUTCOME_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """Entries per page: default 50, at most 500."""
     page_token: _builtins.str
@@ -376,6 +401,11 @@ class ListDeliveryLogsRequest(_message.Message):
     """Only attempts of events of this type (exact dotted name)."""
     outcome: Global___Outcome.ValueType
     """Only attempts with this outcome."""
+    view: Global___DeliveryLogView.ValueType
+    """How much of each entry to return (AIP-157): `DELIVERY_LOG_VIEW_BASIC`
+    leaves out `request_body` and `response_body`; `DELIVERY_LOG_VIEW_FULL`
+    (the default) includes them.
+    """
     def __init__(
         self,
         *,
@@ -385,10 +415,11 @@ class ListDeliveryLogsRequest(_message.Message):
         event_id: _builtins.str = ...,
         event_type: _builtins.str = ...,
         outcome: Global___Outcome.ValueType = ...,
+        view: Global___DeliveryLogView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_id", b"config_id", "event_id", b"event_id", "event_type", b"event_type", "outcome", b"outcome", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_id", b"config_id", "event_id", b"event_id", "event_type", b"event_type", "outcome", b"outcome", "page_size", b"page_size", "page_token", b"page_token", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -404,7 +435,11 @@ class ListDeliveryLogsResponse(_message.Message):
     """Token of the next page; empty on the last page."""
     @_builtins.property
     def logs(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeliveryLog]:
-        """Newest first."""
+        """Newest first. A page holds at most `page_size` entries and stops early
+        once its entries reach the server's page byte budget (a few MiB,
+        `WEBHOOKS_LOG_PAGE_MAX_BYTES`); `next_page_token` then continues it.
+        A page always holds at least one entry when there is one.
+        """
 
     def __init__(
         self,
@@ -443,12 +478,14 @@ class DeliveryLog(_message.Message):
     ATTEMPTED_AT_FIELD_NUMBER: _builtins.int
     NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """Id of this attempt, `att_…`."""
+    """Id of this attempt, `att_…` (opaque: not ordered, not sequential)."""
     event_id: _builtins.str
     event_type: _builtins.str
     config_id: _builtins.str
     delivery_id: _builtins.str
-    """Id of the delivery (one event to one endpoint) this attempt belongs to."""
+    """Id of the delivery (one event to one endpoint) this attempt belongs to,
+    `dlv_…` (opaque).
+    """
     attempt: _builtins.int
     """1 for the first attempt of a delivery, 2 for the first retry, …"""
     url: _builtins.str
