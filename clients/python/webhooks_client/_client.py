@@ -162,10 +162,14 @@ class AdminClient(_Client):
         event_id: str = "",
         event_type: str = "",
         outcome: str | int | None = None,
+        bodies: bool = True,
         timeout: float | None = None,
     ) -> admin_pb2.ListDeliveryLogsResponse:
         """One page of the delivery log, newest first; pass ``next_page_token`` back
-        (with the same filters) for the next one."""
+        (with the same filters) for the next one. ``bodies=False`` asks for the
+        BASIC view (no request/response bodies: small pages, many entries). A
+        page may hold fewer than ``page_size`` entries (the server's page byte
+        budget) and still have a next page."""
         request = admin_pb2.ListDeliveryLogsRequest(
             page_size=page_size,
             page_token=page_token,
@@ -173,6 +177,7 @@ class AdminClient(_Client):
             event_id=event_id,
             event_type=event_type,
             outcome=_outcome(outcome),  # type: ignore[arg-type]
+            view=admin_pb2.DELIVERY_LOG_VIEW_FULL if bodies else admin_pb2.DELIVERY_LOG_VIEW_BASIC,
         )
         return self._call(self._stub.ListDeliveryLogs, request, timeout)
 
@@ -184,6 +189,7 @@ class AdminClient(_Client):
         event_id: str = "",
         event_type: str = "",
         outcome: str | int | None = None,
+        bodies: bool = True,
         timeout: float | None = None,
     ) -> Iterator[admin_pb2.DeliveryLog]:
         """Every matching log entry, newest first, fetching pages as needed."""
@@ -196,6 +202,7 @@ class AdminClient(_Client):
                 event_id=event_id,
                 event_type=event_type,
                 outcome=outcome,
+                bodies=bodies,
                 timeout=timeout,
             )
             yield from page.logs

@@ -19,6 +19,7 @@ from typing import Any
 from webhooks_service import config
 from webhooks_service.gateway.config import (
     DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_MAX_RESPONSE_BYTES,
     GatewayConfig,
     GatewayFiles,
     find_gateway_dir,
@@ -85,6 +86,13 @@ def add_gateway_arguments(parser: argparse.ArgumentParser, *, listen_option: str
         help=f"largest REST request body; larger is 413 [default {DEFAULT_MAX_REQUEST_BYTES}]",
     )
     parser.add_argument(
+        "--max-response-bytes",
+        type=int,
+        default=DEFAULT_MAX_RESPONSE_BYTES,
+        help="largest API response the gateway turns into JSON; keep it at least twice "
+        f"WEBHOOKS_LOG_PAGE_MAX_BYTES [default {DEFAULT_MAX_RESPONSE_BYTES}]",
+    )
+    parser.add_argument(
         "--concurrency", type=int, default=None, help="Envoy worker threads [default: CPU count]"
     )
     parser.add_argument(
@@ -109,6 +117,7 @@ def build_config(args: argparse.Namespace, upstreams: list[str]) -> GatewayConfi
         files=GatewayFiles.in_dir(find_gateway_dir(args.gateway_dir)),
         admin_port=args.admin_port,
         max_request_bytes=args.max_request_bytes,
+        max_response_bytes=args.max_response_bytes,
     )
 
 

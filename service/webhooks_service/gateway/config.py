@@ -25,6 +25,7 @@ from webhooks_service.errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_MAX_REQUEST_BYTES",
+    "DEFAULT_MAX_RESPONSE_BYTES",
     "GRPC_CODE_FOR_HTTP_STATUS",
     "Address",
     "GatewayConfig",
@@ -35,6 +36,10 @@ __all__ = [
 ]
 
 DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
+# The transcoder's response buffer: twice the API's default log page budget
+# (core/logs.py DEFAULT_MAX_PAGE_BYTES, 4 MiB), which leaves room for one
+# entry past the budget and for the JSON being longer than the protobuf.
+DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 
 # google.rpc.Code for Envoy's own error replies, so that they read like the
 # API's errors: {"code": <google.rpc.Code>, "message": …, "details": []}.
@@ -145,6 +150,7 @@ class GatewayConfig:
     admin_socket: str = ""  # the admin's unix socket path (EnvoyProcess fills it in)
     grpc_proxy_listen: Address | None = None  # optional native gRPC listener
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     health_check_interval_s: float = 1.0
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -272,6 +278,7 @@ def render(config: GatewayConfig) -> str:
         "descriptor_path": str(config.files.descriptor.resolve()),
         "openapi_path": str(config.files.openapi.resolve()),
         "max_request_bytes": str(config.max_request_bytes),
+        "max_response_bytes": str(config.max_response_bytes),
         "health_check_interval": f"{config.health_check_interval_s:g}s",
         "cluster_type": "STATIC" if all(u.is_ip for u in config.upstreams) else "STRICT_DNS",
         "local_reply_mappers": _local_reply_mappers(12),
