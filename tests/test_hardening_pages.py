@@ -1,7 +1,7 @@
 """Bounded log pages (issue #13, item 1): a byte budget per page, BASIC/FULL
 views, and a gateway whose transcoder buffer fits a full default page.
 
-Before: one ListDeliveryLogs page of 250 KB events was page_size × 250 KB
+Before: one ListDeliveryLogs page of 250 KB events was page_size x 250 KB
 (125 MB at 500), and through REST even the default page of 50 was a 500
 ("transcoder's internal buffer size exceeds the configured limit").
 """
