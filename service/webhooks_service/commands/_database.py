@@ -6,6 +6,7 @@ import sqlalchemy.exc
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
+from webhooks_service.core import secrets_at_rest
 from webhooks_service.errors import ConfigurationError
 from webhooks_service.storage import db
 
@@ -31,3 +32,15 @@ def open_database(settings: Settings, *, migrate: bool = True) -> Engine:
         first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         raise ConfigurationError(f"cannot use the database at {shown}: {first}") from exc
     return engine
+
+
+def open_service_database(settings: Settings) -> tuple[Settings, Engine]:
+    """:func:`open_database`, and ``settings`` with the key webhook secrets are
+    sealed with (an embedded install's key file, generated on first use; see
+    core/secrets_at_rest.py ``resolve_key``)."""
+    engine = open_database(settings)
+    try:
+        return secrets_at_rest.resolve_key(settings, engine), engine
+    except BaseException:
+        engine.dispose()
+        raise

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from webhooks_service import config
 from webhooks_service.commands import gateway as gateway_command
-from webhooks_service.commands._database import open_database
+from webhooks_service.commands._database import open_service_database
 from webhooks_service.commands.serve import configure_logging, serve
 from webhooks_service.config import Settings
 from webhooks_service.core import keys, orgs
@@ -108,7 +108,7 @@ def _banner(
 def _run(args: argparse.Namespace) -> int:
     settings = config.from_args(args)
     configure_logging(settings.log_level, settings.log_format)
-    engine = open_database(settings)
+    settings, engine = open_service_database(settings)
     try:
         org_id, key = bootstrap_demo(engine) if args.demo else ("ORG_ID", None)
         return asyncio.run(_supervise(args, settings, engine, org_id, key))

@@ -12,7 +12,7 @@ import argparse
 from typing import Any
 
 from webhooks_service import config
-from webhooks_service.commands._database import open_database
+from webhooks_service.commands._database import open_service_database
 from webhooks_service.core import secrets_at_rest
 
 
@@ -38,7 +38,7 @@ def register(sub: Any) -> None:
 
 def _reseal(args: argparse.Namespace) -> int:
     settings = config.from_args(args)
-    engine = open_database(settings)
+    settings, engine = open_service_database(settings)
     try:
         count = secrets_at_rest.reseal_all(engine, settings.secret_key)
     finally:

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from webhooks_service import config
-from webhooks_service.commands._database import open_database
+from webhooks_service.commands._database import open_service_database
 from webhooks_service.config import Settings
 from webhooks_service.delivery.runner import run_worker
 from webhooks_service.observability.logging import configure_logging
@@ -64,7 +64,7 @@ def register(sub: Any) -> None:
 def _worker(args: argparse.Namespace) -> int:
     settings = config.from_args(args)
     configure_logging(settings.log_level, settings.log_format)
-    engine = open_database(settings)
+    settings, engine = open_service_database(settings)
     try:
         asyncio.run(work(settings, engine))
     finally:

@@ -22,6 +22,16 @@ Key handling (see docs/decisions.md):
   encrypted row, unless the database is unreachable then) and at use (the
   attempt fails and is logged; the delivery is retried after its lease).
   Messages never contain the secret or the ciphertext.
+
+Sealed by default (:func:`resolve_key`, called by ``serve``, ``worker``,
+``run`` and ``secrets reseal``): on an embedded install (a SQLite file)
+without ``WEBHOOKS_SECRET_KEY``, the service uses a key file beside the
+database, ``<database file>.key`` (mode 0600), and generates it the first
+time; copying the database alone then does not reveal the secrets. A database
+that already holds sealed secrets but has lost its key file is an error, not
+a new key. PostgreSQL deployments (several processes, several machines) get
+no generated key (each machine would make its own): without
+``WEBHOOKS_SECRET_KEY`` they log a warning at start.
 """
 
 from __future__ import annotations
@@ -30,7 +40,11 @@ import base64
 import binascii
 import logging
 import os
+import secrets
+import stat
+from dataclasses import replace
 from functools import lru_cache
+from pathlib import Path
 
 import sqlalchemy as sa
 from cryptography.exceptions import InvalidTag
@@ -39,6 +53,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy.engine import Engine
 
+from webhooks_service.config import Settings
 from webhooks_service.errors import ConfigurationError
 from webhooks_service.storage import configs as store
 from webhooks_service.storage import db
@@ -49,7 +64,9 @@ __all__ = [
     "SecretCipher",
     "check_key",
     "cipher_for",
+    "key_file_for",
     "reseal_all",
+    "resolve_key",
 ]
 
 log = logging.getLogger(__name__)
@@ -164,3 +181,60 @@ def reseal_all(engine: Engine, key: str, *, batch_size: int = 500) -> int:
             return done
         done += len(rows)
         after = rows[-1][0]
+
+
+def key_file_for(engine: Engine) -> Path | None:
+    """The key file of an embedded (SQLite file) database; None otherwise."""
+    if not db.is_sqlite(engine):
+        return None
+    name = engine.url.database
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return None
+    path = Path(name).expanduser().resolve()
+    return path.with_name(path.name + ".key")
+
+
+def _read_key_file(path: Path) -> str:
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning("secret key file %s is readable by others; chmod 600 it", path)
+    text = path.read_text().strip()
+    if len(text) < MIN_KEY_CHARS:
+        raise ConfigurationError(f"secret key file {path} is damaged (too short)")
+    return text
+
+
+def _create_key_file(path: Path) -> str:
+    text = secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first: use theirs
+        return _read_key_file(path)
+    with os.fdopen(fd, "w") as out:
+        out.write(text + "\n")
+    log.info("generated the secret key file %s (webhook secrets are sealed with it)", path)
+    return text
+
+
+def resolve_key(settings: Settings, engine: Engine) -> Settings:
+    """``settings`` with the key webhook secrets are sealed with (see module doc)."""
+    if settings.secret_key:
+        return settings
+    path = key_file_for(engine)
+    if path is None:
+        log.warning(
+            "WEBHOOKS_SECRET_KEY is not set: webhook signing secrets are stored in clear in "
+            "the database; set it (at least 32 random characters, the same on every "
+            "process) and run `webhooks secrets reseal`"
+        )
+        return settings
+    if path.exists():
+        return replace(settings, secret_key=_read_key_file(path))
+    with db.read_transaction(engine) as conn:
+        sealed = store.sample_encrypted_secret(conn, ENCRYPTED_PREFIX)
+    if sealed is not None:
+        raise ConfigurationError(
+            f"the database holds sealed webhook secrets but their key file {path} is "
+            "missing; restore it, or set WEBHOOKS_SECRET_KEY to the key that sealed them"
+        )
+    return replace(settings, secret_key=_create_key_file(path))

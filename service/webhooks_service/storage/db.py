@@ -7,6 +7,7 @@ database to the current schema (``upgrade``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,7 +40,7 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+            _create_private_file(Path(parsed.database).expanduser().resolve())
         engine = sa.create_engine(
             parsed,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
@@ -61,6 +62,20 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
     raise ConfigurationError(
         f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql+psycopg://…"
     )
+
+
+def _create_private_file(path: Path) -> None:
+    """Create a new SQLite database file (and its folder) readable by its owner
+    only. SQLite gives the WAL and shared-memory files the database file's
+    mode, so they are 0600 too. Existing files are left as they are."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # SQLite reports the real problem when it opens the file
+    os.close(fd)
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
