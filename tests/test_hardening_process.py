@@ -6,6 +6,7 @@ fresh SQLite database.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -219,7 +220,5 @@ def test_a_leftover_envoy_holding_the_port_is_named_in_the_error() -> None:
         if owner.poll() is None:
             owner.kill()
         if orphan:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(orphan, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
