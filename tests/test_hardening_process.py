@@ -172,7 +172,7 @@ ORPHAN_SCRIPT = textwrap.dedent(
     from webhooks_service.gateway import process
     from webhooks_service.gateway import EnvoyProcess, GatewayConfig, GatewayFiles
     from webhooks_service.gateway import find_gateway_dir, parse_address
-    process._pdeathsig_preexec = lambda: None  # as before the fix: Envoy outlives us
+    process._die_with_parent = lambda: []  # as before the fix: Envoy outlives us
     config = GatewayConfig(
         listen=parse_address(sys.argv[1], what="listen"),
         upstreams=(parse_address("127.0.0.1:1", what="upstream"),),

@@ -150,6 +150,26 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("rate_limit_burst", "100", "admin API calls per API key allowed in a burst", int),
     Setting(
+        "auth_failure_per_second",
+        "1",
+        "failed authentications per second allowed per client address, sustained, before "
+        "its calls are answered RESOURCE_EXHAUSTED / 429 (0 disables)",
+        float,
+    ),
+    Setting(
+        "auth_failure_burst",
+        "20",
+        "failed authentications per client address allowed in a burst",
+        int,
+    ),
+    Setting(
+        "trusted_proxies",
+        "127.0.0.0/8,::1/128",
+        "CIDR list of gateways whose x-webhooks-client-address header names the client "
+        "(for per-address limits); empty trusts none",
+        parse_networks,
+    ),
+    Setting(
         "publish_rate_limit_per_second",
         "0",
         "PublishEvent(s) calls per second per API key (0: not limited)",
@@ -217,6 +237,9 @@ class Settings:
     secret_rotation_grace_seconds: float = 86400.0
     rate_limit_per_second: float = 50.0
     rate_limit_burst: int = 100
+    auth_failure_per_second: float = 1.0
+    auth_failure_burst: int = 20
+    trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     publish_rate_limit_per_second: float = 0.0
     retention_days: int = 30
     prune_batch_size: int = 1000

@@ -66,6 +66,7 @@ def test_settings(database_url: str, overrides: Mapping[str, Any] | None = None)
         allowed_target_networks=TEST_ALLOWED_NETWORKS,
         # Tests poll the API fast with one key; rate-limit tests opt in.
         rate_limit_per_second=0.0,
+        auth_failure_per_second=0.0,
     )
     return dataclasses.replace(base, **dict(overrides or {}))
 

@@ -22,6 +22,27 @@ Key lookups hit the database in a worker thread; verified keys are cached for
 a few seconds (:data:`KEY_CACHE_SECONDS`) so that a busy publisher does not
 pay a query per call. The cache is keyed by the SHA-256 of the whole key, so
 it never holds a usable secret.
+
+The edge (issue #13, :meth:`AuthInterceptor._gate` and its helpers):
+
+- the key is checked *before the request message is read*: every protected
+  method is served as a stream-unary handler whose first step is
+  authentication, so an anonymous caller's message (up to the server's
+  16 MiB limit) is never received into memory; it is refused with its
+  first bytes still in flow control;
+- after authentication, each method has its own message size limit
+  (:data:`METHOD_MAX_BYTES`: 1 MiB for WebhookAdmin, the server's 16 MiB
+  for publishing) — RESOURCE_EXHAUSTED beyond it;
+- failed authentications are rate limited per client address
+  (``auth_failure_per_second`` / ``auth_failure_burst``): after the burst,
+  calls from that address are RESOURCE_EXHAUSTED with RetryInfo and
+  ``retry-after`` (HTTP 429 + ``Retry-After`` through the gateway) without a
+  database lookup, except for keys verified recently (in the cache), so a
+  flood of bad keys does not lock out a working client behind the same
+  address. The client address is the gRPC peer, or — when the peer is one
+  of ``trusted_proxies`` (the gateway; loopback by default) — the
+  ``x-webhooks-client-address`` header that the gateway sets (overwriting
+  anything the client sent).
 """
 
 from __future__ import annotations
@@ -29,6 +50,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hashlib
+import ipaddress
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -83,6 +106,17 @@ PUBLIC_SERVICES: tuple[str, ...] = (
 KEY_CACHE_SECONDS = 5.0
 _KEY_CACHE_MAX = 10_000
 
+CLIENT_ADDRESS_HEADER = "x-webhooks-client-address"
+"""Set by the gateway (Envoy) to the downstream address; trusted from trusted_proxies only."""
+
+ADMIN_MAX_BYTES = 1024 * 1024
+PUBLISH_MAX_BYTES = 16 * 1024 * 1024  # the server's grpc.max_receive_message_length
+METHOD_MAX_BYTES: dict[str, int] = {
+    method: PUBLISH_MAX_BYTES if scope == keys.SCOPE_EVENTS_PUBLISH else ADMIN_MAX_BYTES
+    for method, scope in METHOD_SCOPES.items()
+}
+"""Largest request message per method, enforced once the caller is authenticated."""
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -101,6 +135,11 @@ class Principal:
 _principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
     "webhooks_principal", default=None
 )
+# The principal the gate authenticated before the message was read (this call only).
+_gated: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "webhooks_gated_principal", default=None
+)
+log = logging.getLogger(__name__)
 
 
 def current_principal() -> Principal:
@@ -152,6 +191,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self._clock = clock
         self._cache: dict[str, tuple[float, Principal]] = {}
         settings = settings or Settings()
+        self._auth_failures = RateLimiter(
+            settings.auth_failure_per_second, settings.auth_failure_burst, clock=clock
+        )
+        self._trusted_proxies = tuple(
+            ipaddress.ip_network(n, strict=False) for n in settings.trusted_proxies
+        )
         self._admin_limiter = RateLimiter(
             settings.rate_limit_per_second, settings.rate_limit_burst, clock=clock
         )
@@ -175,11 +220,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             # serve one unauthenticated.
             return grpc.unary_unary_rpc_method_handler(self._refuse(method))
         behavior = cast(Behavior, handler.unary_unary)  # async under grpc.aio
-        return grpc.unary_unary_rpc_method_handler(
-            self._wrap(method, behavior),
+        # Served stream-unary (wire-identical for unary clients) so that the key
+        # is checked before the message is read (see _gate).
+        return grpc.stream_unary_rpc_method_handler(
+            self._gated_call(method, self._wrap(method, behavior)),
             # Undecodable bytes become INVALID_ARGUMENT after auth (api/requests.py).
-            request_deserializer=lenient(
-                handler.request_deserializer, method.rsplit("/", 1)[-1] + " request"
+            request_deserializer=_size_limited(
+                lenient(handler.request_deserializer, method.rsplit("/", 1)[-1] + " request"),
+                METHOD_MAX_BYTES.get(method, ADMIN_MAX_BYTES),
             ),
             response_serializer=handler.response_serializer,
         )
@@ -195,12 +243,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             try:
-                principal = await self._authenticate(context.invocation_metadata())
+                principal = _gated.get() or await self._authenticate(context.invocation_metadata())
                 if scope is None:
                     raise PermissionDenied(f"{method} is not open to API keys")
                 if scope not in principal.scopes:
                     raise PermissionDenied(f"this API key lacks the scope {scope!r}")
                 self._limit(scope, principal)
+                if isinstance(request, TooLarge):
+                    raise request.error(method)
                 if isinstance(request, Undecodable):
                     raise undecodable_error(request)
                 if isinstance(request, Message) and (problems := nul_violations(request)):
@@ -229,6 +279,74 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 retry_after=wait,
             )
 
+    # -- the edge: authenticate before reading, failed keys limited per address --
+
+    def _gated_call(self, method: str, wrapped: Behavior) -> Any:
+        """A stream-unary behavior: authenticate (:meth:`_gate`), then read the
+        one request message and run ``wrapped`` on it."""
+
+        async def call(request_iterator: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                principal = await self._gate(context)
+            except Exception as exc:
+                await abort_with_error(context, exc)
+                return None
+            request: Any = None
+            async for message in request_iterator:
+                request = message
+                break
+            if request is None:
+                await abort_with_error(context, InvalidArgument(f"{method}: no request message"))
+            token = _gated.set(principal)
+            try:
+                return await wrapped(request, context)
+            finally:
+                _gated.reset(token)
+
+        return call
+
+    def client_address(self, peer: str, metadata: Any) -> str:
+        """The caller's IP: the peer's, or the gateway's header from a trusted proxy."""
+        kind, _, rest = peer.partition(":")
+        host = rest.rsplit(":", 1)[0].strip("[]") if kind in ("ipv4", "ipv6") else peer
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return host or "unknown"
+        if any(ip.version == net.version and ip in net for net in self._trusted_proxies):
+            for key, value in metadata or ():
+                if key == CLIENT_ADDRESS_HEADER:
+                    text = value.decode() if isinstance(value, bytes) else str(value)
+                    return text.strip()[:64] or host
+        return host
+
+    def _recently_verified(self, metadata: Any) -> bool:
+        try:
+            raw = _bearer(metadata)
+        except Unauthenticated:
+            return False
+        hit = self._cache.get(hashlib.sha256(raw.encode()).hexdigest())
+        return hit is not None and hit[0] > self._clock()
+
+    async def _gate(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
+        """The caller's principal, checked before the message is read; failed
+        authentications are counted per client address, and past the burst that
+        address gets RESOURCE_EXHAUSTED (no database lookup) until it cools down."""
+        metadata = context.invocation_metadata()
+        client = self.client_address(context.peer() or "", metadata)
+        wait = self._auth_failures.peek(client)
+        if wait is not None and not self._recently_verified(metadata):
+            raise ResourceExhausted(
+                f"too many failed authentications from {client}; retry in {wait:.2f} s",
+                retry_after=wait,
+            )
+        try:
+            return await self._authenticate(metadata)
+        except Unauthenticated:
+            if self._auth_failures.acquire(client) is not None:
+                log.warning("failed authentications from %s are now rate limited", client)
+            raise
+
     async def _authenticate(self, metadata: Any) -> Principal:
         raw = _bearer(metadata)
         digest = hashlib.sha256(raw.encode()).hexdigest()
@@ -242,3 +360,31 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             self._cache.clear()
         self._cache[digest] = (now + KEY_CACHE_SECONDS, principal)
         return principal
+
+
+@dataclass(frozen=True)
+class TooLarge:
+    """A request message over its method's limit (never parsed)."""
+
+    size: int
+    limit: int
+
+    def error(self, method: str) -> ResourceExhausted:
+        return ResourceExhausted(
+            f"{method.rsplit('/', 1)[-1]} request of {self.size} bytes is over the "
+            f"limit of {self.limit} bytes"
+        )
+
+
+def _size_limited(
+    deserializer: Callable[[bytes], Any] | None, limit: int
+) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        if len(data) > limit:
+            return TooLarge(len(data), limit)
+        return deserializer(data)
+
+    return parse

@@ -54,6 +54,18 @@ class RateLimiter:
     def enabled(self) -> bool:
         return self.rate > 0
 
+    def peek(self, key_id: str) -> float | None:
+        """Like :meth:`acquire` without taking a token: None if one is free, else
+        seconds until one is."""
+        if not self.enabled:
+            return None
+        bucket = self._buckets.get(key_id)
+        if bucket is None:
+            return None
+        elapsed = max(0.0, self._clock() - bucket.updated)
+        tokens = min(float(self.burst), bucket.tokens + elapsed * self.rate)
+        return None if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
     def acquire(self, key_id: str) -> float | None:
         """Take a token for ``key_id``: None if allowed, else seconds until one is free."""
         if not self.enabled:

@@ -49,6 +49,11 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.so_reuseport", 0),
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     ("grpc.keepalive_permit_without_calls", 1),
+    # Headers are read before authentication: small, but above the gateway's
+    # 16 KiB header limit plus what Envoy adds, so that anything the gateway
+    # lets through is not refused here (that was a 429 without Retry-After).
+    ("grpc.max_metadata_size", 32 * 1024),
+    ("grpc.absolute_max_metadata_size", 64 * 1024),
 ]
 
 

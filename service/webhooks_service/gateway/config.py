@@ -151,6 +151,11 @@ class GatewayConfig:
     grpc_proxy_listen: Address | None = None  # optional native gRPC listener
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    # --- edge limits (#13)
+    max_connections: int = 10_000  # downstream connections, all listeners (overload manager)
+    request_headers_timeout_s: float = 10.0  # to receive a request's headers
+    idle_timeout_s: float = 60.0  # idle connection / stream
+    max_request_headers_kb: int = 16  # larger headers: 431
     health_check_interval_s: float = 1.0
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -254,11 +259,23 @@ def _method_not_allowed_routes(openapi: Path, indent: int) -> str:
     return "\n".join(pad + line for line in lines)
 
 
+def _edge_values(config: GatewayConfig) -> dict[str, str]:
+    """The template values of the edge limits (#13)."""
+    return {
+        "max_connections": str(config.max_connections),
+        "request_headers_timeout": f"{config.request_headers_timeout_s:g}s",
+        "idle_timeout": f"{config.idle_timeout_s:g}s",
+        "max_request_headers_kb": str(config.max_request_headers_kb),
+    }
+
+
 def _grpc_listener(config: GatewayConfig, indent: int) -> str:
     if config.grpc_proxy_listen is None:
         return ""
     text = Template(config.files.grpc_listener.read_text()).substitute(
-        grpc_host=config.grpc_proxy_listen.host, grpc_port=config.grpc_proxy_listen.port
+        grpc_host=config.grpc_proxy_listen.host,
+        grpc_port=config.grpc_proxy_listen.port,
+        **_edge_values(config),
     )
     pad = " " * indent
     return "\n".join(pad + line if line.strip() else "" for line in text.splitlines())
@@ -279,6 +296,7 @@ def render(config: GatewayConfig) -> str:
         "openapi_path": str(config.files.openapi.resolve()),
         "max_request_bytes": str(config.max_request_bytes),
         "max_response_bytes": str(config.max_response_bytes),
+        **_edge_values(config),
         "health_check_interval": f"{config.health_check_interval_s:g}s",
         "cluster_type": "STATIC" if all(u.is_ip for u in config.upstreams) else "STRICT_DNS",
         "local_reply_mappers": _local_reply_mappers(12),

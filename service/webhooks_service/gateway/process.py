@@ -17,9 +17,10 @@ gRPC listeners, is registered with the delivery target guard, which never
 connects to the service's own listeners. A listen port of 0 is read back from
 the admin ``/listeners`` endpoint (``listen_address``).
 
-Envoy dies with its parent: it is started with ``PR_SET_PDEATHSIG`` = SIGKILL
-(Linux), so a SIGKILL/SIGHUP of ``webhooks run`` / ``webhooks gateway`` does not
-leave it holding the REST port. Each gateway's folder
+Envoy dies with its parent: it is started through a tiny launcher that sets
+``PR_SET_PDEATHSIG`` = SIGKILL and execs it (Linux), so a SIGKILL/SIGHUP of
+``webhooks run`` / ``webhooks gateway`` does not leave it holding the REST
+port. Each gateway's folder
 (``$TMPDIR/webhooks-gateway-*``) records the owner's and Envoy's pids
 (``gateway.json``); the next start removes folders whose processes are gone,
 and when its port is taken by an Envoy left over from an older crash (one that
@@ -30,7 +31,6 @@ error names that Envoy's pid and folder.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import http.client
 import importlib
@@ -121,28 +121,24 @@ def _unix_request(path: str, method: str, target: str, timeout: float = 1.0) -> 
 
 # -- dying with the parent ---------------------------------------------------
 
-_PR_SET_PDEATHSIG = 1
+# A tiny launcher, exec'd in place of Envoy: it asks the kernel for SIGKILL when
+# its parent dies (prctl PR_SET_PDEATHSIG, which survives execve), checks the
+# parent did not die already, and execs Envoy under the same pid. A launcher
+# rather than subprocess's preexec_fn: forking a process that runs gRPC
+# threads is unsafe, a fresh interpreter is not.
+_LAUNCHER = (
+    "import ctypes,os,sys;"
+    "ctypes.CDLL(None).prctl(1,9,0,0,0);"
+    "os.getppid()==int(sys.argv[1]) or os._exit(1);"
+    "os.execv(sys.argv[2],sys.argv[2:])"
+)
 
 
-def _pdeathsig_preexec() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that makes the child get SIGKILL when its parent dies
-    (Linux ``prctl(PR_SET_PDEATHSIG)``); None where that does not exist."""
+def _die_with_parent() -> list[str]:
+    """The command prefix that makes Envoy die with this process (Linux); [] elsewhere."""
     if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:  # runs in the child between fork and exec: no Python objects
-        os.setsid()  # Ctrl-C goes to us; we stop Envoy ourselves
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
+        return []
+    return [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(os.getpid())]
 
 
 # -- leftovers of earlier gateways -------------------------------------------
@@ -288,15 +284,12 @@ class EnvoyProcess:
         ]
         if self.concurrency:
             cmd += ["--concurrency", str(self.concurrency)]
-        preexec = _pdeathsig_preexec()
         self._proc = subprocess.Popen(
-            cmd,
+            _die_with_parent() + cmd,  # Envoy gets SIGKILL when this process dies
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            # Ctrl-C goes to us; we stop Envoy ourselves (preexec does setsid too)
-            start_new_session=preexec is None,
-            preexec_fn=preexec,  # Envoy gets SIGKILL when this process dies
+            start_new_session=True,  # Ctrl-C goes to us; we stop Envoy ourselves
         )
         self._write_state(tmp)
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
