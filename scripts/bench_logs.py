@@ -50,6 +50,7 @@ from webhooks_client import AdminClient
 from webhooks_service.api.server import start_server
 from webhooks_service.config import Settings
 from webhooks_service.core import catalog, configs, keys, logs, orgs, pagetokens
+from webhooks_service.core.server_keys import keyring
 from webhooks_service.storage import db
 from webhooks_service.storage import logs as log_store
 
@@ -273,7 +274,7 @@ def _token(case: Case, fx: Fixture, filters: logs.LogFilters) -> str:
             query, {"o": fx.org_id, "c": filters.config_id, "n": fx.rows // 4}
         ).scalar_one()  # half-way through a config's walk: configs get half the rows
     bound = pagetokens.binding("logs", fx.org_id, *filters.key())
-    return pagetokens.encode(int(middle), bound)
+    return pagetokens.encode(int(middle), bound, keyring(fx.engine).tokens)
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float]:
