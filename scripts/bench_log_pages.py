@@ -25,8 +25,8 @@ import grpc
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.test_hardening_pages import seed_big_events  # noqa: E402
-from webhooks.v1 import admin_pb2, admin_pb2_grpc  # noqa: E402
+from tests.test_hardening_pages import seed_big_events
+from webhooks.v1 import admin_pb2, admin_pb2_grpc
 
 
 def _hwm_kib(pid: int) -> int:
@@ -54,8 +54,17 @@ def main() -> None:
             text=True,
         ).stdout.strip()
         key = subprocess.run(
-            [*run, "keys", "create", "--org", org, "--scope", "webhooks:read"]
-            + ["--database-url", url],
+            [
+                *run,
+                "keys",
+                "create",
+                "--org",
+                org,
+                "--scope",
+                "webhooks:read",
+                "--database-url",
+                url,
+            ],
             check=True,
             capture_output=True,
             text=True,
@@ -64,8 +73,11 @@ def main() -> None:
         seed_big_events(engine, org, args.rows, args.size)
         engine.dispose()
         serve = subprocess.Popen(
-            [*run, "serve", "--database-url", url, "--grpc-listen", args.listen]
-            + ["--metrics-listen", "", "--log-level", "WARNING"],
+            [
+                *run,
+                *("serve", "--database-url", url, "--grpc-listen", args.listen),
+                *("--metrics-listen", "", "--log-level", "WARNING"),
+            ],
             stderr=subprocess.PIPE,
             text=True,
         )

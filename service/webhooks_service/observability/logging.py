@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -83,8 +83,13 @@ def configure_logging(level: str, fmt: str = "auto") -> None:
     root.setLevel(level.upper())
 
 
-def log_attempts(batch: Sequence[FinishedAttempt]) -> None:
-    """One line per recorded attempt, at the outcome's level (see module doc)."""
+def log_attempts(
+    batch: Sequence[FinishedAttempt], public_id: Callable[[int], str] | None = None
+) -> None:
+    """One line per recorded attempt, at the outcome's level (see module doc).
+
+    ``public_id`` turns a delivery's key into the opaque ``dlv_…`` id tenants
+    see; without it (no database at hand) the line has ``delivery_pk``."""
     log = _attempts_log
     if not log.isEnabledFor(logging.DEBUG) and all(f.outcome == "delivered" for f in batch):
         return  # the common case at INFO: nothing to format
@@ -97,7 +102,11 @@ def log_attempts(batch: Sequence[FinishedAttempt]) -> None:
             "event_type": f.event_type,
             "organisation_id": f.organisation_id,
             "config_id": f.config_id,
-            "delivery_id": f"dlv_{f.delivery_id}",
+            **(
+                {"delivery_id": public_id(f.delivery_id)}
+                if public_id is not None
+                else {"delivery_pk": f.delivery_id}
+            ),
             "attempt": f.attempt,
             "outcome": f.outcome,
             "status_code": f.response_status_code,
@@ -111,7 +120,7 @@ def log_attempts(batch: Sequence[FinishedAttempt]) -> None:
         log.log(
             level,
             "delivery %s attempt %d to %s: %s (%s)",
-            fields["delivery_id"],
+            fields.get("delivery_id", f"#{f.delivery_id}"),
             f.attempt,
             f.config_id,
             f.outcome,

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from sqlalchemy.engine import Engine
 
+from webhooks_service.core.server_keys import keyring
 from webhooks_service.delivery.target_guard import register_own_listener
 from webhooks_service.errors import ConfigurationError
 from webhooks_service.observability.logging import log_attempts
@@ -94,8 +95,18 @@ class Metrics:
 class DeliveryObserver:
     """What the delivery worker reports to: metrics and the per-attempt log line."""
 
-    def __init__(self, metrics: Metrics | None = None) -> None:
+    def __init__(self, metrics: Metrics | None = None, engine: Engine | None = None) -> None:
         self.metrics = metrics or Metrics()
+        self._engine = engine  # for the public (opaque) delivery ids in the log lines
+        self._public_id: Callable[[int], str] | None = None
+
+    def _delivery_ids(self) -> Callable[[int], str] | None:
+        if self._public_id is None and self._engine is not None:
+            try:
+                self._public_id = keyring(self._engine).ids.delivery
+            except Exception as exc:  # the database is away: internal numbers this time
+                log.debug("public ids not available for the log yet: %s", exc)
+        return self._public_id
 
     def claimed(self, count: int) -> None:
         if count:
@@ -110,7 +121,7 @@ class DeliveryObserver:
                 m.attempt_seconds.observe(f.duration_ms / 1000.0)
         for outcome, n in counts.items():
             m.attempts.labels(outcome).inc(n)
-        log_attempts(batch)
+        log_attempts(batch, self._delivery_ids())
 
 
 @dataclass
@@ -197,4 +208,4 @@ def start_process_metrics(
         else:
             log.info("metrics on http://%s:%d/metrics", server.host, server.port)
     gauges = asyncio.create_task(run_queue_gauges(metrics, engine, stop, clock=clock))
-    return ProcessMetrics(DeliveryObserver(metrics), server, gauges)
+    return ProcessMetrics(DeliveryObserver(metrics, engine), server, gauges)
