@@ -118,7 +118,7 @@ def test_unauthenticated_16_mib_messages_are_refused_without_reading_them(
 ) -> None:
     proc = subprocess.Popen(
         [
-            WEBHOOKS,
+            os.environ.get("WEBHOOKS_BENCH_BINARY", WEBHOOKS),  # another build, to compare
             "serve",
             "--database-url",
             f"sqlite:///{tmp_path / 'w.db'}",

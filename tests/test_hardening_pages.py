@@ -128,6 +128,8 @@ def test_rest_default_page_of_250_kb_events_is_200_and_bounded(
             token = page["next_page_token"]
             if not token:
                 break
+    print(f"\nREST pages of 250 KB events (default page size): {sizes}")
+    print(f"\nREST pages of 250 KB events (default page size): {sizes}")
     assert seen == expected  # every entry once, newest first, across budget-cut pages
     # 30 entries of ~250 KB do not fit one 4 MiB page: it stops early (~16)
     assert 1 <= sizes[0] < COUNT and sizes[0] * BIG <= BUDGET + BIG, sizes

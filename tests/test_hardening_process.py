@@ -160,6 +160,7 @@ def test_sigkill_of_run_frees_the_rest_port_within_2_s(stack: Stack) -> None:
     while not _refused(stack.port):
         assert time.monotonic() - killed < 2.0, "Envoy still holds the REST port"
         time.sleep(0.05)
+    print(f"\nREST port free {time.monotonic() - killed:.2f} s after SIGKILL of webhooks run")
     # The dead gateway's folder is removed by the next gateway's start.
     assert folders[0].exists()
     with running_gateway(["127.0.0.1:1"]):
