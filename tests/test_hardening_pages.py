@@ -19,7 +19,9 @@ import sqlalchemy as sa
 from tests.support.envoy import running_gateway
 from tests.support.server import RunningServer, make_org_and_keys, running_server
 from webhooks_client import AdminClient
+from webhooks_service.config import Settings
 from webhooks_service.core.server_keys import keyring
+from webhooks_service.errors import ConfigurationError
 from webhooks_service.storage.models import Delivery, DeliveryAttempt, Event, WebhookConfig
 
 BIG = 250 * 1024
@@ -128,7 +130,10 @@ def test_rest_default_page_of_250_kb_events_is_200_and_bounded(
             token = page["next_page_token"]
             if not token:
                 break
-    print(f"\nREST pages of 250 KB events (default page size): {sizes}")
+        basic = rest.get("/webhooks/logs", params={"view": "DELIVERY_LOG_VIEW_BASIC"})
+        assert basic.status_code == 200, basic.text[:300]
+        assert [e["id"] for e in basic.json()["logs"]] == expected  # all 30, no bodies
+        assert {e["request_body"] for e in basic.json()["logs"]} == {""}
     print(f"\nREST pages of 250 KB events (default page size): {sizes}")
     assert seen == expected  # every entry once, newest first, across budget-cut pages
     # 30 entries of ~250 KB do not fit one 4 MiB page: it stops early (~16)
@@ -155,3 +160,9 @@ def test_basic_view_leaves_out_the_bodies(big: tuple[RunningServer, str, list[st
         assert page.ByteSize() < 30 * 1024
         full = admin.list_delivery_logs(page_size=1)
         assert len(full.logs[0].request_body) > BIG  # FULL stays the default
+
+
+def test_page_budget_setting_is_validated() -> None:
+    with pytest.raises(ConfigurationError, match="at least 65536"):
+        Settings.load(env={"WEBHOOKS_LOG_PAGE_MAX_BYTES": "1000"})
+    assert Settings.load(env={"WEBHOOKS_LOG_PAGE_MAX_BYTES": "65536"}).log_page_max_bytes == 65536

@@ -223,3 +223,21 @@ def test_a_leftover_envoy_holding_the_port_is_named_in_the_error() -> None:
         if orphan:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(orphan, signal.SIGKILL)
+
+
+def test_postgresql_without_a_secret_key_warns_at_start(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from webhooks_service.config import Settings
+    from webhooks_service.core.secrets_at_rest import resolve_key
+    from webhooks_service.storage import db
+
+    engine = db.create_engine(postgres_url)
+    try:
+        with caplog.at_level("WARNING"):
+            settings = resolve_key(Settings(database_url=postgres_url), engine)
+    finally:
+        engine.dispose()
+    assert settings.secret_key == ""
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("WEBHOOKS_SECRET_KEY is not set" in m and "in clear" in m for m in warned)

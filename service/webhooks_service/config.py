@@ -61,6 +61,17 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+def parse_page_budget(text: str) -> int:
+    """A log page byte budget: an integer of at least 64 KiB."""
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise ConfigurationError(f"log page budget {text!r}: not a number of bytes") from exc
+    if value < 65536:
+        raise ConfigurationError(f"log page budget {text!r}: at least 65536 bytes")
+    return value
+
+
 def parse_log_format(text: str) -> str:
     value = text.strip().lower()
     if value not in ("auto", "json", "text"):
@@ -200,7 +211,7 @@ SETTINGS: tuple[Setting, ...] = (
         "4194304",
         "byte budget of one ListDeliveryLogs page: a page stops early (with a "
         "next_page_token) once its entries reach it; at least one entry",
-        int,
+        parse_page_budget,
     ),
     Setting(
         "endpoint_failure_disable_after",
