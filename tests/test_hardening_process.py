@@ -241,3 +241,49 @@ def test_postgresql_without_a_secret_key_warns_at_start(
     assert settings.secret_key == ""
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("WEBHOOKS_SECRET_KEY is not set" in m and "in clear" in m for m in warned)
+
+
+def test_reseal_seals_an_older_embedded_databases_clear_rows_with_the_key_file(
+    tmp_path: Path,
+) -> None:
+    from webhooks_service.config import Settings
+    from webhooks_service.core import configs
+    from webhooks_service.storage import db
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    env = {k: v for k, v in os.environ.items() if k != "WEBHOOKS_SECRET_KEY"}
+    subprocess.run([WEBHOOKS, "db", "upgrade", "--database-url", url], check=True, env=env)
+    org = subprocess.run(
+        [WEBHOOKS, "orgs", "create", "Old", "--database-url", url],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    ).stdout.strip()
+    engine = db.create_engine(url)
+    try:  # a row written in clear, as before sealing by default
+        configs.put_config(
+            engine,
+            Settings(database_url=url),
+            org,
+            config_id="",
+            url="https://example.com/o",
+            event_types=["*"],
+            secret=None,
+            enabled=None,
+            description="",
+        )
+        done = subprocess.run(
+            [WEBHOOKS, "secrets", "reseal", "--database-url", url],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        assert "sealed the secrets of 1 webhook configuration" in done.stdout
+        with engine.connect() as conn:
+            stored = conn.exec_driver_sql("SELECT secret FROM webhook_configs").scalar_one()
+    finally:
+        engine.dispose()
+    assert stored.startswith("enc:v1:")
+    assert _mode(tmp_path / "old.db.key") == 0o600

@@ -37,10 +37,10 @@ The edge (issue #13, :meth:`AuthInterceptor._gate` and its helpers):
   (``auth_failure_per_second`` / ``auth_failure_burst``): after the burst,
   calls from that address are RESOURCE_EXHAUSTED with RetryInfo and
   ``retry-after`` (HTTP 429 + ``Retry-After`` through the gateway) without a
-  database lookup, except for keys verified recently (in the cache), so a
-  flood of bad keys does not lock out a working client behind the same
-  address. The client address is the gRPC peer, or — when the peer is one
-  of ``trusted_proxies`` (the gateway; loopback by default) — the
+  database lookup, except for keys that authenticated in the last ten
+  minutes (:data:`KNOWN_GOOD_SECONDS`), so a flood of bad keys does not lock
+  out a working client behind the same address. The client address is the
+  gRPC peer, or — when the peer is one of ``trusted_proxies`` (the gateway; loopback by default) — the
   ``x-webhooks-client-address`` header that the gateway sets (overwriting
   anything the client sent).
 """
@@ -53,6 +53,7 @@ import hashlib
 import ipaddress
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -105,6 +106,10 @@ PUBLIC_SERVICES: tuple[str, ...] = (
 
 KEY_CACHE_SECONDS = 5.0
 _KEY_CACHE_MAX = 10_000
+
+KNOWN_GOOD_SECONDS = 600.0
+"""A key that authenticated this long ago still passes a client address's
+failed-authentication limit (it is looked up and verified as usual)."""
 
 CLIENT_ADDRESS_HEADER = "x-webhooks-client-address"
 """Set by the gateway (Envoy) to the downstream address; trusted from trusted_proxies only."""
@@ -194,6 +199,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self._auth_failures = RateLimiter(
             settings.auth_failure_per_second, settings.auth_failure_burst, clock=clock
         )
+        # keys that authenticated lately pass the failure limit (digest -> until)
+        self._known_good: OrderedDict[str, float] = OrderedDict()
         self._trusted_proxies = tuple(
             ipaddress.ip_network(n, strict=False) for n in settings.trusted_proxies
         )
@@ -320,13 +327,27 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                     return text.strip()[:64] or host
         return host
 
-    def _recently_verified(self, metadata: Any) -> bool:
+    @staticmethod
+    def _digest(metadata: Any) -> str | None:
         try:
-            raw = _bearer(metadata)
+            return hashlib.sha256(_bearer(metadata).encode()).hexdigest()
         except Unauthenticated:
-            return False
-        hit = self._cache.get(hashlib.sha256(raw.encode()).hexdigest())
-        return hit is not None and hit[0] > self._clock()
+            return None
+
+    def _recently_verified(self, metadata: Any) -> bool:
+        """True for a key that authenticated in the last :data:`KNOWN_GOOD_SECONDS`."""
+        digest = self._digest(metadata)
+        until = self._known_good.get(digest) if digest else None
+        return until is not None and until > self._clock()
+
+    def _remember_good(self, metadata: Any) -> None:
+        digest = self._digest(metadata)
+        if digest is None:
+            return
+        self._known_good[digest] = self._clock() + KNOWN_GOOD_SECONDS
+        self._known_good.move_to_end(digest)
+        if len(self._known_good) > _KEY_CACHE_MAX:
+            self._known_good.popitem(last=False)
 
     async def _gate(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
         """The caller's principal, checked before the message is read; failed
@@ -341,11 +362,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 retry_after=wait,
             )
         try:
-            return await self._authenticate(metadata)
+            principal = await self._authenticate(metadata)
         except Unauthenticated:
             if self._auth_failures.acquire(client) is not None:
                 log.warning("failed authentications from %s are now rate limited", client)
             raise
+        if self._auth_failures.enabled:
+            self._remember_good(metadata)
+        return principal
 
     async def _authenticate(self, metadata: Any) -> Principal:
         raw = _bearer(metadata)
