@@ -40,8 +40,8 @@ The edge (issue #13, :meth:`AuthInterceptor._gate` and its helpers):
   database lookup, except for keys that authenticated in the last ten
   minutes (:data:`KNOWN_GOOD_SECONDS`), so a flood of bad keys does not lock
   out a working client behind the same address. The client address is the
-  gRPC peer, or — when the peer is one of ``trusted_proxies`` (the gateway; loopback by default) — the
-  ``x-webhooks-client-address`` header that the gateway sets (overwriting
+  gRPC peer, or — when the peer is one of ``trusted_proxies`` (the gateway;
+  loopback by default) — the ``x-webhooks-client-address`` header that the gateway sets (overwriting
   anything the client sent).
 """
 
