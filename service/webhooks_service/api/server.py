@@ -9,8 +9,8 @@ use it, so the tests exercise exactly what production runs.
 - gRPC health checking (``grpc.health.v1.Health``): overall and per service
   SERVING while the database answers (probed every few seconds), NOT_SERVING
   while it does not and during graceful shutdown.
-- Server reflection (``grpc.reflection.v1`` and ``v1alpha``) lists both webhooks.v1 services, read from the
-  descriptors, whether or not the publisher is installed yet.
+- Server reflection (``grpc.reflection.v1`` and ``v1alpha``) lists both
+  webhooks.v1 services, read from the descriptors, whether or not the publisher is installed yet.
 - ``SO_REUSEPORT`` is off, so a port in use is a clear ConfigurationError
   rather than two servers silently sharing it.
 """

@@ -274,7 +274,8 @@ def _openapi_servers_lua() -> str:
             "  local text = body:getBytes(0, body:length())",
             "  local from, to = text:find(" + _q(OPENAPI_DEFAULT_SERVER) + ", 1, true)",
             "  if from then",
-            "    body:setBytes(text:sub(1, from - 1) .. '\"' .. server .. '\"' .. text:sub(to + 1))",
+            "    local quoted = '\"' .. server .. '\"'",
+            "    body:setBytes(text:sub(1, from - 1) .. quoted .. text:sub(to + 1))",
             "  end",
             "end",
         ]
