@@ -23,6 +23,8 @@ from pathlib import Path
 
 from grpc_tools import protoc
 
+from webhooks_service.core.listing import MAX_PAGE_SIZE  # the one page-size rule
+
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
 PACKAGE_DIR = "webhooks/v1"
@@ -104,7 +106,7 @@ def _openapi(gateway: Path, protos: list[str]) -> None:
             [
                 f"--plugin=protoc-gen-openapi={launcher}",
                 f"--openapi_out={gateway}",
-                f"--openapi_opt=services={'+'.join(REST_SERVICES)}",
+                f"--openapi_opt=services={'+'.join(REST_SERVICES)},page_size_max={MAX_PAGE_SIZE}",
                 *protos,
             ]
         )
