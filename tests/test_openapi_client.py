@@ -55,9 +55,9 @@ def generated(sqlite_template: Path, tmp_path: Path) -> Iterator[tuple[Any, str,
         spec = tmp_path / "openapi.json"
         spec.write_bytes(served.content)
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+        out = str(tmp_path / "webhooks_rest")
         result = subprocess.run(
-            [*command, "generate", "--path", str(spec), "--meta", "none"]
-            + ["--output-path", str(tmp_path / "webhooks_rest")],
+            [*command, "generate", "--path", str(spec), "--meta", "none", "--output-path", out],
             cwd=tmp_path,
             env=env,
             capture_output=True,
