@@ -133,6 +133,7 @@ def test_orgs_and_keys_from_the_command_line(
 
 def test_key_errors_are_one_line(webhooks: Callable[..., Result], tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/w.db"
+    assert webhooks("db", "upgrade", "--database-url", url).returncode == 0
     unknown = webhooks("keys", "create", "--org", "org_nope", "--scope", "webhooks:read",
                        "--database-url", url)  # fmt: skip
     assert_one_line_error(unknown, "organisation 'org_nope' does not exist")
