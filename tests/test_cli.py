@@ -190,6 +190,7 @@ def test_serve_reflection_health_and_graceful_stop(tmp_path: Path) -> None:
         "WEBHOOKS_GRPC_LISTEN": target,
         "WEBHOOKS_LOG_LEVEL": "WARNING",
         "WEBHOOKS_SHUTDOWN_GRACE": "2",
+        "WEBHOOKS_METRICS_LISTEN": "127.0.0.1:0",  # the default port may be another's
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "webhooks_service.cli", "serve"],

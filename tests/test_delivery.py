@@ -264,6 +264,7 @@ def test_separate_worker_process_wakes_on_notify(database_url: str) -> None:
     env = {
         **os.environ,
         "WEBHOOKS_DATABASE_URL": database_url,
+        "WEBHOOKS_METRICS_LISTEN": "127.0.0.1:0",
         "WEBHOOKS_ALLOWED_TARGET_NETWORKS": "127.0.0.0/8",
         "WEBHOOKS_POLL_INTERVAL": "60" if postgres else "0.1",
         "WEBHOOKS_LOG_LEVEL": "WARNING",
