@@ -7,9 +7,11 @@ worker is their real writer.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -18,7 +20,14 @@ import sqlalchemy as sa
 from tests.support.fixtures import OrgKeys, org, other_org, server  # noqa: F401
 from tests.support.seed import seed_attempts
 from tests.support.server import RunningServer
-from webhooks_client import AdminClient, DeliveryOutcome, InvalidArgumentError
+from webhooks.v1 import admin_pb2
+from webhooks_client import (
+    AdminClient,
+    DeliveryLog,
+    DeliveryLogPage,
+    DeliveryOutcome,
+    InvalidArgumentError,
+)
 from webhooks_service.storage import logs as log_store
 from webhooks_service.storage.logs import LogFilters
 
@@ -111,6 +120,22 @@ def test_entries_carry_the_attempt(server: RunningServer, seeded: Seeded) -> Non
     )
     assert delivered.next_attempt_at is None
     assert delivered.response_status_code == 200
+
+
+def test_log_entries_are_python_objects(seeded: Seeded) -> None:
+    """Dataclasses with enums that print as words and aware UTC datetimes (issue 14)."""
+    page = seeded.client.list_delivery_logs(page_size=3)
+    assert isinstance(page, DeliveryLogPage) and isinstance(page.logs, tuple)
+    entry = page.logs[0]
+    assert isinstance(entry, DeliveryLog) and dataclasses.is_dataclass(entry)
+    assert isinstance(entry.outcome, DeliveryOutcome)
+    assert f"{entry.outcome}" == str(entry.outcome) == entry.outcome.name.lower()
+    assert int(entry.outcome) == admin_pb2.Outcome.Value(f"OUTCOME_{entry.outcome.name}")
+    assert isinstance(entry.attempted_at, datetime) and entry.attempted_at.tzinfo is UTC
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        entry.attempt = 2  # type: ignore[misc]
+    only_failed = seeded.client.list_delivery_logs(outcome=DeliveryOutcome.FAILED).logs
+    assert only_failed and {e.outcome for e in only_failed} == {DeliveryOutcome.FAILED}
 
 
 def test_each_filter_narrows(seeded: Seeded) -> None:
