@@ -271,12 +271,12 @@ class AdminClient(_Client):
 
     def list_event_types(
         self, *, category: str = "", timeout: float | None = None
-    ) -> list[admin_pb2.EventTypeDefinition]:
+    ) -> list[models.EventTypeDefinition]:
         """The event catalog (or one ``category``): each type's ``name``,
-        ``description``, the JSON Schema of its ``data`` and an example (both
-        ``google.protobuf.Struct``; ``json_format.MessageToDict`` makes them dicts)."""
+        ``description``, the JSON Schema of its ``data`` and an example (dicts)."""
         request = admin_pb2.ListEventTypesRequest(category=category)
-        return list(self._call(self._stub.ListEventTypes, request, timeout).event_types)
+        types = self._call(self._stub.ListEventTypes, request, timeout).event_types
+        return [_convert.event_type(t) for t in types]
 
 
 def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import json_format, timestamp_pb2
 
 from webhooks.v1 import admin_pb2, publisher_pb2
 from webhooks_client import models
@@ -113,6 +113,16 @@ def rotate_webhook_secret(
         config=webhook_config(r.config),
         secret=r.secret,
         previous_secret_expires_at=timestamp(r, "previous_secret_expires_at"),
+    )
+
+
+def event_type(t: admin_pb2.EventTypeDefinition) -> models.EventTypeDefinition:
+    return models.EventTypeDefinition(
+        name=t.name,
+        category=t.category,
+        description=t.description,
+        schema=json_format.MessageToDict(t.schema),
+        example=json_format.MessageToDict(t.example),
     )
 
 

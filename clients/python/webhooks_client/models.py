@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 __all__ = [
     "Delivery",
@@ -26,6 +27,7 @@ __all__ = [
     "DeliveryOutcome",
     "DeliveryStatus",
     "EndpointHealth",
+    "EventTypeDefinition",
     "PublishResult",
     "PutWebhookConfigResult",
     "RetryDeliveryResult",
@@ -163,6 +165,18 @@ class RotateWebhookSecretResult:
     config: WebhookConfig
     secret: str
     previous_secret_expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class EventTypeDefinition:
+    """One type of the event catalog: ``schema`` is the JSON Schema (draft 2020-12)
+    of the delivered ``data`` and ``example`` a valid ``data``, both as dicts."""
+
+    name: str
+    category: str
+    description: str
+    schema: dict[str, Any]
+    example: dict[str, Any]
 
 
 @dataclass(frozen=True)
