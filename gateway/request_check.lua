@@ -489,7 +489,9 @@ function envoy_on_request(handle)
   local path, query = full:match("^([^?]*)%??(.*)$")
   local rule = find_rule(headers:get(":method") or "", path)
   if rule == nil then
-    if path ~= OPENAPI_PATH then
+    -- Only the REST API's own prefix: other routes (static files, say) answer
+    -- for themselves; a route can also disable this filter by name.
+    if path ~= OPENAPI_PATH and (path == "/webhooks" or path:sub(1, 10) == "/webhooks/") then
       local shown = path
       if #shown > 80 then shown = shown:sub(1, 80) .. "…" end
       refuse(handle, "no REST endpoint at " .. shown .. "; the API has " .. endpoints()

@@ -119,7 +119,10 @@ def _with_violations(message: str, violations: list[errors.FieldViolation]) -> s
     first = violations[0]
     if first.description in message:
         return message
-    text = f"{message}: {first.field}: {first.description}"
+    if message.endswith(first.field):  # "invalid delivery_id" -> "…: <rule>"
+        text = f"{message}: {first.description}"
+    else:
+        text = f"{message}: {first.field}: {first.description}"
     if len(violations) > 1:
         others = ", ".join(dict.fromkeys(v.field for v in violations[1:] if v.field != first.field))
         if others:

@@ -187,8 +187,8 @@ def put_config(
         url_guard=None if config_id else (lambda _: target_problem),
     )
     if problems:
-        fields = ", ".join(dict.fromkeys(p.field.split("[")[0] for p in problems))
-        raise InvalidArgument(f"invalid webhook configuration: check {fields}", problems)
+        # The API's error mapping adds the first field and rule to the message.
+        raise InvalidArgument("invalid webhook configuration", problems)
     types = tuple(dict.fromkeys(event_types))
     cipher = cipher_for(settings.secret_key)
     now = clock()
@@ -199,8 +199,7 @@ def put_config(
                 raise NotFound(f"webhook configuration {config_id!r} not found")
             if target_problem is not None and url != current.url:
                 raise InvalidArgument(
-                    "invalid webhook configuration: check url",
-                    [FieldViolation("url", target_problem)],
+                    "invalid webhook configuration", [FieldViolation("url", target_problem)]
                 )
             new_enabled = current.enabled if enabled is None else enabled
             current_secret = cipher.open(current.secret)

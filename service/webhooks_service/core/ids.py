@@ -50,8 +50,7 @@ def check_config_id(value: str, field: str = "config_id", *, required: bool = Tr
     if not value:
         if required:
             raise InvalidArgument(
-                f"{field} is required",
-                [FieldViolation(field, "required: the configuration id, whc_…")],
+                f"invalid {field}", [FieldViolation(field, "required: the configuration id, whc_…")]
             )
         return
     problem = id_problem(value, CONFIG_ID, "whc_ followed by letters and digits, e.g. whc_3f2a…")
