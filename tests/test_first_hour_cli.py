@@ -10,11 +10,15 @@ import select
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
+from tests.conftest import POSTGRES_ADMIN_URL, _postgres_unavailable
 from tests.support.envoy import require_envoy
 from tests.support.server import running_server
 from tests.test_cli import Result, assert_one_line_error, free_port, webhooks  # noqa: F401
@@ -142,3 +146,35 @@ def test_gateway_waits_for_its_only_upstream_before_reporting_up(
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.mark.postgres
+def test_postgresql_without_the_database_or_its_schema(
+    webhooks: Callable[..., Result],  # noqa: F811
+) -> None:
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"wh_empty_{uuid.uuid4().hex[:8]}"
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        _postgres_unavailable(str(exc.orig).strip().splitlines()[0])
+    try:
+        base = make_url(POSTGRES_ADMIN_URL)
+        empty = base.set(database=name).render_as_string(hide_password=False)
+        result = webhooks("orgs", "list", "--database-url", empty)
+        assert_one_line_error(
+            result, "has no webhooks schema: create it with `webhooks db upgrade`"
+        )
+        engine = sa.create_engine(empty)
+        with engine.connect() as conn:
+            assert not sa.inspect(conn).get_table_names()  # nothing was created
+        engine.dispose()
+        missing = base.set(database=f"{name}_missing").render_as_string(hide_password=False)
+        result = webhooks("keys", "create", "--platform", "--database-url", missing)
+        assert_one_line_error(result, "does not exist (create the database")
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()

@@ -75,7 +75,11 @@ def open_database(settings: Settings, *, create: bool = False) -> Engine:
     except sqlalchemy.exc.DBAPIError as exc:
         engine.dispose()
         first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        hint = f" ({CREATE_HINT} once it exists)" if "does not exist" in first else ""
+        hint = (
+            " (create the database, e.g. with createdb, then its schema with `webhooks db upgrade`)"
+            if "does not exist" in first
+            else ""
+        )
         raise ConfigurationError(f"cannot use the database at {shown}: {first}{hint}") from exc
     except ConfigurationError:
         engine.dispose()
