@@ -247,3 +247,14 @@ def test_served_openapi_names_the_address_it_is_served_from(gateway: EnvoyProces
         f"{gateway.base_url}/webhooks/openapi.json", headers={"host": "hooks.acme.test"}
     )
     assert other.json()["servers"][0]["url"] == "http://hooks.acme.test"
+
+
+def test_rest_update_keeps_absent_optional_fields(rest: httpx.Client) -> None:
+    """The README's update example: a PUT without "description" keeps it."""
+    body = {"url": "https://a.example/h", "event_types": ["*"], "description": "billing"}
+    config = rest.put("/webhooks/configs", json=body).json()["config"]
+    update = {"id": config["id"], "url": config["url"], "event_types": ["*"], "enabled": False}
+    updated = rest.put("/webhooks/configs", json=update).json()["config"]
+    assert (updated["description"], updated["enabled"]) == ("billing", False)
+    cleared = rest.put("/webhooks/configs", json={**update, "description": ""}).json()["config"]
+    assert cleared["description"] == ""
