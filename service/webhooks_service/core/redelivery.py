@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
-from webhooks_service.core.ids import PublicIds
+from webhooks_service.core.ids import PublicIds, check_config_id, id_problem
 from webhooks_service.core.server_keys import keyring
 from webhooks_service.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from webhooks_service.storage import replay as store
@@ -73,7 +73,9 @@ def parse_delivery_id(ids: PublicIds, value: str, field: str = "delivery_id") ->
     if not value:
         problem = "required: the delivery id, dlv_… (the delivery_id of a log entry)"
     elif _DELIVERY_ID.fullmatch(value) is None:
-        problem = f"{value[:64]!r} is not a delivery id (dlv_ and 16 hex digits)"
+        problem = (
+            id_problem(value, _DELIVERY_ID, "dlv_ followed by 16 hex digits, e.g. dlv_3f2a…") or ""
+        )
     else:
         return ids.parse_delivery(value)
     raise InvalidArgument(f"invalid {field}", [FieldViolation(field, problem)])
@@ -115,8 +117,10 @@ def replay_deliveries(
     back in the queue, due now; returns how many (see module doc)."""
     now = clock()
     problems: list[FieldViolation] = []
-    if not config_id:
-        problems.append(FieldViolation("config_id", "required: the configuration id, whc_…"))
+    try:
+        check_config_id(config_id)
+    except InvalidArgument as exc:
+        problems.extend(exc.violations)
     end = until or now
     if since is None:
         problems.append(FieldViolation("since", "required: the start of the range"))
