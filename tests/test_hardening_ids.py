@@ -99,7 +99,8 @@ def test_page_tokens_carry_no_readable_position(
     srv, _, admin = seeded
     page = admin.list_delivery_logs(page_size=2)
     raw = base64.urlsafe_b64decode(page.next_page_token + "==")
-    assert b'"k"' not in raw and b"{" not in raw
+    with pytest.raises(ValueError):  # ciphertext, not the JSON position
+        json.loads(raw)
     # a token from another organisation is refused
     _, keys = make_org_and_keys(srv.engine, "Other")
     with AdminClient(srv.target, keys["all"]) as other, pytest.raises(InvalidArgumentError):
@@ -178,7 +179,15 @@ def test_blocked_target_error_does_not_name_the_resolved_address(
     with running_server(database_url, {"allowed_target_networks": ()}) as srv:
         _, keys = make_org_and_keys(srv.engine)
         with AdminClient(srv.target, keys["all"]) as admin:
-            config = admin.put_webhook_config(url="http://localhost:9/h", event_types=["*"])
+            config = admin.put_webhook_config(url="https://example.com/h", event_types=["*"])
+            # The name now resolves to loopback (as after a DNS change; PUT refuses
+            # literal loopback names, so the row is changed underneath).
+            with srv.engine.begin() as conn:
+                conn.exec_driver_sql(
+                    "UPDATE webhook_configs SET url = 'http://localhost:9/h' WHERE id = '"
+                    + config.config.id
+                    + "'"
+                )
             entry = admin.send_test_event(config.config.id)
     assert "blocked target: localhost is not a public address" in entry.error
     assert "127.0.0.1" not in entry.error and "::1" not in entry.error

@@ -206,6 +206,9 @@ def _local_reply_mappers(indent: int) -> str:
             f"value: {{default_value: {value}, runtime_key: gateway.local_reply.unused}}}}}}}}"
         )
 
+    # Hardening (#13): oversized headers are refused by the codec before the
+    # method is read; they are a 431 RESOURCE_EXHAUSTED, not "not valid HTTP".
+    mapper(status_filter("EQ", 431), GRPC_CODE_FOR_HTTP_STATUS[431])
     lines.extend(_api_voice_mappers())
     for status, code in GRPC_CODE_FOR_HTTP_STATUS.items():
         mapper(status_filter("EQ", status), code)
