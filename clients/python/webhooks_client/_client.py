@@ -137,21 +137,37 @@ class AdminClient(_Client):
         secret: str | None = None,
         enabled: bool | None = None,
         description: str = "",
+        headers: Mapping[str, str] | None = None,
+        clear_headers: bool = False,
         timeout: float | None = None,
     ) -> admin_pb2.PutWebhookConfigResponse:
         """Create (no ``id``) or update a configuration.
 
         On create without ``secret`` the response's ``secret`` holds the
-        generated one, the only time it is shown.
+        generated one, the only time it is shown. ``headers``: custom request
+        headers sent on every attempt (on update: replace them all; absent or
+        empty keeps them, ``clear_headers`` removes them).
         """
         request = admin_pb2.PutWebhookConfigRequest(
-            id=id, url=url, event_types=list(event_types), description=description
+            id=id,
+            url=url,
+            event_types=list(event_types),
+            description=description,
+            headers=dict(headers or {}),
+            clear_headers=clear_headers,
         )
         if secret is not None:
             request.secret = secret
         if enabled is not None:
             request.enabled = enabled
         return self._call(self._stub.PutWebhookConfig, request, timeout)
+
+    def delete_webhook_config(
+        self, config_id: str, *, timeout: float | None = None
+    ) -> admin_pb2.DeleteWebhookConfigResponse:
+        """Delete a configuration; its pending deliveries are cancelled, its log kept."""
+        request = admin_pb2.DeleteWebhookConfigRequest(config_id=config_id)
+        return self._call(self._stub.DeleteWebhookConfig, request, timeout)
 
     def list_delivery_logs(
         self,

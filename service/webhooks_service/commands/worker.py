@@ -24,6 +24,7 @@ from webhooks_service import config
 from webhooks_service.commands._database import open_database
 from webhooks_service.config import Settings
 from webhooks_service.delivery.runner import run_worker
+from webhooks_service.observability import tracing
 from webhooks_service.observability.logging import configure_logging
 from webhooks_service.observability.metrics import start_process_metrics
 
@@ -64,10 +65,12 @@ def register(sub: Any) -> None:
 def _worker(args: argparse.Namespace) -> int:
     settings = config.from_args(args)
     configure_logging(settings.log_level, settings.log_format)
+    tracing.configure_from_env()  # OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set
     engine = open_database(settings)
     try:
         asyncio.run(work(settings, engine))
     finally:
+        tracing.shutdown()
         engine.dispose()
     return 0
 
