@@ -13,8 +13,8 @@
    log shows how each ended (no HTTP request is made);
 3. pending deliveries a worker holds right now are marked ``cancelled`` too
    but keep their claim token: the attempt in flight is still logged by
-   ``queue.finish_batch`` (which leaves a cancelled delivery cancelled), and
-   none is retried.
+   ``queue.finish_batch``; if it ended the delivery (delivered, failed, dead)
+   that is its final state, otherwise it stays cancelled and is not retried.
 
 Set-based statements (INSERT … SELECT, UPDATE): a config with a large
 backlog is cancelled in one short transaction, not row by row.

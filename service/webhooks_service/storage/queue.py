@@ -64,9 +64,12 @@ STATUS_BY_OUTCOME = {
     "cancelled": "cancelled",
 }
 # A delivery cancelled while its attempt was in flight (its configuration was
-# deleted, storage/config_deletion.py) stays cancelled: the attempt is logged,
-# no retry follows.
-_KEEP_CANCELLED_PG = "CASE WHEN d.status = 'cancelled' THEN d.status ELSE v.status END"
+# deleted, storage/config_deletion.py): the attempt is logged; if it ended the
+# delivery (delivered, failed, dead) that is its state, else it stays
+# cancelled and no retry follows.
+_KEEP_CANCELLED_PG = (
+    "CASE WHEN d.status = 'cancelled' AND v.status = 'pending' THEN d.status ELSE v.status END"
+)
 
 
 @contextmanager
@@ -418,7 +421,8 @@ _SQLITE_LOG = sa.text(
 _SQLITE_MOVE = sa.text(
     f"""
     UPDATE deliveries
-    SET status = CASE WHEN deliveries.status = 'cancelled' THEN deliveries.status
+    SET status = CASE WHEN deliveries.status = 'cancelled'
+                           AND {_sqlite_field("status")} = 'pending' THEN deliveries.status
                       ELSE {_sqlite_field("status")} END,
         attempts = {_sqlite_field("attempt")},
         next_attempt_at = {_sqlite_field("next_due")}, claim_token = NULL, updated_at = :now
