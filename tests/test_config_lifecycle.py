@@ -76,7 +76,7 @@ def test_delete_cancels_pending_deliveries_keeps_the_log_and_frees_the_quota(env
 
     # gone from the API, not from the log; the quota has room again
     assert [c.id for c in env.admin.list_webhook_configs()] == [keep.id]
-    third, _ = env.config("/third")
+    env.config("/third")
     with pytest.raises(FailedPreconditionError, match="cancelled"):
         env.admin.retry_delivery(cancelled[0].delivery_id)
     with pytest.raises(NotFoundError):
