@@ -207,6 +207,7 @@ def test_headers_are_sealed_at_rest_with_the_secret_key(env: Env) -> None:
             sa.text("SELECT headers FROM webhook_configs WHERE id = :id"),
             {"id": created.config.id},
         ).scalar()
+    assert isinstance(stored, str)
     assert stored.startswith("enc:v1:") and "s3cr3t" not in stored
     env.publish()
     assert env.rx.wait_for(1, "/sealed")[0].headers["authorization"] == "Bearer s3cr3t"

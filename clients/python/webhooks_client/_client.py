@@ -78,11 +78,20 @@ class _Client:
                 channel = grpc.secure_channel(target, credentials, options=list(options))
         self._channel = channel
 
-    def _call(self, method: Callable[..., _Resp], request: Any, timeout: float | None) -> _Resp:
+    def _call(
+        self,
+        method: Callable[..., _Resp],
+        request: Any,
+        timeout: float | None,
+        traceparent: str | None = None,
+    ) -> _Resp:
+        metadata: tuple[tuple[str, str], ...] = self._metadata
+        if traceparent:
+            metadata = (*metadata, ("traceparent", traceparent))
         try:
             return method(
                 request,
-                metadata=self._metadata,
+                metadata=metadata,
                 timeout=self._timeout if timeout is None else timeout,
             )
         except grpc.RpcError as err:
@@ -319,18 +328,21 @@ class PublisherClient(_Client):
         id: str | None = None,
         timestamp: datetime | None = None,
         timeout: float | None = None,
+        traceparent: str | None = None,
     ) -> publisher_pb2.PublishEventResponse:
         """Publish one event. Give ``id`` to make retries safe: the same id twice
-        is stored once and answers ``duplicate=True``."""
+        is stored once and answers ``duplicate=True``. ``traceparent`` (W3C) makes
+        the service's spans of this event (publish, every attempt) part of your trace."""
         request = make_publish_request(organisation_id, type, data, id=id, timestamp=timestamp)
-        return self._call(self._stub.PublishEvent, request, timeout)
+        return self._call(self._stub.PublishEvent, request, timeout, traceparent)
 
     def publish_events(
         self,
         requests: Sequence[publisher_pb2.PublishEventRequest],
         *,
         timeout: float | None = None,
+        traceparent: str | None = None,
     ) -> list[publisher_pb2.PublishEventResponse]:
         """Publish up to 500 events in one transaction; results in request order."""
         batch = publisher_pb2.PublishEventsRequest(requests=list(requests))
-        return list(self._call(self._stub.PublishEvents, batch, timeout).results)
+        return list(self._call(self._stub.PublishEvents, batch, timeout, traceparent).results)
