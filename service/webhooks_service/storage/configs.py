@@ -142,22 +142,30 @@ def sample_encrypted_secret(conn: sa.Connection, prefix: str) -> str | None:
 
 def secrets_page(
     conn: sa.Connection, *, after_id: str, limit: int
-) -> list[tuple[str, str, str | None]]:
-    """(id, secret, previous_secret) of every organisation's configs after ``after_id``,
-    by id (re-sealing walks the whole table in batches)."""
+) -> list[tuple[str, str, str | None, str | None]]:
+    """(id, secret, previous_secret, headers) of every organisation's live configs after
+    ``after_id``, by id (re-sealing walks the whole table in batches)."""
     query = (
-        sa.select(_T.c.id, _T.c.secret, _T.c.previous_secret)
-        .where(_T.c.id > after_id)
+        sa.select(_T.c.id, _T.c.secret, _T.c.previous_secret, _T.c.headers)
+        .where(_T.c.id > after_id, _LIVE)
         .order_by(_T.c.id)
         .limit(limit)
     )
-    return [(r.id, r.secret, r.previous_secret) for r in conn.execute(query)]
+    return [(r.id, r.secret, r.previous_secret, r.headers) for r in conn.execute(query)]
 
 
-def set_secrets(conn: sa.Connection, config_id: str, secret: str, previous: str | None) -> None:
-    """Replace the stored forms of a config's secrets (same values, re-sealed)."""
+def set_secrets(
+    conn: sa.Connection,
+    config_id: str,
+    secret: str,
+    previous: str | None,
+    headers: str | None = None,
+) -> None:
+    """Replace the stored forms of a config's secrets and headers (same values, re-sealed)."""
     conn.execute(
-        sa.update(_T).where(_T.c.id == config_id).values(secret=secret, previous_secret=previous)
+        sa.update(_T)
+        .where(_T.c.id == config_id)
+        .values(secret=secret, previous_secret=previous, headers=headers)
     )
 
 
