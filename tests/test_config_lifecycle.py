@@ -6,6 +6,9 @@ with its worker and real HTTP receivers; then through the real Envoy (REST).
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -15,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from standardwebhooks.webhooks import Webhook
 
 from tests.support.delivery_env import DeliveryEnv as Env
 from tests.support.delivery_env import delivery_env
@@ -28,6 +32,8 @@ from webhooks_client import (
     InvalidArgumentError,
     NotFoundError,
 )
+from webhooks_service import cli
+from webhooks_service.core import keys
 
 Out = admin_pb2.Outcome
 SLOW_RETRY = {"retry_schedule": (60.0, 60.0), "max_configs_per_org": 2}
@@ -286,3 +292,49 @@ def test_rest_delete_and_headers(rest_env: tuple[Env, str], rest: httpx.Client) 
     )
     [detail] = error(bad, 400, 3)["details"]
     assert detail["field_violations"][0]["field"] == "headers['host']"
+
+
+@pytest.mark.gateway
+def test_rest_operational_webhook_and_a_revoked_key(
+    rest_env: tuple[Env, str], rest: httpx.Client
+) -> None:
+    env, base_url = rest_env
+    env.rx.program("/rest-gone", Reply(410))
+    resp = rest.put(
+        "/webhooks/configs", json={"url": env.rx.url("/rest-ops"), "event_types": ["webhook.*"]}
+    )
+    assert resp.status_code == 200, resp.text
+    ops_secret = resp.json()["secret"]
+    gone = rest.put(
+        "/webhooks/configs", json={"url": env.rx.url("/rest-gone"), "event_types": ["reward.*"]}
+    ).json()["config"]
+    env.publish()
+    types = [json.loads(r.body)["type"] for r in env.rx.wait_for(2, "/rest-ops")]
+    assert sorted(types) == ["webhook.delivery_failed", "webhook.endpoint_disabled"]
+    disabled = next(
+        r for r in env.rx.requests("/rest-ops") if b"webhook.endpoint_disabled" in r.body
+    )
+    data = Webhook(ops_secret).verify(disabled.body, disabled.headers)["data"]
+    assert data["config_id"] == gone["id"] and data["reason"] == "ENDPOINT_DISABLED_REASON_GONE"
+    env.wait_logs(1, event_type="webhook.endpoint_disabled")  # recorded after the receipt
+    logs = rest.get("/webhooks/logs", params={"event_type": "webhook.endpoint_disabled"}).json()[
+        "logs"
+    ]
+    assert len(logs) == 1 and logs[0]["outcome"] == "OUTCOME_DELIVERED"
+
+    # a key revoked from the CLI is refused through the gateway within a second
+    key = keys.create_key(env.srv.engine, env.org_id, ["webhooks:read"])[1]
+    with httpx.Client(
+        base_url=base_url, headers={"authorization": f"Bearer {key}"}, timeout=10
+    ) as client:
+        assert client.get("/webhooks/configs").status_code == 200
+        out = io.StringIO()
+        with contextlib.redirect_stderr(out):
+            assert (
+                cli.main(["keys", "revoke", key, "--database-url", env.srv.settings.database_url])
+                == 0
+            )
+        start = time.monotonic()
+        while client.get("/webhooks/configs").status_code != 401:
+            assert time.monotonic() - start < 1.0, "the gateway still accepts the revoked key"
+            time.sleep(0.02)
