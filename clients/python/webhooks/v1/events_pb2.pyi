@@ -77,17 +77,14 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     about the organisation's own endpoints, never published by a client.
     A configuration receives them only when it names them (exact name or
     "webhook.*"; "*" does not include them), never about itself, and never
-    about the deliveries of operational events.
+    about the deliveries of operational events (docs/operations.md).
 
-    An endpoint was disabled: it answered 410 Gone, it kept failing for the
-    operator's period, or an admin disabled it. Data: config_id, url,
-    reason (ENDPOINT_DISABLED_REASON_GONE | _FAILING | _ADMIN),
-    failing_since (when known) and disabled_at.
+    An endpoint of the organisation was disabled: it answered 410 Gone, it
+    kept failing for the operator's period, or an admin disabled it.
     """
     EVENT_TYPE_WEBHOOK_DELIVERY_FAILED: _EventType.ValueType  # 61
-    """A delivery ended without success (OUTCOME_FAILED or OUTCOME_DEAD). Data:
-    config_id, delivery_id, event_id, event_type, outcome, attempts,
-    last_status_code (0 without a response) and last_error.
+    """A delivery ended without success: failed for good (OUTCOME_FAILED) or
+    its retries ran out (OUTCOME_DEAD).
     """
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
@@ -148,17 +145,14 @@ EVENT_TYPE_WEBHOOK_ENDPOINT_DISABLED: EventType.ValueType  # 60
 about the organisation's own endpoints, never published by a client.
 A configuration receives them only when it names them (exact name or
 "webhook.*"; "*" does not include them), never about itself, and never
-about the deliveries of operational events.
+about the deliveries of operational events (docs/operations.md).
 
-An endpoint was disabled: it answered 410 Gone, it kept failing for the
-operator's period, or an admin disabled it. Data: config_id, url,
-reason (ENDPOINT_DISABLED_REASON_GONE | _FAILING | _ADMIN),
-failing_since (when known) and disabled_at.
+An endpoint of the organisation was disabled: it answered 410 Gone, it
+kept failing for the operator's period, or an admin disabled it.
 """
 EVENT_TYPE_WEBHOOK_DELIVERY_FAILED: EventType.ValueType  # 61
-"""A delivery ended without success (OUTCOME_FAILED or OUTCOME_DEAD). Data:
-config_id, delivery_id, event_id, event_type, outcome, attempts,
-last_status_code (0 without a response) and last_error.
+"""A delivery ended without success: failed for good (OUTCOME_FAILED) or
+its retries ran out (OUTCOME_DEAD).
 """
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 
