@@ -12,6 +12,7 @@ import json
 import shutil
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,8 @@ from webhooks_client import (
     NotFoundError,
 )
 from webhooks_service import cli
-from webhooks_service.core import keys
+from webhooks_service.core import keys, retention
+from webhooks_service.storage.models import utcnow
 
 Out = admin_pb2.Outcome
 SLOW_RETRY = {"retry_schedule": (60.0, 60.0), "max_configs_per_org": 2}
@@ -131,6 +133,31 @@ def test_an_attempt_in_flight_is_logged_and_not_retried(env: Env) -> None:
     assert env.rx.count("/slow") == 1
     with pytest.raises(FailedPreconditionError, match="cancelled"):
         env.admin.retry_delivery(entry.delivery_id)
+
+
+def test_retention_prunes_a_deleted_configs_log_and_then_the_config(env: Env) -> None:
+    env.rx.program("/old", Reply(400))
+    config, _ = env.config("/old")
+    env.publish(id="evt_old")
+    env.wait_logs(1, config_id=config.id, outcome="failed")
+    env.admin.delete_webhook_config(config.id)
+    later = utcnow() + timedelta(days=2)
+
+    def rows() -> tuple[int, int]:
+        with env.srv.engine.connect() as conn:
+            configs = conn.execute(
+                sa.text("SELECT count(*) FROM webhook_configs WHERE id = :id"), {"id": config.id}
+            ).scalar_one()
+            attempts = conn.execute(
+                sa.text("SELECT count(*) FROM delivery_attempts WHERE config_id = :id"),
+                {"id": config.id},
+            ).scalar_one()
+        return int(configs), int(attempts)
+
+    assert rows() == (1, 1)  # kept for its log
+    retention.prune(env.srv.engine, env.srv.settings, now=later, older_than_days=1)
+    assert rows() == (0, 0)
+    assert env.logs(config_id=config.id) == []
 
 
 # -- per-endpoint headers -----------------------------------------------------------

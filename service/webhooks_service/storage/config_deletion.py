@@ -143,3 +143,13 @@ def delete_config(
         .values(status=CANCELLED_OUTCOME, updated_at=now)
     ).rowcount
     return DeletedConfig(str(url), int(cancelled) + int(in_flight))
+
+
+def purge_deleted(conn: sa.Connection, cutoff: datetime) -> int:
+    """Remove configurations deleted before ``cutoff`` that no delivery references
+    any more (retention pruned their events); how many. Call in a write transaction."""
+    referenced = sa.select(_D.c.id).where(_D.c.config_id == _C.c.id).exists()
+    result = conn.execute(
+        sa.delete(_C).where(_C.c.deleted_at.is_not(None), _C.c.deleted_at < cutoff, ~referenced)
+    )
+    return int(result.rowcount)
