@@ -173,3 +173,22 @@ def test_operational_types_are_in_the_catalog_and_subscribable(env: Env) -> None
         assert env.admin.put_webhook_config(url=env.rx.url("/o"), event_types=pattern).created
     with pytest.raises(InvalidArgumentError):
         env.admin.put_webhook_config(url=env.rx.url("/o"), event_types=["webhook.ping"])
+
+
+def test_a_failing_operational_hook_never_costs_the_attempt_records(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from webhooks_service.storage import operational as store
+
+    def broken(*args: object, **kwargs: object) -> int:
+        raise RuntimeError("injected: cannot queue operational events")
+
+    monkeypatch.setattr(store, "insert_operational", broken)
+    env.rx.program("/bad", Reply(400))
+    bad, _ = env.config("/bad", ["reward.*"])
+    env.config("/ops", ["webhook.*"])
+    env.publish(id="evt_kept")
+    [entry] = env.wait_logs(1, config_id=bad.id, outcome="failed")
+    assert entry.event_id == "evt_kept" and entry.response_status_code == 400
+    settle()
+    assert env.rx.count("/ops") == 0

@@ -27,9 +27,10 @@ Rules:
   deleted) are not reported one by one either: the disabling is.
 - **Atomic with what they report**: each is stored in the transaction that
   records the attempt, disables the endpoint (410: ``finish_batch``; the
-  health sweep; the admin's Put), through ``storage/operational.py``. A
-  410 answered by several deliveries in flight disables once, so it is
-  reported once.
+  health sweep; the admin's Put), through ``storage/operational.py``, inside
+  a savepoint: if queueing them fails, that is logged and the change itself
+  (the batch of attempts, the disabling) is kept. A 410 answered by several
+  deliveries in flight disables once, so it is reported once.
 
 The entry points are small hooks: :func:`after_finish` (``finish_batch``'s
 ``after_write``, called with the connection once a batch is written),
@@ -40,7 +41,8 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -52,6 +54,8 @@ from webhooks_service.storage import operational as store
 from webhooks_service.storage.configs import ConfigRow
 from webhooks_service.storage.endpoint_health import attempted
 from webhooks_service.storage.queue import STATUS_BY_OUTCOME, FinishedAttempt
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DELIVERY_FAILED",
@@ -125,6 +129,17 @@ def _store(conn: sa.Connection, events: Sequence[store.OperationalEvent], now: d
     return store.insert_operational(conn, events, now=now, matches=catalog.matches_any)
 
 
+def _guarded(conn: sa.Connection, work: Callable[[], int]) -> int:
+    """Run ``work`` in a savepoint: a failure here is logged and never undoes the
+    change being reported (the batch of attempts, the disabling)."""
+    try:
+        with conn.begin_nested():
+            return work()
+    except Exception:
+        log.exception("could not queue operational webhooks; the change itself is kept")
+        return 0
+
+
 def after_finish(
     conn: sa.Connection,
     finished: Sequence[FinishedAttempt],
@@ -140,7 +155,13 @@ def after_finish(
     failed = [f for f in finished if _reportable(f)]
     disabled = list(newly_disabled)
     if not failed and not disabled:
-        return 0
+        return 0  # the common case: no statement, no savepoint
+    return _guarded(conn, lambda: _after_finish(conn, failed, disabled, now))
+
+
+def _after_finish(
+    conn: sa.Connection, failed: list[FinishedAttempt], disabled: list[str], now: datetime
+) -> int:
     events: list[store.OperationalEvent] = []
     if disabled:
         for subject in store.subjects(conn, disabled).values():
@@ -154,10 +175,14 @@ def after_finish(
 
 def endpoint_disabled_by_sweep(conn: sa.Connection, config_id: str, *, now: datetime) -> int:
     """The health sweep disabled ``config_id`` (failing for too long), in ``conn``."""
-    subject = store.subjects(conn, [config_id]).get(config_id)
-    if subject is None:
-        return 0
-    return _store(conn, [_disabled_event(subject, DisabledReason.FAILING, now)], now)
+
+    def work() -> int:
+        subject = store.subjects(conn, [config_id]).get(config_id)
+        if subject is None:
+            return 0
+        return _store(conn, [_disabled_event(subject, DisabledReason.FAILING, now)], now)
+
+    return _guarded(conn, work)
 
 
 def endpoint_disabled_by_admin(conn: sa.Connection, config: ConfigRow, *, now: datetime) -> int:
@@ -165,7 +190,9 @@ def endpoint_disabled_by_admin(conn: sa.Connection, config: ConfigRow, *, now: d
     subject = store.Subject(
         config.id, config.organisation_id, config.url, config.health.failing_since
     )
-    return _store(conn, [_disabled_event(subject, DisabledReason.ADMIN, now)], now)
+    return _guarded(
+        conn, lambda: _store(conn, [_disabled_event(subject, DisabledReason.ADMIN, now)], now)
+    )
 
 
 class Emitter:
