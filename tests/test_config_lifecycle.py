@@ -26,9 +26,9 @@ from tests.support.delivery_env import delivery_env
 from tests.support.envoy import running_gateway
 from tests.support.receiver import Reply, running_receiver
 from tests.support.server import make_org_and_keys, running_server
-from webhooks.v1 import admin_pb2
 from webhooks_client import (
     AdminClient,
+    DeliveryOutcome,
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
@@ -37,7 +37,6 @@ from webhooks_service import cli
 from webhooks_service.core import keys, retention
 from webhooks_service.storage.models import utcnow
 
-Out = admin_pb2.Outcome
 SLOW_RETRY = {"retry_schedule": (60.0, 60.0), "max_configs_per_org": 2}
 FAST = {"retry_schedule": (0.05, 0.05)}
 SECRET_KEY = "k" * 40
@@ -73,13 +72,13 @@ def test_delete_cancels_pending_deliveries_keeps_the_log_and_frees_the_quota(env
     assert response.cancelled_deliveries == 3
 
     logs = env.logs(config_id=config.id)
-    cancelled = [entry for entry in logs if entry.outcome == Out.OUTCOME_CANCELLED]
+    cancelled = [entry for entry in logs if entry.outcome == DeliveryOutcome.CANCELLED]
     assert sorted(entry.event_id for entry in cancelled) == ["evt_0", "evt_1", "evt_2"]
     for entry in cancelled:
         assert entry.attempt == 2 and entry.response_status_code == 0
         assert entry.error.startswith("configuration deleted")
     # the earlier attempts stay in the log
-    assert sum(entry.outcome == Out.OUTCOME_RETRY_SCHEDULED for entry in logs) == 3
+    assert sum(entry.outcome == DeliveryOutcome.RETRY_SCHEDULED for entry in logs) == 3
     assert len(env.logs(outcome="cancelled")) == 3
 
     # gone from the API, not from the log; the quota has room again
@@ -128,7 +127,7 @@ def test_an_attempt_in_flight_is_logged_and_not_retried(env: Env) -> None:
     env.rx.wait_for(1, "/slow")
     assert env.admin.delete_webhook_config(config.id).cancelled_deliveries == 1
     [entry] = env.wait_logs(1, config_id=config.id)
-    assert entry.outcome == Out.OUTCOME_RETRY_SCHEDULED and entry.response_status_code == 500
+    assert entry.outcome == DeliveryOutcome.RETRY_SCHEDULED and entry.response_status_code == 500
     time.sleep(0.5)  # well past the 0.05 s retry
     assert env.rx.count("/slow") == 1
     with pytest.raises(FailedPreconditionError, match="cancelled"):

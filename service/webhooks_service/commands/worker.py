@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 
 from webhooks_service import config
 from webhooks_service.commands._database import open_database
+from webhooks_service.commands._preflight import check_service_addresses
 from webhooks_service.config import Settings
 from webhooks_service.delivery.runner import run_worker
 from webhooks_service.observability import tracing
@@ -65,8 +66,9 @@ def register(sub: Any) -> None:
 def _worker(args: argparse.Namespace) -> int:
     settings = config.from_args(args)
     configure_logging(settings.log_level, settings.log_format)
+    check_service_addresses(settings, grpc=False)
     tracing.configure_from_env()  # OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set
-    engine = open_database(settings)
+    engine = open_database(settings, create=True)
     try:
         asyncio.run(work(settings, engine))
     finally:

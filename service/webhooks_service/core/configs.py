@@ -24,9 +24,10 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
-from webhooks_service.core import catalog, endpoint_headers, operational, pagetokens
-from webhooks_service.core.ids import new_id
+from webhooks_service.core import catalog, endpoint_headers, listing, operational, pagetokens
+from webhooks_service.core.ids import check_config_id, new_id
 from webhooks_service.core.secrets_at_rest import cipher_for
+from webhooks_service.delivery.target_guard import TargetGuard, literal_target_problem
 from webhooks_service.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from webhooks_service.storage import config_deletion, db, endpoint_health
 from webhooks_service.storage import configs as store
@@ -50,7 +51,7 @@ MAX_EVENT_TYPES = 100
 SECRET_PREFIX = "whsec_"
 SECRET_MIN_BYTES, SECRET_MAX_BYTES = 24, 64
 GENERATED_SECRET_BYTES = 32
-LIST_DEFAULT_PAGE_SIZE, LIST_MAX_PAGE_SIZE = 100, 500
+LIST_DEFAULT_PAGE_SIZE = 100
 
 Clock = Callable[[], datetime]
 
@@ -112,13 +113,16 @@ def validate(
     url: str,
     event_types: Sequence[str],
     secret: str | None,
-    description: str,
+    description: str | None,
+    url_guard: Callable[[str], str | None] | None = None,
     headers: Mapping[str, str] | None = None,
     clear_headers: bool = False,
 ) -> list[FieldViolation]:
     """Every problem with a put request, one violation per offending field/element."""
     problems: list[FieldViolation] = []
     url_problem = _url_problem(url)
+    if url_problem is None and url_guard is not None:
+        url_problem = url_guard(url)
     if url_problem:
         problems.append(FieldViolation("url", url_problem))
     if not event_types:
@@ -140,7 +144,7 @@ def validate(
         secret_problem = _secret_problem(secret)
         if secret_problem:
             problems.append(FieldViolation("secret", secret_problem))
-    if len(description) > MAX_DESCRIPTION_LENGTH:
+    if description is not None and len(description) > MAX_DESCRIPTION_LENGTH:
         problems.append(
             FieldViolation(
                 "description",
@@ -166,29 +170,40 @@ def put_config(
     event_types: Sequence[str],
     secret: str | None,
     enabled: bool | None,
-    description: str,
+    description: str | None,
     headers: Mapping[str, str] | None = None,
     clear_headers: bool = False,
     clock: Clock = utcnow,
 ) -> PutResult:
     """Create (empty ``config_id``) or update a configuration of the organisation.
 
-    An empty ``secret`` counts as absent. Event types keep their order with
-    duplicates dropped. Non-empty ``headers`` replace the custom headers; empty
-    ones keep them on update, unless ``clear_headers``.
+    One rule for the optional fields (``secret``, ``enabled``, ``description``):
+    None (absent from the request) keeps the current value on update and takes
+    the default on create. An empty ``secret`` counts as absent. Event types
+    keep their order with duplicates dropped. A URL naming a literal address
+    the delivery workers would refuse (loopback, private, …, unless the
+    operator allowed its network) is refused here already. Non-empty
+    ``headers`` replace the custom headers; empty ones keep them on update,
+    unless ``clear_headers``.
     """
+    check_config_id(config_id, "id", required=False)
     secret = secret or None
+    guard = TargetGuard(settings.allowed_target_networks)
+    target_problem = literal_target_problem(guard, url)
     problems = validate(
         url=url,
         event_types=event_types,
         secret=secret,
         description=description,
+        # On update the check waits for the stored URL: an unchanged one stays
+        # editable (e.g. after the operator narrowed the allowed networks).
+        url_guard=None if config_id else (lambda _: target_problem),
         headers=headers,
         clear_headers=clear_headers,
     )
     if problems:
-        fields = ", ".join(dict.fromkeys(p.field.split("[")[0] for p in problems))
-        raise InvalidArgument(f"invalid webhook configuration: check {fields}", problems)
+        # The API's error mapping adds the first field and rule to the message.
+        raise InvalidArgument("invalid webhook configuration", problems)
     types = tuple(dict.fromkeys(event_types))
     cipher = cipher_for(settings.secret_key)
     new_headers = endpoint_headers.normalise(headers) if headers else None
@@ -198,6 +213,10 @@ def put_config(
             current = store.get(conn, organisation_id, config_id)
             if current is None:
                 raise NotFound(f"webhook configuration {config_id!r} not found")
+            if target_problem is not None and url != current.url:
+                raise InvalidArgument(
+                    "invalid webhook configuration", [FieldViolation("url", target_problem)]
+                )
             new_enabled = current.enabled if enabled is None else enabled
             current_secret = cipher.open(current.secret)
             if new_headers is not None:
@@ -220,7 +239,7 @@ def put_config(
                 url=url,
                 event_types=types,
                 enabled=new_enabled,
-                description=description,
+                description=current.description if description is None else description,
                 # Every write stores the secrets sealed (plaintext rows migrate here).
                 secret=cipher.seal(secret or current_secret),
                 previous_secret=None if previous is None else cipher.seal(cipher.open(previous)),
@@ -259,7 +278,7 @@ def put_config(
             url=url,
             event_types=types,
             enabled=True if enabled is None else enabled,
-            description=description,
+            description=description or "",
             secret=cipher.seal(secret or generated),
             disabled_reason="",
             created_at=now,
@@ -287,11 +306,7 @@ def delete_config(
     NotFound for an unknown, already deleted or another organisation's id.
     See ``storage/config_deletion.py`` for what happens to its queue and log.
     """
-    if not config_id:
-        raise InvalidArgument(
-            "config_id is required",
-            [FieldViolation("config_id", "required: the configuration id, whc_…")],
-        )
+    check_config_id(config_id)
     with db.write_transaction(engine) as conn:
         deleted = config_deletion.delete_config(conn, organisation_id, config_id, now=clock())
     if deleted is None:
@@ -312,11 +327,7 @@ def list_configs(
     Rows carry their secret opened (``secret_key``) so that the caller can show
     its hint; the API never returns the whole secret.
     """
-    if page_size < 0:
-        raise InvalidArgument(
-            "page_size must not be negative", [FieldViolation("page_size", "must be >= 0")]
-        )
-    size = min(page_size or LIST_DEFAULT_PAGE_SIZE, LIST_MAX_PAGE_SIZE)
+    size = listing.page_size(page_size, LIST_DEFAULT_PAGE_SIZE)
     bound = pagetokens.binding("configs", organisation_id)
     after: tuple[datetime, str] | None = None
     if page_token:
