@@ -213,7 +213,7 @@ def test_serve_exports_spans_over_otlp_when_the_endpoint_is_set(
     with running_receiver() as rx:
         configs.put_config(
             engine,
-            Settings(),
+            Settings(allowed_target_networks=("127.0.0.0/8",)),
             org_id,
             config_id="",
             url=rx.url("/hook"),
