@@ -55,7 +55,7 @@ def _outcome(value: str | int | None) -> int:
         return admin_pb2.Outcome.Value(name)
     except ValueError:
         raise ValueError(
-            f"unknown outcome {value!r}; use delivered, retry_scheduled, failed or dead"
+            f"unknown outcome {value!r}; use delivered, retry_scheduled, failed, dead or cancelled"
         ) from None
 
 
