@@ -38,7 +38,7 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = listing.MAX_PAGE_SIZE
 DEFAULT_MAX_PAGE_BYTES = 4 * 1024 * 1024
 _MAX_POSITION = 2**63 - 1
-OUTCOMES = ("delivered", "retry_scheduled", "failed", "dead")
+OUTCOMES = ("delivered", "retry_scheduled", "failed", "dead", "cancelled")
 
 
 def _validate(page_size: int, filters: LogFilters) -> list[FieldViolation]:
