@@ -49,7 +49,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from webhooks_service.core import catalog
+from webhooks_service.core.ids import PublicIds
 from webhooks_service.core.publishing import build_payload, new_event_id, rfc3339
+from webhooks_service.core.server_keys import keyring_on
 from webhooks_service.storage import operational as store
 from webhooks_service.storage.configs import ConfigRow
 from webhooks_service.storage.endpoint_health import attempted
@@ -106,11 +108,11 @@ def _disabled_event(
     return _event(subject.organisation_id, ENDPOINT_DISABLED, subject.id, data, now)
 
 
-def _failed_event(f: FinishedAttempt, now: datetime) -> store.OperationalEvent:
+def _failed_event(f: FinishedAttempt, now: datetime, ids: PublicIds) -> store.OperationalEvent:
     code = f.response_status_code
     data = {
         "config_id": f.config_id,
-        "delivery_id": f"dlv_{f.delivery_id}",
+        "delivery_id": ids.delivery(f.delivery_id),  # the opaque id the API shows
         "event_id": f.event_id,
         "event_type": f.event_type,
         "outcome": _OUTCOME_NAMES[f.outcome],
@@ -169,7 +171,8 @@ def _after_finish(
     if failed:
         expected = {f.delivery_id: (STATUS_BY_OUTCOME[f.outcome], f.attempt) for f in failed}
         recorded = store.final_deliveries(conn, expected)
-        events.extend(_failed_event(f, now) for f in failed if f.delivery_id in recorded)
+        ids = keyring_on(conn).ids
+        events.extend(_failed_event(f, now, ids) for f in failed if f.delivery_id in recorded)
     return _store(conn, events, now)
 
 

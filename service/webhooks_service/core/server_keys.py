@@ -26,6 +26,7 @@ import threading
 import weakref
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy.engine import Engine
@@ -36,7 +37,7 @@ from webhooks_service.storage import service_keys as store
 
 ROOT_KEY_NAME = "root"
 
-__all__ = ["Keyring", "keyring"]
+__all__ = ["Keyring", "keyring", "keyring_on"]
 
 
 def _subkey(root: bytes, info: str) -> bytes:
@@ -68,6 +69,21 @@ def keyring(engine: Engine) -> Keyring:
         return hit
     with db.write_transaction(engine) as conn:
         root_hex = store.get_or_create(conn, ROOT_KEY_NAME, secrets.token_hex(32))
+    ring = Keyring.from_root(bytes.fromhex(root_hex))
+    with _lock:
+        _cache[engine] = ring
+    return ring
+
+
+def keyring_on(conn: sa.Connection) -> Keyring:
+    """:func:`keyring` from inside a transaction already open on ``conn`` (read,
+    or created, in that transaction; no second connection)."""
+    engine = conn.engine
+    with _lock:
+        hit = _cache.get(engine)
+    if hit is not None:
+        return hit
+    root_hex = store.get_or_create(conn, ROOT_KEY_NAME, secrets.token_hex(32))
     ring = Keyring.from_root(bytes.fromhex(root_hex))
     with _lock:
         _cache[engine] = ring

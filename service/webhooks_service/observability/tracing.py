@@ -136,7 +136,19 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         method: str = handler_call_details.method
-        if handler is None or handler.unary_unary is None or not method.startswith("/webhooks."):
+        if handler is None or not method.startswith("/webhooks."):
+            return handler
+        if handler.stream_unary is not None:
+            # The auth gate serves unary methods stream-unary, so that the key is
+            # checked before the message is read (api/auth.py, #13); the span
+            # wraps it the same way (the first argument is the request iterator).
+            gated: Behavior = handler.stream_unary  # type: ignore[assignment]
+            return grpc.stream_unary_rpc_method_handler(
+                self._wrap(method, gated),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_unary is None:
             return handler
         behavior: Behavior = handler.unary_unary  # type: ignore[assignment]
         return grpc.unary_unary_rpc_method_handler(
