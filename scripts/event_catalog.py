@@ -173,6 +173,12 @@ class SchemaBuilder:
     def __init__(self, protos: Protos) -> None:
         self.protos = protos
 
+    def pattern(self, field: descriptor_pb2.FieldDescriptorProto) -> str:
+        value = self.protos.option(
+            field.options, "google.protobuf.FieldOptions", f"{PACKAGE}.pattern"
+        )
+        return str(value or "")
+
     def enum_schema(self, name: str, *, required: bool) -> JsonObj:
         enum = self.protos.enums[name]
         values = [v.name for v in enum.value if not (required and v.number == 0)]
@@ -202,6 +208,10 @@ class SchemaBuilder:
             item = dict(SCALARS[field.type])
             if required and field.type == FDP.TYPE_STRING:
                 item["minLength"] = 1
+            pattern = self.pattern(field)
+            if pattern:
+                # the pattern applies to non-empty strings (empty: not set)
+                item["pattern"] = pattern if required else f"^$|{pattern}"
         if field.label == FDP.LABEL_REPEATED:
             array: JsonObj = {"type": "array", "items": item}
             if required:

@@ -20,6 +20,7 @@ import grpc
 import pytest
 
 from tests.support.fixtures import OrgKeys, org, server  # noqa: F401
+from tests.support.payloads import example
 from tests.support.server import RunningServer, running_server
 from webhooks.v1 import admin_pb2, admin_pb2_grpc
 from webhooks_client import (
@@ -128,8 +129,12 @@ def test_publish_event(server: RunningServer, org: OrgKeys) -> None:  # noqa: F8
     if not server.api.serves_publisher:
         pytest.skip("EventPublisher not installed yet")
     with PublisherClient(server.target, org.publish) as client:
-        first = client.publish_event(org.id, "reward.claimed", {"amount": 5}, id="evt_client_1")
-        again = client.publish_event(org.id, "reward.claimed", {"amount": 5}, id="evt_client_1")
+        first = client.publish_event(
+            org.id, "reward.claimed", example("reward.claimed"), id="evt_client_1"
+        )
+        again = client.publish_event(
+            org.id, "reward.claimed", example("reward.claimed"), id="evt_client_1"
+        )
     assert first.event_id == "evt_client_1" and not first.duplicate
     assert again.duplicate
 

@@ -29,6 +29,7 @@ import aiohttp.resolver
 import pytest
 
 from tests.support.chaos import ChaosReceiver, running_chaos
+from tests.support.payloads import example
 from tests.support.server import make_org_and_keys, running_server
 from webhooks.v1 import admin_pb2
 from webhooks_client import AdminClient, PublisherClient
@@ -121,7 +122,7 @@ def deliver_once(database_url: str, url: str, allowed: tuple[str, ...]) -> list[
             PublisherClient(srv.target, keys["events:publish"]) as pub,
         ):
             admin.put_webhook_config(url=url, event_types=["*"])
-            pub.publish_event(org_id, "reward.claimed", {"n": 1}, id="guarded")
+            pub.publish_event(org_id, "reward.claimed", example("reward.claimed"), id="guarded")
             deadline = time.monotonic() + 15
             while True:
                 logs = list(admin.iter_delivery_logs())

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from tests.support.payloads import example
 from tests.support.receiver import Receiver, running_receiver
 from tests.support.server import RunningServer, make_org_and_keys, running_server
 from webhooks.v1 import admin_pb2, publisher_pb2
@@ -36,7 +37,7 @@ class DeliveryEnv:
     def publish(
         self, type_: str = "reward.claimed", id: str | None = None
     ) -> publisher_pb2.PublishEventResponse:
-        return self.publisher.publish_event(self.org_id, type_, {"points": 10}, id=id)
+        return self.publisher.publish_event(self.org_id, type_, example(type_), id=id)
 
     def logs(self, **filters: Any) -> list[admin_pb2.DeliveryLog]:
         return list(self.admin.iter_delivery_logs(**filters))

@@ -1,5 +1,6 @@
 """Python client for the webhooks service."""
 
+from webhooks_client._aio import AsyncAdminClient, AsyncPublisherClient
 from webhooks_client._client import AdminClient, PublisherClient, make_publish_request
 from webhooks_client._errors import (
     AlreadyExistsError,
@@ -24,6 +25,13 @@ from webhooks_client.dedupe import (
     RedisStore,
     Reply,
 )
+from webhooks_client.events import (
+    EventParseError,
+    event_type_of,
+    event_types,
+    parse_event,
+    payload_class,
+)
 from webhooks_client.receiver import (
     WebhookVerificationError,
     sign,
@@ -34,9 +42,12 @@ from webhooks_client.receiver import (
 __all__ = [
     "AdminClient",
     "AlreadyExistsError",
+    "AsyncAdminClient",
+    "AsyncPublisherClient",
     "DeadlineExceededError",
     "DedupeStore",
     "Deduplicator",
+    "EventParseError",
     "FailedPreconditionError",
     "FieldViolation",
     "InMemoryStore",
@@ -53,8 +64,12 @@ __all__ = [
     "UnavailableError",
     "WebhookVerificationError",
     "WebhooksClientError",
+    "event_type_of",
+    "event_types",
     "from_rpc_error",
     "make_publish_request",
+    "parse_event",
+    "payload_class",
     "sign",
     "signed_headers",
     "verify",

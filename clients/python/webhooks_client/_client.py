@@ -1,10 +1,11 @@
 """Typed, synchronous clients over the generated stubs.
 
-Why synchronous: the callers we know (internal services publishing events,
-admin scripts, tests, notebooks) are mostly synchronous, and a blocking
-``grpc`` channel works from any thread without an event loop. An asyncio
-variant over ``grpc.aio`` can later mirror this surface method for method;
-nothing here would change.
+Why synchronous first: the callers we know (internal services publishing
+events, admin scripts, tests, notebooks) are mostly synchronous, and a
+blocking ``grpc`` channel works from any thread without an event loop. The
+asyncio clients (``_aio.py``: ``AsyncAdminClient``, ``AsyncPublisherClient``
+over ``grpc.aio``) mirror this surface method for method; both build their
+requests and results with the same functions (``_calls.py``).
 
 Each client owns one channel (or uses the one you pass, which it then does
 not close), sends ``authorization: Bearer <api key>`` on every call, applies
@@ -17,42 +18,32 @@ event ``id``, so retrying is the caller's decision.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf.message import Message
 
-from webhooks.v1 import (
-    admin_pb2,
-    admin_pb2_grpc,
-    events_pb2,
-    publisher_pb2,
-    publisher_pb2_grpc,
-)
+from webhooks.v1 import admin_pb2, admin_pb2_grpc, publisher_pb2, publisher_pb2_grpc
+from webhooks_client import _calls as calls
+from webhooks_client._calls import DEFAULT_TIMEOUT, TEST_EVENT_TIMEOUT, make_publish_request
 from webhooks_client._errors import from_rpc_error
 
-DEFAULT_TIMEOUT = 10.0
-TEST_EVENT_TIMEOUT = 25.0  # SendTestEvent waits for one whole delivery attempt
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "TEST_EVENT_TIMEOUT",
+    "AdminClient",
+    "PublisherClient",
+    "make_publish_request",
+]
 
 _Resp = TypeVar("_Resp")
 
 
-def _outcome(value: str | int | None) -> int:
-    """``"delivered"`` / ``"OUTCOME_DELIVERED"`` / enum number -> enum number."""
-    if value is None or value == "":
-        return admin_pb2.OUTCOME_UNSPECIFIED
-    if isinstance(value, int):
-        return value
-    name = value.upper()
-    if not name.startswith("OUTCOME_"):
-        name = "OUTCOME_" + name
-    try:
-        return admin_pb2.Outcome.Value(name)
-    except ValueError:
-        raise ValueError(
-            f"unknown outcome {value!r}; use delivered, retry_scheduled, failed or dead"
-        ) from None
+def auth_metadata(api_key: str) -> tuple[tuple[str, str], ...]:
+    if not api_key:
+        raise ValueError("api_key is required")
+    return (("authorization", f"Bearer {api_key}"),)
 
 
 class _Client:
@@ -66,9 +57,7 @@ class _Client:
         credentials: grpc.ChannelCredentials | None = None,
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
-        if not api_key:
-            raise ValueError("api_key is required")
-        self._metadata = (("authorization", f"Bearer {api_key}"),)
+        self._metadata = auth_metadata(api_key)
         self._timeout = timeout
         self._owns_channel = channel is None
         if channel is None:
@@ -121,10 +110,11 @@ class AdminClient(_Client):
         result: list[admin_pb2.WebhookConfig] = []
         token = ""
         while True:
-            request = admin_pb2.ListWebhookConfigsRequest(page_size=page_size, page_token=token)
-            page = self._call(self._stub.ListWebhookConfigs, request, timeout)
-            result.extend(page.configs)
-            token = page.next_page_token
+            request = calls.list_configs_request(page_size, token)
+            items, token = calls.configs_page(
+                self._call(self._stub.ListWebhookConfigs, request, timeout)
+            )
+            result.extend(items)
             if not token:
                 return result
 
@@ -144,14 +134,15 @@ class AdminClient(_Client):
         On create without ``secret`` the response's ``secret`` holds the
         generated one, the only time it is shown.
         """
-        request = admin_pb2.PutWebhookConfigRequest(
-            id=id, url=url, event_types=list(event_types), description=description
+        request = calls.put_config_request(
+            url=url,
+            event_types=event_types,
+            id=id,
+            secret=secret,
+            enabled=enabled,
+            description=description,
         )
-        if secret is not None:
-            request.secret = secret
-        if enabled is not None:
-            request.enabled = enabled
-        return self._call(self._stub.PutWebhookConfig, request, timeout)
+        return calls.put_config_result(self._call(self._stub.PutWebhookConfig, request, timeout))
 
     def list_delivery_logs(
         self,
@@ -166,15 +157,15 @@ class AdminClient(_Client):
     ) -> admin_pb2.ListDeliveryLogsResponse:
         """One page of the delivery log, newest first; pass ``next_page_token`` back
         (with the same filters) for the next one."""
-        request = admin_pb2.ListDeliveryLogsRequest(
+        request = calls.list_logs_request(
             page_size=page_size,
             page_token=page_token,
             config_id=config_id,
             event_id=event_id,
             event_type=event_type,
-            outcome=_outcome(outcome),  # type: ignore[arg-type]
+            outcome_filter=outcome,
         )
-        return self._call(self._stub.ListDeliveryLogs, request, timeout)
+        return calls.logs_page_result(self._call(self._stub.ListDeliveryLogs, request, timeout))
 
     def iter_delivery_logs(
         self,
@@ -189,17 +180,18 @@ class AdminClient(_Client):
         """Every matching log entry, newest first, fetching pages as needed."""
         token = ""
         while True:
-            page = self.list_delivery_logs(
+            request = calls.list_logs_request(
                 page_size=page_size,
                 page_token=token,
                 config_id=config_id,
                 event_id=event_id,
                 event_type=event_type,
-                outcome=outcome,
-                timeout=timeout,
+                outcome_filter=outcome,
             )
-            yield from page.logs
-            token = page.next_page_token
+            items, token = calls.logs_page(
+                self._call(self._stub.ListDeliveryLogs, request, timeout)
+            )
+            yield from items
             if not token:
                 return
 
@@ -210,8 +202,8 @@ class AdminClient(_Client):
 
         ``scheduled`` is False when it was already due or being attempted.
         """
-        request = admin_pb2.RetryDeliveryRequest(delivery_id=delivery_id)
-        return self._call(self._stub.RetryDelivery, request, timeout)
+        request = calls.retry_request(delivery_id)
+        return calls.retry_result(self._call(self._stub.RetryDelivery, request, timeout))
 
     def replay_deliveries(
         self,
@@ -224,14 +216,8 @@ class AdminClient(_Client):
     ) -> int:
         """Put the config's failed/dead deliveries created in [since, until) back in
         the queue; returns how many. ``outcomes``: "failed" and/or "dead" (default both)."""
-        request = admin_pb2.ReplayDeliveriesRequest(
-            config_id=config_id,
-            since=_timestamp(since),
-            outcomes=[_outcome(o) for o in outcomes],  # type: ignore[misc]
-        )
-        if until is not None:
-            request.until.CopyFrom(_timestamp(until))
-        return self._call(self._stub.ReplayDeliveries, request, timeout).replayed
+        request = calls.replay_request(config_id, since=since, until=until, outcomes=outcomes)
+        return calls.replay_result(self._call(self._stub.ReplayDeliveries, request, timeout))
 
     def send_test_event(
         self, config_id: str, *, timeout: float | None = None
@@ -242,10 +228,9 @@ class AdminClient(_Client):
         timeout, 15 s by default), so its default deadline is at least
         :data:`TEST_EVENT_TIMEOUT` seconds.
         """
-        request = admin_pb2.SendTestEventRequest(config_id=config_id)
-        if timeout is None:
-            timeout = max(self._timeout, TEST_EVENT_TIMEOUT)
-        return self._call(self._stub.SendTestEvent, request, timeout).log
+        request = calls.test_event_request(config_id)
+        deadline = calls.test_event_timeout(self._timeout, timeout)
+        return calls.test_event_result(self._call(self._stub.SendTestEvent, request, deadline))
 
     def rotate_webhook_secret(
         self, config_id: str, *, secret: str | None = None, timeout: float | None = None
@@ -253,10 +238,8 @@ class AdminClient(_Client):
         """Replace the config's signing secret (generated when ``secret`` is None; then
         the response's ``secret`` holds it, the only time it is shown). The previous
         secret signs too until ``previous_secret_expires_at``."""
-        request = admin_pb2.RotateWebhookSecretRequest(config_id=config_id)
-        if secret is not None:
-            request.secret = secret
-        return self._call(self._stub.RotateWebhookSecret, request, timeout)
+        request = calls.rotate_request(config_id, secret)
+        return calls.rotate_result(self._call(self._stub.RotateWebhookSecret, request, timeout))
 
     def list_event_types(
         self, *, category: str = "", timeout: float | None = None
@@ -264,33 +247,8 @@ class AdminClient(_Client):
         """The event catalog (or one ``category``): each type's ``name``,
         ``description``, the JSON Schema of its ``data`` and an example (both
         ``google.protobuf.Struct``; ``json_format.MessageToDict`` makes them dicts)."""
-        request = admin_pb2.ListEventTypesRequest(category=category)
-        return list(self._call(self._stub.ListEventTypes, request, timeout).event_types)
-
-
-def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
-    if value.tzinfo is None:
-        raise ValueError("timestamp must be timezone-aware (e.g. datetime.now(UTC))")
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value.astimezone(UTC))
-    return ts
-
-
-def make_publish_request(
-    organisation_id: str,
-    type: str,
-    data: Mapping[str, Any],
-    *,
-    id: str | None = None,
-    timestamp: datetime | None = None,
-) -> publisher_pb2.PublishEventRequest:
-    """A PublishEventRequest (for :meth:`PublisherClient.publish_events`)."""
-    payload = struct_pb2.Struct()
-    payload.update(dict(data))
-    event = events_pb2.Event(id=id or "", type=type, data=payload)
-    if timestamp is not None:
-        event.timestamp.CopyFrom(_timestamp(timestamp))
-    return publisher_pb2.PublishEventRequest(organisation_id=organisation_id, event=event)
+        request = calls.event_types_request(category)
+        return calls.event_types_result(self._call(self._stub.ListEventTypes, request, timeout))
 
 
 class PublisherClient(_Client):
@@ -303,6 +261,23 @@ class PublisherClient(_Client):
     def __enter__(self) -> PublisherClient:
         return self
 
+    def publish(
+        self,
+        organisation_id: str,
+        payload: Message,
+        *,
+        id: str | None = None,
+        timestamp: datetime | None = None,
+        timeout: float | None = None,
+    ) -> publisher_pb2.PublishEventResponse:
+        """Publish one typed event: ``publish(org, RewardClaimed(user_id=…, …))``.
+
+        The type is the payload message's (``reward.claimed``). Give ``id`` to
+        make retries safe: the same id twice is stored once (``duplicate=True``).
+        """
+        request = make_publish_request(organisation_id, payload, id=id, timestamp=timestamp)
+        return calls.publish_result(self._call(self._stub.PublishEvent, request, timeout))
+
     def publish_event(
         self,
         organisation_id: str,
@@ -313,10 +288,10 @@ class PublisherClient(_Client):
         timestamp: datetime | None = None,
         timeout: float | None = None,
     ) -> publisher_pb2.PublishEventResponse:
-        """Publish one event. Give ``id`` to make retries safe: the same id twice
-        is stored once and answers ``duplicate=True``."""
+        """Publish one event given as a type and its JSON ``data`` (checked by the
+        service against the type's payload). Give ``id`` to make retries safe."""
         request = make_publish_request(organisation_id, type, data, id=id, timestamp=timestamp)
-        return self._call(self._stub.PublishEvent, request, timeout)
+        return calls.publish_result(self._call(self._stub.PublishEvent, request, timeout))
 
     def publish_events(
         self,
@@ -325,5 +300,5 @@ class PublisherClient(_Client):
         timeout: float | None = None,
     ) -> list[publisher_pb2.PublishEventResponse]:
         """Publish up to 500 events in one transaction; results in request order."""
-        batch = publisher_pb2.PublishEventsRequest(requests=list(requests))
-        return list(self._call(self._stub.PublishEvents, batch, timeout).results)
+        batch = calls.publish_batch_request(requests)
+        return calls.publish_batch_result(self._call(self._stub.PublishEvents, batch, timeout))
