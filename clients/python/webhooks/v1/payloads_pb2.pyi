@@ -198,7 +198,7 @@ class Money(_message.Message):
     Timestamps and messages.
 
     Evolution rules (checked by tests/test_payload_evolution.py against the
-    committed snapshot protos/webhooks/v1/payloads.snapshot.binpb): fields are
+    committed snapshot protos/webhooks/v1.snapshot.binpb, `make proto-snapshot`): fields are
     only ever added, and only as not REQUIRED; a field is never removed,
     renumbered, renamed or retyped, and never becomes REQUIRED; enum values
     are only added. Receivers must therefore ignore fields they do not know.
