@@ -51,8 +51,10 @@ def generate_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleTy
     return module
 
 
-def test_generated_models_parse_real_deliveries(tmp_path: Path, sqlite_template: Path) -> None:
-    models = generate_models(tmp_path)
+def test_generated_models_parse_real_deliveries(
+    tmp_path: Path, sqlite_template: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    models = generate_models(tmp_path, monkeypatch)
     db = tmp_path / "webhooks.db"
     shutil.copyfile(sqlite_template, db)
     with delivery_env(f"sqlite:///{db}", {}) as env:
