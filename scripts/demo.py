@@ -23,9 +23,18 @@ from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
+from google.protobuf import timestamp_pb2
+from google.protobuf.message import Message
 
 from webhooks.v1 import admin_pb2
-from webhooks_client import AdminClient, PublisherClient, WebhookVerificationError, verify
+from webhooks.v1 import payloads_pb2 as p
+from webhooks_client import (
+    AdminClient,
+    PublisherClient,
+    WebhookVerificationError,
+    parse_event,
+    verify,
+)
 from webhooks_service.api.server import start_server
 from webhooks_service.config import Settings
 from webhooks_service.core import keys, orgs
@@ -33,13 +42,33 @@ from webhooks_service.delivery.runner import run_worker
 from webhooks_service.delivery.worker import LocalWorker
 from webhooks_service.storage import db
 
-EVENTS: list[tuple[str, dict[str, Any]]] = [
-    ("user.profile_created", {"user_id": "u_42", "name": "Ada"}),
-    ("action.completed", {"user_id": "u_42", "action_id": "act_7", "points": 10}),
-    ("challenge.started", {"user_id": "u_42", "challenge_id": "ch_3"}),
-    ("reward.claimed", {"user_id": "u_42", "reward_id": "rw_9", "value": 25.5}),
-    ("achievement.unlocked", {"user_id": "u_42", "achievement": "first-steps"}),
-    ("referral.converted", {"referrer": "u_42", "referee": "u_77"}),
+
+def _at(text: str) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromJsonString(text)
+    return ts
+
+
+NOW = "2026-11-27T10:15:00Z"
+# One typed event of every category: the payload messages of payloads.proto.
+EVENTS: list[Message] = [
+    p.UserProfileCreated(user_id="usr_42", display_name="Ada", created_at=_at(NOW)),
+    p.ActionCompleted(
+        user_id="usr_42", action_id="act_7", points_awarded=10, completed_at=_at(NOW)
+    ),
+    p.ChallengeStarted(user_id="usr_42", challenge_id="chl_3", started_at=_at(NOW)),
+    p.RewardClaimed(
+        user_id="usr_42", reward_id="rwd_9", points=9_007_199_254_740_993, claimed_at=_at(NOW)
+    ),
+    p.AchievementUnlocked(
+        user_id="usr_42", achievement_id="ach_first_steps", name="First steps", unlocked_at=_at(NOW)
+    ),
+    p.ReferralConverted(
+        referral_id="ref_1",
+        referrer_user_id="usr_42",
+        referee_user_id="usr_77",
+        converted_at=_at(NOW),
+    ),
 ]
 
 
@@ -58,6 +87,9 @@ class DemoReceiver:
             self.rejected += 1
             return web.Response(status=401, text="bad signature")
         self.verified += 1
+        event, data = parse_event(body)  # the typed payload: RewardClaimed, ...
+        if isinstance(data, p.RewardClaimed):
+            print(f"  receiver: {event.type} {data.user_id} +{data.points} points (exact)")
         return web.Response(text="thanks")
 
     async def flaky(self, request: web.Request) -> web.Response:
@@ -139,9 +171,10 @@ def main() -> int:
             url=f"{base}/flaky", event_types=["reward.*", "achievement.*"], description="500 x2"
         )
         admin.put_webhook_config(url=f"{base}/strict", event_types=["user.*"], description="400")
-        for event_type, data in EVENTS:
-            r = publisher.publish_event(org, event_type, data)
-            print(f"published {event_type:<22} {r.event_id}  -> {r.deliveries} endpoint(s)")
+        for payload in EVENTS:
+            r = publisher.publish(org, payload)  # the type is the message's
+            name = type(payload).__name__
+            print(f"published {name:<22} {r.event_id}  -> {r.deliveries} endpoint(s)")
 
         expected_final = 6 + 2 + 1  # deliveries: orders x6, flaky x2, strict x1
         deadline = time.monotonic() + 30

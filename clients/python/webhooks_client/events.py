@@ -25,6 +25,7 @@ ever adds optional fields, see docs/events.md), unless ``strict=True``.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from google.api import field_behavior_pb2
@@ -98,8 +99,11 @@ def _missing_required(message: Message) -> list[str]:
     return missing
 
 
-def parse_event(body: bytes | str, *, strict: bool = False) -> tuple[events_pb2.Event, Message]:
-    """``(Event, payload)`` of a delivered body ``{"id","type","timestamp","data"}``.
+def parse_event(
+    body: bytes | str | Mapping[str, Any], *, strict: bool = False
+) -> tuple[events_pb2.Event, Message]:
+    """``(Event, payload)`` of a delivered body ``{"id","type","timestamp","data"}``
+    (the raw bytes, or the dict ``Deduplicator.handle`` passes to its ``process``).
 
     ``Event`` carries ``id``, ``type`` and ``timestamp`` (and the payload packed
     in ``payload``); the payload is the type's message (e.g. ``RewardClaimed``).
@@ -108,10 +112,13 @@ def parse_event(body: bytes | str, *, strict: bool = False) -> tuple[events_pb2.
     or a REQUIRED field is missing. Unknown fields of ``data`` are ignored
     (forward compatible) unless ``strict``.
     """
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise EventParseError(f"not JSON: {exc}") from None
+    if isinstance(body, Mapping):
+        doc: Any = dict(body)
+    else:
+        try:
+            doc = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise EventParseError(f"not JSON: {exc}") from None
     if not isinstance(doc, dict) or not {"id", "type", "timestamp", "data"} <= set(doc):
         raise EventParseError('expected a JSON object with "id", "type", "timestamp", "data"')
     event_type = doc["type"]
