@@ -41,6 +41,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -52,7 +53,7 @@ from webhooks.v1 import events_pb2, payloads_pb2
 from webhooks_service.core import catalog
 from webhooks_service.errors import FieldViolation
 
-__all__ = ["Resolved", "message_class", "resolve", "validate"]
+__all__ = ["Resolved", "message_class", "render_data", "resolve", "validate"]
 
 FD = descriptor.FieldDescriptor
 # Descriptors, typed loosely: the stubs' Optional[...] attributes (message_type,
@@ -91,115 +92,189 @@ class Resolved:
 
 
 @cache
-def message_class(event_type: str) -> type[Message]:
-    """The generated class of a type's payload message (KeyError if unknown)."""
+def _descriptor(event_type: str) -> MessageDesc:
     info = catalog.info(event_type)
     if info is None:
         raise KeyError(event_type)
-    desc = payloads_pb2.DESCRIPTOR.pool.FindMessageTypeByName(info.payload)
-    return message_factory.GetMessageClass(desc)
+    return payloads_pb2.DESCRIPTOR.pool.FindMessageTypeByName(info.payload)
 
 
-def _required(field: FieldDesc) -> bool:
-    return field_behavior_pb2.REQUIRED in field.GetOptions().Extensions[_REQUIRED_EXT]
+def message_class(event_type: str) -> type[Message]:
+    """The generated class of a type's payload message (KeyError if unknown)."""
+    return message_factory.GetMessageClass(_descriptor(event_type))
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    """What converting one field needs, read once from its descriptor."""
+
+    name: str
+    json_name: str
+    kind: int
+    repeated: bool
+    required: bool
+    presence: bool  # written only when set (messages, proto3 optional)
+    pattern: re.Pattern[str] | None
+    enum: dict[str, int] | None  # value name -> number
+    message: _Message | None  # nested message (not Timestamp)
+    timestamp: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    name: str
+    fields: tuple[_Field, ...]
+    by_key: dict[str, _Field]  # proto and JSON names
 
 
 @cache
-def _pattern(field: FieldDesc) -> re.Pattern[str] | None:
-    text: str = field.GetOptions().Extensions[_PATTERN_EXT]
-    return re.compile(text) if text else None
+def _plan(desc: MessageDesc) -> _Message:
+    fields: list[_Field] = []
+    for f in desc.fields:
+        options = f.GetOptions()
+        pattern: str = options.Extensions[_PATTERN_EXT]
+        is_message = f.type == FD.TYPE_MESSAGE
+        timestamp = is_message and f.message_type.full_name == _TIMESTAMP
+        fields.append(
+            _Field(
+                name=f.name,
+                json_name=f.json_name,
+                kind=f.type,
+                repeated=bool(f.is_repeated),
+                required=field_behavior_pb2.REQUIRED in options.Extensions[_REQUIRED_EXT],
+                presence=bool(f.has_presence) and not f.is_repeated,
+                pattern=re.compile(pattern) if pattern else None,
+                enum={v.name: v.number for v in f.enum_type.values}
+                if f.type == FD.TYPE_ENUM
+                else None,
+                message=_plan(f.message_type) if is_message and not timestamp else None,
+                timestamp=timestamp,
+            )
+        )
+    by_key = {f.name: f for f in fields} | {f.json_name: f for f in fields}
+    return _Message(desc.name, tuple(fields), by_key)
+
+
+def _default(field: _Field) -> Any:
+    if field.repeated:
+        return []
+    if field.kind == FD.TYPE_ENUM:
+        assert field.enum is not None
+        return next(name for name, number in field.enum.items() if number == 0)
+    if field.kind == FD.TYPE_STRING or field.kind == FD.TYPE_BYTES:
+        return ""
+    if field.kind == FD.TYPE_BOOL:
+        return False
+    if field.kind in _SIXTY_FOUR:
+        return "0"
+    if field.kind in (FD.TYPE_DOUBLE, FD.TYPE_FLOAT):
+        return 0.0
+    return 0
 
 
 def validate(value: Any, desc: MessageDesc, path: str) -> list[FieldViolation]:
     """Violations of ``value`` (decoded JSON) against message ``desc``, paths under ``path``."""
-    if not isinstance(value, Mapping):
-        return [FieldViolation(path, f"expected a JSON object ({desc.name})")]
     problems: list[FieldViolation] = []
-    seen: set[str] = set()
-    by_json = {f.json_name: f for f in desc.fields}
-    for key, item in value.items():
-        field = desc.fields_by_name.get(key) or by_json.get(key)
-        where = f"{path}.{key}"
-        if field is None:
-            known = ", ".join(f.name for f in desc.fields)
-            problems.append(FieldViolation(where, f"unknown field; {desc.name} has {known}"))
-            continue
-        if field.name in seen:
-            problems.append(FieldViolation(where, "given twice (proto and JSON name)"))
-            continue
-        seen.add(field.name)
-        if item is None:
-            continue  # JSON null: not set
-        seen_value = _check_field(field, item, where, problems)
-        if not seen_value:
-            seen.discard(field.name)
-    for field in desc.fields:
-        if _required(field) and field.name not in seen:
-            problems.append(FieldViolation(f"{path}.{field.name}", _missing(field)))
+    _convert(value, _plan(desc), path, problems)
     return problems
 
 
-def _missing(field: FieldDesc) -> str:
-    if field.type == FD.TYPE_ENUM:
-        names = [v.name for v in field.enum_type.values if v.number != 0]
-        return "required: one of " + ", ".join(names)
+def _convert(
+    value: Any, plan: _Message, path: str, problems: list[FieldViolation]
+) -> dict[str, Any]:
+    """``value`` checked against ``plan`` and rendered as proto JSON, in field order."""
+    if not isinstance(value, Mapping):
+        problems.append(FieldViolation(path, f"expected a JSON object ({plan.name})"))
+        return {}
+    given: dict[str, Any] = {}
+    for key, item in value.items():
+        field = plan.by_key.get(key)
+        where = f"{path}.{key}"
+        if field is None:
+            known = ", ".join(f.name for f in plan.fields)
+            problems.append(FieldViolation(where, f"unknown field; {plan.name} has {known}"))
+        elif field.name in given:
+            problems.append(FieldViolation(where, "given twice (proto and JSON name)"))
+        elif item is not None:  # JSON null: not set
+            given[field.name] = item
+    out: dict[str, Any] = {}
+    for field in plan.fields:
+        where = f"{path}.{field.name}"
+        if field.name not in given:
+            if field.required:
+                problems.append(FieldViolation(where, _missing(field)))
+            elif not field.presence:
+                out[field.name] = _default(field)
+            continue
+        item = given[field.name]
+        if field.repeated:
+            if not isinstance(item, list):
+                problems.append(FieldViolation(where, "expected a JSON array"))
+                continue
+            out[field.name] = [
+                _value(field, element, f"{where}[{i}]", problems)[0]
+                for i, element in enumerate(item)
+            ]
+            if field.required and not item:
+                problems.append(FieldViolation(where, "required: at least one"))
+            continue
+        rendered, empty = _value(field, item, where, problems)
+        if field.required and empty:
+            problems.append(FieldViolation(where, _missing(field)))
+        out[field.name] = rendered
+    return out
+
+
+def _missing(field: _Field) -> str:
+    if field.enum is not None:
+        return "required: one of " + ", ".join(n for n, number in field.enum.items() if number)
     return "required"
 
 
-def _check_field(field: FieldDesc, item: Any, where: str, problems: list[FieldViolation]) -> bool:
-    """Check one present field; False when it is present but empty (for REQUIRED)."""
-    if field.is_repeated:
-        if not isinstance(item, list):
-            problems.append(FieldViolation(where, "expected a JSON array"))
-            return True
-        for i, element in enumerate(item):
-            _check_value(field, element, f"{where}[{i}]", problems)
-        return bool(item)
-    return _check_value(field, item, where, problems)
-
-
-def _check_value(field: FieldDesc, item: Any, where: str, problems: list[FieldViolation]) -> bool:
-    kind = field.type
-    if kind == FD.TYPE_MESSAGE:
-        if field.message_type.full_name == _TIMESTAMP:
-            return _check_timestamp(item, where, problems)
-        problems.extend(validate(item, field.message_type, where))
-        return True
-    if kind == FD.TYPE_ENUM:
-        names = [v.name for v in field.enum_type.values]
-        if not isinstance(item, str) or item not in names:
-            allowed = ", ".join(n for n in names if not n.endswith("_UNSPECIFIED"))
+def _value(
+    field: _Field, item: Any, where: str, problems: list[FieldViolation]
+) -> tuple[Any, bool]:
+    """(the proto JSON of one value, whether it is the empty/unspecified value)."""
+    kind = field.kind
+    if field.timestamp:
+        return _timestamp(item, where, problems), False
+    if field.message is not None:
+        return _convert(item, field.message, where, problems), False
+    if field.enum is not None:
+        number = field.enum.get(item) if isinstance(item, str) else None
+        if number is None:
+            allowed = ", ".join(n for n, v in field.enum.items() if v)
             problems.append(FieldViolation(where, f"expected one of {allowed}"))
-            return True
-        return bool(field.enum_type.values_by_name[item].number != 0)
+            return item, False
+        return item, number == 0
     if kind == FD.TYPE_STRING:
         if not isinstance(item, str):
             problems.append(FieldViolation(where, "expected a string"))
-            return True
-        pattern = _pattern(field)
-        if item and pattern is not None and not pattern.search(item):
-            problems.append(FieldViolation(where, f"must match {pattern.pattern}"))
-        return item != ""
+            return item, False
+        if item and field.pattern is not None and not field.pattern.search(item):
+            problems.append(FieldViolation(where, f"must match {field.pattern.pattern}"))
+        return item, item == ""
     if kind == FD.TYPE_BOOL:
         if not isinstance(item, bool):
             problems.append(FieldViolation(where, "expected true or false"))
-        return True
+        return item, False
     if kind in (FD.TYPE_DOUBLE, FD.TYPE_FLOAT):
         if isinstance(item, bool) or not isinstance(item, int | float) or not math.isfinite(item):
             problems.append(FieldViolation(where, "expected a finite number"))
-        return True
+            return item, False
+        return float(item), False
     if kind in _RANGES:
-        _check_integer(kind, item, where, problems)
-        return True
+        number = _integer(kind, item, where, problems)
+        return (str(number) if kind in _SIXTY_FOUR else number), False
     if kind == FD.TYPE_BYTES:
         if not isinstance(item, str):
             problems.append(FieldViolation(where, "expected a base64 string"))
-        return True
+        return item, item == ""
     problems.append(FieldViolation(where, "unsupported field type"))
-    return True
+    return item, False
 
 
-def _check_integer(kind: int, item: Any, where: str, problems: list[FieldViolation]) -> None:
+def _integer(kind: int, item: Any, where: str, problems: list[FieldViolation]) -> int:
     low, high = _RANGES[kind]
     wide = kind in _SIXTY_FOUR
     expected = f"expected an integer from {low} to {high}" + (
@@ -208,15 +283,15 @@ def _check_integer(kind: int, item: Any, where: str, problems: list[FieldViolati
     if isinstance(item, str):
         if not _INT_RE.fullmatch(item):
             problems.append(FieldViolation(where, expected))
-            return
+            return 0
         number = int(item)
     elif isinstance(item, bool) or not isinstance(item, int | float):
         problems.append(FieldViolation(where, expected))
-        return
+        return 0
     elif isinstance(item, float):
         if not item.is_integer():
             problems.append(FieldViolation(where, expected))
-            return
+            return 0
         if abs(item) > _EXACT:
             problems.append(
                 FieldViolation(
@@ -226,48 +301,42 @@ def _check_integer(kind: int, item: Any, where: str, problems: list[FieldViolati
                     'e.g. "9007199254740993", or publish the typed payload message',
                 )
             )
-            return
+            return 0
         number = int(item)
     else:
         number = item
     if not low <= number <= high:
         problems.append(FieldViolation(where, f"out of range: {expected}"))
+    return number
 
 
-def _check_timestamp(item: Any, where: str, problems: list[FieldViolation]) -> bool:
+# Already canonical proto JSON (UTC, Z, 0/3/6/9 fraction digits): kept as given once the
+# date and time are checked; anything else goes through Timestamp (offsets, other precisions).
+_CANONICAL_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3}|\.\d{6}|\.\d{9})?Z")
+
+
+def _timestamp(item: Any, where: str, problems: list[FieldViolation]) -> Any:
     if isinstance(item, str):
-        try:
-            timestamp_pb2.Timestamp().FromJsonString(item)
-            return True
-        except ValueError:
-            pass
+        if _CANONICAL_TS.fullmatch(item):
+            try:
+                datetime.fromisoformat(item[:19])
+                return item
+            except ValueError:
+                pass
+        else:
+            ts = timestamp_pb2.Timestamp()
+            try:
+                ts.FromJsonString(item)
+                return ts.ToJsonString()
+            except ValueError:
+                pass
     problems.append(
         FieldViolation(where, "expected an RFC 3339 timestamp, e.g. 2026-11-27T10:15:00Z")
     )
-    return True
+    return item
 
 
-def _in_field_order(value: Any, desc: MessageDesc) -> Any:
-    """MessageToDict lists set fields before defaulted ones; deliver them in proto order."""
-    ordered: dict[str, Any] = {}
-    for field in desc.fields:
-        if field.name not in value:
-            continue
-        item = value[field.name]
-        if field.type == FD.TYPE_MESSAGE and field.message_type.full_name != _TIMESTAMP:
-            if field.is_repeated:
-                item = [_in_field_order(v, field.message_type) for v in item]
-            else:
-                item = _in_field_order(item, field.message_type)
-        ordered[field.name] = item
-    return ordered
-
-
-def _render(message: Message) -> str:
-    data = json_format.MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
-    data = _in_field_order(data, message.DESCRIPTOR)
+def _dumps(data: Mapping[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
@@ -284,17 +353,11 @@ def resolve(
     problem = _check_type(event_type, prefix)
     if problem is not None:
         return None, [problem]
-    cls = message_class(event_type)
-    root = f"{prefix}event.data"
-    problems = validate(dict(data or {}), cls.DESCRIPTOR, root)
+    problems: list[FieldViolation] = []
+    rendered = _convert(data or {}, _plan(_descriptor(event_type)), f"{prefix}event.data", problems)
     if problems:
         return None, problems
-    message = cls()
-    try:
-        json_format.ParseDict(dict(data or {}), message)
-    except json_format.ParseError as exc:  # the checks above should leave nothing for here
-        return None, [FieldViolation(root, str(exc))]
-    return Resolved(event_type, _render(message)), []
+    return Resolved(event_type, _dumps(rendered)), []
 
 
 def _check_type(event_type: str, prefix: str) -> FieldViolation | None:
@@ -344,10 +407,26 @@ def _resolve_typed(
         message.ParseFromString(payload.value)
     except DecodeError:
         return None, [FieldViolation(root, f"not a valid serialised {name}")]
+    # always_print: a REQUIRED number may be 0; "" and the unspecified enum are caught
     as_json = json_format.MessageToDict(
         message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
-    problems = validate(as_json, message.DESCRIPTOR, root)
+    problems: list[FieldViolation] = []
+    rendered = _convert(as_json, _plan(message.DESCRIPTOR), root, problems)
     if problems:
         return None, problems
-    return Resolved(info.name, _render(message)), []
+    return Resolved(info.name, _dumps(rendered)), []
+
+
+def render_data(event_type: str, data: Mapping[str, Any]) -> str:
+    """The delivered ``data`` of an event the service sends itself (``webhook.*``):
+    checked against the type's payload like a published one, ``ValueError`` if
+    it does not fit (a bug, not a client's mistake)."""
+    problems: list[FieldViolation] = []
+    rendered = _convert(data, _plan(_descriptor(event_type)), "data", problems)
+    if problems:
+        raise ValueError(
+            f"{event_type} data does not fit its payload message: "
+            + "; ".join(f"{p.field}: {p.description}" for p in problems)
+        )
+    return _dumps(rendered)

@@ -28,7 +28,6 @@ How the test event is represented (and why):
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 from collections.abc import Callable
 from datetime import datetime
@@ -36,6 +35,7 @@ from datetime import datetime
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
+from webhooks_service.core import payloads
 from webhooks_service.core.publishing import build_payload, new_event_id
 from webhooks_service.core.secrets_at_rest import cipher_for
 from webhooks_service.delivery.http import Transport
@@ -94,7 +94,8 @@ async def _send(
 ) -> LogRow:
     now = clock()
     event_id = new_event_id()
-    payload = build_payload(event_id, PING_TYPE, now, json.dumps({"config_id": config_id}))
+    data = payloads.render_data(PING_TYPE, {"config_id": config_id})  # webhooks.v1.WebhookPing
+    payload = build_payload(event_id, PING_TYPE, now, data)
     token = secrets.token_hex(16)
     target = await asyncio.to_thread(
         store.create_ping,
