@@ -50,6 +50,7 @@ def _show(args: argparse.Namespace) -> int:
             line += "  [sent by the service]"
         print(f"{t.name:<{width}}  {line}")
     print(
-        "\n(webhooks event-types --json: with the JSON Schema and an example of each; docs/events.md)"
+        "\n(--json adds the JSON Schema and an example of each; see also docs/events.md)",
+        file=sys.stderr,
     )
     return 0
