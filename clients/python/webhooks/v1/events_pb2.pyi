@@ -203,7 +203,10 @@ class Event(_message.Message):
     characters of [A-Za-z0-9_.:-].
     """
     type: _builtins.str
-    """Dotted wire name from the catalog, e.g. "reward.claimed"."""
+    """Dotted wire name from the catalog, e.g. "reward.claimed" (see
+    ListEventTypes or docs/events.md). May be empty when `payload` is set:
+    it is then the payload message's type.
+    """
     @_builtins.property
     def timestamp(self) -> _timestamp_pb2.Timestamp:
         """When the event happened (RFC 3339, UTC, on the wire). Defaults to the
