@@ -240,7 +240,9 @@ class SchemaBuilder:
             )
             if always_printed or _required(field):
                 required.append(field.name)
-        result: JsonObj = {"type": "object", "properties": props, "additionalProperties": False}
+        # No additionalProperties: false: the schema describes deliveries, and fields
+        # are added over time (the evolution rules); receivers must accept them.
+        result: JsonObj = {"type": "object", "properties": props}
         if required:
             result["required"] = required
         doc = self.protos.comments.get(name, "")

@@ -79,3 +79,6 @@ def test_generated_models_parse_real_deliveries(
     }
     with pytest.raises(Exception, match="points"):
         claimed.model_validate(bad)
+    # a field added later (the evolution rules allow optional additions) does not break it
+    newer = {**bad, "data": example(added_later="x")}
+    assert claimed.model_validate(newer).data.user_id == "usr_8f2kq1"
