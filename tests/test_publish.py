@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
+from tests.support.clients import ClientFactory, client_kind, publisher_client  # noqa: F401
 from tests.support.fixtures import OrgKeys, org, other_org, server  # noqa: F401
 from tests.support.payloads import example
 from tests.support.server import RunningServer
@@ -24,8 +25,13 @@ from webhooks_client import (
 
 
 @pytest.fixture
-def publisher(server: RunningServer, org: OrgKeys) -> Iterator[PublisherClient]:  # noqa: F811
-    with PublisherClient(server.target, org.publish) as client:
+def publisher(
+    server: RunningServer,  # noqa: F811
+    org: OrgKeys,  # noqa: F811
+    publisher_client: ClientFactory,  # noqa: F811
+) -> Iterator[PublisherClient]:
+    """The blocking client, and the asyncio one (same tests)."""
+    with publisher_client(server.target, org.publish) as client:
         yield client
 
 

@@ -2,11 +2,11 @@
 
 How the test event is represented (and why):
 
-- **A reserved type, ``webhook.ping``**, outside the catalog: the catalog is
-  the platform's business events, and a ping is about the webhook itself.
-  ``PublishEvent`` refuses it and no configuration can subscribe to it
-  (neither are catalog names); it is delivered to the one configuration
-  asked for, whatever its ``event_types``. The log shows it like any event,
+- **A reserved type, ``webhook.ping``** (``EventType`` origin
+  ``EVENT_ORIGIN_TEST``, payload ``WebhookPing``): a ping is about the
+  webhook itself. ``PublishEvent`` refuses it and no configuration can
+  subscribe to it; it is delivered to the one configuration asked for,
+  whatever its ``event_types``. The log shows it like any event,
   and ``ListDeliveryLogs`` accepts it as an ``event_type`` filter.
 - **A real event and delivery**, stored like published ones (new id
   ``evt_…``, data ``{"config_id": "whc_…"}``), so the attempt is in the
