@@ -23,11 +23,15 @@ violations found. Each violation names its path (``event.data.points``,
   empty string or list, the unspecified enum value, an absent Timestamp or
   message.
 
-The rendering is proto JSON (``json_format.MessageToDict``): proto field
-names; int64/uint64 as decimal strings; enums as names; Timestamps as
-RFC 3339; every field without presence always written (its zero value when
-not set), ``optional`` fields and messages only when set. So the delivered
-``data`` matches the JSON Schema ``ListEventTypes`` publishes for the type.
+The rendering is proto JSON, as ``json_format.MessageToDict`` with
+``always_print_fields_with_no_presence`` would write it (a test holds the
+two equal on every example), in proto field order: proto field names;
+int64/uint64 as decimal strings; enums as names; Timestamps as RFC 3339 in
+UTC; every field without presence always written (its zero value when not
+set), ``optional`` fields and messages only when set. It is done in the same
+pass as the checks, over a plan of each message read once from its
+descriptor (no ParseDict/MessageToDict round trip on the hot path). So the
+delivered ``data`` matches the JSON Schema ``ListEventTypes`` publishes.
 
 Integers in a Struct are doubles: a 64-bit value beyond 2^53 given as a JSON
 number could have been rounded before it reached us, so it is refused with a
