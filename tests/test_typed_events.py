@@ -299,3 +299,39 @@ def test_event_proto_documents_both_ways_to_publish() -> None:
     event = events_pb2.Event()
     assert event.data.DESCRIPTOR.full_name == "google.protobuf.Struct"
     assert event.payload.DESCRIPTOR.full_name == "google.protobuf.Any"
+
+
+@pytest.mark.parametrize(
+    ("given", "delivered"),
+    [
+        ("2026-11-27T10:15:00Z", "2026-11-27T10:15:00Z"),
+        ("2026-11-27T10:15:00.250Z", "2026-11-27T10:15:00.250Z"),
+        ("2026-11-27T12:15:00+02:00", "2026-11-27T10:15:00Z"),
+        ("2026-11-27T10:15:00.5Z", "2026-11-27T10:15:00.500Z"),
+    ],
+)
+def test_timestamps_are_delivered_in_utc_as_proto_json(given: str, delivered: str) -> None:
+    resolved, problems = payloads.resolve("reward.claimed", example(claimed_at=given), None)
+    assert not problems and resolved is not None
+    assert json.loads(resolved.data_json)["claimed_at"] == delivered
+    _, problems = payloads.resolve(
+        "reward.claimed", example(claimed_at="2026-13-01T00:00:00Z"), None
+    )
+    assert [p.field for p in problems] == ["event.data.claimed_at"]
+
+
+def test_renderer_matches_message_to_dict_for_a_typed_payload() -> None:
+    from google.protobuf import any_pb2
+
+    distributed = payloads_pb2.RewardDistributed(
+        user_id="u", reward_id="r", kind=payloads_pb2.REWARD_KIND_BADGE, points=-(2**63)
+    )
+    distributed.distributed_at.FromJsonString("2026-11-27T10:15:00.123456789Z")
+    packed = any_pb2.Any()
+    packed.Pack(distributed)
+    resolved, problems = payloads.resolve("", None, packed)
+    assert not problems and resolved is not None
+    assert json.loads(resolved.data_json) == json_format.MessageToDict(
+        distributed, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    assert resolved.event_type == "reward.distributed"
