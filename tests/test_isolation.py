@@ -175,6 +175,13 @@ def _id_methods() -> list[Any]:
     ]
 
 
+def test_event_types_are_the_platform_catalog_for_every_organisation(world: World) -> None:
+    """ListEventTypes has nothing per organisation: both see the same catalog."""
+    state = world.globex_state()
+    assert world.acme.admin.list_event_types() == world.globex.admin.list_event_types()
+    assert world.globex_state() == state
+
+
 def test_every_protected_method_is_covered_here() -> None:
     """A new RPC must get an isolation probe in this module (explicit, or the
     generic one for methods that take a config or delivery id)."""

@@ -1,4 +1,9 @@
-"""Python client for the webhooks service."""
+"""Python client for the webhooks service.
+
+The clients return :mod:`webhooks_client.models`: frozen dataclasses with
+Python enums (:class:`DeliveryOutcome`, :class:`DeliveryStatus`) and aware
+``datetime`` values, never raw protobuf messages.
+"""
 
 from webhooks_client._aio import AsyncAdminClient, AsyncPublisherClient
 from webhooks_client._client import AdminClient, PublisherClient, make_publish_request
@@ -32,6 +37,20 @@ from webhooks_client.events import (
     parse_event,
     payload_class,
 )
+from webhooks_client.models import (
+    Delivery,
+    DeliveryLog,
+    DeliveryLogPage,
+    DeliveryOutcome,
+    DeliveryStatus,
+    EndpointHealth,
+    EventTypeDefinition,
+    PublishResult,
+    PutWebhookConfigResult,
+    RetryDeliveryResult,
+    RotateWebhookSecretResult,
+    WebhookConfig,
+)
 from webhooks_client.receiver import (
     WebhookVerificationError,
     sign,
@@ -47,7 +66,14 @@ __all__ = [
     "DeadlineExceededError",
     "DedupeStore",
     "Deduplicator",
+    "Delivery",
+    "DeliveryLog",
+    "DeliveryLogPage",
+    "DeliveryOutcome",
+    "DeliveryStatus",
+    "EndpointHealth",
     "EventParseError",
+    "EventTypeDefinition",
     "FailedPreconditionError",
     "FieldViolation",
     "InMemoryStore",
@@ -56,12 +82,17 @@ __all__ = [
     "NotFoundError",
     "Outcome",
     "PermissionDeniedError",
+    "PublishResult",
     "PublisherClient",
+    "PutWebhookConfigResult",
     "RateLimitedError",
     "RedisStore",
     "Reply",
+    "RetryDeliveryResult",
+    "RotateWebhookSecretResult",
     "UnauthenticatedError",
     "UnavailableError",
+    "WebhookConfig",
     "WebhookVerificationError",
     "WebhooksClientError",
     "event_type_of",

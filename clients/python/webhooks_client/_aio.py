@@ -27,8 +27,9 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import Message
 
-from webhooks.v1 import admin_pb2, admin_pb2_grpc, publisher_pb2, publisher_pb2_grpc
+from webhooks.v1 import admin_pb2_grpc, publisher_pb2, publisher_pb2_grpc
 from webhooks_client import _calls as calls
+from webhooks_client import models
 from webhooks_client._calls import DEFAULT_TIMEOUT, make_publish_request
 from webhooks_client._client import auth_metadata
 from webhooks_client._errors import from_rpc_error
@@ -95,9 +96,9 @@ class AsyncAdminClient(_AsyncClient):
 
     async def list_webhook_configs(
         self, *, page_size: int = 0, timeout: float | None = None
-    ) -> list[admin_pb2.WebhookConfig]:
+    ) -> list[models.WebhookConfig]:
         """Every configuration of the organisation, oldest first (all pages)."""
-        result: list[admin_pb2.WebhookConfig] = []
+        result: list[models.WebhookConfig] = []
         token = ""
         while True:
             request = calls.list_configs_request(page_size, token)
@@ -116,9 +117,9 @@ class AsyncAdminClient(_AsyncClient):
         id: str = "",
         secret: str | None = None,
         enabled: bool | None = None,
-        description: str = "",
+        description: str | None = None,
         timeout: float | None = None,
-    ) -> admin_pb2.PutWebhookConfigResponse:
+    ) -> models.PutWebhookConfigResult:
         """Create (no ``id``) or update a configuration."""
         request = calls.put_config_request(
             url=url,
@@ -142,7 +143,7 @@ class AsyncAdminClient(_AsyncClient):
         event_type: str = "",
         outcome: str | int | None = None,
         timeout: float | None = None,
-    ) -> admin_pb2.ListDeliveryLogsResponse:
+    ) -> models.DeliveryLogPage:
         """One page of the delivery log, newest first."""
         request = calls.list_logs_request(
             page_size=page_size,
@@ -165,7 +166,7 @@ class AsyncAdminClient(_AsyncClient):
         event_type: str = "",
         outcome: str | int | None = None,
         timeout: float | None = None,
-    ) -> AsyncIterator[admin_pb2.DeliveryLog]:
+    ) -> AsyncIterator[models.DeliveryLog]:
         """Every matching log entry, newest first, fetching pages as needed."""
         token = ""
         while True:
@@ -187,7 +188,7 @@ class AsyncAdminClient(_AsyncClient):
 
     async def retry_delivery(
         self, delivery_id: str, *, timeout: float | None = None
-    ) -> admin_pb2.RetryDeliveryResponse:
+    ) -> models.RetryDeliveryResult:
         """Attempt a delivery (``dlv_…``) again now."""
         request = calls.retry_request(delivery_id)
         return calls.retry_result(await self._call(self._stub.RetryDelivery, request, timeout))
@@ -208,7 +209,7 @@ class AsyncAdminClient(_AsyncClient):
 
     async def send_test_event(
         self, config_id: str, *, timeout: float | None = None
-    ) -> admin_pb2.DeliveryLog:
+    ) -> models.DeliveryLog:
         """Send a ``webhook.ping`` to the config now; returns the logged attempt."""
         request = calls.test_event_request(config_id)
         deadline = calls.test_event_timeout(self._timeout, timeout)
@@ -218,7 +219,7 @@ class AsyncAdminClient(_AsyncClient):
 
     async def rotate_webhook_secret(
         self, config_id: str, *, secret: str | None = None, timeout: float | None = None
-    ) -> admin_pb2.RotateWebhookSecretResponse:
+    ) -> models.RotateWebhookSecretResult:
         """Replace the config's signing secret (see AdminClient.rotate_webhook_secret)."""
         request = calls.rotate_request(config_id, secret)
         return calls.rotate_result(
@@ -227,7 +228,7 @@ class AsyncAdminClient(_AsyncClient):
 
     async def list_event_types(
         self, *, category: str = "", timeout: float | None = None
-    ) -> list[admin_pb2.EventTypeDefinition]:
+    ) -> list[models.EventTypeDefinition]:
         """The event catalog (or one ``category``) with schemas and examples."""
         request = calls.event_types_request(category)
         return calls.event_types_result(
@@ -253,7 +254,7 @@ class AsyncPublisherClient(_AsyncClient):
         id: str | None = None,
         timestamp: datetime | None = None,
         timeout: float | None = None,
-    ) -> publisher_pb2.PublishEventResponse:
+    ) -> models.PublishResult:
         """Publish one typed event; the type is the payload message's."""
         request = make_publish_request(organisation_id, payload, id=id, timestamp=timestamp)
         return calls.publish_result(await self._call(self._stub.PublishEvent, request, timeout))
@@ -267,7 +268,7 @@ class AsyncPublisherClient(_AsyncClient):
         id: str | None = None,
         timestamp: datetime | None = None,
         timeout: float | None = None,
-    ) -> publisher_pb2.PublishEventResponse:
+    ) -> models.PublishResult:
         """Publish one event given as a type and its JSON ``data``."""
         request = make_publish_request(organisation_id, type, data, id=id, timestamp=timestamp)
         return calls.publish_result(await self._call(self._stub.PublishEvent, request, timeout))
@@ -277,7 +278,7 @@ class AsyncPublisherClient(_AsyncClient):
         requests: Sequence[publisher_pb2.PublishEventRequest],
         *,
         timeout: float | None = None,
-    ) -> list[publisher_pb2.PublishEventResponse]:
+    ) -> list[models.PublishResult]:
         """Publish up to 500 events in one transaction; results in request order."""
         batch = calls.publish_batch_request(requests)
         return calls.publish_batch_result(

@@ -4,8 +4,9 @@
 ``AsyncAdminClient`` / ``AsyncPublisherClient`` (``grpc.aio``, ``_aio.py``)
 differ only in how they wait. Every method builds its request with a
 ``*_request`` function here and turns the answer into its result with the
-matching ``*_result`` function, so a change of either (validation of an
-argument, a friendlier return type) applies to both clients at once.
+matching ``*_result`` function (through :mod:`webhooks_client._convert` to
+:mod:`webhooks_client.models`), so a change of either applies to both
+clients at once.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from google.protobuf import any_pb2, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
 from webhooks.v1 import admin_pb2, events_pb2, publisher_pb2
+from webhooks_client import _convert, models
 from webhooks_client.events import event_type_of
 
 DEFAULT_TIMEOUT = 10.0
@@ -25,11 +27,11 @@ TEST_EVENT_TIMEOUT = 25.0  # SendTestEvent waits for one whole delivery attempt
 
 
 def outcome(value: str | int | None) -> int:
-    """``"delivered"`` / ``"OUTCOME_DELIVERED"`` / enum number -> enum number."""
+    """``"delivered"`` / ``"OUTCOME_DELIVERED"`` / DeliveryOutcome / number -> number."""
     if value is None or value == "":
         return admin_pb2.OUTCOME_UNSPECIFIED
     if isinstance(value, int):
-        return value
+        return int(value)  # a number or a DeliveryOutcome
     name = value.upper()
     if not name.startswith("OUTCOME_"):
         name = "OUTCOME_" + name
@@ -58,9 +60,9 @@ def list_configs_request(page_size: int, page_token: str) -> admin_pb2.ListWebho
 
 def configs_page(
     response: admin_pb2.ListWebhookConfigsResponse,
-) -> tuple[list[admin_pb2.WebhookConfig], str]:
+) -> tuple[list[models.WebhookConfig], str]:
     """(configurations, next page token) of one page."""
-    return list(response.configs), response.next_page_token
+    return [_convert.webhook_config(c) for c in response.configs], response.next_page_token
 
 
 def put_config_request(
@@ -70,22 +72,22 @@ def put_config_request(
     id: str,
     secret: str | None,
     enabled: bool | None,
-    description: str,
+    description: str | None,
 ) -> admin_pb2.PutWebhookConfigRequest:
-    request = admin_pb2.PutWebhookConfigRequest(
-        id=id, url=url, event_types=list(event_types), description=description
-    )
+    request = admin_pb2.PutWebhookConfigRequest(id=id, url=url, event_types=list(event_types))
     if secret is not None:
         request.secret = secret
     if enabled is not None:
         request.enabled = enabled
+    if description is not None:
+        request.description = description
     return request
 
 
 def put_config_result(
     response: admin_pb2.PutWebhookConfigResponse,
-) -> admin_pb2.PutWebhookConfigResponse:
-    return response
+) -> models.PutWebhookConfigResult:
+    return _convert.put_webhook_config(response)
 
 
 def list_logs_request(
@@ -107,25 +109,24 @@ def list_logs_request(
     )
 
 
-def logs_page_result(
-    response: admin_pb2.ListDeliveryLogsResponse,
-) -> admin_pb2.ListDeliveryLogsResponse:
-    return response
+def logs_page_result(response: admin_pb2.ListDeliveryLogsResponse) -> models.DeliveryLogPage:
+    return _convert.delivery_log_page(response)
 
 
 def logs_page(
     response: admin_pb2.ListDeliveryLogsResponse,
-) -> tuple[list[admin_pb2.DeliveryLog], str]:
+) -> tuple[tuple[models.DeliveryLog, ...], str]:
     """(log entries, next page token) of one page, for the iterators."""
-    return list(response.logs), response.next_page_token
+    page = logs_page_result(response)
+    return page.logs, page.next_page_token
 
 
 def retry_request(delivery_id: str) -> admin_pb2.RetryDeliveryRequest:
     return admin_pb2.RetryDeliveryRequest(delivery_id=delivery_id)
 
 
-def retry_result(response: admin_pb2.RetryDeliveryResponse) -> admin_pb2.RetryDeliveryResponse:
-    return response
+def retry_result(response: admin_pb2.RetryDeliveryResponse) -> models.RetryDeliveryResult:
+    return _convert.retry_delivery(response)
 
 
 def replay_request(
@@ -153,8 +154,8 @@ def test_event_timeout(default: float, timeout: float | None) -> float:
     return max(default, TEST_EVENT_TIMEOUT) if timeout is None else timeout
 
 
-def test_event_result(response: admin_pb2.SendTestEventResponse) -> admin_pb2.DeliveryLog:
-    return response.log
+def test_event_result(response: admin_pb2.SendTestEventResponse) -> models.DeliveryLog:
+    return _convert.delivery_log(response.log)
 
 
 def rotate_request(config_id: str, secret: str | None) -> admin_pb2.RotateWebhookSecretRequest:
@@ -166,8 +167,8 @@ def rotate_request(config_id: str, secret: str | None) -> admin_pb2.RotateWebhoo
 
 def rotate_result(
     response: admin_pb2.RotateWebhookSecretResponse,
-) -> admin_pb2.RotateWebhookSecretResponse:
-    return response
+) -> models.RotateWebhookSecretResult:
+    return _convert.rotate_webhook_secret(response)
 
 
 def event_types_request(category: str) -> admin_pb2.ListEventTypesRequest:
@@ -176,8 +177,8 @@ def event_types_request(category: str) -> admin_pb2.ListEventTypesRequest:
 
 def event_types_result(
     response: admin_pb2.ListEventTypesResponse,
-) -> list[admin_pb2.EventTypeDefinition]:
-    return list(response.event_types)
+) -> list[models.EventTypeDefinition]:
+    return [_convert.event_type(t) for t in response.event_types]
 
 
 # -- EventPublisher ----------------------------------------------------------------
@@ -220,10 +221,8 @@ def make_publish_request(
 _timestamp = timestamp
 
 
-def publish_result(
-    response: publisher_pb2.PublishEventResponse,
-) -> publisher_pb2.PublishEventResponse:
-    return response
+def publish_result(response: publisher_pb2.PublishEventResponse) -> models.PublishResult:
+    return _convert.publish_result(response)
 
 
 def publish_batch_request(
@@ -234,5 +233,5 @@ def publish_batch_request(
 
 def publish_batch_result(
     response: publisher_pb2.PublishEventsResponse,
-) -> list[publisher_pb2.PublishEventResponse]:
-    return list(response.results)
+) -> list[models.PublishResult]:
+    return [_convert.publish_result(r) for r in response.results]

@@ -13,6 +13,10 @@ a per-call timeout (constructor default, overridable per method) and turns
 ``grpc.RpcError`` into the :mod:`webhooks_client._errors` tree. Calls are
 not retried automatically: PublishEvent is idempotent only with an explicit
 event ``id``, so retrying is the caller's decision.
+
+Results are :mod:`webhooks_client.models` (frozen dataclasses, enums,
+``datetime``), converted from the messages in :mod:`webhooks_client._convert`
+(through ``_calls.py``, for both kinds of client).
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import Message
 
-from webhooks.v1 import admin_pb2, admin_pb2_grpc, publisher_pb2, publisher_pb2_grpc
+from webhooks.v1 import admin_pb2_grpc, publisher_pb2, publisher_pb2_grpc
 from webhooks_client import _calls as calls
+from webhooks_client import models
 from webhooks_client._calls import DEFAULT_TIMEOUT, TEST_EVENT_TIMEOUT, make_publish_request
 from webhooks_client._errors import from_rpc_error
 
@@ -105,9 +110,9 @@ class AdminClient(_Client):
 
     def list_webhook_configs(
         self, *, page_size: int = 0, timeout: float | None = None
-    ) -> list[admin_pb2.WebhookConfig]:
+    ) -> list[models.WebhookConfig]:
         """Every configuration of the organisation, oldest first (all pages)."""
-        result: list[admin_pb2.WebhookConfig] = []
+        result: list[models.WebhookConfig] = []
         token = ""
         while True:
             request = calls.list_configs_request(page_size, token)
@@ -126,12 +131,15 @@ class AdminClient(_Client):
         id: str = "",
         secret: str | None = None,
         enabled: bool | None = None,
-        description: str = "",
+        description: str | None = None,
         timeout: float | None = None,
-    ) -> admin_pb2.PutWebhookConfigResponse:
+    ) -> models.PutWebhookConfigResult:
         """Create (no ``id``) or update a configuration.
 
-        On create without ``secret`` the response's ``secret`` holds the
+        ``secret``, ``enabled`` and ``description`` left as None are absent from
+        the request: on create they take their defaults (a generated secret,
+        enabled, no description), on update they keep their current values.
+        On create without ``secret`` the result's ``secret`` holds the
         generated one, the only time it is shown.
         """
         request = calls.put_config_request(
@@ -154,7 +162,7 @@ class AdminClient(_Client):
         event_type: str = "",
         outcome: str | int | None = None,
         timeout: float | None = None,
-    ) -> admin_pb2.ListDeliveryLogsResponse:
+    ) -> models.DeliveryLogPage:
         """One page of the delivery log, newest first; pass ``next_page_token`` back
         (with the same filters) for the next one."""
         request = calls.list_logs_request(
@@ -176,7 +184,7 @@ class AdminClient(_Client):
         event_type: str = "",
         outcome: str | int | None = None,
         timeout: float | None = None,
-    ) -> Iterator[admin_pb2.DeliveryLog]:
+    ) -> Iterator[models.DeliveryLog]:
         """Every matching log entry, newest first, fetching pages as needed."""
         token = ""
         while True:
@@ -197,7 +205,7 @@ class AdminClient(_Client):
 
     def retry_delivery(
         self, delivery_id: str, *, timeout: float | None = None
-    ) -> admin_pb2.RetryDeliveryResponse:
+    ) -> models.RetryDeliveryResult:
         """Attempt a delivery (``dlv_…``, a log entry's ``delivery_id``) again now.
 
         ``scheduled`` is False when it was already due or being attempted.
@@ -221,7 +229,7 @@ class AdminClient(_Client):
 
     def send_test_event(
         self, config_id: str, *, timeout: float | None = None
-    ) -> admin_pb2.DeliveryLog:
+    ) -> models.DeliveryLog:
         """Send a ``webhook.ping`` to the config now; returns the logged attempt.
 
         The call lasts as long as the attempt (up to the service's attempt
@@ -234,7 +242,7 @@ class AdminClient(_Client):
 
     def rotate_webhook_secret(
         self, config_id: str, *, secret: str | None = None, timeout: float | None = None
-    ) -> admin_pb2.RotateWebhookSecretResponse:
+    ) -> models.RotateWebhookSecretResult:
         """Replace the config's signing secret (generated when ``secret`` is None; then
         the response's ``secret`` holds it, the only time it is shown). The previous
         secret signs too until ``previous_secret_expires_at``."""
@@ -243,10 +251,9 @@ class AdminClient(_Client):
 
     def list_event_types(
         self, *, category: str = "", timeout: float | None = None
-    ) -> list[admin_pb2.EventTypeDefinition]:
+    ) -> list[models.EventTypeDefinition]:
         """The event catalog (or one ``category``): each type's ``name``,
-        ``description``, the JSON Schema of its ``data`` and an example (both
-        ``google.protobuf.Struct``; ``json_format.MessageToDict`` makes them dicts)."""
+        ``description``, the JSON Schema of its ``data`` and an example (dicts)."""
         request = calls.event_types_request(category)
         return calls.event_types_result(self._call(self._stub.ListEventTypes, request, timeout))
 
@@ -269,7 +276,7 @@ class PublisherClient(_Client):
         id: str | None = None,
         timestamp: datetime | None = None,
         timeout: float | None = None,
-    ) -> publisher_pb2.PublishEventResponse:
+    ) -> models.PublishResult:
         """Publish one typed event: ``publish(org, RewardClaimed(user_id=…, …))``.
 
         The type is the payload message's (``reward.claimed``). Give ``id`` to
@@ -287,7 +294,7 @@ class PublisherClient(_Client):
         id: str | None = None,
         timestamp: datetime | None = None,
         timeout: float | None = None,
-    ) -> publisher_pb2.PublishEventResponse:
+    ) -> models.PublishResult:
         """Publish one event given as a type and its JSON ``data`` (checked by the
         service against the type's payload). Give ``id`` to make retries safe."""
         request = make_publish_request(organisation_id, type, data, id=id, timestamp=timestamp)
@@ -298,7 +305,7 @@ class PublisherClient(_Client):
         requests: Sequence[publisher_pb2.PublishEventRequest],
         *,
         timeout: float | None = None,
-    ) -> list[publisher_pb2.PublishEventResponse]:
+    ) -> list[models.PublishResult]:
         """Publish up to 500 events in one transaction; results in request order."""
         batch = calls.publish_batch_request(requests)
         return calls.publish_batch_result(self._call(self._stub.PublishEvents, batch, timeout))
