@@ -612,25 +612,28 @@ def _webhooks_section(entries: list[Any], schemas: JsonObj) -> JsonObj:
 
 
 def _event_type_values(spec: JsonObj, entries: list[Any]) -> None:
-    """``event_types`` of configurations: a catalog type, ``category.*`` or ``*``;
-    the ``event_type`` log filter: any type (``webhook.ping`` included)."""
+    """``event_types`` of configurations: a catalog type, ``category.*`` or ``*``; the
+    ``event_type`` log filter: any type (``webhook.ping`` included). Listed as
+    ``examples``, not an ``enum``: the API checks them and answers with the closest
+    valid names, and generated clients keep taking plain strings."""
     subscribable = [e.name for e in entries if e.name != "webhook.ping"]
     categories = list(dict.fromkeys(e.category for e in entries if e.name in subscribable))
+    patterns = ["*", *(f"{c}.*" for c in categories), *subscribable]
     schemas = spec["components"]["schemas"]
-    schemas["EventTypePattern"] = {
-        "type": "string",
-        "description": "An event type (see the `webhooks` section and GET "
-        "/webhooks/event-types), a category wildcard such as `reward.*`, or `*` for all.",
-        "enum": ["*", *(f"{c}.*" for c in categories), *subscribable],
-    }
     for name in ("PutWebhookConfigRequest", "WebhookConfig"):
         prop = schemas.get(name, {}).get("properties", {}).get("event_types")
         if prop is not None:
-            prop["items"] = {"$ref": "#/components/schemas/EventTypePattern"}
+            prop["items"] = {
+                **prop.get("items", {"type": "string"}),
+                "description": "An event type (see the `webhooks` section and GET "
+                "/webhooks/event-types), a category wildcard such as `reward.*`, or `*`; "
+                "`examples` lists every valid value.",
+                "examples": patterns,
+            }
     logs = spec["paths"].get("/webhooks/logs", {}).get("get", {})
     for param in logs.get("parameters", []):
         if param["name"] == "event_type":
-            param["schema"] = {**param["schema"], "enum": ["", *(e.name for e in entries)]}
+            param["schema"] = {**param["schema"], "examples": [e.name for e in entries]}
 
 
 def main() -> None:

@@ -96,7 +96,7 @@ def test_readme_walkthrough_runs_as_written(checkout: tuple[Path, str]) -> None:
     )
     # JSON data is checked against the type's payload message, each field named
     assert (
-        data_violations == "['event.data.points', 'event.data.reward_id', 'event.data.claimed_at']"
+        data_violations == "['event.data.reward_id', 'event.data.points', 'event.data.claimed_at']"
     )
     # The first attempt, waited for; enums and datetimes print as words and times.
     assert re.match(r"1 (retry_scheduled|failed|delivered) \d+ .*\d{4}-\d\d-\d\d ", attempt)

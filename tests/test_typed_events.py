@@ -41,7 +41,7 @@ def env(database_url: str) -> Iterator[DeliveryEnv]:
 
 
 def served_schemas(env: DeliveryEnv) -> dict[str, dict[str, Any]]:
-    return {t.name: json_format.MessageToDict(t.schema) for t in env.admin.list_event_types()}
+    return {t.name: t.schema for t in env.admin.list_event_types()}
 
 
 def check_schema(schema: dict[str, Any], data: Any) -> None:
