@@ -13,8 +13,9 @@ rely on):
 
 - a message, enum, service or RPC is never removed;
 - a field is never removed, renumbered, renamed or retyped (type, message or
-  enum type, repeated or not, ``optional`` or not), and never becomes
-  REQUIRED; a new field of an existing message is never REQUIRED;
+  enum type, repeated or not), never loses ``optional`` (gaining it is wire-
+  and JSON-compatible) and never becomes REQUIRED; a new field of an
+  existing message is never REQUIRED;
 - an enum value is never removed or renamed;
 - an event type keeps its wire name and payload message.
 """
@@ -89,7 +90,7 @@ def _required(field: descriptor_pb2.FieldDescriptorProto) -> bool:
 
 
 def _shape(field: descriptor_pb2.FieldDescriptorProto) -> tuple[object, ...]:
-    return (field.name, field.type, field.type_name, field.label, field.proto3_optional)
+    return (field.name, field.type, field.type_name, field.label)
 
 
 def breaking_changes(old: FDS, new: FDS) -> list[str]:
@@ -109,6 +110,8 @@ def breaking_changes(old: FDS, new: FDS) -> list[str]:
                 problems.append(f"field {where} removed (reserve it instead)")
             elif _shape(current) != _shape(field):
                 problems.append(f"field {where} renamed or retyped")
+            elif field.proto3_optional and not current.proto3_optional:
+                problems.append(f"field {where} lost `optional` (its presence)")
             elif _required(current) and not _required(field):
                 problems.append(f"field {where} became REQUIRED")
         for field in now.values():

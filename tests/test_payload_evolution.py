@@ -78,6 +78,12 @@ def _change_wire_name(fds: FDS) -> None:
                 e.value[1].options.Clear()
 
 
+def _drop_optional(fds: FDS) -> None:
+    for field in message(fds, "PutWebhookConfigRequest").field:
+        if field.name == "secret":
+            field.proto3_optional = False
+
+
 def _drop_message(fds: FDS) -> None:
     for f in fds.file:
         for i, m in enumerate(f.message_type):
@@ -96,6 +102,7 @@ def _drop_message(fds: FDS) -> None:
         (_make_required, "became REQUIRED"),
         (_add_required, "is REQUIRED"),
         (_change_wire_name, "options"),
+        (_drop_optional, "lost `optional`"),
         (_drop_message, "message webhooks.v1.RewardExpired removed"),
     ],
     ids=lambda v: getattr(v, "__name__", str(v)),
