@@ -38,6 +38,7 @@ from webhooks_client.events import (
     payload_class,
 )
 from webhooks_client.models import (
+    DeleteWebhookConfigResult,
     Delivery,
     DeliveryLog,
     DeliveryLogPage,
@@ -66,6 +67,7 @@ __all__ = [
     "DeadlineExceededError",
     "DedupeStore",
     "Deduplicator",
+    "DeleteWebhookConfigResult",
     "Delivery",
     "DeliveryLog",
     "DeliveryLogPage",

@@ -61,12 +61,19 @@ class _AsyncClient:
         self._channel = channel
 
     async def _call(
-        self, method: Callable[..., Awaitable[_Resp]], request: Any, timeout: float | None
+        self,
+        method: Callable[..., Awaitable[_Resp]],
+        request: Any,
+        timeout: float | None,
+        traceparent: str | None = None,
     ) -> _Resp:
+        metadata: tuple[tuple[str, str], ...] = self._metadata
+        if traceparent:
+            metadata = (*metadata, ("traceparent", traceparent))
         try:
             return await method(
                 request,
-                metadata=self._metadata,
+                metadata=metadata,
                 timeout=self._timeout if timeout is None else timeout,
             )
         except grpc.RpcError as err:
@@ -118,9 +125,11 @@ class AsyncAdminClient(_AsyncClient):
         secret: str | None = None,
         enabled: bool | None = None,
         description: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        clear_headers: bool = False,
         timeout: float | None = None,
     ) -> models.PutWebhookConfigResult:
-        """Create (no ``id``) or update a configuration."""
+        """Create (no ``id``) or update a configuration (see AdminClient)."""
         request = calls.put_config_request(
             url=url,
             event_types=event_types,
@@ -128,9 +137,20 @@ class AsyncAdminClient(_AsyncClient):
             secret=secret,
             enabled=enabled,
             description=description,
+            headers=headers,
+            clear_headers=clear_headers,
         )
         return calls.put_config_result(
             await self._call(self._stub.PutWebhookConfig, request, timeout)
+        )
+
+    async def delete_webhook_config(
+        self, config_id: str, *, timeout: float | None = None
+    ) -> models.DeleteWebhookConfigResult:
+        """Delete a configuration; its pending deliveries are cancelled, its log kept."""
+        request = calls.delete_request(config_id)
+        return calls.delete_result(
+            await self._call(self._stub.DeleteWebhookConfig, request, timeout)
         )
 
     async def list_delivery_logs(
@@ -254,10 +274,13 @@ class AsyncPublisherClient(_AsyncClient):
         id: str | None = None,
         timestamp: datetime | None = None,
         timeout: float | None = None,
+        traceparent: str | None = None,
     ) -> models.PublishResult:
         """Publish one typed event; the type is the payload message's."""
         request = make_publish_request(organisation_id, payload, id=id, timestamp=timestamp)
-        return calls.publish_result(await self._call(self._stub.PublishEvent, request, timeout))
+        return calls.publish_result(
+            await self._call(self._stub.PublishEvent, request, timeout, traceparent)
+        )
 
     async def publish_event(
         self,
@@ -268,19 +291,23 @@ class AsyncPublisherClient(_AsyncClient):
         id: str | None = None,
         timestamp: datetime | None = None,
         timeout: float | None = None,
+        traceparent: str | None = None,
     ) -> models.PublishResult:
         """Publish one event given as a type and its JSON ``data``."""
         request = make_publish_request(organisation_id, type, data, id=id, timestamp=timestamp)
-        return calls.publish_result(await self._call(self._stub.PublishEvent, request, timeout))
+        return calls.publish_result(
+            await self._call(self._stub.PublishEvent, request, timeout, traceparent)
+        )
 
     async def publish_events(
         self,
         requests: Sequence[publisher_pb2.PublishEventRequest],
         *,
         timeout: float | None = None,
+        traceparent: str | None = None,
     ) -> list[models.PublishResult]:
         """Publish up to 500 events in one transaction; results in request order."""
         batch = calls.publish_batch_request(requests)
         return calls.publish_batch_result(
-            await self._call(self._stub.PublishEvents, batch, timeout)
+            await self._call(self._stub.PublishEvents, batch, timeout, traceparent)
         )

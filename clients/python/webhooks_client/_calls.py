@@ -39,7 +39,7 @@ def outcome(value: str | int | None) -> int:
         return admin_pb2.Outcome.Value(name)
     except ValueError:
         raise ValueError(
-            f"unknown outcome {value!r}; use delivered, retry_scheduled, failed or dead"
+            f"unknown outcome {value!r}; use delivered, retry_scheduled, failed, dead or cancelled"
         ) from None
 
 
@@ -73,8 +73,16 @@ def put_config_request(
     secret: str | None,
     enabled: bool | None,
     description: str | None,
+    headers: Mapping[str, str] | None = None,
+    clear_headers: bool = False,
 ) -> admin_pb2.PutWebhookConfigRequest:
-    request = admin_pb2.PutWebhookConfigRequest(id=id, url=url, event_types=list(event_types))
+    request = admin_pb2.PutWebhookConfigRequest(
+        id=id,
+        url=url,
+        event_types=list(event_types),
+        headers=dict(headers or {}),
+        clear_headers=clear_headers,
+    )
     if secret is not None:
         request.secret = secret
     if enabled is not None:
@@ -88,6 +96,16 @@ def put_config_result(
     response: admin_pb2.PutWebhookConfigResponse,
 ) -> models.PutWebhookConfigResult:
     return _convert.put_webhook_config(response)
+
+
+def delete_request(config_id: str) -> admin_pb2.DeleteWebhookConfigRequest:
+    return admin_pb2.DeleteWebhookConfigRequest(config_id=config_id)
+
+
+def delete_result(
+    response: admin_pb2.DeleteWebhookConfigResponse,
+) -> models.DeleteWebhookConfigResult:
+    return models.DeleteWebhookConfigResult(response.cancelled_deliveries)
 
 
 def list_logs_request(

@@ -72,11 +72,20 @@ class _Client:
                 channel = grpc.secure_channel(target, credentials, options=list(options))
         self._channel = channel
 
-    def _call(self, method: Callable[..., _Resp], request: Any, timeout: float | None) -> _Resp:
+    def _call(
+        self,
+        method: Callable[..., _Resp],
+        request: Any,
+        timeout: float | None,
+        traceparent: str | None = None,
+    ) -> _Resp:
+        metadata: tuple[tuple[str, str], ...] = self._metadata
+        if traceparent:
+            metadata = (*metadata, ("traceparent", traceparent))
         try:
             return method(
                 request,
-                metadata=self._metadata,
+                metadata=metadata,
                 timeout=self._timeout if timeout is None else timeout,
             )
         except grpc.RpcError as err:
@@ -132,6 +141,8 @@ class AdminClient(_Client):
         secret: str | None = None,
         enabled: bool | None = None,
         description: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        clear_headers: bool = False,
         timeout: float | None = None,
     ) -> models.PutWebhookConfigResult:
         """Create (no ``id``) or update a configuration.
@@ -140,7 +151,9 @@ class AdminClient(_Client):
         the request: on create they take their defaults (a generated secret,
         enabled, no description), on update they keep their current values.
         On create without ``secret`` the result's ``secret`` holds the
-        generated one, the only time it is shown.
+        generated one, the only time it is shown. ``headers``: custom request
+        headers sent on every attempt (on update a non-empty set replaces them
+        all, absent or empty keeps them; ``clear_headers`` removes them).
         """
         request = calls.put_config_request(
             url=url,
@@ -149,8 +162,17 @@ class AdminClient(_Client):
             secret=secret,
             enabled=enabled,
             description=description,
+            headers=headers,
+            clear_headers=clear_headers,
         )
         return calls.put_config_result(self._call(self._stub.PutWebhookConfig, request, timeout))
+
+    def delete_webhook_config(
+        self, config_id: str, *, timeout: float | None = None
+    ) -> models.DeleteWebhookConfigResult:
+        """Delete a configuration; its pending deliveries are cancelled, its log kept."""
+        request = calls.delete_request(config_id)
+        return calls.delete_result(self._call(self._stub.DeleteWebhookConfig, request, timeout))
 
     def list_delivery_logs(
         self,
@@ -276,14 +298,18 @@ class PublisherClient(_Client):
         id: str | None = None,
         timestamp: datetime | None = None,
         timeout: float | None = None,
+        traceparent: str | None = None,
     ) -> models.PublishResult:
         """Publish one typed event: ``publish(org, RewardClaimed(user_id=…, …))``.
 
         The type is the payload message's (``reward.claimed``). Give ``id`` to
         make retries safe: the same id twice is stored once (``duplicate=True``).
+        ``traceparent`` as for :meth:`publish_event`.
         """
         request = make_publish_request(organisation_id, payload, id=id, timestamp=timestamp)
-        return calls.publish_result(self._call(self._stub.PublishEvent, request, timeout))
+        return calls.publish_result(
+            self._call(self._stub.PublishEvent, request, timeout, traceparent)
+        )
 
     def publish_event(
         self,
@@ -294,18 +320,28 @@ class PublisherClient(_Client):
         id: str | None = None,
         timestamp: datetime | None = None,
         timeout: float | None = None,
+        traceparent: str | None = None,
     ) -> models.PublishResult:
         """Publish one event given as a type and its JSON ``data`` (checked by the
-        service against the type's payload). Give ``id`` to make retries safe."""
+        service against the type's payload). Give ``id`` to make retries safe: the
+        same id twice is stored once and answers ``duplicate=True``. ``traceparent``
+        (W3C) makes the service's spans of this event (publish, every attempt) part
+        of your trace."""
         request = make_publish_request(organisation_id, type, data, id=id, timestamp=timestamp)
-        return calls.publish_result(self._call(self._stub.PublishEvent, request, timeout))
+        return calls.publish_result(
+            self._call(self._stub.PublishEvent, request, timeout, traceparent)
+        )
 
     def publish_events(
         self,
         requests: Sequence[publisher_pb2.PublishEventRequest],
         *,
         timeout: float | None = None,
+        traceparent: str | None = None,
     ) -> list[models.PublishResult]:
-        """Publish up to 500 events in one transaction; results in request order."""
+        """Publish up to 500 events in one transaction; results in request order.
+        ``traceparent`` (W3C): the service's spans of these events join your trace."""
         batch = calls.publish_batch_request(requests)
-        return calls.publish_batch_result(self._call(self._stub.PublishEvents, batch, timeout))
+        return calls.publish_batch_result(
+            self._call(self._stub.PublishEvents, batch, timeout, traceparent)
+        )

@@ -9,6 +9,13 @@ without touching Python code.
 
 Patterns (what a webhook configuration subscribes to) are a catalog type
 (``reward.claimed``), a category wildcard (``reward.*``) or ``*``.
+
+**Operational types** (category ``webhook``: ``webhook.endpoint_disabled``,
+``webhook.delivery_failed``) are in the catalog but sent only by the service
+itself (``core/operational.py``): they cannot be published, and ``*`` does
+not cover them — a configuration receives them only by naming them
+(``webhook.*`` or the exact name), so existing ``*`` subscribers never get
+payloads of a new shape about the webhook system unasked.
 """
 
 from __future__ import annotations
@@ -80,6 +87,12 @@ CATEGORIES: tuple[str, ...] = tuple(dict.fromkeys(t.split(".", 1)[0] for t in EV
 
 _CATEGORY_SET = frozenset(CATEGORIES)
 
+OPERATIONAL_CATEGORY = "webhook"
+OPERATIONAL_TYPES: frozenset[str] = frozenset(
+    t.name for t in TYPES if t.origin == events_pb2.EVENT_ORIGIN_SERVICE
+)
+"""The service's own event types (never published by clients, not in ``*``)."""
+
 
 def info(event_type: str) -> TypeInfo | None:
     """The enum entry of any type (``webhook.ping`` included); None if unknown."""
@@ -110,6 +123,11 @@ def is_known_type(event_type: str) -> bool:
     return event_type in _TYPE_SET
 
 
+def is_operational(event_type: str) -> bool:
+    """True for a ``webhook.*`` type (operational, or the reserved ``webhook.ping``)."""
+    return event_type.startswith(OPERATIONAL_CATEGORY + ".")
+
+
 def is_valid_pattern(pattern: str) -> bool:
     """True for a catalog type, ``*``, or ``category.*`` with a known category."""
     if pattern == WILDCARD or pattern in _TYPE_SET:
@@ -122,11 +140,11 @@ def is_valid_pattern(pattern: str) -> bool:
 def matches(pattern: str, event_type: str) -> bool:
     """Whether a subscription pattern covers an event type.
 
-    ``*`` covers everything, ``reward.*`` every type of category ``reward``,
-    anything else only itself.
+    ``*`` covers every type except the operational ones, ``reward.*`` every
+    type of category ``reward``, anything else only itself.
     """
     if pattern == WILDCARD:
-        return True
+        return event_type not in OPERATIONAL_TYPES
     if pattern.endswith(".*"):
         return event_type.startswith(pattern[:-1])
     return pattern == event_type
