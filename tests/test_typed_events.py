@@ -185,7 +185,7 @@ def test_type_and_payload_must_agree(
         request.event.data.update({"user_id": "x"})
         with pytest.raises(InvalidArgumentError, match="not both"):
             publisher.publish_events([request])
-        with pytest.raises(InvalidArgumentError, match="sent by the service itself"):
+        with pytest.raises(InvalidArgumentError, match="the service sends it itself"):
             publisher.publish_event(
                 org.id, "webhook.endpoint_disabled", example("webhook.endpoint_disabled")
             )

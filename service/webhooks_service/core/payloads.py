@@ -370,9 +370,15 @@ def _check_type(event_type: str, prefix: str) -> FieldViolation | None:
         return FieldViolation(field, "required: a catalog type such as reward.claimed")
     if catalog.is_publishable(event_type):
         return None
-    if catalog.info(event_type) is not None:
+    info = catalog.info(event_type)
+    if info is not None and info.origin == events_pb2.EVENT_ORIGIN_TEST:
         return FieldViolation(
-            field, f"{event_type} is sent by the service itself; it cannot be published"
+            field,
+            f"{event_type!r} is the test event: SendTestEvent sends it, it cannot be published",
+        )
+    if info is not None:
+        return FieldViolation(
+            field, f"{event_type!r} is an operational event type: the service sends it itself"
         )
     return FieldViolation(
         field, f"{event_type!r} is not in the catalog: {catalog.did_you_mean(event_type)}"
