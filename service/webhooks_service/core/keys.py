@@ -95,9 +95,14 @@ def create_key(
     return _create(engine, organisation_id, parse_scopes(scopes), name)
 
 
-def create_platform_key(engine: Engine, name: str = "") -> tuple[ApiKeyRow, str]:
-    """A key without organisation that may publish events for every organisation."""
-    return _create(engine, None, frozenset({SCOPE_EVENTS_PUBLISH}), name)
+def create_platform_key(
+    engine: Engine, name: str = "", scopes: Iterable[str] = (SCOPE_EVENTS_PUBLISH,)
+) -> tuple[ApiKeyRow, str]:
+    """A key without organisation that may publish events for every organisation
+    (``events:publish``) and/or open dashboard portal sessions for any
+    organisation (``webhooks:read``/``webhooks:write``, the scope ceiling of
+    those sessions; a platform key administers no organisation itself)."""
+    return _create(engine, None, parse_scopes(scopes), name)
 
 
 def split_key(raw: str) -> tuple[str, str] | None:
