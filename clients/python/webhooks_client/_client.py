@@ -258,6 +258,28 @@ class AdminClient(_Client):
             request.secret = secret
         return self._call(self._stub.RotateWebhookSecret, request, timeout)
 
+    def create_portal_session(
+        self,
+        *,
+        organisation_id: str = "",
+        scopes: Sequence[str] = (),
+        ttl_seconds: int = 0,
+        timeout: float | None = None,
+    ) -> admin_pb2.CreatePortalSessionResponse:
+        """A short-lived dashboard session: ``url`` opens the dashboard signed in
+        (hand it to the admin's browser), ``expires_at`` ends it, ``session_id``
+        revokes it. ``organisation_id`` only with a platform key; ``scopes`` at
+        most this key's (default: its webhooks scopes)."""
+        request = admin_pb2.CreatePortalSessionRequest(
+            organisation_id=organisation_id, scopes=list(scopes), ttl_seconds=ttl_seconds
+        )
+        return self._call(self._stub.CreatePortalSession, request, timeout)
+
+    def revoke_portal_session(self, session_id: str, *, timeout: float | None = None) -> bool:
+        """End a portal session now; False if it had already ended."""
+        request = admin_pb2.RevokePortalSessionRequest(session_id=session_id)
+        return self._call(self._stub.RevokePortalSession, request, timeout).revoked
+
 
 def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
     if value.tzinfo is None:
