@@ -1,0 +1,272 @@
+"""The dashboard in a real browser: headless Chromium (Playwright) against the
+real Envoy gateway, a real API server with its delivery worker, and a local
+receiver. It does what an admin does: opens the portal-session link, creates
+an endpoint, watches attempts arrive, opens one, retries a failure, sends a
+test event, and never sees another organisation's endpoints.
+
+Screenshots of the main screens (1280 px and 360 px wide) are written to
+artifacts/screenshots/; docs/ has one of each, for the README.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.browser import chromium, screenshot
+from tests.support.envoy import running_gateway
+from tests.support.receiver import Receiver, Reply, running_receiver
+from tests.support.server import RunningServer, make_org_and_keys, running_server
+from webhooks_client import AdminClient, PublisherClient
+from webhooks_service.gateway import EnvoyProcess
+
+pytestmark = [pytest.mark.gateway, pytest.mark.slow, pytest.mark.timeout(240)]
+
+OTHER_ORG_URL = "https://other-organisation.example.com/hook"
+DESKTOP = {"width": 1280, "height": 860}
+PHONE = {"width": 360, "height": 780}
+
+
+@dataclass
+class Stack:
+    srv: RunningServer
+    gw: EnvoyProcess
+    rx: Receiver
+    browser: Any
+    org: str
+    keys: dict[str, str]
+
+    def portal_url(self, **body: Any) -> str:
+        resp = httpx.post(
+            f"{self.gw.base_url}/webhooks/portal-sessions",
+            headers={"authorization": f"Bearer {self.keys['all']}"},
+            json=body,
+        )
+        assert resp.status_code == 200, resp.text
+        url: str = resp.json()["url"]
+        return url
+
+    def publish(self, type_: str = "reward.claimed") -> str:
+        with PublisherClient(self.srv.target, self.keys["events:publish"]) as pub:
+            return pub.publish_event(self.org, type_, {"user_id": "u_1", "points": 10}).event_id
+
+
+@pytest.fixture(scope="module")
+def stack(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with chromium() as browser:
+        path = tmp_path_factory.mktemp("browser-db") / "webhooks.db"
+        shutil.copyfile(sqlite_template, path)
+        with (
+            running_receiver() as rx,
+            running_server(
+                f"sqlite:///{path}", {"retry_schedule": (30.0,), "poll_interval": 0.2}, worker=True
+            ) as srv,
+            running_gateway([srv.target]) as gw,
+        ):
+            org, keys = make_org_and_keys(srv.engine, "Acme")
+            yield Stack(srv, gw, rx, browser, org, keys)
+
+
+@pytest.fixture(scope="module")
+def other_org(stack: Stack) -> str:
+    """Another organisation with an endpoint of its own."""
+    _, keys = make_org_and_keys(stack.srv.engine, "Other")
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        admin.put_webhook_config(url=OTHER_ORG_URL, event_types=["*"], description="not yours")
+    return OTHER_ORG_URL
+
+
+def new_page(stack: Stack, viewport: dict[str, int]) -> Any:
+    context = stack.browser.new_context(viewport=viewport)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.js_errors = errors
+    return page
+
+
+def test_admin_journey(stack: Stack, other_org: str) -> None:
+    from playwright.sync_api import expect
+
+    rx = stack.rx
+    # first two events delivered, the third refused for good (400), then fine again
+    rx.program("/hook", Reply(200), Reply(200), Reply(400, b'{"error": "unknown user"}'), Reply(200))
+    page = new_page(stack, DESKTOP)
+    url = stack.portal_url()
+    token = url.split("#token=")[1]
+    page.goto(url)
+    expect(page.get_by_role("heading", name="Endpoints", exact=True)).to_be_visible()
+    # signed in; the token left the address bar and is in this tab's sessionStorage only
+    assert token not in page.url
+    assert page.evaluate("() => localStorage.length") == 0
+    assert page.evaluate("() => Object.values(sessionStorage)") == [token]
+    expect(page.get_by_text("No endpoints yet")).to_be_visible()
+
+    # a field violation is shown beside the URL field
+    page.get_by_role("button", name="Add endpoint").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Endpoint URL").fill("ftp://x")
+    dialog.get_by_label("All events").check()
+    dialog.get_by_role("button", name="Create endpoint").click()
+    url_error = dialog.locator("[data-field=url] .field-error")
+    expect(url_error).to_be_visible()
+    expect(url_error).to_contain_text(re.compile("http", re.I))
+    expect(dialog.get_by_label("Endpoint URL")).to_have_attribute("aria-invalid", "true")
+    expect(dialog.locator("[data-field=event_types] .field-error")).to_be_hidden()
+
+    # create it for real: the generated secret is shown once
+    dialog.get_by_label("Endpoint URL").fill(rx.url("/hook"))
+    dialog.get_by_label("Description").fill("Rewards service")
+    dialog.get_by_role("button", name="Create endpoint").click()
+    secret_dialog = page.get_by_role("dialog", name="Signing secret — shown once")
+    expect(secret_dialog.get_by_label("Secret")).to_have_value(re.compile(r"^whsec_"))
+    secret_dialog.get_by_role("button", name="I have stored it").click()
+    card = page.locator("article.endpoint")
+    expect(card).to_have_count(1)
+    expect(card).to_contain_text(rx.url("/hook"))
+    assert other_org not in page.content()
+
+    # the delivery log: attempts appear without a reload
+    page.get_by_role("link", name="Delivery log").click()
+    expect(page.get_by_role("heading", name="Delivery log", exact=True)).to_be_visible()
+    rows = page.locator(".log-row")
+    stack.publish()
+    stack.publish("user.authenticated")
+    rx.wait_for(2, path="/hook")
+    expect(rows).to_have_count(2)
+    expect(page.locator(".log-row[data-outcome=OUTCOME_DELIVERED]")).to_have_count(2)
+    failed_event = stack.publish("reward.redeemed")
+    rx.wait_for(3, path="/hook")
+    failed = page.locator(".log-row[data-outcome=OUTCOME_FAILED]")
+    expect(failed).to_have_count(1)
+    expect(failed).to_contain_text("HTTP 400")
+    screenshot(page, "log-desktop")
+
+    # the attempt's detail
+    failed.get_by_role("button").click()
+    detail = page.get_by_role("dialog", name="Delivery attempt")
+    expect(detail).to_contain_text(rx.url("/hook"))
+    expect(detail).to_contain_text(failed_event)
+    expect(detail.get_by_label("Request body")).to_contain_text('"type": "reward.redeemed"')
+    expect(detail.get_by_label("Response body")).to_contain_text("unknown user")
+    expect(detail).to_contain_text("none scheduled")
+    screenshot(page, "attempt-desktop")
+
+    # retry it: the new attempt appears
+    detail.get_by_role("button", name="Retry delivery").click()
+    expect(detail.get_by_role("status")).to_contain_text("Retry scheduled")
+    page.keyboard.press("Escape")
+    expect(detail).to_be_hidden()
+    rx.wait_for(4, path="/hook")
+    retried = page.locator(".log-row[data-outcome=OUTCOME_DELIVERED]", has_text="reward.redeemed")
+    expect(retried).to_have_count(1)
+    expect(retried).to_contain_text("#2")
+    expect(rows).to_have_count(4)
+
+    # filters: outcome, then event id
+    page.get_by_label("Outcome").select_option(label="Failed")
+    expect(rows).to_have_count(1)
+    page.get_by_label("Outcome").select_option(label="Any outcome")
+    expect(rows).to_have_count(4)
+    page.get_by_label("Event id").fill(failed_event)
+    page.get_by_label("Event id").press("Enter")
+    expect(rows).to_have_count(2)
+    page.get_by_label("Event id").fill("")
+    page.get_by_label("Event id").press("Enter")
+    expect(rows).to_have_count(4)
+
+    # send a test event from the endpoint, and see its attempt in the log
+    page.get_by_role("link", name="Endpoints").click()
+    page.get_by_role("button", name="Send test event").click()
+    expect(card.get_by_role("status")).to_contain_text("Test event delivered: HTTP 200")
+    screenshot(page, "endpoints-desktop")
+    page.get_by_role("link", name="Delivery log").click()
+    expect(page.locator(".log-row", has_text="webhook.ping")).to_have_count(1)
+
+    # only this organisation's endpoints, in the list and the log's filter
+    assert other_org not in page.content()
+    options = page.get_by_label("Endpoint", exact=True).locator("option")
+    expect(options).to_have_text(["All endpoints", rx.url("/hook").removeprefix("http://")])
+    assert page.js_errors == []
+
+
+def test_phone_width_and_keyboard(stack: Stack, other_org: str) -> None:
+    from playwright.sync_api import expect
+
+    page = new_page(stack, PHONE)
+    page.goto(stack.portal_url())
+    expect(page.locator("article.endpoint").first).to_be_visible()
+    assert other_org not in page.content()
+    # nothing wider than the screen
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
+    screenshot(page, "endpoints-phone")
+    # every control has a label
+    unlabelled = page.evaluate(
+        """() => [...document.querySelectorAll('input, select, textarea, button')]
+             .filter(el => !el.labels?.length && !el.getAttribute('aria-label')
+                           && !el.textContent.trim() && el.type !== 'hidden')
+             .map(el => el.outerHTML)"""
+    )
+    assert unlabelled == []
+    # keyboard only: reach "Add endpoint", open the form, close it with Escape
+    add = page.get_by_role("button", name="Add endpoint")
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.id") == "add-endpoint":
+            break
+    expect(add).to_be_focused()
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog", name="Add an endpoint")
+    expect(dialog.get_by_label("Endpoint URL")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+
+    page.get_by_role("link", name="Delivery log").click()
+    expect(page.locator(".log-row").first).to_be_visible()
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
+    screenshot(page, "log-phone")
+    page.locator(".log-row").first.get_by_role("button").click()
+    expect(page.get_by_role("dialog", name="Delivery attempt")).to_be_visible()
+    screenshot(page, "attempt-phone")
+    assert page.js_errors == []
+
+
+def test_sign_in_with_a_key_and_session_end(stack: Stack) -> None:
+    from playwright.sync_api import expect
+
+    page = new_page(stack, DESKTOP)
+    page.goto(f"{stack.gw.base_url}/")
+    expect(page.get_by_role("heading", name="Sign in to your dashboard", exact=True)).to_be_visible()
+    screenshot(page, "signin-desktop")
+    page.get_by_label("API key").fill("whk_not_a_key")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("invalid API key")
+    page.get_by_label("API key").fill(stack.keys["all"])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Endpoints", exact=True)).to_be_visible()
+    assert page.evaluate("() => localStorage.length") == 0
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in to your dashboard", exact=True)).to_be_visible()
+    assert page.evaluate("() => sessionStorage.length") == 0
+
+    # a portal session revoked by the platform signs the dashboard out, saying why
+    resp = httpx.post(
+        f"{stack.gw.base_url}/webhooks/portal-sessions",
+        headers={"authorization": f"Bearer {stack.keys['all']}"},
+        json={},
+    ).json()
+    page.goto(resp["url"])
+    expect(page.get_by_role("heading", name="Endpoints", exact=True)).to_be_visible()
+    with AdminClient(stack.srv.target, stack.keys["all"]) as admin:
+        admin.revoke_portal_session(resp["session_id"])
+    expect(page.get_by_role("alert")).to_contain_text("portal session revoked", timeout=20_000)
+    expect(page.get_by_role("heading", name="Sign in to your dashboard", exact=True)).to_be_visible()
+    assert page.js_errors == []
