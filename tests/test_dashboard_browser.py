@@ -118,6 +118,7 @@ def test_admin_journey(stack: Stack, other_org: str) -> None:
     dialog.get_by_role("button", name="Create endpoint").click()
     url_error = dialog.locator("[data-field=url] .field-error")
     expect(url_error).to_be_visible()
+    screenshot(page, "form-desktop", full_page=False)
     expect(url_error).to_contain_text(re.compile("http", re.I))
     expect(dialog.get_by_label("Endpoint URL")).to_have_attribute("aria-invalid", "true")
     expect(dialog.locator("[data-field=event_types] .field-error")).to_be_hidden()
@@ -158,7 +159,7 @@ def test_admin_journey(stack: Stack, other_org: str) -> None:
     expect(detail.get_by_label("Request body")).to_contain_text('"type": "reward.redeemed"')
     expect(detail.get_by_label("Response body")).to_contain_text("unknown user")
     expect(detail).to_contain_text("none scheduled")
-    screenshot(page, "attempt-desktop")
+    screenshot(page, "attempt-desktop", full_page=False)
 
     # retry it: the new attempt appears
     detail.get_by_role("button", name="Retry delivery").click()
@@ -235,7 +236,7 @@ def test_phone_width_and_keyboard(stack: Stack, other_org: str) -> None:
     screenshot(page, "log-phone")
     page.locator(".log-row").first.get_by_role("button").click()
     expect(page.get_by_role("dialog", name="Delivery attempt")).to_be_visible()
-    screenshot(page, "attempt-phone")
+    screenshot(page, "attempt-phone", full_page=False)
     assert page.js_errors == []
 
 

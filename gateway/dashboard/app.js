@@ -52,7 +52,7 @@ function icon(name) {
     list: "M8 6h12M8 12h12M8 18h12M4 6h.01M4 12h.01M4 18h.01",
     out: "M15 12H4M11 8l-4 4 4 4M14 4h6v16h-6",
     x: "M6 6l12 12M18 6L6 18",
-    hook: "M9 17a4 4 0 1 1 3.5-6M12 5a4 4 0 0 1 3.5 6l-3.5 6h7",
+    hook: "M9.5 6a2.5 2.5 0 1 0 5 0a2.5 2.5 0 1 0-5 0M3.5 17a2.5 2.5 0 1 0 5 0a2.5 2.5 0 1 0-5 0M15.5 17a2.5 2.5 0 1 0 5 0a2.5 2.5 0 1 0-5 0M10.8 8.2L7.2 14.8M13.2 8.2l3.6 6.6M8.5 17h7",
   };
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.setAttribute("viewBox", "0 0 24 24");
@@ -406,9 +406,28 @@ function drawEndpointList(list) {
     );
     return;
   }
+  const totals = state.configs.reduce(
+    (acc, c) => {
+      const hl = healthOf(c);
+      acc.attempts += hl.attempts;
+      acc.successes += hl.successes;
+      acc.failing += c.enabled && hl.failing_since ? 1 : 0;
+      acc.disabled += c.enabled ? 0 : 1;
+      return acc;
+    },
+    { attempts: 0, successes: 0, failing: 0, disabled: 0 },
+  );
+  const summary = h(
+    "dl",
+    { class: "summary card", "aria-label": "Summary" },
+    stat("Endpoints", state.configs.length.toLocaleString()),
+    stat("Success rate", totals.attempts ? `${((100 * totals.successes) / totals.attempts).toFixed(1)}%` : "—"),
+    stat("Attempts", totals.attempts.toLocaleString()),
+    stat("Failing", totals.failing.toLocaleString(), totals.disabled ? h("span", { class: "muted sub" }, ` · ${totals.disabled} disabled`) : null),
+  );
   // Keep focus where it was across a refresh.
   const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.focusKey : null;
-  list.replaceChildren(...state.configs.map(endpointCard));
+  list.replaceChildren(summary, ...state.configs.map(endpointCard));
   if (focused) {
     const again = list.querySelector(`[data-focus-key="${CSS.escape(focused)}"]`);
     if (again) again.focus();
@@ -819,6 +838,11 @@ function renderLogs() {
   const liveBox = h("input", { type: "checkbox", id: "live", checked: state.live });
   const updated = h("span", { class: "muted updated", id: "updated", "aria-live": "off" });
   const list = h("ol", { class: "log-list", id: "log-list", "aria-label": "Delivery attempts, newest first" });
+  const columns = h(
+    "div",
+    { class: "log-columns", "aria-hidden": "true" },
+    ["Outcome", "Event type", "Endpoint", "Response", "Try", "Duration", "When"].map((c) => h("span", {}, c)),
+  );
   const more = h("button", { class: "btn", type: "button", id: "load-more", hidden: true }, "Load older attempts");
   const moreError = h("p", { class: "inline-error", role: "alert", hidden: true });
   const filters = h(
@@ -839,7 +863,7 @@ function renderLogs() {
     ),
     filters,
     filterError,
-    h("div", { class: "card log-card" }, list),
+    h("div", { class: "card log-card" }, columns, list),
     h("div", { class: "more" }, more, moreError),
   );
 
