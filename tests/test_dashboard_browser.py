@@ -93,12 +93,18 @@ def new_page(stack: Stack, viewport: dict[str, int]) -> Any:
     return page
 
 
+def signin_heading(page: Any) -> Any:
+    return page.get_by_role("heading", name="Sign in to your dashboard", exact=True)
+
+
 def test_admin_journey(stack: Stack, other_org: str) -> None:
     from playwright.sync_api import expect
 
     rx = stack.rx
     # first two events delivered, the third refused for good (400), then fine again
-    rx.program("/hook", Reply(200), Reply(200), Reply(400, b'{"error": "unknown user"}'), Reply(200))
+    rx.program(
+        "/hook", Reply(200), Reply(200), Reply(400, b'{"error": "unknown user"}'), Reply(200)
+    )
     page = new_page(stack, DESKTOP)
     url = stack.portal_url()
     token = url.split("#token=")[1]
@@ -245,7 +251,9 @@ def test_sign_in_with_a_key_and_session_end(stack: Stack) -> None:
 
     page = new_page(stack, DESKTOP)
     page.goto(f"{stack.gw.base_url}/")
-    expect(page.get_by_role("heading", name="Sign in to your dashboard", exact=True)).to_be_visible()
+    expect(
+        page.get_by_role("heading", name="Sign in to your dashboard", exact=True)
+    ).to_be_visible()
     screenshot(page, "signin-desktop")
     page.get_by_label("API key").fill("whk_not_a_key")
     page.get_by_role("button", name="Sign in").click()
@@ -255,7 +263,9 @@ def test_sign_in_with_a_key_and_session_end(stack: Stack) -> None:
     expect(page.get_by_role("heading", name="Endpoints", exact=True)).to_be_visible()
     assert page.evaluate("() => localStorage.length") == 0
     page.get_by_role("button", name="Sign out").click()
-    expect(page.get_by_role("heading", name="Sign in to your dashboard", exact=True)).to_be_visible()
+    expect(
+        page.get_by_role("heading", name="Sign in to your dashboard", exact=True)
+    ).to_be_visible()
     assert page.evaluate("() => sessionStorage.length") == 0
 
     # a portal session revoked by the platform signs the dashboard out, saying why
@@ -269,5 +279,7 @@ def test_sign_in_with_a_key_and_session_end(stack: Stack) -> None:
     with AdminClient(stack.srv.target, stack.keys["all"]) as admin:
         admin.revoke_portal_session(resp["session_id"])
     expect(page.get_by_role("alert")).to_contain_text("portal session revoked", timeout=20_000)
-    expect(page.get_by_role("heading", name="Sign in to your dashboard", exact=True)).to_be_visible()
+    expect(
+        page.get_by_role("heading", name="Sign in to your dashboard", exact=True)
+    ).to_be_visible()
     assert page.js_errors == []

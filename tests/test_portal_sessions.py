@@ -143,9 +143,11 @@ def test_revoked_session_is_unauthenticated(api: RunningServer) -> None:
         other = admin.create_portal_session()
         assert admin.revoke_portal_session(session.session_id) is True
         assert admin.revoke_portal_session(session.session_id) is False  # already ended
-    with AdminClient(api.target, session.token) as dashboard:
-        with pytest.raises(UnauthenticatedError, match="portal session revoked"):
-            dashboard.list_webhook_configs()
+    with (
+        AdminClient(api.target, session.token) as dashboard,
+        pytest.raises(UnauthenticatedError, match="portal session revoked"),
+    ):
+        dashboard.list_webhook_configs()
     with AdminClient(api.target, other.token) as dashboard:
         dashboard.list_webhook_configs()  # revoking one leaves the others alone
 
@@ -186,9 +188,11 @@ def test_a_session_cannot_mint_another(api: RunningServer) -> None:
     _, key, _ = org_with_config(api, "Acme")
     with AdminClient(api.target, key) as admin:
         session = admin.create_portal_session()
-    with AdminClient(api.target, session.token) as dashboard:
-        with pytest.raises(PermissionDeniedError, match="cannot open further portal sessions"):
-            dashboard.create_portal_session()
+    with (
+        AdminClient(api.target, session.token) as dashboard,
+        pytest.raises(PermissionDeniedError, match="cannot open further portal sessions"),
+    ):
+        dashboard.create_portal_session()
 
 
 def test_organisation_binding_for_keys_and_platform_keys(api: RunningServer) -> None:
@@ -235,9 +239,11 @@ def test_token_is_stored_hashed(api: RunningServer) -> None:
         ).one()
     assert secret not in " ".join(str(v) for v in row)
     forged = session.token[:-4] + ("AAAA" if not session.token.endswith("AAAA") else "BBBB")
-    with AdminClient(api.target, forged) as dashboard:
-        with pytest.raises(UnauthenticatedError, match="invalid portal session token"):
-            dashboard.list_webhook_configs()
+    with (
+        AdminClient(api.target, forged) as dashboard,
+        pytest.raises(UnauthenticatedError, match="invalid portal session token"),
+    ):
+        dashboard.list_webhook_configs()
 
 
 # -- REST through the gateway ---------------------------------------------------
@@ -355,7 +361,9 @@ def test_core_session_lifecycle(engine: Engine) -> None:
 
 def test_grpc_status_codes_are_the_contracts(api: RunningServer) -> None:
     """No token at all, and a malformed one, are UNAUTHENTICATED too."""
-    with AdminClient(api.target, "wpt_garbage") as dashboard:
-        with pytest.raises(UnauthenticatedError) as err:
-            dashboard.list_webhook_configs()
+    with (
+        AdminClient(api.target, "wpt_garbage") as dashboard,
+        pytest.raises(UnauthenticatedError) as err,
+    ):
+        dashboard.list_webhook_configs()
     assert err.value.code == grpc.StatusCode.UNAUTHENTICATED

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import grpc
-from google.protobuf import timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 from sqlalchemy.engine import Engine
 
 from webhooks.v1 import admin_pb2, admin_pb2_grpc
@@ -22,7 +22,7 @@ from webhooks_service.api.auth import require_organisation
 from webhooks_service.api.operations import AdminOperations
 from webhooks_service.api.portal import PortalOperations
 from webhooks_service.config import Settings
-from webhooks_service.core import configs, logs
+from webhooks_service.core import configs, event_types, logs
 from webhooks_service.errors import FieldViolation, InvalidArgument
 from webhooks_service.storage.endpoint_health import EndpointHealth
 from webhooks_service.storage.models import utcnow
@@ -104,6 +104,22 @@ def log_to_proto(row: logs.LogRow) -> admin_pb2.DeliveryLog:
     return entry
 
 
+def struct(value: dict[str, Any]) -> struct_pb2.Struct:
+    out = struct_pb2.Struct()
+    out.update(value)
+    return out
+
+
+def event_type_to_proto(info: event_types.EventTypeInfo) -> admin_pb2.EventTypeDefinition:
+    return admin_pb2.EventTypeDefinition(
+        name=info.name,
+        category=info.category,
+        description=info.description,
+        schema=struct(info.schema),
+        example=struct(info.example),
+    )
+
+
 class WebhookAdminServicer(AdminOperations, PortalOperations, admin_pb2_grpc.WebhookAdminServicer):
     """Configs and logs here; retry, replay, test event, rotation in ``api/operations.py``.
 
@@ -181,3 +197,11 @@ class WebhookAdminServicer(AdminOperations, PortalOperations, admin_pb2_grpc.Web
         return admin_pb2.ListDeliveryLogsResponse(
             logs=[log_to_proto(r) for r in rows], next_page_token=token
         )
+
+    async def ListEventTypes(
+        self, request: admin_pb2.ListEventTypesRequest, context: Context
+    ) -> admin_pb2.ListEventTypesResponse:
+        # The catalog is the same for every organisation: any key with
+        # webhooks:read may read it (no organisation required).
+        types = event_types.list_event_types(request.category)
+        return admin_pb2.ListEventTypesResponse(event_types=[event_type_to_proto(t) for t in types])

@@ -105,6 +105,11 @@ class WebhookAdminStub:
     older secret at once. The same as PutWebhookConfig with a new `secret`,
     without having to repeat the other settings.
     """
+    ListEventTypes: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListEventTypesRequest, _admin_pb2.ListEventTypesResponse]
+    """Lists the event catalog: every event type an endpoint can receive, with
+    the JSON Schema of its `data` and an example. The same for every
+    organisation; needs scope `webhooks:read`.
+    """
     CreatePortalSession: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CreatePortalSessionRequest, _admin_pb2.CreatePortalSessionResponse]
     """--- Portal sessions (the dashboard) ---
 
@@ -200,6 +205,11 @@ class WebhookAdminAsyncStub(WebhookAdminStub):
     missing a delivery. Rotating again during the grace period replaces the
     older secret at once. The same as PutWebhookConfig with a new `secret`,
     without having to repeat the other settings.
+    """
+    ListEventTypes: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListEventTypesRequest, _admin_pb2.ListEventTypesResponse]  # type: ignore[assignment]
+    """Lists the event catalog: every event type an endpoint can receive, with
+    the JSON Schema of its `data` and an example. The same for every
+    organisation; needs scope `webhooks:read`.
     """
     CreatePortalSession: _aio.UnaryUnaryMultiCallable[_admin_pb2.CreatePortalSessionRequest, _admin_pb2.CreatePortalSessionResponse]  # type: ignore[assignment]
     """--- Portal sessions (the dashboard) ---
@@ -335,6 +345,17 @@ class WebhookAdminServicer(metaclass=_abc_1.ABCMeta):
         missing a delivery. Rotating again during the grace period replaces the
         older secret at once. The same as PutWebhookConfig with a new `secret`,
         without having to repeat the other settings.
+        """
+
+    @_abc_1.abstractmethod
+    def ListEventTypes(
+        self,
+        request: _admin_pb2.ListEventTypesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListEventTypesResponse, _abc.Awaitable[_admin_pb2.ListEventTypesResponse]]:
+        """Lists the event catalog: every event type an endpoint can receive, with
+        the JSON Schema of its `data` and an example. The same for every
+        organisation; needs scope `webhooks:read`.
         """
 
     @_abc_1.abstractmethod
