@@ -124,7 +124,6 @@ def test_admin_journey(stack: Stack, other_org: str) -> None:
     dialog.get_by_role("button", name="Create endpoint").click()
     url_error = dialog.locator("[data-field=url] .field-error")
     expect(url_error).to_be_visible()
-    screenshot(page, "form-desktop", full_page=False)
     expect(url_error).to_contain_text(re.compile("http", re.I))
     expect(dialog.get_by_label("Endpoint URL")).to_have_attribute("aria-invalid", "true")
     expect(dialog.locator("[data-field=event_types] .field-error")).to_be_hidden()
@@ -155,7 +154,6 @@ def test_admin_journey(stack: Stack, other_org: str) -> None:
     failed = page.locator(".log-row[data-outcome=OUTCOME_FAILED]")
     expect(failed).to_have_count(1)
     expect(failed).to_contain_text("HTTP 400")
-    screenshot(page, "log-desktop")
 
     # the attempt's detail
     failed.get_by_role("button").click()
@@ -194,7 +192,6 @@ def test_admin_journey(stack: Stack, other_org: str) -> None:
     page.get_by_role("link", name="Endpoints").click()
     page.get_by_role("button", name="Send test event").click()
     expect(card.get_by_role("status")).to_contain_text("Test event delivered: HTTP 200")
-    screenshot(page, "endpoints-desktop")
     page.get_by_role("link", name="Delivery log").click()
     expect(page.locator(".log-row", has_text="webhook.ping")).to_have_count(1)
 
@@ -202,6 +199,44 @@ def test_admin_journey(stack: Stack, other_org: str) -> None:
     assert other_org not in page.content()
     options = page.get_by_label("Endpoint", exact=True).locator("option")
     expect(options).to_have_text(["All endpoints", rx.url("/hook").removeprefix("http://")])
+
+    # edit: event types chosen from the catalog, shown with their descriptions
+    with AdminClient(stack.srv.target, stack.keys["all"]) as admin:
+        catalog = {t.name: t.description for t in admin.list_event_types()}
+    page.get_by_role("link", name="Endpoints").click()
+    card.get_by_role("button", name="Edit").click()
+    form = page.get_by_role("dialog", name="Edit endpoint")
+    expect(form.get_by_text(catalog["user.authenticated"], exact=True)).to_be_visible()
+    form.get_by_label("All events").uncheck()
+    form.get_by_label("All reward events").check()
+    expect(form.get_by_label("reward.claimed")).to_be_disabled()  # covered by reward.*
+    form.get_by_label("user.authenticated").check()
+    screenshot(page, "form-desktop", full_page=False)
+    form.get_by_role("button", name="Save changes").click()
+    expect(form).to_be_hidden()
+    expect(card.locator(".chip")).to_have_text(["user.authenticated", "reward.*"])
+
+    # disable and enable again
+    card.get_by_role("button", name="Disable").click()
+    expect(card.locator(".pill")).to_have_text("Disabled")
+    card.get_by_role("button", name="Enable").click()
+    expect(card.locator(".pill")).not_to_have_text("Disabled")
+
+    # a second endpoint that is down: it shows as failing, its attempts as retrying
+    rx.program("/crm", Reply(503, b"upstream unavailable"))
+    with AdminClient(stack.srv.target, stack.keys["all"]) as admin:
+        admin.put_webhook_config(
+            url=rx.url("/crm"), event_types=["reward.*"], description="CRM sync"
+        )
+    stack.publish("reward.claimed")
+    stack.publish("reward.distributed")
+    rx.wait_for(2, path="/crm")
+    expect(page.locator("article.endpoint")).to_have_count(2)
+    expect(page.locator(".pill", has_text="Failing")).to_have_count(1)
+    screenshot(page, "endpoints-desktop")
+    page.get_by_role("link", name="Delivery log").click()
+    expect(page.locator(".log-row[data-outcome=OUTCOME_RETRY_SCHEDULED]")).to_have_count(2)
+    screenshot(page, "log-desktop")
     assert page.js_errors == []
 
 
