@@ -42,12 +42,17 @@ def _gateway_origin(context: Context) -> str:
     return ""
 
 
-def dashboard_link(settings: Settings, context: Context, token: str) -> str:
+def link_for(settings: Settings, token: str, origin: str = "") -> str:
+    """The dashboard link for ``token``: ``settings.dashboard_url``, else the
+    gateway ``origin`` (scheme://host:port), else the configured gateway address."""
     base = settings.dashboard_url
     if not base:
-        origin = _gateway_origin(context) or f"http://{settings.gateway_listen}"
-        base = origin + DASHBOARD_PATH
+        base = (origin or f"http://{settings.gateway_listen}") + DASHBOARD_PATH
     return f"{base}#token={token}"
+
+
+def dashboard_link(settings: Settings, context: Context, token: str) -> str:
+    return link_for(settings, token, _gateway_origin(context))
 
 
 def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:

@@ -1,8 +1,9 @@
 """``webhooks run``: the development stack in one command (what ``make run`` runs).
 
 Runs ``webhooks serve`` (gRPC API + delivery worker, in this process) and the
-REST gateway (Envoy, a child process) in front of it, prints both addresses
-and a ready-to-paste ``curl``, and stops both on Ctrl-C / SIGTERM.
+REST gateway (Envoy, a child process) in front of it, prints both addresses,
+a link that opens the dashboard signed in for the demo organisation, and a
+ready-to-paste ``curl``, and stops both on Ctrl-C / SIGTERM.
 
 First run: when the database has no organisation yet, it creates a demo
 organisation and an API key with ``webhooks:read`` and ``webhooks:write``,
@@ -24,6 +25,7 @@ from sqlalchemy.engine import Engine
 from webhooks_service import config
 from webhooks_service.commands import gateway as gateway_command
 from webhooks_service.commands._database import open_database
+from webhooks_service.commands.dashboard import mint_link
 from webhooks_service.commands.serve import configure_logging, serve
 from webhooks_service.config import Settings
 from webhooks_service.core import keys, orgs
@@ -62,7 +64,12 @@ def bootstrap_demo(engine: Engine) -> tuple[str, str | None]:
 
 
 def _banner(
-    settings: Settings, grpc_target: str, rest_url: str, org_id: str, key: str | None
+    settings: Settings,
+    grpc_target: str,
+    rest_url: str,
+    org_id: str,
+    key: str | None,
+    dashboard: str | None = None,
 ) -> str:
     configs = f"{rest_url}/webhooks/configs"
     lines = [
@@ -72,6 +79,15 @@ def _banner(
         f"  database       {settings.database_url}",
         "",
     ]
+    if dashboard is not None:
+        lines += [
+            f"  Dashboard, signed in for {org_id} (this link works for "
+            f"{settings.portal_session_ttl / 60:g} minutes; `webhooks dashboard --org {org_id}` "
+            "makes another):",
+            "",
+            f"    {dashboard}",
+            "",
+        ]
     if key is not None:
         lines += [
             f"  New database: created organisation {org_id} and this API key "
@@ -148,7 +164,12 @@ async def _supervise(
             return
         envoy = proc
         watcher = asyncio.create_task(watch_envoy(proc))
-        print(_banner(settings, grpc_target, proc.base_url, org_id, key), flush=True)
+        dashboard = None
+        if args.demo:
+            dashboard, _ = await asyncio.to_thread(
+                mint_link, engine, settings, org_id, origin=proc.base_url
+            )
+        print(_banner(settings, grpc_target, proc.base_url, org_id, key, dashboard), flush=True)
 
     try:
         status = await serve(settings, engine, stop=stop, on_ready=start_gateway)
