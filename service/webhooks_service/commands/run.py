@@ -79,15 +79,7 @@ def _banner(
         f"  database       {settings.database_url}",
         "",
     ]
-    if dashboard is not None:
-        lines += [
-            f"  Dashboard, signed in for {org_id} (this link works for "
-            f"{settings.portal_session_ttl / 60:g} minutes; `webhooks dashboard --org {org_id}` "
-            "makes another):",
-            "",
-            f"    {dashboard}",
-            "",
-        ]
+
     if key is not None:
         lines += [
             f"  New database: created organisation {org_id} and this API key "
@@ -115,6 +107,17 @@ def _banner(
         f'    curl -X PUT -H "authorization: Bearer $WEBHOOKS_KEY" {configs} \\',
         """      -d '{"url": "https://example.com/hook", "event_types": ["reward.*"]}'""",
         "",
+    ]
+    if dashboard is not None:
+        lines += [
+            f"  The dashboard, signed in for {org_id} (this link works for "
+            f"{settings.portal_session_ttl / 60:g} minutes;",
+            f"  `.venv/bin/webhooks dashboard --org {org_id}` prints another):",
+            "",
+            f"    {dashboard}",
+            "",
+        ]
+    lines += [
         "  Ctrl-C stops both.",
         "",
     ]
