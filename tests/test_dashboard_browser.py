@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from tests.support.browser import chromium, screenshot
 from tests.support.envoy import running_gateway
 from tests.support.receiver import Receiver, Reply, running_receiver
 from tests.support.server import RunningServer, make_org_and_keys, running_server
+from webhooks.v1 import admin_pb2
 from webhooks_client import AdminClient, PublisherClient
 from webhooks_service.gateway import EnvoyProcess
 
@@ -93,6 +95,18 @@ def new_page(stack: Stack, viewport: dict[str, int]) -> Any:
     return page
 
 
+def wait_for_outcome(stack: Stack, event_id: str, outcome: str, timeout: float = 15) -> None:
+    """Until the newest attempt of ``event_id`` has ``outcome`` (the log is written in batches)."""
+    deadline = time.monotonic() + timeout
+    with AdminClient(stack.srv.target, stack.keys["all"]) as admin:
+        while time.monotonic() < deadline:
+            logs = admin.list_delivery_logs(event_id=event_id).logs
+            if logs and admin_pb2.Outcome.Name(logs[0].outcome) == outcome:
+                return
+            time.sleep(0.1)
+    raise AssertionError(f"{event_id}: no {outcome} within {timeout} s")
+
+
 def signin_heading(page: Any) -> Any:
     return page.get_by_role("heading", name="Sign in to your dashboard", exact=True)
 
@@ -102,9 +116,8 @@ def test_admin_journey(stack: Stack, other_org: str) -> None:
 
     rx = stack.rx
     # first two events delivered, the third refused for good (400), then fine again
-    rx.program(
-        "/hook", Reply(200), Reply(200), Reply(400, b'{"error": "unknown user"}'), Reply(200)
-    )
+    refused = Reply(400, b'{"error": "unknown user"}')
+    rx.program("/hook", Reply(200), Reply(200), refused, Reply(200))
     page = new_page(stack, DESKTOP)
     url = stack.portal_url()
     token = url.split("#token=")[1]
@@ -216,11 +229,37 @@ def test_admin_journey(stack: Stack, other_org: str) -> None:
     expect(form).to_be_hidden()
     expect(card.locator(".chip")).to_have_text(["user.authenticated", "reward.*"])
 
-    # disable and enable again
+    # disable; the API's refusal of a test event is shown in words beside the button
     card.get_by_role("button", name="Disable").click()
     expect(card.locator(".pill")).to_have_text("Disabled")
+    card.get_by_role("button", name="Send test event").click()
+    expect(card.get_by_role("status")).to_contain_text(re.compile("disabled", re.I))
     card.get_by_role("button", name="Enable").click()
     expect(card.locator(".pill")).not_to_have_text("Disabled")
+
+    # replay a failed delivery over a time range
+    rx.program("/hook", refused, Reply(200))
+    before = rx.count("/hook")
+    lost = stack.publish("user.authenticated")
+    wait_for_outcome(stack, lost, "OUTCOME_FAILED")
+    card.get_by_role("button", name="Replay failed…").click()
+    replay = page.get_by_role("dialog", name="Replay failed deliveries")
+    since = replay.get_by_label("From").input_value()
+    until_default = replay.get_by_label("Until").input_value()
+    replay.get_by_label("From").fill("2030-01-02T00:00")
+    replay.get_by_label("Until").fill("2030-01-01T00:00")
+    replay.get_by_role("button", name="Replay").click()
+    expect(replay.locator("[data-field=until] .field-error")).to_contain_text("after")
+    replay.get_by_label("From").fill(since)
+    replay.get_by_label("Until").fill("2099-01-01T00:00")
+    replay.get_by_role("button", name="Replay").click()
+    expect(replay.locator("[data-field=until] .field-error")).to_contain_text("31 days")
+    replay.get_by_label("Until").fill(until_default)
+    replay.get_by_role("button", name="Replay").click()
+    expect(replay.get_by_role("status")).to_contain_text("1 delivery is being attempted again")
+    rx.wait_for(before + 2, path="/hook")
+    page.keyboard.press("Escape")
+    wait_for_outcome(stack, lost, "OUTCOME_DELIVERED")
 
     # a second endpoint that is down: it shows as failing, its attempts as retrying
     rx.program("/crm", Reply(503, b"upstream unavailable"))
