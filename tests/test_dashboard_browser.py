@@ -26,7 +26,7 @@ from tests.support.envoy import running_gateway
 from tests.support.receiver import Receiver, Reply, running_receiver
 from tests.support.server import RunningServer, make_org_and_keys, running_server
 from webhooks.v1 import admin_pb2
-from webhooks_client import AdminClient, PublisherClient
+from webhooks_client import AdminClient, PublisherClient, make_publish_request
 from webhooks_service.gateway import EnvoyProcess
 
 pytestmark = [pytest.mark.gateway, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -356,4 +356,51 @@ def test_sign_in_with_a_key_and_session_end(stack: Stack) -> None:
     expect(
         page.get_by_role("heading", name="Sign in to your dashboard", exact=True)
     ).to_be_visible()
+    assert page.js_errors == []
+
+
+def test_log_pages_and_filters_by_endpoint(stack: Stack) -> None:
+    from playwright.sync_api import expect
+
+    org, keys = make_org_and_keys(stack.srv.engine, "Paging")
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        busy = admin.put_webhook_config(url=stack.rx.url("/busy"), event_types=["reward.*"])
+        quiet = admin.put_webhook_config(url=stack.rx.url("/quiet"), event_types=["user.*"])
+    with PublisherClient(stack.srv.target, keys["events:publish"]) as pub:
+        pub.publish_events(
+            [make_publish_request(org, "reward.claimed", {"n": i}) for i in range(30)]
+            + [make_publish_request(org, "user.opted_in", {"n": 0})]
+        )
+    stack.rx.wait_for(30, path="/busy")
+    stack.rx.wait_for(1, path="/quiet")
+    resp = httpx.post(
+        f"{stack.gw.base_url}/webhooks/portal-sessions",
+        headers={"authorization": f"Bearer {keys['all']}"},
+        json={"scopes": ["webhooks:read"]},
+    )
+    page = new_page(stack, DESKTOP)
+    page.goto(resp.json()["url"])
+    page.get_by_role("link", name="Delivery log").click()
+    rows = page.locator(".log-row")
+    expect(rows).to_have_count(25)  # one page
+    page.get_by_role("button", name="Load older attempts").click()
+    expect(rows).to_have_count(31)
+    expect(page.get_by_role("button", name="Load older attempts")).to_be_hidden()
+    page.get_by_label("Endpoint", exact=True).select_option(busy.config.id)
+    expect(rows).to_have_count(25)
+    page.get_by_label("Endpoint", exact=True).select_option(quiet.config.id)
+    expect(rows).to_have_count(1)
+    expect(rows).to_contain_text("user.opted_in")
+    # the endpoint's "Delivery log" button lands on the same filtered view
+    page.get_by_role("link", name="Endpoints").click()
+    page.locator("article.endpoint", has_text="/quiet").get_by_role(
+        "button", name="Delivery log"
+    ).click()
+    expect(page.get_by_label("Endpoint", exact=True)).to_have_value(quiet.config.id)
+    expect(rows).to_have_count(1)
+    # a read-only session: a change is refused, in words, beside the button
+    page.get_by_role("link", name="Endpoints").click()
+    card = page.locator("article.endpoint", has_text="/quiet")
+    card.get_by_role("button", name="Disable").click()
+    expect(card.get_by_role("status")).to_contain_text("webhooks:write")
     assert page.js_errors == []

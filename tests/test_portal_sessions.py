@@ -367,3 +367,23 @@ def test_grpc_status_codes_are_the_contracts(api: RunningServer) -> None:
     ):
         dashboard.list_webhook_configs()
     assert err.value.code == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_operator_cli_prints_a_working_link(
+    api: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from webhooks_service.cli import main as cli_main
+
+    org, _, config_id = org_with_config(api, "Acme")
+    url = str(api.engine.url.render_as_string(hide_password=False))
+    assert cli_main(["dashboard", "--org", org, "--database-url", url, "--read-only"]) == 0
+    out, err = capsys.readouterr()
+    link = out.strip()
+    assert link.startswith("http://127.0.0.1:8080/dashboard/#token=wpt_")
+    assert "webhooks:read" in err and "webhooks:write" not in err
+    with AdminClient(api.target, link.split("#token=")[1]) as dashboard:
+        assert [c.id for c in dashboard.list_webhook_configs()] == [config_id]
+        with pytest.raises(PermissionDeniedError):
+            dashboard.put_webhook_config(url=URL, event_types=["*"])
+    assert cli_main(["dashboard", "--org", "org_nope", "--database-url", url]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -310,8 +310,9 @@ function route() {
     else link.removeAttribute("aria-current");
   }
   const params = new URLSearchParams(location.hash.split("?")[1] || "");
-  if (state.view === "logs" && params.has("config_id")) {
-    state.filters = { ...state.filters, config_id: params.get("config_id") };
+  if (state.view === "logs") {
+    // The address says which endpoint's log this is (a bookmark, the back button).
+    state.filters = { ...state.filters, config_id: params.get("config_id") || "" };
   }
   stopTimers();
   if (state.view === "logs") renderLogs();

@@ -72,5 +72,7 @@ def screenshot(page: Any, name: str, *, full_page: bool = True) -> Path:
     """``full_page=False`` for a modal dialog (it covers the viewport only)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
+    if full_page:  # a page as it looks, without the focus ring of the last click
+        page.evaluate("() => document.activeElement && document.activeElement.blur()")
     page.screenshot(path=str(path), full_page=full_page)
     return path
