@@ -395,6 +395,13 @@ function renderEndpoints() {
 
 function drawEndpointList(list) {
   list.removeAttribute("aria-busy");
+  // Redraw only when something changed, and keep the notes beside the buttons.
+  const drawn = JSON.stringify(state.configs);
+  if (list.dataset.drawn === drawn) return;
+  list.dataset.drawn = drawn;
+  const notes = [...list.querySelectorAll(".inline-note[id^='note-']")]
+    .filter((slot) => !slot.hidden)
+    .map((slot) => [slot.id, slot.textContent, slot.className]);
   if (!state.configs.length) {
     list.replaceChildren(
       h(
@@ -432,6 +439,14 @@ function drawEndpointList(list) {
   if (focused) {
     const again = list.querySelector(`[data-focus-key="${CSS.escape(focused)}"]`);
     if (again) again.focus();
+  }
+  for (const [id, text, className] of notes) {
+    const slot = document.getElementById(id);
+    if (slot) {
+      slot.textContent = text;
+      slot.className = className;
+      slot.hidden = false;
+    }
   }
 }
 
