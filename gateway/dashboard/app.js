@@ -315,6 +315,7 @@ function route() {
     state.filters = { ...state.filters, config_id: params.get("config_id") || "" };
   }
   stopTimers();
+  document.title = `${state.view === "logs" ? "Delivery log" : "Endpoints"} · Webhooks`;
   if (state.view === "logs") renderLogs();
   else renderEndpoints();
 }
@@ -959,8 +960,9 @@ function renderLogs() {
         }
       }
       state.lastUpdated = Date.now();
-    } catch {
-      /* shown on the next explicit action */
+      state.pollError = null;
+    } catch (err) {
+      state.pollError = err.message; // shown beside the "Live updates" switch
     }
   };
 
@@ -995,7 +997,9 @@ function renderLogs() {
   state.timers.push(setInterval(poll, LOG_POLL_MS));
   state.timers.push(
     setInterval(() => {
-      updated.textContent = state.live && state.lastUpdated ? `Updated ${relative(new Date(state.lastUpdated).toISOString())}` : state.live ? "" : "Paused";
+      if (state.live && state.pollError) updated.textContent = `Not updating: ${state.pollError}`;
+      else if (state.live && state.lastUpdated) updated.textContent = `Updated ${relative(new Date(state.lastUpdated).toISOString())}`;
+      else updated.textContent = state.live ? "" : "Paused";
     }, 1000),
   );
   state.reloadLogs = reload;
