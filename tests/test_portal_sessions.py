@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import grpc
 import httpx
@@ -83,6 +84,10 @@ def rest(gateway: EnvoyProcess) -> Iterator[httpx.Client]:
         yield client
 
 
+def fragment_of(url: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).fragment).items()}
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
 
@@ -107,7 +112,13 @@ def test_session_sees_its_organisation_only(api: RunningServer, clock: Clock) ->
     assert session.organisation_id == org
     assert list(session.scopes) == [READ, WRITE]
     assert session.token.startswith("wpt_") and session.session_id.startswith("wps_")
-    assert session.url.endswith("/dashboard/#token=" + session.token)
+    base, _ = session.url.split("#")
+    assert base.endswith("/dashboard/")
+    assert fragment_of(session.url) == {
+        "token": session.token,
+        "expires_at": session.expires_at.ToDatetime(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "scopes": f"{READ} {WRITE}",
+    }
     # the operator's default lifetime (600 s here)
     assert session.expires_at.ToDatetime(UTC) == clock.now + timedelta(seconds=600)
     with AdminClient(api.target, session.token) as dashboard:
@@ -265,7 +276,8 @@ def test_rest_session_link_expiry_and_revocation(
     assert resp.status_code == 200, resp.text
     body = resp.json()
     # the link points back at the gateway the request came through
-    assert body["url"] == f"{gateway.base_url}/dashboard/#token={body['token']}"
+    assert body["url"].startswith(f"{gateway.base_url}/dashboard/#token={body['token']}&")
+    assert fragment_of(body["url"])["token"] == body["token"]
     assert body["scopes"] == [READ, WRITE]
     token = body["token"]
     configs = rest.get("/webhooks/configs", headers=bearer(token)).json()["configs"]
@@ -381,7 +393,8 @@ def test_operator_cli_prints_a_working_link(
     link = out.strip()
     assert link.startswith("http://127.0.0.1:8080/dashboard/#token=wpt_")
     assert "webhooks:read" in err and "webhooks:write" not in err
-    with AdminClient(api.target, link.split("#token=")[1]) as dashboard:
+    assert fragment_of(link)["scopes"] == READ
+    with AdminClient(api.target, fragment_of(link)["token"]) as dashboard:
         assert [c.id for c in dashboard.list_webhook_configs()] == [config_id]
         with pytest.raises(PermissionDeniedError):
             dashboard.put_webhook_config(url=URL, event_types=["*"])

@@ -9,6 +9,7 @@
 // only ever set with textContent, never parsed as HTML.
 
 const TOKEN_KEY = "webhooks.dashboard.token";
+const META_KEY = "webhooks.dashboard.session"; // {expires_at, scopes} of a portal session
 const LOG_POLL_MS = 2500;
 const CONFIG_POLL_MS = 5000;
 const PAGE_SIZE = 25;
@@ -118,8 +119,15 @@ class ApiError extends Error {
 
 const session = {
   token: null,
+  meta: {}, // a portal link's expires_at and scopes; unknown for a pasted key
   onSignedOut: null,
 };
+
+// A portal session without webhooks:write: the changing controls are not shown.
+function canWrite() {
+  const scopes = session.meta.scopes;
+  return !scopes || scopes.includes("webhooks:write");
+}
 
 async function api(method, path, body) {
   const init = { method, headers: { authorization: `Bearer ${session.token}` } };
@@ -189,11 +197,17 @@ function note(slot, text, tone = "ok") {
 // sign-in
 
 function tokenFromFragment() {
-  const match = location.hash.match(/(?:^#|&)token=([^&]+)/);
-  if (!match) return null;
-  const token = decodeURIComponent(match[1]);
+  if (!/^#(.*&)?token=/.test(location.hash)) return null;
+  const params = new URLSearchParams(location.hash.slice(1));
+  const token = params.get("token");
+  const meta = {};
+  if (params.get("expires_at")) meta.expires_at = params.get("expires_at");
+  if (params.get("scopes")) meta.scopes = params.get("scopes").split(" ").filter(Boolean);
   // Out of the address bar (and so out of history and bookmarks) at once.
   history.replaceState(null, "", location.pathname + location.search + "#/endpoints");
+  sessionStorage.setItem(TOKEN_KEY, token);
+  sessionStorage.setItem(META_KEY, JSON.stringify(meta));
+  session.meta = meta;
   return token;
 }
 
@@ -228,6 +242,8 @@ function renderSignIn(message) {
           return showError(error, err);
         }
         sessionStorage.setItem(TOKEN_KEY, token);
+        sessionStorage.removeItem(META_KEY);
+        session.meta = {};
         start();
       },
     },
@@ -253,6 +269,8 @@ function signOut(message) {
   const token = session.token;
   session.token = null;
   sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.removeItem(META_KEY);
+  session.meta = {};
   if (token && token.startsWith("wpt_") && !message) {
     // End the portal session on the server too (needs webhooks:write; a
     // read-only session simply expires).
@@ -276,7 +294,11 @@ function stopTimers() {
 
 function renderShell() {
   const app = document.getElementById("app");
-  const kind = session.token.startsWith("wpt_") ? "Portal session" : "API key";
+  let kind = session.token.startsWith("wpt_") ? "Portal session" : "API key";
+  if (session.meta.expires_at) {
+    const until = new Date(session.meta.expires_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    kind += ` · until ${until}`;
+  }
   const nav = h(
     "nav",
     { class: "tabs", "aria-label": "Sections" },
@@ -291,11 +313,32 @@ function renderShell() {
     h(
       "div",
       { class: "account" },
+      canWrite() ? null : h("span", { class: "pill muted", id: "read-only" }, "Read-only"),
       h("span", { class: "session-kind", title: "How you are signed in" }, kind),
       h("button", { class: "btn ghost", type: "button", onclick: () => signOut() }, icon("out"), h("span", {}, "Sign out")),
     ),
   );
-  app.replaceChildren(header, h("main", { id: "main", tabindex: "-1" }));
+  const ending = h("div", { class: "session-ending", role: "status", hidden: true });
+  app.replaceChildren(header, ending, h("main", { id: "main", tabindex: "-1" }));
+  watchExpiry(ending);
+}
+
+// A portal session ends at expires_at: warn five minutes before, then sign out.
+function watchExpiry(banner) {
+  if (!session.meta.expires_at) return;
+  const end = Date.parse(session.meta.expires_at);
+  const check = () => {
+    const left = end - Date.now();
+    if (left <= 0) {
+      clearInterval(timer);
+      signOut(`Your portal session expired at ${absolute(session.meta.expires_at)}. Open the dashboard again from your platform, or sign in with an API key.`);
+    } else if (left < 5 * 60 * 1000) {
+      banner.textContent = `Your session ends ${relative(session.meta.expires_at)}. Open the dashboard again from your platform to go on.`;
+      banner.hidden = false;
+    }
+  };
+  const timer = setInterval(check, 15000);
+  check();
 }
 
 function navLink(view, label) {
@@ -377,7 +420,7 @@ function renderEndpoints() {
       "div",
       { class: "page-head" },
       h("div", {}, h("h1", {}, "Endpoints"), h("p", { class: "muted" }, "Where your organisation's events are delivered, and how each is doing.")),
-      h("div", { class: "head-actions" }, h("button", { class: "btn primary", type: "button", id: "add-endpoint", onclick: () => openEndpointForm(null) }, icon("plus"), h("span", {}, "Add endpoint")), addError),
+      canWrite() ? h("div", { class: "head-actions" }, h("button", { class: "btn primary", type: "button", id: "add-endpoint", onclick: () => openEndpointForm(null) }, icon("plus"), h("span", {}, "Add endpoint")), addError) : null,
     ),
     list,
   );
@@ -410,7 +453,7 @@ function drawEndpointList(list) {
         { class: "empty" },
         h("h2", {}, "No endpoints yet"),
         h("p", { class: "muted" }, "Add the URL of a receiver and choose the events it should get. Every delivery is signed and retried until it succeeds."),
-        h("button", { class: "btn primary", type: "button", onclick: () => openEndpointForm(null) }, icon("plus"), h("span", {}, "Add your first endpoint")),
+        canWrite() ? h("button", { class: "btn primary", type: "button", onclick: () => openEndpointForm(null) }, icon("plus"), h("span", {}, "Add your first endpoint")) : null,
       ),
     );
     return;
@@ -497,12 +540,12 @@ function endpointCard(config) {
     h(
       "div",
       { class: "actions" },
-      action("Edit", "edit", (c) => openEndpointForm(c), "edit"),
-      action("Send test event", "play", sendTest, "test"),
+      canWrite() ? action("Edit", "edit", (c) => openEndpointForm(c), "edit") : null,
+      canWrite() ? action("Send test event", "play", sendTest, "test") : null,
       action("Delivery log", "list", (c) => (location.hash = `#/logs?config_id=${encodeURIComponent(c.id)}`), "log"),
-      action("Replay failed…", "refresh", openReplay, "replay"),
-      action("Rotate secret", "key", rotateSecret, "rotate"),
-      action(config.enabled ? "Disable" : "Enable", config.enabled ? "pause" : "play", toggleEnabled, "toggle"),
+      canWrite() ? action("Replay failed…", "refresh", openReplay, "replay") : null,
+      canWrite() ? action("Rotate secret", "key", rotateSecret, "rotate") : null,
+      canWrite() ? action(config.enabled ? "Disable" : "Enable", config.enabled ? "pause" : "play", toggleEnabled, "toggle") : null,
     ),
     slot,
   );
@@ -1052,7 +1095,7 @@ function openAttempt(log) {
     h("pre", { class: "code", tabindex: "0", "aria-label": "Request body" }, pretty(log.request_body)),
     h("h3", {}, "Response body ", log.response_body_truncated ? h("span", { class: "pill warn" }, "truncated") : null),
     log.response_body ? h("pre", { class: "code", tabindex: "0", "aria-label": "Response body" }, pretty(log.response_body)) : h("p", { class: "muted" }, "Empty"),
-    h("div", { class: "form-actions" }, retryNote, retry),
+    canWrite() ? h("div", { class: "form-actions" }, retryNote, retry) : null,
   );
   dialog("Delivery attempt", body, { wide: true });
   retry.addEventListener("click", async () => {
@@ -1071,7 +1114,7 @@ function openAttempt(log) {
       retry.disabled = false;
     }
   });
-  retry.focus();
+  if (canWrite()) retry.focus();
 }
 
 // ---------------------------------------------------------------------------
@@ -1088,15 +1131,20 @@ window.addEventListener("hashchange", () => {
   if (fromLink) {
     stopTimers();
     session.token = fromLink;
-    sessionStorage.setItem(TOKEN_KEY, fromLink);
     start();
   } else if (session.token && location.hash.startsWith("#/")) route();
 });
 
 (function boot() {
   const fromLink = tokenFromFragment();
-  if (fromLink) sessionStorage.setItem(TOKEN_KEY, fromLink);
   session.token = fromLink || sessionStorage.getItem(TOKEN_KEY);
+  if (!fromLink) {
+    try {
+      session.meta = JSON.parse(sessionStorage.getItem(META_KEY) || "{}");
+    } catch {
+      session.meta = {};
+    }
+  }
   if (session.token) start();
   else renderSignIn();
 })();

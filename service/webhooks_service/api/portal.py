@@ -6,7 +6,7 @@ the gateway address the request came through: the gateway passes
 ``x-webhooks-gateway-origin`` (``<scheme>://<host>`` of the REST request,
 overwritten on every request, so a client cannot pick another), else the
 gateway's configured listen address. The token goes in the URL fragment
-(``#token=…``), which browsers never send to a server (so it is in no access
+(``#token=…&expires_at=…&scopes=…``), which browsers never send to a server (so it is in no access
 log) nor in a ``Referer``.
 """
 
@@ -16,7 +16,7 @@ import asyncio
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -42,17 +42,27 @@ def _gateway_origin(context: Context) -> str:
     return ""
 
 
-def link_for(settings: Settings, token: str, origin: str = "") -> str:
-    """The dashboard link for ``token``: ``settings.dashboard_url``, else the
-    gateway ``origin`` (scheme://host:port), else the configured gateway address."""
+def link_for(settings: Settings, made: portal.NewSession, origin: str = "") -> str:
+    """The dashboard link for a new session: ``settings.dashboard_url``, else the
+    gateway ``origin`` (scheme://host:port), else the configured gateway address.
+    The fragment carries the token, and the session's end and scopes (for the
+    page to show; the server decides)."""
     base = settings.dashboard_url
     if not base:
         base = (origin or f"http://{settings.gateway_listen}") + DASHBOARD_PATH
-    return f"{base}#token={token}"
+    fragment = urlencode(
+        {
+            "token": made.token,
+            "expires_at": made.row.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "scopes": " ".join(sorted(made.row.scopes)),
+        },
+        quote_via=quote,
+    )
+    return f"{base}#{fragment}"
 
 
-def dashboard_link(settings: Settings, context: Context, token: str) -> str:
-    return link_for(settings, token, _gateway_origin(context))
+def dashboard_link(settings: Settings, context: Context, made: portal.NewSession) -> str:
+    return link_for(settings, made, _gateway_origin(context))
 
 
 def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
@@ -81,7 +91,7 @@ class PortalOperations:
             now=self._clock(),
         )
         return admin_pb2.CreatePortalSessionResponse(
-            url=dashboard_link(self._settings, context, made.token),
+            url=dashboard_link(self._settings, context, made),
             expires_at=_timestamp(made.row.expires_at),
             token=made.token,
             session_id=made.row.id,

@@ -64,7 +64,7 @@ def mint_link(
         default_ttl_seconds=settings.portal_session_ttl,
         now=utcnow(),
     )
-    return link_for(settings, made.token, origin), made.row
+    return link_for(settings, made, origin), made.row
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -901,7 +901,8 @@ class CreatePortalSessionResponse(_message.Message):
     SCOPES_FIELD_NUMBER: _builtins.int
     url: _builtins.str
     """Opens the dashboard signed in for the organisation:
-    `<dashboard>/#token=<token>`. Hand it to the admin's browser; it stops
+    `<dashboard>/#token=<token>&expires_at=…&scopes=…` (the fragment never
+    reaches a server). Hand it to the admin's browser; it stops
     working at `expires_at` or when the session is revoked.
     """
     token: _builtins.str
