@@ -409,3 +409,18 @@ def test_log_pages_and_filters_by_endpoint(stack: Stack) -> None:
         expect(page.get_by_role("button", name=name)).to_have_count(0)
     expect(page.get_by_text("Portal session · until")).to_be_visible()
     assert page.js_errors == []
+
+
+def test_session_end_is_announced_then_signs_out(stack: Stack) -> None:
+    from playwright.sync_api import expect
+
+    page = new_page(stack, DESKTOP)
+    page.clock.install()
+    page.goto(stack.portal_url(ttl_seconds=240))
+    expect(page.get_by_role("heading", name="Endpoints", exact=True)).to_be_visible()
+    expect(page.get_by_role("status").filter(has_text="Your session ends")).to_be_visible()
+    page.clock.fast_forward("04:05")
+    expect(signin_heading(page)).to_be_visible()
+    expect(page.get_by_role("alert")).to_contain_text("Your portal session expired at")
+    assert page.evaluate("() => sessionStorage.length") == 0
+    assert page.js_errors == []
