@@ -191,7 +191,10 @@ function note(slot, text, tone = "ok") {
   slot.textContent = text;
   slot.className = `inline-note ${tone}`;
   slot.hidden = !text;
+  slot.dataset.at = String(Date.now());
 }
+
+const NOTE_KEEP_MS = 20000; // a success note stays this long; an error until the next action
 
 // ---------------------------------------------------------------------------
 // sign-in
@@ -445,7 +448,8 @@ function drawEndpointList(list) {
   list.dataset.drawn = drawn;
   const notes = [...list.querySelectorAll(".inline-note[id^='note-']")]
     .filter((slot) => !slot.hidden)
-    .map((slot) => [slot.id, slot.textContent, slot.className]);
+    .filter((slot) => slot.classList.contains("bad") || Date.now() - Number(slot.dataset.at || 0) < NOTE_KEEP_MS)
+    .map((slot) => [slot.id, slot.textContent, slot.className, slot.dataset.at]);
   if (!state.configs.length) {
     list.replaceChildren(
       h(
@@ -484,11 +488,12 @@ function drawEndpointList(list) {
     const again = list.querySelector(`[data-focus-key="${CSS.escape(focused)}"]`);
     if (again) again.focus();
   }
-  for (const [id, text, className] of notes) {
+  for (const [id, text, className, at] of notes) {
     const slot = document.getElementById(id);
     if (slot) {
       slot.textContent = text;
       slot.className = className;
+      slot.dataset.at = at;
       slot.hidden = false;
     }
   }
