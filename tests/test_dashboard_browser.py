@@ -87,6 +87,10 @@ def other_org(stack: Stack) -> str:
 
 
 def new_page(stack: Stack, viewport: dict[str, int]) -> Any:
+    from playwright.sync_api import expect
+
+    # The log polls every 2.5 s and the machine may be busy: wait up to 15 s.
+    expect.set_options(timeout=15_000)
     context = stack.browser.new_context(viewport=viewport)
     page = context.new_page()
     page.set_default_timeout(15_000)
