@@ -236,6 +236,20 @@ def test_admin_journey(stack: Stack, other_org: str) -> None:
     expect(form).to_be_hidden()
     expect(card.locator(".chip")).to_have_text(["user.authenticated", "reward.*"])
 
+    # rotate the secret: the new one is shown once, the hint follows it
+    hint = card.locator(".endpoint-meta").inner_text()
+    card.get_by_role("button", name="Rotate secret").click()
+    page.get_by_role("dialog", name="Rotate the signing secret?").get_by_role(
+        "button", name="Rotate secret"
+    ).click()
+    rotated = page.get_by_role("dialog", name="Signing secret — shown once")
+    expect(rotated).to_contain_text("The previous secret also signs until")
+    new_secret = rotated.get_by_label("Secret").input_value()
+    assert new_secret.startswith("whsec_")
+    rotated.get_by_role("button", name="I have stored it").click()
+    expect(card.locator(".endpoint-meta")).not_to_have_text(hint)
+    expect(card.locator(".endpoint-meta")).to_contain_text(new_secret[:8])
+
     # disable; the API's refusal of a test event is shown in words beside the button
     card.get_by_role("button", name="Disable").click()
     expect(card.locator(".pill")).to_have_text("Disabled")
