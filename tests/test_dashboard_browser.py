@@ -328,6 +328,8 @@ def test_phone_width_and_keyboard(stack: Stack, other_org: str) -> None:
     page.keyboard.press("Enter")
     dialog = page.get_by_role("dialog", name="Add an endpoint")
     expect(dialog.get_by_label("Endpoint URL")).to_be_focused()
+    expect(dialog.get_by_label("All reward events")).to_be_visible()
+    screenshot(page, "form-phone", full_page=False)
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
 
