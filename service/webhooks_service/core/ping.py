@@ -36,12 +36,13 @@ from datetime import datetime
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
+from webhooks_service.core.ids import check_config_id
 from webhooks_service.core.publishing import build_payload, new_event_id
 from webhooks_service.core.secrets_at_rest import cipher_for
 from webhooks_service.delivery.http import Transport
 from webhooks_service.delivery.retry_policy import Outcome, RetryPolicy
 from webhooks_service.delivery.signing import webhook_headers
-from webhooks_service.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from webhooks_service.errors import FailedPrecondition, NotFound
 from webhooks_service.storage import db, queue
 from webhooks_service.storage import logs as log_store
 from webhooks_service.storage import replay as store
@@ -73,11 +74,7 @@ async def send_test_event(
     The attempt and its recording are shielded from cancellation: a client
     that gives up mid-call does not leave the delivery claimed for a lease.
     """
-    if not config_id:
-        raise InvalidArgument(
-            "config_id is required",
-            [FieldViolation("config_id", "required: the configuration id, whc_…")],
-        )
+    check_config_id(config_id)
     task = asyncio.ensure_future(
         _send(engine, settings, organisation_id, config_id, clock, transport_factory)
     )

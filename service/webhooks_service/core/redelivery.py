@@ -35,6 +35,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
+from webhooks_service.core.ids import check_config_id, id_problem
 from webhooks_service.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from webhooks_service.storage import replay as store
 from webhooks_service.storage.models import utcnow
@@ -71,7 +72,7 @@ def parse_delivery_id(value: str, field: str = "delivery_id") -> int:
     if not value:
         problem = "required: the delivery id, dlv_… (the delivery_id of a log entry)"
     elif match is None:
-        problem = f"{value[:64]!r} is not a delivery id (dlv_…)"
+        problem = id_problem(value, _DELIVERY_ID, "dlv_ followed by digits, e.g. dlv_42") or ""
     else:
         return int(match.group(1))
     raise InvalidArgument(f"invalid {field}", [FieldViolation(field, problem)])
@@ -111,8 +112,10 @@ def replay_deliveries(
     back in the queue, due now; returns how many (see module doc)."""
     now = clock()
     problems: list[FieldViolation] = []
-    if not config_id:
-        problems.append(FieldViolation("config_id", "required: the configuration id, whc_…"))
+    try:
+        check_config_id(config_id)
+    except InvalidArgument as exc:
+        problems.extend(exc.violations)
     end = until or now
     if since is None:
         problems.append(FieldViolation("since", "required: the start of the range"))
