@@ -22,7 +22,7 @@ from webhooks_service.api.auth import require_organisation
 from webhooks_service.api.operations import AdminOperations
 from webhooks_service.api.portal import PortalOperations
 from webhooks_service.config import Settings
-from webhooks_service.core import configs, event_types, logs
+from webhooks_service.core import configs, endpoint_headers, event_types, logs
 from webhooks_service.errors import FieldViolation, InvalidArgument
 from webhooks_service.storage.endpoint_health import EndpointHealth
 from webhooks_service.storage.models import utcnow
@@ -64,6 +64,8 @@ def config_to_proto(row: configs.ConfigRow) -> admin_pb2.WebhookConfig:
         updated_at=timestamp(row.updated_at),
         disabled_reason=row.disabled_reason,
         health=health_to_proto(row.health),
+        # Rows from core/configs carry their headers opened: names only, never values.
+        header_names=endpoint_headers.header_names(row.headers, str),
     )
 
 
@@ -169,12 +171,23 @@ class WebhookAdminServicer(AdminOperations, PortalOperations, admin_pb2_grpc.Web
             secret=request.secret if request.HasField("secret") else None,
             enabled=request.enabled if request.HasField("enabled") else None,
             description=request.description if request.HasField("description") else None,
+            headers=dict(request.headers),
+            clear_headers=request.clear_headers,
         )
         return admin_pb2.PutWebhookConfigResponse(
             config=config_to_proto(result.config),
             secret=result.generated_secret,
             created=result.created,
         )
+
+    async def DeleteWebhookConfig(
+        self, request: admin_pb2.DeleteWebhookConfigRequest, context: Context
+    ) -> admin_pb2.DeleteWebhookConfigResponse:
+        org = require_organisation()
+        cancelled = await asyncio.to_thread(
+            configs.delete_config, self._engine, org, request.config_id
+        )
+        return admin_pb2.DeleteWebhookConfigResponse(cancelled_deliveries=cancelled)
 
     async def ListDeliveryLogs(
         self, request: admin_pb2.ListDeliveryLogsRequest, context: Context

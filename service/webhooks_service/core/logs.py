@@ -21,7 +21,7 @@ __all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "OUTCOMES", "LogFilters", "LogR
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = listing.MAX_PAGE_SIZE
-OUTCOMES = ("delivered", "retry_scheduled", "failed", "dead")
+OUTCOMES = ("delivered", "retry_scheduled", "failed", "dead", "cancelled")
 
 
 def _validate(page_size: int, filters: LogFilters) -> list[FieldViolation]:

@@ -36,6 +36,8 @@ from datetime import datetime
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
+from webhooks_service.core import operational
+from webhooks_service.core.endpoint_headers import request_headers
 from webhooks_service.core.ids import check_config_id
 from webhooks_service.core.publishing import build_payload, new_event_id
 from webhooks_service.core.secrets_at_rest import cipher_for
@@ -122,7 +124,8 @@ async def _send(
     await transport.start()
     try:
         started = clock()
-        headers = webhook_headers(signing, event_id, int(started.timestamp()), body)
+        signed = webhook_headers(signing, event_id, int(started.timestamp()), body)
+        headers = request_headers(signed, target.headers, cipher.open)  # custom headers
         result = await transport.post(target.url, body, headers, target.timeout_seconds)
     finally:
         await transport.close()
@@ -148,7 +151,13 @@ async def _send(
         duration_ms=result.duration_ms,
         disable_reason=decision.disabled_reason if decision.disable_endpoint else None,
     )
-    await asyncio.to_thread(queue.finish_batch, engine, [finished], now=clock())
+    await asyncio.to_thread(
+        queue.finish_batch,
+        engine,
+        [finished],
+        now=clock(),
+        after_write=operational.after_finish,  # a 410 here disables: tell the others
+    )
     return await asyncio.to_thread(_read_log, engine, organisation_id, event_id)
 
 

@@ -54,10 +54,13 @@ from typing import TYPE_CHECKING
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
+from webhooks_service.core import operational
+from webhooks_service.core.endpoint_headers import request_headers
 from webhooks_service.core.secrets_at_rest import cipher_for
 from webhooks_service.delivery.http import Transport
 from webhooks_service.delivery.retry_policy import AttemptResult, Outcome, RetryPolicy
 from webhooks_service.delivery.signing import webhook_headers
+from webhooks_service.observability import tracing
 from webhooks_service.storage import db, queue
 from webhooks_service.storage.models import utcnow
 from webhooks_service.storage.queue import ClaimedDelivery, FinishedAttempt
@@ -117,6 +120,8 @@ class DeliveryWorker:
         self._accepting = False  # lends slots to publish (between start and stop)
         self._lent = 0  # slots lent to publishes not yet settled
         self.attempts_recorded = 0
+        # finish_batch's after_write hook: operational webhooks (core/operational.py)
+        self.operational = operational.Emitter()
 
     # -- capacity ---------------------------------------------------------
 
@@ -389,9 +394,13 @@ class DeliveryWorker:
             secrets.append(self.decode_secret(d.previous_secret))
         body = d.payload.encode()
         started = self.clock()
-        headers = webhook_headers(secrets, d.event_id, int(started.timestamp()), body)
+        span = tracing.start_attempt(d)  # hook: None while tracing is off
+        signed = webhook_headers(secrets, d.event_id, int(started.timestamp()), body)
+        # hook: the endpoint's custom headers (core/endpoint_headers.py)
+        headers = request_headers(signed, d.headers, self.decode_secret)
         result = await self.transport.post(d.url, body, headers, d.timeout_seconds)
-        self._record(d, result, started)
+        finished = self._record(d, result, started)
+        tracing.end_attempt(span, finished)
 
     def _record(
         self,
@@ -399,36 +408,36 @@ class DeliveryWorker:
         result: AttemptResult,
         attempted_at: datetime,
         forced: Outcome | None = None,
-    ) -> None:
+    ) -> FinishedAttempt:
         if forced is not None:
             outcome, next_at, disable = forced, None, None
         else:
             decision = self.policy.decide(result, d.attempt, self.clock())
             outcome, next_at = decision.outcome, decision.next_attempt_at
             disable = decision.disabled_reason if decision.disable_endpoint else None
-        self._results.append(
-            FinishedAttempt(
-                delivery_id=d.id,
-                claim_token=d.claim_token,
-                attempt=d.attempt,
-                organisation_id=d.organisation_id,
-                config_id=d.config_id,
-                event_pk=d.event_pk,
-                event_id=d.event_id,
-                event_type=d.event_type,
-                url=d.url,
-                outcome=outcome.value,
-                attempted_at=attempted_at,
-                next_attempt_at=next_at,
-                response_status_code=result.status_code,
-                response_body=result.response_body,
-                response_body_truncated=result.response_body_truncated,
-                error=result.error,
-                duration_ms=result.duration_ms,
-                disable_reason=disable,
-            )
+        finished = FinishedAttempt(
+            delivery_id=d.id,
+            claim_token=d.claim_token,
+            attempt=d.attempt,
+            organisation_id=d.organisation_id,
+            config_id=d.config_id,
+            event_pk=d.event_pk,
+            event_id=d.event_id,
+            event_type=d.event_type,
+            url=d.url,
+            outcome=outcome.value,
+            attempted_at=attempted_at,
+            next_attempt_at=next_at,
+            response_status_code=result.status_code,
+            response_body=result.response_body,
+            response_body_truncated=result.response_body_truncated,
+            error=result.error,
+            duration_ms=result.duration_ms,
+            disable_reason=disable,
         )
+        self._results.append(finished)
         self._results_ready.set()
+        return finished
 
     # -- recording ------------------------------------------------------------
 
@@ -444,8 +453,14 @@ class DeliveryWorker:
                 batch, self._results = self._results, []
                 try:
                     self.attempts_recorded += await asyncio.to_thread(
-                        queue.finish_batch, self.engine, batch, now=self.clock()
+                        queue.finish_batch,
+                        self.engine,
+                        batch,
+                        now=self.clock(),
+                        after_write=self.operational,
                     )
+                    if self.operational.take_created():
+                        self._poke()  # operational webhooks were queued
                     if self.observer is not None:
                         self.observer.recorded(batch)
                 except Exception as exc:
@@ -479,7 +494,11 @@ class DeliveryWorker:
         for finished in batch:
             try:
                 self.attempts_recorded += await asyncio.to_thread(
-                    queue.finish_batch, self.engine, [finished], now=self.clock()
+                    queue.finish_batch,
+                    self.engine,
+                    [finished],
+                    now=self.clock(),
+                    after_write=self.operational,
                 )
                 if self.observer is not None:
                     self.observer.recorded([finished])

@@ -64,11 +64,12 @@ _PG_INSERT = sa.text(
     WITH v AS (
         SELECT * FROM json_to_recordset(CAST(:rows AS json)) AS x(
             organisation_id text, event_id text, event_type text, occurred_at timestamptz,
-            payload text, targets json)
+            payload text, traceparent text, targets json)
     ), e AS (
         INSERT INTO events (organisation_id, event_id, event_type, occurred_at, payload,
-                            created_at)
-        SELECT organisation_id, event_id, event_type, occurred_at, payload, :now FROM v
+                            traceparent, created_at)
+        SELECT organisation_id, event_id, event_type, occurred_at, payload, traceparent, :now
+        FROM v
         ON CONFLICT (organisation_id, event_id) DO NOTHING
         RETURNING pk, organisation_id, event_id
     ), d AS (
@@ -112,6 +113,7 @@ class NewEvent:
     event_type: str
     occurred_at: datetime
     payload: str  # the exact JSON body every endpoint receives
+    traceparent: str | None = None  # the publish span's (observability/tracing.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,7 @@ class _Target:
     secret: str
     previous_secret: str | None  # None once its grace period is over
     timeout_seconds: float | None
+    headers: str | None = None  # custom request headers (stored form)
 
 
 def insert_events(
@@ -234,6 +237,7 @@ def _targets(conn: sa.Connection, org_ids: list[str], now: datetime) -> dict[str
                     r.secret,
                     r.previous_secret if expires is None or expires > now else None,
                     r.timeout_seconds,
+                    r.headers,
                 )
             )
     missing = [o for o in org_ids if o not in found]
@@ -254,6 +258,7 @@ _TARGETS = (
         configs.c.previous_secret,
         configs.c.previous_secret_expires_at,
         configs.c.timeout_seconds,
+        configs.c.headers,
     )
     .select_from(
         organisations.outerjoin(
@@ -297,6 +302,7 @@ def _insert_sqlite(
                 "event_type": e.event_type,
                 "occurred_at": e.occurred_at,
                 "payload": e.payload,
+                "traceparent": e.traceparent,
                 "created_at": now,
             }
             for e in unique
@@ -341,6 +347,7 @@ def _insert_pg(
             "event_type": e.event_type,
             "occurred_at": e.occurred_at.isoformat(),
             "payload": e.payload,
+            "traceparent": e.traceparent,
             "targets": [
                 {"config_id": t.config_id, "claimed": claimed}
                 for t, claimed in plans[(e.organisation_id, e.event_id)]
@@ -388,4 +395,6 @@ def _handed_over(
         timeout_seconds=target.timeout_seconds,
         enabled=True,
         lease_until=lease.until,
+        headers=target.headers,
+        traceparent=event.traceparent,
     )

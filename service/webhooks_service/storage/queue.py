@@ -61,7 +61,15 @@ STATUS_BY_OUTCOME = {
     "retry_scheduled": "pending",
     "failed": "failed",
     "dead": "dead",
+    "cancelled": "cancelled",
 }
+# A delivery cancelled while its attempt was in flight (its configuration was
+# deleted, storage/config_deletion.py): the attempt is logged; if it ended the
+# delivery (delivered, failed, dead) that is its state, else it stays
+# cancelled and no retry follows.
+_KEEP_CANCELLED_PG = (
+    "CASE WHEN d.status = 'cancelled' AND v.status = 'pending' THEN d.status ELSE v.status END"
+)
 
 
 @contextmanager
@@ -97,6 +105,8 @@ class ClaimedDelivery:
     timeout_seconds: float | None
     enabled: bool
     lease_until: datetime
+    headers: str | None = None  # custom request headers, stored (maybe sealed) form
+    traceparent: str | None = None  # the publish span's, while tracing is on
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +239,7 @@ _PG_CLAIM = sa.text(
     WHERE relaxed.setting = 'off' AND d.id = due.id AND e.pk = d.event_pk AND c.id = d.config_id
     RETURNING d.id, d.attempts, d.organisation_id, d.config_id, d.event_pk,
               e.event_id, e.event_type, e.payload, c.url, c.secret, c.timeout_seconds,
-              c.enabled,
+              c.enabled, c.headers, e.traceparent,
               CASE WHEN c.previous_secret_expires_at IS NULL
                      OR c.previous_secret_expires_at > :now
                    THEN c.previous_secret END AS previous_secret
@@ -256,6 +266,8 @@ def _claimed(r: Any, token: str, lease_end: datetime, previous: str | None) -> C
         timeout_seconds=r.timeout_seconds,
         enabled=bool(r.enabled),
         lease_until=lease_end,
+        headers=r.headers,
+        traceparent=r.traceparent,
     )
 
 
@@ -303,6 +315,8 @@ def _sqlite_claim(
                 configs.c.previous_secret_expires_at,
                 configs.c.timeout_seconds,
                 configs.c.enabled,
+                configs.c.headers,
+                events.c.traceparent,
             )
             .join(events, events.c.pk == deliveries.c.event_pk)
             .join(configs, configs.c.id == deliveries.c.config_id)
@@ -375,7 +389,7 @@ _PG_FINISH = sa.text(
         SELECT set_config('synchronous_commit', 'off', true) AS setting
     ), moved AS (
         UPDATE deliveries AS d
-        SET status = v.status, attempts = v.attempt, next_attempt_at = v.next_due,
+        SET status = {_KEEP_CANCELLED_PG}, attempts = v.attempt, next_attempt_at = v.next_due,
             claim_token = NULL, updated_at = CAST(:now AS timestamptz)
         FROM v, relaxed
         WHERE relaxed.setting = 'off' AND d.id = v.delivery_id
@@ -407,7 +421,10 @@ _SQLITE_LOG = sa.text(
 _SQLITE_MOVE = sa.text(
     f"""
     UPDATE deliveries
-    SET status = {_sqlite_field("status")}, attempts = {_sqlite_field("attempt")},
+    SET status = CASE WHEN deliveries.status = 'cancelled'
+                           AND {_sqlite_field("status")} = 'pending' THEN deliveries.status
+                      ELSE {_sqlite_field("status")} END,
+        attempts = {_sqlite_field("attempt")},
         next_attempt_at = {_sqlite_field("next_due")}, claim_token = NULL, updated_at = :now
     FROM json_each(:rows) AS j
     WHERE deliveries.id = {_sqlite_field("delivery_id")}
@@ -426,7 +443,28 @@ def _pg_time(value: datetime) -> str:
     return value.astimezone(UTC).isoformat()
 
 
-def finish_batch(engine: Engine, finished: Sequence[FinishedAttempt], *, now: datetime) -> int:
+class AfterWrite(Protocol):
+    """Called inside ``finish_batch``'s transaction once the batch is written, with
+    the configurations the batch disabled (each once). The operational webhooks
+    hook (``core/operational.py``) is the one in use."""
+
+    def __call__(
+        self,
+        conn: sa.Connection,
+        finished: Sequence[FinishedAttempt],
+        newly_disabled: Sequence[str],
+        *,
+        now: datetime,
+    ) -> object: ...
+
+
+def finish_batch(
+    engine: Engine,
+    finished: Sequence[FinishedAttempt],
+    *,
+    now: datetime,
+    after_write: AfterWrite | None = None,
+) -> int:
     """Record a batch of attempts and their outcomes in ONE transaction.
 
     For every attempt whose delivery still carries its claim token: insert the
@@ -484,12 +522,17 @@ def finish_batch(engine: Engine, finished: Sequence[FinishedAttempt], *, now: da
             recorded = conn.execute(_PG_FINISH, {"rows": payload, "now": _pg_time(now)}).rowcount
         endpoint_health.record(conn, finished)  # one set-based UPDATE per batch
         disabled = {f.config_id: f.disable_reason for f in finished if f.disable_reason}
+        newly_disabled: list[str] = []
         for config_id, reason in disabled.items():
-            conn.execute(
+            changed = conn.execute(
                 sa.update(configs)
-                .where(configs.c.id == config_id)
+                .where(configs.c.id == config_id, configs.c.enabled.is_(True))
                 .values(enabled=False, disabled_reason=reason or "", updated_at=now)
-            )
+            ).rowcount
+            if changed:
+                newly_disabled.append(config_id)
+        if after_write is not None:  # hook: operational webhooks (core/operational.py)
+            after_write(conn, finished, newly_disabled, now=now)
     return int(recorded)
 
 

@@ -161,7 +161,11 @@ def retry_delivery(
 def config_enabled(conn: sa.Connection, organisation_id: str, config_id: str) -> bool | None:
     """Whether the organisation's configuration is enabled; None if absent or another's."""
     value = conn.execute(
-        sa.select(_C.c.enabled).where(_C.c.id == config_id, _C.c.organisation_id == organisation_id)
+        sa.select(_C.c.enabled).where(
+            _C.c.id == config_id,
+            _C.c.organisation_id == organisation_id,
+            _C.c.deleted_at.is_(None),
+        )
     ).scalar()
     return None if value is None else bool(value)
 
@@ -237,6 +241,7 @@ class PingTarget:
     timeout_seconds: float | None
     event_pk: int = 0
     delivery_id: int = 0
+    headers: str | None = None  # custom request headers (stored form)
 
 
 def create_ping(
@@ -271,7 +276,12 @@ def create_ping(
                 _C.c.previous_secret,
                 _C.c.previous_secret_expires_at,
                 _C.c.timeout_seconds,
-            ).where(_C.c.id == config_id, _C.c.organisation_id == organisation_id)
+                _C.c.headers,
+            ).where(
+                _C.c.id == config_id,
+                _C.c.organisation_id == organisation_id,
+                _C.c.deleted_at.is_(None),
+            )
         ).first()
         if row is None:
             return None
@@ -282,6 +292,7 @@ def create_ping(
             secret=row.secret,
             previous_secret=row.previous_secret if expires is None or expires > now else None,
             timeout_seconds=row.timeout_seconds,
+            headers=row.headers,
         )
         if not target.enabled:
             return target
@@ -321,4 +332,5 @@ def create_ping(
         timeout_seconds=target.timeout_seconds,
         event_pk=int(event_pk),
         delivery_id=int(delivery_id),
+        headers=target.headers,
     )

@@ -1,7 +1,7 @@
 """portal sessions: short-lived, hashed dashboard tokens of one organisation
 
-Revision ID: 0004_portal_sessions
-Revises: 0003_endpoint_health
+Revision ID: 0005_portal_sessions
+Revises: 0004_lifecycle
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_portal_sessions"
-down_revision: str | None = "0003_endpoint_health"
+revision: str = "0005_portal_sessions"
+down_revision: str | None = "0004_lifecycle"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
