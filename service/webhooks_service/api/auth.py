@@ -259,12 +259,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return hit[1]
         if portal.is_portal_token(raw):
             principal = await self._authenticate_portal(raw)
+            ttl = KEY_CACHE_SECONDS  # its expiry is checked on every hit (_live)
         else:
             row = await asyncio.to_thread(keys.authenticate, self._engine, raw)
             principal = Principal(row.id, row.organisation_id, row.scopes)
+            ttl = keys.cache_seconds(row, KEY_CACHE_SECONDS)
         if len(self._cache) >= _KEY_CACHE_MAX:
             self._cache.clear()
-        self._cache[digest] = (now + keys.cache_seconds(row, KEY_CACHE_SECONDS), principal)
+        self._cache[digest] = (now + ttl, principal)
         return principal
 
     # -- portal sessions (dashboard tokens, core/portal.py) --------------------
