@@ -24,6 +24,7 @@ import pytest
 
 from tests.support.browser import chromium, screenshot
 from tests.support.envoy import running_gateway
+from tests.support.payloads import example
 from tests.support.receiver import Receiver, Reply, running_receiver
 from tests.support.server import RunningServer, make_org_and_keys, running_server
 from webhooks_client import AdminClient, PublisherClient, make_publish_request
@@ -57,7 +58,7 @@ class Stack:
 
     def publish(self, type_: str = "reward.claimed") -> str:
         with PublisherClient(self.srv.target, self.keys["events:publish"]) as pub:
-            return pub.publish_event(self.org, type_, {"user_id": "u_1", "points": 10}).event_id
+            return pub.publish_event(self.org, type_, example(type_)).event_id
 
 
 @pytest.fixture(scope="module")
@@ -390,8 +391,8 @@ def test_log_pages_and_filters_by_endpoint(stack: Stack) -> None:
         quiet = admin.put_webhook_config(url=stack.rx.url("/quiet"), event_types=["user.*"])
     with PublisherClient(stack.srv.target, keys["events:publish"]) as pub:
         pub.publish_events(
-            [make_publish_request(org, "reward.claimed", {"n": i}) for i in range(30)]
-            + [make_publish_request(org, "user.opted_in", {"n": 0})]
+            [make_publish_request(org, "reward.claimed", example("reward.claimed")) for _ in range(30)]
+            + [make_publish_request(org, "user.opted_in", example("user.opted_in"))]
         )
     stack.rx.wait_for(30, path="/busy")
     stack.rx.wait_for(1, path="/quiet")
