@@ -391,7 +391,7 @@ def test_log_pages_and_filters_by_endpoint(stack: Stack) -> None:
         quiet = admin.put_webhook_config(url=stack.rx.url("/quiet"), event_types=["user.*"])
     with PublisherClient(stack.srv.target, keys["events:publish"]) as pub:
         pub.publish_events(
-            [make_publish_request(org, "reward.claimed", example("reward.claimed")) for _ in range(30)]
+            [make_publish_request(org, "reward.claimed", example()) for _ in range(30)]
             + [make_publish_request(org, "user.opted_in", example("user.opted_in"))]
         )
     stack.rx.wait_for(30, path="/busy")
