@@ -43,6 +43,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.support.envoy import running_gateway
+from tests.support.payloads import example
 from tests.support.receiver import Receiver, running_receiver
 from tests.support.server import RunningServer, make_org_and_keys, running_server
 from webhooks.v1 import admin_pb2, admin_pb2_grpc
@@ -87,8 +88,8 @@ def _tenant(srv: RunningServer, rx: Receiver, name: str) -> Tenant:
     # Two configs each, so that a page of size 1 has a next page token.
     admin.put_webhook_config(url=rx.url(path + "/2"), event_types=["user.*"])
     event_id = f"evt_{name.lower()}_1"
-    publisher.publish_event(org_id, "reward.claimed", {"tenant": name}, id=event_id)
-    publisher.publish_event(org_id, "reward.claimed", {"tenant": name}, id=event_id + "b")
+    publisher.publish_event(org_id, "reward.claimed", example("reward.claimed"), id=event_id)
+    publisher.publish_event(org_id, "reward.claimed", example("reward.claimed"), id=event_id + "b")
     deadline = time.monotonic() + 15
     while len(logs := list(admin.iter_delivery_logs())) < 2:
         assert time.monotonic() < deadline, "deliveries were not logged"
@@ -158,6 +159,8 @@ EXPLICIT = {
     "/webhooks.v1.WebhookAdmin/ListEventTypes",
     "/webhooks.v1.EventPublisher/PublishEvent",
     "/webhooks.v1.EventPublisher/PublishEvents",
+    "/webhooks.v1.WebhookAdmin/CreatePortalSession",
+    "/webhooks.v1.WebhookAdmin/RevokePortalSession",
 }
 ID_FIELDS = ("config_id", "delivery_id")
 # Methods that read nothing of any organisation (the event catalog).
@@ -226,6 +229,52 @@ def test_id_taking_methods_treat_another_orgs_ids_as_unknown(world: World, metho
     assert answers[0] == answers[1]
     assert answers[0][0] == grpc.StatusCode.NOT_FOUND, answers[0]
     world.assert_reveals_nothing(answers[0][1])
+    assert world.globex_state() == before
+
+
+def test_event_catalog_is_the_same_for_everyone(world: World) -> None:
+    """The catalog is global: it carries nothing of any organisation."""
+    acme = world.acme.admin.list_event_types()
+    assert acme == world.globex.admin.list_event_types() and acme
+    world.assert_reveals_nothing(str(acme))
+
+
+def test_portal_sessions_stay_in_their_organisation(world: World) -> None:
+    """Acme cannot open a session for Globex (the same answer as for a made-up
+    organisation), Acme's session sees Acme only, and Acme cannot revoke
+    Globex's session (NOT_FOUND, as for a made-up id)."""
+    acme, globex = world.acme, world.globex
+    with pytest.raises(PermissionDeniedError) as theirs:
+        acme.admin.create_portal_session(organisation_id=globex.org_id)
+    with pytest.raises(PermissionDeniedError) as made_up:
+        acme.admin.create_portal_session(organisation_id="org_00000000000000madeup")
+    assert _masked(theirs.value.message, globex.org_id) == _masked(
+        made_up.value.message, "org_00000000000000madeup"
+    )
+    world.assert_reveals_nothing(str(theirs.value))
+
+    mine = acme.admin.create_portal_session()
+    with AdminClient(world.srv.target, mine.token) as dashboard:
+        configs = dashboard.list_webhook_configs()
+        assert acme.config_id in {c.id for c in configs} and len(configs) == 2
+        logs = list(dashboard.iter_delivery_logs())
+        assert len(logs) == 2
+        assert list(dashboard.list_delivery_logs(config_id=globex.config_id).logs) == []
+        with pytest.raises(NotFoundError):
+            dashboard.send_test_event(globex.config_id)
+        world.assert_reveals_nothing(str(configs) + str(logs))
+
+    before = world.globex_state()
+    theirs_session = globex.admin.create_portal_session()
+    with pytest.raises(NotFoundError) as revoke_theirs:
+        acme.admin.revoke_portal_session(theirs_session.session_id)
+    with pytest.raises(NotFoundError) as revoke_made_up:
+        acme.admin.revoke_portal_session("wps_00000000000000madeup")
+    assert _masked(revoke_theirs.value.message, theirs_session.session_id) == _masked(
+        revoke_made_up.value.message, "wps_00000000000000madeup"
+    )
+    with AdminClient(world.srv.target, theirs_session.token) as globex_dashboard:
+        assert globex.config_id in {c.id for c in globex_dashboard.list_webhook_configs()}
     assert world.globex_state() == before
 
 
@@ -310,17 +359,25 @@ def test_page_tokens_are_bound_to_the_filters(world: World) -> None:
 def test_publishing_for_another_org_is_permission_denied(world: World) -> None:
     acme = world.acme.publisher
     with pytest.raises(PermissionDeniedError) as theirs:
-        acme.publish_event(world.globex.org_id, "reward.claimed", {"x": 1}, id="evt_attack")
+        acme.publish_event(
+            world.globex.org_id, "reward.claimed", example("reward.claimed"), id="evt_attack"
+        )
     with pytest.raises(PermissionDeniedError) as made_up:
-        acme.publish_event("org_doesnotexist", "reward.claimed", {"x": 1}, id="evt_attack")
+        acme.publish_event(
+            "org_doesnotexist", "reward.claimed", example("reward.claimed"), id="evt_attack"
+        )
     assert _masked(theirs.value.message, world.globex.org_id) == _masked(
         made_up.value.message, "org_doesnotexist"
     )
     with pytest.raises(PermissionDeniedError):
         acme.publish_events(
             [
-                make_publish_request(world.acme.org_id, "reward.claimed", {}),
-                make_publish_request(world.globex.org_id, "reward.claimed", {}),
+                make_publish_request(
+                    world.acme.org_id, "reward.claimed", example("reward.claimed")
+                ),
+                make_publish_request(
+                    world.globex.org_id, "reward.claimed", example("reward.claimed")
+                ),
             ]
         )
     # Nothing was stored for Globex (the refusals happen before any write).
@@ -332,7 +389,7 @@ def test_event_ids_are_per_organisation(world: World) -> None:
     """Publishing Globex's event id as Acme is a new event, not a ``duplicate``
     (that answer would confirm Globex's id exists)."""
     result = world.acme.publisher.publish_event(
-        world.acme.org_id, "reward.claimed", {"x": 1}, id=world.globex.event_id
+        world.acme.org_id, "reward.claimed", example("reward.claimed"), id=world.globex.event_id
     )
     assert result.duplicate is False and result.deliveries == 1
 

@@ -5,6 +5,7 @@ Python enums (:class:`DeliveryOutcome`, :class:`DeliveryStatus`) and aware
 ``datetime`` values, never raw protobuf messages.
 """
 
+from webhooks_client._aio import AsyncAdminClient, AsyncPublisherClient
 from webhooks_client._client import AdminClient, PublisherClient, make_publish_request
 from webhooks_client._errors import (
     AlreadyExistsError,
@@ -29,6 +30,13 @@ from webhooks_client.dedupe import (
     RedisStore,
     Reply,
 )
+from webhooks_client.events import (
+    EventParseError,
+    event_type_of,
+    event_types,
+    parse_event,
+    payload_class,
+)
 from webhooks_client.models import (
     DeleteWebhookConfigResult,
     Delivery,
@@ -38,6 +46,7 @@ from webhooks_client.models import (
     DeliveryStatus,
     EndpointHealth,
     EventTypeDefinition,
+    PortalSession,
     PublishResult,
     PutWebhookConfigResult,
     RetryDeliveryResult,
@@ -54,6 +63,8 @@ from webhooks_client.receiver import (
 __all__ = [
     "AdminClient",
     "AlreadyExistsError",
+    "AsyncAdminClient",
+    "AsyncPublisherClient",
     "DeadlineExceededError",
     "DedupeStore",
     "Deduplicator",
@@ -64,6 +75,7 @@ __all__ = [
     "DeliveryOutcome",
     "DeliveryStatus",
     "EndpointHealth",
+    "EventParseError",
     "EventTypeDefinition",
     "FailedPreconditionError",
     "FieldViolation",
@@ -73,6 +85,7 @@ __all__ = [
     "NotFoundError",
     "Outcome",
     "PermissionDeniedError",
+    "PortalSession",
     "PublishResult",
     "PublisherClient",
     "PutWebhookConfigResult",
@@ -86,8 +99,12 @@ __all__ = [
     "WebhookConfig",
     "WebhookVerificationError",
     "WebhooksClientError",
+    "event_type_of",
+    "event_types",
     "from_rpc_error",
     "make_publish_request",
+    "parse_event",
+    "payload_class",
     "sign",
     "signed_headers",
     "verify",

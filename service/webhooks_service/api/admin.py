@@ -20,12 +20,14 @@ from sqlalchemy.engine import Engine
 from webhooks.v1 import admin_pb2, admin_pb2_grpc
 from webhooks_service.api.auth import require_organisation
 from webhooks_service.api.operations import AdminOperations
+from webhooks_service.api.portal import PortalOperations
 from webhooks_service.config import Settings
 from webhooks_service.core import configs, endpoint_headers, event_types, logs
 from webhooks_service.core.ids import PublicIds
 from webhooks_service.core.server_keys import keyring
 from webhooks_service.errors import FieldViolation, InvalidArgument
 from webhooks_service.storage.endpoint_health import EndpointHealth
+from webhooks_service.storage.models import utcnow
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -134,18 +136,23 @@ def event_type_to_proto(info: event_types.EventTypeInfo) -> admin_pb2.EventTypeD
     )
 
 
-class WebhookAdminServicer(AdminOperations, admin_pb2_grpc.WebhookAdminServicer):
+class WebhookAdminServicer(AdminOperations, PortalOperations, admin_pb2_grpc.WebhookAdminServicer):
     """Configs and logs here; retry, replay, test event, rotation in ``api/operations.py``.
 
     ``notify`` wakes the in-process delivery worker after a retry or replay.
     """
 
     def __init__(
-        self, settings: Settings, engine: Engine, notify: Callable[[], Any] | None = None
+        self,
+        settings: Settings,
+        engine: Engine,
+        notify: Callable[[], Any] | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._settings = settings
         self._engine = engine
         self._notify = notify
+        self._clock = clock  # wall clock of portal sessions (tests move it)
 
     async def ListWebhookConfigs(
         self, request: admin_pb2.ListWebhookConfigsRequest, context: Context

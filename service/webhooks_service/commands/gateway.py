@@ -68,7 +68,7 @@ def register(sub: Any) -> None:
         help="on SIGTERM/Ctrl-C, stop taking new connections and give requests in flight "
         "this long to finish [default 5]",
     )
-    config.add_arguments(parser, ["log_level"])
+    config.add_arguments(parser, ["log_level", "cors_allowed_origins"])
     parser.set_defaults(handler=_run)
 
 
@@ -129,6 +129,7 @@ def build_config(args: argparse.Namespace, upstreams: list[str]) -> GatewayConfi
         admin_port=args.admin_port,
         max_request_bytes=args.max_request_bytes,
         max_response_bytes=args.max_response_bytes,
+        cors_allowed_origins=settings.cors_allowed_origins,
     )
 
 

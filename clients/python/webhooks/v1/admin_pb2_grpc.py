@@ -83,6 +83,16 @@ class WebhookAdminStub:
                 request_serializer=webhooks_dot_v1_dot_admin__pb2.ListEventTypesRequest.SerializeToString,
                 response_deserializer=webhooks_dot_v1_dot_admin__pb2.ListEventTypesResponse.FromString,
                 _registered_method=True)
+        self.CreatePortalSession = channel.unary_unary(
+                '/webhooks.v1.WebhookAdmin/CreatePortalSession',
+                request_serializer=webhooks_dot_v1_dot_admin__pb2.CreatePortalSessionRequest.SerializeToString,
+                response_deserializer=webhooks_dot_v1_dot_admin__pb2.CreatePortalSessionResponse.FromString,
+                _registered_method=True)
+        self.RevokePortalSession = channel.unary_unary(
+                '/webhooks.v1.WebhookAdmin/RevokePortalSession',
+                request_serializer=webhooks_dot_v1_dot_admin__pb2.RevokePortalSessionRequest.SerializeToString,
+                response_deserializer=webhooks_dot_v1_dot_admin__pb2.RevokePortalSessionResponse.FromString,
+                _registered_method=True)
 
 
 class WebhookAdminServicer:
@@ -173,9 +183,9 @@ class WebhookAdminServicer:
     def SendTestEvent(self, request, context):
         """Sends a test event to one endpoint and returns the attempt.
 
-        The event has the reserved type `webhook.ping` (not part of the catalog:
-        it cannot be published or subscribed to, and it is delivered whatever the
-        configuration's `event_types`), a new id `evt_…` and the data
+        The event has the reserved type `webhook.ping` (payload
+        webhooks.v1.WebhookPing; it cannot be published or subscribed to, and it
+        is delivered whatever the configuration's `event_types`), a new id `evt_…` and the data
         `{"config_id": "whc_…"}`; it is signed like every delivery. The service
         attempts it once, during this call (up to the attempt timeout), records
         it in the delivery log like any attempt, and never retries it: a failed
@@ -203,8 +213,37 @@ class WebhookAdminServicer:
 
     def ListEventTypes(self, request, context):
         """Lists the event catalog: every event type an endpoint can receive, with
-        the JSON Schema of its `data` and an example. The same for every
-        organisation; needs scope `webhooks:read`.
+        the JSON Schema of its `data` and an example, in catalog order: the six
+        published categories, then `webhook` (`webhook.endpoint_disabled`,
+        `webhook.delivery_failed`, sent by the service itself, and
+        `webhook.ping`, the test event, which cannot be subscribed to). The same
+        for every organisation; needs scope `webhooks:read`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreatePortalSession(self, request, context):
+        """--- Portal sessions (the dashboard) ---
+
+        Mints a short-lived token that signs one organisation's admins into the
+        dashboard without an API key, and answers `url`, a link that opens the
+        dashboard signed in (the token travels in the URL fragment, which
+        browsers never send to a server or in a Referer). A key of one
+        organisation mints sessions for that organisation; a platform key
+        (created with `webhooks keys create --platform --scope webhooks:write …`)
+        names the organisation in `organisation_id`. The session's scopes are at
+        most the caller's; a portal session cannot mint another. The token is
+        stored hashed; once expired or revoked it is UNAUTHENTICATED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokePortalSession(self, request, context):
+        """Ends a portal session before it expires (e.g. when the admin signs out of
+        the host platform). Revoking a session that already ended is not an
+        error (`revoked` is false).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -257,6 +296,16 @@ def add_WebhookAdminServicer_to_server(servicer, server):
                     servicer.ListEventTypes,
                     request_deserializer=webhooks_dot_v1_dot_admin__pb2.ListEventTypesRequest.FromString,
                     response_serializer=webhooks_dot_v1_dot_admin__pb2.ListEventTypesResponse.SerializeToString,
+            ),
+            'CreatePortalSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePortalSession,
+                    request_deserializer=webhooks_dot_v1_dot_admin__pb2.CreatePortalSessionRequest.FromString,
+                    response_serializer=webhooks_dot_v1_dot_admin__pb2.CreatePortalSessionResponse.SerializeToString,
+            ),
+            'RevokePortalSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokePortalSession,
+                    request_deserializer=webhooks_dot_v1_dot_admin__pb2.RevokePortalSessionRequest.FromString,
+                    response_serializer=webhooks_dot_v1_dot_admin__pb2.RevokePortalSessionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -506,6 +555,60 @@ class WebhookAdmin:
             '/webhooks.v1.WebhookAdmin/ListEventTypes',
             webhooks_dot_v1_dot_admin__pb2.ListEventTypesRequest.SerializeToString,
             webhooks_dot_v1_dot_admin__pb2.ListEventTypesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePortalSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/webhooks.v1.WebhookAdmin/CreatePortalSession',
+            webhooks_dot_v1_dot_admin__pb2.CreatePortalSessionRequest.SerializeToString,
+            webhooks_dot_v1_dot_admin__pb2.CreatePortalSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokePortalSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/webhooks.v1.WebhookAdmin/RevokePortalSession',
+            webhooks_dot_v1_dot_admin__pb2.RevokePortalSessionRequest.SerializeToString,
+            webhooks_dot_v1_dot_admin__pb2.RevokePortalSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

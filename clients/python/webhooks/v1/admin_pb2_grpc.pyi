@@ -94,9 +94,9 @@ class WebhookAdminStub:
     SendTestEvent: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SendTestEventRequest, _admin_pb2.SendTestEventResponse]
     """Sends a test event to one endpoint and returns the attempt.
 
-    The event has the reserved type `webhook.ping` (not part of the catalog:
-    it cannot be published or subscribed to, and it is delivered whatever the
-    configuration's `event_types`), a new id `evt_…` and the data
+    The event has the reserved type `webhook.ping` (payload
+    webhooks.v1.WebhookPing; it cannot be published or subscribed to, and it
+    is delivered whatever the configuration's `event_types`), a new id `evt_…` and the data
     `{"config_id": "whc_…"}`; it is signed like every delivery. The service
     attempts it once, during this call (up to the attempt timeout), records
     it in the delivery log like any attempt, and never retries it: a failed
@@ -116,8 +116,29 @@ class WebhookAdminStub:
     """
     ListEventTypes: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListEventTypesRequest, _admin_pb2.ListEventTypesResponse]
     """Lists the event catalog: every event type an endpoint can receive, with
-    the JSON Schema of its `data` and an example. The same for every
-    organisation; needs scope `webhooks:read`.
+    the JSON Schema of its `data` and an example, in catalog order: the six
+    published categories, then `webhook` (`webhook.endpoint_disabled`,
+    `webhook.delivery_failed`, sent by the service itself, and
+    `webhook.ping`, the test event, which cannot be subscribed to). The same
+    for every organisation; needs scope `webhooks:read`.
+    """
+    CreatePortalSession: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CreatePortalSessionRequest, _admin_pb2.CreatePortalSessionResponse]
+    """--- Portal sessions (the dashboard) ---
+
+    Mints a short-lived token that signs one organisation's admins into the
+    dashboard without an API key, and answers `url`, a link that opens the
+    dashboard signed in (the token travels in the URL fragment, which
+    browsers never send to a server or in a Referer). A key of one
+    organisation mints sessions for that organisation; a platform key
+    (created with `webhooks keys create --platform --scope webhooks:write …`)
+    names the organisation in `organisation_id`. The session's scopes are at
+    most the caller's; a portal session cannot mint another. The token is
+    stored hashed; once expired or revoked it is UNAUTHENTICATED.
+    """
+    RevokePortalSession: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RevokePortalSessionRequest, _admin_pb2.RevokePortalSessionResponse]
+    """Ends a portal session before it expires (e.g. when the admin signs out of
+    the host platform). Revoking a session that already ended is not an
+    error (`revoked` is false).
     """
 
 @_typing.type_check_only
@@ -186,9 +207,9 @@ class WebhookAdminAsyncStub(WebhookAdminStub):
     SendTestEvent: _aio.UnaryUnaryMultiCallable[_admin_pb2.SendTestEventRequest, _admin_pb2.SendTestEventResponse]  # type: ignore[assignment]
     """Sends a test event to one endpoint and returns the attempt.
 
-    The event has the reserved type `webhook.ping` (not part of the catalog:
-    it cannot be published or subscribed to, and it is delivered whatever the
-    configuration's `event_types`), a new id `evt_…` and the data
+    The event has the reserved type `webhook.ping` (payload
+    webhooks.v1.WebhookPing; it cannot be published or subscribed to, and it
+    is delivered whatever the configuration's `event_types`), a new id `evt_…` and the data
     `{"config_id": "whc_…"}`; it is signed like every delivery. The service
     attempts it once, during this call (up to the attempt timeout), records
     it in the delivery log like any attempt, and never retries it: a failed
@@ -208,8 +229,29 @@ class WebhookAdminAsyncStub(WebhookAdminStub):
     """
     ListEventTypes: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListEventTypesRequest, _admin_pb2.ListEventTypesResponse]  # type: ignore[assignment]
     """Lists the event catalog: every event type an endpoint can receive, with
-    the JSON Schema of its `data` and an example. The same for every
-    organisation; needs scope `webhooks:read`.
+    the JSON Schema of its `data` and an example, in catalog order: the six
+    published categories, then `webhook` (`webhook.endpoint_disabled`,
+    `webhook.delivery_failed`, sent by the service itself, and
+    `webhook.ping`, the test event, which cannot be subscribed to). The same
+    for every organisation; needs scope `webhooks:read`.
+    """
+    CreatePortalSession: _aio.UnaryUnaryMultiCallable[_admin_pb2.CreatePortalSessionRequest, _admin_pb2.CreatePortalSessionResponse]  # type: ignore[assignment]
+    """--- Portal sessions (the dashboard) ---
+
+    Mints a short-lived token that signs one organisation's admins into the
+    dashboard without an API key, and answers `url`, a link that opens the
+    dashboard signed in (the token travels in the URL fragment, which
+    browsers never send to a server or in a Referer). A key of one
+    organisation mints sessions for that organisation; a platform key
+    (created with `webhooks keys create --platform --scope webhooks:write …`)
+    names the organisation in `organisation_id`. The session's scopes are at
+    most the caller's; a portal session cannot mint another. The token is
+    stored hashed; once expired or revoked it is UNAUTHENTICATED.
+    """
+    RevokePortalSession: _aio.UnaryUnaryMultiCallable[_admin_pb2.RevokePortalSessionRequest, _admin_pb2.RevokePortalSessionResponse]  # type: ignore[assignment]
+    """Ends a portal session before it expires (e.g. when the admin signs out of
+    the host platform). Revoking a session that already ended is not an
+    error (`revoked` is false).
     """
 
 class WebhookAdminServicer(metaclass=_abc_1.ABCMeta):
@@ -317,9 +359,9 @@ class WebhookAdminServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_admin_pb2.SendTestEventResponse, _abc.Awaitable[_admin_pb2.SendTestEventResponse]]:
         """Sends a test event to one endpoint and returns the attempt.
 
-        The event has the reserved type `webhook.ping` (not part of the catalog:
-        it cannot be published or subscribed to, and it is delivered whatever the
-        configuration's `event_types`), a new id `evt_…` and the data
+        The event has the reserved type `webhook.ping` (payload
+        webhooks.v1.WebhookPing; it cannot be published or subscribed to, and it
+        is delivered whatever the configuration's `event_types`), a new id `evt_…` and the data
         `{"config_id": "whc_…"}`; it is signed like every delivery. The service
         attempts it once, during this call (up to the attempt timeout), records
         it in the delivery log like any attempt, and never retries it: a failed
@@ -351,8 +393,41 @@ class WebhookAdminServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ListEventTypesResponse, _abc.Awaitable[_admin_pb2.ListEventTypesResponse]]:
         """Lists the event catalog: every event type an endpoint can receive, with
-        the JSON Schema of its `data` and an example. The same for every
-        organisation; needs scope `webhooks:read`.
+        the JSON Schema of its `data` and an example, in catalog order: the six
+        published categories, then `webhook` (`webhook.endpoint_disabled`,
+        `webhook.delivery_failed`, sent by the service itself, and
+        `webhook.ping`, the test event, which cannot be subscribed to). The same
+        for every organisation; needs scope `webhooks:read`.
+        """
+
+    @_abc_1.abstractmethod
+    def CreatePortalSession(
+        self,
+        request: _admin_pb2.CreatePortalSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.CreatePortalSessionResponse, _abc.Awaitable[_admin_pb2.CreatePortalSessionResponse]]:
+        """--- Portal sessions (the dashboard) ---
+
+        Mints a short-lived token that signs one organisation's admins into the
+        dashboard without an API key, and answers `url`, a link that opens the
+        dashboard signed in (the token travels in the URL fragment, which
+        browsers never send to a server or in a Referer). A key of one
+        organisation mints sessions for that organisation; a platform key
+        (created with `webhooks keys create --platform --scope webhooks:write …`)
+        names the organisation in `organisation_id`. The session's scopes are at
+        most the caller's; a portal session cannot mint another. The token is
+        stored hashed; once expired or revoked it is UNAUTHENTICATED.
+        """
+
+    @_abc_1.abstractmethod
+    def RevokePortalSession(
+        self,
+        request: _admin_pb2.RevokePortalSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.RevokePortalSessionResponse, _abc.Awaitable[_admin_pb2.RevokePortalSessionResponse]]:
+        """Ends a portal session before it expires (e.g. when the admin signs out of
+        the host platform). Revoking a session that already ended is not an
+        error (`revoked` is false).
         """
 
 def add_WebhookAdminServicer_to_server(servicer: WebhookAdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,7 +1,7 @@
 """service keys: per-database random keys for opaque public ids and page tokens
 
-Revision ID: 0005_service_keys
-Revises: 0004_lifecycle
+Revision ID: 0006_service_keys
+Revises: 0005_portal_sessions
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_service_keys"
-down_revision: str | None = "0004_lifecycle"
+revision: str = "0006_service_keys"
+down_revision: str | None = "0005_portal_sessions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
