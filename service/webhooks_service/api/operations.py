@@ -27,6 +27,7 @@ from webhooks.v1 import admin_pb2
 from webhooks_service.api.auth import require_organisation
 from webhooks_service.config import Settings
 from webhooks_service.core import ping, redelivery, rotation
+from webhooks_service.delivery.attempt import attempt_session
 from webhooks_service.errors import FieldViolation, InvalidArgument
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -114,6 +115,7 @@ class AdminOperations:
             since=request.since.ToDatetime(tzinfo=UTC) if request.HasField("since") else None,
             until=request.until.ToDatetime(tzinfo=UTC) if request.HasField("until") else None,
             outcomes=_replay_outcomes(list(request.outcomes)),
+            budgets=redelivery.default_budgets(self._settings),
         )
         if replayed:
             self._wake_worker()
@@ -126,7 +128,13 @@ class AdminOperations:
         from webhooks_service.api.admin import log_to_proto
 
         org = require_organisation()
-        row = await ping.send_test_event(self._engine, self._settings, org, request.config_id)
+        row = await ping.send_test_event(
+            self._engine,
+            self._settings,
+            org,
+            request.config_id,
+            attempt_session=lambda: attempt_session(self._settings),
+        )
         return admin_pb2.SendTestEventResponse(log=log_to_proto(row))
 
     async def RotateWebhookSecret(

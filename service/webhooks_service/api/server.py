@@ -108,7 +108,7 @@ async def start_server(
     *,
     listen: str | None = None,
     notify: Callable[..., Any] | None = None,
-    lend: Callable[[], Any] | None = None,
+    lend: Callable[[str], Any] | None = None,
 ) -> ApiServer:
     """Build and start the API server on ``listen`` (default ``settings.grpc_listen``).
 

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from webhooks_service.storage.queue import FinishedAttempt
+    from webhooks_service.domain import FinishedAttempt
 
 ATTEMPT_LOGGER = "webhooks_service.delivery.attempts"
 _attempts_log = logging.getLogger(ATTEMPT_LOGGER)

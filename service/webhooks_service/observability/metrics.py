@@ -34,18 +34,18 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from sqlalchemy.engine import Engine
 
+from webhooks_service.domain import Outcome
 from webhooks_service.errors import ConfigurationError
 from webhooks_service.observability.logging import log_attempts
-from webhooks_service.storage.endpoint_health import attempted
 from webhooks_service.storage.models import utcnow
 from webhooks_service.storage.queue_stats import queue_stats
 
 if TYPE_CHECKING:
-    from webhooks_service.storage.queue import FinishedAttempt
+    from webhooks_service.domain import FinishedAttempt
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = ("delivered", "retry_scheduled", "failed", "dead")
+OUTCOMES = tuple(o.value for o in Outcome)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0)
 QUEUE_POLL_SECONDS = 5.0
 
@@ -104,7 +104,7 @@ class DeliveryObserver:
         m = self.metrics
         counts: dict[str, int] = {}
         for f in batch:
-            if attempted(f):
+            if f.attempted:
                 counts[f.outcome] = counts.get(f.outcome, 0) + 1
                 m.attempt_seconds.observe(f.duration_ms / 1000.0)
         for outcome, n in counts.items():

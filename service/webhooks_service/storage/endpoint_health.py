@@ -27,20 +27,16 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import sqlalchemy as sa
 
+from webhooks_service.domain import FinishedAttempt, Outcome
 from webhooks_service.storage.models import UTCDateTime, WebhookConfig
-
-if TYPE_CHECKING:
-    from webhooks_service.storage.queue import FinishedAttempt
 
 _T = cast(sa.Table, WebhookConfig.__table__)
 
 MAX_ERROR_LENGTH = 500
-# What the worker records for a delivery it finished without a request.
-NOT_ATTEMPTED_PREFIX = "endpoint disabled:"
 
 
 @dataclass(frozen=True)
@@ -86,10 +82,6 @@ def describe_failure(f: FinishedAttempt) -> str:
     return text[:MAX_ERROR_LENGTH]
 
 
-def attempted(f: FinishedAttempt) -> bool:
-    return not (f.response_status_code == 0 and f.error.startswith(NOT_ATTEMPTED_PREFIX))
-
-
 def summarise(finished: Sequence[FinishedAttempt]) -> list[dict[str, Any]]:
     """Per configuration: counts, latest success / error, and the failure run.
 
@@ -100,13 +92,13 @@ def summarise(finished: Sequence[FinishedAttempt]) -> list[dict[str, Any]]:
     """
     groups: dict[str, list[FinishedAttempt]] = {}
     for f in finished:
-        if attempted(f):
+        if f.attempted:
             groups.setdefault(f.config_id, []).append(f)
     out: list[dict[str, Any]] = []
     for config_id in sorted(groups):
         items = sorted(groups[config_id], key=lambda f: f.attempted_at)
-        successes = [f for f in items if f.outcome == "delivered"]
-        failures = [f for f in items if f.outcome != "delivered"]
+        successes = [f for f in items if f.outcome is Outcome.DELIVERED]
+        failures = [f for f in items if f.outcome is not Outcome.DELIVERED]
         last_ok = successes[-1].attempted_at if successes else None
         run = [f for f in failures if last_ok is None or f.attempted_at > last_ok]
         last_fail = failures[-1] if failures else None

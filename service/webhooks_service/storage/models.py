@@ -35,6 +35,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+# The clock lives in the domain; re-exported for the callers that take it from here.
+from webhooks_service.domain import utcnow as utcnow
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -249,7 +252,3 @@ class DeliveryAttempt(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     attempted_at: Mapped[datetime]
     next_attempt_at: Mapped[datetime | None]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

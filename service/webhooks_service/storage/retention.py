@@ -34,7 +34,6 @@ from sqlalchemy.engine import Engine
 
 from webhooks_service.storage import db
 from webhooks_service.storage.models import Delivery, DeliveryAttempt, Event
-from webhooks_service.storage.queue import writing
 
 events = cast(sa.Table, Event.__table__)
 deliveries = cast(sa.Table, Delivery.__table__)
@@ -93,7 +92,7 @@ def prune_batch(
     smaller than ``batch_size``."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    with writing(engine) as conn:
+    with db.write_transaction(engine) as conn:
         rows = conn.execute(
             _prunable(cutoff, resume_from).order_by(events.c.created_at).limit(batch_size)
         ).all()
