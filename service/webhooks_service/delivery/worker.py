@@ -40,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
@@ -307,8 +307,11 @@ class DeliveryWorker:
                 self._to_release.append(started.item)
 
     def _can_start(self, d: ClaimedDelivery, now: datetime) -> bool:
+        """Whether ``d`` may start now: its lease outlasts a whole attempt, or it was
+        claimed just now (a lease shorter than the timeout is the operator's choice)."""
+        left = (d.lease_until - now).total_seconds()
         need = (d.timeout_seconds or self.settings.attempt_timeout) + LEASE_MARGIN_SECONDS
-        return d.lease_until - now >= timedelta(seconds=need)
+        return left >= need or left >= self.settings.lease_seconds - LEASE_MARGIN_SECONDS
 
     async def _attempt(self, started: Started[ClaimedDelivery]) -> None:
         try:
