@@ -23,7 +23,9 @@ class Item:
         return Destination.of(self.url)
 
 
-def scheduler(global_limit: int = 16, destination_max: int = 8, **kw: object) -> FairScheduler[Item]:
+def scheduler(
+    global_limit: int = 16, destination_max: int = 8, **kw: object
+) -> FairScheduler[Item]:
     return FairScheduler(Limits(global_limit=global_limit, destination_max=destination_max, **kw))  # type: ignore[arg-type]
 
 

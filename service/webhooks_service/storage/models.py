@@ -134,11 +134,25 @@ class WebhookConfig(Base):
     timeout_seconds: Mapped[float | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
-    # Endpoint health (storage/endpoint_health.py): counters and the latest
-    # success/error, updated set-wise by finish_batch in the same transaction
-    # that logs the attempts. failing_since starts at the first failure after
-    # a success and clears on success; the health sweep disables endpoints
-    # that keep failing (endpoint_failure_disable_after).
+
+
+class EndpointHealth(Base):
+    """Per-configuration delivery health (storage/endpoint_health.py).
+
+    Counters and the latest success/error, folded in set-wise by finish_batch
+    in the transaction that logs the attempts. ``failing_since`` starts at the
+    first failure after a success and clears on success; the health sweep
+    disables endpoints that keep failing (endpoint_failure_disable_after).
+    A table of its own, not columns of ``webhook_configs``: the hot path's
+    upserts then never contend with the foreign-key locks publishing takes on
+    configuration rows, nor with admins' updates (no deadlocks).
+    """
+
+    __tablename__ = "endpoint_health"
+
+    config_id: Mapped[str] = mapped_column(
+        ForeignKey("webhook_configs.id", ondelete="CASCADE"), primary_key=True
+    )
     attempts_total: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     successes_total: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     failures_total: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

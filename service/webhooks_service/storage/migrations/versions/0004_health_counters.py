@@ -1,0 +1,85 @@
+"""endpoint health in a table of its own (no deadlocks with publishing's FK locks)
+
+Revision ID: 0004_health_counters
+Revises: 0003_endpoint_health
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0004_health_counters"
+down_revision: str | None = "0003_endpoint_health"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+_COLUMNS = (
+    "attempts_total",
+    "successes_total",
+    "failures_total",
+    "last_success_at",
+    "last_error",
+    "last_error_at",
+    "failing_since",
+)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "endpoint_health",
+        sa.Column("config_id", sa.String(length=32), nullable=False),
+        sa.Column("attempts_total", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column("successes_total", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column("failures_total", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column("last_success_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_error", sa.String(length=500), server_default="", nullable=False),
+        sa.Column("last_error_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("failing_since", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["config_id"],
+            ["webhook_configs.id"],
+            name=op.f("fk_endpoint_health_config_id_webhook_configs"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("config_id", name=op.f("pk_endpoint_health")),
+    )
+    op.create_index(
+        op.f("ix_endpoint_health_failing_since"), "endpoint_health", ["failing_since"], unique=False
+    )
+    cols = ", ".join(_COLUMNS)
+    op.execute(
+        f"INSERT INTO endpoint_health (config_id, {cols}) SELECT id, {cols} FROM webhook_configs"
+        " WHERE attempts_total > 0 OR failing_since IS NOT NULL"
+    )
+    with op.batch_alter_table("webhook_configs", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_webhook_configs_failing_since"))
+        for name in reversed(_COLUMNS):
+            batch_op.drop_column(name)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("webhook_configs", schema=None) as batch_op:
+        for name in ("attempts_total", "successes_total", "failures_total"):
+            batch_op.add_column(
+                sa.Column(name, sa.BigInteger(), server_default="0", nullable=False)
+            )
+        batch_op.add_column(sa.Column("last_success_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(
+            sa.Column("last_error", sa.String(length=500), server_default="", nullable=False)
+        )
+        batch_op.add_column(sa.Column("last_error_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("failing_since", sa.DateTime(timezone=True), nullable=True))
+        batch_op.create_index(
+            batch_op.f("ix_webhook_configs_failing_since"), ["failing_since"], unique=False
+        )
+    for name in _COLUMNS:
+        op.execute(
+            f"UPDATE webhook_configs SET {name} = (SELECT h.{name} FROM endpoint_health AS h"
+            " WHERE h.config_id = webhook_configs.id)"
+            " WHERE id IN (SELECT config_id FROM endpoint_health)"
+        )
+    op.drop_index(op.f("ix_endpoint_health_failing_since"), table_name="endpoint_health")
+    op.drop_table("endpoint_health")
