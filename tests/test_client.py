@@ -125,8 +125,6 @@ def test_database_down_is_unavailable() -> None:
 
 
 def test_publish_event(server: RunningServer, org: OrgKeys) -> None:  # noqa: F811
-    if not server.api.serves_publisher:
-        pytest.skip("EventPublisher not installed yet")
     with PublisherClient(server.target, org.publish) as client:
         first = client.publish_event(org.id, "reward.claimed", {"amount": 5}, id="evt_client_1")
         again = client.publish_event(org.id, "reward.claimed", {"amount": 5}, id="evt_client_1")

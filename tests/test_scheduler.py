@@ -142,9 +142,9 @@ def test_fast_successes_grow_the_limit_back_slow_ones_do_not() -> None:
     assert s.destination_limit("org_a", dest) == 1
     for _ in range(10):
         s.add(Item("org_a", url))
-        st = s.pop()
-        assert st is not None
-        s.done(st, Signal.SUCCESS, 5.0)  # slow: no growth
+        one = s.pop()
+        assert one is not None
+        s.done(one, Signal.SUCCESS, 5.0)  # slow: no growth
     assert s.destination_limit("org_a", dest) == 1
     for _ in range(200):
         s.add(Item("org_a", url))

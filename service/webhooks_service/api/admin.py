@@ -10,96 +10,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import grpc
-from google.protobuf import timestamp_pb2
 from sqlalchemy.engine import Engine
 
 from webhooks.v1 import admin_pb2, admin_pb2_grpc
 from webhooks_service.api.auth import require_organisation
+from webhooks_service.api.convert import (
+    config_to_proto,
+    log_to_proto,
+    outcome_from_proto,
+)
 from webhooks_service.api.operations import AdminOperations
 from webhooks_service.config import Settings
 from webhooks_service.core import configs, logs
-from webhooks_service.errors import FieldViolation, InvalidArgument
-from webhooks_service.storage.endpoint_health import EndpointHealth
 
 Context = grpc.aio.ServicerContext[Any, Any]
-
-
-def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
-
-
-def outcome_to_proto(outcome: str) -> admin_pb2.Outcome.ValueType:
-    return admin_pb2.Outcome.Value("OUTCOME_" + outcome.upper())
-
-
-def outcome_from_proto(value: int) -> str:
-    """The stored outcome for a filter value; "" for unspecified."""
-    if value == admin_pb2.OUTCOME_UNSPECIFIED:
-        return ""
-    try:
-        return admin_pb2.Outcome.Name(value).removeprefix("OUTCOME_").lower()  # type: ignore[arg-type]
-    except ValueError as exc:
-        raise InvalidArgument(
-            "invalid outcome filter", [FieldViolation("outcome", f"unknown value {value}")]
-        ) from exc
-
-
-def config_to_proto(row: configs.ConfigRow) -> admin_pb2.WebhookConfig:
-    return admin_pb2.WebhookConfig(
-        id=row.id,
-        url=row.url,
-        event_types=list(row.event_types),
-        enabled=row.enabled,
-        description=row.description,
-        secret_hint=configs.secret_hint(row.secret),
-        created_at=timestamp(row.created_at),
-        updated_at=timestamp(row.updated_at),
-        disabled_reason=row.disabled_reason,
-        health=health_to_proto(row.health),
-    )
-
-
-def health_to_proto(h: EndpointHealth) -> admin_pb2.EndpointHealth:
-    out = admin_pb2.EndpointHealth(
-        attempts=h.attempts, successes=h.successes, failures=h.failures, last_error=h.last_error
-    )
-    for name, value in (
-        ("last_success_at", h.last_success_at),
-        ("last_error_at", h.last_error_at),
-        ("failing_since", h.failing_since),
-    ):
-        if value is not None:
-            getattr(out, name).CopyFrom(timestamp(value))
-    return out
-
-
-def log_to_proto(row: logs.LogRow) -> admin_pb2.DeliveryLog:
-    entry = admin_pb2.DeliveryLog(
-        id=f"att_{row.id}",
-        event_id=row.event_id,
-        event_type=row.event_type,
-        config_id=row.config_id,
-        delivery_id=f"dlv_{row.delivery_id}",
-        attempt=row.attempt,
-        url=row.url,
-        request_body=row.request_body,
-        response_status_code=row.response_status_code,
-        response_body=row.response_body,
-        response_body_truncated=row.response_body_truncated,
-        error=row.error,
-        duration_ms=row.duration_ms,
-        outcome=outcome_to_proto(row.outcome),
-        attempted_at=timestamp(row.attempted_at),
-    )
-    if row.next_attempt_at is not None:
-        entry.next_attempt_at.CopyFrom(timestamp(row.next_attempt_at))
-    return entry
 
 
 class WebhookAdminServicer(AdminOperations, admin_pb2_grpc.WebhookAdminServicer):
