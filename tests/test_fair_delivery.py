@@ -1,0 +1,116 @@
+"""Fairness end to end, on SQLite and PostgreSQL: one organisation's flood to a
+host that never answers neither delays another organisation's deliveries nor
+takes more than its destination's (shrinking) limit of connections.
+
+The scheduler's rules are unit-tested in tests/test_scheduler.py; these run
+the real worker, database and receiver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from tests.support.receiver import Receiver, Reply, running_receiver
+from tests.support.server import make_org_and_keys, running_server
+from tests.support.server import test_settings as make_settings
+from webhooks_client import AdminClient, PublisherClient, make_publish_request
+from webhooks_service.delivery.worker import DeliveryWorker
+from webhooks_service.storage import db
+
+LIMITS = {
+    "max_in_flight": 32,
+    "max_in_flight_per_endpoint": 4,
+    "claim_batch_size": 20,
+    "attempt_timeout": 4.0,
+    "retry_schedule": (60.0,),
+    "poll_interval": 0.2,
+}
+HANG_CONFIGS = 20
+
+
+def hanging_paths() -> list[str]:
+    return [f"/hang/{i}" for i in range(HANG_CONFIGS)]
+
+
+def hang_count(rx: Receiver) -> int:
+    return sum(rx.count(p) for p in hanging_paths())
+
+
+def test_a_flood_to_a_hanging_host_neither_delays_others_nor_takes_more_than_its_limit(
+    database_url: str,
+) -> None:
+    with running_receiver() as rx, running_server(database_url, LIMITS, worker=True) as srv:
+        org_a, keys_a = make_org_and_keys(srv.engine, "Abuser")
+        org_b, keys_b = make_org_and_keys(srv.engine, "Bystander")
+        with AdminClient(srv.target, keys_a["all"]) as admin_a:
+            for path in hanging_paths():  # 20 configurations, one host
+                rx.program(path, Reply(hang=True))
+                admin_a.put_webhook_config(url=rx.url(path), event_types=["*"])
+        with AdminClient(srv.target, keys_b["all"]) as admin_b:
+            admin_b.put_webhook_config(url=rx.url("/ok"), event_types=["*"])
+        with PublisherClient(srv.target, keys_a["events:publish"]) as pub_a:
+            pub_a.publish_events(
+                [make_publish_request(org_a, "reward.claimed", {"i": i}) for i in range(5)]
+            )  # 100 deliveries to the hanging host
+        lags = []
+        with PublisherClient(srv.target, keys_b["events:publish"]) as pub_b:
+            for i in range(5):
+                sent = time.time()
+                pub_b.publish_event(org_b, "reward.claimed", {"i": i}, id=f"evt_b{i}")
+                got = rx.wait_for(i + 1, "/ok", timeout=10)[i]
+                lags.append(got.at - sent)
+        # B never waits for A's attempts to time out (4 s).
+        assert max(lags) < 2.0, lags
+        # A's 20 configurations share one destination limit of 4 connections.
+        assert hang_count(rx) == 4
+        # After the timeouts, the limit halves: the next window has 2.
+        deadline = time.monotonic() + 15
+        while hang_count(rx) < 5:
+            assert time.monotonic() < deadline, hang_count(rx)
+            time.sleep(0.05)
+        time.sleep(1.0)
+        assert hang_count(rx) == 6
+
+
+def test_claims_reach_another_organisation_behind_a_large_backlog(database_url: str) -> None:
+    """Deliveries published while no worker runs: A's 100 are due before B's one,
+    and the claim batch is 20; B's is still among the first started."""
+    settings = make_settings(database_url, LIMITS)
+    with running_receiver() as rx, running_server(database_url, LIMITS) as srv:
+        org_a, keys_a = make_org_and_keys(srv.engine, "Abuser")
+        org_b, keys_b = make_org_and_keys(srv.engine, "Bystander")
+        with AdminClient(srv.target, keys_a["all"]) as admin_a:
+            for path in hanging_paths():
+                rx.program(path, Reply(hang=True))
+                admin_a.put_webhook_config(url=rx.url(path), event_types=["*"])
+        with AdminClient(srv.target, keys_b["all"]) as admin_b:
+            admin_b.put_webhook_config(url=rx.url("/ok"), event_types=["*"])
+        with PublisherClient(srv.target, keys_a["events:publish"]) as pub_a:
+            pub_a.publish_events(
+                [make_publish_request(org_a, "reward.claimed", {"i": i}) for i in range(5)]
+            )
+        time.sleep(0.05)  # B's delivery is due after all of A's
+        with PublisherClient(srv.target, keys_b["events:publish"]) as pub_b:
+            pub_b.publish_event(org_b, "reward.claimed", {"i": 0}, id="evt_b")
+
+        engine = db.create_engine(database_url)
+
+        async def run() -> float:
+            worker = DeliveryWorker(settings, engine)
+            stop = asyncio.Event()
+            task = asyncio.create_task(worker.run(stop))
+            started = time.time()
+            try:
+                got = await asyncio.to_thread(rx.wait_for, 1, "/ok", 10)
+                return got[0].at - started
+            finally:
+                stop.set()
+                await task
+
+        try:
+            lag = asyncio.run(run())
+        finally:
+            engine.dispose()
+        assert lag < 2.0  # not after A's 4 s timeouts
+        assert hang_count(rx) == 4
