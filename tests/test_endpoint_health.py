@@ -8,13 +8,13 @@ takes no time. Both run on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.engine import Engine
 
+from tests.support.polling import eventually
 from tests.support.receiver import Receiver, Reply, running_receiver
 from tests.support.server import make_org_and_keys, running_server
 from tests.support.server import test_settings as make_settings
@@ -211,15 +211,12 @@ def served(database_url: str) -> Iterator[tuple[AdminClient, PublisherClient, st
             yield admin, pub, org_id, rx
 
 
-def _wait_health(
-    admin: AdminClient, config_id: str, attempts: int, timeout: float = 15.0
-) -> admin_pb2.WebhookConfig:
-    deadline = time.monotonic() + timeout
-    while True:
+def _wait_health(admin: AdminClient, config_id: str, attempts: int) -> admin_pb2.WebhookConfig:
+    def counted() -> admin_pb2.WebhookConfig | None:
         config = next(c for c in admin.list_webhook_configs() if c.id == config_id)
-        if config.health.attempts >= attempts or time.monotonic() > deadline:
-            return config
-        time.sleep(0.02)
+        return config if config.health.attempts >= attempts else None
+
+    return eventually(counted, what=f"{attempts} attempts counted")
 
 
 def test_list_shows_health_of_real_deliveries(
