@@ -2,13 +2,13 @@
 
 Rows of these tables never leave ``storage/``: the query modules next to this
 one return plain dataclasses. Schema changes go through Alembic migrations
-(``storage/migrations``); ``tests/test_migrations.py`` checks that the models
+(``storage/migrations``); ``tests/test_storage_schema.py`` checks that the models
 and the migrations agree.
 
 Identifiers: organisations, API keys and webhook configs have random string
 ids (``org_…``, ``key_…``, ``whc_…``). Events, deliveries and attempts are the
 high-volume tables and use integer surrogate keys; the public ids of
-deliveries and attempts are derived from them (see ``storage/ids.py``), and an
+deliveries and attempts are derived from them (``dlv_…``, ``att_…``, see ``api/convert.py``), and an
 event's public id is its ``event_id`` (unique per organisation).
 """
 
@@ -191,12 +191,14 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         # The claim query's index: only pending rows, ordered by due time.
-        # config_id is in the index so that skipping the due rows of endpoints a
-        # worker has saturated (claim_due's exclude_configs) never reads the table.
+        # config_id and organisation_id are in the index so that skipping the due
+        # rows the fair scheduler excludes (claim_due's exclude_configs and
+        # exclude_organisations) never reads the table.
         Index(
             "ix_deliveries_due",
             "next_attempt_at",
             "config_id",
+            "organisation_id",
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
         ),

@@ -1,6 +1,8 @@
-"""endpoint health in a table of its own (no deadlocks with publishing's FK locks)
+"""fair delivery: endpoint health in a table of its own (no deadlocks with
+publishing's FK locks); organisation_id in the claim index (claims skip the
+due rows of organisations with enough work waiting without reading the table)
 
-Revision ID: 0004_health_counters
+Revision ID: 0004_fair_delivery
 Revises: 0003_endpoint_health
 """
 
@@ -11,11 +13,12 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_health_counters"
+revision: str = "0004_fair_delivery"
 down_revision: str | None = "0003_endpoint_health"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+WHERE = "status = 'pending'"
 _COLUMNS = (
     "attempts_total",
     "successes_total",
@@ -27,7 +30,25 @@ _COLUMNS = (
 )
 
 
+def _due_index(columns: list[str]) -> None:
+    op.drop_index(
+        "ix_deliveries_due",
+        table_name="deliveries",
+        postgresql_where=sa.text(WHERE),
+        sqlite_where=sa.text(WHERE),
+    )
+    op.create_index(
+        "ix_deliveries_due",
+        "deliveries",
+        columns,
+        unique=False,
+        postgresql_where=sa.text(WHERE),
+        sqlite_where=sa.text(WHERE),
+    )
+
+
 def upgrade() -> None:
+    _due_index(["next_attempt_at", "config_id", "organisation_id"])
     op.create_table(
         "endpoint_health",
         sa.Column("config_id", sa.String(length=32), nullable=False),
@@ -61,6 +82,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    _due_index(["next_attempt_at", "config_id"])
     with op.batch_alter_table("webhook_configs", schema=None) as batch_op:
         for name in ("attempts_total", "successes_total", "failures_total"):
             batch_op.add_column(
