@@ -112,3 +112,22 @@ def test_claims_reach_another_organisation_behind_a_large_backlog(database_url: 
             engine.dispose()
         assert lag < 2.0  # not after A's 4 s timeouts
         assert hang_count(rx) == 4
+
+
+def test_an_organisations_hanging_endpoint_does_not_hold_back_its_healthy_one(
+    database_url: str,
+) -> None:
+    with running_receiver() as rx, running_server(database_url, LIMITS, worker=True) as srv:
+        org, keys = make_org_and_keys(srv.engine)
+        rx.program("/hang", Reply(hang=True))
+        with AdminClient(srv.target, keys["all"]) as admin:
+            admin.put_webhook_config(url=rx.url("/hang"), event_types=["*"])
+            admin.put_webhook_config(url=f"http://localhost:{rx.port}/ok", event_types=["*"])
+        with PublisherClient(srv.target, keys["events:publish"]) as pub:
+            pub.publish_events(
+                [make_publish_request(org, "reward.claimed", {"i": i}) for i in range(100)]
+            )
+        # All 100 reach the healthy endpoint well before the first timeouts (4 s),
+        # although the hanging one's 96 waiting deliveries exceed the prefetch.
+        rx.wait_for(100, "/ok", timeout=3.5)
+        assert rx.count("/hang") == 4

@@ -172,16 +172,29 @@ def test_a_timing_out_destination_cannot_crowd_out_healthy_work() -> None:
 
 
 def test_claims_skip_organisations_and_destinations_with_enough_waiting() -> None:
-    s = scheduler(global_limit=4, destination_max=2, org_prefetch=10)
-    for i in range(12):
-        s.add(Item("org_a", "http://a.example/", config_id=f"whc_a{i % 3}"))
-    for _ in range(3):
+    s = scheduler(global_limit=4, destination_max=4, org_prefetch=10)
+    for i in range(12):  # 4 destinations: 11 waiting that could start soon
+        s.add(Item("org_a", f"http://a{i % 4}.example/", config_id=f"whc_a{i % 3}"))
+    for _ in range(6):
         s.add(Item("org_b", "http://b.example/", config_id="whc_b"))
     s.add(Item("org_c", "http://c.example/", config_id="whc_c"))
     pop_all(s)
     orgs, configs = s.claim_exclusions()
-    assert orgs == {"org_a"}  # 10 waiting: its rows are skipped
+    assert orgs == {"org_a"}  # its rows are skipped
     assert configs == {"whc_b"}  # b's destination has a full limit waiting; c's has room
+
+
+def test_a_hanging_destination_does_not_get_its_organisations_other_work_excluded() -> None:
+    s = scheduler(global_limit=256, destination_max=4, org_prefetch=10)
+    for _ in range(500):  # a huge pile for one destination
+        s.add(Item("org_a", "http://hang.example/", config_id="whc_hang"))
+    pop_all(s)
+    orgs, configs = s.claim_exclusions()
+    assert orgs == set() and configs == {"whc_hang"}  # whc_ok's rows are still claimed
+    for i in range(12):  # many destinations with work waiting: now the organisation has enough
+        for _ in range(5):
+            s.add(Item("org_a", f"http://d{i}.example/", config_id=f"whc_{i}"))
+    assert s.claim_exclusions()[0] == {"org_a"}
 
 
 def test_a_reservation_takes_only_what_could_start_now() -> None:

@@ -29,8 +29,9 @@ directly (tests/test_scheduler.py). The rules, from the outside in:
    ``destination_max``. A destination that keeps timing out therefore holds
    one slot, and its retries cannot crowd out healthy work.
 4. **What to claim.** ``claim_exclusions`` names the organisations with
-   ``org_prefetch`` deliveries already waiting here and the configurations of
-   destinations with a full limit's worth waiting: the claim query skips
+   ``org_prefetch`` deliveries already waiting here that could start soon
+   (per destination, up to its limit) and the configurations of destinations
+   with a full limit's worth waiting: the claim query skips
    their rows, so the next batch holds other tenants' work. ``claim_room``
    is how many more deliveries are worth holding.
 
@@ -185,28 +186,33 @@ class FairScheduler(Generic[T]):
 
     def claim_exclusions(self) -> tuple[frozenset[str], frozenset[str]]:
         """(organisations, configurations) whose due rows the next claim should skip."""
-        orgs = frozenset(o for o, s in self._orgs.items() if s.waiting >= self.limits.org_prefetch)
+        orgs: set[str] = set()
         configs: set[str] = set()
         for org_id, org in self._orgs.items():
-            if org_id in orgs:
+            if self._soon(org_id, org) >= self.limits.org_prefetch:
+                orgs.add(org_id)
                 continue
             for destination, queue in org.queues.items():
                 d = self._dests[(org_id, destination)]
                 if len(queue) >= d.slots:
                     configs |= d.configs
-        return orgs, frozenset(configs)
+        return frozenset(orgs), frozenset(configs)
+
+    def _soon(self, org_id: str, org: _Org[T]) -> int:
+        """An organisation's waiting work that could start soon: per destination, up
+        to its limit. (A hanging destination's pile counts once, so it cannot get
+        the organisation's other destinations excluded from claims.)"""
+        return sum(min(len(q), self._dests[(org_id, dest)].slots) for dest, q in org.queues.items())
 
     def held(self) -> int:
         """Deliveries held here that count against claiming more: running, reserved,
         and waiting work up to what could start soon (a destination's limit, an
         organisation's prefetch), so a hanging destination's pile does not shrink
         everyone else's batches."""
-        waiting = 0
-        for org_id, org in self._orgs.items():
-            soon = sum(
-                min(len(q), self._dests[(org_id, dest)].slots) for dest, q in org.queues.items()
-            )
-            waiting += min(soon, self.limits.org_prefetch)
+        waiting = sum(
+            min(self._soon(org_id, org), self.limits.org_prefetch)
+            for org_id, org in self._orgs.items()
+        )
         return self._running + self._reserved + waiting
 
     # -- waiting and starting -----------------------------------------------
