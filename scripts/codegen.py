@@ -6,6 +6,9 @@ Writes, relative to DIR (default: the repository root):
   clients/python/webhooks/v1/*_pb2.py, *_pb2.pyi, *_pb2_grpc.py, *_pb2_grpc.pyi
   gateway/descriptor.pb   (FileDescriptorSet with imports, for Envoy's transcoder)
   gateway/openapi.json    (OpenAPI 3.1 of the REST API, by scripts/protoc_gen_openapi.py)
+  clients/python/webhooks/v1/event_types.json  (the event catalog with JSON Schemas, what
+                          ListEventTypes answers; by scripts/event_catalog.py)
+  docs/events.md          (the event catalog for humans, same source)
 
 `make check-gen` runs this into a temporary folder and diffs the result
 against the committed files. The protoc in grpcio-tools and mypy-protobuf
@@ -21,7 +24,11 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import event_catalog  # scripts/event_catalog.py
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
@@ -90,6 +97,20 @@ def generate(out: Path) -> None:
         ]
     )
     _openapi(gateway, protos)
+    _event_catalog(out, gateway / "descriptor.pb")
+
+
+def _event_catalog(out: Path, descriptor_set: Path) -> None:
+    """The catalog (JSON for ListEventTypes, Markdown for docs/) from the descriptor set
+    just written (it has the comments)."""
+    files = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set.read_bytes()).file
+    entries = event_catalog.catalog(files)
+    (out / "clients" / "python" / "webhooks" / "v1" / "event_types.json").write_text(
+        event_catalog.catalog_json(entries)
+    )
+    docs = out / "docs"
+    docs.mkdir(parents=True, exist_ok=True)
+    (docs / "events.md").write_text(event_catalog.events_markdown(entries))
 
 
 def _openapi(gateway: Path, protos: list[str]) -> None:
@@ -111,7 +132,7 @@ def _openapi(gateway: Path, protos: list[str]) -> None:
 
 
 GENERATED_DIRS = ["clients/python/webhooks"]
-GENERATED_FILES = ["gateway/descriptor.pb", "gateway/openapi.json"]
+GENERATED_FILES = ["gateway/descriptor.pb", "gateway/openapi.json", "docs/events.md"]
 
 
 def _listing(root: Path) -> dict[str, bytes]:

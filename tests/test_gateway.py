@@ -422,6 +422,7 @@ def test_openapi_description_is_served(rest: httpx.Client) -> None:
         "/webhooks/configs/{config_id}:rotate-secret",
         "/webhooks/configs/{config_id}:test",
         "/webhooks/deliveries/{delivery_id}:retry",
+        "/webhooks/event-types",
     }
 
 

@@ -258,6 +258,15 @@ class AdminClient(_Client):
             request.secret = secret
         return self._call(self._stub.RotateWebhookSecret, request, timeout)
 
+    def list_event_types(
+        self, *, category: str = "", timeout: float | None = None
+    ) -> list[admin_pb2.EventTypeDefinition]:
+        """The event catalog (or one ``category``): each type's ``name``,
+        ``description``, the JSON Schema of its ``data`` and an example (both
+        ``google.protobuf.Struct``; ``json_format.MessageToDict`` makes them dicts)."""
+        request = admin_pb2.ListEventTypesRequest(category=category)
+        return list(self._call(self._stub.ListEventTypes, request, timeout).event_types)
+
 
 def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
     if value.tzinfo is None:

@@ -19,12 +19,13 @@ from webhooks.v1 import admin_pb2, admin_pb2_grpc
 from webhooks_service.api.auth import require_organisation
 from webhooks_service.api.convert import (
     config_to_proto,
+    event_type_to_proto,
     log_to_proto,
     outcome_from_proto,
 )
 from webhooks_service.api.operations import AdminOperations
 from webhooks_service.config import Settings
-from webhooks_service.core import configs, logs
+from webhooks_service.core import configs, event_types, logs
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -101,3 +102,11 @@ class WebhookAdminServicer(AdminOperations, admin_pb2_grpc.WebhookAdminServicer)
         return admin_pb2.ListDeliveryLogsResponse(
             logs=[log_to_proto(r) for r in rows], next_page_token=token
         )
+
+    async def ListEventTypes(
+        self, request: admin_pb2.ListEventTypesRequest, context: Context
+    ) -> admin_pb2.ListEventTypesResponse:
+        # The catalog is the same for every organisation: any key with
+        # webhooks:read may read it (no organisation required).
+        types = event_types.list_event_types(request.category)
+        return admin_pb2.ListEventTypesResponse(event_types=[event_type_to_proto(t) for t in types])

@@ -8,11 +8,12 @@ so no vocabulary is re-listed here.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
 from webhooks.v1 import admin_pb2
-from webhooks_service.core import configs, logs, redelivery
+from webhooks_service.core import configs, event_types, logs, redelivery
 from webhooks_service.domain import DeliveryStatus, Outcome
 from webhooks_service.errors import FieldViolation, InvalidArgument
 from webhooks_service.storage.endpoint_health import EndpointHealth
@@ -20,11 +21,13 @@ from webhooks_service.storage.endpoint_health import EndpointHealth
 __all__ = [
     "config_to_proto",
     "delivery_to_proto",
+    "event_type_to_proto",
     "health_to_proto",
     "log_to_proto",
     "outcome_from_proto",
     "outcome_to_proto",
     "replay_outcomes_from_proto",
+    "struct",
     "timestamp",
 ]
 
@@ -136,3 +139,19 @@ def replay_outcomes_from_proto(values: list[int]) -> list[str]:
             )
         result.append(status.value)
     return result
+
+
+def struct(value: dict[str, Any]) -> struct_pb2.Struct:
+    out = struct_pb2.Struct()
+    out.update(value)
+    return out
+
+
+def event_type_to_proto(info: event_types.EventTypeInfo) -> admin_pb2.EventTypeDefinition:
+    return admin_pb2.EventTypeDefinition(
+        name=info.name,
+        category=info.category,
+        description=info.description,
+        schema=struct(info.schema),
+        example=struct(info.example),
+    )

@@ -6,6 +6,7 @@ from types import ModuleType
 
 from webhooks_service.commands import (
     db,
+    event_types,
     gateway,
     keys,
     orgs,
@@ -28,4 +29,5 @@ COMMAND_MODULES: list[ModuleType] = [
     prune,
     secrets,
     settings,
+    event_types,
 ]

@@ -12,6 +12,8 @@ Patterns (what a webhook configuration subscribes to) are a catalog type
 
 from __future__ import annotations
 
+import difflib
+
 from webhooks.v1 import events_pb2
 
 WILDCARD = "*"
@@ -81,3 +83,22 @@ def matches(pattern: str, event_type: str) -> bool:
 def matches_any(patterns: list[str] | tuple[str, ...], event_type: str) -> bool:
     """Whether any of a configuration's patterns covers ``event_type``."""
     return any(matches(p, event_type) for p in patterns)
+
+
+def did_you_mean(name: str, valid: list[str] | tuple[str, ...] | None = None) -> str:
+    """``one of …`` or ``did you mean …?`` for an unknown name, for error messages.
+
+    ``valid`` defaults to every catalog type; the answer also says where the
+    whole list is.
+    """
+    choices = list(EVENT_TYPES if valid is None else valid)
+    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.6)
+    if not close and valid is None and "." in name:
+        category = name.split(".", 1)[0]
+        close = [t for t in choices if t.startswith(category + ".")][:3]
+    if len(choices) <= 8:
+        return "one of " + ", ".join(choices)
+    where = "ListEventTypes (GET /webhooks/event-types) lists them all"
+    if close:
+        return "did you mean " + " or ".join(repr(c) for c in close) + f"? {where}"
+    return f"not an event type; {where}"

@@ -24,10 +24,11 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17webhooks/v1/admin.proto\x12\x0bwebhooks.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc2\x02\n\rWebhookConfig\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x13\n\x0b\x65vent_types\x18\x03 \x03(\t\x12\x0f\n\x07\x65nabled\x18\x04 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x19\n\x0bsecret_hint\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x1d\n\x0f\x64isabled_reason\x18\t \x01(\tB\x04\xe2\x41\x01\x03\x12\x31\n\x06health\x18\n \x01(\x0b\x32\x1b.webhooks.v1.EndpointHealthB\x04\xe2\x41\x01\x03\"\xf6\x01\n\x0e\x45ndpointHealth\x12\x10\n\x08\x61ttempts\x18\x01 \x01(\x03\x12\x11\n\tsuccesses\x18\x02 \x01(\x03\x12\x10\n\x08\x66\x61ilures\x18\x03 \x01(\x03\x12\x33\n\x0flast_success_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x05 \x01(\t\x12\x31\n\rlast_error_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rfailing_since\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\x19ListWebhookConfigsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"b\n\x1aListWebhookConfigsResponse\x12+\n\x07\x63onfigs\x18\x01 \x03(\x0b\x32\x1a.webhooks.v1.WebhookConfig\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xaa\x01\n\x17PutWebhookConfigRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\x03url\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x0b\x65vent_types\x18\x03 \x03(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x06secret\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07\x65nabled\x18\x05 \x01(\x08H\x01\x88\x01\x01\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\tB\t\n\x07_secretB\n\n\x08_enabled\"g\n\x18PutWebhookConfigResponse\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.webhooks.v1.WebhookConfig\x12\x0e\n\x06secret\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\"\xa0\x01\n\x17ListDeliveryLogsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x11\n\tconfig_id\x18\x03 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x04 \x01(\t\x12\x12\n\nevent_type\x18\x05 \x01(\t\x12%\n\x07outcome\x18\x06 \x01(\x0e\x32\x14.webhooks.v1.Outcome\"[\n\x18ListDeliveryLogsResponse\x12&\n\x04logs\x18\x01 \x03(\x0b\x32\x18.webhooks.v1.DeliveryLog\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xa3\x03\n\x0b\x44\x65liveryLog\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x11\n\tconfig_id\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65livery_id\x18\x05 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\x12\x0b\n\x03url\x18\x07 \x01(\t\x12\x14\n\x0crequest_body\x18\x08 \x01(\t\x12\x1c\n\x14response_status_code\x18\t \x01(\x05\x12\x15\n\rresponse_body\x18\n \x01(\t\x12\x1f\n\x17response_body_truncated\x18\x0b \x01(\x08\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\r \x01(\x05\x12%\n\x07outcome\x18\x0e \x01(\x0e\x32\x14.webhooks.v1.Outcome\x12\x30\n\x0c\x61ttempted_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fnext_attempt_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc3\x01\n\x08\x44\x65livery\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x11\n\tconfig_id\x18\x04 \x01(\t\x12+\n\x06status\x18\x05 \x01(\x0e\x32\x1b.webhooks.v1.DeliveryStatus\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\x05\x12\x33\n\x0fnext_attempt_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"1\n\x14RetryDeliveryRequest\x12\x19\n\x0b\x64\x65livery_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"S\n\x15RetryDeliveryResponse\x12\'\n\x08\x64\x65livery\x18\x01 \x01(\x0b\x32\x15.webhooks.v1.Delivery\x12\x11\n\tscheduled\x18\x02 \x01(\x08\"\xb6\x01\n\x17ReplayDeliveriesRequest\x12\x17\n\tconfig_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12/\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12)\n\x05until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x08outcomes\x18\x04 \x03(\x0e\x32\x14.webhooks.v1.Outcome\",\n\x18ReplayDeliveriesResponse\x12\x10\n\x08replayed\x18\x01 \x01(\x05\"/\n\x14SendTestEventRequest\x12\x17\n\tconfig_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\">\n\x15SendTestEventResponse\x12%\n\x03log\x18\x01 \x01(\x0b\x32\x18.webhooks.v1.DeliveryLog\"U\n\x1aRotateWebhookSecretRequest\x12\x17\n\tconfig_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x06secret\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\t\n\x07_secret\"\x99\x01\n\x1bRotateWebhookSecretResponse\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.webhooks.v1.WebhookConfig\x12\x0e\n\x06secret\x18\x02 \x01(\t\x12>\n\x1aprevious_secret_expires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*|\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTCOME_DELIVERED\x10\x01\x12\x1b\n\x17OUTCOME_RETRY_SCHEDULED\x10\x02\x12\x12\n\x0eOUTCOME_FAILED\x10\x03\x12\x10\n\x0cOUTCOME_DEAD\x10\x04*\xa3\x01\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45LIVERY_STATUS_PENDING\x10\x01\x12\x1d\n\x19\x44\x45LIVERY_STATUS_DELIVERED\x10\x02\x12\x1a\n\x16\x44\x45LIVERY_STATUS_FAILED\x10\x03\x12\x18\n\x14\x44\x45LIVERY_STATUS_DEAD\x10\x04\x32\xd5\x07\n\x0cWebhookAdmin\x12\x80\x01\n\x12ListWebhookConfigs\x12&.webhooks.v1.ListWebhookConfigsRequest\x1a\'.webhooks.v1.ListWebhookConfigsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/webhooks/configs\x12}\n\x10PutWebhookConfig\x12$.webhooks.v1.PutWebhookConfigRequest\x1a%.webhooks.v1.PutWebhookConfigResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x1a\x11/webhooks/configs:\x01*\x12w\n\x10ListDeliveryLogs\x12$.webhooks.v1.ListDeliveryLogsRequest\x1a%.webhooks.v1.ListDeliveryLogsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/webhooks/logs\x12\x8b\x01\n\rRetryDelivery\x12!.webhooks.v1.RetryDeliveryRequest\x1a\".webhooks.v1.RetryDeliveryResponse\"3\x82\xd3\xe4\x93\x02-\"(/webhooks/deliveries/{delivery_id}:retry:\x01*\x12\x90\x01\n\x10ReplayDeliveries\x12$.webhooks.v1.ReplayDeliveriesRequest\x1a%.webhooks.v1.ReplayDeliveriesResponse\"/\x82\xd3\xe4\x93\x02)\"$/webhooks/configs/{config_id}:replay:\x01*\x12\x85\x01\n\rSendTestEvent\x12!.webhooks.v1.SendTestEventRequest\x1a\".webhooks.v1.SendTestEventResponse\"-\x82\xd3\xe4\x93\x02\'\"\"/webhooks/configs/{config_id}:test:\x01*\x12\xa0\x01\n\x13RotateWebhookSecret\x12\'.webhooks.v1.RotateWebhookSecretRequest\x1a(.webhooks.v1.RotateWebhookSecretResponse\"6\x82\xd3\xe4\x93\x02\x30\"+/webhooks/configs/{config_id}:rotate-secret:\x01*B\x1aP\x01Z\x16webhooks/v1;webhooksv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17webhooks/v1/admin.proto\x12\x0bwebhooks.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc2\x02\n\rWebhookConfig\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x13\n\x0b\x65vent_types\x18\x03 \x03(\t\x12\x0f\n\x07\x65nabled\x18\x04 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x19\n\x0bsecret_hint\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x1d\n\x0f\x64isabled_reason\x18\t \x01(\tB\x04\xe2\x41\x01\x03\x12\x31\n\x06health\x18\n \x01(\x0b\x32\x1b.webhooks.v1.EndpointHealthB\x04\xe2\x41\x01\x03\"\xf6\x01\n\x0e\x45ndpointHealth\x12\x10\n\x08\x61ttempts\x18\x01 \x01(\x03\x12\x11\n\tsuccesses\x18\x02 \x01(\x03\x12\x10\n\x08\x66\x61ilures\x18\x03 \x01(\x03\x12\x33\n\x0flast_success_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x05 \x01(\t\x12\x31\n\rlast_error_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rfailing_since\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\x19ListWebhookConfigsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"b\n\x1aListWebhookConfigsResponse\x12+\n\x07\x63onfigs\x18\x01 \x03(\x0b\x32\x1a.webhooks.v1.WebhookConfig\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xaa\x01\n\x17PutWebhookConfigRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\x03url\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x0b\x65vent_types\x18\x03 \x03(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x06secret\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07\x65nabled\x18\x05 \x01(\x08H\x01\x88\x01\x01\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\tB\t\n\x07_secretB\n\n\x08_enabled\"g\n\x18PutWebhookConfigResponse\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.webhooks.v1.WebhookConfig\x12\x0e\n\x06secret\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\"\xa0\x01\n\x17ListDeliveryLogsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x11\n\tconfig_id\x18\x03 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x04 \x01(\t\x12\x12\n\nevent_type\x18\x05 \x01(\t\x12%\n\x07outcome\x18\x06 \x01(\x0e\x32\x14.webhooks.v1.Outcome\"[\n\x18ListDeliveryLogsResponse\x12&\n\x04logs\x18\x01 \x03(\x0b\x32\x18.webhooks.v1.DeliveryLog\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xa3\x03\n\x0b\x44\x65liveryLog\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x11\n\tconfig_id\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65livery_id\x18\x05 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\x12\x0b\n\x03url\x18\x07 \x01(\t\x12\x14\n\x0crequest_body\x18\x08 \x01(\t\x12\x1c\n\x14response_status_code\x18\t \x01(\x05\x12\x15\n\rresponse_body\x18\n \x01(\t\x12\x1f\n\x17response_body_truncated\x18\x0b \x01(\x08\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\r \x01(\x05\x12%\n\x07outcome\x18\x0e \x01(\x0e\x32\x14.webhooks.v1.Outcome\x12\x30\n\x0c\x61ttempted_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fnext_attempt_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc3\x01\n\x08\x44\x65livery\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x11\n\tconfig_id\x18\x04 \x01(\t\x12+\n\x06status\x18\x05 \x01(\x0e\x32\x1b.webhooks.v1.DeliveryStatus\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\x05\x12\x33\n\x0fnext_attempt_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"1\n\x14RetryDeliveryRequest\x12\x19\n\x0b\x64\x65livery_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"S\n\x15RetryDeliveryResponse\x12\'\n\x08\x64\x65livery\x18\x01 \x01(\x0b\x32\x15.webhooks.v1.Delivery\x12\x11\n\tscheduled\x18\x02 \x01(\x08\"\xb6\x01\n\x17ReplayDeliveriesRequest\x12\x17\n\tconfig_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12/\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12)\n\x05until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x08outcomes\x18\x04 \x03(\x0e\x32\x14.webhooks.v1.Outcome\",\n\x18ReplayDeliveriesResponse\x12\x10\n\x08replayed\x18\x01 \x01(\x05\"/\n\x14SendTestEventRequest\x12\x17\n\tconfig_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\">\n\x15SendTestEventResponse\x12%\n\x03log\x18\x01 \x01(\x0b\x32\x18.webhooks.v1.DeliveryLog\"U\n\x1aRotateWebhookSecretRequest\x12\x17\n\tconfig_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x06secret\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\t\n\x07_secret\"\x99\x01\n\x1bRotateWebhookSecretResponse\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.webhooks.v1.WebhookConfig\x12\x0e\n\x06secret\x18\x02 \x01(\t\x12>\n\x1aprevious_secret_expires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\")\n\x15ListEventTypesRequest\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\"O\n\x16ListEventTypesResponse\x12\x35\n\x0b\x65vent_types\x18\x01 \x03(\x0b\x32 .webhooks.v1.EventTypeDefinition\"\x9d\x01\n\x13\x45ventTypeDefinition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\'\n\x06schema\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x07\x65xample\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct*|\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTCOME_DELIVERED\x10\x01\x12\x1b\n\x17OUTCOME_RETRY_SCHEDULED\x10\x02\x12\x12\n\x0eOUTCOME_FAILED\x10\x03\x12\x10\n\x0cOUTCOME_DEAD\x10\x04*\xa3\x01\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45LIVERY_STATUS_PENDING\x10\x01\x12\x1d\n\x19\x44\x45LIVERY_STATUS_DELIVERED\x10\x02\x12\x1a\n\x16\x44\x45LIVERY_STATUS_FAILED\x10\x03\x12\x18\n\x14\x44\x45LIVERY_STATUS_DEAD\x10\x04\x32\xcf\x08\n\x0cWebhookAdmin\x12\x80\x01\n\x12ListWebhookConfigs\x12&.webhooks.v1.ListWebhookConfigsRequest\x1a\'.webhooks.v1.ListWebhookConfigsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/webhooks/configs\x12}\n\x10PutWebhookConfig\x12$.webhooks.v1.PutWebhookConfigRequest\x1a%.webhooks.v1.PutWebhookConfigResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x1a\x11/webhooks/configs:\x01*\x12w\n\x10ListDeliveryLogs\x12$.webhooks.v1.ListDeliveryLogsRequest\x1a%.webhooks.v1.ListDeliveryLogsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/webhooks/logs\x12\x8b\x01\n\rRetryDelivery\x12!.webhooks.v1.RetryDeliveryRequest\x1a\".webhooks.v1.RetryDeliveryResponse\"3\x82\xd3\xe4\x93\x02-\"(/webhooks/deliveries/{delivery_id}:retry:\x01*\x12\x90\x01\n\x10ReplayDeliveries\x12$.webhooks.v1.ReplayDeliveriesRequest\x1a%.webhooks.v1.ReplayDeliveriesResponse\"/\x82\xd3\xe4\x93\x02)\"$/webhooks/configs/{config_id}:replay:\x01*\x12\x85\x01\n\rSendTestEvent\x12!.webhooks.v1.SendTestEventRequest\x1a\".webhooks.v1.SendTestEventResponse\"-\x82\xd3\xe4\x93\x02\'\"\"/webhooks/configs/{config_id}:test:\x01*\x12\xa0\x01\n\x13RotateWebhookSecret\x12\'.webhooks.v1.RotateWebhookSecretRequest\x1a(.webhooks.v1.RotateWebhookSecretResponse\"6\x82\xd3\xe4\x93\x02\x30\"+/webhooks/configs/{config_id}:rotate-secret:\x01*\x12x\n\x0eListEventTypes\x12\".webhooks.v1.ListEventTypesRequest\x1a#.webhooks.v1.ListEventTypesResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/webhooks/event-typesB\x1aP\x01Z\x16webhooks/v1;webhooksv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -75,46 +76,54 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WEBHOOKADMIN'].methods_by_name['SendTestEvent']._serialized_options = b'\202\323\344\223\002\'\"\"/webhooks/configs/{config_id}:test:\001*'
   _globals['_WEBHOOKADMIN'].methods_by_name['RotateWebhookSecret']._loaded_options = None
   _globals['_WEBHOOKADMIN'].methods_by_name['RotateWebhookSecret']._serialized_options = b'\202\323\344\223\0020\"+/webhooks/configs/{config_id}:rotate-secret:\001*'
-  _globals['_OUTCOME']._serialized_start=2755
-  _globals['_OUTCOME']._serialized_end=2879
-  _globals['_DELIVERYSTATUS']._serialized_start=2882
-  _globals['_DELIVERYSTATUS']._serialized_end=3045
-  _globals['_WEBHOOKCONFIG']._serialized_start=137
-  _globals['_WEBHOOKCONFIG']._serialized_end=459
-  _globals['_ENDPOINTHEALTH']._serialized_start=462
-  _globals['_ENDPOINTHEALTH']._serialized_end=708
-  _globals['_LISTWEBHOOKCONFIGSREQUEST']._serialized_start=710
-  _globals['_LISTWEBHOOKCONFIGSREQUEST']._serialized_end=776
-  _globals['_LISTWEBHOOKCONFIGSRESPONSE']._serialized_start=778
-  _globals['_LISTWEBHOOKCONFIGSRESPONSE']._serialized_end=876
-  _globals['_PUTWEBHOOKCONFIGREQUEST']._serialized_start=879
-  _globals['_PUTWEBHOOKCONFIGREQUEST']._serialized_end=1049
-  _globals['_PUTWEBHOOKCONFIGRESPONSE']._serialized_start=1051
-  _globals['_PUTWEBHOOKCONFIGRESPONSE']._serialized_end=1154
-  _globals['_LISTDELIVERYLOGSREQUEST']._serialized_start=1157
-  _globals['_LISTDELIVERYLOGSREQUEST']._serialized_end=1317
-  _globals['_LISTDELIVERYLOGSRESPONSE']._serialized_start=1319
-  _globals['_LISTDELIVERYLOGSRESPONSE']._serialized_end=1410
-  _globals['_DELIVERYLOG']._serialized_start=1413
-  _globals['_DELIVERYLOG']._serialized_end=1832
-  _globals['_DELIVERY']._serialized_start=1835
-  _globals['_DELIVERY']._serialized_end=2030
-  _globals['_RETRYDELIVERYREQUEST']._serialized_start=2032
-  _globals['_RETRYDELIVERYREQUEST']._serialized_end=2081
-  _globals['_RETRYDELIVERYRESPONSE']._serialized_start=2083
-  _globals['_RETRYDELIVERYRESPONSE']._serialized_end=2166
-  _globals['_REPLAYDELIVERIESREQUEST']._serialized_start=2169
-  _globals['_REPLAYDELIVERIESREQUEST']._serialized_end=2351
-  _globals['_REPLAYDELIVERIESRESPONSE']._serialized_start=2353
-  _globals['_REPLAYDELIVERIESRESPONSE']._serialized_end=2397
-  _globals['_SENDTESTEVENTREQUEST']._serialized_start=2399
-  _globals['_SENDTESTEVENTREQUEST']._serialized_end=2446
-  _globals['_SENDTESTEVENTRESPONSE']._serialized_start=2448
-  _globals['_SENDTESTEVENTRESPONSE']._serialized_end=2510
-  _globals['_ROTATEWEBHOOKSECRETREQUEST']._serialized_start=2512
-  _globals['_ROTATEWEBHOOKSECRETREQUEST']._serialized_end=2597
-  _globals['_ROTATEWEBHOOKSECRETRESPONSE']._serialized_start=2600
-  _globals['_ROTATEWEBHOOKSECRETRESPONSE']._serialized_end=2753
-  _globals['_WEBHOOKADMIN']._serialized_start=3048
-  _globals['_WEBHOOKADMIN']._serialized_end=4029
+  _globals['_WEBHOOKADMIN'].methods_by_name['ListEventTypes']._loaded_options = None
+  _globals['_WEBHOOKADMIN'].methods_by_name['ListEventTypes']._serialized_options = b'\202\323\344\223\002\027\022\025/webhooks/event-types'
+  _globals['_OUTCOME']._serialized_start=3069
+  _globals['_OUTCOME']._serialized_end=3193
+  _globals['_DELIVERYSTATUS']._serialized_start=3196
+  _globals['_DELIVERYSTATUS']._serialized_end=3359
+  _globals['_WEBHOOKCONFIG']._serialized_start=167
+  _globals['_WEBHOOKCONFIG']._serialized_end=489
+  _globals['_ENDPOINTHEALTH']._serialized_start=492
+  _globals['_ENDPOINTHEALTH']._serialized_end=738
+  _globals['_LISTWEBHOOKCONFIGSREQUEST']._serialized_start=740
+  _globals['_LISTWEBHOOKCONFIGSREQUEST']._serialized_end=806
+  _globals['_LISTWEBHOOKCONFIGSRESPONSE']._serialized_start=808
+  _globals['_LISTWEBHOOKCONFIGSRESPONSE']._serialized_end=906
+  _globals['_PUTWEBHOOKCONFIGREQUEST']._serialized_start=909
+  _globals['_PUTWEBHOOKCONFIGREQUEST']._serialized_end=1079
+  _globals['_PUTWEBHOOKCONFIGRESPONSE']._serialized_start=1081
+  _globals['_PUTWEBHOOKCONFIGRESPONSE']._serialized_end=1184
+  _globals['_LISTDELIVERYLOGSREQUEST']._serialized_start=1187
+  _globals['_LISTDELIVERYLOGSREQUEST']._serialized_end=1347
+  _globals['_LISTDELIVERYLOGSRESPONSE']._serialized_start=1349
+  _globals['_LISTDELIVERYLOGSRESPONSE']._serialized_end=1440
+  _globals['_DELIVERYLOG']._serialized_start=1443
+  _globals['_DELIVERYLOG']._serialized_end=1862
+  _globals['_DELIVERY']._serialized_start=1865
+  _globals['_DELIVERY']._serialized_end=2060
+  _globals['_RETRYDELIVERYREQUEST']._serialized_start=2062
+  _globals['_RETRYDELIVERYREQUEST']._serialized_end=2111
+  _globals['_RETRYDELIVERYRESPONSE']._serialized_start=2113
+  _globals['_RETRYDELIVERYRESPONSE']._serialized_end=2196
+  _globals['_REPLAYDELIVERIESREQUEST']._serialized_start=2199
+  _globals['_REPLAYDELIVERIESREQUEST']._serialized_end=2381
+  _globals['_REPLAYDELIVERIESRESPONSE']._serialized_start=2383
+  _globals['_REPLAYDELIVERIESRESPONSE']._serialized_end=2427
+  _globals['_SENDTESTEVENTREQUEST']._serialized_start=2429
+  _globals['_SENDTESTEVENTREQUEST']._serialized_end=2476
+  _globals['_SENDTESTEVENTRESPONSE']._serialized_start=2478
+  _globals['_SENDTESTEVENTRESPONSE']._serialized_end=2540
+  _globals['_ROTATEWEBHOOKSECRETREQUEST']._serialized_start=2542
+  _globals['_ROTATEWEBHOOKSECRETREQUEST']._serialized_end=2627
+  _globals['_ROTATEWEBHOOKSECRETRESPONSE']._serialized_start=2630
+  _globals['_ROTATEWEBHOOKSECRETRESPONSE']._serialized_end=2783
+  _globals['_LISTEVENTTYPESREQUEST']._serialized_start=2785
+  _globals['_LISTEVENTTYPESREQUEST']._serialized_end=2826
+  _globals['_LISTEVENTTYPESRESPONSE']._serialized_start=2828
+  _globals['_LISTEVENTTYPESRESPONSE']._serialized_end=2907
+  _globals['_EVENTTYPEDEFINITION']._serialized_start=2910
+  _globals['_EVENTTYPEDEFINITION']._serialized_end=3067
+  _globals['_WEBHOOKADMIN']._serialized_start=3362
+  _globals['_WEBHOOKADMIN']._serialized_end=4465
 # @@protoc_insertion_point(module_scope)

@@ -73,6 +73,11 @@ class WebhookAdminStub:
                 request_serializer=webhooks_dot_v1_dot_admin__pb2.RotateWebhookSecretRequest.SerializeToString,
                 response_deserializer=webhooks_dot_v1_dot_admin__pb2.RotateWebhookSecretResponse.FromString,
                 _registered_method=True)
+        self.ListEventTypes = channel.unary_unary(
+                '/webhooks.v1.WebhookAdmin/ListEventTypes',
+                request_serializer=webhooks_dot_v1_dot_admin__pb2.ListEventTypesRequest.SerializeToString,
+                response_deserializer=webhooks_dot_v1_dot_admin__pb2.ListEventTypesResponse.FromString,
+                _registered_method=True)
 
 
 class WebhookAdminServicer:
@@ -178,6 +183,15 @@ class WebhookAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListEventTypes(self, request, context):
+        """Lists the event catalog: every event type an endpoint can receive, with
+        the JSON Schema of its `data` and an example. The same for every
+        organisation; needs scope `webhooks:read`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WebhookAdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -215,6 +229,11 @@ def add_WebhookAdminServicer_to_server(servicer, server):
                     servicer.RotateWebhookSecret,
                     request_deserializer=webhooks_dot_v1_dot_admin__pb2.RotateWebhookSecretRequest.FromString,
                     response_serializer=webhooks_dot_v1_dot_admin__pb2.RotateWebhookSecretResponse.SerializeToString,
+            ),
+            'ListEventTypes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEventTypes,
+                    request_deserializer=webhooks_dot_v1_dot_admin__pb2.ListEventTypesRequest.FromString,
+                    response_serializer=webhooks_dot_v1_dot_admin__pb2.ListEventTypesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -410,6 +429,33 @@ class WebhookAdmin:
             '/webhooks.v1.WebhookAdmin/RotateWebhookSecret',
             webhooks_dot_v1_dot_admin__pb2.RotateWebhookSecretRequest.SerializeToString,
             webhooks_dot_v1_dot_admin__pb2.RotateWebhookSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEventTypes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/webhooks.v1.WebhookAdmin/ListEventTypes',
+            webhooks_dot_v1_dot_admin__pb2.ListEventTypesRequest.SerializeToString,
+            webhooks_dot_v1_dot_admin__pb2.ListEventTypesResponse.FromString,
             options,
             channel_credentials,
             insecure,

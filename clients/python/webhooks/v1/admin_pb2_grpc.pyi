@@ -105,6 +105,11 @@ class WebhookAdminStub:
     older secret at once. The same as PutWebhookConfig with a new `secret`,
     without having to repeat the other settings.
     """
+    ListEventTypes: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListEventTypesRequest, _admin_pb2.ListEventTypesResponse]
+    """Lists the event catalog: every event type an endpoint can receive, with
+    the JSON Schema of its `data` and an example. The same for every
+    organisation; needs scope `webhooks:read`.
+    """
 
 @_typing.type_check_only
 class WebhookAdminAsyncStub(WebhookAdminStub):
@@ -182,6 +187,11 @@ class WebhookAdminAsyncStub(WebhookAdminStub):
     missing a delivery. Rotating again during the grace period replaces the
     older secret at once. The same as PutWebhookConfig with a new `secret`,
     without having to repeat the other settings.
+    """
+    ListEventTypes: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListEventTypesRequest, _admin_pb2.ListEventTypesResponse]  # type: ignore[assignment]
+    """Lists the event catalog: every event type an endpoint can receive, with
+    the JSON Schema of its `data` and an example. The same for every
+    organisation; needs scope `webhooks:read`.
     """
 
 class WebhookAdminServicer(metaclass=_abc_1.ABCMeta):
@@ -299,6 +309,17 @@ class WebhookAdminServicer(metaclass=_abc_1.ABCMeta):
         missing a delivery. Rotating again during the grace period replaces the
         older secret at once. The same as PutWebhookConfig with a new `secret`,
         without having to repeat the other settings.
+        """
+
+    @_abc_1.abstractmethod
+    def ListEventTypes(
+        self,
+        request: _admin_pb2.ListEventTypesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListEventTypesResponse, _abc.Awaitable[_admin_pb2.ListEventTypesResponse]]:
+        """Lists the event catalog: every event type an endpoint can receive, with
+        the JSON Schema of its `data` and an example. The same for every
+        organisation; needs scope `webhooks:read`.
         """
 
 def add_WebhookAdminServicer_to_server(servicer: WebhookAdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
