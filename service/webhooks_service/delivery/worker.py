@@ -182,6 +182,8 @@ class DeliveryWorker:
     async def _loop(self, stop: asyncio.Event) -> None:
         batch_size = self.settings.claim_batch_size
         while not stop.is_set():
+            if self._to_release:  # waited too long to start: back to the queue
+                await self._release_pending()
             room = self._room()
             if room >= self._min_claim() or (room > 0 and not self._running):
                 limit = min(room, batch_size)
