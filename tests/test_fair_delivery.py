@@ -131,3 +131,20 @@ def test_an_organisations_hanging_endpoint_does_not_hold_back_its_healthy_one(
         # although the hanging one's 96 waiting deliveries exceed the prefetch.
         rx.wait_for(100, "/ok", timeout=3.5)
         assert rx.count("/hang") == 4
+
+
+def test_a_backlog_larger_than_a_batch_drains_without_waiting_for_the_poll(
+    database_url: str,
+) -> None:
+    """Claims follow the work: when a destination the last claim skipped has room
+    again, the worker claims at once (not at the next poll, here 30 s away)."""
+    overrides = {**LIMITS, "poll_interval": 30.0}
+    with running_receiver() as rx, running_server(database_url, overrides, worker=True) as srv:
+        org, keys = make_org_and_keys(srv.engine)
+        with AdminClient(srv.target, keys["all"]) as admin:
+            admin.put_webhook_config(url=rx.url("/fast"), event_types=["*"])
+        with PublisherClient(srv.target, keys["events:publish"]) as pub:
+            pub.publish_events(
+                [make_publish_request(org, "reward.claimed", {"i": i}) for i in range(300)]
+            )
+        rx.wait_for(300, "/fast", timeout=10)  # 15 batches of 20

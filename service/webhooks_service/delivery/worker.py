@@ -111,8 +111,7 @@ class DeliveryWorker:
         self._wake = asyncio.Event()  # external: publish / NOTIFY (see runner.py)
         self._kick = asyncio.Event()  # what the loop waits on
         self._hard_kick = False  # a kick that must lead to a claim
-        # What the last claim skipped, and the exclusions of the last empty claim.
-        self._excluded: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+        # The exclusions of the last claim that came back empty (None: new work since).
         self._empty_for: tuple[frozenset[str], frozenset[str]] | None = None
         self._running: dict[asyncio.Task[None], Started[ClaimedDelivery]] = {}
         self._results: list[FinishedAttempt] = []
@@ -192,7 +191,6 @@ class DeliveryWorker:
                 self._kick.clear()
                 self._hard_kick = False
                 excluded = self.scheduler.claim_exclusions()
-                self._excluded = excluded
                 try:
                     claimed = await asyncio.to_thread(
                         queue.claim_due,
@@ -338,13 +336,13 @@ class DeliveryWorker:
         if self._to_release:
             self._poke()  # the loop releases them
         d = started.item
-        orgs, configs = self._excluded
-        if (d.organisation_id in orgs or d.config_id in configs) and (
-            self.scheduler.claim_exclusions() != self._excluded
-        ):
-            # Work the last claim skipped may be claimed again: claim soon.
-            self._excluded = self.scheduler.claim_exclusions()
-            self._kick.set()
+        if self._empty_for is not None and not self._kick.is_set():
+            orgs, configs = self._empty_for
+            if (
+                d.organisation_id in orgs or d.config_id in configs
+            ) and self.scheduler.claim_exclusions() != self._empty_for:
+                # Work the last (empty) claim skipped may be claimed now: claim soon.
+                self._kick.set()
         if self._waiting_for_slots and self._room() >= self._min_claim():
             self._waiting_for_slots = False
             self._poke()
