@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 
 from webhooks_service.core import catalog, pagetokens
 from webhooks_service.core.ping import PING_TYPE  # test events, outside the catalog
+from webhooks_service.domain import Outcome
 from webhooks_service.errors import FieldViolation, InvalidArgument
 from webhooks_service.storage import db
 from webhooks_service.storage import logs as store
@@ -21,7 +22,7 @@ __all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "OUTCOMES", "LogFilters", "LogR
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
-OUTCOMES = ("delivered", "retry_scheduled", "failed", "dead")
+OUTCOMES = tuple(o.value for o in Outcome)
 
 
 def _validate(page_size: int, filters: LogFilters) -> list[FieldViolation]:

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from webhooks_service.domain import Outcome
+
 if TYPE_CHECKING:
     from webhooks_service.domain import FinishedAttempt
 
@@ -38,10 +40,10 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
 }
 
 _LEVEL_BY_OUTCOME = {
-    "delivered": logging.DEBUG,
-    "retry_scheduled": logging.INFO,
-    "failed": logging.WARNING,
-    "dead": logging.WARNING,
+    Outcome.DELIVERED: logging.DEBUG,
+    Outcome.RETRY_SCHEDULED: logging.INFO,
+    Outcome.FAILED: logging.WARNING,
+    Outcome.DEAD: logging.WARNING,
 }
 
 
@@ -86,7 +88,7 @@ def configure_logging(level: str, fmt: str = "auto") -> None:
 def log_attempts(batch: Sequence[FinishedAttempt]) -> None:
     """One line per recorded attempt, at the outcome's level (see module doc)."""
     log = _attempts_log
-    if not log.isEnabledFor(logging.DEBUG) and all(f.outcome == "delivered" for f in batch):
+    if not log.isEnabledFor(logging.DEBUG) and all(f.outcome is Outcome.DELIVERED for f in batch):
         return  # the common case at INFO: nothing to format
     for f in batch:
         level = _LEVEL_BY_OUTCOME.get(f.outcome, logging.WARNING)

@@ -42,7 +42,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Engine
 
-from webhooks_service.domain import ClaimedDelivery, Lease
+from webhooks_service.domain import ClaimedDelivery, DeliveryStatus, Lease
 from webhooks_service.errors import NotFound
 from webhooks_service.storage import db
 from webhooks_service.storage.models import (
@@ -294,7 +294,7 @@ def _insert_sqlite(
             "organisation_id": key[0],
             "event_pk": pk,
             "config_id": target.config_id,
-            "status": "pending",
+            "status": DeliveryStatus.PENDING,
             "attempts": 0,
             "next_attempt_at": lease.until if claimed and lease else now,
             "claim_token": lease.token if claimed and lease else None,

@@ -264,7 +264,7 @@ class DeliveryAttempt(Base):
     response_body_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str] = mapped_column(Text, default="")
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
-    # "delivered" | "retry_scheduled" | "failed" | "dead"
+    # a domain.Outcome value
     outcome: Mapped[str] = mapped_column(String(16))
     attempted_at: Mapped[datetime]
     next_attempt_at: Mapped[datetime | None]

@@ -31,7 +31,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from webhooks_service.domain import ClaimedDelivery, FinishedAttempt, new_lease
+from webhooks_service.domain import ClaimedDelivery, DeliveryStatus, FinishedAttempt, new_lease
 from webhooks_service.storage import db, endpoint_health
 from webhooks_service.storage.models import Delivery as DeliveryRow
 from webhooks_service.storage.models import DeliveryAttempt, Event, UTCDateTime, WebhookConfig
@@ -160,7 +160,7 @@ def _sqlite_claim(
     """SQLite: the same claim under the database write lock (BEGIN IMMEDIATE)."""
     due = (
         sa.select(deliveries.c.id)
-        .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now)
+        .where(deliveries.c.status == DeliveryStatus.PENDING, deliveries.c.next_attempt_at <= now)
         .order_by(deliveries.c.next_attempt_at)
         .limit(limit)
     )

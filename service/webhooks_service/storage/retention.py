@@ -32,6 +32,7 @@ from typing import cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from webhooks_service.domain import DeliveryStatus
 from webhooks_service.storage import db
 from webhooks_service.storage.models import Delivery, DeliveryAttempt, Event
 
@@ -69,7 +70,7 @@ class Batch:
 def _no_pending_delivery() -> sa.ColumnElement[bool]:
     pending = (
         sa.select(deliveries.c.id)
-        .where(deliveries.c.event_pk == events.c.pk, deliveries.c.status == "pending")
+        .where(deliveries.c.event_pk == events.c.pk, deliveries.c.status == DeliveryStatus.PENDING)
         .exists()
     )
     return ~pending
@@ -108,7 +109,7 @@ def prune_batch(
                 .order_by(deliveries.c.id)
                 .with_for_update()
             ).all()
-            keep = {int(r.event_pk) for r in locked if r.status == "pending"}
+            keep = {int(r.event_pk) for r in locked if r.status == DeliveryStatus.PENDING}
             pks = [pk for pk in pks if pk not in keep]
         if not pks:
             return Batch(PruneResult(), len(rows), resume)
