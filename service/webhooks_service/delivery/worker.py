@@ -243,6 +243,12 @@ class DeliveryWorker:
             self._kick.clear()  # a claim with these very exclusions just came back empty
         if self._kick.is_set():
             return
+        if (
+            not self._waiting_for_slots
+            and self._empty_for is not None
+            and self.scheduler.claim_exclusions() != self._empty_for
+        ):
+            return  # what the last empty claim skipped has room since: claim again
         try:
             async with asyncio.timeout(seconds):
                 await self._kick.wait()
