@@ -27,6 +27,8 @@ from pathlib import Path
 from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
 
+from webhooks_service.core.listing import MAX_PAGE_SIZE  # the one page-size rule
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import event_catalog  # scripts/event_catalog.py
 
@@ -125,7 +127,7 @@ def _openapi(gateway: Path, protos: list[str]) -> None:
             [
                 f"--plugin=protoc-gen-openapi={launcher}",
                 f"--openapi_out={gateway}",
-                f"--openapi_opt=services={'+'.join(REST_SERVICES)}",
+                f"--openapi_opt=services={'+'.join(REST_SERVICES)},page_size_max={MAX_PAGE_SIZE}",
                 *protos,
             ]
         )

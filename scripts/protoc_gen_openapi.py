@@ -231,6 +231,8 @@ class Builder:
             ):
                 required.append(field.name)
         result: JsonObj = {"type": "object", "properties": props}
+        if not response:
+            result["additionalProperties"] = False  # the gateway refuses unknown fields
         if required:
             result["required"] = required
         doc = self.index.comments.get(name, "")
@@ -240,6 +242,8 @@ class Builder:
 
 
 def _error_components() -> JsonObj:
+    """The envelope, with its details typed: the generated clients get field
+    violations and retry delays as classes, not untyped dicts."""
     return {
         "Status": {
             "type": "object",
@@ -255,37 +259,88 @@ def _error_components() -> JsonObj:
                 "message": {"type": "string", "description": "For developers, in English."},
                 "details": {
                     "type": "array",
-                    "items": {"$ref": "#/components/schemas/Any"},
-                    "description": "Typed details; validation errors carry a "
-                    "`type.googleapis.com/google.rpc.BadRequest` (see BadRequest).",
+                    "items": {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/BadRequest"},
+                            {"$ref": "#/components/schemas/RetryInfo"},
+                        ]
+                    },
+                    "description": "Typed details, told apart by `@type`: INVALID_ARGUMENT "
+                    "errors caused by a field carry a BadRequest (which fields, what is "
+                    "allowed); rate-limited ones a RetryInfo. Empty otherwise.",
                 },
             },
         },
-        "Any": {
-            "type": "object",
-            "required": ["@type"],
-            "properties": {"@type": {"type": "string"}},
-            "additionalProperties": True,
-        },
         "BadRequest": {
             "type": "object",
-            "description": "A detail of INVALID_ARGUMENT errors: which fields are wrong.",
+            "description": "google.rpc.BadRequest, a detail of INVALID_ARGUMENT errors: "
+            "which request fields or query parameters are wrong, and why.",
+            "required": ["@type", "field_violations"],
             "properties": {
-                "@type": {"const": "type.googleapis.com/google.rpc.BadRequest"},
+                "@type": {
+                    "type": "string",
+                    "enum": ["type.googleapis.com/google.rpc.BadRequest"],
+                },
                 "field_violations": {
                     "type": "array",
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "field": {"type": "string"},
-                            "description": {"type": "string"},
-                            "reason": {"type": "string"},
-                        },
-                    },
+                    "items": {"$ref": "#/components/schemas/FieldViolation"},
+                },
+            },
+        },
+        "FieldViolation": {
+            "type": "object",
+            "description": "One wrong field: its name as in this description (list "
+            "elements as `event_types[1]`), and what is allowed.",
+            "required": ["field", "description"],
+            "properties": {
+                "field": {"type": "string"},
+                "description": {"type": "string"},
+                "reason": {"type": "string"},
+            },
+        },
+        "RetryInfo": {
+            "type": "object",
+            "description": "google.rpc.RetryInfo, a detail of RESOURCE_EXHAUSTED (429) "
+            "errors: how long to wait before retrying (also the Retry-After header).",
+            "required": ["@type", "retry_delay"],
+            "properties": {
+                "@type": {
+                    "type": "string",
+                    "enum": ["type.googleapis.com/google.rpc.RetryInfo"],
+                },
+                "retry_delay": {
+                    "type": "string",
+                    "pattern": "^-?[0-9]+(\\.[0-9]+)?s$",
+                    "description": "A duration in seconds, e.g. `1.5s`.",
                 },
             },
         },
     }
+
+
+def _referenced(spec: JsonObj) -> set[str]:
+    """Names of the schemas reachable from the paths (through every $ref)."""
+    schemas: JsonObj = spec["components"]["schemas"]
+    seen: set[str] = set()
+    prefix = "#/components/schemas/"
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith(prefix):
+                name = ref[len(prefix) :]
+                if name not in seen:
+                    seen.add(name)
+                    walk(schemas[name])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(spec["paths"])
+    walk(spec["components"]["responses"])
+    return seen
 
 
 def _http_rule(method: descriptor_pb2.MethodDescriptorProto) -> tuple[str, str, str] | None:
@@ -300,7 +355,11 @@ def _http_rule(method: descriptor_pb2.MethodDescriptorProto) -> tuple[str, str, 
     return pattern, getattr(rule, pattern), rule.body
 
 
-def build(request: plugin_pb2.CodeGeneratorRequest, services: set[str] | None) -> JsonObj:
+def build(
+    request: plugin_pb2.CodeGeneratorRequest,
+    services: set[str] | None,
+    page_size_max: int | None = None,
+) -> JsonObj:
     index = Index(request.proto_file)
     builder = Builder(index)
     paths: JsonObj = {}
@@ -319,9 +378,9 @@ def build(request: plugin_pb2.CodeGeneratorRequest, services: set[str] | None) -
                     continue
                 verb, path, body = rule
                 paths.setdefault(path, {})[verb] = _operation(
-                    builder, index, f".{sname}", method, path, body
+                    builder, index, f".{sname}", method, path, body, page_size_max
                 )
-    return {
+    spec: JsonObj = {
         "openapi": "3.1.0",
         "info": {
             "title": "Webhooks admin REST API",
@@ -331,7 +390,13 @@ def build(request: plugin_pb2.CodeGeneratorRequest, services: set[str] | None) -
             "webhooks.v1.WebhookAdmin). Generated from protos/ by "
             "scripts/protoc_gen_openapi.py; do not edit.",
         },
-        "servers": [{"url": "http://127.0.0.1:8080"}],
+        "servers": [
+            {
+                "url": "http://127.0.0.1:8080",
+                "description": "The default gateway address. The copy a gateway serves "
+                "(GET /webhooks/openapi.json) names the address it is served from.",
+            }
+        ],
         "security": [{"bearerAuth": []}],
         "paths": dict(sorted(paths.items())),
         "components": {
@@ -354,6 +419,13 @@ def build(request: plugin_pb2.CodeGeneratorRequest, services: set[str] | None) -
             "schemas": dict(sorted({**builder.schemas, **_error_components()}.items())),
         },
     }
+    # Only what the paths use: an unreferenced schema becomes a stray class in
+    # generated clients (the request messages of GET and path-only calls).
+    used = _referenced(spec)
+    spec["components"]["schemas"] = {
+        k: v for k, v in spec["components"]["schemas"].items() if k in used
+    }
+    return spec
 
 
 def _operation(
@@ -363,6 +435,7 @@ def _operation(
     method: descriptor_pb2.MethodDescriptorProto,
     path: str,
     body: str,
+    page_size_max: int | None = None,
 ) -> JsonObj:
     doc = index.comments.get(f"{service}.{method.name}", "")
     op: JsonObj = {
@@ -405,7 +478,10 @@ def _operation(
             if "$ref" in schema:
                 schema = builder.schemas[schema["$ref"].rsplit("/", 1)[1]]
             if field.name == "page_size" and schema.get("type") == "integer":
-                schema = {**schema, "minimum": 0}  # AIP-158: negative sizes are invalid
+                # AIP-158; the service's one rule (core/listing.py, passed by codegen.py).
+                schema = {**schema, "minimum": 0}
+                if page_size_max is not None:
+                    schema["maximum"] = page_size_max
             param: JsonObj = {"name": field.name, "in": "query", "schema": schema}
             doc_f = index.comments.get(f"{method.input_type}.{field.name}", "")
             if doc_f:
@@ -434,7 +510,8 @@ def main() -> None:
     request = plugin_pb2.CodeGeneratorRequest.FromString(sys.stdin.buffer.read())
     options = dict(part.split("=", 1) for part in request.parameter.split(",") if "=" in part)
     services = set(options["services"].split("+")) if options.get("services") else None
-    spec = build(request, services)
+    page_size_max = int(options["page_size_max"]) if options.get("page_size_max") else None
+    spec = build(request, services, page_size_max)
     response = plugin_pb2.CodeGeneratorResponse(
         supported_features=plugin_pb2.CodeGeneratorResponse.FEATURE_PROTO3_OPTIONAL
     )

@@ -133,6 +133,7 @@ def test_orgs_and_keys_from_the_command_line(
 
 def test_key_errors_are_one_line(webhooks: Callable[..., Result], tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/w.db"
+    assert webhooks("db", "upgrade", "--database-url", url).returncode == 0
     unknown = webhooks("keys", "create", "--org", "org_nope", "--scope", "webhooks:read",
                        "--database-url", url)  # fmt: skip
     assert_one_line_error(unknown, "organisation 'org_nope' does not exist")
@@ -189,6 +190,7 @@ def test_serve_reflection_health_and_graceful_stop(tmp_path: Path) -> None:
         "WEBHOOKS_GRPC_LISTEN": target,
         "WEBHOOKS_LOG_LEVEL": "WARNING",
         "WEBHOOKS_SHUTDOWN_GRACE": "2",
+        "WEBHOOKS_METRICS_LISTEN": "127.0.0.1:0",  # the default port may be another's
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "webhooks_service.cli", "serve"],

@@ -37,6 +37,7 @@ def serving(database_url: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
         **os.environ,
         "WEBHOOKS_DATABASE_URL": database_url,
         "WEBHOOKS_GRPC_LISTEN": "127.0.0.1:0",
+        "WEBHOOKS_METRICS_LISTEN": "127.0.0.1:0",
         "WEBHOOKS_ALLOWED_TARGET_NETWORKS": "127.0.0.0/8",
         "WEBHOOKS_LEASE_SECONDS": "2",
         "WEBHOOKS_POLL_INTERVAL": "0.2",

@@ -51,6 +51,8 @@ def dev_stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
             "127.0.0.1:0",
             "--gateway-listen",
             "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
             "--log-level",
             "WARNING",
         ],
@@ -69,9 +71,11 @@ def dev_stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
 
 
 def test_run_serves_rest_with_a_demo_key_and_stops_on_ctrl_c(
-    dev_stack: tuple[subprocess.Popen[str], str],
+    dev_stack: tuple[subprocess.Popen[str], str], tmp_path: Path
 ) -> None:
     proc, banner = dev_stack
+    # What a second terminal needs for the `webhooks` commands (issue 14).
+    assert f"export WEBHOOKS_DATABASE_URL=sqlite:///{tmp_path / 'dev.db'}" in banner
     rest = re.search(r"REST gateway\s+(http://\S+)", banner)
     key = re.search(r"WEBHOOKS_KEY=(whk_\S+)", banner)
     assert rest and key, banner

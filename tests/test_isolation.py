@@ -155,6 +155,7 @@ EXPLICIT = {
     "/webhooks.v1.WebhookAdmin/ListWebhookConfigs",
     "/webhooks.v1.WebhookAdmin/PutWebhookConfig",
     "/webhooks.v1.WebhookAdmin/ListDeliveryLogs",
+    "/webhooks.v1.WebhookAdmin/ListEventTypes",
     "/webhooks.v1.EventPublisher/PublishEvent",
     "/webhooks.v1.EventPublisher/PublishEvents",
 }
@@ -171,6 +172,13 @@ def _id_methods() -> list[Any]:
         if f"/webhooks.v1.WebhookAdmin/{m.name}" not in EXPLICIT
         and any(f in m.input_type.fields_by_name for f in ID_FIELDS)
     ]
+
+
+def test_event_types_are_the_platform_catalog_for_every_organisation(world: World) -> None:
+    """ListEventTypes has nothing per organisation: both see the same catalog."""
+    state = world.globex_state()
+    assert world.acme.admin.list_event_types() == world.globex.admin.list_event_types()
+    assert world.globex_state() == state
 
 
 def test_every_protected_method_is_covered_here() -> None:

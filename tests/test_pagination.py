@@ -7,9 +7,11 @@ worker is their real writer.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -19,7 +21,13 @@ from tests.support.fixtures import OrgKeys, org, other_org, server  # noqa: F401
 from tests.support.seed import seed_attempts
 from tests.support.server import RunningServer
 from webhooks.v1 import admin_pb2
-from webhooks_client import AdminClient, InvalidArgumentError
+from webhooks_client import (
+    AdminClient,
+    DeliveryLog,
+    DeliveryLogPage,
+    DeliveryOutcome,
+    InvalidArgumentError,
+)
 from webhooks_service.storage import logs as log_store
 from webhooks_service.storage.logs import LogFilters
 
@@ -100,18 +108,34 @@ def test_entries_carry_the_attempt(server: RunningServer, seeded: Seeded) -> Non
     assert newest.delivery_id.startswith("dlv_")
     assert newest.attempt == 1
     assert newest.url == "https://example.com/hook"
-    assert newest.attempted_at.seconds > 0
+    assert newest.attempted_at is not None
     scheduled = next(
         e
         for e in seeded.client.iter_delivery_logs()
-        if e.outcome == admin_pb2.OUTCOME_RETRY_SCHEDULED
+        if e.outcome == DeliveryOutcome.RETRY_SCHEDULED
     )
-    assert scheduled.HasField("next_attempt_at")
+    assert scheduled.next_attempt_at is not None
     delivered = next(
-        e for e in seeded.client.iter_delivery_logs() if e.outcome == admin_pb2.OUTCOME_DELIVERED
+        e for e in seeded.client.iter_delivery_logs() if e.outcome == DeliveryOutcome.DELIVERED
     )
-    assert not delivered.HasField("next_attempt_at")
+    assert delivered.next_attempt_at is None
     assert delivered.response_status_code == 200
+
+
+def test_log_entries_are_python_objects(seeded: Seeded) -> None:
+    """Dataclasses with enums that print as words and aware UTC datetimes (issue 14)."""
+    page = seeded.client.list_delivery_logs(page_size=3)
+    assert isinstance(page, DeliveryLogPage) and isinstance(page.logs, tuple)
+    entry = page.logs[0]
+    assert isinstance(entry, DeliveryLog) and dataclasses.is_dataclass(entry)
+    assert isinstance(entry.outcome, DeliveryOutcome)
+    assert f"{entry.outcome}" == str(entry.outcome) == entry.outcome.name.lower()
+    assert int(entry.outcome) == admin_pb2.Outcome.Value(f"OUTCOME_{entry.outcome.name}")
+    assert isinstance(entry.attempted_at, datetime) and entry.attempted_at.tzinfo is UTC
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        entry.attempt = 2  # type: ignore[misc]
+    only_failed = seeded.client.list_delivery_logs(outcome=DeliveryOutcome.FAILED).logs
+    assert only_failed and {e.outcome for e in only_failed} == {DeliveryOutcome.FAILED}
 
 
 def test_each_filter_narrows(seeded: Seeded) -> None:
@@ -132,7 +156,7 @@ def test_each_filter_narrows(seeded: Seeded) -> None:
     )
     assert 0 < len(ids(event_type="user.authenticated")) < 23
     failed = [e.id for e in seeded.client.iter_delivery_logs(outcome="failed")]
-    assert failed == expect(lambda e: e.outcome == admin_pb2.OUTCOME_FAILED)
+    assert failed == expect(lambda e: e.outcome == DeliveryOutcome.FAILED)
     assert 0 < len(failed) < 23
     one = everything[7]
     assert ids(event_id=one.event_id) == [one.id]
@@ -141,13 +165,42 @@ def test_each_filter_narrows(seeded: Seeded) -> None:
     assert ids(config_id="whc_nothere") == []
 
 
-def test_page_size_default_and_cap(server: RunningServer, org: OrgKeys, seeded: Seeded) -> None:  # noqa: F811
+def test_page_size_default_and_range(server: RunningServer, org: OrgKeys, seeded: Seeded) -> None:  # noqa: F811
+    """One rule on every list: 0 (default) to 500; outside, the same field violation."""
     seed_attempts(server.engine, org.id, seeded.configs, 40)
     assert len(seeded.client.list_delivery_logs().logs) == 50
-    assert len(seeded.client.list_delivery_logs(page_size=501).logs) == 63
+    assert len(seeded.client.list_delivery_logs(page_size=500).logs) == 63
+    for size in (-1, 501, 100_000):
+        for call in (seeded.client.list_delivery_logs, seeded.client.list_webhook_configs):
+            with pytest.raises(InvalidArgumentError) as info:
+                call(page_size=size)
+            (violation,) = info.value.field_violations
+            assert violation.field == "page_size"
+            assert violation.description.startswith("must be between 0 and 500 (0 or absent")
+            assert violation.description.endswith(f"got {size}")
+            assert "page_size" in info.value.message and "between 0 and 500" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("filters", "field"),
+    [
+        ({"config_id": "bogus"}, "config_id"),
+        ({"config_id": "whc_…"}, "config_id"),
+        ({"event_id": "a b"}, "event_id"),
+        ({"event_type": "reward"}, "event_type"),
+    ],
+)
+def test_malformed_id_filters_are_refused_like_path_ids(
+    seeded: Seeded, filters: dict[str, str], field: str
+) -> None:
+    """The one id rule: a malformed id is INVALID_ARGUMENT naming the shape (as for
+    RetryDelivery's path id); a well-formed unknown one is an empty page."""
     with pytest.raises(InvalidArgumentError) as info:
-        seeded.client.list_delivery_logs(page_size=-1)
-    assert [v.field for v in info.value.field_violations] == ["page_size"]
+        seeded.client.list_delivery_logs(**filters)  # type: ignore[arg-type]
+    assert [v.field for v in info.value.field_violations] == [field]
+    if "…" in filters.get("config_id", ""):
+        assert "placeholder" in info.value.field_violations[0].description
+    assert seeded.client.list_delivery_logs(config_id="whc_0000000000").logs == ()
 
 
 def _token(data: object) -> str:

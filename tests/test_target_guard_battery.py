@@ -1,5 +1,6 @@
-"""Target guard battery, end to end: a webhook configuration pointing at a
-non-public address is refused *at delivery* by the real worker — logged with a
+"""Target guard battery, end to end: a URL naming a literal non-public address
+is refused at PUT (a field violation on ``url``); and a webhook configuration
+pointing at a non-public address is refused *at delivery* by the real worker — logged with a
 clear error, ``OUTCOME_FAILED``, never retried, never connected — and works
 once the operator lists the network in ``allowed_target_networks``.
 
@@ -18,6 +19,7 @@ address and port: its connection count must stay 0.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import time
 from collections.abc import Iterator
@@ -30,10 +32,10 @@ import pytest
 
 from tests.support.chaos import ChaosReceiver, running_chaos
 from tests.support.server import make_org_and_keys, running_server
-from webhooks.v1 import admin_pb2
-from webhooks_client import AdminClient, PublisherClient
+from webhooks_client import AdminClient, DeliveryOutcome, InvalidArgumentError, PublisherClient
+from webhooks_service.core import configs
 
-Out = admin_pb2.Outcome
+Out = DeliveryOutcome
 FAST = (0.05, 0.05)
 
 # (case, host as written in the URL, network the operator lists, loopback?)
@@ -111,8 +113,33 @@ def listener() -> Iterator[ChaosReceiver]:
         yield rx
 
 
+LITERAL_CASES = [c for c in CASES if not c[1].endswith(".test") and c[0] != "localhost"]
+
+
+@pytest.mark.parametrize(
+    ("case", "host"), [(c[0], c[1]) for c in LITERAL_CASES], ids=[c[0] for c in LITERAL_CASES]
+)
+def test_literal_non_public_address_refused_at_put(database_url: str, case: str, host: str) -> None:
+    with running_server(database_url, {"allowed_target_networks": ("192.0.2.0/24",)}) as srv:
+        _, keys = make_org_and_keys(srv.engine)
+        with AdminClient(srv.target, keys["all"]) as admin:
+            with pytest.raises(InvalidArgumentError) as caught:
+                admin.put_webhook_config(url=f"http://{host}:8080/hook", event_types=["*"])
+            assert [v.field for v in caught.value.field_violations] == ["url"]
+            (violation,) = caught.value.field_violations
+            assert "address, which deliveries may not reach" in violation.description
+            assert "WEBHOOKS_ALLOWED_TARGET_NETWORKS" in violation.description
+            # Names are judged at delivery, on the address actually connected to.
+            admin.put_webhook_config(url="http://hooks.customer.test/hook", event_types=["*"])
+
+
 def deliver_once(database_url: str, url: str, allowed: tuple[str, ...]) -> list[Any]:
-    """Configure ``url``, publish one event; the delivery log once it settles."""
+    """Configure ``url``, publish one event; the delivery log once it settles.
+
+    The configuration is stored through the use case with every network
+    allowed (a PUT would refuse literal addresses up front), so that what is
+    judged here is the worker's own guard, e.g. after the operator narrowed
+    the allowed networks."""
     overrides = {"allowed_target_networks": allowed, "retry_schedule": FAST}
     with running_server(database_url, overrides, worker=True) as srv:
         org_id, keys = make_org_and_keys(srv.engine)
@@ -120,12 +147,23 @@ def deliver_once(database_url: str, url: str, allowed: tuple[str, ...]) -> list[
             AdminClient(srv.target, keys["all"]) as admin,
             PublisherClient(srv.target, keys["events:publish"]) as pub,
         ):
-            admin.put_webhook_config(url=url, event_types=["*"])
+            anywhere = ("0.0.0.0/0", "::/0")
+            configs.put_config(
+                srv.engine,
+                dataclasses.replace(srv.settings, allowed_target_networks=anywhere),
+                org_id,
+                config_id="",
+                url=url,
+                event_types=["*"],
+                secret=None,
+                enabled=None,
+                description=None,
+            )
             pub.publish_event(org_id, "reward.claimed", {"n": 1}, id="guarded")
             deadline = time.monotonic() + 15
             while True:
                 logs = list(admin.iter_delivery_logs())
-                if logs and logs[0].outcome != Out.OUTCOME_RETRY_SCHEDULED:
+                if logs and logs[0].outcome != Out.RETRY_SCHEDULED:
                     time.sleep(0.3)  # several retry periods: nothing more may happen
                     return list(reversed(list(admin.iter_delivery_logs())))
                 assert time.monotonic() < deadline, f"no final outcome: {logs}"
@@ -145,7 +183,7 @@ def test_refused_at_delivery_logged_and_not_retried(
     url = f"http://{host}:{listener.port}/hook"
     # Listing some other network does not open this one.
     (entry,) = deliver_once(database_url, url, ("192.0.2.0/24",))
-    assert entry.outcome == Out.OUTCOME_FAILED, entry
+    assert entry.outcome == Out.FAILED, entry
     assert entry.response_status_code == 0
     assert "blocked target" in entry.error and "not a public address" in entry.error, entry.error
     assert "WEBHOOKS_ALLOWED_TARGET_NETWORKS" in entry.error
@@ -167,7 +205,7 @@ def test_allowed_once_the_operator_lists_the_network(
 ) -> None:
     url = f"http://{host}:{listener.port}/hook"
     (entry,) = deliver_once(database_url, url, tuple(network.split(",")))
-    assert (entry.outcome, entry.response_status_code) == (Out.OUTCOME_DELIVERED, 200), entry
+    assert (entry.outcome, entry.response_status_code) == (Out.DELIVERED, 200), entry
     assert listener.connections == 1 and [h.event_id for h in listener.hits] == ["guarded"]
     assert tripwire.hits == []
 
@@ -193,9 +231,9 @@ def test_redirect_to_a_refused_address_is_not_followed(
         with running_chaos(lambda _e, _n: "redirect", host="127.0.0.2", location=location) as rx:
             logs = deliver_once(database_url, rx.url(), ("127.0.0.2/32",))
     assert [(e.outcome, e.response_status_code) for e in logs] == [
-        (Out.OUTCOME_RETRY_SCHEDULED, 302),
-        (Out.OUTCOME_RETRY_SCHEDULED, 302),
-        (Out.OUTCOME_DEAD, 302),
+        (Out.RETRY_SCHEDULED, 302),
+        (Out.RETRY_SCHEDULED, 302),
+        (Out.DEAD, 302),
     ]
     assert len(rx.hits) == 3
     assert private.connections == 0 and tripwire.hits == []

@@ -10,8 +10,7 @@ from typing import Any
 
 from tests.support.receiver import Receiver, running_receiver
 from tests.support.server import RunningServer, make_org_and_keys, running_server
-from webhooks.v1 import admin_pb2, publisher_pb2
-from webhooks_client import AdminClient, PublisherClient
+from webhooks_client import AdminClient, DeliveryLog, PublisherClient, PublishResult, WebhookConfig
 
 
 class DeliveryEnv:
@@ -26,24 +25,20 @@ class DeliveryEnv:
 
     def config(
         self, path: str, types: Sequence[str] = ("*",), url: str = ""
-    ) -> tuple[admin_pb2.WebhookConfig, str]:
+    ) -> tuple[WebhookConfig, str]:
         """A new config for the receiver's ``path`` (or ``url``): (config, secret)."""
         response = self.admin.put_webhook_config(
             url=url or self.rx.url(path), event_types=list(types)
         )
         return response.config, response.secret
 
-    def publish(
-        self, type_: str = "reward.claimed", id: str | None = None
-    ) -> publisher_pb2.PublishEventResponse:
+    def publish(self, type_: str = "reward.claimed", id: str | None = None) -> PublishResult:
         return self.publisher.publish_event(self.org_id, type_, {"points": 10}, id=id)
 
-    def logs(self, **filters: Any) -> list[admin_pb2.DeliveryLog]:
+    def logs(self, **filters: Any) -> list[DeliveryLog]:
         return list(self.admin.iter_delivery_logs(**filters))
 
-    def wait_logs(
-        self, count: int, timeout: float = 15.0, **filters: Any
-    ) -> list[admin_pb2.DeliveryLog]:
+    def wait_logs(self, count: int, timeout: float = 15.0, **filters: Any) -> list[DeliveryLog]:
         """At least ``count`` log entries matching ``filters`` (newest first)."""
         deadline = time.monotonic() + timeout
         while True:

@@ -1,4 +1,9 @@
-"""Python client for the webhooks service."""
+"""Python client for the webhooks service.
+
+The clients return :mod:`webhooks_client.models`: frozen dataclasses with
+Python enums (:class:`DeliveryOutcome`, :class:`DeliveryStatus`) and aware
+``datetime`` values, never raw protobuf messages.
+"""
 
 from webhooks_client._client import AdminClient, PublisherClient, make_publish_request
 from webhooks_client._errors import (
@@ -24,6 +29,20 @@ from webhooks_client.dedupe import (
     RedisStore,
     Reply,
 )
+from webhooks_client.models import (
+    Delivery,
+    DeliveryLog,
+    DeliveryLogPage,
+    DeliveryOutcome,
+    DeliveryStatus,
+    EndpointHealth,
+    EventTypeDefinition,
+    PublishResult,
+    PutWebhookConfigResult,
+    RetryDeliveryResult,
+    RotateWebhookSecretResult,
+    WebhookConfig,
+)
 from webhooks_client.receiver import (
     WebhookVerificationError,
     sign,
@@ -37,6 +56,13 @@ __all__ = [
     "DeadlineExceededError",
     "DedupeStore",
     "Deduplicator",
+    "Delivery",
+    "DeliveryLog",
+    "DeliveryLogPage",
+    "DeliveryOutcome",
+    "DeliveryStatus",
+    "EndpointHealth",
+    "EventTypeDefinition",
     "FailedPreconditionError",
     "FieldViolation",
     "InMemoryStore",
@@ -45,12 +71,17 @@ __all__ = [
     "NotFoundError",
     "Outcome",
     "PermissionDeniedError",
+    "PublishResult",
     "PublisherClient",
+    "PutWebhookConfigResult",
     "RateLimitedError",
     "RedisStore",
     "Reply",
+    "RetryDeliveryResult",
+    "RotateWebhookSecretResult",
     "UnauthenticatedError",
     "UnavailableError",
+    "WebhookConfig",
     "WebhookVerificationError",
     "WebhooksClientError",
     "from_rpc_error",

@@ -12,6 +12,9 @@ a per-call timeout (constructor default, overridable per method) and turns
 ``grpc.RpcError`` into the :mod:`webhooks_client._errors` tree. Calls are
 not retried automatically: PublishEvent is idempotent only with an explicit
 event ``id``, so retrying is the caller's decision.
+
+Results are :mod:`webhooks_client.models` (frozen dataclasses, enums,
+``datetime``), converted from the messages in :mod:`webhooks_client._convert`.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from webhooks.v1 import (
     publisher_pb2,
     publisher_pb2_grpc,
 )
+from webhooks_client import _convert, models
 from webhooks_client._errors import from_rpc_error
 
 DEFAULT_TIMEOUT = 10.0
@@ -39,11 +43,11 @@ _Resp = TypeVar("_Resp")
 
 
 def _outcome(value: str | int | None) -> int:
-    """``"delivered"`` / ``"OUTCOME_DELIVERED"`` / enum number -> enum number."""
+    """``"delivered"`` / ``"OUTCOME_DELIVERED"`` / DeliveryOutcome / number -> number."""
     if value is None or value == "":
         return admin_pb2.OUTCOME_UNSPECIFIED
     if isinstance(value, int):
-        return value
+        return int(value)
     name = value.upper()
     if not name.startswith("OUTCOME_"):
         name = "OUTCOME_" + name
@@ -116,14 +120,14 @@ class AdminClient(_Client):
 
     def list_webhook_configs(
         self, *, page_size: int = 0, timeout: float | None = None
-    ) -> list[admin_pb2.WebhookConfig]:
+    ) -> list[models.WebhookConfig]:
         """Every configuration of the organisation, oldest first (all pages)."""
-        result: list[admin_pb2.WebhookConfig] = []
+        result: list[models.WebhookConfig] = []
         token = ""
         while True:
             request = admin_pb2.ListWebhookConfigsRequest(page_size=page_size, page_token=token)
             page = self._call(self._stub.ListWebhookConfigs, request, timeout)
-            result.extend(page.configs)
+            result.extend(_convert.webhook_config(c) for c in page.configs)
             token = page.next_page_token
             if not token:
                 return result
@@ -136,22 +140,27 @@ class AdminClient(_Client):
         id: str = "",
         secret: str | None = None,
         enabled: bool | None = None,
-        description: str = "",
+        description: str | None = None,
         timeout: float | None = None,
-    ) -> admin_pb2.PutWebhookConfigResponse:
+    ) -> models.PutWebhookConfigResult:
         """Create (no ``id``) or update a configuration.
 
-        On create without ``secret`` the response's ``secret`` holds the
+        ``secret``, ``enabled`` and ``description`` left as None are absent from
+        the request: on create they take their defaults (a generated secret,
+        enabled, no description), on update they keep their current values.
+        On create without ``secret`` the result's ``secret`` holds the
         generated one, the only time it is shown.
         """
-        request = admin_pb2.PutWebhookConfigRequest(
-            id=id, url=url, event_types=list(event_types), description=description
-        )
+        request = admin_pb2.PutWebhookConfigRequest(id=id, url=url, event_types=list(event_types))
         if secret is not None:
             request.secret = secret
         if enabled is not None:
             request.enabled = enabled
-        return self._call(self._stub.PutWebhookConfig, request, timeout)
+        if description is not None:
+            request.description = description
+        return _convert.put_webhook_config(
+            self._call(self._stub.PutWebhookConfig, request, timeout)
+        )
 
     def list_delivery_logs(
         self,
@@ -163,7 +172,7 @@ class AdminClient(_Client):
         event_type: str = "",
         outcome: str | int | None = None,
         timeout: float | None = None,
-    ) -> admin_pb2.ListDeliveryLogsResponse:
+    ) -> models.DeliveryLogPage:
         """One page of the delivery log, newest first; pass ``next_page_token`` back
         (with the same filters) for the next one."""
         request = admin_pb2.ListDeliveryLogsRequest(
@@ -174,7 +183,7 @@ class AdminClient(_Client):
             event_type=event_type,
             outcome=_outcome(outcome),  # type: ignore[arg-type]
         )
-        return self._call(self._stub.ListDeliveryLogs, request, timeout)
+        return _convert.delivery_log_page(self._call(self._stub.ListDeliveryLogs, request, timeout))
 
     def iter_delivery_logs(
         self,
@@ -185,7 +194,7 @@ class AdminClient(_Client):
         event_type: str = "",
         outcome: str | int | None = None,
         timeout: float | None = None,
-    ) -> Iterator[admin_pb2.DeliveryLog]:
+    ) -> Iterator[models.DeliveryLog]:
         """Every matching log entry, newest first, fetching pages as needed."""
         token = ""
         while True:
@@ -205,13 +214,13 @@ class AdminClient(_Client):
 
     def retry_delivery(
         self, delivery_id: str, *, timeout: float | None = None
-    ) -> admin_pb2.RetryDeliveryResponse:
+    ) -> models.RetryDeliveryResult:
         """Attempt a delivery (``dlv_…``, a log entry's ``delivery_id``) again now.
 
         ``scheduled`` is False when it was already due or being attempted.
         """
         request = admin_pb2.RetryDeliveryRequest(delivery_id=delivery_id)
-        return self._call(self._stub.RetryDelivery, request, timeout)
+        return _convert.retry_delivery(self._call(self._stub.RetryDelivery, request, timeout))
 
     def replay_deliveries(
         self,
@@ -235,7 +244,7 @@ class AdminClient(_Client):
 
     def send_test_event(
         self, config_id: str, *, timeout: float | None = None
-    ) -> admin_pb2.DeliveryLog:
+    ) -> models.DeliveryLog:
         """Send a ``webhook.ping`` to the config now; returns the logged attempt.
 
         The call lasts as long as the attempt (up to the service's attempt
@@ -245,27 +254,29 @@ class AdminClient(_Client):
         request = admin_pb2.SendTestEventRequest(config_id=config_id)
         if timeout is None:
             timeout = max(self._timeout, TEST_EVENT_TIMEOUT)
-        return self._call(self._stub.SendTestEvent, request, timeout).log
+        return _convert.delivery_log(self._call(self._stub.SendTestEvent, request, timeout).log)
 
     def rotate_webhook_secret(
         self, config_id: str, *, secret: str | None = None, timeout: float | None = None
-    ) -> admin_pb2.RotateWebhookSecretResponse:
+    ) -> models.RotateWebhookSecretResult:
         """Replace the config's signing secret (generated when ``secret`` is None; then
         the response's ``secret`` holds it, the only time it is shown). The previous
         secret signs too until ``previous_secret_expires_at``."""
         request = admin_pb2.RotateWebhookSecretRequest(config_id=config_id)
         if secret is not None:
             request.secret = secret
-        return self._call(self._stub.RotateWebhookSecret, request, timeout)
+        return _convert.rotate_webhook_secret(
+            self._call(self._stub.RotateWebhookSecret, request, timeout)
+        )
 
     def list_event_types(
         self, *, category: str = "", timeout: float | None = None
-    ) -> list[admin_pb2.EventTypeDefinition]:
+    ) -> list[models.EventTypeDefinition]:
         """The event catalog (or one ``category``): each type's ``name``,
-        ``description``, the JSON Schema of its ``data`` and an example (both
-        ``google.protobuf.Struct``; ``json_format.MessageToDict`` makes them dicts)."""
+        ``description``, the JSON Schema of its ``data`` and an example (dicts)."""
         request = admin_pb2.ListEventTypesRequest(category=category)
-        return list(self._call(self._stub.ListEventTypes, request, timeout).event_types)
+        types = self._call(self._stub.ListEventTypes, request, timeout).event_types
+        return [_convert.event_type(t) for t in types]
 
 
 def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
@@ -312,18 +323,19 @@ class PublisherClient(_Client):
         id: str | None = None,
         timestamp: datetime | None = None,
         timeout: float | None = None,
-    ) -> publisher_pb2.PublishEventResponse:
+    ) -> models.PublishResult:
         """Publish one event. Give ``id`` to make retries safe: the same id twice
         is stored once and answers ``duplicate=True``."""
         request = make_publish_request(organisation_id, type, data, id=id, timestamp=timestamp)
-        return self._call(self._stub.PublishEvent, request, timeout)
+        return _convert.publish_result(self._call(self._stub.PublishEvent, request, timeout))
 
     def publish_events(
         self,
         requests: Sequence[publisher_pb2.PublishEventRequest],
         *,
         timeout: float | None = None,
-    ) -> list[publisher_pb2.PublishEventResponse]:
+    ) -> list[models.PublishResult]:
         """Publish up to 500 events in one transaction; results in request order."""
         batch = publisher_pb2.PublishEventsRequest(requests=list(requests))
-        return list(self._call(self._stub.PublishEvents, batch, timeout).results)
+        results = self._call(self._stub.PublishEvents, batch, timeout).results
+        return [_convert.publish_result(r) for r in results]

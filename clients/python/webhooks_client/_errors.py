@@ -49,9 +49,9 @@ class WebhooksClientError(Exception):
 
     def __str__(self) -> str:
         text = f"{self.code.name}: {self.message}"
-        if self.field_violations:
-            text += " (" + "; ".join(f"{v.field}: {v.description}" for v in self.field_violations)
-            text += ")"
+        untold = [v for v in self.field_violations if v.description not in self.message]
+        if untold:
+            text += " (" + "; ".join(f"{v.field}: {v.description}" for v in untold) + ")"
         return text
 
 

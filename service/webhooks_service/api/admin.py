@@ -73,7 +73,7 @@ class WebhookAdminServicer(AdminOperations, admin_pb2_grpc.WebhookAdminServicer)
             event_types=list(request.event_types),
             secret=request.secret if request.HasField("secret") else None,
             enabled=request.enabled if request.HasField("enabled") else None,
-            description=request.description,
+            description=request.description if request.HasField("description") else None,
         )
         return admin_pb2.PutWebhookConfigResponse(
             config=config_to_proto(result.config),

@@ -77,6 +77,7 @@ def to_status(exc: BaseException) -> tuple[grpc.StatusCode, status_pb2.Status]:
                 code = mapped
                 break
         if isinstance(exc, errors.InvalidArgument) and exc.violations:
+            message = _with_violations(message, exc.violations)
             shown = exc.violations[:MAX_VIOLATIONS]
             bad = error_details_pb2.BadRequest(
                 field_violations=[
@@ -109,6 +110,24 @@ def to_status(exc: BaseException) -> tuple[grpc.StatusCode, status_pb2.Status]:
     message = _cap(message, MAX_MESSAGE_CHARS)
     status = status_pb2.Status(code=_rpc_code(code), message=message, details=details)
     return code, status
+
+
+def _with_violations(message: str, violations: list[errors.FieldViolation]) -> str:
+    """The message, naming the fields at fault and the first rule broken, for
+    clients that show only the message: "invalid page_size" ->
+    "invalid ListDeliveryLogs request: page_size must be between 0 and 500 …"."""
+    first = violations[0]
+    if first.description in message:
+        return message
+    if message.endswith(first.field):  # "invalid delivery_id" -> "…: <rule>"
+        text = f"{message}: {first.description}"
+    else:
+        text = f"{message}: {first.field}: {first.description}"
+    if len(violations) > 1:
+        others = ", ".join(dict.fromkeys(v.field for v in violations[1:] if v.field != first.field))
+        if others:
+            text += f" (also {others})"
+    return text
 
 
 def _cap(text: str, limit: int) -> str:

@@ -9,8 +9,8 @@ use it, so the tests exercise exactly what production runs.
 - gRPC health checking (``grpc.health.v1.Health``): overall and per service
   SERVING while the database answers (probed every few seconds), NOT_SERVING
   while it does not and during graceful shutdown.
-- Server reflection lists both webhooks.v1 services, read from the
-  descriptors, whether or not the publisher is installed yet.
+- Server reflection (``grpc.reflection.v1`` and ``v1alpha``) lists both
+  webhooks.v1 services, read from the descriptors, whether or not the publisher is installed yet.
 - ``SO_REUSEPORT`` is off, so a port in use is a clear ConfigurationError
   rather than two servers silently sharing it.
 """
@@ -26,13 +26,13 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
 from sqlalchemy.engine import Engine
 
 from webhooks.v1 import admin_pb2, admin_pb2_grpc, publisher_pb2, publisher_pb2_grpc
 from webhooks_service.api.admin import WebhookAdminServicer
 from webhooks_service.api.auth import AuthInterceptor
 from webhooks_service.api.publisher import EventPublisherServicer
+from webhooks_service.api.reflection import add_reflection
 from webhooks_service.config import Settings
 from webhooks_service.core.publishing import Lend
 from webhooks_service.core.secrets_at_rest import check_key
@@ -122,13 +122,8 @@ async def start_server(
 
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        (
-            *WEBHOOKS_SERVICES,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
+    add_reflection(
+        server, (*WEBHOOKS_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
     )
     try:
         port = server.add_insecure_port(listen)

@@ -26,12 +26,23 @@ from webhooks_service.gateway.config import (
 )
 from webhooks_service.gateway.process import EnvoyProcess
 
+DESCRIPTION = """\
+Run the REST gateway: Envoy with the gRPC-JSON transcoder, in front of one or
+more `webhooks serve` processes.
+
+    webhooks gateway --listen 127.0.0.1:8080 --upstream 127.0.0.1:50051 [--upstream ...]
+
+Several --upstream addresses are balanced round robin, each watched with gRPC
+health checks. The gateway reports itself up once Envoy listens and at least
+one upstream answers its health check (until then it says which it is waiting
+for), and runs until Ctrl-C / SIGTERM, which drains and stops Envoy."""
+
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
         "gateway",
         help="run the REST gateway (Envoy) in front of one or more `webhooks serve` processes",
-        description=__doc__,
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_gateway_arguments(parser, listen_option="--listen")
@@ -150,9 +161,28 @@ def _run(args: argparse.Namespace) -> int:
     )
     with envoy.start(), Stop() as stop:
         grpc_note = f", gRPC on {envoy.grpc_listen}" if envoy.grpc_listen else ""
+        if not envoy.healthy_upstreams():
+            # Listening, but every request would be a 503: not "up" yet.
+            print(
+                f"gateway: listening on {envoy.base_url}, waiting for an API process: "
+                f"none of {', '.join(upstreams)} answers its health check yet "
+                "(REST calls get 503 UNAVAILABLE meanwhile)",
+                file=sys.stderr,
+                flush=True,
+            )
+            while not envoy.healthy_upstreams():
+                if stop.event.wait(0.5):
+                    envoy.stop(grace=args.drain_seconds)
+                    return 0
+                code = envoy.poll()
+                if code is not None:
+                    print(f"webhooks: error: Envoy exited with status {code}", file=sys.stderr)
+                    return 1
+        healthy = sorted(envoy.healthy_upstreams())
         print(
             f"gateway: REST on {envoy.base_url}{grpc_note} -> {', '.join(upstreams)} "
-            f"(Envoy pid {envoy.pid}, admin http://{envoy.admin}/ready)",
+            f"({len(healthy)} of {len(upstreams)} healthy; Envoy pid {envoy.pid}, "
+            f"admin http://{envoy.admin}/ready)",
             flush=True,
         )
         while not stop.event.wait(0.5):

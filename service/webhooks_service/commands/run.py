@@ -17,17 +17,29 @@ import argparse
 import asyncio
 import shlex
 import sys
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from webhooks_service import config
 from webhooks_service.commands import gateway as gateway_command
-from webhooks_service.commands._database import open_database
+from webhooks_service.commands._database import open_database, shown_url
+from webhooks_service.commands._preflight import check_service_addresses
 from webhooks_service.commands.serve import configure_logging, serve
 from webhooks_service.config import Settings
 from webhooks_service.core import keys, orgs
 from webhooks_service.gateway.process import EnvoyProcess
+
+DESCRIPTION = """\
+The development stack in one command (what `make run` runs): `webhooks serve`
+(gRPC API + delivery worker, in this process) and the REST gateway (Envoy) in
+front of it. Prints both addresses, the WEBHOOKS_DATABASE_URL to export in a
+second terminal and a ready-to-paste curl; Ctrl-C / SIGTERM stops both.
+
+On a database without any organisation it creates a demo organisation and an
+API key (webhooks:read, webhooks:write) and prints the key once; later runs
+print how to issue another. --no-demo skips this."""
 
 DEMO_ORG_NAME = "Demo"
 DEMO_SCOPES = (keys.SCOPE_WEBHOOKS_READ, keys.SCOPE_WEBHOOKS_WRITE)
@@ -37,7 +49,7 @@ def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
         "run",
         help="development stack: serve (API + worker) and the REST gateway together",
-        description=__doc__,
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     config.add_arguments(parser, [s.name for s in config.SETTINGS])
@@ -65,11 +77,17 @@ def _banner(
     settings: Settings, grpc_target: str, rest_url: str, org_id: str, key: str | None
 ) -> str:
     configs = f"{rest_url}/webhooks/configs"
+    database = shown_url(settings.database_url)
     lines = [
         "",
         f"  gRPC API       {grpc_target}   (WebhookAdmin, EventPublisher, health, reflection)",
         f"  REST gateway   {rest_url}   (OpenAPI: {rest_url}/webhooks/openapi.json)",
-        f"  database       {settings.database_url}",
+        f"  database       {database}",
+        "",
+        "  In a second terminal, the `webhooks` commands (orgs, keys, ...) need this database:",
+        "",
+        f"    export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH",
+        f"    export WEBHOOKS_DATABASE_URL={shlex.quote(database)}",
         "",
     ]
     if key is not None:
@@ -82,14 +100,11 @@ def _banner(
             "",
         ]
     else:
-        db_opt = ""
-        if settings.database_url != Settings().database_url:
-            db_opt = f" --database-url {shlex.quote(settings.database_url)}"
         lines += [
             "  Issue an API key (printed once):",
             "",
-            f"    export WEBHOOKS_KEY=$(.venv/bin/webhooks keys create --org {org_id}"
-            f" --scope webhooks:read --scope webhooks:write{db_opt})",
+            f"    export WEBHOOKS_KEY=$(webhooks keys create --org {org_id}"
+            " --scope webhooks:read --scope webhooks:write)",
             "",
         ]
     lines += [
@@ -108,7 +123,8 @@ def _banner(
 def _run(args: argparse.Namespace) -> int:
     settings = config.from_args(args)
     configure_logging(settings.log_level, settings.log_format)
-    engine = open_database(settings)
+    check_service_addresses(settings)
+    engine = open_database(settings, create=True)
     try:
         org_id, key = bootstrap_demo(engine) if args.demo else ("ORG_ID", None)
         return asyncio.run(_supervise(args, settings, engine, org_id, key))

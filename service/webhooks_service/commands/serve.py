@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 from webhooks_service import config
 from webhooks_service.api.server import start_server
 from webhooks_service.commands._database import open_database
+from webhooks_service.commands._preflight import check_service_addresses
 from webhooks_service.config import Settings
 from webhooks_service.delivery import runner
 from webhooks_service.delivery.worker import LocalWorker
@@ -53,7 +54,8 @@ def configure_logging(level: str, fmt: str = "auto") -> None:
 def _serve(args: argparse.Namespace) -> int:
     settings = config.from_args(args)
     configure_logging(settings.log_level, settings.log_format)
-    engine = open_database(settings)
+    check_service_addresses(settings)
+    engine = open_database(settings, create=True)
     try:
         return asyncio.run(serve(settings, engine))
     finally:

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 
 from webhooks_service import config
 from webhooks_service.commands._database import open_database
+from webhooks_service.commands._preflight import check_service_addresses
 from webhooks_service.config import Settings
 from webhooks_service.delivery.runner import run_worker
 from webhooks_service.observability.logging import configure_logging
@@ -64,7 +65,8 @@ def register(sub: Any) -> None:
 def _worker(args: argparse.Namespace) -> int:
     settings = config.from_args(args)
     configure_logging(settings.log_level, settings.log_format)
-    engine = open_database(settings)
+    check_service_addresses(settings, grpc=False)
+    engine = open_database(settings, create=True)
     try:
         asyncio.run(work(settings, engine))
     finally:

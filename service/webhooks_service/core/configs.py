@@ -24,9 +24,10 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
-from webhooks_service.core import catalog, pagetokens
-from webhooks_service.core.ids import new_id
+from webhooks_service.core import catalog, listing, pagetokens
+from webhooks_service.core.ids import check_config_id, new_id
 from webhooks_service.core.secrets_at_rest import cipher_for
+from webhooks_service.delivery.target_guard import TargetGuard, literal_target_problem
 from webhooks_service.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from webhooks_service.storage import configs as store
 from webhooks_service.storage import db, endpoint_health
@@ -49,7 +50,7 @@ MAX_EVENT_TYPES = 100
 SECRET_PREFIX = "whsec_"
 SECRET_MIN_BYTES, SECRET_MAX_BYTES = 24, 64
 GENERATED_SECRET_BYTES = 32
-LIST_DEFAULT_PAGE_SIZE, LIST_MAX_PAGE_SIZE = 100, 500
+LIST_DEFAULT_PAGE_SIZE = 100
 
 Clock = Callable[[], datetime]
 
@@ -107,11 +108,18 @@ def _secret_problem(secret: str) -> str | None:
 
 
 def validate(
-    *, url: str, event_types: Sequence[str], secret: str | None, description: str
+    *,
+    url: str,
+    event_types: Sequence[str],
+    secret: str | None,
+    description: str | None,
+    url_guard: Callable[[str], str | None] | None = None,
 ) -> list[FieldViolation]:
     """Every problem with a put request, one violation per offending field/element."""
     problems: list[FieldViolation] = []
     url_problem = _url_problem(url)
+    if url_problem is None and url_guard is not None:
+        url_problem = url_guard(url)
     if url_problem:
         problems.append(FieldViolation("url", url_problem))
     if not event_types:
@@ -133,7 +141,7 @@ def validate(
         secret_problem = _secret_problem(secret)
         if secret_problem:
             problems.append(FieldViolation("secret", secret_problem))
-    if len(description) > MAX_DESCRIPTION_LENGTH:
+    if description is not None and len(description) > MAX_DESCRIPTION_LENGTH:
         problems.append(
             FieldViolation(
                 "description",
@@ -153,19 +161,34 @@ def put_config(
     event_types: Sequence[str],
     secret: str | None,
     enabled: bool | None,
-    description: str,
+    description: str | None,
     clock: Clock = utcnow,
 ) -> PutResult:
     """Create (empty ``config_id``) or update a configuration of the organisation.
 
-    An empty ``secret`` counts as absent. Event types keep their order with
-    duplicates dropped.
+    One rule for the optional fields (``secret``, ``enabled``, ``description``):
+    None (absent from the request) keeps the current value on update and takes
+    the default on create. An empty ``secret`` counts as absent. Event types
+    keep their order with duplicates dropped. A URL naming a literal address
+    the delivery workers would refuse (loopback, private, …, unless the
+    operator allowed its network) is refused here already.
     """
+    check_config_id(config_id, "id", required=False)
     secret = secret or None
-    problems = validate(url=url, event_types=event_types, secret=secret, description=description)
+    guard = TargetGuard(settings.allowed_target_networks)
+    target_problem = literal_target_problem(guard, url)
+    problems = validate(
+        url=url,
+        event_types=event_types,
+        secret=secret,
+        description=description,
+        # On update the check waits for the stored URL: an unchanged one stays
+        # editable (e.g. after the operator narrowed the allowed networks).
+        url_guard=None if config_id else (lambda _: target_problem),
+    )
     if problems:
-        fields = ", ".join(dict.fromkeys(p.field.split("[")[0] for p in problems))
-        raise InvalidArgument(f"invalid webhook configuration: check {fields}", problems)
+        # The API's error mapping adds the first field and rule to the message.
+        raise InvalidArgument("invalid webhook configuration", problems)
     types = tuple(dict.fromkeys(event_types))
     cipher = cipher_for(settings.secret_key)
     now = clock()
@@ -174,6 +197,10 @@ def put_config(
             current = store.get(conn, organisation_id, config_id)
             if current is None:
                 raise NotFound(f"webhook configuration {config_id!r} not found")
+            if target_problem is not None and url != current.url:
+                raise InvalidArgument(
+                    "invalid webhook configuration", [FieldViolation("url", target_problem)]
+                )
             new_enabled = current.enabled if enabled is None else enabled
             current_secret = cipher.open(current.secret)
             previous, expires = current.previous_secret, current.previous_secret_expires_at
@@ -190,7 +217,7 @@ def put_config(
                 url=url,
                 event_types=types,
                 enabled=new_enabled,
-                description=description,
+                description=current.description if description is None else description,
                 # Every write stores the secrets sealed (plaintext rows migrate here).
                 secret=cipher.seal(secret or current_secret),
                 previous_secret=None if previous is None else cipher.seal(cipher.open(previous)),
@@ -220,7 +247,7 @@ def put_config(
             url=url,
             event_types=types,
             enabled=True if enabled is None else enabled,
-            description=description,
+            description=description or "",
             secret=cipher.seal(secret or generated),
             disabled_reason="",
             created_at=now,
@@ -243,11 +270,7 @@ def list_configs(
     Rows carry their secret opened (``secret_key``) so that the caller can show
     its hint; the API never returns the whole secret.
     """
-    if page_size < 0:
-        raise InvalidArgument(
-            "page_size must not be negative", [FieldViolation("page_size", "must be >= 0")]
-        )
-    size = min(page_size or LIST_DEFAULT_PAGE_SIZE, LIST_MAX_PAGE_SIZE)
+    size = listing.page_size(page_size, LIST_DEFAULT_PAGE_SIZE)
     bound = pagetokens.binding("configs", organisation_id)
     after: tuple[datetime, str] | None = None
     if page_token:

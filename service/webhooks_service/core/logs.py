@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
-from webhooks_service.core import catalog, pagetokens
+from webhooks_service.core import catalog, ids, listing, pagetokens
 from webhooks_service.core.ping import PING_TYPE  # test events, outside the catalog
 from webhooks_service.domain import Outcome
 from webhooks_service.errors import FieldViolation, InvalidArgument
@@ -21,14 +21,15 @@ from webhooks_service.storage.logs import LogFilters, LogRow
 __all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "OUTCOMES", "LogFilters", "LogRow", "list_logs"]
 
 DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 500
+MAX_PAGE_SIZE = listing.MAX_PAGE_SIZE
 OUTCOMES = tuple(o.value for o in Outcome)
 
 
 def _validate(page_size: int, filters: LogFilters) -> list[FieldViolation]:
     problems = []
-    if page_size < 0:
-        problems.append(FieldViolation("page_size", "must be 0 (default 50) to 500"))
+    size_problem = listing.page_size_problem(page_size, DEFAULT_PAGE_SIZE)
+    if size_problem is not None:
+        problems.append(size_problem)
     if filters.outcome and filters.outcome not in OUTCOMES:
         problems.append(FieldViolation("outcome", f"unknown outcome {filters.outcome!r}"))
     known = catalog.is_known_type(filters.event_type) or filters.event_type == PING_TYPE
@@ -36,9 +37,17 @@ def _validate(page_size: int, filters: LogFilters) -> list[FieldViolation]:
         problems.append(
             FieldViolation("event_type", f"{filters.event_type!r} is not a catalog event type")
         )
-    for name, value in (("config_id", filters.config_id), ("event_id", filters.event_id)):
-        if len(value) > 128:
-            problems.append(FieldViolation(name, "at most 128 characters"))
+    # The one id rule (core/ids.py): a malformed id is an error, a well-formed
+    # one that matches nothing an empty page.
+    if filters.config_id:
+        shape = "whc_ followed by letters and digits, e.g. whc_3f2a…"
+        problem = ids.id_problem(filters.config_id, ids.CONFIG_ID, shape)
+        if problem:
+            problems.append(FieldViolation("config_id", problem))
+    if filters.event_id:
+        problem = ids.event_id_problem(filters.event_id)
+        if problem:
+            problems.append(FieldViolation("event_id", problem))
     return problems
 
 
@@ -55,7 +64,7 @@ def list_logs(
     problems = _validate(page_size, filters)
     if problems:
         raise InvalidArgument("invalid ListDeliveryLogs request", problems)
-    size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    size = page_size or DEFAULT_PAGE_SIZE
     bound = pagetokens.binding("logs", organisation_id, *filters.key())
     before: int | None = None
     if page_token:

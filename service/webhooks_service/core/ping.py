@@ -41,10 +41,11 @@ from contextlib import AbstractAsyncContextManager
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
+from webhooks_service.core.ids import check_config_id
 from webhooks_service.core.publishing import build_payload, new_event_id
 from webhooks_service.core.redelivery import OrgBudgets, default_budgets
 from webhooks_service.domain import ClaimedDelivery, Clock, FinishedAttempt, new_lease, utcnow
-from webhooks_service.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from webhooks_service.errors import FailedPrecondition, NotFound
 from webhooks_service.storage import db, queue
 from webhooks_service.storage import logs as log_store
 from webhooks_service.storage.events import NewEvent, PlannedEvent, Target, publish_transaction
@@ -74,11 +75,7 @@ async def send_test_event(
     The attempt and its recording are shielded from cancellation: a client
     that gives up mid-call does not leave the delivery claimed for a lease.
     """
-    if not config_id:
-        raise InvalidArgument(
-            "config_id is required",
-            [FieldViolation("config_id", "required: the configuration id, whc_…")],
-        )
+    check_config_id(config_id)
     (budgets or default_budgets(settings)).spend_test_event(organisation_id, clock())
     task = asyncio.ensure_future(
         _send(engine, settings, organisation_id, config_id, clock, attempt_session)

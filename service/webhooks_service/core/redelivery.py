@@ -47,6 +47,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
+from webhooks_service.core.ids import check_config_id, id_problem
 from webhooks_service.domain import DeliveryStatus, utcnow
 from webhooks_service.errors import (
     FailedPrecondition,
@@ -191,7 +192,7 @@ def parse_delivery_id(value: str, field: str = "delivery_id") -> int:
     if not value:
         problem = "required: the delivery id, dlv_… (the delivery_id of a log entry)"
     elif match is None:
-        problem = f"{value[:64]!r} is not a delivery id (dlv_…)"
+        problem = id_problem(value, _DELIVERY_ID, "dlv_ followed by digits, e.g. dlv_42") or ""
     else:
         return int(match.group(1))
     raise InvalidArgument(f"invalid {field}", [FieldViolation(field, problem)])
@@ -232,8 +233,10 @@ def replay_deliveries(
     back in the queue, due now; returns how many (see module doc)."""
     now = clock()
     problems: list[FieldViolation] = []
-    if not config_id:
-        problems.append(FieldViolation("config_id", "required: the configuration id, whc_…"))
+    try:
+        check_config_id(config_id)
+    except InvalidArgument as exc:
+        problems.extend(exc.violations)
     end = until or now
     if since is None:
         problems.append(FieldViolation("since", "required: the start of the range"))

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
 from webhooks_service.core import configs
+from webhooks_service.core.ids import check_config_id
 from webhooks_service.core.secrets_at_rest import cipher_for
 from webhooks_service.errors import FieldViolation, InvalidArgument, NotFound
 from webhooks_service.storage import configs as store
@@ -53,15 +54,11 @@ def rotate_secret(
     clock: Clock = utcnow,
 ) -> RotateResult:
     """Replace the configuration's secret with ``secret`` or a generated one."""
-    if not config_id:
-        raise InvalidArgument(
-            "config_id is required",
-            [FieldViolation("config_id", "required: the configuration id, whc_…")],
-        )
+    check_config_id(config_id)
     secret = secret or None
     if secret is not None:
         problems = configs.validate(
-            url="https://placeholder.invalid/", event_types=["*"], secret=secret, description=""
+            url="https://placeholder.invalid/", event_types=["*"], secret=secret, description=None
         )
         if problems:
             raise InvalidArgument("invalid secret", problems)
@@ -84,7 +81,7 @@ def rotate_secret(
         event_types=current.event_types,
         secret=secret or generated,
         enabled=None,
-        description=current.description,
+        description=None,
         clock=clock,
     )
     return RotateResult(result.config, generated, result.config.previous_secret_expires_at)

@@ -146,3 +146,45 @@ class GuardedConnector(aiohttp.TCPConnector):
         results = await super()._resolve_host(host, port, traces=traces)
         allowed = set(self._guard.filter(host, [r["host"] for r in results]))
         return [r for r in results if r["host"] in allowed]
+
+
+def _describe(ip: IPAddress) -> str:
+    for test, what in (
+        ("is_loopback", "a loopback"),
+        ("is_link_local", "a link-local"),
+        ("is_multicast", "a multicast"),
+        ("is_unspecified", "the unspecified"),
+        ("is_private", "a private"),
+    ):
+        if getattr(ip, test):
+            return what
+    return "a non-public"
+
+
+def literal_target_problem(guard: TargetGuard, url: str) -> str | None:
+    """Why the URL's host is a literal address (or ``localhost``) the guard
+    refuses, for a field violation at configuration time; None otherwise.
+
+    Only what the URL itself says: a name that resolves to a refused address is
+    still caught by :class:`GuardedConnector` at delivery time.
+    """
+    try:
+        host = canonical_url(url).raw_host or ""
+    except (ValueError, TypeError):
+        return None
+    host = host.strip("[]").rstrip(".").lower()
+    allow_hint = (
+        "use a public address, or ask the operator to allow its network "
+        "(WEBHOOKS_ALLOWED_TARGET_NETWORKS)"
+    )
+    if host == "localhost" or host.endswith(".localhost"):
+        if guard.is_allowed("127.0.0.1") and guard.is_allowed("::1"):
+            return None
+        return f"{host} is a loopback name, which deliveries may not reach; {allow_hint}"
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    if guard.is_allowed(ip):
+        return None
+    return f"{ip} is {_describe(ip)} address, which deliveries may not reach; {allow_hint}"

@@ -97,6 +97,7 @@ class GatewayFiles:
     descriptor: Path
     openapi: Path
     grpc_listener: Path
+    request_check: Path  # the Lua request check (gateway/request_check.lua)
 
     @classmethod
     def in_dir(cls, directory: Path) -> GatewayFiles:
@@ -105,10 +106,17 @@ class GatewayFiles:
             directory / "descriptor.pb",
             directory / "openapi.json",
             directory / "grpc-listener.yaml.tmpl",
+            directory / "request_check.lua",
         )
         missing = [
             p.name
-            for p in (files.template, files.descriptor, files.openapi, files.grpc_listener)
+            for p in (
+                files.template,
+                files.descriptor,
+                files.openapi,
+                files.grpc_listener,
+                files.request_check,
+            )
             if not p.is_file()
         ]
         if missing:
@@ -186,11 +194,207 @@ def _local_reply_mappers(indent: int) -> str:
             f"value: {{default_value: {value}, runtime_key: gateway.local_reply.unused}}}}}}}}"
         )
 
+    lines.extend(_api_voice_mappers())
     for status, code in GRPC_CODE_FOR_HTTP_STATUS.items():
         mapper(status_filter("EQ", status), code)
     mapper(status_filter("GE", 400), _UNKNOWN)
     pad = " " * indent
     return "\n".join(pad + line for line in lines)
+
+
+# --- the API's voice for what Envoy itself answers ----------------------------
+#
+# Three kinds of replies that would otherwise speak Envoy's or protobuf's
+# language: the Lua request check's own 400s (already the full envelope, so
+# the local-reply mappers must pass them through), native gRPC sent to the
+# REST port (a gRPC status naming where gRPC is served), and requests Envoy's
+# HTTP codec refuses (e.g. a placeholder "whc_…" pasted raw into a URL).
+
+
+def _api_voice_mappers() -> list[str]:
+    """Local-reply mappers that come before the per-status envelope mappers."""
+    return [
+        # The request check's replies: the body is the finished envelope.
+        "- filter:",
+        "    metadata_filter:",
+        "      matcher:",
+        "        filter: webhooks.gateway",
+        "        path: [{key: api_error}]",
+        '        value: {string_match: {exact: "1"}}',
+        "      match_if_key_not_found: false",
+        "  body_format_override:",
+        '    text_format_source: {inline_string: "%LOCAL_REPLY_BODY%"}',
+        "    content_type: application/json",
+        # Native gRPC (not transcoded): keep the text, Envoy makes it grpc-message.
+        "- filter:",
+        "    and_filter:",
+        "      filters:",
+        "      - header_filter:",
+        "          header: {name: content-type, string_match: {prefix: application/grpc}}",
+        "      - header_filter:",
+        "          header: {name: x-envoy-original-method, present_match: true,"
+        " invert_match: true}",
+        "  body_format_override:",
+        '    text_format_source: {inline_string: "%LOCAL_REPLY_BODY%"}',
+        # Refused by Envoy's HTTP codec before any header was read: not valid HTTP.
+        "- filter:",
+        "    header_filter:",
+        '      header: {name: ":method", present_match: true, invert_match: true}',
+        "  body_format_override:",
+        "    json_format:",
+        "      code: 3",
+        "      message: "
+        + _q(
+            "the request is not valid HTTP (%RESPONSE_CODE_DETAILS%); a URL may hold only "
+            "ASCII, so percent-encode other characters; an id such as whc_… or dlv_… "
+            "copied from the documentation is a placeholder to replace with a real one"
+        ),
+        "      details: []",
+    ]
+
+
+def _openapi_servers_lua() -> str:
+    """The OpenAPI route's Lua: the served description names the address it is
+    served from (scheme and Host of the request), not the generator's default."""
+    return "\n".join(
+        [
+            "function envoy_on_request(handle)",
+            "  local h = handle:headers()",
+            '  local scheme = h:get("x-forwarded-proto") or h:get(":scheme") or "http"',
+            '  local host = h:get(":authority") or ""',
+            '  handle:streamInfo():dynamicMetadata():set("webhooks.gateway", "server",',
+            '    scheme .. "://" .. host)',
+            "end",
+            "function envoy_on_response(handle)",
+            '  local meta = handle:streamInfo():dynamicMetadata():get("webhooks.gateway")',
+            '  local server = meta and meta["server"]',
+            '  if not server or not server:match("^https?://[%w%.%-%[%]:]+$") then return end',
+            '  handle:headers():remove("content-length")',
+            "  local body = handle:body()",
+            "  local text = body:getBytes(0, body:length())",
+            "  local from, to = text:find(" + _q(OPENAPI_DEFAULT_SERVER) + ", 1, true)",
+            "  if from then",
+            "    local quoted = '\"' .. server .. '\"'",
+            "    body:setBytes(text:sub(1, from - 1) .. quoted .. text:sub(to + 1))",
+            "  end",
+            "end",
+        ]
+    )
+
+
+OPENAPI_PATH = "/webhooks/openapi.json"  # served by the gateway (envoy.yaml.tmpl)
+
+# The servers[0].url the generator writes (scripts/protoc_gen_openapi.py); the
+# served copy replaces it with the request's own scheme and host.
+OPENAPI_DEFAULT_SERVER = '"http://127.0.0.1:8080"'
+
+
+def _lua(value: object) -> str:
+    """A Lua literal for JSON-like ``value`` (dict -> table with string keys)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # Lua reads JSON string escapes we use
+    if isinstance(value, list | tuple):
+        return "{" + ", ".join(_lua(v) for v in value) + "}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"[{_lua(str(k))}] = {_lua(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"no Lua literal for {value!r}")
+
+
+def _spec(schema: dict[str, object], components: dict[str, dict[str, object]]) -> dict[str, object]:
+    """What the request check needs to know about one OpenAPI schema."""
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        return _spec(components[ref.rsplit("/", 1)[1]], components)
+    kind = schema.get("type")
+    if kind == "string":
+        if isinstance(schema.get("enum"), list):
+            return {"kind": "enum", "values": list(schema["enum"])}  # type: ignore[call-overload]
+        if schema.get("format") == "date-time":
+            return {"kind": "timestamp"}
+        return {"kind": "string"}
+    if kind in ("integer", "boolean"):
+        return {"kind": kind}
+    if kind == "array":
+        items = schema.get("items")
+        return {
+            "kind": "array",
+            "items": _spec(items if isinstance(items, dict) else {}, components),
+        }
+    if kind == "object":
+        props = schema.get("properties")
+        if not isinstance(props, dict):
+            return {"kind": "object"}
+        return {
+            "kind": "object",
+            "fields": {name: _spec(sub, components) for name, sub in props.items()},
+            "names": sorted(props),
+        }
+    return {"kind": "any"}
+
+
+def _lua_path(path: str) -> str:
+    """``/webhooks/configs/{config_id}:replay`` -> an anchored Lua pattern."""
+    parts = re.split(r"\{[^}]*\}", path)
+    escaped = [re.sub(r"([^A-Za-z0-9])", r"%\1", part) for part in parts]
+    return "^" + "[^/]+".join(escaped) + "$"
+
+
+def request_check_rules(openapi: dict[str, object]) -> list[dict[str, object]]:
+    """The request check's RULES (see gateway/request_check.lua), from openapi.json."""
+    components: dict[str, dict[str, object]] = openapi["components"]["schemas"]  # type: ignore[index]
+    rules: list[dict[str, object]] = []
+    paths: dict[str, dict[str, dict[str, object]]] = openapi["paths"]  # type: ignore[assignment]
+    for path, operations in sorted(paths.items()):
+        for method, op in sorted(operations.items()):
+            params = {
+                str(p["name"]): _spec(p["schema"], components)
+                for p in op.get("parameters", [])  # type: ignore[attr-defined]
+                if p["in"] == "query"
+            }
+            rule: dict[str, object] = {
+                "method": method.upper(),
+                "path": _lua_path(path),
+                "shown": path,
+                "op": op["operationId"],
+                "params": params,
+            }
+            body = op.get("requestBody")
+            if isinstance(body, dict):
+                rule["body"] = _spec(body["content"]["application/json"]["schema"], components)
+            rules.append(rule)
+    return rules
+
+
+def _request_check_lua(config: GatewayConfig) -> str:
+    openapi = json.loads(config.files.openapi.read_text())
+    rules = request_check_rules(openapi)
+    return (
+        f"RULES = {_lua(rules)}\nOPENAPI_PATH = {_lua(OPENAPI_PATH)}\n"
+        + config.files.request_check.read_text()
+    )
+
+
+def _block(text: str, indent: int) -> str:
+    """``text`` as the lines of a YAML block scalar at ``indent``."""
+    pad = " " * indent
+    return "\n".join(pad + line if line.strip() else "" for line in text.splitlines())
+
+
+def _grpc_elsewhere(config: GatewayConfig) -> str:
+    where = (
+        f"the gateway's gRPC listener {config.grpc_proxy_listen} or the API at "
+        if config.grpc_proxy_listen is not None
+        else "the API at "
+    )
+    return (
+        "this is the REST gateway (HTTP+JSON, paths /webhooks/...); send native gRPC to "
+        + where
+        + ", ".join(str(u) for u in config.upstreams)
+    )
 
 
 def _lb_endpoints(upstreams: tuple[Address, ...], indent: int) -> str:
@@ -273,6 +477,9 @@ def render(config: GatewayConfig) -> str:
         "lb_endpoints": _lb_endpoints(config.upstreams, 8),
         "method_not_allowed_routes": _method_not_allowed_routes(config.files.openapi, 14),
         "grpc_listener": _grpc_listener(config, 2),
+        "request_check_lua": _block(_request_check_lua(config), 18),
+        "openapi_servers_lua": _block(_openapi_servers_lua(), 24),
+        "grpc_elsewhere": _q(_grpc_elsewhere(config)),
         **config.extra,
     }
     try:

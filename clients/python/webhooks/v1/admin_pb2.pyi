@@ -269,6 +269,15 @@ Global___ListWebhookConfigsResponse: _TypeAlias = ListWebhookConfigsResponse  # 
 
 @_typing.final
 class PutWebhookConfigRequest(_message.Message):
+    """Creates (empty `id`) or updates (`id` set) a configuration.
+
+    Update rule, the same for every optional field (`secret`, `enabled`,
+    `description`): a field absent from the request keeps its current value;
+    a field present replaces it, even when empty or false (`"description": ""`
+    clears the description). On create, absent fields take their defaults.
+    `url` and `event_types` are required on create and update alike.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
@@ -278,7 +287,9 @@ class PutWebhookConfigRequest(_message.Message):
     ENABLED_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """Empty to create a configuration; the id of an existing one to update it."""
+    """Empty to create a configuration; the id of an existing one (`whc_…`) to
+    update it.
+    """
     url: _builtins.str
     """Absolute http or https URL, at most 2048 characters, without user-info."""
     secret: _builtins.str
@@ -291,7 +302,9 @@ class PutWebhookConfigRequest(_message.Message):
     setting.
     """
     description: _builtins.str
-    """At most 256 characters."""
+    """Free text for the admins, at most 256 characters. Defaults to empty on
+    create; on update an absent value keeps the current description.
+    """
     @_builtins.property
     def event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """At least one event type: a catalog name, "category.*" or "*"."""
@@ -304,16 +317,20 @@ class PutWebhookConfigRequest(_message.Message):
         event_types: _abc.Iterable[_builtins.str] | None = ...,
         secret: _builtins.str | None = ...,
         enabled: _builtins.bool | None = ...,
-        description: _builtins.str = ...,
+        description: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "_secret", b"_secret", "enabled", b"enabled", "secret", b"secret"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_enabled", b"_enabled", "_secret", b"_secret", "description", b"description", "enabled", b"enabled", "secret", b"secret"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "_secret", b"_secret", "description", b"description", "enabled", b"enabled", "event_types", b"event_types", "id", b"id", "secret", b"secret", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_enabled", b"_enabled", "_secret", b"_secret", "description", b"description", "enabled", b"enabled", "event_types", b"event_types", "id", b"id", "secret", b"secret", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
+    _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
     _WhichOneofReturnType__enabled: _TypeAlias = _typing.Literal["enabled"]  # noqa: Y015
     _WhichOneofArgType__enabled: _TypeAlias = _typing.Literal["_enabled", b"_enabled"]  # noqa: Y015
     _WhichOneofReturnType__secret: _TypeAlias = _typing.Literal["secret"]  # noqa: Y015
     _WhichOneofArgType__secret: _TypeAlias = _typing.Literal["_secret", b"_secret"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__enabled) -> _WhichOneofReturnType__enabled | None: ...
     @_typing.overload

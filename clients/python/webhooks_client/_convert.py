@@ -1,0 +1,130 @@
+"""The one conversion from the generated messages to :mod:`webhooks_client.models`.
+
+Every client (the synchronous ones here, an asyncio one later) builds the
+same requests and hands the responses to these functions, so a field added
+to the protos is converted in one place.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.protobuf import json_format, timestamp_pb2
+
+from webhooks.v1 import admin_pb2, publisher_pb2
+from webhooks_client import models
+
+
+def timestamp(message: object, name: str) -> datetime | None:
+    """``message.<name>`` as an aware UTC datetime; None when the field is unset."""
+    if not message.HasField(name):  # type: ignore[attr-defined]
+        return None
+    value: timestamp_pb2.Timestamp = getattr(message, name)
+    return value.ToDatetime(tzinfo=UTC)
+
+
+def endpoint_health(h: admin_pb2.EndpointHealth) -> models.EndpointHealth:
+    return models.EndpointHealth(
+        attempts=h.attempts,
+        successes=h.successes,
+        failures=h.failures,
+        last_success_at=timestamp(h, "last_success_at"),
+        last_error=h.last_error,
+        last_error_at=timestamp(h, "last_error_at"),
+        failing_since=timestamp(h, "failing_since"),
+    )
+
+
+def webhook_config(c: admin_pb2.WebhookConfig) -> models.WebhookConfig:
+    return models.WebhookConfig(
+        id=c.id,
+        url=c.url,
+        event_types=tuple(c.event_types),
+        enabled=c.enabled,
+        description=c.description,
+        secret_hint=c.secret_hint,
+        created_at=timestamp(c, "created_at"),
+        updated_at=timestamp(c, "updated_at"),
+        disabled_reason=c.disabled_reason,
+        health=endpoint_health(c.health),
+    )
+
+
+def put_webhook_config(r: admin_pb2.PutWebhookConfigResponse) -> models.PutWebhookConfigResult:
+    return models.PutWebhookConfigResult(
+        config=webhook_config(r.config), secret=r.secret, created=r.created
+    )
+
+
+def _enum(cls: type[models._NamedIntEnum], value: int) -> models._NamedIntEnum:
+    try:
+        return cls(value)
+    except ValueError:  # a value added by a newer server
+        return cls(0)
+
+
+def delivery_log(e: admin_pb2.DeliveryLog) -> models.DeliveryLog:
+    return models.DeliveryLog(
+        id=e.id,
+        event_id=e.event_id,
+        event_type=e.event_type,
+        config_id=e.config_id,
+        delivery_id=e.delivery_id,
+        attempt=e.attempt,
+        url=e.url,
+        request_body=e.request_body,
+        response_status_code=e.response_status_code,
+        response_body=e.response_body,
+        response_body_truncated=e.response_body_truncated,
+        error=e.error,
+        duration_ms=e.duration_ms,
+        outcome=models.DeliveryOutcome(_enum(models.DeliveryOutcome, e.outcome)),
+        attempted_at=timestamp(e, "attempted_at"),
+        next_attempt_at=timestamp(e, "next_attempt_at"),
+    )
+
+
+def delivery_log_page(r: admin_pb2.ListDeliveryLogsResponse) -> models.DeliveryLogPage:
+    return models.DeliveryLogPage(
+        logs=tuple(delivery_log(e) for e in r.logs), next_page_token=r.next_page_token
+    )
+
+
+def delivery(d: admin_pb2.Delivery) -> models.Delivery:
+    return models.Delivery(
+        id=d.id,
+        event_id=d.event_id,
+        event_type=d.event_type,
+        config_id=d.config_id,
+        status=models.DeliveryStatus(_enum(models.DeliveryStatus, d.status)),
+        attempts=d.attempts,
+        next_attempt_at=timestamp(d, "next_attempt_at"),
+    )
+
+
+def retry_delivery(r: admin_pb2.RetryDeliveryResponse) -> models.RetryDeliveryResult:
+    return models.RetryDeliveryResult(delivery=delivery(r.delivery), scheduled=r.scheduled)
+
+
+def rotate_webhook_secret(
+    r: admin_pb2.RotateWebhookSecretResponse,
+) -> models.RotateWebhookSecretResult:
+    return models.RotateWebhookSecretResult(
+        config=webhook_config(r.config),
+        secret=r.secret,
+        previous_secret_expires_at=timestamp(r, "previous_secret_expires_at"),
+    )
+
+
+def event_type(t: admin_pb2.EventTypeDefinition) -> models.EventTypeDefinition:
+    return models.EventTypeDefinition(
+        name=t.name,
+        category=t.category,
+        description=t.description,
+        schema=json_format.MessageToDict(t.schema),
+        example=json_format.MessageToDict(t.example),
+    )
+
+
+def publish_result(r: publisher_pb2.PublishEventResponse) -> models.PublishResult:
+    return models.PublishResult(event_id=r.event_id, deliveries=r.deliveries, duplicate=r.duplicate)
