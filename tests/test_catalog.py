@@ -14,12 +14,27 @@ BRIEF = {
     "reward": ["distributed", "claimed", "redeemed", "expired"],
     "achievement": ["unlocked", "tier_progressed", "streak_milestone"],
     "referral": ["clicked", "converted", "referrer_rewarded", "referee_rewarded"],
+    # brief §2a: the service's own operational events
+    "webhook": ["endpoint_disabled", "delivery_failed"],
 }
 
 
-def test_catalog_is_the_briefs_six_categories() -> None:
+def test_catalog_is_the_briefs_six_categories_and_the_operational_one() -> None:
     assert catalog.categories() == tuple(BRIEF)
     assert catalog.all_types() == tuple(f"{c}.{n}" for c, names in BRIEF.items() for n in names)
+    operational = {"webhook.endpoint_disabled", "webhook.delivery_failed"}
+    assert set(catalog.OPERATIONAL_TYPES) == operational
+
+
+def test_operational_types_are_not_publishable_and_not_in_the_wildcard() -> None:
+    for t in catalog.OPERATIONAL_TYPES:
+        assert catalog.is_known_type(t) and not catalog.is_publishable(t)
+        assert not catalog.matches("*", t)
+        assert catalog.matches("webhook.*", t) and catalog.matches(t, t)
+        assert catalog.is_valid_pattern(t)
+    assert catalog.is_publishable("reward.claimed")
+    assert catalog.is_valid_pattern("webhook.*")
+    assert not catalog.is_valid_pattern("webhook.ping")  # reserved, not subscribable
 
 
 def test_catalog_is_read_from_the_enum() -> None:

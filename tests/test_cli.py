@@ -32,6 +32,8 @@ COMMANDS = [
     ["orgs", "list"],
     ["keys"],
     ["keys", "create"],
+    ["keys", "list"],
+    ["keys", "revoke"],
 ]
 
 

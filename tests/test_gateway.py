@@ -420,6 +420,7 @@ def test_openapi_description_is_served(rest: httpx.Client) -> None:
     assert {**served, "servers": committed["servers"]} == committed
     assert set(committed["paths"]) == {
         "/webhooks/configs",
+        "/webhooks/configs/{config_id}",
         "/webhooks/logs",
         "/webhooks/configs/{config_id}:replay",
         "/webhooks/configs/{config_id}:rotate-secret",

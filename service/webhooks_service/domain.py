@@ -43,6 +43,7 @@ class Outcome(enum.StrEnum):
     RETRY_SCHEDULED = "retry_scheduled"
     FAILED = "failed"
     DEAD = "dead"
+    CANCELLED = "cancelled"  # not attempted: its configuration was deleted
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -52,6 +53,7 @@ class DeliveryStatus(enum.StrEnum):
     DELIVERED = "delivered"
     FAILED = "failed"
     DEAD = "dead"
+    CANCELLED = "cancelled"  # stopped: its configuration was deleted (never revived)
 
 
 # A delivery's status after an attempt with each outcome.
@@ -60,8 +62,10 @@ STATUS_AFTER: dict[Outcome, DeliveryStatus] = {
     Outcome.RETRY_SCHEDULED: DeliveryStatus.PENDING,
     Outcome.FAILED: DeliveryStatus.FAILED,
     Outcome.DEAD: DeliveryStatus.DEAD,
+    Outcome.CANCELLED: DeliveryStatus.CANCELLED,
 }
-# Statuses a delivery does not leave by itself (only an admin's retry or replay).
+# Statuses a delivery does not leave by itself (only an admin's retry or replay;
+# a cancelled delivery is not revived).
 ENDED = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.FAILED, DeliveryStatus.DEAD})
 
 
@@ -125,6 +129,8 @@ class ClaimedDelivery:
     enabled: bool
     lease_until: datetime
     retries: bool = True  # False: one attempt only (the test event)
+    headers: str | None = None  # the endpoint's custom request headers, stored form
+    traceparent: str | None = None  # the publish span's, while tracing is on
     destination: Destination = field(init=False, compare=False)
 
     def __post_init__(self) -> None:

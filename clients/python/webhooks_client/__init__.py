@@ -30,6 +30,7 @@ from webhooks_client.dedupe import (
     Reply,
 )
 from webhooks_client.models import (
+    DeleteWebhookConfigResult,
     Delivery,
     DeliveryLog,
     DeliveryLogPage,
@@ -56,6 +57,7 @@ __all__ = [
     "DeadlineExceededError",
     "DedupeStore",
     "Deduplicator",
+    "DeleteWebhookConfigResult",
     "Delivery",
     "DeliveryLog",
     "DeliveryLogPage",

@@ -55,7 +55,7 @@ def _outcome(value: str | int | None) -> int:
         return admin_pb2.Outcome.Value(name)
     except ValueError:
         raise ValueError(
-            f"unknown outcome {value!r}; use delivered, retry_scheduled, failed or dead"
+            f"unknown outcome {value!r}; use delivered, retry_scheduled, failed, dead or cancelled"
         ) from None
 
 
@@ -82,11 +82,20 @@ class _Client:
                 channel = grpc.secure_channel(target, credentials, options=list(options))
         self._channel = channel
 
-    def _call(self, method: Callable[..., _Resp], request: Any, timeout: float | None) -> _Resp:
+    def _call(
+        self,
+        method: Callable[..., _Resp],
+        request: Any,
+        timeout: float | None,
+        traceparent: str | None = None,
+    ) -> _Resp:
+        metadata: tuple[tuple[str, str], ...] = self._metadata
+        if traceparent:
+            metadata = (*metadata, ("traceparent", traceparent))
         try:
             return method(
                 request,
-                metadata=self._metadata,
+                metadata=metadata,
                 timeout=self._timeout if timeout is None else timeout,
             )
         except grpc.RpcError as err:
@@ -141,6 +150,8 @@ class AdminClient(_Client):
         secret: str | None = None,
         enabled: bool | None = None,
         description: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        clear_headers: bool = False,
         timeout: float | None = None,
     ) -> models.PutWebhookConfigResult:
         """Create (no ``id``) or update a configuration.
@@ -149,9 +160,17 @@ class AdminClient(_Client):
         the request: on create they take their defaults (a generated secret,
         enabled, no description), on update they keep their current values.
         On create without ``secret`` the result's ``secret`` holds the
-        generated one, the only time it is shown.
+        generated one, the only time it is shown. ``headers``: custom request
+        headers sent on every attempt (on update a non-empty set replaces them
+        all, absent or empty keeps them; ``clear_headers`` removes them).
         """
-        request = admin_pb2.PutWebhookConfigRequest(id=id, url=url, event_types=list(event_types))
+        request = admin_pb2.PutWebhookConfigRequest(
+            id=id,
+            url=url,
+            event_types=list(event_types),
+            headers=dict(headers or {}),
+            clear_headers=clear_headers,
+        )
         if secret is not None:
             request.secret = secret
         if enabled is not None:
@@ -161,6 +180,14 @@ class AdminClient(_Client):
         return _convert.put_webhook_config(
             self._call(self._stub.PutWebhookConfig, request, timeout)
         )
+
+    def delete_webhook_config(
+        self, config_id: str, *, timeout: float | None = None
+    ) -> models.DeleteWebhookConfigResult:
+        """Delete a configuration; its pending deliveries are cancelled, its log kept."""
+        request = admin_pb2.DeleteWebhookConfigRequest(config_id=config_id)
+        response = self._call(self._stub.DeleteWebhookConfig, request, timeout)
+        return models.DeleteWebhookConfigResult(response.cancelled_deliveries)
 
     def list_delivery_logs(
         self,
@@ -323,19 +350,25 @@ class PublisherClient(_Client):
         id: str | None = None,
         timestamp: datetime | None = None,
         timeout: float | None = None,
+        traceparent: str | None = None,
     ) -> models.PublishResult:
         """Publish one event. Give ``id`` to make retries safe: the same id twice
-        is stored once and answers ``duplicate=True``."""
+        is stored once and answers ``duplicate=True``. ``traceparent`` (W3C) makes
+        the service's spans of this event (publish, every attempt) part of your trace."""
         request = make_publish_request(organisation_id, type, data, id=id, timestamp=timestamp)
-        return _convert.publish_result(self._call(self._stub.PublishEvent, request, timeout))
+        return _convert.publish_result(
+            self._call(self._stub.PublishEvent, request, timeout, traceparent)
+        )
 
     def publish_events(
         self,
         requests: Sequence[publisher_pb2.PublishEventRequest],
         *,
         timeout: float | None = None,
+        traceparent: str | None = None,
     ) -> list[models.PublishResult]:
-        """Publish up to 500 events in one transaction; results in request order."""
+        """Publish up to 500 events in one transaction; results in request order.
+        ``traceparent`` (W3C): the service's spans of these events join your trace."""
         batch = publisher_pb2.PublishEventsRequest(requests=list(requests))
-        results = self._call(self._stub.PublishEvents, batch, timeout).results
+        results = self._call(self._stub.PublishEvents, batch, timeout, traceparent).results
         return [_convert.publish_result(r) for r in results]

@@ -47,6 +47,7 @@ def webhook_config(c: admin_pb2.WebhookConfig) -> models.WebhookConfig:
         updated_at=timestamp(c, "updated_at"),
         disabled_reason=c.disabled_reason,
         health=endpoint_health(c.health),
+        header_names=tuple(c.header_names),
     )
 
 

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 __all__ = [
+    "DeleteWebhookConfigResult",
     "Delivery",
     "DeliveryLog",
     "DeliveryLogPage",
@@ -54,6 +55,7 @@ class DeliveryOutcome(_NamedIntEnum):
     RETRY_SCHEDULED = 2  # failed; another attempt at ``next_attempt_at``
     FAILED = 3  # failed for good (4xx other than 408/429, refused target)
     DEAD = 4  # failed, and it was the last attempt the retry schedule allows
+    CANCELLED = 5  # not sent: the configuration was deleted while it was pending
 
 
 class DeliveryStatus(_NamedIntEnum):
@@ -64,6 +66,7 @@ class DeliveryStatus(_NamedIntEnum):
     DELIVERED = 2
     FAILED = 3
     DEAD = 4
+    CANCELLED = 5  # its configuration was deleted before it ended
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,8 @@ class WebhookConfig:
     updated_at: datetime | None
     disabled_reason: str = ""
     health: EndpointHealth = field(default_factory=EndpointHealth)
+    # Names of the custom request headers sent on every attempt (values never returned).
+    header_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,13 @@ class PutWebhookConfigResult:
     config: WebhookConfig
     secret: str
     created: bool
+
+
+@dataclass(frozen=True)
+class DeleteWebhookConfigResult:
+    """How many pending deliveries the deletion cancelled (``cancelled`` in the log)."""
+
+    cancelled_deliveries: int
 
 
 @dataclass(frozen=True)

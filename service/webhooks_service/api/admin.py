@@ -74,12 +74,23 @@ class WebhookAdminServicer(AdminOperations, admin_pb2_grpc.WebhookAdminServicer)
             secret=request.secret if request.HasField("secret") else None,
             enabled=request.enabled if request.HasField("enabled") else None,
             description=request.description if request.HasField("description") else None,
+            headers=dict(request.headers),
+            clear_headers=request.clear_headers,
         )
         return admin_pb2.PutWebhookConfigResponse(
             config=config_to_proto(result.config),
             secret=result.generated_secret,
             created=result.created,
         )
+
+    async def DeleteWebhookConfig(
+        self, request: admin_pb2.DeleteWebhookConfigRequest, context: Context
+    ) -> admin_pb2.DeleteWebhookConfigResponse:
+        org = require_organisation()
+        cancelled = await asyncio.to_thread(
+            configs.delete_config, self._engine, org, request.config_id
+        )
+        return admin_pb2.DeleteWebhookConfigResponse(cancelled_deliveries=cancelled)
 
     async def ListDeliveryLogs(
         self, request: admin_pb2.ListDeliveryLogsRequest, context: Context

@@ -19,9 +19,11 @@ Health checking and server reflection need no key (load balancers and
 ``grpcurl`` call them anonymously).
 
 Key lookups hit the database in a worker thread; verified keys are cached for
-a few seconds (:data:`KEY_CACHE_SECONDS`) so that a busy publisher does not
-pay a query per call. The cache is keyed by the SHA-256 of the whole key, so
-it never holds a usable secret.
+half a second (:data:`KEY_CACHE_SECONDS`, never past the key's expiry) so that
+a busy publisher does not pay a query per call, while a revoked or expired
+key is refused by every process within a second (``core/keys.py``). The
+cache is keyed by the SHA-256 of the whole key, so it never holds a usable
+secret.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ METHOD_SCOPES: dict[str, str] = {
     "/webhooks.v1.WebhookAdmin/ListDeliveryLogs": keys.SCOPE_WEBHOOKS_READ,
     "/webhooks.v1.WebhookAdmin/ListEventTypes": keys.SCOPE_WEBHOOKS_READ,
     "/webhooks.v1.WebhookAdmin/PutWebhookConfig": keys.SCOPE_WEBHOOKS_WRITE,
+    "/webhooks.v1.WebhookAdmin/DeleteWebhookConfig": keys.SCOPE_WEBHOOKS_WRITE,
     "/webhooks.v1.WebhookAdmin/RetryDelivery": keys.SCOPE_WEBHOOKS_WRITE,
     "/webhooks.v1.WebhookAdmin/ReplayDeliveries": keys.SCOPE_WEBHOOKS_WRITE,
     "/webhooks.v1.WebhookAdmin/SendTestEvent": keys.SCOPE_WEBHOOKS_WRITE,
@@ -81,7 +84,7 @@ PUBLIC_SERVICES: tuple[str, ...] = (
 )
 """Method prefixes callable without a key."""
 
-KEY_CACHE_SECONDS = 5.0
+KEY_CACHE_SECONDS = 0.5
 _KEY_CACHE_MAX = 10_000
 
 
@@ -241,5 +244,5 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         principal = Principal(row.id, row.organisation_id, row.scopes)
         if len(self._cache) >= _KEY_CACHE_MAX:
             self._cache.clear()
-        self._cache[digest] = (now + KEY_CACHE_SECONDS, principal)
+        self._cache[digest] = (now + keys.cache_seconds(row, KEY_CACHE_SECONDS), principal)
         return principal

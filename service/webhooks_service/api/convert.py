@@ -13,7 +13,7 @@ from typing import Any
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from webhooks.v1 import admin_pb2
-from webhooks_service.core import configs, event_types, logs, redelivery
+from webhooks_service.core import configs, endpoint_headers, event_types, logs, redelivery
 from webhooks_service.domain import DeliveryStatus, Outcome
 from webhooks_service.errors import FieldViolation, InvalidArgument
 from webhooks_service.storage.endpoint_health import EndpointHealth
@@ -66,6 +66,8 @@ def config_to_proto(row: configs.ConfigRow) -> admin_pb2.WebhookConfig:
         updated_at=timestamp(row.updated_at),
         disabled_reason=row.disabled_reason,
         health=health_to_proto(row.health),
+        # Rows from core/configs carry their headers opened: names only, never values.
+        header_names=endpoint_headers.header_names(row.headers, str),
     )
 
 

@@ -37,6 +37,7 @@ from webhooks_service.config import Settings
 from webhooks_service.core.publishing import Lend
 from webhooks_service.core.secrets_at_rest import check_key
 from webhooks_service.errors import ConfigurationError
+from webhooks_service.observability import tracing
 from webhooks_service.observability.health import run_database_probe
 
 log = logging.getLogger(__name__)
@@ -110,9 +111,10 @@ async def start_server(
     host, _ = split_listen(listen)
     # A missing or wrong WEBHOOKS_SECRET_KEY stops start-up with one clear line.
     await asyncio.to_thread(check_key, engine, settings.secret_key)
-    server = grpc.aio.server(
-        interceptors=[AuthInterceptor(engine, settings=settings)], options=SERVER_OPTIONS
-    )
+    interceptors: list[grpc.aio.ServerInterceptor] = [AuthInterceptor(engine, settings=settings)]
+    if tracing.enabled():  # outermost: the span covers auth and the error mapping
+        interceptors.insert(0, tracing.TracingInterceptor())
+    server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
     admin_pb2_grpc.add_WebhookAdminServicer_to_server(
         WebhookAdminServicer(settings, engine, notify=notify), server
     )

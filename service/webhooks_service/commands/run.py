@@ -30,6 +30,7 @@ from webhooks_service.commands.serve import configure_logging, serve
 from webhooks_service.config import Settings
 from webhooks_service.core import keys, orgs
 from webhooks_service.gateway.process import EnvoyProcess
+from webhooks_service.observability import tracing
 
 DESCRIPTION = """\
 The development stack in one command (what `make run` runs): `webhooks serve`
@@ -124,11 +125,13 @@ def _run(args: argparse.Namespace) -> int:
     settings = config.from_args(args)
     configure_logging(settings.log_level, settings.log_format)
     check_service_addresses(settings)
+    tracing.configure_from_env()  # OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set
     engine = open_database(settings, create=True)
     try:
         org_id, key = bootstrap_demo(engine) if args.demo else ("ORG_ID", None)
         return asyncio.run(_supervise(args, settings, engine, org_id, key))
     finally:
+        tracing.shutdown()
         engine.dispose()
 
 

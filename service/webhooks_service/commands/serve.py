@@ -28,6 +28,7 @@ from webhooks_service.config import Settings
 from webhooks_service.delivery import runner
 from webhooks_service.delivery.worker import LocalWorker
 from webhooks_service.observability import logging as observability_logging
+from webhooks_service.observability import tracing
 from webhooks_service.observability.metrics import start_process_metrics
 
 log = logging.getLogger("webhooks_service.serve")
@@ -55,10 +56,12 @@ def _serve(args: argparse.Namespace) -> int:
     settings = config.from_args(args)
     configure_logging(settings.log_level, settings.log_format)
     check_service_addresses(settings)
+    tracing.configure_from_env()  # OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set
     engine = open_database(settings, create=True)
     try:
         return asyncio.run(serve(settings, engine))
     finally:
+        tracing.shutdown()
         engine.dispose()
 
 

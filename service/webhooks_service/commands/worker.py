@@ -25,6 +25,7 @@ from webhooks_service.commands._database import open_database
 from webhooks_service.commands._preflight import check_service_addresses
 from webhooks_service.config import Settings
 from webhooks_service.delivery.runner import run_worker
+from webhooks_service.observability import tracing
 from webhooks_service.observability.logging import configure_logging
 from webhooks_service.observability.metrics import start_process_metrics
 
@@ -66,10 +67,12 @@ def _worker(args: argparse.Namespace) -> int:
     settings = config.from_args(args)
     configure_logging(settings.log_level, settings.log_format)
     check_service_addresses(settings, grpc=False)
+    tracing.configure_from_env()  # OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set
     engine = open_database(settings, create=True)
     try:
         asyncio.run(work(settings, engine))
     finally:
+        tracing.shutdown()
         engine.dispose()
     return 0
 

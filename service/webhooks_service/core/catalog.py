@@ -8,6 +8,13 @@ without touching Python code.
 
 Patterns (what a webhook configuration subscribes to) are a catalog type
 (``reward.claimed``), a category wildcard (``reward.*``) or ``*``.
+
+**Operational types** (category ``webhook``: ``webhook.endpoint_disabled``,
+``webhook.delivery_failed``) are in the catalog but sent only by the service
+itself (``core/operational.py``): they cannot be published, and ``*`` does
+not cover them — a configuration receives them only by naming them
+(``webhook.*`` or the exact name), so existing ``*`` subscribers never get
+payloads of a new shape about the webhook system unasked.
 """
 
 from __future__ import annotations
@@ -44,6 +51,12 @@ CATEGORIES: tuple[str, ...] = tuple(dict.fromkeys(t.split(".", 1)[0] for t in EV
 
 _CATEGORY_SET = frozenset(CATEGORIES)
 
+OPERATIONAL_CATEGORY = "webhook"
+OPERATIONAL_TYPES: frozenset[str] = frozenset(
+    t for t in EVENT_TYPES if t.startswith(OPERATIONAL_CATEGORY + ".")
+)
+"""The service's own event types (never published by clients, not in ``*``)."""
+
 
 def all_types() -> tuple[str, ...]:
     return EVENT_TYPES
@@ -58,6 +71,16 @@ def is_known_type(event_type: str) -> bool:
     return event_type in _TYPE_SET
 
 
+def is_operational(event_type: str) -> bool:
+    """True for a ``webhook.*`` type (operational, or the reserved ``webhook.ping``)."""
+    return event_type.startswith(OPERATIONAL_CATEGORY + ".")
+
+
+def is_publishable(event_type: str) -> bool:
+    """True for a catalog type a client may publish (not an operational one)."""
+    return event_type in _TYPE_SET and event_type not in OPERATIONAL_TYPES
+
+
 def is_valid_pattern(pattern: str) -> bool:
     """True for a catalog type, ``*``, or ``category.*`` with a known category."""
     if pattern == WILDCARD or pattern in _TYPE_SET:
@@ -70,11 +93,11 @@ def is_valid_pattern(pattern: str) -> bool:
 def matches(pattern: str, event_type: str) -> bool:
     """Whether a subscription pattern covers an event type.
 
-    ``*`` covers everything, ``reward.*`` every type of category ``reward``,
-    anything else only itself.
+    ``*`` covers every type except the operational ones, ``reward.*`` every
+    type of category ``reward``, anything else only itself.
     """
     if pattern == WILDCARD:
-        return True
+        return event_type not in OPERATIONAL_TYPES
     if pattern.endswith(".*"):
         return event_type.startswith(pattern[:-1])
     return pattern == event_type

@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -24,19 +24,20 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
-from webhooks_service.core import catalog, listing, pagetokens
+from webhooks_service.core import catalog, endpoint_headers, listing, operational, pagetokens
 from webhooks_service.core.ids import check_config_id, new_id
 from webhooks_service.core.secrets_at_rest import cipher_for
 from webhooks_service.delivery.target_guard import TargetGuard, literal_target_problem
 from webhooks_service.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from webhooks_service.storage import config_deletion, db, endpoint_health
 from webhooks_service.storage import configs as store
-from webhooks_service.storage import db, endpoint_health
 from webhooks_service.storage.configs import ConfigRow
 from webhooks_service.storage.models import utcnow
 
 __all__ = [
     "ConfigRow",
     "PutResult",
+    "delete_config",
     "generate_secret",
     "list_configs",
     "put_config",
@@ -114,6 +115,8 @@ def validate(
     secret: str | None,
     description: str | None,
     url_guard: Callable[[str], str | None] | None = None,
+    headers: Mapping[str, str] | None = None,
+    clear_headers: bool = False,
 ) -> list[FieldViolation]:
     """Every problem with a put request, one violation per offending field/element."""
     problems: list[FieldViolation] = []
@@ -148,6 +151,12 @@ def validate(
                 f"at most {MAX_DESCRIPTION_LENGTH} characters (got {len(description)})",
             )
         )
+    if headers:
+        problems.extend(endpoint_headers.validate_headers(headers))
+        if clear_headers:
+            problems.append(
+                FieldViolation("clear_headers", "give either headers or clear_headers, not both")
+            )
     return problems
 
 
@@ -162,6 +171,8 @@ def put_config(
     secret: str | None,
     enabled: bool | None,
     description: str | None,
+    headers: Mapping[str, str] | None = None,
+    clear_headers: bool = False,
     clock: Clock = utcnow,
 ) -> PutResult:
     """Create (empty ``config_id``) or update a configuration of the organisation.
@@ -171,7 +182,9 @@ def put_config(
     the default on create. An empty ``secret`` counts as absent. Event types
     keep their order with duplicates dropped. A URL naming a literal address
     the delivery workers would refuse (loopback, private, …, unless the
-    operator allowed its network) is refused here already.
+    operator allowed its network) is refused here already. Non-empty
+    ``headers`` replace the custom headers; empty ones keep them on update,
+    unless ``clear_headers``.
     """
     check_config_id(config_id, "id", required=False)
     secret = secret or None
@@ -185,12 +198,15 @@ def put_config(
         # On update the check waits for the stored URL: an unchanged one stays
         # editable (e.g. after the operator narrowed the allowed networks).
         url_guard=None if config_id else (lambda _: target_problem),
+        headers=headers,
+        clear_headers=clear_headers,
     )
     if problems:
         # The API's error mapping adds the first field and rule to the message.
         raise InvalidArgument("invalid webhook configuration", problems)
     types = tuple(dict.fromkeys(event_types))
     cipher = cipher_for(settings.secret_key)
+    new_headers = endpoint_headers.normalise(headers) if headers else None
     now = clock()
     with db.write_transaction(engine) as conn:
         if config_id:
@@ -203,6 +219,12 @@ def put_config(
                 )
             new_enabled = current.enabled if enabled is None else enabled
             current_secret = cipher.open(current.secret)
+            if new_headers is not None:
+                stored_headers = endpoint_headers.seal_headers(new_headers, cipher.seal)
+            elif clear_headers or current.headers is None:
+                stored_headers = None
+            else:  # kept; every write re-seals (plaintext rows migrate here)
+                stored_headers = cipher.seal(cipher.open(current.headers))
             previous, expires = current.previous_secret, current.previous_secret_expires_at
             if expires is not None and expires <= now:
                 previous, expires = None, None
@@ -224,14 +246,23 @@ def put_config(
                 previous_secret_expires_at=expires,
                 # Re-enabling by an admin clears the service's own reason.
                 disabled_reason="" if new_enabled else current.disabled_reason,
+                headers=stored_headers,
                 updated_at=now,
             )
             store.update(conn, row)
+            if current.enabled and not new_enabled:
+                # Operational webhook to the organisation's other endpoints.
+                operational.endpoint_disabled_by_admin(conn, current, now=now)
             if new_enabled and (not current.enabled or url != current.url):
                 # Re-enabled or re-pointed: the endpoint's failure run starts over.
                 endpoint_health.reset_failing(conn, organisation_id, config_id)
                 row = replace(row, health=replace(row.health, failing_since=None))
-            return PutResult(replace(row, secret=secret or current_secret), "", created=False)
+            opened = replace(
+                row,
+                secret=secret or current_secret,
+                headers=None if stored_headers is None else cipher.open(stored_headers),
+            )
+            return PutResult(opened, "", created=False)
         if not store.lock_organisation(conn, organisation_id):
             raise NotFound(f"organisation {organisation_id!r} not found")
         limit = settings.max_configs_per_org
@@ -252,9 +283,35 @@ def put_config(
             disabled_reason="",
             created_at=now,
             updated_at=now,
+            headers=(
+                None
+                if new_headers is None
+                else endpoint_headers.seal_headers(new_headers, cipher.seal)
+            ),
         )
         store.insert(conn, row)
-        return PutResult(replace(row, secret=secret or generated), generated, created=True)
+        opened = replace(
+            row,
+            secret=secret or generated,
+            headers=None if row.headers is None else cipher.open(row.headers),
+        )
+        return PutResult(opened, generated, created=True)
+
+
+def delete_config(
+    engine: Engine, organisation_id: str, config_id: str, *, clock: Clock = utcnow
+) -> int:
+    """Delete the organisation's configuration; how many pending deliveries it cancelled.
+
+    NotFound for an unknown, already deleted or another organisation's id.
+    See ``storage/config_deletion.py`` for what happens to its queue and log.
+    """
+    check_config_id(config_id)
+    with db.write_transaction(engine) as conn:
+        deleted = config_deletion.delete_config(conn, organisation_id, config_id, now=clock())
+    if deleted is None:
+        raise NotFound(f"webhook configuration {config_id!r} not found")
+    return deleted.cancelled
 
 
 def list_configs(
@@ -290,5 +347,13 @@ def list_configs(
         last = rows[-1]
         next_token = pagetokens.encode([last.created_at.isoformat(), last.id], bound)
     cipher = cipher_for(secret_key)
-    opened = [replace(r, secret=cipher.open(r.secret), previous_secret=None) for r in rows]
+    opened = [
+        replace(
+            r,
+            secret=cipher.open(r.secret),
+            previous_secret=None,
+            headers=None if r.headers is None else cipher.open(r.headers),
+        )
+        for r in rows
+    ]
     return opened, next_token

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
+from webhooks_service.core import operational
 from webhooks_service.storage import db
 from webhooks_service.storage import endpoint_health as store
 from webhooks_service.storage.models import utcnow
@@ -77,6 +78,8 @@ def disable_failing_endpoints(engine: Engine, settings: Settings, *, now: dateti
             reason = disabled_reason(endpoint, period)
             if store.disable(conn, endpoint, reason, now=now):
                 disabled.append(endpoint.id)
+                # hook: webhook.endpoint_disabled to the organisation's other endpoints
+                operational.endpoint_disabled_by_sweep(conn, endpoint.id, now=now)
                 log.warning(
                     "disabled endpoint %s: %s",
                     endpoint.id,

@@ -9,14 +9,28 @@ human password, and every request checks it.
 
 A key belongs to one organisation; a *platform* key (organisation ``None``)
 may only publish events, for any organisation.
+
+**Lifecycle.** A key may expire (``expires_in`` at creation) and be revoked
+(:func:`revoke_key`); either way it is refused from then on. Its visible
+prefix (:func:`key_prefix`, ``whk_<id part>_``) is the first characters of
+the key itself, so a leaked key is found in ``webhooks keys list`` (and
+revoked with ``webhooks keys revoke``) from its first characters. Each
+process re-checks a key against the database at least every
+``api/auth.py``'s ``KEY_CACHE_SECONDS`` (0.5 s), so a revocation or an
+expiry reaches every running process within a second, on SQLite and
+PostgreSQL alike, for one primary-key read per key and process every half
+second. ``last_used_at`` is written at most once a minute per key and process.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
@@ -28,6 +42,8 @@ from webhooks_service.storage import orgs as org_store
 from webhooks_service.storage.keys import ApiKeyRow
 from webhooks_service.storage.models import utcnow
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "KEY_PREFIX",
     "SCOPES",
@@ -38,7 +54,10 @@ __all__ = [
     "authenticate",
     "create_key",
     "create_platform_key",
+    "key_prefix",
+    "list_keys",
     "parse_scopes",
+    "revoke_key",
 ]
 
 SCOPE_WEBHOOKS_READ = "webhooks:read"
@@ -48,6 +67,8 @@ SCOPES: tuple[str, ...] = (SCOPE_WEBHOOKS_READ, SCOPE_WEBHOOKS_WRITE, SCOPE_EVEN
 
 KEY_PREFIX = "whk_"
 _ID_PREFIX = "key_"
+# last_used_at is refreshed when older than this (one write per key a minute).
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def _hash(secret: str) -> str:
@@ -67,12 +88,24 @@ def parse_scopes(scopes: Iterable[str]) -> frozenset[str]:
     return result
 
 
+def key_prefix(key_id: str) -> str:
+    """The first characters of the whole key: ``whk_<id part>_`` (shown in listings)."""
+    return f"{KEY_PREFIX}{key_id.removeprefix(_ID_PREFIX)}_"
+
+
 def _create(
-    engine: Engine, organisation_id: str | None, scopes: frozenset[str], name: str
+    engine: Engine,
+    organisation_id: str | None,
+    scopes: frozenset[str],
+    name: str,
+    expires_in: timedelta | None = None,
 ) -> tuple[ApiKeyRow, str]:
+    if expires_in is not None and expires_in <= timedelta(0):
+        raise InvalidArgument("--expires-in must be a positive duration (e.g. 90d, 12h, 30m)")
     key_id = new_id("key")
     secret = secrets.token_urlsafe(32)
     raw = f"{KEY_PREFIX}{key_id.removeprefix(_ID_PREFIX)}_{secret}"
+    now = utcnow()
     with db.write_transaction(engine) as conn:
         if organisation_id is not None and org_store.get(conn, organisation_id) is None:
             raise NotFound(f"organisation {organisation_id!r} does not exist")
@@ -83,21 +116,63 @@ def _create(
             name=name,
             secret_hash=_hash(secret),
             scopes=scopes,
-            created_at=utcnow(),
+            created_at=now,
+            expires_at=None if expires_in is None else now + expires_in,
         )
     return row, raw
 
 
 def create_key(
-    engine: Engine, organisation_id: str, scopes: Iterable[str], name: str = ""
+    engine: Engine,
+    organisation_id: str,
+    scopes: Iterable[str],
+    name: str = "",
+    *,
+    expires_in: timedelta | None = None,
 ) -> tuple[ApiKeyRow, str]:
     """A new key of one organisation; returns the row and the whole key (shown once)."""
-    return _create(engine, organisation_id, parse_scopes(scopes), name)
+    return _create(engine, organisation_id, parse_scopes(scopes), name, expires_in)
 
 
-def create_platform_key(engine: Engine, name: str = "") -> tuple[ApiKeyRow, str]:
+def create_platform_key(
+    engine: Engine, name: str = "", *, expires_in: timedelta | None = None
+) -> tuple[ApiKeyRow, str]:
     """A key without organisation that may publish events for every organisation."""
-    return _create(engine, None, frozenset({SCOPE_EVENTS_PUBLISH}), name)
+    return _create(engine, None, frozenset({SCOPE_EVENTS_PUBLISH}), name, expires_in)
+
+
+def list_keys(
+    engine: Engine, *, organisation_id: str | None = None, platform_only: bool = False
+) -> list[ApiKeyRow]:
+    """Every key (or one organisation's, or the platform keys), oldest first."""
+    with db.read_transaction(engine) as conn:
+        if organisation_id is not None and org_store.get(conn, organisation_id) is None:
+            raise NotFound(f"organisation {organisation_id!r} does not exist")
+        return store.list_keys(conn, organisation_id=organisation_id, platform_only=platform_only)
+
+
+def _key_id(text: str) -> str:
+    """``key_…``, or a key's prefix / the whole (leaked) key -> ``key_…``."""
+    text = text.strip()
+    if text.startswith(KEY_PREFIX):
+        id_part = text[len(KEY_PREFIX) :].split("_", 1)[0]
+        return _ID_PREFIX + id_part
+    return text
+
+
+def revoke_key(engine: Engine, key: str, *, clock: Callable[[], datetime] = utcnow) -> ApiKeyRow:
+    """Revoke a key given by id (``key_…``), prefix or whole key; the row after it.
+
+    Idempotent (a revoked key keeps its first ``revoked_at``); NotFound for
+    an unknown key.
+    """
+    key_id = _key_id(key)
+    with db.write_transaction(engine) as conn:
+        if not store.revoke(conn, key_id, now=clock()):
+            raise NotFound(f"API key {key_id!r} does not exist")
+        row = store.get(conn, key_id)
+    assert row is not None
+    return row
 
 
 def split_key(raw: str) -> tuple[str, str] | None:
@@ -124,4 +199,26 @@ def authenticate(engine: Engine, raw: str) -> ApiKeyRow:
         raise Unauthenticated("invalid API key")
     if row.revoked_at is not None:
         raise Unauthenticated("API key revoked")
+    now = utcnow()
+    if row.expires_at is not None and row.expires_at <= now:
+        raise Unauthenticated("API key expired")
+    if row.last_used_at is None or row.last_used_at < now - LAST_USED_RESOLUTION:
+        # Off the caller's path: a busy database must not delay the call.
+        threading.Thread(target=_touch, args=(engine, row.id, now), daemon=True).start()
     return row
+
+
+def cache_seconds(row: ApiKeyRow, longest: float) -> float:
+    """How long a process may trust a verified key: ``longest``, never past its expiry."""
+    if row.expires_at is None:
+        return longest
+    return max(0.0, min(longest, (row.expires_at - utcnow()).total_seconds()))
+
+
+def _touch(engine: Engine, key_id: str, now: datetime) -> None:
+    """Record the use; never fails the call (a busy database only delays it)."""
+    try:
+        with db.write_transaction(engine) as conn:
+            store.touch(conn, key_id, now=now, stale_before=now - LAST_USED_RESOLUTION)
+    except Exception as exc:
+        log.debug("could not record the use of API key %s: %s", key_id, exc)

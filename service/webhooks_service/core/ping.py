@@ -41,6 +41,7 @@ from contextlib import AbstractAsyncContextManager
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
+from webhooks_service.core import operational
 from webhooks_service.core.ids import check_config_id
 from webhooks_service.core.publishing import build_payload, new_event_id
 from webhooks_service.core.redelivery import OrgBudgets, default_budgets
@@ -119,7 +120,13 @@ async def _send(
         )
     async with attempt_session() as attempt:
         finished = await attempt(dataclasses.replace(claimed, retries=False))
-    await asyncio.to_thread(queue.finish_batch, engine, [finished], now=clock())
+    await asyncio.to_thread(
+        queue.finish_batch,
+        engine,
+        [finished],
+        now=clock(),
+        after_write=operational.after_finish,  # a 410 here disables: tell the others
+    )
     return await asyncio.to_thread(_read_log, engine, organisation_id, event_id)
 
 

@@ -36,7 +36,7 @@ import math
 import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -47,6 +47,7 @@ from webhooks_service.config import Settings
 from webhooks_service.core import catalog
 from webhooks_service.domain import ClaimedDelivery, Destination, new_lease, utcnow
 from webhooks_service.errors import FieldViolation, InvalidArgument, PermissionDenied
+from webhooks_service.observability import tracing
 from webhooks_service.storage.events import (
     NewEvent,
     PlannedEvent,
@@ -199,6 +200,13 @@ def prepare(
         violations.append(
             FieldViolation(f"{prefix}event.type", f"{item.event_type!r} is not in the catalog")
         )
+    elif not catalog.is_publishable(item.event_type):
+        violations.append(
+            FieldViolation(
+                f"{prefix}event.type",
+                f"{item.event_type!r} is an operational event type: the service sends it itself",
+            )
+        )
     data_json = "{}"
     try:
         data_json = _dump(item.data or {})
@@ -325,6 +333,12 @@ async def publish_events(
     if violations:
         first = violations[0]
         raise InvalidArgument(f"invalid event: {first.field}: {first.description}", violations)
+    span = tracing.start_publish(  # hook: None while tracing is off
+        [e.organisation_id for e in prepared], [e.event_id for e in prepared]
+    )
+    if span is not None:
+        parent = tracing.traceparent(span)
+        prepared = [replace(e, traceparent=parent) for e in prepared]
     orgs = {e.organisation_id for e in prepared}
     # One organisation's publish borrows that organisation's share of the worker.
     handoff = lend(next(iter(orgs))) if lend is not None and len(orgs) == 1 else None
@@ -334,6 +348,9 @@ async def publish_events(
     )
     try:
         results = await asyncio.shield(store)
+    except BaseException as exc:
+        tracing.fail_publish(span, exc)
+        raise
     finally:
         if handoff is not None:
             # Settle once the transaction is over, even if this call was
@@ -343,4 +360,8 @@ async def publish_events(
             handed_over = await handoff.settle()
     if notify is not None and sum(r.deliveries for r in results) > handed_over:
         notify()
+    if span is not None:
+        tracing.end_publish(
+            span, sum(r.deliveries for r in results), sum(r.duplicate for r in results)
+        )
     return results

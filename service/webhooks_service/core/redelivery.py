@@ -57,6 +57,7 @@ from webhooks_service.errors import (
     ResourceExhausted,
 )
 from webhooks_service.storage import replay as store
+from webhooks_service.storage.config_deletion import CANCELLED_OUTCOME
 from webhooks_service.storage.replay import DeliveryState
 
 __all__ = [
@@ -213,6 +214,11 @@ def retry_delivery(
     state, scheduled = store.retry_delivery(engine, organisation_id, number, clock())
     if state is None:
         raise NotFound(f"delivery {delivery_id} not found")
+    if state.status == CANCELLED_OUTCOME:
+        raise FailedPrecondition(
+            f"delivery {delivery_id} was cancelled: its webhook configuration "
+            f"{state.config_id} was deleted"
+        )
     if not state.config_enabled:
         raise _disabled(state.config_id)
     return RetryResult(state, scheduled)

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
 from webhooks_service.errors import ConfigurationError, InvalidArgument
+from webhooks_service.storage import config_deletion, db
 from webhooks_service.storage import retention as store
 from webhooks_service.storage.models import utcnow
 from webhooks_service.storage.retention import PruneResult
@@ -70,13 +71,22 @@ def prune(
     cutoff = cutoff_for(now or utcnow(), days)
     if dry_run:
         return store.count_prunable(engine, cutoff)
-    return store.prune_before(
+    result = store.prune_before(
         engine,
         cutoff,
         batch_size=settings.prune_batch_size,
         pause=settings.prune_pause,
         sleep=sleep,
     )
+    purge_deleted_configs(engine, cutoff)
+    return result
+
+
+def purge_deleted_configs(engine: Engine, cutoff: datetime) -> int:
+    """Drop deleted configurations whose whole log is gone (kept until then, see
+    ``storage/config_deletion.py``)."""
+    with db.write_transaction(engine) as conn:
+        return config_deletion.purge_deleted(conn, cutoff)
 
 
 async def _prune_once(
@@ -102,6 +112,8 @@ async def _prune_once(
         if settings.prune_pause > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), settings.prune_pause)
+    if not stop.is_set():
+        await asyncio.to_thread(purge_deleted_configs, engine, cutoff)
     return total
 
 

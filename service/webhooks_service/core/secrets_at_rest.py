@@ -139,7 +139,8 @@ def check_key(engine: Engine, key: str) -> None:
 
 
 def reseal_all(engine: Engine, key: str, *, batch_size: int = 500) -> int:
-    """Store every webhook secret sealed with the first key; the number of configs.
+    """Store every webhook secret (and custom headers) sealed with the first key; the
+    number of configs.
 
     Turns plaintext rows into ``enc:v1:`` ones after the operator sets
     ``WEBHOOKS_SECRET_KEY`` and, after prepending a new key, moves every row
@@ -153,12 +154,13 @@ def reseal_all(engine: Engine, key: str, *, batch_size: int = 500) -> int:
     while True:
         with db.write_transaction(engine) as conn:
             rows = store.secrets_page(conn, after_id=after, limit=batch_size)
-            for config_id, secret, previous in rows:
+            for config_id, secret, previous, headers in rows:
                 store.set_secrets(
                     conn,
                     config_id,
                     cipher.seal(cipher.open(secret)),
                     None if previous is None else cipher.seal(cipher.open(previous)),
+                    None if headers is None else cipher.seal(cipher.open(headers)),
                 )
         if not rows:
             return done

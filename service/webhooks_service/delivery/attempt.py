@@ -27,12 +27,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from webhooks_service.config import Settings
+from webhooks_service.core.endpoint_headers import request_headers
 from webhooks_service.core.secrets_at_rest import cipher_for
 from webhooks_service.delivery.http import Transport
 from webhooks_service.delivery.retry_policy import AttemptResult, ErrorKind, RetryPolicy
 from webhooks_service.delivery.scheduler import Signal
 from webhooks_service.delivery.signing import webhook_headers
 from webhooks_service.domain import ClaimedDelivery, Clock, FinishedAttempt, Outcome, utcnow
+from webhooks_service.observability import tracing
 
 SecretDecoder = Callable[[str], str]
 
@@ -53,7 +55,9 @@ def request_for(d: ClaimedDelivery, decode_secret: SecretDecoder, now: datetime)
     """The signed request of one attempt of ``d`` made at ``now``."""
     body = d.payload.encode()
     secrets = [decode_secret(s) for s in d.signing_secrets(now)]
-    headers = webhook_headers(secrets, d.event_id, int(now.timestamp()), body)
+    signed = webhook_headers(secrets, d.event_id, int(now.timestamp()), body)
+    # the endpoint's custom headers (core/endpoint_headers.py)
+    headers = request_headers(signed, d.headers, decode_secret)
     return Request(d.url, body, headers, d.timeout_seconds)
 
 
@@ -155,9 +159,11 @@ class Attempter:
         started = self.clock()
         if not d.enabled:
             return Attempted(not_attempted(d, started), Signal.NEUTRAL, 0.0)
+        span = tracing.start_attempt(d)  # hook: None while tracing is off
         req = request_for(d, self.decode_secret, started)
         result = await self.transport.post(req.url, req.body, req.headers, req.timeout_seconds)
         done = finished(d, result, started, self.policy, self.clock())
+        tracing.end_attempt(span, done)
         return Attempted(done, signal_of(result), result.duration_ms / 1000)
 
 

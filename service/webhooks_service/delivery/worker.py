@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
+from webhooks_service.core import operational
 from webhooks_service.core.secrets_at_rest import cipher_for
 from webhooks_service.delivery.attempt import Attempter, not_attempted
 from webhooks_service.delivery.http import Transport
@@ -123,6 +124,8 @@ class DeliveryWorker:
         self._final = False
         self._accepting = False  # lends slots to publish (between start and stop)
         self.attempts_recorded = 0
+        # finish_batch's after_write hook: operational webhooks (core/operational.py)
+        self.operational = operational.Emitter()
 
     # -- capacity ---------------------------------------------------------
 
@@ -367,8 +370,14 @@ class DeliveryWorker:
                 batch, self._results = self._results, []
                 try:
                     self.attempts_recorded += await asyncio.to_thread(
-                        queue.finish_batch, self.engine, batch, now=self.clock()
+                        queue.finish_batch,
+                        self.engine,
+                        batch,
+                        now=self.clock(),
+                        after_write=self.operational,
                     )
+                    if self.operational.take_created():
+                        self._poke()  # operational webhooks were queued
                     if self.observer is not None:
                         self.observer.recorded(batch)
                 except Exception as exc:
@@ -402,7 +411,11 @@ class DeliveryWorker:
         for finished in batch:
             try:
                 self.attempts_recorded += await asyncio.to_thread(
-                    queue.finish_batch, self.engine, [finished], now=self.clock()
+                    queue.finish_batch,
+                    self.engine,
+                    [finished],
+                    now=self.clock(),
+                    after_write=self.operational,
                 )
                 if self.observer is not None:
                     self.observer.recorded([finished])

@@ -408,11 +408,12 @@ def _lb_endpoints(upstreams: tuple[Address, ...], indent: int) -> str:
 
 def _path_match(path: str) -> str:
     """The route's path matcher: exact, or a regex for a templated path
-    (``/webhooks/configs/{config_id}:replay``: one segment per variable)."""
+    (``/webhooks/configs/{config_id}:replay``: one segment per variable, without
+    ``:`` so that ``/webhooks/configs/{config_id}`` does not also match the custom methods)."""
     if "{" not in path:
         return f"path: {_q(path)}"
     parts = re.split(r"\{[^}]*\}", path)
-    regex = "[^/]+".join(re.escape(part) for part in parts)
+    regex = "[^/:]+".join(re.escape(part) for part in parts)
     return f"safe_regex: {{regex: {_q(regex)}}}"
 
 

@@ -1,7 +1,9 @@
 """Queries on ``webhook_configs``.
 
 Every read and write is scoped by ``organisation_id``: an id of another
-organisation behaves exactly like an id that does not exist.
+organisation behaves exactly like an id that does not exist. A deleted
+configuration (``deleted_at`` set, see ``storage/config_deletion.py``)
+behaves the same way: it stays only for its deliveries and attempts.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class ConfigRow:
     previous_secret_expires_at: datetime | None = None
     # Delivery statistics (read-only here; kept by storage/endpoint_health.py).
     health: EndpointHealth = field(default_factory=EndpointHealth)
+    # Custom request headers, stored form (sealed JSON) or None; never logged.
+    headers: str | None = field(default=None, repr=False)
 
 
 _COLUMNS = (
@@ -56,8 +60,10 @@ _COLUMNS = (
     _T.c.updated_at,
     _T.c.previous_secret,
     _T.c.previous_secret_expires_at,
+    _T.c.headers,
     *HEALTH_COLUMNS,
 )
+_LIVE = _T.c.deleted_at.is_(None)
 
 
 def _row(r: Any) -> ConfigRow:
@@ -75,6 +81,7 @@ def _row(r: Any) -> ConfigRow:
         previous_secret=r.previous_secret,
         previous_secret_expires_at=r.previous_secret_expires_at,
         health=health_from_row(r),
+        headers=r.headers,
     )
 
 
@@ -93,7 +100,9 @@ def lock_organisation(conn: sa.Connection, organisation_id: str) -> bool:
 
 def count_for_org(conn: sa.Connection, organisation_id: str) -> int:
     query = (
-        sa.select(sa.func.count()).select_from(_T).where(_T.c.organisation_id == organisation_id)
+        sa.select(sa.func.count())
+        .select_from(_T)
+        .where(_T.c.organisation_id == organisation_id, _LIVE)
     )
     return int(conn.execute(query).scalar_one())
 
@@ -102,7 +111,7 @@ def get(conn: sa.Connection, organisation_id: str, config_id: str) -> ConfigRow 
     row = conn.execute(
         sa.select(*_COLUMNS)
         .select_from(CONFIGS_WITH_HEALTH)
-        .where(_T.c.organisation_id == organisation_id, _T.c.id == config_id)
+        .where(_T.c.organisation_id == organisation_id, _T.c.id == config_id, _LIVE)
     ).first()
     return None if row is None else _row(row)
 
@@ -118,7 +127,7 @@ def list_page(
     query = (
         sa.select(*_COLUMNS)
         .select_from(CONFIGS_WITH_HEALTH)
-        .where(_T.c.organisation_id == organisation_id)
+        .where(_T.c.organisation_id == organisation_id, _LIVE)
     )
     if after is not None:
         created, cid = after
@@ -138,22 +147,30 @@ def sample_encrypted_secret(conn: sa.Connection, prefix: str) -> str | None:
 
 def secrets_page(
     conn: sa.Connection, *, after_id: str, limit: int
-) -> list[tuple[str, str, str | None]]:
-    """(id, secret, previous_secret) of every organisation's configs after ``after_id``,
-    by id (re-sealing walks the whole table in batches)."""
+) -> list[tuple[str, str, str | None, str | None]]:
+    """(id, secret, previous_secret, headers) of every organisation's live configs after
+    ``after_id``, by id (re-sealing walks the whole table in batches)."""
     query = (
-        sa.select(_T.c.id, _T.c.secret, _T.c.previous_secret)
-        .where(_T.c.id > after_id)
+        sa.select(_T.c.id, _T.c.secret, _T.c.previous_secret, _T.c.headers)
+        .where(_T.c.id > after_id, _LIVE)
         .order_by(_T.c.id)
         .limit(limit)
     )
-    return [(r.id, r.secret, r.previous_secret) for r in conn.execute(query)]
+    return [(r.id, r.secret, r.previous_secret, r.headers) for r in conn.execute(query)]
 
 
-def set_secrets(conn: sa.Connection, config_id: str, secret: str, previous: str | None) -> None:
-    """Replace the stored forms of a config's secrets (same values, re-sealed)."""
+def set_secrets(
+    conn: sa.Connection,
+    config_id: str,
+    secret: str,
+    previous: str | None,
+    headers: str | None = None,
+) -> None:
+    """Replace the stored forms of a config's secrets and headers (same values, re-sealed)."""
     conn.execute(
-        sa.update(_T).where(_T.c.id == config_id).values(secret=secret, previous_secret=previous)
+        sa.update(_T)
+        .where(_T.c.id == config_id)
+        .values(secret=secret, previous_secret=previous, headers=headers)
     )
 
 
@@ -170,6 +187,7 @@ def insert(conn: sa.Connection, row: ConfigRow) -> None:
             previous_secret=row.previous_secret,
             previous_secret_expires_at=row.previous_secret_expires_at,
             disabled_reason=row.disabled_reason,
+            headers=row.headers,
             timeout_seconds=None,
             created_at=row.created_at,
             updated_at=row.updated_at,
@@ -181,7 +199,7 @@ def update(conn: sa.Connection, row: ConfigRow) -> None:
     """Store the editable fields of ``row`` (matched by organisation and id)."""
     conn.execute(
         sa.update(_T)
-        .where(_T.c.organisation_id == row.organisation_id, _T.c.id == row.id)
+        .where(_T.c.organisation_id == row.organisation_id, _T.c.id == row.id, _LIVE)
         .values(
             url=row.url,
             event_types=list(row.event_types),
@@ -191,6 +209,7 @@ def update(conn: sa.Connection, row: ConfigRow) -> None:
             previous_secret=row.previous_secret,
             previous_secret_expires_at=row.previous_secret_expires_at,
             disabled_reason=row.disabled_reason,
+            headers=row.headers,
             updated_at=row.updated_at,
         )
     )

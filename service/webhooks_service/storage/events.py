@@ -66,11 +66,12 @@ _PG_INSERT = sa.text(
     WITH v AS (
         SELECT * FROM json_to_recordset(CAST(:rows AS json)) AS x(
             organisation_id text, event_id text, event_type text, occurred_at timestamptz,
-            payload text, targets json)
+            payload text, traceparent text, targets json)
     ), e AS (
         INSERT INTO events (organisation_id, event_id, event_type, occurred_at, payload,
-                            created_at)
-        SELECT organisation_id, event_id, event_type, occurred_at, payload, :now FROM v
+                            traceparent, created_at)
+        SELECT organisation_id, event_id, event_type, occurred_at, payload, traceparent, :now
+        FROM v
         ON CONFLICT (organisation_id, event_id) DO NOTHING
         RETURNING pk, organisation_id, event_id
     ), d AS (
@@ -114,6 +115,7 @@ class NewEvent:
     event_type: str
     occurred_at: datetime
     payload: str  # the exact JSON body every endpoint receives
+    traceparent: str | None = None  # the publish span's (observability/tracing.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +131,7 @@ class Target:
     previous_secret_expires_at: datetime | None
     timeout_seconds: float | None
     enabled: bool
+    headers: str | None = None  # custom request headers (stored form)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +219,7 @@ def _target(r: Any, organisation_id: str, enabled: bool) -> Target:
         previous_secret_expires_at=r.previous_secret_expires_at,
         timeout_seconds=r.timeout_seconds,
         enabled=enabled,
+        headers=r.headers,
     )
 
 
@@ -231,6 +235,7 @@ _TARGETS = (
         configs.c.previous_secret,
         configs.c.previous_secret_expires_at,
         configs.c.timeout_seconds,
+        configs.c.headers,
     )
     .select_from(
         organisations.outerjoin(
@@ -253,9 +258,11 @@ _TARGET = sa.select(
     configs.c.previous_secret_expires_at,
     configs.c.timeout_seconds,
     configs.c.enabled,
+    configs.c.headers,
 ).where(
     configs.c.id == sa.bindparam("config_id"),
     configs.c.organisation_id == sa.bindparam("org_id"),
+    configs.c.deleted_at.is_(None),
 )
 _SQLITE_INSERT_EVENTS = (
     sqlite.insert(events)
@@ -282,6 +289,7 @@ def _insert_sqlite(
                 "event_type": p.event.event_type,
                 "occurred_at": p.event.occurred_at,
                 "payload": p.event.payload,
+                "traceparent": p.event.traceparent,
                 "created_at": now,
             }
             for p in planned
@@ -323,6 +331,7 @@ def _insert_pg(
             "event_type": p.event.event_type,
             "occurred_at": p.event.occurred_at.isoformat(),
             "payload": p.event.payload,
+            "traceparent": p.event.traceparent,
             "targets": [
                 {"config_id": t.config_id, "claimed": claimed} for t, claimed in p.deliveries
             ],
@@ -370,4 +379,6 @@ def _handed_over(
         timeout_seconds=target.timeout_seconds,
         enabled=True,
         lease_until=lease.until,
+        headers=target.headers,
+        traceparent=event.traceparent,
     )

@@ -109,6 +109,10 @@ class ApiKey(Base):
     scopes: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+    # Key lifecycle (issue 12): refused after expires_at; last_used_at is
+    # refreshed at most once a minute per process (core/keys.py).
+    expires_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
 
 
 class WebhookConfig(Base):
@@ -134,6 +138,13 @@ class WebhookConfig(Base):
     timeout_seconds: Mapped[float | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # Custom request headers sent on every attempt (core/endpoint_headers.py):
+    # JSON {"name": "value"}, sealed like the secret when WEBHOOKS_SECRET_KEY
+    # is set; NULL when none.
+    headers: Mapped[str | None] = mapped_column(Text)
+    # Set by DeleteWebhookConfig: the row stays (its deliveries and attempts
+    # reference it) but is invisible to the API and the quota.
+    deleted_at: Mapped[datetime | None]
 
 
 class EndpointHealth(Base):
@@ -175,13 +186,17 @@ class Event(Base):
     occurred_at: Mapped[datetime]
     payload: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(index=True)
+    # W3C traceparent of the publish span (only while tracing is on), so
+    # that every attempt's span joins the publisher's trace.
+    traceparent: Mapped[str | None] = mapped_column(String(64))
 
 
 class Delivery(Base):
     """One event to one endpoint: the unit of work of the delivery queue.
 
     ``status`` is ``pending`` until the delivery ends as ``delivered``,
-    ``failed`` (final 4xx, refused target) or ``dead`` (schedule exhausted).
+    ``failed`` (final 4xx, refused target), ``dead`` (schedule exhausted) or
+    ``cancelled`` (its configuration was deleted).
     A pending delivery is due when ``next_attempt_at <= now``. Claiming it
     moves ``next_attempt_at`` to the end of the lease and sets
     ``claim_token``; if the worker dies, the row simply becomes due again

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -120,7 +120,8 @@ _PG_CLAIM = sa.text(
     WHERE relaxed.setting = 'off' AND d.id = due.id AND e.pk = d.event_pk AND c.id = d.config_id
     RETURNING d.id, d.attempts, d.organisation_id, d.config_id, d.event_pk,
               e.event_id, e.event_type, e.payload, c.url, c.secret, c.previous_secret,
-              c.previous_secret_expires_at, c.timeout_seconds, c.enabled
+              c.previous_secret_expires_at, c.timeout_seconds, c.enabled, c.headers,
+              e.traceparent
     """
 ).bindparams(
     sa.bindparam("now", type_=UTCDateTime()), sa.bindparam("lease_end", type_=UTCDateTime())
@@ -145,6 +146,8 @@ def _claimed(r: Any, token: str, lease_end: datetime) -> ClaimedDelivery:
         timeout_seconds=r.timeout_seconds,
         enabled=bool(r.enabled),
         lease_until=lease_end,
+        headers=r.headers,
+        traceparent=r.traceparent,
     )
 
 
@@ -195,6 +198,8 @@ def _sqlite_claim(
                 configs.c.previous_secret_expires_at,
                 configs.c.timeout_seconds,
                 configs.c.enabled,
+                configs.c.headers,
+                events.c.traceparent,
             )
             .join(events, events.c.pk == deliveries.c.event_pk)
             .join(configs, configs.c.id == deliveries.c.config_id)
@@ -203,6 +208,14 @@ def _sqlite_claim(
         ).all()
     return [_claimed(r, token, lease_end) for r in rows]
 
+
+# A delivery cancelled while its attempt was in flight (its configuration was
+# deleted, storage/config_deletion.py): the attempt is logged; if it ended the
+# delivery (delivered, failed, dead) that is its state, else it stays
+# cancelled and no retry follows.
+_KEEP_CANCELLED_PG = (
+    "CASE WHEN d.status = 'cancelled' AND v.status = 'pending' THEN d.status ELSE v.status END"
+)
 
 _ATTEMPT_COLUMNS = (
     "organisation_id",
@@ -257,7 +270,7 @@ _PG_FINISH = sa.text(
         SELECT set_config('synchronous_commit', 'off', true) AS setting
     ), moved AS (
         UPDATE deliveries AS d
-        SET status = v.status, attempts = v.attempt, next_attempt_at = v.next_due,
+        SET status = {_KEEP_CANCELLED_PG}, attempts = v.attempt, next_attempt_at = v.next_due,
             claim_token = NULL, updated_at = CAST(:now AS timestamptz)
         FROM v, relaxed
         WHERE relaxed.setting = 'off' AND d.id = v.delivery_id
@@ -289,7 +302,10 @@ _SQLITE_LOG = sa.text(
 _SQLITE_MOVE = sa.text(
     f"""
     UPDATE deliveries
-    SET status = {_sqlite_field("status")}, attempts = {_sqlite_field("attempt")},
+    SET status = CASE WHEN deliveries.status = 'cancelled'
+                           AND {_sqlite_field("status")} = 'pending' THEN deliveries.status
+                      ELSE {_sqlite_field("status")} END,
+        attempts = {_sqlite_field("attempt")},
         next_attempt_at = {_sqlite_field("next_due")}, claim_token = NULL, updated_at = :now
     FROM json_each(:rows) AS j
     WHERE deliveries.id = {_sqlite_field("delivery_id")}
@@ -308,7 +324,29 @@ def _pg_time(value: datetime) -> str:
     return value.astimezone(UTC).isoformat()
 
 
-def finish_batch(engine: Engine, finished: Sequence[FinishedAttempt], *, now: datetime) -> int:
+class AfterWrite(Protocol):
+    """Called inside ``finish_batch``'s transaction once the batch is written, with
+    the configurations the batch disabled (each once): the post-finish step that
+    sees the finished attempts and their decisions. Injected by the caller (the
+    operational webhooks, ``core/operational.py``); storage imports nothing of it."""
+
+    def __call__(
+        self,
+        conn: sa.Connection,
+        finished: Sequence[FinishedAttempt],
+        newly_disabled: Sequence[str],
+        *,
+        now: datetime,
+    ) -> object: ...
+
+
+def finish_batch(
+    engine: Engine,
+    finished: Sequence[FinishedAttempt],
+    *,
+    now: datetime,
+    after_write: AfterWrite | None = None,
+) -> int:
     """Record a batch of attempts and their outcomes in ONE transaction.
 
     For every attempt whose delivery still carries its claim token: insert the
@@ -366,12 +404,17 @@ def finish_batch(engine: Engine, finished: Sequence[FinishedAttempt], *, now: da
             recorded = conn.execute(_PG_FINISH, {"rows": payload, "now": _pg_time(now)}).rowcount
         endpoint_health.record(conn, finished)  # one set-based UPDATE per batch
         disabled = {f.config_id: f.disable_reason for f in finished if f.disable_reason}
+        newly_disabled: list[str] = []
         for config_id, reason in disabled.items():
-            conn.execute(
+            changed = conn.execute(
                 sa.update(configs)
-                .where(configs.c.id == config_id)
+                .where(configs.c.id == config_id, configs.c.enabled.is_(True))
                 .values(enabled=False, disabled_reason=reason or "", updated_at=now)
-            )
+            ).rowcount
+            if changed:
+                newly_disabled.append(config_id)
+        if after_write is not None:  # hook: operational webhooks (core/operational.py)
+            after_write(conn, finished, newly_disabled, now=now)
     return int(recorded)
 
 

@@ -164,7 +164,11 @@ def retry_delivery(
 def config_enabled(conn: sa.Connection, organisation_id: str, config_id: str) -> bool | None:
     """Whether the organisation's configuration is enabled; None if absent or another's."""
     value = conn.execute(
-        sa.select(_C.c.enabled).where(_C.c.id == config_id, _C.c.organisation_id == organisation_id)
+        sa.select(_C.c.enabled).where(
+            _C.c.id == config_id,
+            _C.c.organisation_id == organisation_id,
+            _C.c.deleted_at.is_(None),
+        )
     ).scalar()
     return None if value is None else bool(value)
 

@@ -40,6 +40,10 @@ class _OutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Outcome.Value
     """
     OUTCOME_DEAD: _Outcome.ValueType  # 4
     """The attempt failed and it was the last one the retry schedule allows."""
+    OUTCOME_CANCELLED: _Outcome.ValueType  # 5
+    """No request was sent: the configuration was deleted while the delivery
+    was pending.
+    """
 
 class Outcome(_Outcome, metaclass=_OutcomeEnumTypeWrapper):
     """The result of one delivery attempt."""
@@ -57,6 +61,10 @@ service refuses to call. No retry.
 """
 OUTCOME_DEAD: Outcome.ValueType  # 4
 """The attempt failed and it was the last one the retry schedule allows."""
+OUTCOME_CANCELLED: Outcome.ValueType  # 5
+"""No request was sent: the configuration was deleted while the delivery
+was pending.
+"""
 Global___Outcome: _TypeAlias = Outcome  # noqa: Y015
 
 class _DeliveryStatus:
@@ -74,6 +82,8 @@ class _DeliveryStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Delive
     """The last attempt failed for good (see OUTCOME_FAILED)."""
     DELIVERY_STATUS_DEAD: _DeliveryStatus.ValueType  # 4
     """The retry schedule ran out (see OUTCOME_DEAD)."""
+    DELIVERY_STATUS_CANCELLED: _DeliveryStatus.ValueType  # 5
+    """Its configuration was deleted before it ended (see OUTCOME_CANCELLED)."""
 
 class DeliveryStatus(_DeliveryStatus, metaclass=_DeliveryStatusEnumTypeWrapper):
     """Where a delivery (one event to one endpoint) stands."""
@@ -87,6 +97,8 @@ DELIVERY_STATUS_FAILED: DeliveryStatus.ValueType  # 3
 """The last attempt failed for good (see OUTCOME_FAILED)."""
 DELIVERY_STATUS_DEAD: DeliveryStatus.ValueType  # 4
 """The retry schedule ran out (see OUTCOME_DEAD)."""
+DELIVERY_STATUS_CANCELLED: DeliveryStatus.ValueType  # 5
+"""Its configuration was deleted before it ended (see OUTCOME_CANCELLED)."""
 Global___DeliveryStatus: _TypeAlias = DeliveryStatus  # noqa: Y015
 
 @_typing.final
@@ -105,6 +117,7 @@ class WebhookConfig(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     DISABLED_REASON_FIELD_NUMBER: _builtins.int
     HEALTH_FIELD_NUMBER: _builtins.int
+    HEADER_NAMES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned id, `whc_…`."""
     url: _builtins.str
@@ -139,6 +152,12 @@ class WebhookConfig(_message.Message):
         latest success and error.
         """
 
+    @_builtins.property
+    def header_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Names of the custom request headers sent on every attempt (lower case,
+        sorted). Their values are never returned.
+        """
+
     def __init__(
         self,
         *,
@@ -152,10 +171,11 @@ class WebhookConfig(_message.Message):
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         disabled_reason: _builtins.str = ...,
         health: Global___EndpointHealth | None = ...,
+        header_names: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "health", b"health", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "disabled_reason", b"disabled_reason", "enabled", b"enabled", "event_types", b"event_types", "health", b"health", "id", b"id", "secret_hint", b"secret_hint", "updated_at", b"updated_at", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "disabled_reason", b"disabled_reason", "enabled", b"enabled", "event_types", b"event_types", "header_names", b"header_names", "health", b"health", "id", b"id", "secret_hint", b"secret_hint", "updated_at", b"updated_at", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -280,12 +300,34 @@ class PutWebhookConfigRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class HeadersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     ID_FIELD_NUMBER: _builtins.int
     URL_FIELD_NUMBER: _builtins.int
     EVENT_TYPES_FIELD_NUMBER: _builtins.int
     SECRET_FIELD_NUMBER: _builtins.int
     ENABLED_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    HEADERS_FIELD_NUMBER: _builtins.int
+    CLEAR_HEADERS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Empty to create a configuration; the id of an existing one (`whc_…`) to
     update it.
@@ -305,9 +347,24 @@ class PutWebhookConfigRequest(_message.Message):
     """Free text for the admins, at most 256 characters. Defaults to empty on
     create; on update an absent value keeps the current description.
     """
+    clear_headers: _builtins.bool
+    """On update: remove every custom header (with an empty `headers`)."""
     @_builtins.property
     def event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """At least one event type: a catalog name, "category.*" or "*"."""
+
+    @_builtins.property
+    def headers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Custom request headers sent on every attempt (e.g. `authorization` for
+        the receiver's own gateway): at most 20, names are HTTP tokens (stored
+        lower case), values at most 4096 printable characters. Refused: names
+        starting `webhook-`, `host`, `content-length`, `content-type`,
+        `user-agent` and hop-by-hop headers (`connection`, `keep-alive`, `te`,
+        `trailer`, `transfer-encoding`, `upgrade`, `proxy-*`). Values are stored
+        encrypted like the secret and never returned (`header_names` lists the
+        names). On update, a non-empty map replaces the whole set and an empty
+        (or absent) one keeps it; use `clear_headers` to remove them all.
+        """
 
     def __init__(
         self,
@@ -318,10 +375,12 @@ class PutWebhookConfigRequest(_message.Message):
         secret: _builtins.str | None = ...,
         enabled: _builtins.bool | None = ...,
         description: _builtins.str | None = ...,
+        headers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        clear_headers: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_enabled", b"_enabled", "_secret", b"_secret", "description", b"description", "enabled", b"enabled", "secret", b"secret"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_enabled", b"_enabled", "_secret", b"_secret", "description", b"description", "enabled", b"enabled", "event_types", b"event_types", "id", b"id", "secret", b"secret", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_enabled", b"_enabled", "_secret", b"_secret", "clear_headers", b"clear_headers", "description", b"description", "enabled", b"enabled", "event_types", b"event_types", "headers", b"headers", "id", b"id", "secret", b"secret", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
     _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
@@ -565,6 +624,46 @@ class Delivery(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Delivery: _TypeAlias = Delivery  # noqa: Y015
+
+@_typing.final
+class DeleteWebhookConfigRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIG_ID_FIELD_NUMBER: _builtins.int
+    config_id: _builtins.str
+    """The configuration, `whc_…`."""
+    def __init__(
+        self,
+        *,
+        config_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_id", b"config_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteWebhookConfigRequest: _TypeAlias = DeleteWebhookConfigRequest  # noqa: Y015
+
+@_typing.final
+class DeleteWebhookConfigResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CANCELLED_DELIVERIES_FIELD_NUMBER: _builtins.int
+    cancelled_deliveries: _builtins.int
+    """Pending deliveries this call cancelled (OUTCOME_CANCELLED in the log)."""
+    def __init__(
+        self,
+        *,
+        cancelled_deliveries: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled_deliveries", b"cancelled_deliveries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteWebhookConfigResponse: _TypeAlias = DeleteWebhookConfigResponse  # noqa: Y015
 
 @_typing.final
 class RetryDeliveryRequest(_message.Message):

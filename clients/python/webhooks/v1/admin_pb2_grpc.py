@@ -48,6 +48,11 @@ class WebhookAdminStub:
                 request_serializer=webhooks_dot_v1_dot_admin__pb2.PutWebhookConfigRequest.SerializeToString,
                 response_deserializer=webhooks_dot_v1_dot_admin__pb2.PutWebhookConfigResponse.FromString,
                 _registered_method=True)
+        self.DeleteWebhookConfig = channel.unary_unary(
+                '/webhooks.v1.WebhookAdmin/DeleteWebhookConfig',
+                request_serializer=webhooks_dot_v1_dot_admin__pb2.DeleteWebhookConfigRequest.SerializeToString,
+                response_deserializer=webhooks_dot_v1_dot_admin__pb2.DeleteWebhookConfigResponse.FromString,
+                _registered_method=True)
         self.ListDeliveryLogs = channel.unary_unary(
                 '/webhooks.v1.WebhookAdmin/ListDeliveryLogs',
                 request_serializer=webhooks_dot_v1_dot_admin__pb2.ListDeliveryLogsRequest.SerializeToString,
@@ -99,6 +104,19 @@ class WebhookAdminServicer:
         """Creates a configuration (empty `id`) or replaces the settings of an
         existing one (`id` set). On create without `secret`, the server
         generates one and returns it whole in this response only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteWebhookConfig(self, request, context):
+        """Deletes a configuration. Its pending deliveries are cancelled: each ends
+        with one log entry of outcome OUTCOME_CANCELLED (no request is sent), and
+        an attempt already in flight is logged as it ends but not retried. Its
+        delivery log stays readable (filter by `config_id`) until retention
+        removes it; it no longer counts toward the configuration quota; its
+        secret and custom headers are erased. Deleting again, or another
+        organisation's id, is NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -205,6 +223,11 @@ def add_WebhookAdminServicer_to_server(servicer, server):
                     request_deserializer=webhooks_dot_v1_dot_admin__pb2.PutWebhookConfigRequest.FromString,
                     response_serializer=webhooks_dot_v1_dot_admin__pb2.PutWebhookConfigResponse.SerializeToString,
             ),
+            'DeleteWebhookConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWebhookConfig,
+                    request_deserializer=webhooks_dot_v1_dot_admin__pb2.DeleteWebhookConfigRequest.FromString,
+                    response_serializer=webhooks_dot_v1_dot_admin__pb2.DeleteWebhookConfigResponse.SerializeToString,
+            ),
             'ListDeliveryLogs': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDeliveryLogs,
                     request_deserializer=webhooks_dot_v1_dot_admin__pb2.ListDeliveryLogsRequest.FromString,
@@ -294,6 +317,33 @@ class WebhookAdmin:
             '/webhooks.v1.WebhookAdmin/PutWebhookConfig',
             webhooks_dot_v1_dot_admin__pb2.PutWebhookConfigRequest.SerializeToString,
             webhooks_dot_v1_dot_admin__pb2.PutWebhookConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteWebhookConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/webhooks.v1.WebhookAdmin/DeleteWebhookConfig',
+            webhooks_dot_v1_dot_admin__pb2.DeleteWebhookConfigRequest.SerializeToString,
+            webhooks_dot_v1_dot_admin__pb2.DeleteWebhookConfigResponse.FromString,
             options,
             channel_credentials,
             insecure,

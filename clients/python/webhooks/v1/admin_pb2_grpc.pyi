@@ -46,6 +46,15 @@ class WebhookAdminStub:
     existing one (`id` set). On create without `secret`, the server
     generates one and returns it whole in this response only.
     """
+    DeleteWebhookConfig: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DeleteWebhookConfigRequest, _admin_pb2.DeleteWebhookConfigResponse]
+    """Deletes a configuration. Its pending deliveries are cancelled: each ends
+    with one log entry of outcome OUTCOME_CANCELLED (no request is sent), and
+    an attempt already in flight is logged as it ends but not retried. Its
+    delivery log stays readable (filter by `config_id`) until retention
+    removes it; it no longer counts toward the configuration quota; its
+    secret and custom headers are erased. Deleting again, or another
+    organisation's id, is NOT_FOUND.
+    """
     ListDeliveryLogs: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListDeliveryLogsRequest, _admin_pb2.ListDeliveryLogsResponse]
     """Pages through the delivery log: one entry per delivery attempt, newest
     first.
@@ -128,6 +137,15 @@ class WebhookAdminAsyncStub(WebhookAdminStub):
     """Creates a configuration (empty `id`) or replaces the settings of an
     existing one (`id` set). On create without `secret`, the server
     generates one and returns it whole in this response only.
+    """
+    DeleteWebhookConfig: _aio.UnaryUnaryMultiCallable[_admin_pb2.DeleteWebhookConfigRequest, _admin_pb2.DeleteWebhookConfigResponse]  # type: ignore[assignment]
+    """Deletes a configuration. Its pending deliveries are cancelled: each ends
+    with one log entry of outcome OUTCOME_CANCELLED (no request is sent), and
+    an attempt already in flight is logged as it ends but not retried. Its
+    delivery log stays readable (filter by `config_id`) until retention
+    removes it; it no longer counts toward the configuration quota; its
+    secret and custom headers are erased. Deleting again, or another
+    organisation's id, is NOT_FOUND.
     """
     ListDeliveryLogs: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListDeliveryLogsRequest, _admin_pb2.ListDeliveryLogsResponse]  # type: ignore[assignment]
     """Pages through the delivery log: one entry per delivery attempt, newest
@@ -220,6 +238,21 @@ class WebhookAdminServicer(metaclass=_abc_1.ABCMeta):
         """Creates a configuration (empty `id`) or replaces the settings of an
         existing one (`id` set). On create without `secret`, the server
         generates one and returns it whole in this response only.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteWebhookConfig(
+        self,
+        request: _admin_pb2.DeleteWebhookConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.DeleteWebhookConfigResponse, _abc.Awaitable[_admin_pb2.DeleteWebhookConfigResponse]]:
+        """Deletes a configuration. Its pending deliveries are cancelled: each ends
+        with one log entry of outcome OUTCOME_CANCELLED (no request is sent), and
+        an attempt already in flight is logged as it ends but not retried. Its
+        delivery log stays readable (filter by `config_id`) until retention
+        removes it; it no longer counts toward the configuration quota; its
+        secret and custom headers are erased. Deleting again, or another
+        organisation's id, is NOT_FOUND.
         """
 
     @_abc_1.abstractmethod

@@ -72,10 +72,24 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     """The referrer received the referral reward."""
     EVENT_TYPE_REFERRAL_REFEREE_REWARDED: _EventType.ValueType  # 53
     """The referee received the referral reward."""
+    EVENT_TYPE_WEBHOOK_ENDPOINT_DISABLED: _EventType.ValueType  # 60
+    """Operational events (category `webhook`): sent by the service itself
+    about the organisation's own endpoints, never published by a client.
+    A configuration receives them only when it names them (exact name or
+    "webhook.*"; "*" does not include them), never about itself, and never
+    about the deliveries of operational events (docs/operations.md).
+
+    An endpoint of the organisation was disabled: it answered 410 Gone, it
+    kept failing for the operator's period, or an admin disabled it.
+    """
+    EVENT_TYPE_WEBHOOK_DELIVERY_FAILED: _EventType.ValueType  # 61
+    """A delivery ended without success: failed for good (OUTCOME_FAILED) or
+    its retries ran out (OUTCOME_DEAD).
+    """
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
     """The event catalog: every event type the platform publishes, in six
-    categories. Webhook payloads, configurations and filters use the dotted
+    categories, and the service's own operational events (category `webhook`). Webhook payloads, configurations and filters use the dotted
     wire name (the `wire_name` option), never the enum name or number.
     This enum is the single definition of the catalog: the service, the
     clients and the documentation all read it from here.
@@ -126,6 +140,20 @@ EVENT_TYPE_REFERRAL_REFERRER_REWARDED: EventType.ValueType  # 52
 """The referrer received the referral reward."""
 EVENT_TYPE_REFERRAL_REFEREE_REWARDED: EventType.ValueType  # 53
 """The referee received the referral reward."""
+EVENT_TYPE_WEBHOOK_ENDPOINT_DISABLED: EventType.ValueType  # 60
+"""Operational events (category `webhook`): sent by the service itself
+about the organisation's own endpoints, never published by a client.
+A configuration receives them only when it names them (exact name or
+"webhook.*"; "*" does not include them), never about itself, and never
+about the deliveries of operational events (docs/operations.md).
+
+An endpoint of the organisation was disabled: it answered 410 Gone, it
+kept failing for the operator's period, or an admin disabled it.
+"""
+EVENT_TYPE_WEBHOOK_DELIVERY_FAILED: EventType.ValueType  # 61
+"""A delivery ended without success: failed for good (OUTCOME_FAILED) or
+its retries ran out (OUTCOME_DEAD).
+"""
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 
 @_typing.final

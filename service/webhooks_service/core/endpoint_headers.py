@@ -1,0 +1,154 @@
+"""Per-endpoint custom request headers: validation, storage form, and the attempt hook.
+
+A configuration may carry up to :data:`MAX_HEADERS` headers of its own (an
+``authorization`` for the receiver's gateway, a routing key …) that every
+attempt sends next to the Standard Webhooks headers. Rules:
+
+- **Names** are HTTP tokens (RFC 9110), at most 64 characters, stored lower
+  case (HTTP names are case-insensitive; two names equal but for case are
+  one too many). Refused, because the service owns them or HTTP does:
+  ``webhook-*`` (the signature headers), ``host``, ``content-length``,
+  ``content-type``, ``user-agent`` and the hop-by-hop headers.
+- **Values** are at most 4096 visible ASCII characters, spaces and tabs
+  (no CR/LF: no header injection), not blank.
+- **Stored** as one JSON object, sealed with ``core/secrets_at_rest.py``
+  exactly like the signing secret (``enc:v1:…`` when ``WEBHOOKS_SECRET_KEY``
+  is set): an authorization header is a credential.
+- **Shown** only as names (``WebhookConfig.header_names``).
+
+The worker calls :func:`request_headers` when it builds each attempt's
+request (a small hook at that one call site); it caches the opened form by
+stored value, so the hot path pays one dict lookup per attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+
+from webhooks_service.errors import FieldViolation
+
+__all__ = [
+    "MAX_HEADERS",
+    "header_names",
+    "normalise",
+    "open_headers",
+    "request_headers",
+    "seal_headers",
+    "validate_headers",
+]
+
+MAX_HEADERS = 20
+MAX_NAME_LENGTH = 64
+MAX_VALUE_LENGTH = 4096
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?")
+RESERVED_PREFIX = "webhook-"
+# Set by the service or by HTTP itself (hop-by-hop, RFC 9110 §7.6.1).
+FORBIDDEN = frozenset(
+    {
+        "host",
+        "content-length",
+        "content-type",
+        "user-agent",
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+
+def _name_problem(name: str) -> str | None:
+    if not name:
+        return "a header name must not be empty"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"header names are at most {MAX_NAME_LENGTH} characters"
+    if not _TOKEN.fullmatch(name):
+        return "not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only)"
+    lower = name.lower()
+    if lower.startswith(RESERVED_PREFIX):
+        return "webhook-* headers are the service's own (id, timestamp, signature)"
+    if lower in FORBIDDEN:
+        return f"{lower!r} is set by the service or by HTTP itself and cannot be overridden"
+    return None
+
+
+def _value_problem(value: str) -> str | None:
+    if len(value) > MAX_VALUE_LENGTH:
+        return f"header values are at most {MAX_VALUE_LENGTH} characters"
+    if not _VALUE.fullmatch(value):
+        return "values must be visible ASCII characters (spaces and tabs inside), no line breaks"
+    return None
+
+
+def validate_headers(headers: Mapping[str, str], field: str = "headers") -> list[FieldViolation]:
+    """Every problem with a set of custom headers, one violation per offending entry."""
+    problems: list[FieldViolation] = []
+    if len(headers) > MAX_HEADERS:
+        problems.append(
+            FieldViolation(field, f"at most {MAX_HEADERS} custom headers (got {len(headers)})")
+        )
+    seen: set[str] = set()
+    for name in sorted(headers):
+        where = f"{field}[{name[:64]!r}]"
+        problem = _name_problem(name) or _value_problem(headers[name])
+        if problem is None and name.lower() in seen:
+            problem = "given twice (header names are case-insensitive)"
+        if problem is not None:
+            problems.append(FieldViolation(where, problem))
+        seen.add(name.lower())
+    return problems
+
+
+def normalise(headers: Mapping[str, str]) -> dict[str, str]:
+    """Lower-case names, sorted (call after ``validate_headers``)."""
+    return {name.lower(): headers[name] for name in sorted(headers, key=str.lower)}
+
+
+def seal_headers(headers: Mapping[str, str], seal: Callable[[str], str]) -> str | None:
+    """The stored form: sealed JSON, or None for no headers."""
+    if not headers:
+        return None
+    return seal(json.dumps(dict(headers), separators=(",", ":"), sort_keys=True))
+
+
+def open_headers(stored: str | None, open_: Callable[[str], str]) -> dict[str, str]:
+    """The headers of a stored form (None or "" for none)."""
+    if not stored:
+        return {}
+    value = json.loads(open_(stored))
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def header_names(stored: str | None, open_: Callable[[str], str]) -> list[str]:
+    return sorted(open_headers(stored, open_))
+
+
+@lru_cache(maxsize=4096)
+def _opened(stored: str, open_: Callable[[str], str]) -> tuple[tuple[str, str], ...]:
+    return tuple(open_headers(stored, open_).items())
+
+
+def request_headers(
+    signed: dict[str, str], stored: str | None, open_: Callable[[str], str]
+) -> dict[str, str]:
+    """THE attempt hook: the request's headers, custom ones added to the signed ones.
+
+    ``signed`` (the Standard Webhooks headers) is returned as is when the
+    endpoint has no custom headers; otherwise a merged copy (the signed ones
+    win, although validation already keeps their names out).
+    """
+    if not stored:
+        return signed
+    merged = dict(_opened(stored, open_))
+    merged.update(signed)
+    return merged

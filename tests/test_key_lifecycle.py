@@ -1,0 +1,178 @@
+"""API key lifecycle from the operator's CLI: create (with expiry), list, revoke.
+
+A revoked or expired key must be refused by *every* running process within a
+second: checked against the in-process server and a second ``webhooks serve``
+process sharing the database, on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from tests.support.server import running_server
+from webhooks_client import AdminClient, UnauthenticatedError
+from webhooks_service import cli as webhooks_cli
+
+WEBHOOKS = os.path.join(os.path.dirname(sys.executable), "webhooks")
+pytestmark = pytest.mark.timeout(120)
+
+
+def cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``webhooks ARGS`` in-process (the CLI's own entry point; a subprocess
+    costs seconds on a loaded machine, which the expiry test cannot afford)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = webhooks_cli.main([*args, "--database-url", database_url])
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
+@contextmanager
+def second_process(database_url: str) -> Iterator[str]:
+    """``webhooks serve`` as a child process on the same database; yields its gRPC target."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOKS_")}
+    env.update(
+        WEBHOOKS_DATABASE_URL=database_url,
+        WEBHOOKS_GRPC_LISTEN="127.0.0.1:0",
+        WEBHOOKS_METRICS_LISTEN="",
+        WEBHOOKS_RATE_LIMIT_PER_SECOND="0",
+        WEBHOOKS_LOG_LEVEL="WARNING",
+    )
+    proc = subprocess.Popen(
+        [WEBHOOKS, "serve"], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
+    assert proc.stderr is not None
+    target = ""
+    deadline = time.monotonic() + 30
+    while not target and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        if "serving gRPC on " in line:
+            target = line.rsplit(" ", 1)[1].strip()
+    # keep draining its stderr so that the child never blocks on a full pipe
+    drain = threading.Thread(target=proc.stderr.read, daemon=True)
+    drain.start()
+    try:
+        assert target, "the second webhooks serve did not start"
+        yield target
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def works(target: str, key: str) -> bool:
+    with AdminClient(target, key, timeout=5) as admin:
+        try:
+            list(admin.list_webhook_configs())
+        except UnauthenticatedError:
+            return False
+    return True
+
+
+def refused_everywhere_within(targets: list[str], key: str, seconds: float) -> float:
+    """Seconds until every target refuses ``key``; fails past ``seconds``."""
+    start = time.monotonic()
+    pending = set(targets)
+    while pending:
+        pending = {t for t in pending if works(t, key)}
+        elapsed = time.monotonic() - start
+        if pending and elapsed > seconds:
+            pytest.fail(f"{sorted(pending)} still accept the key after {elapsed:.2f} s")
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
+def listed(database_url: str, *args: str) -> list[dict[str, Any]]:
+    result = cli(database_url, "keys", "list", "--json", *args)
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_keys_list_and_revoke_reach_every_process_within_a_second(database_url: str) -> None:
+    org = cli(database_url, "orgs", "create", "Acme").stdout.strip()
+    created = cli(
+        database_url, "keys", "create", "--org", org, "--scope", "webhooks:read", "--name", "ci"
+    )
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    other = cli(database_url, "keys", "create", "--org", org, "--scope", "webhooks:read")
+    other_key = other.stdout.strip()
+
+    with running_server(database_url) as srv, second_process(database_url) as target_b:
+        targets = [srv.target, target_b]
+        assert all(works(t, key) and works(t, other_key) for t in targets)
+
+        [row, _] = listed(database_url, "--org", org)
+        assert key.startswith(row["prefix"]) and row["prefix"].startswith("whk_")
+        assert row["id"].startswith("key_") and row["name"] == "ci"
+        assert row["scopes"] == ["webhooks:read"] and row["organisation_id"] == org
+        assert row["revoked_at"] is None and row["expires_at"] is None
+        assert row["status"] == "active"
+        table = cli(database_url, "keys", "list").stdout
+        assert key not in table and other_key not in table and row["prefix"] in table
+        assert key.split("_")[-1] not in json.dumps(listed(database_url))
+
+        # the operator found a leaked key by its first characters and revokes it
+        revoked = cli(database_url, "keys", "revoke", key[: len(row["prefix"]) + 4])
+        assert revoked.returncode == 0, revoked.stderr
+        took = refused_everywhere_within(targets, key, 1.0)
+        assert took < 1.0
+        assert all(works(t, other_key) for t in targets)  # the other key is untouched
+
+        [row, _] = listed(database_url, "--org", org)
+        assert row["status"] == "revoked" and row["revoked_at"] is not None
+        assert row["last_used_at"] is not None  # used by the calls above
+    again = cli(database_url, "keys", "revoke", row["id"])
+    assert again.returncode == 0  # revoking twice is harmless
+    missing = cli(database_url, "keys", "revoke", "key_00000000000000000000")
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_an_expired_key_is_refused_by_every_process(database_url: str) -> None:
+    org = cli(database_url, "orgs", "create", "Acme").stdout.strip()
+    with running_server(database_url) as srv, second_process(database_url) as target_b:
+        targets = [srv.target, target_b]
+        created = cli(
+            database_url,
+            "keys",
+            "create",
+            "--org",
+            org,
+            "--scope",
+            "webhooks:read",
+            "--expires-in",
+            "4s",
+        )
+        assert created.returncode == 0, created.stderr
+        key = created.stdout.strip()
+        [row] = listed(database_url, "--org", org)
+        expires = datetime.fromisoformat(row["expires_at"].replace("Z", "+00:00"))
+        assert all(works(t, key) for t in targets)
+        wait = (expires - datetime.now(UTC)).total_seconds()
+        assert wait > 0, "the key expired before it was tried; raise --expires-in"
+        time.sleep(wait)
+        refused_everywhere_within(targets, key, 1.0)
+    [row] = listed(database_url, "--org", org)
+    assert row["status"] == "expired"
+    bad = cli(database_url, "keys", "create", "--org", org, "--scope", "x", "--expires-in", "0")
+    assert bad.returncode == 2
