@@ -8,13 +8,14 @@ UV_VERSION := 0.13.9
 SYNCED := $(VENV)/.synced
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: help venv run test pytest gen check-gen lint format clean bench-logs bench bench-fairness demo bench-gateway
+.PHONY: help venv run test pytest gen check-gen lint format clean bench-logs bench bench-fairness demo bench-gateway proto-snapshot
 
 help:
 	@echo "make run        gRPC API (127.0.0.1:50051) + REST gateway (127.0.0.1:8080) on SQLite"
 	@echo "make test       lint + check-gen + the whole test suite"
 	@echo "make gen        regenerate Python stubs and the gateway descriptor from protos/"
 	@echo "make check-gen  fail if generated files differ from protos/"
+	@echo "make proto-snapshot  record the protos as the contract (refuses breaking changes)"
 	@echo "make lint       ruff + mypy (strict)"
 	@echo "make demo       deliver signed events to a local receiver and print the log"
 	@echo "make bench      delivery throughput, latency and isolation (SQLite, PostgreSQL)"
@@ -40,6 +41,11 @@ gen: $(SYNCED)
 
 check-gen: $(SYNCED)
 	@$(PY) scripts/codegen.py --check 2>/dev/null
+
+# Record the current protos as the contract snapshot that tests/test_payload_evolution.py
+# checks against; refuses (and names) changes that break the evolution rules.
+proto-snapshot: check-gen
+	$(PY) scripts/proto_snapshot.py
 
 lint: $(SYNCED)
 	$(VENV)/bin/ruff check .

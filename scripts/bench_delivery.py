@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import json
 import multiprocessing as mp
 import os
 import statistics
@@ -59,6 +60,19 @@ CONCURRENCY = 64
 PHASES = ("throughput", "latency", "isolation", "fairness")
 DEFAULT_PHASES = ("throughput", "latency", "isolation")
 PAD = "x" * 850  # ~1 KiB bodies, like the brief's measurements
+
+
+def claim(i: int, pad: str) -> dict[str, object]:
+    """reward.claimed data (valid for its payload message), padded to size."""
+    return {
+        "user_id": "usr_1",
+        "reward_id": f"rwd_{i}",
+        "points": "10",
+        "community_id": pad,
+        "claimed_at": "2026-11-27T10:15:00Z",
+    }
+
+
 RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok"
 
 
@@ -150,7 +164,7 @@ def publisher_main(conn: Connection, target: str, key: str, org: str, rate: floa
 
     sent: dict[str, float] = {}
     with PublisherClient(target, key) as client:
-        client.publish_event(org, "user.authenticated", {"warmup": True}, id="warmup")
+        client.publish_event(org, "reward.claimed", claim(0, ""), id="warmup")
         interval = 1.0 / rate
         start = time.perf_counter()
         for i in range(n):
@@ -160,7 +174,7 @@ def publisher_main(conn: Connection, target: str, key: str, org: str, rate: floa
                 time.sleep(pause)
             event_id = f"lat_{i}"
             sent[event_id] = time.time()
-            client.publish_event(org, "reward.claimed", {"i": i, "pad": PAD[:200]}, id=event_id)
+            client.publish_event(org, "reward.claimed", claim(i, PAD[:200]), id=event_id)
     conn.send(sent)
 
 
@@ -235,7 +249,7 @@ async def publish_backlog(engine: Engine, settings: Settings, org: str, n: int) 
     for offset in range(0, n, publishing.MAX_BATCH):
         size = min(publishing.MAX_BATCH, n - offset)
         items = [
-            publishing.EventInput(org, "", "reward.claimed", None, {"user": "u1", "pad": PAD})
+            publishing.EventInput(org, "", "reward.claimed", None, claim(0, PAD))
             for _ in range(size)
         ]
         await publishing.publish_events(engine, settings, org, items, batch=True)
@@ -295,7 +309,7 @@ async def raw_loop(port: int, n: int) -> float:
                     event_id,
                     "reward.claimed",
                     utcnow(),
-                    '{"user":"u1","pad":"' + PAD + '"}',
+                    json.dumps(claim(0, PAD), separators=(",", ":")),
                 ).encode()
                 headers = webhook_headers([secret], event_id, int(time.time()), body)
                 async with session.post(url, data=body, headers=headers) as resp:
@@ -454,8 +468,8 @@ async def fairness_run(
     rx.ask("reset")
     if loaded:  # 12 events x 100 configurations, as A's own publisher would send them
         items = [
-            publishing.EventInput(org_a, "", "reward.claimed", None, {"pad": PAD[:200]})
-            for _ in range(fanout)
+            publishing.EventInput(org_a, "", "reward.claimed", None, claim(i, PAD[:200]))
+            for i in range(fanout)
         ]
         await publishing.publish_events(
             engine, settings, org_a, items, batch=True, notify=local.notify, lend=local.lend

@@ -8,7 +8,9 @@
    answers 200, ``/flaky`` answers 500 twice and then recovers, ``/strict``
    answers 400. The demo says so before it starts.
 3. Registers the three endpoints through the admin API and publishes one
-   event of every category through the publisher API.
+   typed event of every category (payload messages of payloads.proto)
+   through the publisher API; ``/orders`` parses what it receives back into
+   the message.
 4. Waits until every delivery is final and prints the delivery log (from
    ``ListDeliveryLogs``) as a table, then what the receiver counted, in the
    table's terms. The service's own log lines are kept out of the output
@@ -27,13 +29,17 @@ from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
+from google.protobuf import timestamp_pb2
+from google.protobuf.message import Message
 
+from webhooks.v1 import payloads_pb2 as p
 from webhooks_client import (
     AdminClient,
     DeliveryLog,
     DeliveryOutcome,
     PublisherClient,
     WebhookVerificationError,
+    parse_event,
     verify,
 )
 from webhooks_service.api.server import start_server
@@ -43,13 +49,33 @@ from webhooks_service.delivery.runner import run_worker
 from webhooks_service.delivery.worker import LocalWorker
 from webhooks_service.storage import db
 
-EVENTS: list[tuple[str, dict[str, Any]]] = [
-    ("user.profile_created", {"user_id": "u_42", "name": "Ada"}),
-    ("action.completed", {"user_id": "u_42", "action_id": "act_7", "points": 10}),
-    ("challenge.started", {"user_id": "u_42", "challenge_id": "ch_3"}),
-    ("reward.claimed", {"user_id": "u_42", "reward_id": "rw_9", "value": 25.5}),
-    ("achievement.unlocked", {"user_id": "u_42", "achievement": "first-steps"}),
-    ("referral.converted", {"referrer": "u_42", "referee": "u_77"}),
+
+def _at(text: str) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromJsonString(text)
+    return ts
+
+
+NOW = "2026-11-27T10:15:00Z"
+# One typed event of every category: the payload messages of payloads.proto.
+EVENTS: list[Message] = [
+    p.UserProfileCreated(user_id="usr_42", display_name="Ada", created_at=_at(NOW)),
+    p.ActionCompleted(
+        user_id="usr_42", action_id="act_7", points_awarded=10, completed_at=_at(NOW)
+    ),
+    p.ChallengeStarted(user_id="usr_42", challenge_id="chl_3", started_at=_at(NOW)),
+    p.RewardClaimed(
+        user_id="usr_42", reward_id="rwd_9", points=9_007_199_254_740_993, claimed_at=_at(NOW)
+    ),
+    p.AchievementUnlocked(
+        user_id="usr_42", achievement_id="ach_first_steps", name="First steps", unlocked_at=_at(NOW)
+    ),
+    p.ReferralConverted(
+        referral_id="ref_1",
+        referrer_user_id="usr_42",
+        referee_user_id="usr_77",
+        converted_at=_at(NOW),
+    ),
 ]
 
 
@@ -80,8 +106,12 @@ class DemoReceiver:
         return True
 
     async def orders(self, request: web.Request) -> web.Response:
-        if not self._check("/orders", request, await request.read()):
+        body = await request.read()
+        if not self._check("/orders", request, body):
             return web.Response(status=401, text="bad signature")
+        event, data = parse_event(body)  # the typed payload: RewardClaimed, ...
+        if isinstance(data, p.RewardClaimed):
+            print(f"  receiver: {event.type} {data.user_id} +{data.points} points (exact)")
         return web.Response(text="thanks")
 
     async def flaky(self, request: web.Request) -> web.Response:
@@ -176,9 +206,10 @@ def main() -> int:
             rx.secrets[path] = created.secret
             print(f"registered {path:<8} for {', '.join(types)}")
         print()
-        for event_type, data in EVENTS:
-            r = publisher.publish_event(org, event_type, data)
-            print(f"published {event_type:<22} {r.event_id}  -> {r.deliveries} endpoint(s)")
+        for payload in EVENTS:
+            r = publisher.publish(org, payload)  # the type is the message's
+            name = type(payload).__name__
+            print(f"published {name:<22} {r.event_id}  -> {r.deliveries} endpoint(s)")
 
         expected_final = 6 + 2 + 1  # deliveries: orders x6, flaky x2, strict x1
         deadline = time.monotonic() + 30

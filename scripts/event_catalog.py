@@ -87,6 +87,7 @@ class EventTypeEntry:
     payload: str  # full message name, "" when the type has none yet
     schema: JsonObj
     example: JsonObj
+    publish_required: tuple[str, ...] = ()  # fields marked REQUIRED (dotted for nested)
 
     def as_json(self) -> JsonObj:
         return {
@@ -173,6 +174,12 @@ class SchemaBuilder:
     def __init__(self, protos: Protos) -> None:
         self.protos = protos
 
+    def pattern(self, field: descriptor_pb2.FieldDescriptorProto) -> str:
+        value = self.protos.option(
+            field.options, "google.protobuf.FieldOptions", f"{PACKAGE}.pattern"
+        )
+        return str(value or "")
+
     def enum_schema(self, name: str, *, required: bool) -> JsonObj:
         enum = self.protos.enums[name]
         values = [v.name for v in enum.value if not (required and v.number == 0)]
@@ -202,6 +209,10 @@ class SchemaBuilder:
             item = dict(SCALARS[field.type])
             if required and field.type == FDP.TYPE_STRING:
                 item["minLength"] = 1
+            pattern = self.pattern(field)
+            if pattern:
+                # the pattern applies to non-empty strings (empty: not set)
+                item["pattern"] = pattern if required else f"^$|{pattern}"
         if field.label == FDP.LABEL_REPEATED:
             array: JsonObj = {"type": "array", "items": item}
             if required:
@@ -229,7 +240,9 @@ class SchemaBuilder:
             )
             if always_printed or _required(field):
                 required.append(field.name)
-        result: JsonObj = {"type": "object", "properties": props, "additionalProperties": False}
+        # No additionalProperties: false: the schema describes deliveries, and fields
+        # are added over time (the evolution rules); receivers must accept them.
+        result: JsonObj = {"type": "object", "properties": props}
         if required:
             result["required"] = required
         doc = self.protos.comments.get(name, "")
@@ -253,7 +266,9 @@ def catalog(files: Iterable[descriptor_pb2.FileDescriptorProto]) -> list[EventTy
         description = protos.comments.get(f".{CATALOG_ENUM}.{value.name}", "")
         schema: JsonObj = {"$schema": DRAFT, "title": wire, "type": "object"}
         example: JsonObj = {}
+        required: tuple[str, ...] = ()
         if payload:
+            required = tuple(_required_paths(protos, "." + payload))
             body = builder.message_schema("." + payload)
             schema = {"$schema": DRAFT, "title": payload.rsplit(".", 1)[-1], **body}
             raw = protos.option(
@@ -270,9 +285,21 @@ def catalog(files: Iterable[descriptor_pb2.FileDescriptorProto]) -> list[EventTy
                 payload=payload,
                 schema=schema,
                 example=example,
+                publish_required=required,
             )
         )
     return entries
+
+
+def _required_paths(protos: Protos, name: str, prefix: str = "") -> list[str]:
+    out: list[str] = []
+    for field in protos.messages[name].field:
+        if _required(field):
+            out.append(prefix + field.name)
+        if field.type == FDP.TYPE_MESSAGE and field.type_name in protos.messages:
+            nested = f"{prefix}{field.name}{'[].' if field.label == FDP.LABEL_REPEATED else '.'}"
+            out.extend(_required_paths(protos, field.type_name, nested))
+    return out
 
 
 def catalog_json(entries: list[EventTypeEntry]) -> str:
@@ -298,19 +325,19 @@ def _type_text(schema: JsonObj) -> str:
     return str(kind)
 
 
-def _field_rows(schema: JsonObj, prefix: str = "") -> list[str]:
+def _field_rows(schema: JsonObj, publish_required: set[str], prefix: str = "") -> list[str]:
     rows: list[str] = []
-    required = set(schema.get("required", []))
+    always = set(schema.get("required", []))
     for name, prop in schema.get("properties", {}).items():
         doc = prop.get("description", "").split("\n\n")[0].replace("\n", " ")
-        if "enum" in prop:
-            doc = doc.split("\n- ")[0]
-        flag = "yes" if name in required else "no"
-        rows.append(f"| `{prefix}{name}` | {_type_text(prop)} | {flag} | {doc} |")
+        path = f"{prefix}{name}"
+        present = "always" if name in always else "when set"
+        needed = "**required**" if path in publish_required else "optional"
+        rows.append(f"| `{path}` | {_type_text(prop)} | {needed} | {present} | {doc} |")
         nested = prop.get("items", prop) if prop.get("type") == "array" else prop
         if nested.get("type") == "object" and "properties" in nested:
             suffix = "[]." if prop.get("type") == "array" else "."
-            rows.extend(_field_rows(nested, f"{prefix}{name}{suffix}"))
+            rows.extend(_field_rows(nested, publish_required, f"{path}{suffix}"))
     return rows
 
 
@@ -326,8 +353,11 @@ def events_markdown(entries: list[EventTypeEntry]) -> str:
         '`{"id", "type", "timestamp", "data"}`; `type` is one of the names below and '
         "`data` has that type's fields, in proto JSON: snake_case names, 64-bit "
         "integers as decimal strings (exact at any size), enums as their names, "
-        "timestamps as RFC 3339 strings in UTC. Fields marked *always* are in every "
-        "delivery of the type.",
+        "timestamps as RFC 3339 strings in UTC. A **required** field must be given "
+        "(non-empty) on publish; a field marked *always* is in every delivery of the "
+        "type (with its zero value when not set), the others only when set. Fields are "
+        "only ever added, never removed, renamed or retyped: ignore the ones you do "
+        "not know.",
         "",
         "The same catalog, with the JSON Schema (draft 2020-12) of each type's `data`, is "
         "served by `ListEventTypes` (`GET /webhooks/event-types`), printed by "
@@ -350,8 +380,13 @@ def events_markdown(entries: list[EventTypeEntry]) -> str:
             out += [f"### {e.name}", "", e.description, ""]
             if e.payload:
                 out += [f"Payload message: `{e.payload}`.", ""]
-            rows = _field_rows(e.schema)
+            rows = _field_rows(e.schema, set(e.publish_required))
             if rows:
-                out += ["| field | type | always | description |", "|---|---|---|---|", *rows, ""]
+                out += [
+                    "| field | type | on publish | in the delivery | description |",
+                    "|---|---|---|---|---|",
+                    *rows,
+                    "",
+                ]
             out += ["```json", json.dumps(e.example, indent=2, ensure_ascii=False), "```", ""]
     return "\n".join(out).rstrip("\n") + "\n"

@@ -34,6 +34,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
+import event_catalog  # scripts/event_catalog.py (this script's folder is on sys.path)
 from google.api import annotations_pb2, field_behavior_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
@@ -506,12 +507,142 @@ def _operation(
     return op
 
 
+# -- the event catalog: the top-level `webhooks` section and the event type values --
+
+STANDARD_WEBHOOKS_HEADERS = [
+    (
+        "webhook-id",
+        "The event id: the same on every attempt of this event, the key to dedupe on.",
+        {"type": "string"},
+    ),
+    (
+        "webhook-timestamp",
+        "Unix seconds of this attempt; reject deliveries older than a few minutes.",
+        {"type": "string", "pattern": "^[0-9]+$"},
+    ),
+    (
+        "webhook-signature",
+        'Space-separated "v1,<base64 HMAC-SHA256 of {id}.{timestamp}.{body}>" '
+        "(Standard Webhooks), one per signing secret (two during a rotation).",
+        {"type": "string", "pattern": "^v1,"},
+    ),
+]
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.replace(".", "_").split("_"))
+
+
+def add_event_catalog(spec: JsonObj, entries: list[Any]) -> None:
+    """The OpenAPI 3.1 ``webhooks`` section (one POST per event type, the delivered
+    body with the typed ``data``, the Standard Webhooks headers) and the valid
+    ``event_types`` values; the schemas are those ListEventTypes serves."""
+    schemas = spec["components"]["schemas"]
+    spec["webhooks"] = _webhooks_section(entries, schemas)
+    _event_type_values(spec, entries)
+    spec["components"]["schemas"] = dict(sorted(schemas.items()))
+
+
+def _webhooks_section(entries: list[Any], schemas: JsonObj) -> JsonObj:
+    webhooks: JsonObj = {}
+    for entry in entries:
+        data_name = entry.payload.rsplit(".", 1)[-1]
+        data = {k: v for k, v in entry.schema.items() if k not in ("$schema", "title")}
+        schemas[data_name] = data
+        body_name = f"{data_name}Event"
+        schemas[body_name] = {
+            "type": "object",
+            "description": f"The body delivered for `{entry.name}`: {entry.description}",
+            "required": ["id", "type", "timestamp", "data"],
+            "properties": {
+                "id": {"type": "string", "description": "The event id (= `webhook-id`)."},
+                "type": {"type": "string", "const": entry.name},
+                "timestamp": {
+                    "type": "string",
+                    "format": "date-time",
+                    "description": "When the event happened (RFC 3339, UTC).",
+                },
+                "data": {"$ref": f"#/components/schemas/{data_name}"},
+            },
+        }
+        webhooks[entry.name] = {
+            "post": {
+                "operationId": f"on{_camel(entry.name)}",
+                "tags": [entry.category],
+                "summary": entry.description.split("\n")[0],
+                "description": f"{entry.description}\n\nSent to every enabled configuration "
+                f"subscribed to `{entry.name}`. Verify the signature over the raw body, "
+                "dedupe on `webhook-id`, answer 2xx once done.",
+                "security": [],
+                "parameters": [
+                    {
+                        "name": name,
+                        "in": "header",
+                        "required": True,
+                        "description": doc,
+                        "schema": schema,
+                    }
+                    for name, doc, schema in STANDARD_WEBHOOKS_HEADERS
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": f"#/components/schemas/{body_name}"},
+                            "example": {
+                                "id": "evt_5b0e6f1d2c3a4b5c6d7e8f90",
+                                "type": entry.name,
+                                "timestamp": "2026-11-27T10:15:00Z",
+                                "data": entry.example,
+                            },
+                        }
+                    },
+                },
+                "responses": {
+                    "2XX": {"description": "Delivered: no retry."},
+                    "default": {
+                        "description": "Not delivered: 5xx, 3xx, 408 and 429 are retried "
+                        "with backoff (408/429 honour Retry-After); other 4xx are final; "
+                        "410 Gone also disables the endpoint."
+                    },
+                },
+            }
+        }
+    return webhooks
+
+
+def _event_type_values(spec: JsonObj, entries: list[Any]) -> None:
+    """``event_types`` of configurations: a catalog type, ``category.*`` or ``*``; the
+    ``event_type`` log filter: any type (``webhook.ping`` included). Listed as
+    ``examples``, not an ``enum``: the API checks them and answers with the closest
+    valid names, and generated clients keep taking plain strings."""
+    subscribable = [e.name for e in entries if e.name != "webhook.ping"]
+    categories = list(dict.fromkeys(e.category for e in entries if e.name in subscribable))
+    patterns = ["*", *(f"{c}.*" for c in categories), *subscribable]
+    schemas = spec["components"]["schemas"]
+    for name in ("PutWebhookConfigRequest", "WebhookConfig"):
+        prop = schemas.get(name, {}).get("properties", {}).get("event_types")
+        if prop is not None:
+            prop["items"] = {
+                **prop.get("items", {"type": "string"}),
+                "description": "An event type (see the `webhooks` section and GET "
+                "/webhooks/event-types), a category wildcard such as `reward.*`, or `*`; "
+                "`examples` lists every valid value.",
+                "examples": patterns,
+            }
+    logs = spec["paths"].get("/webhooks/logs", {}).get("get", {})
+    for param in logs.get("parameters", []):
+        if param["name"] == "event_type":
+            param["schema"] = {**param["schema"], "examples": [e.name for e in entries]}
+
+
 def main() -> None:
     request = plugin_pb2.CodeGeneratorRequest.FromString(sys.stdin.buffer.read())
     options = dict(part.split("=", 1) for part in request.parameter.split(",") if "=" in part)
     services = set(options["services"].split("+")) if options.get("services") else None
     page_size_max = int(options["page_size_max"]) if options.get("page_size_max") else None
     spec = build(request, services, page_size_max)
+    add_event_catalog(spec, event_catalog.catalog(request.proto_file))
     response = plugin_pb2.CodeGeneratorResponse(
         supported_features=plugin_pb2.CodeGeneratorResponse.FEATURE_PROTO3_OPTIONAL
     )

@@ -9,6 +9,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.support.fixtures import OrgKeys, org, server  # noqa: F401
+from tests.support.payloads import example
 from tests.support.server import RunningServer, make_key
 from webhooks.v1 import admin_pb2, admin_pb2_grpc
 from webhooks_client import (
@@ -92,7 +93,7 @@ def test_admin_keys_cannot_publish(server: RunningServer, org: OrgKeys) -> None:
         PublisherClient(server.target, org.keys["webhooks:write"]) as client,
         pytest.raises(PermissionDeniedError, match="events:publish"),
     ):
-        client.publish_event(org.id, "reward.claimed", {})
+        client.publish_event(org.id, "reward.claimed", example("reward.claimed"))
 
 
 def test_platform_key_cannot_administer(server: RunningServer, org: OrgKeys) -> None:  # noqa: F811

@@ -24,6 +24,7 @@ def test_catalog_is_the_briefs_six_categories_and_the_operational_one() -> None:
     assert catalog.all_types() == tuple(f"{c}.{n}" for c, names in BRIEF.items() for n in names)
     operational = {"webhook.endpoint_disabled", "webhook.delivery_failed"}
     assert set(catalog.OPERATIONAL_TYPES) == operational
+    assert tuple(t for t in catalog.all_types() if t not in operational) == catalog.PUBLISHABLE
 
 
 def test_operational_types_are_not_publishable_and_not_in_the_wildcard() -> None:
@@ -39,7 +40,20 @@ def test_operational_types_are_not_publishable_and_not_in_the_wildcard() -> None
 
 def test_catalog_is_read_from_the_enum() -> None:
     enum = events_pb2.DESCRIPTOR.enum_types_by_name["EventType"]
-    assert len(catalog.all_types()) == len(enum.values) - 1  # minus UNSPECIFIED
+    assert len(catalog.TYPES) == len(enum.values) - 1  # minus UNSPECIFIED
+    # webhook.ping has a payload but is no subscribable type
+    assert catalog.info("webhook.ping") is not None
+    assert not catalog.is_known_type("webhook.ping")
+    assert not catalog.is_valid_pattern("webhook.ping")
+
+
+def test_every_type_has_its_own_payload_message_named_after_it() -> None:
+    """The naming rule that goes with the `payload` option: reward.claimed ->
+    webhooks.v1.RewardClaimed, one message per type."""
+    for t in catalog.TYPES:
+        camel = "".join(part.capitalize() for part in t.name.replace(".", "_").split("_"))
+        assert t.payload == f"webhooks.v1.{camel}", t
+        assert catalog.for_payload(t.payload) is t
 
 
 def test_known_types() -> None:

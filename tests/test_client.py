@@ -19,19 +19,22 @@ from typing import Any
 import grpc
 import pytest
 
+from tests.support.clients import ClientFactory, admin_client, client_kind, publisher_client  # noqa: F401
 from tests.support.fixtures import OrgKeys, org, server  # noqa: F401
+from tests.support.payloads import example
 from tests.support.server import RunningServer, running_server
-from webhooks.v1 import admin_pb2, admin_pb2_grpc
+from webhooks.v1 import admin_pb2, admin_pb2_grpc, payloads_pb2
 from webhooks_client import (
     AdminClient,
+    AsyncAdminClient,
     DeadlineExceededError,
     InternalError,
     InvalidArgumentError,
-    PublisherClient,
     RateLimitedError,
     UnauthenticatedError,
     UnavailableError,
     WebhooksClientError,
+    make_publish_request,
 )
 from webhooks_service import errors
 from webhooks_service.api.auth import AuthInterceptor
@@ -75,8 +78,12 @@ def test_public_api_is_explicit() -> None:
 def test_invalid_argument_carries_code_message_and_violations(
     server: RunningServer,  # noqa: F811
     org: OrgKeys,  # noqa: F811
+    admin_client: ClientFactory,  # noqa: F811
 ) -> None:
-    with AdminClient(server.target, org.all) as client, pytest.raises(InvalidArgumentError) as info:
+    with (
+        admin_client(server.target, org.all) as client,
+        pytest.raises(InvalidArgumentError) as info,
+    ):
         client.put_webhook_config(url="ftp://x", event_types=["*"], description="d" * 300)
     err = info.value
     assert err.code == grpc.StatusCode.INVALID_ARGUMENT
@@ -101,22 +108,22 @@ def test_passed_channel_is_used_and_left_open(
     channel.close()
 
 
-def test_unreachable_server_is_unavailable() -> None:
+def test_unreachable_server_is_unavailable(admin_client: ClientFactory) -> None:  # noqa: F811
     with (
-        AdminClient("127.0.0.1:1", "whk_x_y", timeout=2) as client,
+        admin_client("127.0.0.1:1", "whk_x_y", timeout=2) as client,
         pytest.raises((UnavailableError, DeadlineExceededError)),
     ):
         client.list_webhook_configs()
 
 
-def test_database_down_is_unavailable() -> None:
+def test_database_down_is_unavailable(admin_client: ClientFactory) -> None:  # noqa: F811
     from webhooks_service.storage import db
 
     dead = db.create_engine("postgresql+psycopg://postgres@127.0.0.1:1/none", pool_pre_ping=False)
     try:
         with (
             running_server("sqlite:///unused.db", engine=dead) as srv,
-            AdminClient(srv.target, "whk_0123456789abcdef0123_secret") as client,
+            admin_client(srv.target, "whk_0123456789abcdef0123_secret") as client,
             pytest.raises(UnavailableError, match="database"),
         ):
             client.list_webhook_configs()
@@ -124,10 +131,18 @@ def test_database_down_is_unavailable() -> None:
         dead.dispose()
 
 
-def test_publish_event(server: RunningServer, org: OrgKeys) -> None:  # noqa: F811
-    with PublisherClient(server.target, org.publish) as client:
-        first = client.publish_event(org.id, "reward.claimed", {"amount": 5}, id="evt_client_1")
-        again = client.publish_event(org.id, "reward.claimed", {"amount": 5}, id="evt_client_1")
+def test_publish_event(
+    server: RunningServer,  # noqa: F811
+    org: OrgKeys,  # noqa: F811
+    publisher_client: ClientFactory,  # noqa: F811
+) -> None:
+    with publisher_client(server.target, org.publish) as client:
+        first = client.publish_event(
+            org.id, "reward.claimed", example("reward.claimed"), id="evt_client_1"
+        )
+        again = client.publish_event(
+            org.id, "reward.claimed", example("reward.claimed"), id="evt_client_1"
+        )
     assert first.event_id == "evt_client_1" and not first.duplicate
     assert again.duplicate
 
@@ -169,8 +184,12 @@ def broken_server(engine: Any) -> Iterator[str]:
 
 
 @pytest.fixture
-def broken(server: RunningServer, org: OrgKeys) -> Iterator[AdminClient]:  # noqa: F811
-    with broken_server(server.engine) as target, AdminClient(target, org.all) as client:
+def broken(
+    server: RunningServer,  # noqa: F811
+    org: OrgKeys,  # noqa: F811
+    admin_client: ClientFactory,  # noqa: F811
+) -> Iterator[AdminClient]:
+    with broken_server(server.engine) as target, admin_client(target, org.all) as client:
         yield client
 
 
@@ -198,10 +217,57 @@ def test_per_call_timeout(broken: AdminClient) -> None:
 
 def test_bad_key_on_broken_server_is_still_unauthenticated(
     server: RunningServer,  # noqa: F811
+    admin_client: ClientFactory,  # noqa: F811
 ) -> None:
     with (
         broken_server(server.engine) as target,
-        AdminClient(target, "whk_a_b") as client,
+        admin_client(target, "whk_a_b") as client,
         pytest.raises(UnauthenticatedError),
     ):
         client.list_webhook_configs()
+
+
+def test_typed_publish_infers_the_type(
+    server: RunningServer,  # noqa: F811
+    org: OrgKeys,  # noqa: F811
+    publisher_client: ClientFactory,  # noqa: F811
+    admin_client: ClientFactory,  # noqa: F811
+) -> None:
+    with admin_client(server.target, org.all) as admin:
+        admin.put_webhook_config(url="https://a.example/h", event_types=["reward.claimed"])
+    claimed = payloads_pb2.RewardClaimed(user_id="usr_1", reward_id="rwd_1", points=2**63 - 1)
+    claimed.claimed_at.FromJsonString("2026-11-27T10:15:00Z")
+    with publisher_client(server.target, org.publish) as client:
+        result = client.publish(org.id, claimed, id="evt_typed")
+        assert (result.event_id, result.deliveries) == ("evt_typed", 1)
+        with pytest.raises(InvalidArgumentError) as info:
+            client.publish(org.id, payloads_pb2.RewardClaimed(user_id="usr_1"))
+        assert [v.field for v in info.value.field_violations] == [
+            "event.payload.reward_id",
+            "event.payload.claimed_at",
+        ]
+        batch = client.publish_events(
+            [
+                make_publish_request(org.id, claimed, id="evt_b1"),
+                make_publish_request(org.id, claimed),
+            ]
+        )
+        assert [r.deliveries for r in batch] == [1, 1]
+    with admin_client(server.target, org.all) as admin:
+        assert [t.name for t in admin.list_event_types(category="reward")][1] == "reward.claimed"
+
+
+def test_asyncio_client_on_a_passed_aio_channel(
+    server: RunningServer,  # noqa: F811
+    org: OrgKeys,  # noqa: F811
+) -> None:
+    async def main() -> None:
+        channel = grpc.aio.insecure_channel(server.target)
+        async with AsyncAdminClient("ignored:1", org.read, channel=channel) as client:
+            assert await client.list_webhook_configs() == []
+        # still open: the client does not close a channel it did not create
+        async with AsyncAdminClient("ignored:1", org.read, channel=channel) as client:
+            assert [t async for t in client.iter_delivery_logs()] == []
+        await channel.close()
+
+    asyncio.run(main())

@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from tests.support.payloads import example
 from tests.support.receiver import Reply, running_receiver
 from tests.support.server import make_org_and_keys
 from tests.support.server import test_settings as make_settings
@@ -94,7 +95,9 @@ def test_sigkill_while_2000_events_are_in_flight_loses_nothing(database_url: str
                 for start in range(0, EVENTS, 500):
                     results = pub.publish_events(
                         [
-                            make_publish_request(org_id, "reward.claimed", {"n": i}, id=f"e{i}")
+                            make_publish_request(
+                                org_id, "reward.claimed", example("reward.claimed"), id=f"e{i}"
+                            )
                             for i in range(start, start + 500)
                         ]
                     )

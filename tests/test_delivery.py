@@ -22,6 +22,7 @@ from standardwebhooks.webhooks import Webhook
 
 from tests.support.delivery_env import DeliveryEnv as Env
 from tests.support.delivery_env import delivery_env
+from tests.support.payloads import example
 from tests.support.polling import eventually_async
 from tests.support.receiver import Reply, running_receiver
 from tests.support.server import make_org_and_keys, running_server
@@ -52,7 +53,7 @@ def test_signed_delivery_verifies_with_standardwebhooks(env: Env) -> None:
     assert got.headers["user-agent"].startswith("webhooks-service/")
     body = json.loads(got.body)
     assert body["id"] == result.event_id and body["type"] == "reward.claimed"
-    assert body["data"] == {"points": 10}
+    assert body["data"] == example("reward.claimed")  # canonical proto JSON
     (entry,) = env.wait_logs(1)
     assert entry.outcome == Out.DELIVERED
     assert entry.request_body.encode() == got.body
@@ -208,7 +209,7 @@ def test_retry_waits_for_the_injected_clock(database_url: str) -> None:
         with AdminClient(srv.target, keys["all"]) as admin:
             admin.put_webhook_config(url=rx.url("/h"), event_types=["*"])
         with PublisherClient(srv.target, keys["events:publish"]) as pub:
-            pub.publish_event(org_id, "reward.claimed", {})
+            pub.publish_event(org_id, "reward.claimed", example("reward.claimed"))
         clock = FakeClock(datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1))
 
         async def scenario() -> None:
@@ -275,7 +276,7 @@ def test_separate_worker_process_wakes_on_notify(database_url: str) -> None:
             time.sleep(0.5)  # let it LISTEN
             with PublisherClient(srv.target, keys["events:publish"]) as pub:
                 started = time.monotonic()
-                pub.publish_event(org_id, "reward.claimed", {}, id="cross")
+                pub.publish_event(org_id, "reward.claimed", example("reward.claimed"), id="cross")
             (got,) = rx.wait_for(1, "/w", timeout=10)
             assert got.headers["webhook-id"] == "cross"
             assert time.monotonic() - started < 5

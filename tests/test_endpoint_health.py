@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.engine import Engine
 
+from tests.support.payloads import example
 from tests.support.polling import eventually
 from tests.support.receiver import Receiver, Reply, running_receiver
 from tests.support.server import make_org_and_keys, running_server
@@ -228,14 +229,14 @@ def test_list_shows_health_of_real_deliveries(
     gone = admin.put_webhook_config(url=rx.url("/gone"), event_types=["user.*"]).config
     assert flaky.health.last_success_at is None and flaky.health.attempts == 0
     for i in range(3):
-        pub.publish_event(org_id, "reward.claimed", {"n": i}, id=f"r{i}")
+        pub.publish_event(org_id, "reward.claimed", example("reward.claimed"), id=f"r{i}")
     config = _wait_health(admin, flaky.id, 4)
     h = config.health
     assert (h.attempts, h.successes, h.failures) == (4, 3, 1)
     assert h.last_error == "HTTP 500" and h.last_error_at is not None
     assert h.last_success_at is not None and h.failing_since is None
 
-    pub.publish_event(org_id, "user.authenticated", {}, id="g1")
+    pub.publish_event(org_id, "user.authenticated", example("user.authenticated"), id="g1")
     config = _wait_health(admin, gone.id, 1)
     assert not config.enabled and "410" in config.disabled_reason  # at once
     assert config.health.failures == 1 and config.health.failing_since is not None

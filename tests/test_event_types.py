@@ -105,9 +105,7 @@ def test_get_event_types_through_envoy(gateway_api: tuple[RunningServer, EnvoyPr
 def test_cli_prints_the_catalog() -> None:
     cli = [sys.executable, "-m", "webhooks_service.cli", "event-types"]
     listing = subprocess.run(cli, capture_output=True, text=True, timeout=60, check=True).stdout
-    assert [line.split()[0] for line in listing.splitlines()][: len(catalog.all_types())] == list(
-        catalog.all_types()
-    )
+    assert [line.split()[0] for line in listing.splitlines()] == [t.name for t in catalog.TYPES]
     as_json = subprocess.run(
         [*cli, "--json", "--category", "reward"],
         capture_output=True,
@@ -118,3 +116,39 @@ def test_cli_prints_the_catalog() -> None:
     assert {t["category"] for t in json.loads(as_json)["event_types"]} == {"reward"}
     wrong = subprocess.run([*cli, "--schema", "reward.claim"], capture_output=True, text=True)
     assert wrong.returncode == 2 and "reward.claimed" in wrong.stderr
+
+
+@pytest.mark.gateway
+def test_served_openapi_is_valid_and_has_one_webhook_per_type(
+    gateway_api: tuple[RunningServer, EnvoyProcess],
+) -> None:
+    from openapi_spec_validator import validate
+
+    srv, gw = gateway_api
+    _, keys = make_org_and_keys(srv.engine)
+    with httpx.Client(base_url=gw.base_url, timeout=10) as rest:
+        spec = rest.get("/webhooks/openapi.json").json()
+        served = rest.get(
+            "/webhooks/event-types", headers={"authorization": f"Bearer {keys['webhooks:read']}"}
+        ).json()["event_types"]
+    validate(spec)  # OpenAPI 3.1, raises on any error
+    assert spec["openapi"].startswith("3.1")
+    assert list(spec["webhooks"]) == [t["name"] for t in served]
+    schemas = spec["components"]["schemas"]
+    for entry in served:
+        op = spec["webhooks"][entry["name"]]["post"]
+        headers = {p["name"] for p in op["parameters"] if p["in"] == "header"}
+        assert headers == {"webhook-id", "webhook-timestamp", "webhook-signature"}
+        body = schemas[
+            op["requestBody"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]
+        ]
+        assert body["required"] == ["id", "type", "timestamp", "data"]
+        assert body["properties"]["type"]["const"] == entry["name"]
+        data = schemas[body["properties"]["data"]["$ref"].split("/")[-1]]
+        expected = {k: v for k, v in entry["schema"].items() if k not in ("$schema", "title")}
+        assert data == expected
+    # event_types of a configuration lists the valid values
+    items = schemas["PutWebhookConfigRequest"]["properties"]["event_types"]["items"]
+    assert items["type"] == "string"
+    assert "*" in items["examples"] and "reward.*" in items["examples"]
+    assert set(catalog.all_types()) <= set(items["examples"])

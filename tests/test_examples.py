@@ -17,6 +17,7 @@ from examples import flask_receiver, starlette_receiver
 from flask.testing import FlaskClient
 from starlette.testclient import TestClient
 
+from tests.support.payloads import example
 from webhooks_client import Deduplicator, InMemoryStore, RedisStore, signed_headers
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -82,7 +83,7 @@ def delivery(event_id: str) -> tuple[bytes, dict[str, str]]:
             "id": event_id,
             "type": "reward.claimed",
             "timestamp": "2026-11-27T10:00:00Z",
-            "data": {"reward_id": "rw_1"},
+            "data": example("reward.claimed"),
         }
     ).encode()
     headers = signed_headers(SECRET, body, msg_id=event_id)
@@ -104,7 +105,7 @@ def test_event_is_processed_once_and_replay_is_200(receiver: tuple[Post, Process
 def test_bad_signature_is_rejected_without_work(receiver: tuple[Post, Processor]) -> None:
     post, processor = receiver
     body, headers = delivery("evt_forged")
-    forged = body.replace(b"rw_1", b"rw_9")
+    forged = body.replace(b"rwd_71hx", b"rwd_9")
     status, _ = post(forged, headers)
     assert status == 400
     unsigned = {k: v for k, v in headers.items() if k != "webhook-signature"}
@@ -138,3 +139,15 @@ def test_secret_is_required(module: Any, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delenv("WEBHOOK_SECRET", raising=False)
     with pytest.raises(RuntimeError, match="WEBHOOK_SECRET"):
         module.create_app()
+
+
+@pytest.mark.parametrize("module", [flask_receiver, starlette_receiver])
+def test_example_business_logic_reads_the_typed_payload(
+    module: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
+    body, _ = delivery("evt_typed")
+    module.process_event(json.loads(body))
+    assert "claimed rwd_71hx: 250 points" in caplog.text
+    module.process_event({"id": "evt_new", "type": "reward.invented", "timestamp": "", "data": {}})
+    assert "evt_new not understood" in caplog.text

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from tests.support.payloads import example
 from tests.support.polling import eventually
 from tests.support.receiver import Receiver, Reply, running_receiver
 from tests.support.server import make_org_and_keys, running_server
@@ -52,13 +53,13 @@ def test_a_flood_to_a_hanging_host_neither_delays_others_nor_takes_more_than_its
             admin_b.put_webhook_config(url=rx.url("/ok"), event_types=["*"])
         with PublisherClient(srv.target, keys_a["events:publish"]) as pub_a:
             pub_a.publish_events(
-                [make_publish_request(org_a, "reward.claimed", {"i": i}) for i in range(5)]
+                [make_publish_request(org_a, "reward.claimed", example()) for i in range(5)]
             )  # 100 deliveries to the hanging host
         lags = []
         with PublisherClient(srv.target, keys_b["events:publish"]) as pub_b:
             for i in range(5):
                 sent = time.time()
-                pub_b.publish_event(org_b, "reward.claimed", {"i": i}, id=f"evt_b{i}")
+                pub_b.publish_event(org_b, "reward.claimed", example(), id=f"evt_b{i}")
                 got = rx.wait_for(i + 1, "/ok", timeout=10)[i]
                 lags.append(got.at - sent)
         # B never waits for A's attempts to time out (4 s).
@@ -86,11 +87,11 @@ def test_claims_reach_another_organisation_behind_a_large_backlog(database_url: 
             admin_b.put_webhook_config(url=rx.url("/ok"), event_types=["*"])
         with PublisherClient(srv.target, keys_a["events:publish"]) as pub_a:
             pub_a.publish_events(
-                [make_publish_request(org_a, "reward.claimed", {"i": i}) for i in range(5)]
+                [make_publish_request(org_a, "reward.claimed", example()) for i in range(5)]
             )
         time.sleep(0.05)  # B's delivery is due after all of A's
         with PublisherClient(srv.target, keys_b["events:publish"]) as pub_b:
-            pub_b.publish_event(org_b, "reward.claimed", {"i": 0}, id="evt_b")
+            pub_b.publish_event(org_b, "reward.claimed", example(), id="evt_b")
 
         engine = db.create_engine(database_url)
 
@@ -125,7 +126,7 @@ def test_an_organisations_hanging_endpoint_does_not_hold_back_its_healthy_one(
             admin.put_webhook_config(url=f"http://localhost:{rx.port}/ok", event_types=["*"])
         with PublisherClient(srv.target, keys["events:publish"]) as pub:
             pub.publish_events(
-                [make_publish_request(org, "reward.claimed", {"i": i}) for i in range(100)]
+                [make_publish_request(org, "reward.claimed", example()) for i in range(100)]
             )
         # All 100 reach the healthy endpoint well before the first timeouts (4 s),
         # although the hanging one's 96 waiting deliveries exceed the prefetch.
@@ -145,6 +146,6 @@ def test_a_backlog_larger_than_a_batch_drains_without_waiting_for_the_poll(
             admin.put_webhook_config(url=rx.url("/fast"), event_types=["*"])
         with PublisherClient(srv.target, keys["events:publish"]) as pub:
             pub.publish_events(
-                [make_publish_request(org, "reward.claimed", {"i": i}) for i in range(300)]
+                [make_publish_request(org, "reward.claimed", example()) for i in range(300)]
             )
         rx.wait_for(300, "/fast", timeout=10)  # 15 batches of 20

@@ -31,6 +31,7 @@ import sqlalchemy as sa
 
 from tests.support.chaos import SUCCESS_MODES, running_chaos
 from tests.support.faults import final_statuses, report
+from tests.support.payloads import example
 from tests.support.polling import eventually
 from tests.support.server import make_org_and_keys, running_server
 from webhooks_client import AdminClient, PublisherClient, WebhooksClientError
@@ -56,7 +57,9 @@ class Publisher(threading.Thread):
             for event_id in self.ids:
                 while True:
                     try:
-                        pub.publish_event(self.org_id, "reward.claimed", {}, id=event_id)
+                        pub.publish_event(
+                            self.org_id, "reward.claimed", example("reward.claimed"), id=event_id
+                        )
                     except WebhooksClientError as exc:
                         self.codes[exc.code.name] += 1
                         time.sleep(0.1)

@@ -28,8 +28,10 @@ import pytest
 import sqlalchemy as sa
 
 from tests.support.envoy import running_gateway
+from tests.support.payloads import example
 from tests.support.server import RunningServer, make_key, make_org_and_keys, running_server
-from webhooks.v1 import admin_pb2, admin_pb2_grpc, events_pb2, publisher_pb2, publisher_pb2_grpc
+from webhooks.v1 import admin_pb2, admin_pb2_grpc, publisher_pb2, publisher_pb2_grpc
+from webhooks_client import make_publish_request
 from webhooks_service.gateway import EnvoyProcess, find_gateway_dir
 from webhooks_service.storage.models import Delivery, DeliveryAttempt, Event
 
@@ -482,10 +484,7 @@ def test_optional_grpc_listener_proxies_both_services(
     ):
         publisher = publisher_pb2_grpc.EventPublisherStub(channel)
         reply = publisher.PublishEvent(
-            publisher_pb2.PublishEventRequest(
-                organisation_id=keys["org"],
-                event=events_pb2.Event(id="evt_via_proxy", type="reward.claimed"),
-            ),
+            make_publish_request(keys["org"], "reward.claimed", example(), id="evt_via_proxy"),
             metadata=(("authorization", f"Bearer {keys['platform']}"),),
             timeout=10,
         )

@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from tests.support.payloads import example
 from tests.support.receiver import Reply, running_receiver
 from tests.support.server import make_org_and_keys, running_server
 from tests.support.server import test_settings as make_settings
@@ -78,7 +79,9 @@ def test_published_delivery_is_attempted_without_a_claim_query(
             assert time.monotonic() < deadline
         with PublisherClient(srv.target, keys["events:publish"]) as publisher:
             for i in range(3):
-                publisher.publish_event(org, "reward.claimed", {"i": i}, id=f"evt_{i}")
+                publisher.publish_event(
+                    org, "reward.claimed", example("reward.claimed"), id=f"evt_{i}"
+                )
         rx.wait_for(3, path="/hook")
         assert len(claims) == seen  # no claim query, no wake-up: handed over
         ids = sorted(r.headers["webhook-id"] for r in rx.requests("/hook"))
@@ -178,7 +181,7 @@ def test_worker_takes_only_what_it_can_start_and_leaves_the_rest_unclaimed(
             assert probe is not None
             assert await probe.settle() == 0  # an unused lending gives its slots back
             items = [
-                publishing.EventInput(org, f"evt_{i}", "reward.claimed", None, {"i": i})
+                publishing.EventInput(org, f"evt_{i}", "reward.claimed", None, example())
                 for i in range(2)
             ]
             await publishing.publish_events(engine, settings, org, items, lend=local.lend)

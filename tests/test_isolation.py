@@ -43,6 +43,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.support.envoy import running_gateway
+from tests.support.payloads import example
 from tests.support.receiver import Receiver, running_receiver
 from tests.support.server import RunningServer, make_org_and_keys, running_server
 from webhooks.v1 import admin_pb2, admin_pb2_grpc
@@ -87,8 +88,8 @@ def _tenant(srv: RunningServer, rx: Receiver, name: str) -> Tenant:
     # Two configs each, so that a page of size 1 has a next page token.
     admin.put_webhook_config(url=rx.url(path + "/2"), event_types=["user.*"])
     event_id = f"evt_{name.lower()}_1"
-    publisher.publish_event(org_id, "reward.claimed", {"tenant": name}, id=event_id)
-    publisher.publish_event(org_id, "reward.claimed", {"tenant": name}, id=event_id + "b")
+    publisher.publish_event(org_id, "reward.claimed", example("reward.claimed"), id=event_id)
+    publisher.publish_event(org_id, "reward.claimed", example("reward.claimed"), id=event_id + "b")
     deadline = time.monotonic() + 15
     while len(logs := list(admin.iter_delivery_logs())) < 2:
         assert time.monotonic() < deadline, "deliveries were not logged"
@@ -229,6 +230,13 @@ def test_id_taking_methods_treat_another_orgs_ids_as_unknown(world: World, metho
     assert world.globex_state() == before
 
 
+def test_event_types_are_the_same_catalog_for_every_organisation(world: World) -> None:
+    """The catalog is global: no organisation's data in it, the same answer for both."""
+    acme = world.acme.admin.list_event_types()
+    assert acme == world.globex.admin.list_event_types()
+    world.assert_reveals_nothing(str(acme))
+
+
 def test_list_configs_shows_only_the_callers(world: World) -> None:
     listed = world.acme.admin.list_webhook_configs()
     assert len(listed) == 2 and world.acme.config_id in {c.id for c in listed}
@@ -310,17 +318,25 @@ def test_page_tokens_are_bound_to_the_filters(world: World) -> None:
 def test_publishing_for_another_org_is_permission_denied(world: World) -> None:
     acme = world.acme.publisher
     with pytest.raises(PermissionDeniedError) as theirs:
-        acme.publish_event(world.globex.org_id, "reward.claimed", {"x": 1}, id="evt_attack")
+        acme.publish_event(
+            world.globex.org_id, "reward.claimed", example("reward.claimed"), id="evt_attack"
+        )
     with pytest.raises(PermissionDeniedError) as made_up:
-        acme.publish_event("org_doesnotexist", "reward.claimed", {"x": 1}, id="evt_attack")
+        acme.publish_event(
+            "org_doesnotexist", "reward.claimed", example("reward.claimed"), id="evt_attack"
+        )
     assert _masked(theirs.value.message, world.globex.org_id) == _masked(
         made_up.value.message, "org_doesnotexist"
     )
     with pytest.raises(PermissionDeniedError):
         acme.publish_events(
             [
-                make_publish_request(world.acme.org_id, "reward.claimed", {}),
-                make_publish_request(world.globex.org_id, "reward.claimed", {}),
+                make_publish_request(
+                    world.acme.org_id, "reward.claimed", example("reward.claimed")
+                ),
+                make_publish_request(
+                    world.globex.org_id, "reward.claimed", example("reward.claimed")
+                ),
             ]
         )
     # Nothing was stored for Globex (the refusals happen before any write).
@@ -332,7 +348,7 @@ def test_event_ids_are_per_organisation(world: World) -> None:
     """Publishing Globex's event id as Acme is a new event, not a ``duplicate``
     (that answer would confirm Globex's id exists)."""
     result = world.acme.publisher.publish_event(
-        world.acme.org_id, "reward.claimed", {"x": 1}, id=world.globex.event_id
+        world.acme.org_id, "reward.claimed", example("reward.claimed"), id=world.globex.event_id
     )
     assert result.duplicate is False and result.deliveries == 1
 

@@ -29,6 +29,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
+from tests.support.payloads import example
 from tests.support.polling import eventually
 from tests.support.receiver import Reply, running_receiver
 from tests.support.server import make_org_and_keys, running_server
@@ -128,10 +129,14 @@ def test_metrics_after_a_known_sequence_and_json_attempt_lines(
             secret = admin.put_webhook_config(url=rx.url("/ok"), event_types=["reward.*"]).secret
             admin.put_webhook_config(url=rx.url("/bad"), event_types=["user.*"])
             flaky = admin.put_webhook_config(url=rx.url("/flaky"), event_types=["challenge.*"])
-            pub.publish_event(org_id, "reward.claimed", {"points": 1}, id="ok-1")
-            pub.publish_event(org_id, "reward.claimed", {"points": 2}, id="ok-2")
-            pub.publish_event(org_id, "user.authenticated", {}, id="bad-1")
-            pub.publish_event(org_id, "challenge.started", {}, id="flaky-1")
+            pub.publish_event(org_id, "reward.claimed", example("reward.claimed"), id="ok-1")
+            pub.publish_event(org_id, "reward.claimed", example("reward.claimed"), id="ok-2")
+            pub.publish_event(
+                org_id, "user.authenticated", example("user.authenticated"), id="bad-1"
+            )
+            pub.publish_event(
+                org_id, "challenge.started", example("challenge.started"), id="flaky-1"
+            )
             rx.wait_for(2, "/flaky")
             m = eventually(
                 lambda: (
@@ -176,8 +181,8 @@ def test_queue_gauges(database_url: str) -> None:
         ):
             admin.put_webhook_config(url=rx.url("/a"), event_types=["*"])
             admin.put_webhook_config(url=rx.url("/b"), event_types=["reward.*"])
-            pub.publish_event(org_id, "reward.claimed", {}, id="e1")
-            pub.publish_event(org_id, "user.authenticated", {}, id="e2")
+            pub.publish_event(org_id, "reward.claimed", example("reward.claimed"), id="e1")
+            pub.publish_event(org_id, "user.authenticated", example("user.authenticated"), id="e2")
         later = utcnow() + timedelta(seconds=30)
         stats = queue_stats(srv.engine, later)
         assert (stats.pending, stats.due) == (3, 3)
@@ -337,7 +342,7 @@ def test_worker_command_serves_metrics_and_logs_json(database_url: str) -> None:
         reader.start()
         try:
             with PublisherClient(srv.target, keys["events:publish"]) as pub:
-                pub.publish_event(org_id, "reward.claimed", {}, id="w-1")
+                pub.publish_event(org_id, "reward.claimed", example("reward.claimed"), id="w-1")
             rx.wait_for(1, "/down")
             key = "webhooks_delivery_attempts_total{outcome=retry_scheduled}"
             eventually(lambda: _scrape_or_empty(port).get(key) == 1, what="the worker's metrics")

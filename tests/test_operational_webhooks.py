@@ -168,7 +168,12 @@ def test_operational_types_cannot_be_published(env: Env) -> None:
 
 def test_operational_types_are_in_the_catalog_and_subscribable(env: Env) -> None:
     listed = env.admin.list_event_types(category="webhook")
-    assert [t.name for t in listed] == ["webhook.endpoint_disabled", "webhook.delivery_failed"]
+    # webhook.ping is listed too (receivers get it and need its schema), not subscribable
+    assert [t.name for t in listed] == [
+        "webhook.endpoint_disabled",
+        "webhook.delivery_failed",
+        "webhook.ping",
+    ]
     for pattern in (["webhook.*"], ["webhook.endpoint_disabled", "webhook.delivery_failed"]):
         assert env.admin.put_webhook_config(url=env.rx.url("/o"), event_types=pattern).created
     with pytest.raises(InvalidArgumentError):

@@ -10,7 +10,9 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
+from tests.support.clients import ClientFactory, client_kind, publisher_client  # noqa: F401
 from tests.support.fixtures import OrgKeys, org, other_org, server  # noqa: F401
+from tests.support.payloads import example
 from tests.support.server import RunningServer
 from webhooks_client import (
     AdminClient,
@@ -23,8 +25,13 @@ from webhooks_client import (
 
 
 @pytest.fixture
-def publisher(server: RunningServer, org: OrgKeys) -> Iterator[PublisherClient]:  # noqa: F811
-    with PublisherClient(server.target, org.publish) as client:
+def publisher(
+    server: RunningServer,  # noqa: F811
+    org: OrgKeys,  # noqa: F811
+    publisher_client: ClientFactory,  # noqa: F811
+) -> Iterator[PublisherClient]:
+    """The blocking client, and the asyncio one (same tests)."""
+    with publisher_client(server.target, org.publish) as client:
         yield client
 
 
@@ -58,18 +65,18 @@ def test_payload_is_the_exact_json_body(
     publisher: PublisherClient,
 ) -> None:
     when = datetime(2026, 11, 27, 10, 15, 0, 250000, tzinfo=UTC)
-    data = {"points": 10, "ratio": 0.5, "user": {"id": "u1", "tags": ["a", 2]}, "ok": True}
+    # given out of order, a 64-bit field as a JSON number, an optional field left out
+    data = {"claimed_at": "2026-11-27T10:00:00Z", "points": 10, "reward_id": "r", "user_id": "u"}
     result = publisher.publish_event(org.id, "reward.claimed", data, id="evt-1", timestamp=when)
     assert (result.event_id, result.duplicate) == ("evt-1", False)
     body = payloads(server)["evt-1"]
-    assert json.loads(body) == {
-        "id": "evt-1",
-        "type": "reward.claimed",
-        "timestamp": "2026-11-27T10:15:00.25Z",
-        "data": data,
-    }
-    assert '"points":10,' in body or '"points":10}' in body  # integral numbers stay integers
-    assert list(json.loads(body)) == ["id", "type", "timestamp", "data"]
+    # proto JSON of RewardClaimed, in field order: int64 as a string, absent
+    # fields without presence written with their zero value
+    assert body == (
+        '{"id":"evt-1","type":"reward.claimed","timestamp":"2026-11-27T10:15:00.25Z",'
+        '"data":{"user_id":"u","reward_id":"r","points":"10","community_id":"",'
+        '"claimed_at":"2026-11-27T10:00:00Z"}}'
+    )
 
 
 def test_generated_id_and_default_timestamp(
@@ -78,12 +85,13 @@ def test_generated_id_and_default_timestamp(
     publisher: PublisherClient,
 ) -> None:
     before = datetime.now(UTC)
-    result = publisher.publish_event(org.id, "user.authenticated", {})
+    data = example("user.authenticated")
+    result = publisher.publish_event(org.id, "user.authenticated", data)
     assert result.event_id.startswith("evt_")
     body = json.loads(payloads(server)[result.event_id])
     stamp = datetime.fromisoformat(body["timestamp"].replace("Z", "+00:00"))
     assert before.replace(microsecond=0) <= stamp <= datetime.now(UTC)
-    assert body["data"] == {}
+    assert body["data"] == data
 
 
 def test_fan_out_follows_filters_and_skips_disabled(
@@ -99,9 +107,9 @@ def test_fan_out_follows_filters_and_skips_disabled(
     ).config
     admin.put_webhook_config(url="https://d.example/h", event_types=["*"], enabled=False)
 
-    r1 = publisher.publish_event(org.id, "reward.claimed", {}, id="e1")
-    r2 = publisher.publish_event(org.id, "reward.expired", {}, id="e2")
-    r3 = publisher.publish_event(org.id, "action.completed", {}, id="e3")
+    r1 = publisher.publish_event(org.id, "reward.claimed", example("reward.claimed"), id="e1")
+    r2 = publisher.publish_event(org.id, "reward.expired", example("reward.expired"), id="e2")
+    r3 = publisher.publish_event(org.id, "action.completed", example("action.completed"), id="e3")
     assert [r1.deliveries, r2.deliveries, r3.deliveries] == [3, 2, 1]
     assert delivery_configs(server, "e1") == {everything.id, rewards.id, claimed.id}
     assert delivery_configs(server, "e2") == {everything.id, rewards.id}
@@ -115,11 +123,11 @@ def test_duplicate_id_stores_nothing_new(
     admin: AdminClient,
 ) -> None:
     admin.put_webhook_config(url="https://a.example/h", event_types=["*"])
-    first = publisher.publish_event(org.id, "reward.claimed", {"v": 1}, id="same")
-    again = publisher.publish_event(org.id, "reward.claimed", {"v": 2}, id="same")
+    first = publisher.publish_event(org.id, "reward.claimed", example(points="1"), id="same")
+    again = publisher.publish_event(org.id, "reward.claimed", example(points="2"), id="same")
     assert (first.deliveries, first.duplicate) == (1, False)
     assert (again.event_id, again.deliveries, again.duplicate) == ("same", 0, True)
-    assert json.loads(payloads(server)["same"])["data"] == {"v": 1}
+    assert json.loads(payloads(server)["same"])["data"]["points"] == "1"
     with server.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM deliveries")).scalar() == 1
 
@@ -130,8 +138,10 @@ def test_same_id_in_two_organisations_is_two_events(
     other_org: OrgKeys,  # noqa: F811
 ) -> None:
     with PublisherClient(server.target, org.platform) as platform:
-        a = platform.publish_event(org.id, "reward.claimed", {}, id="shared")
-        b = platform.publish_event(other_org.id, "reward.claimed", {}, id="shared")
+        a = platform.publish_event(org.id, "reward.claimed", example("reward.claimed"), id="shared")
+        b = platform.publish_event(
+            other_org.id, "reward.claimed", example("reward.claimed"), id="shared"
+        )
     assert not a.duplicate and not b.duplicate
 
 
@@ -142,13 +152,13 @@ def test_batch_answers_in_order_with_duplicates(
     admin: AdminClient,
 ) -> None:
     admin.put_webhook_config(url="https://a.example/h", event_types=["reward.*"])
-    publisher.publish_event(org.id, "reward.claimed", {}, id="old")
+    publisher.publish_event(org.id, "reward.claimed", example("reward.claimed"), id="old")
     results = publisher.publish_events(
         [
-            make_publish_request(org.id, "reward.claimed", {}, id="n1"),
-            make_publish_request(org.id, "user.opted_in", {}, id="n2"),
-            make_publish_request(org.id, "reward.claimed", {}, id="old"),
-            make_publish_request(org.id, "reward.claimed", {}, id="n1"),
+            make_publish_request(org.id, "reward.claimed", example("reward.claimed"), id="n1"),
+            make_publish_request(org.id, "user.opted_in", example("user.opted_in"), id="n2"),
+            make_publish_request(org.id, "reward.claimed", example("reward.claimed"), id="old"),
+            make_publish_request(org.id, "reward.claimed", example("reward.claimed"), id="n1"),
         ]
     )
     assert [(r.event_id, r.deliveries, r.duplicate) for r in results] == [
@@ -166,7 +176,7 @@ def test_batch_validation_names_the_request(
     with pytest.raises(InvalidArgumentError) as info:
         publisher.publish_events(
             [
-                make_publish_request(org.id, "reward.claimed", {}),
+                make_publish_request(org.id, "reward.claimed", example("reward.claimed")),
                 make_publish_request(org.id, "reward.nope", {}),
             ]
         )
@@ -180,15 +190,19 @@ def test_organisation_key_publishes_only_for_its_organisation(
     publisher: PublisherClient,
 ) -> None:
     with pytest.raises(PermissionDeniedError):
-        publisher.publish_event(other_org.id, "reward.claimed", {})
+        publisher.publish_event(other_org.id, "reward.claimed", example("reward.claimed"))
     # empty organisation: the key's own
-    assert not publisher.publish_event("", "reward.claimed", {}, id="own").duplicate
+    assert not publisher.publish_event(
+        "", "reward.claimed", example("reward.claimed"), id="own"
+    ).duplicate
     with PublisherClient(server.target, org.platform) as platform:
-        assert platform.publish_event(other_org.id, "reward.claimed", {}).event_id
+        assert platform.publish_event(
+            other_org.id, "reward.claimed", example("reward.claimed")
+        ).event_id
         with pytest.raises(NotFoundError):
-            platform.publish_event("org_doesnotexist", "reward.claimed", {})
+            platform.publish_event("org_doesnotexist", "reward.claimed", example("reward.claimed"))
         with pytest.raises(InvalidArgumentError) as info:
-            platform.publish_event("", "reward.claimed", {})
+            platform.publish_event("", "reward.claimed", example("reward.claimed"))
         assert [v.field for v in info.value.field_violations] == ["organisation_id"]
 
 
@@ -210,24 +224,33 @@ def test_invalid_events_name_the_field(
     field: str,
 ) -> None:
     with pytest.raises(InvalidArgumentError) as info:
-        publisher.publish_event(org.id, type_, {}, id=event_id or None)
+        publisher.publish_event(org.id, type_, example("reward.claimed"), id=event_id or None)
     assert [v.field for v in info.value.field_violations] == [field]
 
 
 def test_longest_valid_event_id(org: OrgKeys, publisher: PublisherClient) -> None:  # noqa: F811
     event_id = "A-z_0.9:" * 16
-    assert publisher.publish_event(org.id, "reward.claimed", {}, id=event_id).event_id == event_id
+    assert (
+        publisher.publish_event(
+            org.id, "reward.claimed", example("reward.claimed"), id=event_id
+        ).event_id
+        == event_id
+    )
 
 
 def test_data_over_the_limit_names_the_limit(
     org: OrgKeys,  # noqa: F811
     publisher: PublisherClient,
 ) -> None:
+    def sized(total: int) -> dict[str, object]:
+        """reward.claimed data whose delivered JSON is exactly ``total`` bytes."""
+        base = len(json.dumps(example(community_id=""), separators=(",", ":")))
+        return example(community_id="x" * (total - base))
+
     with pytest.raises(InvalidArgumentError) as info:
-        publisher.publish_event(org.id, "reward.claimed", {"blob": "x" * 262_144})
+        publisher.publish_event(org.id, "reward.claimed", sized(262_145))
     (violation,) = info.value.field_violations
     assert violation.field == "event.data"
     assert "262144" in violation.description
-    # just under the limit is fine: {"blob":"…"} adds 11 bytes
-    ok = publisher.publish_event(org.id, "reward.claimed", {"blob": "x" * (262_144 - 11)})
+    ok = publisher.publish_event(org.id, "reward.claimed", sized(262_144))
     assert ok.event_id

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.support.envoy import running_gateway
+from tests.support.payloads import example
 from tests.support.server import make_key, make_org_and_keys, running_server
 from webhooks_client import AdminClient, PublisherClient, RateLimitedError
 from webhooks_service.api.ratelimit import RateLimiter, retry_after_header
@@ -71,17 +72,17 @@ def test_admin_calls_are_limited_per_key(database_url: str) -> None:
         # Publishing is not limited by default (internal traffic).
         with PublisherClient(srv.target, keys["events:publish"]) as publisher:
             for _ in range(10):
-                publisher.publish_event(org_id, "user.opted_in", {})
+                publisher.publish_event(org_id, "user.opted_in", example("user.opted_in"))
 
 
 def test_publishing_limit_is_separate_and_opt_in(database_url: str) -> None:
     with running_server(database_url, {**TINY, "publish_rate_limit_per_second": 0.5}) as srv:
         org_id, keys = make_org_and_keys(srv.engine)
         with PublisherClient(srv.target, keys["all"]) as publisher:
-            publisher.publish_event(org_id, "user.opted_in", {})
-            publisher.publish_event(org_id, "user.opted_in", {})
+            publisher.publish_event(org_id, "user.opted_in", example("user.opted_in"))
+            publisher.publish_event(org_id, "user.opted_in", example("user.opted_in"))
             with pytest.raises(RateLimitedError):
-                publisher.publish_event(org_id, "user.opted_in", {})
+                publisher.publish_event(org_id, "user.opted_in", example("user.opted_in"))
         # The same key's admin bucket is untouched by publishing.
         with AdminClient(srv.target, keys["all"]) as admin:
             admin.list_webhook_configs()

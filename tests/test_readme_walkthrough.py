@@ -85,14 +85,18 @@ def test_readme_walkthrough_runs_as_written(checkout: tuple[Path, str]) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.strip().splitlines()
-    assert len(lines) == 5, result.stdout
-    created, listed, violations, published, attempt = lines
+    assert len(lines) == 6, result.stdout
+    created, listed, violations, published, data_violations, attempt = lines
     assert re.fullmatch(r"whc_[0-9a-f]{20} whsec_\S+", created), created
     config_id = created.split()[0]
     assert listed.startswith(f"{config_id} https://example.com/hooks ['reward.*', ")
     assert violations == "['url', 'event_types[0]']"
     assert re.fullmatch(
         r"PublishResult\(event_id='evt_\w+', deliveries=1, duplicate=False\)", published
+    )
+    # JSON data is checked against the type's payload message, each field named
+    assert (
+        data_violations == "['event.data.reward_id', 'event.data.points', 'event.data.claimed_at']"
     )
     # The first attempt, waited for; enums and datetimes print as words and times.
     assert re.match(r"1 (retry_scheduled|failed|delivered) \d+ .*\d{4}-\d\d-\d\d ", attempt)

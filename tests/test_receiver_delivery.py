@@ -17,8 +17,10 @@ from typing import Any
 import grpc
 import pytest
 from examples import flask_receiver
+from google.protobuf import struct_pb2
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from tests.support.payloads import example
 from tests.support.polling import eventually
 from tests.support.server import RunningServer, make_org_and_keys, running_server
 from webhooks.v1 import admin_pb2, admin_pb2_grpc, events_pb2, publisher_pb2, publisher_pb2_grpc
@@ -107,12 +109,18 @@ def serve(app: WsgiApp) -> tuple[BaseWSGIServer, threading.Thread]:
     return httpd, thread
 
 
+def example_struct() -> struct_pb2.Struct:
+    data = struct_pb2.Struct()
+    data.update(example("reward.claimed"))
+    return data
+
+
 def publish(channel: grpc.Channel, key: str, org_id: str, event_id: str) -> None:
     publisher = publisher_pb2_grpc.EventPublisherStub(channel)
     response = publisher.PublishEvent(
         publisher_pb2.PublishEventRequest(
             organisation_id=org_id,
-            event=events_pb2.Event(id=event_id, type="reward.claimed"),
+            event=events_pb2.Event(id=event_id, type="reward.claimed", data=example_struct()),
         ),
         metadata=(("authorization", f"Bearer {key}"),),
     )

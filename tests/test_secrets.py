@@ -22,6 +22,7 @@ import pytest
 import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from tests.support.payloads import example
 from tests.support.receiver import Receiver, running_receiver
 from tests.support.server import RunningServer, make_org, make_org_and_keys, running_server
 from tests.support.server import test_settings as make_settings
@@ -50,7 +51,9 @@ class Env:
         self.publisher.close()
 
     def publish(self, event_id: str) -> None:
-        self.publisher.publish_event(self.org_id, "reward.claimed", {"n": 1}, id=event_id)
+        self.publisher.publish_event(
+            self.org_id, "reward.claimed", example("reward.claimed"), id=event_id
+        )
 
     def wait_logs(self, timeout: float = 15.0) -> list[Any]:
         deadline = time.monotonic() + timeout

@@ -31,6 +31,7 @@ import aiohttp.resolver
 import pytest
 
 from tests.support.chaos import ChaosReceiver, running_chaos
+from tests.support.payloads import example
 from tests.support.server import make_org_and_keys, running_server
 from webhooks_client import AdminClient, DeliveryOutcome, InvalidArgumentError, PublisherClient
 from webhooks_service.core import configs
@@ -159,7 +160,7 @@ def deliver_once(database_url: str, url: str, allowed: tuple[str, ...]) -> list[
                 enabled=None,
                 description=None,
             )
-            pub.publish_event(org_id, "reward.claimed", {"n": 1}, id="guarded")
+            pub.publish_event(org_id, "reward.claimed", example("reward.claimed"), id="guarded")
             deadline = time.monotonic() + 15
             while True:
                 logs = list(admin.iter_delivery_logs())

@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from tests.support.delivery_env import DeliveryEnv as Env
 from tests.support.delivery_env import delivery_env
+from tests.support.payloads import example
 from tests.support.receiver import Reply, running_receiver
 from tests.support.server import make_org_and_keys
 from webhooks.v1 import admin_pb2, admin_pb2_grpc
@@ -99,7 +100,7 @@ def test_one_trace_from_the_publishers_traceparent_through_every_attempt(
     config, _ = env.config("/flaky")
     parent, trace_id, caller_span = new_traceparent()
     published = env.publisher.publish_event(
-        env.org_id, "reward.claimed", {"points": 1}, id="evt_traced", traceparent=parent
+        env.org_id, "reward.claimed", example(), id="evt_traced", traceparent=parent
     )
     assert published.deliveries == 1
     env.rx.wait_for(3, "/flaky")
@@ -243,7 +244,7 @@ def test_serve_exports_spans_over_otlp_when_the_endpoint_is_set(
             assert target, "webhooks serve did not start"
             parent, trace_id, _ = new_traceparent()
             with PublisherClient(target, keys["events:publish"]) as publisher:
-                publisher.publish_event(org_id, "reward.claimed", {}, traceparent=parent)
+                publisher.publish_event(org_id, "reward.claimed", example(), traceparent=parent)
             rx.wait_for(1, "/hook")
             deadline = time.monotonic() + 20
             names: set[str] = set()

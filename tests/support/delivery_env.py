@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from tests.support.payloads import example
 from tests.support.receiver import Receiver, running_receiver
 from tests.support.server import RunningServer, make_org_and_keys, running_server
 from webhooks_client import AdminClient, DeliveryLog, PublisherClient, PublishResult, WebhookConfig
@@ -33,7 +34,7 @@ class DeliveryEnv:
         return response.config, response.secret
 
     def publish(self, type_: str = "reward.claimed", id: str | None = None) -> PublishResult:
-        return self.publisher.publish_event(self.org_id, type_, {"points": 10}, id=id)
+        return self.publisher.publish_event(self.org_id, type_, example(type_), id=id)
 
     def logs(self, **filters: Any) -> list[DeliveryLog]:
         return list(self.admin.iter_delivery_logs(**filters))

@@ -28,6 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from tests.support.payloads import example
 from tests.support.polling import eventually
 from tests.support.server import make_org_and_keys
 from tests.support.server import test_settings as make_settings
@@ -153,7 +154,10 @@ def publish(target: str, key: str, org_id: str, event_ids: Sequence[str]) -> Non
         for start in range(0, len(event_ids), 500):
             chunk = event_ids[start : start + 500]
             results = pub.publish_events(
-                [make_publish_request(org_id, "reward.claimed", {"i": i}, id=i) for i in chunk]
+                [
+                    make_publish_request(org_id, "reward.claimed", example("reward.claimed"), id=i)
+                    for i in chunk
+                ]
             )
             assert all(r.deliveries == 1 and not r.duplicate for r in results)
 

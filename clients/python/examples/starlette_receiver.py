@@ -26,14 +26,27 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from webhooks_client import Deduplicator, InMemoryStore, RedisStore
+from webhooks.v1.payloads_pb2 import ConsentTopic, RewardClaimed, UserOptedOut
+from webhooks_client import Deduplicator, EventParseError, InMemoryStore, RedisStore, parse_event
 
 log = logging.getLogger(__name__)
 
 
 def process_event(event: dict[str, Any]) -> None:
-    """Your business logic. Raise to answer 500 (the service will retry)."""
-    log.info("event %s of type %s", event.get("id"), event.get("type"))
+    """Your business logic, on the typed payload. Raise to answer 500 (the service retries)."""
+    try:
+        envelope, data = parse_event(event)
+    except EventParseError as exc:
+        # A type or field these stubs do not know: upgrade webhooks-client. Acknowledge it
+        # (a retry would not help) and keep the log line to follow up.
+        log.warning("event %s not understood: %s", event.get("id"), exc)
+        return
+    if isinstance(data, RewardClaimed):
+        log.info("user %s claimed %s: %d points", data.user_id, data.reward_id, data.points)
+    elif isinstance(data, UserOptedOut):
+        log.info("user %s opted out of %s", data.user_id, ConsentTopic.Name(data.topic))
+    else:
+        log.info("event %s of type %s", envelope.id, envelope.type)
 
 
 def deduplicator_from_env() -> Deduplicator:

@@ -5,6 +5,7 @@ Python enums (:class:`DeliveryOutcome`, :class:`DeliveryStatus`) and aware
 ``datetime`` values, never raw protobuf messages.
 """
 
+from webhooks_client._aio import AsyncAdminClient, AsyncPublisherClient
 from webhooks_client._client import AdminClient, PublisherClient, make_publish_request
 from webhooks_client._errors import (
     AlreadyExistsError,
@@ -28,6 +29,13 @@ from webhooks_client.dedupe import (
     Outcome,
     RedisStore,
     Reply,
+)
+from webhooks_client.events import (
+    EventParseError,
+    event_type_of,
+    event_types,
+    parse_event,
+    payload_class,
 )
 from webhooks_client.models import (
     DeleteWebhookConfigResult,
@@ -54,6 +62,8 @@ from webhooks_client.receiver import (
 __all__ = [
     "AdminClient",
     "AlreadyExistsError",
+    "AsyncAdminClient",
+    "AsyncPublisherClient",
     "DeadlineExceededError",
     "DedupeStore",
     "Deduplicator",
@@ -64,6 +74,7 @@ __all__ = [
     "DeliveryOutcome",
     "DeliveryStatus",
     "EndpointHealth",
+    "EventParseError",
     "EventTypeDefinition",
     "FailedPreconditionError",
     "FieldViolation",
@@ -86,8 +97,12 @@ __all__ = [
     "WebhookConfig",
     "WebhookVerificationError",
     "WebhooksClientError",
+    "event_type_of",
+    "event_types",
     "from_rpc_error",
     "make_publish_request",
+    "parse_event",
+    "payload_class",
     "sign",
     "signed_headers",
     "verify",

@@ -1,10 +1,11 @@
 """Typed, synchronous clients over the generated stubs.
 
-Why synchronous: the callers we know (internal services publishing events,
-admin scripts, tests, notebooks) are mostly synchronous, and a blocking
-``grpc`` channel works from any thread without an event loop. An asyncio
-variant over ``grpc.aio`` can later mirror this surface method for method;
-nothing here would change.
+Why synchronous first: the callers we know (internal services publishing
+events, admin scripts, tests, notebooks) are mostly synchronous, and a
+blocking ``grpc`` channel works from any thread without an event loop. The
+asyncio clients (``_aio.py``: ``AsyncAdminClient``, ``AsyncPublisherClient``
+over ``grpc.aio``) mirror this surface method for method; both build their
+requests and results with the same functions (``_calls.py``).
 
 Each client owns one channel (or uses the one you pass, which it then does
 not close), sends ``authorization: Bearer <api key>`` on every call, applies
@@ -14,49 +15,40 @@ not retried automatically: PublishEvent is idempotent only with an explicit
 event ``id``, so retrying is the caller's decision.
 
 Results are :mod:`webhooks_client.models` (frozen dataclasses, enums,
-``datetime``), converted from the messages in :mod:`webhooks_client._convert`.
+``datetime``), converted from the messages in :mod:`webhooks_client._convert`
+(through ``_calls.py``, for both kinds of client).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf.message import Message
 
-from webhooks.v1 import (
-    admin_pb2,
-    admin_pb2_grpc,
-    events_pb2,
-    publisher_pb2,
-    publisher_pb2_grpc,
-)
-from webhooks_client import _convert, models
+from webhooks.v1 import admin_pb2_grpc, publisher_pb2, publisher_pb2_grpc
+from webhooks_client import _calls as calls
+from webhooks_client import models
+from webhooks_client._calls import DEFAULT_TIMEOUT, TEST_EVENT_TIMEOUT, make_publish_request
 from webhooks_client._errors import from_rpc_error
 
-DEFAULT_TIMEOUT = 10.0
-TEST_EVENT_TIMEOUT = 25.0  # SendTestEvent waits for one whole delivery attempt
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "TEST_EVENT_TIMEOUT",
+    "AdminClient",
+    "PublisherClient",
+    "make_publish_request",
+]
 
 _Resp = TypeVar("_Resp")
 
 
-def _outcome(value: str | int | None) -> int:
-    """``"delivered"`` / ``"OUTCOME_DELIVERED"`` / DeliveryOutcome / number -> number."""
-    if value is None or value == "":
-        return admin_pb2.OUTCOME_UNSPECIFIED
-    if isinstance(value, int):
-        return int(value)
-    name = value.upper()
-    if not name.startswith("OUTCOME_"):
-        name = "OUTCOME_" + name
-    try:
-        return admin_pb2.Outcome.Value(name)
-    except ValueError:
-        raise ValueError(
-            f"unknown outcome {value!r}; use delivered, retry_scheduled, failed, dead or cancelled"
-        ) from None
+def auth_metadata(api_key: str) -> tuple[tuple[str, str], ...]:
+    if not api_key:
+        raise ValueError("api_key is required")
+    return (("authorization", f"Bearer {api_key}"),)
 
 
 class _Client:
@@ -70,9 +62,7 @@ class _Client:
         credentials: grpc.ChannelCredentials | None = None,
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
-        if not api_key:
-            raise ValueError("api_key is required")
-        self._metadata = (("authorization", f"Bearer {api_key}"),)
+        self._metadata = auth_metadata(api_key)
         self._timeout = timeout
         self._owns_channel = channel is None
         if channel is None:
@@ -134,10 +124,11 @@ class AdminClient(_Client):
         result: list[models.WebhookConfig] = []
         token = ""
         while True:
-            request = admin_pb2.ListWebhookConfigsRequest(page_size=page_size, page_token=token)
-            page = self._call(self._stub.ListWebhookConfigs, request, timeout)
-            result.extend(_convert.webhook_config(c) for c in page.configs)
-            token = page.next_page_token
+            request = calls.list_configs_request(page_size, token)
+            items, token = calls.configs_page(
+                self._call(self._stub.ListWebhookConfigs, request, timeout)
+            )
+            result.extend(items)
             if not token:
                 return result
 
@@ -164,30 +155,24 @@ class AdminClient(_Client):
         headers sent on every attempt (on update a non-empty set replaces them
         all, absent or empty keeps them; ``clear_headers`` removes them).
         """
-        request = admin_pb2.PutWebhookConfigRequest(
-            id=id,
+        request = calls.put_config_request(
             url=url,
-            event_types=list(event_types),
-            headers=dict(headers or {}),
+            event_types=event_types,
+            id=id,
+            secret=secret,
+            enabled=enabled,
+            description=description,
+            headers=headers,
             clear_headers=clear_headers,
         )
-        if secret is not None:
-            request.secret = secret
-        if enabled is not None:
-            request.enabled = enabled
-        if description is not None:
-            request.description = description
-        return _convert.put_webhook_config(
-            self._call(self._stub.PutWebhookConfig, request, timeout)
-        )
+        return calls.put_config_result(self._call(self._stub.PutWebhookConfig, request, timeout))
 
     def delete_webhook_config(
         self, config_id: str, *, timeout: float | None = None
     ) -> models.DeleteWebhookConfigResult:
         """Delete a configuration; its pending deliveries are cancelled, its log kept."""
-        request = admin_pb2.DeleteWebhookConfigRequest(config_id=config_id)
-        response = self._call(self._stub.DeleteWebhookConfig, request, timeout)
-        return models.DeleteWebhookConfigResult(response.cancelled_deliveries)
+        request = calls.delete_request(config_id)
+        return calls.delete_result(self._call(self._stub.DeleteWebhookConfig, request, timeout))
 
     def list_delivery_logs(
         self,
@@ -202,15 +187,15 @@ class AdminClient(_Client):
     ) -> models.DeliveryLogPage:
         """One page of the delivery log, newest first; pass ``next_page_token`` back
         (with the same filters) for the next one."""
-        request = admin_pb2.ListDeliveryLogsRequest(
+        request = calls.list_logs_request(
             page_size=page_size,
             page_token=page_token,
             config_id=config_id,
             event_id=event_id,
             event_type=event_type,
-            outcome=_outcome(outcome),  # type: ignore[arg-type]
+            outcome_filter=outcome,
         )
-        return _convert.delivery_log_page(self._call(self._stub.ListDeliveryLogs, request, timeout))
+        return calls.logs_page_result(self._call(self._stub.ListDeliveryLogs, request, timeout))
 
     def iter_delivery_logs(
         self,
@@ -225,17 +210,18 @@ class AdminClient(_Client):
         """Every matching log entry, newest first, fetching pages as needed."""
         token = ""
         while True:
-            page = self.list_delivery_logs(
+            request = calls.list_logs_request(
                 page_size=page_size,
                 page_token=token,
                 config_id=config_id,
                 event_id=event_id,
                 event_type=event_type,
-                outcome=outcome,
-                timeout=timeout,
+                outcome_filter=outcome,
             )
-            yield from page.logs
-            token = page.next_page_token
+            items, token = calls.logs_page(
+                self._call(self._stub.ListDeliveryLogs, request, timeout)
+            )
+            yield from items
             if not token:
                 return
 
@@ -246,8 +232,8 @@ class AdminClient(_Client):
 
         ``scheduled`` is False when it was already due or being attempted.
         """
-        request = admin_pb2.RetryDeliveryRequest(delivery_id=delivery_id)
-        return _convert.retry_delivery(self._call(self._stub.RetryDelivery, request, timeout))
+        request = calls.retry_request(delivery_id)
+        return calls.retry_result(self._call(self._stub.RetryDelivery, request, timeout))
 
     def replay_deliveries(
         self,
@@ -260,14 +246,8 @@ class AdminClient(_Client):
     ) -> int:
         """Put the config's failed/dead deliveries created in [since, until) back in
         the queue; returns how many. ``outcomes``: "failed" and/or "dead" (default both)."""
-        request = admin_pb2.ReplayDeliveriesRequest(
-            config_id=config_id,
-            since=_timestamp(since),
-            outcomes=[_outcome(o) for o in outcomes],  # type: ignore[misc]
-        )
-        if until is not None:
-            request.until.CopyFrom(_timestamp(until))
-        return self._call(self._stub.ReplayDeliveries, request, timeout).replayed
+        request = calls.replay_request(config_id, since=since, until=until, outcomes=outcomes)
+        return calls.replay_result(self._call(self._stub.ReplayDeliveries, request, timeout))
 
     def send_test_event(
         self, config_id: str, *, timeout: float | None = None
@@ -278,10 +258,9 @@ class AdminClient(_Client):
         timeout, 15 s by default), so its default deadline is at least
         :data:`TEST_EVENT_TIMEOUT` seconds.
         """
-        request = admin_pb2.SendTestEventRequest(config_id=config_id)
-        if timeout is None:
-            timeout = max(self._timeout, TEST_EVENT_TIMEOUT)
-        return _convert.delivery_log(self._call(self._stub.SendTestEvent, request, timeout).log)
+        request = calls.test_event_request(config_id)
+        deadline = calls.test_event_timeout(self._timeout, timeout)
+        return calls.test_event_result(self._call(self._stub.SendTestEvent, request, deadline))
 
     def rotate_webhook_secret(
         self, config_id: str, *, secret: str | None = None, timeout: float | None = None
@@ -289,46 +268,16 @@ class AdminClient(_Client):
         """Replace the config's signing secret (generated when ``secret`` is None; then
         the response's ``secret`` holds it, the only time it is shown). The previous
         secret signs too until ``previous_secret_expires_at``."""
-        request = admin_pb2.RotateWebhookSecretRequest(config_id=config_id)
-        if secret is not None:
-            request.secret = secret
-        return _convert.rotate_webhook_secret(
-            self._call(self._stub.RotateWebhookSecret, request, timeout)
-        )
+        request = calls.rotate_request(config_id, secret)
+        return calls.rotate_result(self._call(self._stub.RotateWebhookSecret, request, timeout))
 
     def list_event_types(
         self, *, category: str = "", timeout: float | None = None
     ) -> list[models.EventTypeDefinition]:
         """The event catalog (or one ``category``): each type's ``name``,
         ``description``, the JSON Schema of its ``data`` and an example (dicts)."""
-        request = admin_pb2.ListEventTypesRequest(category=category)
-        types = self._call(self._stub.ListEventTypes, request, timeout).event_types
-        return [_convert.event_type(t) for t in types]
-
-
-def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
-    if value.tzinfo is None:
-        raise ValueError("timestamp must be timezone-aware (e.g. datetime.now(UTC))")
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value.astimezone(UTC))
-    return ts
-
-
-def make_publish_request(
-    organisation_id: str,
-    type: str,
-    data: Mapping[str, Any],
-    *,
-    id: str | None = None,
-    timestamp: datetime | None = None,
-) -> publisher_pb2.PublishEventRequest:
-    """A PublishEventRequest (for :meth:`PublisherClient.publish_events`)."""
-    payload = struct_pb2.Struct()
-    payload.update(dict(data))
-    event = events_pb2.Event(id=id or "", type=type, data=payload)
-    if timestamp is not None:
-        event.timestamp.CopyFrom(_timestamp(timestamp))
-    return publisher_pb2.PublishEventRequest(organisation_id=organisation_id, event=event)
+        request = calls.event_types_request(category)
+        return calls.event_types_result(self._call(self._stub.ListEventTypes, request, timeout))
 
 
 class PublisherClient(_Client):
@@ -341,6 +290,27 @@ class PublisherClient(_Client):
     def __enter__(self) -> PublisherClient:
         return self
 
+    def publish(
+        self,
+        organisation_id: str,
+        payload: Message,
+        *,
+        id: str | None = None,
+        timestamp: datetime | None = None,
+        timeout: float | None = None,
+        traceparent: str | None = None,
+    ) -> models.PublishResult:
+        """Publish one typed event: ``publish(org, RewardClaimed(user_id=…, …))``.
+
+        The type is the payload message's (``reward.claimed``). Give ``id`` to
+        make retries safe: the same id twice is stored once (``duplicate=True``).
+        ``traceparent`` as for :meth:`publish_event`.
+        """
+        request = make_publish_request(organisation_id, payload, id=id, timestamp=timestamp)
+        return calls.publish_result(
+            self._call(self._stub.PublishEvent, request, timeout, traceparent)
+        )
+
     def publish_event(
         self,
         organisation_id: str,
@@ -352,11 +322,13 @@ class PublisherClient(_Client):
         timeout: float | None = None,
         traceparent: str | None = None,
     ) -> models.PublishResult:
-        """Publish one event. Give ``id`` to make retries safe: the same id twice
-        is stored once and answers ``duplicate=True``. ``traceparent`` (W3C) makes
-        the service's spans of this event (publish, every attempt) part of your trace."""
+        """Publish one event given as a type and its JSON ``data`` (checked by the
+        service against the type's payload). Give ``id`` to make retries safe: the
+        same id twice is stored once and answers ``duplicate=True``. ``traceparent``
+        (W3C) makes the service's spans of this event (publish, every attempt) part
+        of your trace."""
         request = make_publish_request(organisation_id, type, data, id=id, timestamp=timestamp)
-        return _convert.publish_result(
+        return calls.publish_result(
             self._call(self._stub.PublishEvent, request, timeout, traceparent)
         )
 
@@ -369,6 +341,7 @@ class PublisherClient(_Client):
     ) -> list[models.PublishResult]:
         """Publish up to 500 events in one transaction; results in request order.
         ``traceparent`` (W3C): the service's spans of these events join your trace."""
-        batch = publisher_pb2.PublishEventsRequest(requests=list(requests))
-        results = self._call(self._stub.PublishEvents, batch, timeout, traceparent).results
-        return [_convert.publish_result(r) for r in results]
+        batch = calls.publish_batch_request(requests)
+        return calls.publish_batch_result(
+            self._call(self._stub.PublishEvents, batch, timeout, traceparent)
+        )

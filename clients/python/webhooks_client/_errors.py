@@ -16,6 +16,7 @@ trailer, the parsed details: ``field_violations`` (from
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -109,7 +110,7 @@ _BY_CODE: dict[grpc.StatusCode, type[WebhooksClientError]] = {
 }
 
 
-def _status_details(err: grpc.Call) -> status_pb2.Status | None:
+def _status_details(err: grpc.Call | grpc.aio.AioRpcError) -> status_pb2.Status | None:
     for key, value in err.trailing_metadata() or ():
         if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
             status = status_pb2.Status()
@@ -121,9 +122,16 @@ def _status_details(err: grpc.Call) -> status_pb2.Status | None:
     return None
 
 
+# (the stubs type descriptors as a union mypy cannot pass to Any.Is)
+_BAD_REQUEST: Any = error_details_pb2.BadRequest.DESCRIPTOR
+_RETRY_INFO: Any = error_details_pb2.RetryInfo.DESCRIPTOR
+
+
 def from_rpc_error(err: grpc.RpcError) -> WebhooksClientError:
     """The client exception for a failed gRPC call (details parsed when present)."""
-    if not isinstance(err, grpc.Call):
+    # grpc.Call for blocking calls; grpc.aio.AioRpcError (not a grpc.Call, same methods)
+    # for asyncio ones.
+    if not isinstance(err, grpc.Call | grpc.aio.AioRpcError):
         return WebhooksClientError(grpc.StatusCode.UNKNOWN, str(err))
     code = err.code()
     message = err.details() or code.name
@@ -132,13 +140,13 @@ def from_rpc_error(err: grpc.RpcError) -> WebhooksClientError:
     status = _status_details(err)
     if status is not None:
         for detail in status.details:
-            if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            if detail.Is(_BAD_REQUEST):
                 bad = error_details_pb2.BadRequest()
                 detail.Unpack(bad)
                 violations.extend(
                     FieldViolation(v.field, v.description) for v in bad.field_violations
                 )
-            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            elif detail.Is(_RETRY_INFO):
                 info = error_details_pb2.RetryInfo()
                 detail.Unpack(info)
                 retry_after = info.retry_delay.seconds + info.retry_delay.nanos / 1e9

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
 from typing import Any
 
@@ -44,5 +45,12 @@ def _show(args: argparse.Namespace) -> int:
         return 0
     width = max(len(t.name) for t in types)
     for t in types:
-        print(f"{t.name:<{width}}  {t.description.splitlines()[0] if t.description else ''}")
+        line = " ".join(t.description.split("\n\n")[0].split())
+        if not catalog.is_publishable(t.name):
+            line += "  [sent by the service]"
+        print(f"{t.name:<{width}}  {line}")
+    print(
+        "\n(--json adds the JSON Schema and an example of each; see also docs/events.md)",
+        file=sys.stderr,
+    )
     return 0

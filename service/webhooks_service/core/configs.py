@@ -137,7 +137,8 @@ def validate(
                 problems.append(
                     FieldViolation(
                         f"event_types[{i}]",
-                        f"{pattern!r} is not a catalog event type, a known 'category.*' or '*'",
+                        f"{pattern!r} is not a catalog event type, a known 'category.*' or "
+                        f"'*': {catalog.did_you_mean(pattern, catalog.all_types())}",
                     )
                 )
     if secret is not None:

@@ -35,7 +35,11 @@ def _validate(page_size: int, filters: LogFilters) -> list[FieldViolation]:
     known = catalog.is_known_type(filters.event_type) or filters.event_type == PING_TYPE
     if filters.event_type and not known:
         problems.append(
-            FieldViolation("event_type", f"{filters.event_type!r} is not a catalog event type")
+            FieldViolation(
+                "event_type",
+                f"{filters.event_type!r} is not a catalog event type: "
+                f"{catalog.did_you_mean(filters.event_type, catalog.all_types())}",
+            )
         )
     # The one id rule (core/ids.py): a malformed id is an error, a well-formed
     # one that matches nothing an empty page.

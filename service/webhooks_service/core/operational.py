@@ -40,7 +40,6 @@ The entry points are small hooks: :func:`after_finish` (``finish_batch``'s
 from __future__ import annotations
 
 import enum
-import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -48,7 +47,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from webhooks_service.core import catalog
+from webhooks_service.core import catalog, payloads
 from webhooks_service.core.publishing import build_payload, new_event_id, rfc3339
 from webhooks_service.domain import STATUS_AFTER, FinishedAttempt
 from webhooks_service.storage import operational as store
@@ -84,7 +83,7 @@ def _event(
     organisation_id: str, event_type: str, about: str, data: dict[str, Any], now: datetime
 ) -> store.OperationalEvent:
     event_id = new_event_id()
-    body = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    body = payloads.render_data(event_type, data)  # checked against its payload message
     return store.OperationalEvent(
         organisation_id=organisation_id,
         event_id=event_id,

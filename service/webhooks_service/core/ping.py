@@ -2,11 +2,11 @@
 
 How the test event is represented (and why):
 
-- **A reserved type, ``webhook.ping``**, outside the catalog: the catalog is
-  the platform's business events, and a ping is about the webhook itself.
-  ``PublishEvent`` refuses it and no configuration can subscribe to it
-  (neither are catalog names); it is delivered to the one configuration
-  asked for, whatever its ``event_types``. The log shows it like any event,
+- **A reserved type, ``webhook.ping``** (``EventType`` origin
+  ``EVENT_ORIGIN_TEST``, payload ``WebhookPing``): a ping is about the
+  webhook itself. ``PublishEvent`` refuses it and no configuration can
+  subscribe to it; it is delivered to the one configuration asked for,
+  whatever its ``event_types``. The log shows it like any event,
   and ``ListDeliveryLogs`` accepts it as an ``event_type`` filter.
 - **A real event and delivery**, stored like published ones (new id
   ``evt_…``, data ``{"config_id": "whc_…"}``), so the attempt is in the
@@ -34,14 +34,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
-from webhooks_service.core import operational
+from webhooks_service.core import operational, payloads
 from webhooks_service.core.ids import check_config_id
 from webhooks_service.core.publishing import build_payload, new_event_id
 from webhooks_service.core.redelivery import OrgBudgets, default_budgets
@@ -108,7 +107,8 @@ async def _send(
 ) -> LogRow:
     now = clock()
     event_id = new_event_id()
-    payload = build_payload(event_id, PING_TYPE, now, json.dumps({"config_id": config_id}))
+    data = payloads.render_data(PING_TYPE, {"config_id": config_id})  # webhooks.v1.WebhookPing
+    payload = build_payload(event_id, PING_TYPE, now, data)
     event = NewEvent(organisation_id, event_id, PING_TYPE, now, payload)
     target, claimed = await asyncio.to_thread(_store, engine, settings, event, config_id)
     if target is None:

@@ -9,13 +9,14 @@
 2. **Validation** (INVALID_ARGUMENT, one field violation per problem, fields
    prefixed ``requests[i].`` in a batch): the type is in the catalog; the
    event id, when given, is at most 128 characters of ``[A-Za-z0-9_.:-]``
-   (``evt_…`` is generated when empty); ``data`` is a JSON object of at most
+   (``evt_…`` is generated when empty); ``data`` (JSON) or ``payload`` (the
+   typed message) is valid for the type's payload message
+   (``core/payloads.py``, which also renders it) and at most
    ``max_event_bytes`` serialised.
 3. **The payload** is built once, here: ``{"id","type","timestamp","data"}``,
-   compact JSON, timestamp RFC 3339 in UTC. ``google.protobuf.Struct`` holds
-   numbers as doubles, so integral values within ±2^53 are rendered as
-   integers (``10``, not ``10.0``). These bytes are stored and sent verbatim
-   on every attempt.
+   compact JSON, timestamp RFC 3339 in UTC, ``data`` in proto JSON (int64 as
+   decimal strings). These bytes are stored and sent verbatim on every
+   attempt.
 4. **One transaction** (``storage.events.publish_transaction``) reads the
    organisations' enabled configurations, then ``plan`` decides, with plain
    data, which configurations get a delivery (``catalog.matches_any``) and
@@ -40,11 +41,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from google.protobuf import struct_pb2
+from google.protobuf import any_pb2, struct_pb2
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
-from webhooks_service.core import catalog
+from webhooks_service.core import catalog, payloads
 from webhooks_service.domain import ClaimedDelivery, Destination, new_lease, utcnow
 from webhooks_service.errors import FieldViolation, InvalidArgument, PermissionDenied
 from webhooks_service.observability import tracing
@@ -85,6 +86,7 @@ class EventInput:
     event_type: str
     timestamp: datetime | None
     data: Mapping[str, Any] | None
+    payload: any_pb2.Any | None = None  # the typed payload message, packed
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,26 +196,11 @@ def prepare(
                 f"{prefix}event.id", "at most 128 characters of letters, digits and _ . : -"
             )
         )
-    if not item.event_type:
-        violations.append(FieldViolation(f"{prefix}event.type", "required"))
-    elif not catalog.is_known_type(item.event_type):
-        violations.append(
-            FieldViolation(f"{prefix}event.type", f"{item.event_type!r} is not in the catalog")
-        )
-    elif not catalog.is_publishable(item.event_type):
-        violations.append(
-            FieldViolation(
-                f"{prefix}event.type",
-                f"{item.event_type!r} is an operational event type: the service sends it itself",
-            )
-        )
-    data_json = "{}"
-    try:
-        data_json = _dump(item.data or {})
-    except ValueError:
-        violations.append(
-            FieldViolation(f"{prefix}event.data", "numbers must be finite (no NaN or Infinity)")
-        )
+    # The type, and data checked against its payload message (core/payloads.py).
+    resolved, problems = payloads.resolve(item.event_type, item.data, item.payload, prefix=prefix)
+    violations.extend(problems)
+    event_type = resolved.event_type if resolved is not None else item.event_type
+    data_json = resolved.data_json if resolved is not None else "{}"
     size = len(data_json.encode())
     if size > settings.max_event_bytes:
         violations.append(
@@ -225,8 +212,8 @@ def prepare(
     if violations:
         return None, violations
     occurred = item.timestamp or now
-    payload = build_payload(event_id, item.event_type, occurred, data_json)
-    return NewEvent(org, event_id, item.event_type, occurred, payload), []
+    payload = build_payload(event_id, event_type, occurred, data_json)
+    return NewEvent(org, event_id, event_type, occurred, payload), []
 
 
 def plan(

@@ -173,9 +173,9 @@ class WebhookAdminServicer:
     def SendTestEvent(self, request, context):
         """Sends a test event to one endpoint and returns the attempt.
 
-        The event has the reserved type `webhook.ping` (not part of the catalog:
-        it cannot be published or subscribed to, and it is delivered whatever the
-        configuration's `event_types`), a new id `evt_…` and the data
+        The event has the reserved type `webhook.ping` (payload
+        webhooks.v1.WebhookPing; it cannot be published or subscribed to, and it
+        is delivered whatever the configuration's `event_types`), a new id `evt_…` and the data
         `{"config_id": "whc_…"}`; it is signed like every delivery. The service
         attempts it once, during this call (up to the attempt timeout), records
         it in the delivery log like any attempt, and never retries it: a failed
@@ -203,8 +203,11 @@ class WebhookAdminServicer:
 
     def ListEventTypes(self, request, context):
         """Lists the event catalog: every event type an endpoint can receive, with
-        the JSON Schema of its `data` and an example. The same for every
-        organisation; needs scope `webhooks:read`.
+        the JSON Schema of its `data` and an example, in catalog order: the six
+        published categories, then `webhook` (`webhook.endpoint_disabled`,
+        `webhook.delivery_failed`, sent by the service itself, and
+        `webhook.ping`, the test event, which cannot be subscribed to). The same
+        for every organisation; needs scope `webhooks:read`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -94,9 +94,9 @@ class WebhookAdminStub:
     SendTestEvent: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SendTestEventRequest, _admin_pb2.SendTestEventResponse]
     """Sends a test event to one endpoint and returns the attempt.
 
-    The event has the reserved type `webhook.ping` (not part of the catalog:
-    it cannot be published or subscribed to, and it is delivered whatever the
-    configuration's `event_types`), a new id `evt_…` and the data
+    The event has the reserved type `webhook.ping` (payload
+    webhooks.v1.WebhookPing; it cannot be published or subscribed to, and it
+    is delivered whatever the configuration's `event_types`), a new id `evt_…` and the data
     `{"config_id": "whc_…"}`; it is signed like every delivery. The service
     attempts it once, during this call (up to the attempt timeout), records
     it in the delivery log like any attempt, and never retries it: a failed
@@ -116,8 +116,11 @@ class WebhookAdminStub:
     """
     ListEventTypes: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListEventTypesRequest, _admin_pb2.ListEventTypesResponse]
     """Lists the event catalog: every event type an endpoint can receive, with
-    the JSON Schema of its `data` and an example. The same for every
-    organisation; needs scope `webhooks:read`.
+    the JSON Schema of its `data` and an example, in catalog order: the six
+    published categories, then `webhook` (`webhook.endpoint_disabled`,
+    `webhook.delivery_failed`, sent by the service itself, and
+    `webhook.ping`, the test event, which cannot be subscribed to). The same
+    for every organisation; needs scope `webhooks:read`.
     """
 
 @_typing.type_check_only
@@ -186,9 +189,9 @@ class WebhookAdminAsyncStub(WebhookAdminStub):
     SendTestEvent: _aio.UnaryUnaryMultiCallable[_admin_pb2.SendTestEventRequest, _admin_pb2.SendTestEventResponse]  # type: ignore[assignment]
     """Sends a test event to one endpoint and returns the attempt.
 
-    The event has the reserved type `webhook.ping` (not part of the catalog:
-    it cannot be published or subscribed to, and it is delivered whatever the
-    configuration's `event_types`), a new id `evt_…` and the data
+    The event has the reserved type `webhook.ping` (payload
+    webhooks.v1.WebhookPing; it cannot be published or subscribed to, and it
+    is delivered whatever the configuration's `event_types`), a new id `evt_…` and the data
     `{"config_id": "whc_…"}`; it is signed like every delivery. The service
     attempts it once, during this call (up to the attempt timeout), records
     it in the delivery log like any attempt, and never retries it: a failed
@@ -208,8 +211,11 @@ class WebhookAdminAsyncStub(WebhookAdminStub):
     """
     ListEventTypes: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListEventTypesRequest, _admin_pb2.ListEventTypesResponse]  # type: ignore[assignment]
     """Lists the event catalog: every event type an endpoint can receive, with
-    the JSON Schema of its `data` and an example. The same for every
-    organisation; needs scope `webhooks:read`.
+    the JSON Schema of its `data` and an example, in catalog order: the six
+    published categories, then `webhook` (`webhook.endpoint_disabled`,
+    `webhook.delivery_failed`, sent by the service itself, and
+    `webhook.ping`, the test event, which cannot be subscribed to). The same
+    for every organisation; needs scope `webhooks:read`.
     """
 
 class WebhookAdminServicer(metaclass=_abc_1.ABCMeta):
@@ -317,9 +323,9 @@ class WebhookAdminServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_admin_pb2.SendTestEventResponse, _abc.Awaitable[_admin_pb2.SendTestEventResponse]]:
         """Sends a test event to one endpoint and returns the attempt.
 
-        The event has the reserved type `webhook.ping` (not part of the catalog:
-        it cannot be published or subscribed to, and it is delivered whatever the
-        configuration's `event_types`), a new id `evt_…` and the data
+        The event has the reserved type `webhook.ping` (payload
+        webhooks.v1.WebhookPing; it cannot be published or subscribed to, and it
+        is delivered whatever the configuration's `event_types`), a new id `evt_…` and the data
         `{"config_id": "whc_…"}`; it is signed like every delivery. The service
         attempts it once, during this call (up to the attempt timeout), records
         it in the delivery log like any attempt, and never retries it: a failed
@@ -351,8 +357,11 @@ class WebhookAdminServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ListEventTypesResponse, _abc.Awaitable[_admin_pb2.ListEventTypesResponse]]:
         """Lists the event catalog: every event type an endpoint can receive, with
-        the JSON Schema of its `data` and an example. The same for every
-        organisation; needs scope `webhooks:read`.
+        the JSON Schema of its `data` and an example, in catalog order: the six
+        published categories, then `webhook` (`webhook.endpoint_disabled`,
+        `webhook.delivery_failed`, sent by the service itself, and
+        `webhook.ping`, the test event, which cannot be subscribed to). The same
+        for every organisation; needs scope `webhooks:read`.
         """
 
 def add_WebhookAdminServicer_to_server(servicer: WebhookAdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

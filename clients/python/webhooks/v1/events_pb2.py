@@ -22,12 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18webhooks/v1/events.proto\x12\x0bwebhooks.v1\x1a google/protobuf/descriptor.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"w\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12-\n\ttimestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x04\x64\x61ta\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct*\x8d\x0c\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12=\n\x1f\x45VENT_TYPE_USER_PROFILE_CREATED\x10\x01\x1a\x18\x8a\xb5\x18\x14user.profile_created\x12\x39\n\x1d\x45VENT_TYPE_USER_AUTHENTICATED\x10\x02\x1a\x16\x8a\xb5\x18\x12user.authenticated\x12?\n EVENT_TYPE_USER_COMMUNITY_JOINED\x10\x03\x1a\x19\x8a\xb5\x18\x15user.community_joined\x12/\n\x18\x45VENT_TYPE_USER_OPTED_IN\x10\x04\x1a\x11\x8a\xb5\x18\ruser.opted_in\x12\x31\n\x19\x45VENT_TYPE_USER_OPTED_OUT\x10\x05\x1a\x12\x8a\xb5\x18\x0euser.opted_out\x12\x35\n\x1b\x45VENT_TYPE_ACTION_COMPLETED\x10\n\x1a\x14\x8a\xb5\x18\x10\x61\x63tion.completed\x12=\n\x1f\x45VENT_TYPE_ACTION_HINT_REVEALED\x10\x0b\x1a\x18\x8a\xb5\x18\x14\x61\x63tion.hint_revealed\x12K\n&EVENT_TYPE_ACTION_REPEATABLE_MILESTONE\x10\x0c\x1a\x1f\x8a\xb5\x18\x1b\x61\x63tion.repeatable_milestone\x12\x37\n\x1c\x45VENT_TYPE_CHALLENGE_STARTED\x10\x14\x1a\x15\x8a\xb5\x18\x11\x63hallenge.started\x12;\n\x1e\x45VENT_TYPE_CHALLENGE_COMPLETED\x10\x15\x1a\x17\x8a\xb5\x18\x13\x63hallenge.completed\x12G\n$EVENT_TYPE_CHALLENGE_RECAP_GENERATED\x10\x16\x1a\x1d\x8a\xb5\x18\x19\x63hallenge.recap_generated\x12\x39\n\x1d\x45VENT_TYPE_REWARD_DISTRIBUTED\x10\x1e\x1a\x16\x8a\xb5\x18\x12reward.distributed\x12\x31\n\x19\x45VENT_TYPE_REWARD_CLAIMED\x10\x1f\x1a\x12\x8a\xb5\x18\x0ereward.claimed\x12\x33\n\x1a\x45VENT_TYPE_REWARD_REDEEMED\x10 \x1a\x13\x8a\xb5\x18\x0freward.redeemed\x12\x31\n\x19\x45VENT_TYPE_REWARD_EXPIRED\x10!\x1a\x12\x8a\xb5\x18\x0ereward.expired\x12=\n\x1f\x45VENT_TYPE_ACHIEVEMENT_UNLOCKED\x10(\x1a\x18\x8a\xb5\x18\x14\x61\x63hievement.unlocked\x12K\n&EVENT_TYPE_ACHIEVEMENT_TIER_PROGRESSED\x10)\x1a\x1f\x8a\xb5\x18\x1b\x61\x63hievement.tier_progressed\x12M\n\'EVENT_TYPE_ACHIEVEMENT_STREAK_MILESTONE\x10*\x1a \x8a\xb5\x18\x1c\x61\x63hievement.streak_milestone\x12\x35\n\x1b\x45VENT_TYPE_REFERRAL_CLICKED\x10\x32\x1a\x14\x8a\xb5\x18\x10referral.clicked\x12\x39\n\x1d\x45VENT_TYPE_REFERRAL_CONVERTED\x10\x33\x1a\x16\x8a\xb5\x18\x12referral.converted\x12I\n%EVENT_TYPE_REFERRAL_REFERRER_REWARDED\x10\x34\x1a\x1e\x8a\xb5\x18\x1areferral.referrer_rewarded\x12G\n$EVENT_TYPE_REFERRAL_REFEREE_REWARDED\x10\x35\x1a\x1d\x8a\xb5\x18\x19referral.referee_rewarded\x12G\n$EVENT_TYPE_WEBHOOK_ENDPOINT_DISABLED\x10<\x1a\x1d\x8a\xb5\x18\x19webhook.endpoint_disabled\x12\x43\n\"EVENT_TYPE_WEBHOOK_DELIVERY_FAILED\x10=\x1a\x1b\x8a\xb5\x18\x17webhook.delivery_failed:6\n\twire_name\x12!.google.protobuf.EnumValueOptions\x18\xd1\x86\x03 \x01(\tB\x1aP\x01Z\x16webhooks/v1;webhooksv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18webhooks/v1/events.proto\x12\x0bwebhooks.v1\x1a\x19google/protobuf/any.proto\x1a google/protobuf/descriptor.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x01\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12-\n\ttimestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x04\x64\x61ta\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12%\n\x07payload\x18\x05 \x01(\x0b\x32\x14.google.protobuf.Any*Z\n\x0b\x45ventOrigin\x12\x1a\n\x16\x45VENT_ORIGIN_PUBLISHED\x10\x00\x12\x18\n\x14\x45VENT_ORIGIN_SERVICE\x10\x01\x12\x15\n\x11\x45VENT_ORIGIN_TEST\x10\x02*\x9d\x13\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12_\n\x1f\x45VENT_TYPE_USER_PROFILE_CREATED\x10\x01\x1a:\x8a\xb5\x18\x14user.profile_created\x92\xb5\x18\x1ewebhooks.v1.UserProfileCreated\x12Z\n\x1d\x45VENT_TYPE_USER_AUTHENTICATED\x10\x02\x1a\x37\x8a\xb5\x18\x12user.authenticated\x92\xb5\x18\x1dwebhooks.v1.UserAuthenticated\x12\x62\n EVENT_TYPE_USER_COMMUNITY_JOINED\x10\x03\x1a<\x8a\xb5\x18\x15user.community_joined\x92\xb5\x18\x1fwebhooks.v1.UserCommunityJoined\x12J\n\x18\x45VENT_TYPE_USER_OPTED_IN\x10\x04\x1a,\x8a\xb5\x18\ruser.opted_in\x92\xb5\x18\x17webhooks.v1.UserOptedIn\x12M\n\x19\x45VENT_TYPE_USER_OPTED_OUT\x10\x05\x1a.\x8a\xb5\x18\x0euser.opted_out\x92\xb5\x18\x18webhooks.v1.UserOptedOut\x12T\n\x1b\x45VENT_TYPE_ACTION_COMPLETED\x10\n\x1a\x33\x8a\xb5\x18\x10\x61\x63tion.completed\x92\xb5\x18\x1bwebhooks.v1.ActionCompleted\x12_\n\x1f\x45VENT_TYPE_ACTION_HINT_REVEALED\x10\x0b\x1a:\x8a\xb5\x18\x14\x61\x63tion.hint_revealed\x92\xb5\x18\x1ewebhooks.v1.ActionHintRevealed\x12t\n&EVENT_TYPE_ACTION_REPEATABLE_MILESTONE\x10\x0c\x1aH\x8a\xb5\x18\x1b\x61\x63tion.repeatable_milestone\x92\xb5\x18%webhooks.v1.ActionRepeatableMilestone\x12W\n\x1c\x45VENT_TYPE_CHALLENGE_STARTED\x10\x14\x1a\x35\x8a\xb5\x18\x11\x63hallenge.started\x92\xb5\x18\x1cwebhooks.v1.ChallengeStarted\x12]\n\x1e\x45VENT_TYPE_CHALLENGE_COMPLETED\x10\x15\x1a\x39\x8a\xb5\x18\x13\x63hallenge.completed\x92\xb5\x18\x1ewebhooks.v1.ChallengeCompleted\x12n\n$EVENT_TYPE_CHALLENGE_RECAP_GENERATED\x10\x16\x1a\x44\x8a\xb5\x18\x19\x63hallenge.recap_generated\x92\xb5\x18#webhooks.v1.ChallengeRecapGenerated\x12Z\n\x1d\x45VENT_TYPE_REWARD_DISTRIBUTED\x10\x1e\x1a\x37\x8a\xb5\x18\x12reward.distributed\x92\xb5\x18\x1dwebhooks.v1.RewardDistributed\x12N\n\x19\x45VENT_TYPE_REWARD_CLAIMED\x10\x1f\x1a/\x8a\xb5\x18\x0ereward.claimed\x92\xb5\x18\x19webhooks.v1.RewardClaimed\x12Q\n\x1a\x45VENT_TYPE_REWARD_REDEEMED\x10 \x1a\x31\x8a\xb5\x18\x0freward.redeemed\x92\xb5\x18\x1awebhooks.v1.RewardRedeemed\x12N\n\x19\x45VENT_TYPE_REWARD_EXPIRED\x10!\x1a/\x8a\xb5\x18\x0ereward.expired\x92\xb5\x18\x19webhooks.v1.RewardExpired\x12`\n\x1f\x45VENT_TYPE_ACHIEVEMENT_UNLOCKED\x10(\x1a;\x8a\xb5\x18\x14\x61\x63hievement.unlocked\x92\xb5\x18\x1fwebhooks.v1.AchievementUnlocked\x12t\n&EVENT_TYPE_ACHIEVEMENT_TIER_PROGRESSED\x10)\x1aH\x8a\xb5\x18\x1b\x61\x63hievement.tier_progressed\x92\xb5\x18%webhooks.v1.AchievementTierProgressed\x12w\n\'EVENT_TYPE_ACHIEVEMENT_STREAK_MILESTONE\x10*\x1aJ\x8a\xb5\x18\x1c\x61\x63hievement.streak_milestone\x92\xb5\x18&webhooks.v1.AchievementStreakMilestone\x12T\n\x1b\x45VENT_TYPE_REFERRAL_CLICKED\x10\x32\x1a\x33\x8a\xb5\x18\x10referral.clicked\x92\xb5\x18\x1bwebhooks.v1.ReferralClicked\x12Z\n\x1d\x45VENT_TYPE_REFERRAL_CONVERTED\x10\x33\x1a\x37\x8a\xb5\x18\x12referral.converted\x92\xb5\x18\x1dwebhooks.v1.ReferralConverted\x12q\n%EVENT_TYPE_REFERRAL_REFERRER_REWARDED\x10\x34\x1a\x46\x8a\xb5\x18\x1areferral.referrer_rewarded\x92\xb5\x18$webhooks.v1.ReferralReferrerRewarded\x12n\n$EVENT_TYPE_REFERRAL_REFEREE_REWARDED\x10\x35\x1a\x44\x8a\xb5\x18\x19referral.referee_rewarded\x92\xb5\x18#webhooks.v1.ReferralRefereeRewarded\x12r\n$EVENT_TYPE_WEBHOOK_ENDPOINT_DISABLED\x10<\x1aH\x8a\xb5\x18\x19webhook.endpoint_disabled\x92\xb5\x18#webhooks.v1.WebhookEndpointDisabled\x98\xb5\x18\x01\x12l\n\"EVENT_TYPE_WEBHOOK_DELIVERY_FAILED\x10=\x1a\x44\x8a\xb5\x18\x17webhook.delivery_failed\x92\xb5\x18!webhooks.v1.WebhookDeliveryFailed\x98\xb5\x18\x01\x12L\n\x17\x45VENT_TYPE_WEBHOOK_PING\x10>\x1a/\x8a\xb5\x18\x0cwebhook.ping\x92\xb5\x18\x17webhooks.v1.WebhookPing\x98\xb5\x18\x02:6\n\twire_name\x12!.google.protobuf.EnumValueOptions\x18\xd1\x86\x03 \x01(\t:4\n\x07payload\x12!.google.protobuf.EnumValueOptions\x18\xd2\x86\x03 \x01(\t:M\n\x06origin\x12!.google.protobuf.EnumValueOptions\x18\xd3\x86\x03 \x01(\x0e\x32\x18.webhooks.v1.EventOrigin:2\n\x07\x65xample\x12\x1f.google.protobuf.MessageOptions\x18\xd4\x86\x03 \x01(\t:0\n\x07pattern\x12\x1d.google.protobuf.FieldOptions\x18\xd5\x86\x03 \x01(\tB\x1aP\x01Z\x16webhooks/v1;webhooksv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,55 +37,59 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'P\001Z\026webhooks/v1;webhooksv1'
   _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_USER_PROFILE_CREATED"]._loaded_options = None
-  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_USER_PROFILE_CREATED"]._serialized_options = b'\212\265\030\024user.profile_created'
+  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_USER_PROFILE_CREATED"]._serialized_options = b'\212\265\030\024user.profile_created\222\265\030\036webhooks.v1.UserProfileCreated'
   _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_USER_AUTHENTICATED"]._loaded_options = None
-  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_USER_AUTHENTICATED"]._serialized_options = b'\212\265\030\022user.authenticated'
+  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_USER_AUTHENTICATED"]._serialized_options = b'\212\265\030\022user.authenticated\222\265\030\035webhooks.v1.UserAuthenticated'
   _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_USER_COMMUNITY_JOINED"]._loaded_options = None
-  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_USER_COMMUNITY_JOINED"]._serialized_options = b'\212\265\030\025user.community_joined'
+  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_USER_COMMUNITY_JOINED"]._serialized_options = b'\212\265\030\025user.community_joined\222\265\030\037webhooks.v1.UserCommunityJoined'
   _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_USER_OPTED_IN"]._loaded_options = None
-  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_USER_OPTED_IN"]._serialized_options = b'\212\265\030\ruser.opted_in'
+  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_USER_OPTED_IN"]._serialized_options = b'\212\265\030\ruser.opted_in\222\265\030\027webhooks.v1.UserOptedIn'
   _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_USER_OPTED_OUT"]._loaded_options = None
-  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_USER_OPTED_OUT"]._serialized_options = b'\212\265\030\016user.opted_out'
+  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_USER_OPTED_OUT"]._serialized_options = b'\212\265\030\016user.opted_out\222\265\030\030webhooks.v1.UserOptedOut'
   _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_ACTION_COMPLETED"]._loaded_options = None
-  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_ACTION_COMPLETED"]._serialized_options = b'\212\265\030\020action.completed'
+  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_ACTION_COMPLETED"]._serialized_options = b'\212\265\030\020action.completed\222\265\030\033webhooks.v1.ActionCompleted'
   _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_ACTION_HINT_REVEALED"]._loaded_options = None
-  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_ACTION_HINT_REVEALED"]._serialized_options = b'\212\265\030\024action.hint_revealed'
+  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_ACTION_HINT_REVEALED"]._serialized_options = b'\212\265\030\024action.hint_revealed\222\265\030\036webhooks.v1.ActionHintRevealed'
   _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_ACTION_REPEATABLE_MILESTONE"]._loaded_options = None
-  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_ACTION_REPEATABLE_MILESTONE"]._serialized_options = b'\212\265\030\033action.repeatable_milestone'
+  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_ACTION_REPEATABLE_MILESTONE"]._serialized_options = b'\212\265\030\033action.repeatable_milestone\222\265\030%webhooks.v1.ActionRepeatableMilestone'
   _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_CHALLENGE_STARTED"]._loaded_options = None
-  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_CHALLENGE_STARTED"]._serialized_options = b'\212\265\030\021challenge.started'
+  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_CHALLENGE_STARTED"]._serialized_options = b'\212\265\030\021challenge.started\222\265\030\034webhooks.v1.ChallengeStarted'
   _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_CHALLENGE_COMPLETED"]._loaded_options = None
-  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_CHALLENGE_COMPLETED"]._serialized_options = b'\212\265\030\023challenge.completed'
+  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_CHALLENGE_COMPLETED"]._serialized_options = b'\212\265\030\023challenge.completed\222\265\030\036webhooks.v1.ChallengeCompleted'
   _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_CHALLENGE_RECAP_GENERATED"]._loaded_options = None
-  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_CHALLENGE_RECAP_GENERATED"]._serialized_options = b'\212\265\030\031challenge.recap_generated'
+  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_CHALLENGE_RECAP_GENERATED"]._serialized_options = b'\212\265\030\031challenge.recap_generated\222\265\030#webhooks.v1.ChallengeRecapGenerated'
   _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_REWARD_DISTRIBUTED"]._loaded_options = None
-  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_REWARD_DISTRIBUTED"]._serialized_options = b'\212\265\030\022reward.distributed'
+  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_REWARD_DISTRIBUTED"]._serialized_options = b'\212\265\030\022reward.distributed\222\265\030\035webhooks.v1.RewardDistributed'
   _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_REWARD_CLAIMED"]._loaded_options = None
-  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_REWARD_CLAIMED"]._serialized_options = b'\212\265\030\016reward.claimed'
+  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_REWARD_CLAIMED"]._serialized_options = b'\212\265\030\016reward.claimed\222\265\030\031webhooks.v1.RewardClaimed'
   _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_REWARD_REDEEMED"]._loaded_options = None
-  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_REWARD_REDEEMED"]._serialized_options = b'\212\265\030\017reward.redeemed'
+  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_REWARD_REDEEMED"]._serialized_options = b'\212\265\030\017reward.redeemed\222\265\030\032webhooks.v1.RewardRedeemed'
   _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_REWARD_EXPIRED"]._loaded_options = None
-  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_REWARD_EXPIRED"]._serialized_options = b'\212\265\030\016reward.expired'
+  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_REWARD_EXPIRED"]._serialized_options = b'\212\265\030\016reward.expired\222\265\030\031webhooks.v1.RewardExpired'
   _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_ACHIEVEMENT_UNLOCKED"]._loaded_options = None
-  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_ACHIEVEMENT_UNLOCKED"]._serialized_options = b'\212\265\030\024achievement.unlocked'
+  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_ACHIEVEMENT_UNLOCKED"]._serialized_options = b'\212\265\030\024achievement.unlocked\222\265\030\037webhooks.v1.AchievementUnlocked'
   _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_ACHIEVEMENT_TIER_PROGRESSED"]._loaded_options = None
-  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_ACHIEVEMENT_TIER_PROGRESSED"]._serialized_options = b'\212\265\030\033achievement.tier_progressed'
+  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_ACHIEVEMENT_TIER_PROGRESSED"]._serialized_options = b'\212\265\030\033achievement.tier_progressed\222\265\030%webhooks.v1.AchievementTierProgressed'
   _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_ACHIEVEMENT_STREAK_MILESTONE"]._loaded_options = None
-  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_ACHIEVEMENT_STREAK_MILESTONE"]._serialized_options = b'\212\265\030\034achievement.streak_milestone'
+  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_ACHIEVEMENT_STREAK_MILESTONE"]._serialized_options = b'\212\265\030\034achievement.streak_milestone\222\265\030&webhooks.v1.AchievementStreakMilestone'
   _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_REFERRAL_CLICKED"]._loaded_options = None
-  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_REFERRAL_CLICKED"]._serialized_options = b'\212\265\030\020referral.clicked'
+  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_REFERRAL_CLICKED"]._serialized_options = b'\212\265\030\020referral.clicked\222\265\030\033webhooks.v1.ReferralClicked'
   _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_REFERRAL_CONVERTED"]._loaded_options = None
-  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_REFERRAL_CONVERTED"]._serialized_options = b'\212\265\030\022referral.converted'
+  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_REFERRAL_CONVERTED"]._serialized_options = b'\212\265\030\022referral.converted\222\265\030\035webhooks.v1.ReferralConverted'
   _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_REFERRAL_REFERRER_REWARDED"]._loaded_options = None
-  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_REFERRAL_REFERRER_REWARDED"]._serialized_options = b'\212\265\030\032referral.referrer_rewarded'
+  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_REFERRAL_REFERRER_REWARDED"]._serialized_options = b'\212\265\030\032referral.referrer_rewarded\222\265\030$webhooks.v1.ReferralReferrerRewarded'
   _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_REFERRAL_REFEREE_REWARDED"]._loaded_options = None
-  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_REFERRAL_REFEREE_REWARDED"]._serialized_options = b'\212\265\030\031referral.referee_rewarded'
+  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_REFERRAL_REFEREE_REWARDED"]._serialized_options = b'\212\265\030\031referral.referee_rewarded\222\265\030#webhooks.v1.ReferralRefereeRewarded'
   _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_WEBHOOK_ENDPOINT_DISABLED"]._loaded_options = None
-  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_WEBHOOK_ENDPOINT_DISABLED"]._serialized_options = b'\212\265\030\031webhook.endpoint_disabled'
+  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_WEBHOOK_ENDPOINT_DISABLED"]._serialized_options = b'\212\265\030\031webhook.endpoint_disabled\222\265\030#webhooks.v1.WebhookEndpointDisabled\230\265\030\001'
   _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_WEBHOOK_DELIVERY_FAILED"]._loaded_options = None
-  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_WEBHOOK_DELIVERY_FAILED"]._serialized_options = b'\212\265\030\027webhook.delivery_failed'
-  _globals['_EVENTTYPE']._serialized_start=260
-  _globals['_EVENTTYPE']._serialized_end=1809
-  _globals['_EVENT']._serialized_start=138
-  _globals['_EVENT']._serialized_end=257
+  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_WEBHOOK_DELIVERY_FAILED"]._serialized_options = b'\212\265\030\027webhook.delivery_failed\222\265\030!webhooks.v1.WebhookDeliveryFailed\230\265\030\001'
+  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_WEBHOOK_PING"]._loaded_options = None
+  _globals['_EVENTTYPE'].values_by_name["EVENT_TYPE_WEBHOOK_PING"]._serialized_options = b'\212\265\030\014webhook.ping\222\265\030\027webhooks.v1.WebhookPing\230\265\030\002'
+  _globals['_EVENTORIGIN']._serialized_start=326
+  _globals['_EVENTORIGIN']._serialized_end=416
+  _globals['_EVENTTYPE']._serialized_start=419
+  _globals['_EVENTTYPE']._serialized_end=2880
+  _globals['_EVENT']._serialized_start=166
+  _globals['_EVENT']._serialized_end=324
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@
 isort:skip_file
 """
 
+from google.protobuf import any_pb2 as _any_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import descriptor_pb2 as _descriptor_pb2
 from google.protobuf import message as _message
@@ -20,6 +21,40 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _EventOrigin:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EventOriginEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventOrigin.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EVENT_ORIGIN_PUBLISHED: _EventOrigin.ValueType  # 0
+    """Internal services publish it with EventPublisher."""
+    EVENT_ORIGIN_SERVICE: _EventOrigin.ValueType  # 1
+    """The service itself sends it (an operational event about the webhooks
+    themselves); PublishEvent refuses it. Configurations subscribe to it by
+    name.
+    """
+    EVENT_ORIGIN_TEST: _EventOrigin.ValueType  # 2
+    """Sent only by SendTestEvent, to the one endpoint asked for: it cannot be
+    published or subscribed to.
+    """
+
+class EventOrigin(_EventOrigin, metaclass=_EventOriginEnumTypeWrapper):
+    """Who sends the events of a type."""
+
+EVENT_ORIGIN_PUBLISHED: EventOrigin.ValueType  # 0
+"""Internal services publish it with EventPublisher."""
+EVENT_ORIGIN_SERVICE: EventOrigin.ValueType  # 1
+"""The service itself sends it (an operational event about the webhooks
+themselves); PublishEvent refuses it. Configurations subscribe to it by
+name.
+"""
+EVENT_ORIGIN_TEST: EventOrigin.ValueType  # 2
+"""Sent only by SendTestEvent, to the one endpoint asked for: it cannot be
+published or subscribed to.
+"""
+Global___EventOrigin: _TypeAlias = EventOrigin  # noqa: Y015
 
 class _EventType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -86,6 +121,8 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     """A delivery ended without success: failed for good (OUTCOME_FAILED) or
     its retries ran out (OUTCOME_DEAD).
     """
+    EVENT_TYPE_WEBHOOK_PING: _EventType.ValueType  # 62
+    """A test event, sent by SendTestEvent to the one endpoint asked for."""
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
     """The event catalog: every event type the platform publishes, in six
@@ -154,6 +191,8 @@ EVENT_TYPE_WEBHOOK_DELIVERY_FAILED: EventType.ValueType  # 61
 """A delivery ended without success: failed for good (OUTCOME_FAILED) or
 its retries ran out (OUTCOME_DEAD).
 """
+EVENT_TYPE_WEBHOOK_PING: EventType.ValueType  # 62
+"""A test event, sent by SendTestEvent to the one endpoint asked for."""
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 
 @_typing.final
@@ -168,6 +207,7 @@ class Event(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     TIMESTAMP_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
+    PAYLOAD_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique id of the event within its organisation, and the deterministic
     nonce receivers dedupe on (sent as the `webhook-id` header). Optional on
@@ -175,7 +215,10 @@ class Event(_message.Message):
     characters of [A-Za-z0-9_.:-].
     """
     type: _builtins.str
-    """Dotted wire name from the catalog, e.g. "reward.claimed"."""
+    """Dotted wire name from the catalog, e.g. "reward.claimed" (see
+    ListEventTypes or docs/events.md). May be empty when `payload` is set:
+    it is then the payload message's type.
+    """
     @_builtins.property
     def timestamp(self) -> _timestamp_pb2.Timestamp:
         """When the event happened (RFC 3339, UTC, on the wire). Defaults to the
@@ -184,7 +227,22 @@ class Event(_message.Message):
 
     @_builtins.property
     def data(self) -> _struct_pb2.Struct:
-        """The event's payload: a JSON object (at most 256 KiB serialised)."""
+        """The event's payload as JSON (at most 256 KiB serialised), checked
+        against the type's payload message (the `payload` option of its
+        EventType value): proto JSON field names, no unknown fields, the
+        REQUIRED ones present. 64-bit integer fields are best given as decimal
+        strings ("9007199254740993"): a Struct holds numbers as doubles, so a
+        JSON number beyond 2^53 is refused rather than rounded. Set `data` or
+        `payload`, not both.
+        """
+
+    @_builtins.property
+    def payload(self) -> _any_pb2.Any:
+        """The payload as its typed message (e.g. a webhooks.v1.RewardClaimed),
+        packed in an Any, for publishers that have the stubs: exact 64-bit
+        integers, checked by the compiler. `type` may then be empty (it is
+        inferred from the message); when given it must be the message's type.
+        """
 
     def __init__(
         self,
@@ -193,14 +251,38 @@ class Event(_message.Message):
         type: _builtins.str = ...,
         timestamp: _timestamp_pb2.Timestamp | None = ...,
         data: _struct_pb2.Struct | None = ...,
+        payload: _any_pb2.Any | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "timestamp", b"timestamp"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "payload", b"payload", "timestamp", b"timestamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "id", b"id", "timestamp", b"timestamp", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "id", b"id", "payload", b"payload", "timestamp", b"timestamp", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Event: _TypeAlias = Event  # noqa: Y015
 
 WIRE_NAME_FIELD_NUMBER: _builtins.int
+PAYLOAD_FIELD_NUMBER: _builtins.int
+ORIGIN_FIELD_NUMBER: _builtins.int
+EXAMPLE_FIELD_NUMBER: _builtins.int
+PATTERN_FIELD_NUMBER: _builtins.int
 wire_name: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.EnumValueOptions, _builtins.str]
+payload: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.EnumValueOptions, _builtins.str]
+"""The full name of the message that describes the type's `data`
+("webhooks.v1.RewardClaimed", in payloads.proto). Every value of
+EventType except the unspecified one has exactly one, and no two values
+share a message: publishing validates `data` against it, the JSON Schema
+of the type is derived from it, and a typed publish infers the type from
+it.
+"""
+origin: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.EnumValueOptions, Global___EventOrigin.ValueType]
+"""Who sends events of this type (default: internal services publish it)."""
+example: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MessageOptions, _builtins.str]
+"""An example of the payload, as proto JSON: the `example` of
+ListEventTypes, the OpenAPI webhooks section and docs/events.md. The
+tests publish every example.
+"""
+pattern: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions, _builtins.str]
+"""A regular expression (JSON Schema `pattern`, unanchored unless written
+with ^ and $) that a non-empty string field must match.
+"""

@@ -1,0 +1,255 @@
+"""What each client method sends and what it returns: one place for both clients.
+
+``AdminClient`` / ``PublisherClient`` (blocking, ``_client.py``) and
+``AsyncAdminClient`` / ``AsyncPublisherClient`` (``grpc.aio``, ``_aio.py``)
+differ only in how they wait. Every method builds its request with a
+``*_request`` function here and turns the answer into its result with the
+matching ``*_result`` function (through :mod:`webhooks_client._convert` to
+:mod:`webhooks_client.models`), so a change of either applies to both
+clients at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf import any_pb2, struct_pb2, timestamp_pb2
+from google.protobuf.message import Message
+
+from webhooks.v1 import admin_pb2, events_pb2, publisher_pb2
+from webhooks_client import _convert, models
+from webhooks_client.events import event_type_of
+
+DEFAULT_TIMEOUT = 10.0
+TEST_EVENT_TIMEOUT = 25.0  # SendTestEvent waits for one whole delivery attempt
+
+
+def outcome(value: str | int | None) -> int:
+    """``"delivered"`` / ``"OUTCOME_DELIVERED"`` / DeliveryOutcome / number -> number."""
+    if value is None or value == "":
+        return admin_pb2.OUTCOME_UNSPECIFIED
+    if isinstance(value, int):
+        return int(value)  # a number or a DeliveryOutcome
+    name = value.upper()
+    if not name.startswith("OUTCOME_"):
+        name = "OUTCOME_" + name
+    try:
+        return admin_pb2.Outcome.Value(name)
+    except ValueError:
+        raise ValueError(
+            f"unknown outcome {value!r}; use delivered, retry_scheduled, failed, dead or cancelled"
+        ) from None
+
+
+def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+    if value.tzinfo is None:
+        raise ValueError("timestamp must be timezone-aware (e.g. datetime.now(UTC))")
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value.astimezone(UTC))
+    return ts
+
+
+# -- WebhookAdmin ------------------------------------------------------------------
+
+
+def list_configs_request(page_size: int, page_token: str) -> admin_pb2.ListWebhookConfigsRequest:
+    return admin_pb2.ListWebhookConfigsRequest(page_size=page_size, page_token=page_token)
+
+
+def configs_page(
+    response: admin_pb2.ListWebhookConfigsResponse,
+) -> tuple[list[models.WebhookConfig], str]:
+    """(configurations, next page token) of one page."""
+    return [_convert.webhook_config(c) for c in response.configs], response.next_page_token
+
+
+def put_config_request(
+    *,
+    url: str,
+    event_types: Sequence[str],
+    id: str,
+    secret: str | None,
+    enabled: bool | None,
+    description: str | None,
+    headers: Mapping[str, str] | None = None,
+    clear_headers: bool = False,
+) -> admin_pb2.PutWebhookConfigRequest:
+    request = admin_pb2.PutWebhookConfigRequest(
+        id=id,
+        url=url,
+        event_types=list(event_types),
+        headers=dict(headers or {}),
+        clear_headers=clear_headers,
+    )
+    if secret is not None:
+        request.secret = secret
+    if enabled is not None:
+        request.enabled = enabled
+    if description is not None:
+        request.description = description
+    return request
+
+
+def put_config_result(
+    response: admin_pb2.PutWebhookConfigResponse,
+) -> models.PutWebhookConfigResult:
+    return _convert.put_webhook_config(response)
+
+
+def delete_request(config_id: str) -> admin_pb2.DeleteWebhookConfigRequest:
+    return admin_pb2.DeleteWebhookConfigRequest(config_id=config_id)
+
+
+def delete_result(
+    response: admin_pb2.DeleteWebhookConfigResponse,
+) -> models.DeleteWebhookConfigResult:
+    return models.DeleteWebhookConfigResult(response.cancelled_deliveries)
+
+
+def list_logs_request(
+    *,
+    page_size: int,
+    page_token: str,
+    config_id: str,
+    event_id: str,
+    event_type: str,
+    outcome_filter: str | int | None,
+) -> admin_pb2.ListDeliveryLogsRequest:
+    return admin_pb2.ListDeliveryLogsRequest(
+        page_size=page_size,
+        page_token=page_token,
+        config_id=config_id,
+        event_id=event_id,
+        event_type=event_type,
+        outcome=outcome(outcome_filter),  # type: ignore[arg-type]
+    )
+
+
+def logs_page_result(response: admin_pb2.ListDeliveryLogsResponse) -> models.DeliveryLogPage:
+    return _convert.delivery_log_page(response)
+
+
+def logs_page(
+    response: admin_pb2.ListDeliveryLogsResponse,
+) -> tuple[tuple[models.DeliveryLog, ...], str]:
+    """(log entries, next page token) of one page, for the iterators."""
+    page = logs_page_result(response)
+    return page.logs, page.next_page_token
+
+
+def retry_request(delivery_id: str) -> admin_pb2.RetryDeliveryRequest:
+    return admin_pb2.RetryDeliveryRequest(delivery_id=delivery_id)
+
+
+def retry_result(response: admin_pb2.RetryDeliveryResponse) -> models.RetryDeliveryResult:
+    return _convert.retry_delivery(response)
+
+
+def replay_request(
+    config_id: str, *, since: datetime, until: datetime | None, outcomes: Sequence[str | int]
+) -> admin_pb2.ReplayDeliveriesRequest:
+    request = admin_pb2.ReplayDeliveriesRequest(
+        config_id=config_id,
+        since=timestamp(since),
+        outcomes=[outcome(o) for o in outcomes],  # type: ignore[misc]
+    )
+    if until is not None:
+        request.until.CopyFrom(timestamp(until))
+    return request
+
+
+def replay_result(response: admin_pb2.ReplayDeliveriesResponse) -> int:
+    return response.replayed
+
+
+def test_event_request(config_id: str) -> admin_pb2.SendTestEventRequest:
+    return admin_pb2.SendTestEventRequest(config_id=config_id)
+
+
+def test_event_timeout(default: float, timeout: float | None) -> float:
+    return max(default, TEST_EVENT_TIMEOUT) if timeout is None else timeout
+
+
+def test_event_result(response: admin_pb2.SendTestEventResponse) -> models.DeliveryLog:
+    return _convert.delivery_log(response.log)
+
+
+def rotate_request(config_id: str, secret: str | None) -> admin_pb2.RotateWebhookSecretRequest:
+    request = admin_pb2.RotateWebhookSecretRequest(config_id=config_id)
+    if secret is not None:
+        request.secret = secret
+    return request
+
+
+def rotate_result(
+    response: admin_pb2.RotateWebhookSecretResponse,
+) -> models.RotateWebhookSecretResult:
+    return _convert.rotate_webhook_secret(response)
+
+
+def event_types_request(category: str) -> admin_pb2.ListEventTypesRequest:
+    return admin_pb2.ListEventTypesRequest(category=category)
+
+
+def event_types_result(
+    response: admin_pb2.ListEventTypesResponse,
+) -> list[models.EventTypeDefinition]:
+    return [_convert.event_type(t) for t in response.event_types]
+
+
+# -- EventPublisher ----------------------------------------------------------------
+
+
+def make_publish_request(
+    organisation_id: str,
+    type: str | Message,
+    data: Mapping[str, Any] | None = None,
+    *,
+    id: str | None = None,
+    timestamp: datetime | None = None,
+) -> publisher_pb2.PublishEventRequest:
+    """A PublishEventRequest (for ``publish_events``).
+
+    ``type`` is the dotted type with ``data`` a dict (JSON, checked by the
+    service), or a payload message (``RewardClaimed(...)``; the type is
+    inferred and ``data`` must be None).
+    """
+    event = events_pb2.Event(id=id or "")
+    if isinstance(type, Message):
+        if data is not None:
+            raise ValueError("give a payload message or a type and data, not both")
+        packed = any_pb2.Any()
+        packed.Pack(type)
+        event.type = event_type_of(type)
+        event.payload.CopyFrom(packed)
+    else:
+        if isinstance(data, Message):
+            raise ValueError("pass the payload message alone: make_publish_request(org, message)")
+        payload = struct_pb2.Struct()
+        payload.update(dict(data or {}))
+        event.type = type
+        event.data.CopyFrom(payload)
+    if timestamp is not None:
+        event.timestamp.CopyFrom(_timestamp(timestamp))
+    return publisher_pb2.PublishEventRequest(organisation_id=organisation_id, event=event)
+
+
+_timestamp = timestamp
+
+
+def publish_result(response: publisher_pb2.PublishEventResponse) -> models.PublishResult:
+    return _convert.publish_result(response)
+
+
+def publish_batch_request(
+    requests: Sequence[publisher_pb2.PublishEventRequest],
+) -> publisher_pb2.PublishEventsRequest:
+    return publisher_pb2.PublishEventsRequest(requests=list(requests))
+
+
+def publish_batch_result(
+    response: publisher_pb2.PublishEventsResponse,
+) -> list[models.PublishResult]:
+    return [_convert.publish_result(r) for r in response.results]
