@@ -453,7 +453,10 @@ def _operation(
         params.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
     if body == "*":
         schema = builder.ref(method.input_type, response=False)
-        body_required = True
+        # A body with no required field may be left out (e.g. CreatePortalSession).
+        body_required = bool(
+            builder.message_schema(method.input_type, response=False).get("required")
+        )
         if path_params:
             # The path carries these fields; repeated in the body they would
             # collide (the gateway rejects that), so the body schema omits them.

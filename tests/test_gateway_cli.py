@@ -86,6 +86,14 @@ def test_run_serves_rest_with_a_demo_key_and_stops_on_ctrl_c(
     assert resp.status_code == 200
     assert resp.json() == {"configs": [], "next_page_token": ""}
 
+    # the dashboard link, signed in for the demo organisation
+    link = re.search(r"(http://\S+/dashboard/)#token=(wpt_[\w-]+)", banner)
+    assert link and link.group(1) == f"{rest.group(1)}/dashboard/", banner
+    page = httpx.get(link.group(1))
+    assert page.status_code == 200 and "<title>Webhooks</title>" in page.text
+    as_dashboard = httpx.get(configs_url, headers={"authorization": f"Bearer {link.group(2)}"})
+    assert as_dashboard.status_code == 200
+
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 0
     with pytest.raises(httpx.TransportError):

@@ -159,6 +159,8 @@ EXPLICIT = {
     "/webhooks.v1.WebhookAdmin/ListEventTypes",
     "/webhooks.v1.EventPublisher/PublishEvent",
     "/webhooks.v1.EventPublisher/PublishEvents",
+    "/webhooks.v1.WebhookAdmin/CreatePortalSession",
+    "/webhooks.v1.WebhookAdmin/RevokePortalSession",
 }
 ID_FIELDS = ("config_id", "delivery_id")
 # Methods that read nothing of any organisation (the event catalog).
@@ -230,11 +232,50 @@ def test_id_taking_methods_treat_another_orgs_ids_as_unknown(world: World, metho
     assert world.globex_state() == before
 
 
-def test_event_types_are_the_same_catalog_for_every_organisation(world: World) -> None:
-    """The catalog is global: no organisation's data in it, the same answer for both."""
+def test_event_catalog_is_the_same_for_everyone(world: World) -> None:
+    """The catalog is global: it carries nothing of any organisation."""
     acme = world.acme.admin.list_event_types()
-    assert acme == world.globex.admin.list_event_types()
+    assert acme == world.globex.admin.list_event_types() and acme
     world.assert_reveals_nothing(str(acme))
+
+
+def test_portal_sessions_stay_in_their_organisation(world: World) -> None:
+    """Acme cannot open a session for Globex (the same answer as for a made-up
+    organisation), Acme's session sees Acme only, and Acme cannot revoke
+    Globex's session (NOT_FOUND, as for a made-up id)."""
+    acme, globex = world.acme, world.globex
+    with pytest.raises(PermissionDeniedError) as theirs:
+        acme.admin.create_portal_session(organisation_id=globex.org_id)
+    with pytest.raises(PermissionDeniedError) as made_up:
+        acme.admin.create_portal_session(organisation_id="org_00000000000000madeup")
+    assert _masked(theirs.value.message, globex.org_id) == _masked(
+        made_up.value.message, "org_00000000000000madeup"
+    )
+    world.assert_reveals_nothing(str(theirs.value))
+
+    mine = acme.admin.create_portal_session()
+    with AdminClient(world.srv.target, mine.token) as dashboard:
+        configs = dashboard.list_webhook_configs()
+        assert acme.config_id in {c.id for c in configs} and len(configs) == 2
+        logs = list(dashboard.iter_delivery_logs())
+        assert len(logs) == 2
+        assert list(dashboard.list_delivery_logs(config_id=globex.config_id).logs) == []
+        with pytest.raises(NotFoundError):
+            dashboard.send_test_event(globex.config_id)
+        world.assert_reveals_nothing(str(configs) + str(logs))
+
+    before = world.globex_state()
+    theirs_session = globex.admin.create_portal_session()
+    with pytest.raises(NotFoundError) as revoke_theirs:
+        acme.admin.revoke_portal_session(theirs_session.session_id)
+    with pytest.raises(NotFoundError) as revoke_made_up:
+        acme.admin.revoke_portal_session("wps_00000000000000madeup")
+    assert _masked(revoke_theirs.value.message, theirs_session.session_id) == _masked(
+        revoke_made_up.value.message, "wps_00000000000000madeup"
+    )
+    with AdminClient(world.srv.target, theirs_session.token) as globex_dashboard:
+        assert globex.config_id in {c.id for c in globex_dashboard.list_webhook_configs()}
+    assert world.globex_state() == before
 
 
 def test_list_configs_shows_only_the_callers(world: World) -> None:

@@ -68,6 +68,42 @@ def parse_log_format(text: str) -> str:
     return value
 
 
+def parse_portal_ttl(text: str) -> float:
+    seconds = parse_duration(text)
+    if not 60 <= seconds <= 86400:
+        raise ConfigurationError(f"portal session lifetime {text!r}: must be 1m to 24h")
+    return seconds
+
+
+def parse_dashboard_url(text: str) -> str:
+    from urllib.parse import urlsplit
+
+    url = text.strip()
+    if url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
+            raise ConfigurationError(
+                f"dashboard URL {text!r}: give an absolute http(s) URL without a #fragment"
+            )
+    return url
+
+
+def parse_origins(text: str) -> tuple[str, ...]:
+    """``"https://a.example, http://localhost:3000"`` -> the origins, checked."""
+    import re
+
+    origins = tuple(part.strip().rstrip("/") for part in text.split(",") if part.strip())
+    for origin in origins:
+        if not re.fullmatch(
+            r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?",
+            origin,
+        ):
+            raise ConfigurationError(
+                f"CORS origin {origin!r}: give scheme://host[:port], e.g. https://app.example.com"
+            )
+    return origins
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str  # attribute of Settings, and --option-name
@@ -196,6 +232,27 @@ SETTINGS: tuple[Setting, ...] = (
         "per API process (0: unlimited)",
         float,
     ),
+    # --- the dashboard (portal sessions, CORS) ---
+    Setting(
+        "portal_session_ttl",
+        "1h",
+        "default lifetime of a dashboard portal session (e.g. 1h, 30m; 1m to 24h)",
+        parse_portal_ttl,
+    ),
+    Setting(
+        "dashboard_url",
+        "",
+        "public URL of the dashboard for portal-session links, e.g. "
+        "https://hooks.example.com/dashboard/ (default: the gateway address the request came to)",
+        parse_dashboard_url,
+    ),
+    Setting(
+        "cors_allowed_origins",
+        "",
+        "origins whose pages may call the REST API and embed the dashboard, comma-separated, "
+        "e.g. https://app.example.com (default: none)",
+        parse_origins,
+    ),
 )
 
 
@@ -233,6 +290,9 @@ class Settings:
     endpoint_failure_disable_after: float = 432000.0
     replay_deliveries_per_hour: float = 10000.0
     test_events_per_minute: float = 60.0
+    portal_session_ttl: float = 3600.0
+    dashboard_url: str = ""
+    cors_allowed_origins: tuple[str, ...] = ()
 
     @classmethod
     def load(

@@ -46,6 +46,7 @@ def running_gateway(
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     health_check_interval_s: float = 0.5,
     grpc_proxy: bool = False,
+    cors_allowed_origins: Sequence[str] = (),
 ) -> Iterator[EnvoyProcess]:
     """Envoy on 127.0.0.1:<free port> in front of ``upstreams`` ("host:port");
     ``grpc_proxy``: also the native gRPC listener (``gw.grpc_listen``)."""
@@ -56,6 +57,7 @@ def running_gateway(
         files=GatewayFiles.in_dir(find_gateway_dir()),
         health_check_interval_s=health_check_interval_s,
         max_request_bytes=max_request_bytes,
+        cors_allowed_origins=tuple(cors_allowed_origins),
         grpc_proxy_listen=(
             parse_address("127.0.0.1:0", what="grpc", allow_zero_port=True) if grpc_proxy else None
         ),

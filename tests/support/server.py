@@ -19,10 +19,11 @@ import asyncio
 import dataclasses
 import importlib
 import threading
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
@@ -77,6 +78,7 @@ def running_server(
     *,
     worker: bool = False,
     engine: Engine | None = None,
+    wall_clock: Callable[[], datetime] | None = None,
 ) -> Iterator[RunningServer]:
     """Start the API server (and optionally the worker); stop both on exit.
 
@@ -95,7 +97,9 @@ def running_server(
         local = runner.LocalWorker()  # publish wakes / hands over to the worker, like serve
         wakeup = local.wakeup
         stop_event = asyncio.Event()
-        api = await start_server(settings, eng, notify=wakeup.set, lend=local.lend)
+        api = await start_server(
+            settings, eng, notify=wakeup.set, lend=local.lend, wall_clock=wall_clock
+        )
         srv = RunningServer(api.target, api.port, settings, eng, loop, api, wakeup, stop_event)
         if worker:
             # Same loop, like `webhooks serve`.

@@ -255,6 +255,26 @@ class AsyncAdminClient(_AsyncClient):
             await self._call(self._stub.ListEventTypes, request, timeout)
         )
 
+    async def create_portal_session(
+        self,
+        *,
+        organisation_id: str = "",
+        scopes: Sequence[str] = (),
+        ttl_seconds: int = 0,
+        timeout: float | None = None,
+    ) -> models.PortalSession:
+        """A short-lived dashboard session (see AdminClient.create_portal_session)."""
+        request = calls.portal_session_request(organisation_id, scopes, ttl_seconds)
+        return calls.portal_session_result(
+            await self._call(self._stub.CreatePortalSession, request, timeout)
+        )
+
+    async def revoke_portal_session(self, session_id: str, *, timeout: float | None = None) -> bool:
+        """End a portal session now; False if it had already ended."""
+        request = calls.revoke_portal_session_request(session_id)
+        response = await self._call(self._stub.RevokePortalSession, request, timeout)
+        return bool(response.revoked)
+
 
 class AsyncPublisherClient(_AsyncClient):
     """EventPublisher over grpc.aio; see :class:`webhooks_client.PublisherClient`."""

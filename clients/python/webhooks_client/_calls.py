@@ -199,6 +199,22 @@ def event_types_result(
     return [_convert.event_type(t) for t in response.event_types]
 
 
+def portal_session_request(
+    organisation_id: str, scopes: Sequence[str], ttl_seconds: int
+) -> admin_pb2.CreatePortalSessionRequest:
+    return admin_pb2.CreatePortalSessionRequest(
+        organisation_id=organisation_id, scopes=list(scopes), ttl_seconds=ttl_seconds
+    )
+
+
+def portal_session_result(response: admin_pb2.CreatePortalSessionResponse) -> models.PortalSession:
+    return _convert.portal_session(response)
+
+
+def revoke_portal_session_request(session_id: str) -> admin_pb2.RevokePortalSessionRequest:
+    return admin_pb2.RevokePortalSessionRequest(session_id=session_id)
+
+
 # -- EventPublisher ----------------------------------------------------------------
 
 

@@ -279,6 +279,28 @@ class AdminClient(_Client):
         request = calls.event_types_request(category)
         return calls.event_types_result(self._call(self._stub.ListEventTypes, request, timeout))
 
+    def create_portal_session(
+        self,
+        *,
+        organisation_id: str = "",
+        scopes: Sequence[str] = (),
+        ttl_seconds: int = 0,
+        timeout: float | None = None,
+    ) -> models.PortalSession:
+        """A short-lived dashboard session: ``url`` opens the dashboard signed in
+        (hand it to the admin's browser), ``expires_at`` ends it, ``session_id``
+        revokes it. ``organisation_id`` only with a platform key; ``scopes`` at
+        most this key's (default: its webhooks scopes)."""
+        request = calls.portal_session_request(organisation_id, scopes, ttl_seconds)
+        return calls.portal_session_result(
+            self._call(self._stub.CreatePortalSession, request, timeout)
+        )
+
+    def revoke_portal_session(self, session_id: str, *, timeout: float | None = None) -> bool:
+        """End a portal session now; False if it had already ended."""
+        request = calls.revoke_portal_session_request(session_id)
+        return self._call(self._stub.RevokePortalSession, request, timeout).revoked
+
 
 class PublisherClient(_Client):
     """EventPublisher: publish events (key with scope ``events:publish``)."""

@@ -117,6 +117,19 @@ def rotate_webhook_secret(
     )
 
 
+def portal_session(r: admin_pb2.CreatePortalSessionResponse) -> models.PortalSession:
+    expires_at = timestamp(r, "expires_at")
+    assert expires_at is not None  # always set by the server
+    return models.PortalSession(
+        url=r.url,
+        expires_at=expires_at,
+        token=r.token,
+        session_id=r.session_id,
+        organisation_id=r.organisation_id,
+        scopes=tuple(r.scopes),
+    )
+
+
 def event_type(t: admin_pb2.EventTypeDefinition) -> models.EventTypeDefinition:
     return models.EventTypeDefinition(
         name=t.name,

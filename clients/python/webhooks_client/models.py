@@ -29,6 +29,7 @@ __all__ = [
     "DeliveryStatus",
     "EndpointHealth",
     "EventTypeDefinition",
+    "PortalSession",
     "PublishResult",
     "PutWebhookConfigResult",
     "RetryDeliveryResult",
@@ -189,6 +190,19 @@ class EventTypeDefinition:
     description: str
     schema: dict[str, Any]
     example: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PortalSession:
+    """A dashboard session (CreatePortalSession): ``url`` opens the dashboard signed
+    in; ``token`` (``wpt_…``) is shown only here; ``session_id`` revokes it."""
+
+    url: str
+    expires_at: datetime
+    token: str
+    session_id: str
+    organisation_id: str
+    scopes: tuple[str, ...]
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -24,24 +25,31 @@ from webhooks_service.api.convert import (
     outcome_from_proto,
 )
 from webhooks_service.api.operations import AdminOperations
+from webhooks_service.api.portal import PortalOperations
 from webhooks_service.config import Settings
 from webhooks_service.core import configs, event_types, logs
+from webhooks_service.storage.models import utcnow
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-class WebhookAdminServicer(AdminOperations, admin_pb2_grpc.WebhookAdminServicer):
+class WebhookAdminServicer(AdminOperations, PortalOperations, admin_pb2_grpc.WebhookAdminServicer):
     """Configs and logs here; retry, replay, test event, rotation in ``api/operations.py``.
 
     ``notify`` wakes the in-process delivery worker after a retry or replay.
     """
 
     def __init__(
-        self, settings: Settings, engine: Engine, notify: Callable[[], Any] | None = None
+        self,
+        settings: Settings,
+        engine: Engine,
+        notify: Callable[[], Any] | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._settings = settings
         self._engine = engine
         self._notify = notify
+        self._clock = clock  # wall clock of portal sessions (tests move it)
 
     async def ListWebhookConfigs(
         self, request: admin_pb2.ListWebhookConfigsRequest, context: Context

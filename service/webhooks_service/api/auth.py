@@ -18,6 +18,10 @@ One ``grpc.aio`` server interceptor wraps every ``webhooks.v1`` method. It
 Health checking and server reflection need no key (load balancers and
 ``grpcurl`` call them anonymously).
 
+Portal sessions (``wpt_…`` tokens, ``core/portal.py``) are accepted wherever
+a key is: see the "portal sessions" block below; everything else treats them
+as a principal like any other, of one organisation, with their scopes.
+
 Key lookups hit the database in a worker thread; verified keys are cached for
 half a second (:data:`KEY_CACHE_SECONDS`, never past the key's expiry) so that
 a busy publisher does not pay a query per call, while a revoked or expired
@@ -34,6 +38,7 @@ import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 import grpc
@@ -44,13 +49,14 @@ from webhooks_service.api.errors import abort_with_error
 from webhooks_service.api.ratelimit import RateLimiter
 from webhooks_service.api.requests import Undecodable, lenient, nul_violations, undecodable_error
 from webhooks_service.config import Settings
-from webhooks_service.core import keys
+from webhooks_service.core import keys, portal
 from webhooks_service.errors import (
     InvalidArgument,
     PermissionDenied,
     ResourceExhausted,
     Unauthenticated,
 )
+from webhooks_service.storage.models import utcnow
 
 __all__ = [
     "METHOD_SCOPES",
@@ -72,6 +78,8 @@ METHOD_SCOPES: dict[str, str] = {
     "/webhooks.v1.WebhookAdmin/ReplayDeliveries": keys.SCOPE_WEBHOOKS_WRITE,
     "/webhooks.v1.WebhookAdmin/SendTestEvent": keys.SCOPE_WEBHOOKS_WRITE,
     "/webhooks.v1.WebhookAdmin/RotateWebhookSecret": keys.SCOPE_WEBHOOKS_WRITE,
+    "/webhooks.v1.WebhookAdmin/CreatePortalSession": keys.SCOPE_WEBHOOKS_WRITE,
+    "/webhooks.v1.WebhookAdmin/RevokePortalSession": keys.SCOPE_WEBHOOKS_WRITE,
     "/webhooks.v1.EventPublisher/PublishEvent": keys.SCOPE_EVENTS_PUBLISH,
     "/webhooks.v1.EventPublisher/PublishEvents": keys.SCOPE_EVENTS_PUBLISH,
 }
@@ -96,10 +104,17 @@ class Principal:
     key_id: str
     organisation_id: str | None
     scopes: frozenset[str]
+    # A portal session (dashboard token) rather than an API key: key_id is the
+    # session id (wps_…), and it stops at expires_at.
+    is_portal: bool = False
+    expires_at: datetime | None = None
 
     @property
     def is_platform(self) -> bool:
         return self.organisation_id is None
+
+    def as_caller(self) -> portal.Caller:
+        return portal.Caller(self.key_id, self.organisation_id, self.scopes, self.is_portal)
 
 
 _principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
@@ -151,9 +166,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         *,
         settings: Settings | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._engine = engine
         self._clock = clock
+        self._wall_clock = wall_clock
         self._cache: dict[str, tuple[float, Principal]] = {}
         settings = settings or Settings()
         self._admin_limiter = RateLimiter(
@@ -238,11 +255,28 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         digest = hashlib.sha256(raw.encode()).hexdigest()
         now = self._clock()
         hit = self._cache.get(digest)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > now and self._live(hit[1]):
             return hit[1]
-        row = await asyncio.to_thread(keys.authenticate, self._engine, raw)
-        principal = Principal(row.id, row.organisation_id, row.scopes)
+        if portal.is_portal_token(raw):
+            principal = await self._authenticate_portal(raw)
+            ttl = KEY_CACHE_SECONDS  # its expiry is checked on every hit (_live)
+        else:
+            row = await asyncio.to_thread(keys.authenticate, self._engine, raw)
+            principal = Principal(row.id, row.organisation_id, row.scopes)
+            ttl = keys.cache_seconds(row, KEY_CACHE_SECONDS)
         if len(self._cache) >= _KEY_CACHE_MAX:
             self._cache.clear()
-        self._cache[digest] = (now + keys.cache_seconds(row, KEY_CACHE_SECONDS), principal)
+        self._cache[digest] = (now + ttl, principal)
         return principal
+
+    # -- portal sessions (dashboard tokens, core/portal.py) --------------------
+
+    def _live(self, principal: Principal) -> bool:
+        """A cached portal session is only reused before it expires."""
+        return principal.expires_at is None or principal.expires_at > self._wall_clock()
+
+    async def _authenticate_portal(self, raw: str) -> Principal:
+        row = await asyncio.to_thread(portal.authenticate, self._engine, raw, self._wall_clock())
+        return Principal(
+            row.id, row.organisation_id, row.scopes, is_portal=True, expires_at=row.expires_at
+        )

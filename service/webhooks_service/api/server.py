@@ -21,6 +21,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -39,6 +40,7 @@ from webhooks_service.core.secrets_at_rest import check_key
 from webhooks_service.errors import ConfigurationError
 from webhooks_service.observability import tracing
 from webhooks_service.observability.health import run_database_probe
+from webhooks_service.storage.models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -99,24 +101,29 @@ async def start_server(
     listen: str | None = None,
     notify: Callable[..., Any] | None = None,
     lend: Lend | None = None,
+    wall_clock: Callable[[], datetime] | None = None,
 ) -> ApiServer:
     """Build and start the API server on ``listen`` (default ``settings.grpc_listen``).
 
     ``notify`` is handed to the EventPublisher servicer (it wakes the
     in-process delivery worker after a publish commits); ``lend``
     (``delivery.worker.LocalWorker.lend``) lets it hand new deliveries to
-    that worker already claimed.
+    that worker already claimed. ``wall_clock`` (tests) moves the time portal
+    sessions are checked and minted against.
     """
     listen = listen or settings.grpc_listen
     host, _ = split_listen(listen)
     # A missing or wrong WEBHOOKS_SECRET_KEY stops start-up with one clear line.
     await asyncio.to_thread(check_key, engine, settings.secret_key)
-    interceptors: list[grpc.aio.ServerInterceptor] = [AuthInterceptor(engine, settings=settings)]
+    clock = wall_clock or utcnow
+    interceptors: list[grpc.aio.ServerInterceptor] = [
+        AuthInterceptor(engine, settings=settings, wall_clock=clock)
+    ]
     if tracing.enabled():  # outermost: the span covers auth and the error mapping
         interceptors.insert(0, tracing.TracingInterceptor())
     server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
     admin_pb2_grpc.add_WebhookAdminServicer_to_server(
-        WebhookAdminServicer(settings, engine, notify=notify), server
+        WebhookAdminServicer(settings, engine, notify=notify, clock=clock), server
     )
     publisher_pb2_grpc.add_EventPublisherServicer_to_server(
         EventPublisherServicer(settings=settings, engine=engine, notify=notify, lend=lend), server

@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from webhooks_service.commands import (
+    dashboard,
     db,
     event_types,
     gateway,
@@ -30,4 +31,5 @@ COMMAND_MODULES: list[ModuleType] = [
     secrets,
     settings,
     event_types,
+    dashboard,
 ]

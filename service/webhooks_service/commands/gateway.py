@@ -67,7 +67,7 @@ def register(sub: Any) -> None:
         help="on SIGTERM/Ctrl-C, stop taking new connections and give requests in flight "
         "this long to finish [default 5]",
     )
-    config.add_arguments(parser, ["log_level"])
+    config.add_arguments(parser, ["log_level", "cors_allowed_origins"])
     parser.set_defaults(handler=_run)
 
 
@@ -119,6 +119,7 @@ def build_config(args: argparse.Namespace, upstreams: list[str]) -> GatewayConfi
         files=GatewayFiles.in_dir(find_gateway_dir(args.gateway_dir)),
         admin_port=args.admin_port,
         max_request_bytes=args.max_request_bytes,
+        cors_allowed_origins=settings.cors_allowed_origins,
     )
 
 

@@ -33,7 +33,9 @@ def register(sub: Any) -> None:
         help="issue an API key and print it once",
         description=(
             "Issue an API key for one organisation with the given scopes, or a platform key "
-            "(--platform: events:publish for every organisation). The key is printed once "
+            "(--platform: events:publish for every organisation; with webhooks:read and "
+            "webhooks:write it may also open dashboard portal sessions for any organisation). "
+            "The key is printed once "
             "on stdout; only its hash is stored."
         ),
     )
@@ -42,7 +44,8 @@ def register(sub: Any) -> None:
     owner.add_argument(
         "--platform",
         action="store_true",
-        help="a platform key: may publish events for every organisation, nothing else",
+        help="a platform key: publishes events for every organisation (default scope "
+        "events:publish); webhooks scopes let it open portal sessions for any organisation",
     )
     create.add_argument(
         "--scope",
@@ -178,14 +181,12 @@ def _create(args: argparse.Namespace) -> int:
     scopes = [s for arg in args.scope for s in arg.split(",")]
     expires_in = _expires_in(args.expires_in)
     if args.platform:
-        if set(scopes) - {keys.SCOPE_EVENTS_PUBLISH}:
-            raise InvalidArgument("a platform key can only have the scope events:publish")
-    else:
-        keys.parse_scopes(scopes)  # fail before touching the database
+        scopes = scopes or [keys.SCOPE_EVENTS_PUBLISH]
+    keys.parse_scopes(scopes)  # fail before touching the database
     engine = open_database(config.from_args(args))
     try:
         if args.platform:
-            row, raw = keys.create_platform_key(engine, args.name, expires_in=expires_in)
+            row, raw = keys.create_platform_key(engine, args.name, scopes, expires_in=expires_in)
         else:
             row, raw = keys.create_key(engine, args.org, scopes, args.name, expires_in=expires_in)
     finally:

@@ -1,8 +1,9 @@
 """``webhooks run``: the development stack in one command (what ``make run`` runs).
 
 Runs ``webhooks serve`` (gRPC API + delivery worker, in this process) and the
-REST gateway (Envoy, a child process) in front of it, prints both addresses
-and a ready-to-paste ``curl``, and stops both on Ctrl-C / SIGTERM.
+REST gateway (Envoy, a child process) in front of it, prints both addresses,
+a link that opens the dashboard signed in for the demo organisation, and a
+ready-to-paste ``curl``, and stops both on Ctrl-C / SIGTERM.
 
 First run: when the database has no organisation yet, it creates a demo
 organisation and an API key with ``webhooks:read`` and ``webhooks:write``,
@@ -26,6 +27,7 @@ from webhooks_service import config
 from webhooks_service.commands import gateway as gateway_command
 from webhooks_service.commands._database import open_database, shown_url
 from webhooks_service.commands._preflight import check_service_addresses
+from webhooks_service.commands.dashboard import mint_link
 from webhooks_service.commands.serve import configure_logging, serve
 from webhooks_service.config import Settings
 from webhooks_service.core import keys, orgs
@@ -75,7 +77,12 @@ def bootstrap_demo(engine: Engine) -> tuple[str, str | None]:
 
 
 def _banner(
-    settings: Settings, grpc_target: str, rest_url: str, org_id: str, key: str | None
+    settings: Settings,
+    grpc_target: str,
+    rest_url: str,
+    org_id: str,
+    key: str | None,
+    dashboard: str | None = None,
 ) -> str:
     configs = f"{rest_url}/webhooks/configs"
     database = shown_url(settings.database_url)
@@ -91,6 +98,7 @@ def _banner(
         f"    export WEBHOOKS_DATABASE_URL={shlex.quote(database)}",
         "",
     ]
+
     if key is not None:
         lines += [
             f"  New database: created organisation {org_id} and this API key "
@@ -115,6 +123,17 @@ def _banner(
         f'    curl -X PUT -H "authorization: Bearer $WEBHOOKS_KEY" {configs} \\',
         """      -d '{"url": "https://example.com/hook", "event_types": ["reward.*"]}'""",
         "",
+    ]
+    if dashboard is not None:
+        lines += [
+            f"  The dashboard, signed in for {org_id} (this link works for "
+            f"{settings.portal_session_ttl / 60:g} minutes;",
+            f"  `.venv/bin/webhooks dashboard --org {org_id}` prints another):",
+            "",
+            f"    {dashboard}",
+            "",
+        ]
+    lines += [
         "  Ctrl-C stops both.",
         "",
     ]
@@ -167,7 +186,12 @@ async def _supervise(
             return
         envoy = proc
         watcher = asyncio.create_task(watch_envoy(proc))
-        print(_banner(settings, grpc_target, proc.base_url, org_id, key), flush=True)
+        dashboard = None
+        if args.demo:
+            dashboard, _ = await asyncio.to_thread(
+                mint_link, engine, settings, org_id, origin=proc.base_url
+            )
+        print(_banner(settings, grpc_target, proc.base_url, org_id, key, dashboard), flush=True)
 
     try:
         status = await serve(settings, engine, stop=stop, on_ready=start_gateway)

@@ -135,10 +135,17 @@ def create_key(
 
 
 def create_platform_key(
-    engine: Engine, name: str = "", *, expires_in: timedelta | None = None
+    engine: Engine,
+    name: str = "",
+    scopes: Iterable[str] = (SCOPE_EVENTS_PUBLISH,),
+    *,
+    expires_in: timedelta | None = None,
 ) -> tuple[ApiKeyRow, str]:
-    """A key without organisation that may publish events for every organisation."""
-    return _create(engine, None, frozenset({SCOPE_EVENTS_PUBLISH}), name, expires_in)
+    """A key without organisation that may publish events for every organisation
+    (``events:publish``) and/or open dashboard portal sessions for any
+    organisation (``webhooks:read``/``webhooks:write``, the scope ceiling of
+    those sessions; a platform key administers no organisation itself)."""
+    return _create(engine, None, parse_scopes(scopes), name, expires_in)
 
 
 def list_keys(

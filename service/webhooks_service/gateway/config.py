@@ -98,6 +98,7 @@ class GatewayFiles:
     openapi: Path
     grpc_listener: Path
     request_check: Path  # the Lua request check (gateway/request_check.lua)
+    dashboard: Path | None = None  # the dashboard's folder (gateway/dashboard/), if any
 
     @classmethod
     def in_dir(cls, directory: Path) -> GatewayFiles:
@@ -107,6 +108,7 @@ class GatewayFiles:
             directory / "openapi.json",
             directory / "grpc-listener.yaml.tmpl",
             directory / "request_check.lua",
+            directory / "dashboard" if (directory / "dashboard").is_dir() else None,
         )
         missing = [
             p.name
@@ -153,6 +155,7 @@ class GatewayConfig:
     grpc_proxy_listen: Address | None = None  # optional native gRPC listener
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     health_check_interval_s: float = 1.0
+    cors_allowed_origins: tuple[str, ...] = ()  # pages of these origins may call the API
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -462,6 +465,174 @@ def _grpc_listener(config: GatewayConfig, indent: int) -> str:
     return "\n".join(pad + line if line.strip() else "" for line in text.splitlines())
 
 
+# --- the dashboard and CORS -------------------------------------------------
+
+DASHBOARD_PREFIX = "/dashboard/"
+DIRECT_RESPONSE_LIMIT = 1048576  # max_direct_response_body_size_bytes in the template
+_CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+    ".json": "application/json",
+}
+
+
+def dashboard_csp(origins: tuple[str, ...]) -> str:
+    """The dashboard's Content-Security-Policy: its own files only; framed only
+    by itself and the CORS origins (the host platform that embeds it)."""
+    ancestors = " ".join(("'self'", *origins))
+    return (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors {ancestors}"
+    )
+
+
+def _dashboard_routes(config: GatewayConfig, indent: int) -> str:
+    """GET/HEAD routes for every file of gateway/dashboard/ (``index.html`` also at
+    ``/dashboard/``), and redirects from ``/`` and ``/dashboard`` to it."""
+    folder = config.files.dashboard
+    if folder is None:
+        return ""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in _CONTENT_TYPES)
+    headers = [
+        ("cache-control", "no-cache"),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        ("content-security-policy", dashboard_csp(config.cors_allowed_origins)),
+    ]
+    get = '      string_match: {safe_regex: {regex: "^(GET|HEAD)$"}}'
+    lines: list[str] = []
+    for target in ("/", "/dashboard"):
+        lines += [
+            "- match:",
+            f"    path: {_q(target)}",
+            "    headers:",
+            '    - name: ":method"',
+            get,
+            "  redirect: {path_redirect: " + _q(DASHBOARD_PREFIX) + ", response_code: FOUND}",
+            "  typed_per_filter_config:",
+            "    envoy.filters.http.grpc_json_transcoder:",
+            '      "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig',
+            "      disabled: true",
+        ]
+    for path in files:
+        if path.stat().st_size > DIRECT_RESPONSE_LIMIT:
+            raise ConfigurationError(
+                f"{path}: larger than the gateway's direct-response limit ({DIRECT_RESPONSE_LIMIT})"
+            )
+        routes = [DASHBOARD_PREFIX + path.name]
+        if path.name == "index.html":
+            routes.insert(0, DASHBOARD_PREFIX)
+        for route in routes:
+            lines += [
+                "- match:",
+                f"    path: {_q(route)}",
+                "    headers:",
+                '    - name: ":method"',
+                get,
+                "  direct_response:",
+                "    status: 200",
+                f"    body: {{filename: {_q(str(path.resolve()))}}}",
+                "  response_headers_to_add:",
+                *(
+                    f"  - header: {{key: {key}, value: {_q(value)}}}\n"
+                    "    append_action: OVERWRITE_IF_EXISTS_OR_ADD"
+                    for key, value in [("content-type", _CONTENT_TYPES[path.suffix]), *headers]
+                ),
+                "  typed_per_filter_config:",
+                "    envoy.filters.http.grpc_json_transcoder:",
+                '      "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig',
+                "      disabled: true",
+            ]
+    pad = " " * indent
+    return "\n".join(pad + line for chunk in lines for line in chunk.split("\n"))
+
+
+def _cors_policy(origins: tuple[str, ...], indent: int) -> str:
+    """The virtual host's CORS policy (only with allowed origins)."""
+    if not origins:
+        return ""
+    lines = [
+        "typed_per_filter_config:",
+        "  envoy.filters.http.cors:",
+        '    "@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy',
+        "    allow_origin_string_match:",
+        *(f"    - exact: {_q(origin)}" for origin in origins),
+        '    allow_methods: "GET, PUT, POST, DELETE, OPTIONS"',
+        '    allow_headers: "authorization, content-type"',
+        '    expose_headers: "retry-after, allow"',
+        '    max_age: "600"',
+        "    allow_credentials: false",
+    ]
+    pad = " " * indent
+    return "\n".join(pad + line for line in lines)
+
+
+def _cors_routes(origins: tuple[str, ...], indent: int) -> str:
+    """A preflight from an allowed origin needs a route with a route entry: the
+    CORS filter ignores direct responses (the 405 routes), and answers this one
+    itself before the router. Preflights from other origins do not match and
+    get what they would without CORS: no Access-Control-* header at all."""
+    if not origins:
+        return ""
+    regex = "^(" + "|".join(re.escape(o) for o in origins) + ")$"
+    lines = [
+        "- match:",
+        "    prefix: /",
+        "    headers:",
+        '    - name: ":method"',
+        "      string_match: {exact: OPTIONS}",
+        "    - name: origin",
+        f"      string_match: {{safe_regex: {{regex: {_q(regex)}}}}}",
+        "    - name: access-control-request-method",
+        "      present_match: true",
+        "  route: {cluster: webhooks_api, timeout: 5s}",
+        "  typed_per_filter_config:",
+        "    envoy.filters.http.grpc_json_transcoder:",
+        '      "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig',
+        "      disabled: true",
+    ]
+    pad = " " * indent
+    return "\n".join(pad + line for line in lines)
+
+
+def _cors_request_routes(origins: tuple[str, ...], indent: int) -> str:
+    """The CORS filter decides on the route of the *original* REST path (before
+    the transcoder rewrites it), and only for routes with a route entry: this
+    one catches REST requests from allowed origins for it; the transcoder
+    then rewrites the path and the request goes on to the WebhookAdmin route."""
+    if not origins:
+        return ""
+    regex = "^(" + "|".join(re.escape(o) for o in origins) + ")$"
+    lines = [
+        "- match:",
+        "    prefix: /webhooks/",
+        "    headers:",
+        "    - name: origin",
+        f"      string_match: {{safe_regex: {{regex: {_q(regex)}}}}}",
+        "  route: {cluster: webhooks_api, timeout: 30s}",
+    ]
+    pad = " " * indent
+    return "\n".join(pad + line for line in lines)
+
+
+def _cors_filter(origins: tuple[str, ...], indent: int) -> str:
+    if not origins:
+        return ""
+    lines = [
+        "# Preflights from the allowed origins are answered here; other origins get",
+        "# no Access-Control-* header at all.",
+        "- name: envoy.filters.http.cors",
+        "  typed_config:",
+        '    "@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors',
+    ]
+    pad = " " * indent
+    return "\n".join(pad + line for line in lines)
+
+
 def render(config: GatewayConfig) -> str:
     """The Envoy bootstrap YAML for ``config``."""
     template = Template(config.files.template.read_text())
@@ -481,6 +652,11 @@ def render(config: GatewayConfig) -> str:
         "request_check_lua": _block(_request_check_lua(config), 18),
         "openapi_servers_lua": _block(_openapi_servers_lua(), 24),
         "grpc_elsewhere": _q(_grpc_elsewhere(config)),
+        "dashboard_routes": _dashboard_routes(config, 14),
+        "cors_policy": _cors_policy(config.cors_allowed_origins, 14),
+        "cors_filter": _cors_filter(config.cors_allowed_origins, 10),
+        "cors_routes": _cors_routes(config.cors_allowed_origins, 14),
+        "cors_request_routes": _cors_request_routes(config.cors_allowed_origins, 14),
         **config.extra,
     }
     try:

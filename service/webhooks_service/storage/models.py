@@ -115,6 +115,30 @@ class ApiKey(Base):
     last_used_at: Mapped[datetime | None]
 
 
+class PortalSession(Base):
+    """A dashboard session of one organisation (``CreatePortalSession``).
+
+    The bearer token is ``wpt_<id part>_<secret part>``; the id part finds the
+    row (``wps_<id part>``), only the SHA-256 of the secret part is stored.
+    ``created_by`` is the id of the API key that minted it (no foreign key:
+    the session's own expiry bounds it).
+    """
+
+    __tablename__ = "portal_sessions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    organisation_id: Mapped[str] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    # Space-separated scopes, e.g. "webhooks:read webhooks:write".
+    scopes: Mapped[str] = mapped_column(String(200))
+    created_by: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
 class WebhookConfig(Base):
     __tablename__ = "webhook_configs"
     __table_args__ = (Index(None, "organisation_id", "id"),)

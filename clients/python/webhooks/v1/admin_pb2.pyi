@@ -968,3 +968,128 @@ class EventTypeDefinition(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EventTypeDefinition: _TypeAlias = EventTypeDefinition  # noqa: Y015
+
+@_typing.final
+class CreatePortalSessionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    SCOPES_FIELD_NUMBER: _builtins.int
+    TTL_SECONDS_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    """The organisation to sign in to: required with a platform key; with a key
+    of one organisation empty or that organisation's id.
+    """
+    ttl_seconds: _builtins.int
+    """Lifetime in seconds, 60 to 86400. 0: the operator's default (1 hour
+    unless WEBHOOKS_PORTAL_SESSION_TTL says otherwise).
+    """
+    @_builtins.property
+    def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What the session may do: `webhooks:read` and/or `webhooks:write`, at
+        most the caller's own scopes. Empty: the caller's webhooks scopes.
+        """
+
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        scopes: _abc.Iterable[_builtins.str] | None = ...,
+        ttl_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisation_id", b"organisation_id", "scopes", b"scopes", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreatePortalSessionRequest: _TypeAlias = CreatePortalSessionRequest  # noqa: Y015
+
+@_typing.final
+class CreatePortalSessionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    URL_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    SCOPES_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    """Opens the dashboard signed in for the organisation:
+    `<dashboard>/#token=<token>&expires_at=…&scopes=…` (the fragment never
+    reaches a server). Hand it to the admin's browser; it stops
+    working at `expires_at` or when the session is revoked.
+    """
+    token: _builtins.str
+    """The bearer token itself (`wpt_…`), shown only in this response, for a
+    host platform that builds its own link or embeds the dashboard.
+    """
+    session_id: _builtins.str
+    """`wps_…`, to revoke the session with RevokePortalSession."""
+    organisation_id: _builtins.str
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The session's scopes."""
+
+    def __init__(
+        self,
+        *,
+        url: _builtins.str = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+        token: _builtins.str = ...,
+        session_id: _builtins.str = ...,
+        organisation_id: _builtins.str = ...,
+        scopes: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "organisation_id", b"organisation_id", "scopes", b"scopes", "session_id", b"session_id", "token", b"token", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreatePortalSessionResponse: _TypeAlias = CreatePortalSessionResponse  # noqa: Y015
+
+@_typing.final
+class RevokePortalSessionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    """The session, `wps_…` (the `session_id` CreatePortalSession answered)."""
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokePortalSessionRequest: _TypeAlias = RevokePortalSessionRequest  # noqa: Y015
+
+@_typing.final
+class RevokePortalSessionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVOKED_FIELD_NUMBER: _builtins.int
+    revoked: _builtins.bool
+    """True when this call ended the session; false when it had already expired
+    or been revoked.
+    """
+    def __init__(
+        self,
+        *,
+        revoked: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["revoked", b"revoked"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokePortalSessionResponse: _TypeAlias = RevokePortalSessionResponse  # noqa: Y015

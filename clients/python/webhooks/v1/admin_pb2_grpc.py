@@ -83,6 +83,16 @@ class WebhookAdminStub:
                 request_serializer=webhooks_dot_v1_dot_admin__pb2.ListEventTypesRequest.SerializeToString,
                 response_deserializer=webhooks_dot_v1_dot_admin__pb2.ListEventTypesResponse.FromString,
                 _registered_method=True)
+        self.CreatePortalSession = channel.unary_unary(
+                '/webhooks.v1.WebhookAdmin/CreatePortalSession',
+                request_serializer=webhooks_dot_v1_dot_admin__pb2.CreatePortalSessionRequest.SerializeToString,
+                response_deserializer=webhooks_dot_v1_dot_admin__pb2.CreatePortalSessionResponse.FromString,
+                _registered_method=True)
+        self.RevokePortalSession = channel.unary_unary(
+                '/webhooks.v1.WebhookAdmin/RevokePortalSession',
+                request_serializer=webhooks_dot_v1_dot_admin__pb2.RevokePortalSessionRequest.SerializeToString,
+                response_deserializer=webhooks_dot_v1_dot_admin__pb2.RevokePortalSessionResponse.FromString,
+                _registered_method=True)
 
 
 class WebhookAdminServicer:
@@ -213,6 +223,32 @@ class WebhookAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreatePortalSession(self, request, context):
+        """--- Portal sessions (the dashboard) ---
+
+        Mints a short-lived token that signs one organisation's admins into the
+        dashboard without an API key, and answers `url`, a link that opens the
+        dashboard signed in (the token travels in the URL fragment, which
+        browsers never send to a server or in a Referer). A key of one
+        organisation mints sessions for that organisation; a platform key
+        (created with `webhooks keys create --platform --scope webhooks:write …`)
+        names the organisation in `organisation_id`. The session's scopes are at
+        most the caller's; a portal session cannot mint another. The token is
+        stored hashed; once expired or revoked it is UNAUTHENTICATED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokePortalSession(self, request, context):
+        """Ends a portal session before it expires (e.g. when the admin signs out of
+        the host platform). Revoking a session that already ended is not an
+        error (`revoked` is false).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WebhookAdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -260,6 +296,16 @@ def add_WebhookAdminServicer_to_server(servicer, server):
                     servicer.ListEventTypes,
                     request_deserializer=webhooks_dot_v1_dot_admin__pb2.ListEventTypesRequest.FromString,
                     response_serializer=webhooks_dot_v1_dot_admin__pb2.ListEventTypesResponse.SerializeToString,
+            ),
+            'CreatePortalSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePortalSession,
+                    request_deserializer=webhooks_dot_v1_dot_admin__pb2.CreatePortalSessionRequest.FromString,
+                    response_serializer=webhooks_dot_v1_dot_admin__pb2.CreatePortalSessionResponse.SerializeToString,
+            ),
+            'RevokePortalSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokePortalSession,
+                    request_deserializer=webhooks_dot_v1_dot_admin__pb2.RevokePortalSessionRequest.FromString,
+                    response_serializer=webhooks_dot_v1_dot_admin__pb2.RevokePortalSessionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -509,6 +555,60 @@ class WebhookAdmin:
             '/webhooks.v1.WebhookAdmin/ListEventTypes',
             webhooks_dot_v1_dot_admin__pb2.ListEventTypesRequest.SerializeToString,
             webhooks_dot_v1_dot_admin__pb2.ListEventTypesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePortalSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/webhooks.v1.WebhookAdmin/CreatePortalSession',
+            webhooks_dot_v1_dot_admin__pb2.CreatePortalSessionRequest.SerializeToString,
+            webhooks_dot_v1_dot_admin__pb2.CreatePortalSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokePortalSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/webhooks.v1.WebhookAdmin/RevokePortalSession',
+            webhooks_dot_v1_dot_admin__pb2.RevokePortalSessionRequest.SerializeToString,
+            webhooks_dot_v1_dot_admin__pb2.RevokePortalSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

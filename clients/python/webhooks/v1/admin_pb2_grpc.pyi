@@ -122,6 +122,24 @@ class WebhookAdminStub:
     `webhook.ping`, the test event, which cannot be subscribed to). The same
     for every organisation; needs scope `webhooks:read`.
     """
+    CreatePortalSession: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CreatePortalSessionRequest, _admin_pb2.CreatePortalSessionResponse]
+    """--- Portal sessions (the dashboard) ---
+
+    Mints a short-lived token that signs one organisation's admins into the
+    dashboard without an API key, and answers `url`, a link that opens the
+    dashboard signed in (the token travels in the URL fragment, which
+    browsers never send to a server or in a Referer). A key of one
+    organisation mints sessions for that organisation; a platform key
+    (created with `webhooks keys create --platform --scope webhooks:write …`)
+    names the organisation in `organisation_id`. The session's scopes are at
+    most the caller's; a portal session cannot mint another. The token is
+    stored hashed; once expired or revoked it is UNAUTHENTICATED.
+    """
+    RevokePortalSession: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RevokePortalSessionRequest, _admin_pb2.RevokePortalSessionResponse]
+    """Ends a portal session before it expires (e.g. when the admin signs out of
+    the host platform). Revoking a session that already ended is not an
+    error (`revoked` is false).
+    """
 
 @_typing.type_check_only
 class WebhookAdminAsyncStub(WebhookAdminStub):
@@ -216,6 +234,24 @@ class WebhookAdminAsyncStub(WebhookAdminStub):
     `webhook.delivery_failed`, sent by the service itself, and
     `webhook.ping`, the test event, which cannot be subscribed to). The same
     for every organisation; needs scope `webhooks:read`.
+    """
+    CreatePortalSession: _aio.UnaryUnaryMultiCallable[_admin_pb2.CreatePortalSessionRequest, _admin_pb2.CreatePortalSessionResponse]  # type: ignore[assignment]
+    """--- Portal sessions (the dashboard) ---
+
+    Mints a short-lived token that signs one organisation's admins into the
+    dashboard without an API key, and answers `url`, a link that opens the
+    dashboard signed in (the token travels in the URL fragment, which
+    browsers never send to a server or in a Referer). A key of one
+    organisation mints sessions for that organisation; a platform key
+    (created with `webhooks keys create --platform --scope webhooks:write …`)
+    names the organisation in `organisation_id`. The session's scopes are at
+    most the caller's; a portal session cannot mint another. The token is
+    stored hashed; once expired or revoked it is UNAUTHENTICATED.
+    """
+    RevokePortalSession: _aio.UnaryUnaryMultiCallable[_admin_pb2.RevokePortalSessionRequest, _admin_pb2.RevokePortalSessionResponse]  # type: ignore[assignment]
+    """Ends a portal session before it expires (e.g. when the admin signs out of
+    the host platform). Revoking a session that already ended is not an
+    error (`revoked` is false).
     """
 
 class WebhookAdminServicer(metaclass=_abc_1.ABCMeta):
@@ -362,6 +398,36 @@ class WebhookAdminServicer(metaclass=_abc_1.ABCMeta):
         `webhook.delivery_failed`, sent by the service itself, and
         `webhook.ping`, the test event, which cannot be subscribed to). The same
         for every organisation; needs scope `webhooks:read`.
+        """
+
+    @_abc_1.abstractmethod
+    def CreatePortalSession(
+        self,
+        request: _admin_pb2.CreatePortalSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.CreatePortalSessionResponse, _abc.Awaitable[_admin_pb2.CreatePortalSessionResponse]]:
+        """--- Portal sessions (the dashboard) ---
+
+        Mints a short-lived token that signs one organisation's admins into the
+        dashboard without an API key, and answers `url`, a link that opens the
+        dashboard signed in (the token travels in the URL fragment, which
+        browsers never send to a server or in a Referer). A key of one
+        organisation mints sessions for that organisation; a platform key
+        (created with `webhooks keys create --platform --scope webhooks:write …`)
+        names the organisation in `organisation_id`. The session's scopes are at
+        most the caller's; a portal session cannot mint another. The token is
+        stored hashed; once expired or revoked it is UNAUTHENTICATED.
+        """
+
+    @_abc_1.abstractmethod
+    def RevokePortalSession(
+        self,
+        request: _admin_pb2.RevokePortalSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.RevokePortalSessionResponse, _abc.Awaitable[_admin_pb2.RevokePortalSessionResponse]]:
+        """Ends a portal session before it expires (e.g. when the admin signs out of
+        the host platform). Revoking a session that already ended is not an
+        error (`revoked` is false).
         """
 
 def add_WebhookAdminServicer_to_server(servicer: WebhookAdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

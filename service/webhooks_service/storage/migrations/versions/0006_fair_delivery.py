@@ -2,8 +2,8 @@
 publishing's FK locks); organisation_id in the claim index (claims skip the
 due rows of organisations with enough work waiting without reading the table)
 
-Revision ID: 0005_fair_delivery
-Revises: 0004_lifecycle
+Revision ID: 0006_fair_delivery
+Revises: 0005_portal_sessions
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_fair_delivery"
-down_revision: str | None = "0004_lifecycle"
+revision: str = "0006_fair_delivery"
+down_revision: str | None = "0005_portal_sessions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,78 @@
+"""Headless Chromium for the dashboard's browser tests, driven by Playwright.
+
+Playwright's own browser download cannot run here (nothing but the package
+registries is reachable), so the tests drive the system's Chromium (Debian's
+``chromium`` package, installed by ``.ci/run``) through ``executable_path``.
+``WEBHOOKS_TEST_CHROMIUM`` points at another binary. Without a browser the
+tests skip with the reason, except under ``CI=true``, where that is a failure.
+
+Screenshots go to ``artifacts/screenshots/`` (ignored by git).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def find_chromium() -> str | None:
+    explicit = os.environ.get("WEBHOOKS_TEST_CHROMIUM")
+    if explicit:
+        return explicit if Path(explicit).is_file() else None
+    for name in _CANDIDATES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def _unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"the browser tests must run under CI=true: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """A launched headless Chromium (a Playwright ``Browser``)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright package is not installed (make venv)")
+    path = find_chromium()
+    if path is None:
+        _unavailable(
+            "no Chromium found: install Debian's `chromium` package "
+            "(apt-get install -y chromium) or set WEBHOOKS_TEST_CHROMIUM"
+        )
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=path,
+            headless=True,
+            # root in CI containers: Chromium's sandbox needs user namespaces.
+            args=["--no-sandbox", "--disable-dev-shm-usage"],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def screenshot(page: Any, name: str, *, full_page: bool = True) -> Path:
+    """``full_page=False`` for a modal dialog (it covers the viewport only)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    if full_page:  # a page as it looks, without the focus ring of the last click
+        page.evaluate("() => document.activeElement && document.activeElement.blur()")
+    page.screenshot(path=str(path), full_page=full_page)
+    return path

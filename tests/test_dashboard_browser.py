@@ -1,0 +1,446 @@
+"""The dashboard in a real browser: headless Chromium (Playwright) against the
+real Envoy gateway, a real API server with its delivery worker, and a local
+receiver. It does what an admin does: opens the portal-session link, creates
+an endpoint, watches attempts arrive, opens one, retries a failure, sends a
+test event, and never sees another organisation's endpoints.
+
+Screenshots of the main screens (1280 px and 360 px wide) are written to
+artifacts/screenshots/; docs/ has one of each, for the README.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from tests.support.browser import chromium, screenshot
+from tests.support.envoy import running_gateway
+from tests.support.payloads import example
+from tests.support.receiver import Receiver, Reply, running_receiver
+from tests.support.server import RunningServer, make_org_and_keys, running_server
+from webhooks_client import AdminClient, PublisherClient, make_publish_request
+from webhooks_service.gateway import EnvoyProcess
+
+pytestmark = [pytest.mark.gateway, pytest.mark.slow, pytest.mark.timeout(240)]
+
+OTHER_ORG_URL = "https://other-organisation.example.com/hook"
+DESKTOP = {"width": 1280, "height": 860}
+PHONE = {"width": 360, "height": 780}
+
+
+@dataclass
+class Stack:
+    srv: RunningServer
+    gw: EnvoyProcess
+    rx: Receiver
+    browser: Any
+    org: str
+    keys: dict[str, str]
+
+    def portal_url(self, **body: Any) -> str:
+        resp = httpx.post(
+            f"{self.gw.base_url}/webhooks/portal-sessions",
+            headers={"authorization": f"Bearer {self.keys['all']}"},
+            json=body,
+        )
+        assert resp.status_code == 200, resp.text
+        url: str = resp.json()["url"]
+        return url
+
+    def publish(self, type_: str = "reward.claimed") -> str:
+        with PublisherClient(self.srv.target, self.keys["events:publish"]) as pub:
+            return pub.publish_event(self.org, type_, example(type_)).event_id
+
+
+@pytest.fixture(scope="module")
+def stack(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with chromium() as browser:
+        path = tmp_path_factory.mktemp("browser-db") / "webhooks.db"
+        shutil.copyfile(sqlite_template, path)
+        with (
+            running_receiver() as rx,
+            running_server(
+                f"sqlite:///{path}", {"retry_schedule": (30.0,), "poll_interval": 0.2}, worker=True
+            ) as srv,
+            running_gateway([srv.target]) as gw,
+        ):
+            org, keys = make_org_and_keys(srv.engine, "Acme")
+            yield Stack(srv, gw, rx, browser, org, keys)
+
+
+@pytest.fixture(scope="module")
+def other_org(stack: Stack) -> str:
+    """Another organisation with an endpoint of its own."""
+    _, keys = make_org_and_keys(stack.srv.engine, "Other")
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        admin.put_webhook_config(url=OTHER_ORG_URL, event_types=["*"], description="not yours")
+    return OTHER_ORG_URL
+
+
+def new_page(stack: Stack, viewport: dict[str, int]) -> Any:
+    from playwright.sync_api import expect
+
+    # The log polls every 2.5 s and the machine may be busy: wait up to 15 s.
+    expect.set_options(timeout=15_000)
+    context = stack.browser.new_context(viewport=viewport)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.js_errors = errors
+    return page
+
+
+def wait_for_outcome(stack: Stack, event_id: str, outcome: str, timeout: float = 15) -> None:
+    """Until the newest attempt of ``event_id`` has ``outcome`` (the log is written in batches)."""
+    deadline = time.monotonic() + timeout
+    with AdminClient(stack.srv.target, stack.keys["all"]) as admin:
+        while time.monotonic() < deadline:
+            logs = admin.list_delivery_logs(event_id=event_id).logs
+            if logs and logs[0].outcome.name == outcome.removeprefix("OUTCOME_"):
+                return
+            time.sleep(0.1)
+    raise AssertionError(f"{event_id}: no {outcome} within {timeout} s")
+
+
+def signin_heading(page: Any) -> Any:
+    return page.get_by_role("heading", name="Sign in to your dashboard", exact=True)
+
+
+def test_admin_journey(stack: Stack, other_org: str) -> None:
+    from playwright.sync_api import expect
+
+    rx = stack.rx
+    # first two events delivered, the third refused for good (400), then fine again
+    refused = Reply(400, b'{"error": "unknown user"}')
+    rx.program("/hook", Reply(200), Reply(200), refused, Reply(200))
+    page = new_page(stack, DESKTOP)
+    url = stack.portal_url()
+    token = parse_qs(urlsplit(url).fragment)["token"][0]
+    page.goto(url)
+    expect(page.get_by_role("heading", name="Endpoints", exact=True)).to_be_visible()
+    # signed in; the token left the address bar and is in this tab's sessionStorage only
+    assert token not in page.url
+    assert page.evaluate("() => localStorage.length") == 0
+    stored = page.evaluate("() => ({...sessionStorage})")
+    assert stored["webhooks.dashboard.token"] == token
+    assert token not in stored["webhooks.dashboard.session"]  # expiry and scopes only
+    expect(page.get_by_text("No endpoints yet")).to_be_visible()
+
+    # a field violation is shown beside the URL field
+    page.get_by_role("button", name="Add endpoint").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Endpoint URL").fill("ftp://x")
+    dialog.get_by_label("All events").check()
+    dialog.get_by_role("button", name="Create endpoint").click()
+    url_error = dialog.locator("[data-field=url] .field-error")
+    expect(url_error).to_be_visible()
+    expect(url_error).to_contain_text(re.compile("http", re.I))
+    expect(dialog.get_by_label("Endpoint URL")).to_have_attribute("aria-invalid", "true")
+    expect(dialog.locator("[data-field=event_types] .field-error")).to_be_hidden()
+
+    # create it for real: the generated secret is shown once
+    dialog.get_by_label("Endpoint URL").fill(rx.url("/hook"))
+    dialog.get_by_label("Description").fill("Rewards service")
+    dialog.get_by_role("button", name="Create endpoint").click()
+    secret_dialog = page.get_by_role("dialog", name="Signing secret — shown once")
+    expect(secret_dialog.get_by_label("Secret")).to_have_value(re.compile(r"^whsec_"))
+    secret_dialog.get_by_role("button", name="I have stored it").click()
+    card = page.locator("article.endpoint")
+    expect(card).to_have_count(1)
+    expect(card).to_contain_text(rx.url("/hook"))
+    assert other_org not in page.content()
+
+    # the delivery log: attempts appear without a reload
+    page.get_by_role("link", name="Delivery log").click()
+    expect(page.get_by_role("heading", name="Delivery log", exact=True)).to_be_visible()
+    rows = page.locator(".log-row")
+    stack.publish()
+    stack.publish("user.authenticated")
+    rx.wait_for(2, path="/hook")
+    expect(rows).to_have_count(2)
+    expect(page.locator(".log-row[data-outcome=OUTCOME_DELIVERED]")).to_have_count(2)
+    failed_event = stack.publish("reward.redeemed")
+    rx.wait_for(3, path="/hook")
+    failed = page.locator(".log-row[data-outcome=OUTCOME_FAILED]")
+    expect(failed).to_have_count(1)
+    expect(failed).to_contain_text("HTTP 400")
+
+    # the attempt's detail
+    failed.get_by_role("button").click()
+    detail = page.get_by_role("dialog", name="Delivery attempt")
+    expect(detail).to_contain_text(rx.url("/hook"))
+    expect(detail).to_contain_text(failed_event)
+    expect(detail.get_by_label("Request body")).to_contain_text('"type": "reward.redeemed"')
+    expect(detail.get_by_label("Response body")).to_contain_text("unknown user")
+    expect(detail).to_contain_text("none scheduled")
+    screenshot(page, "attempt-desktop", full_page=False)
+
+    # retry it: the new attempt appears
+    detail.get_by_role("button", name="Retry delivery").click()
+    expect(detail.get_by_role("status")).to_contain_text("Retry scheduled")
+    page.keyboard.press("Escape")
+    expect(detail).to_be_hidden()
+    rx.wait_for(4, path="/hook")
+    retried = page.locator(".log-row[data-outcome=OUTCOME_DELIVERED]", has_text="reward.redeemed")
+    expect(retried).to_have_count(1)
+    expect(retried).to_contain_text("#2")
+    expect(rows).to_have_count(4)
+
+    # filters: outcome, then event id
+    page.get_by_label("Outcome").select_option(label="Failed")
+    expect(rows).to_have_count(1)
+    page.get_by_label("Outcome").select_option(label="Any outcome")
+    expect(rows).to_have_count(4)
+    page.get_by_label("Event id").fill(failed_event)
+    page.get_by_label("Event id").press("Enter")
+    expect(rows).to_have_count(2)
+    page.get_by_label("Event id").fill("")
+    page.get_by_label("Event id").press("Enter")
+    expect(rows).to_have_count(4)
+
+    # send a test event from the endpoint, and see its attempt in the log
+    page.get_by_role("link", name="Endpoints").click()
+    page.get_by_role("button", name="Send test event").click()
+    expect(card.get_by_role("status")).to_contain_text("Test event delivered: HTTP 200")
+    page.get_by_role("link", name="Delivery log").click()
+    expect(page.locator(".log-row", has_text="webhook.ping")).to_have_count(1)
+
+    # only this organisation's endpoints, in the list and the log's filter
+    assert other_org not in page.content()
+    options = page.get_by_label("Endpoint", exact=True).locator("option")
+    expect(options).to_have_text(["All endpoints", rx.url("/hook").removeprefix("http://")])
+
+    # edit: event types chosen from the catalog, shown with their descriptions
+    with AdminClient(stack.srv.target, stack.keys["all"]) as admin:
+        catalog = {t.name: t.description for t in admin.list_event_types()}
+    page.get_by_role("link", name="Endpoints").click()
+    card.get_by_role("button", name="Edit").click()
+    form = page.get_by_role("dialog", name="Edit endpoint")
+    expect(form.get_by_text(catalog["user.authenticated"], exact=True)).to_be_visible()
+    form.get_by_label("All events").uncheck()
+    form.get_by_label("All reward events").check()
+    expect(form.get_by_label("reward.claimed")).to_be_disabled()  # covered by reward.*
+    form.get_by_label("user.authenticated").check()
+    screenshot(page, "form-desktop", full_page=False)
+    form.get_by_role("button", name="Save changes").click()
+    expect(form).to_be_hidden()
+    expect(card.locator(".chip")).to_have_text(["user.authenticated", "reward.*"])
+
+    # rotate the secret: the new one is shown once, the hint follows it
+    hint = card.locator(".endpoint-meta").inner_text()
+    card.get_by_role("button", name="Rotate secret").click()
+    page.get_by_role("dialog", name="Rotate the signing secret?").get_by_role(
+        "button", name="Rotate secret"
+    ).click()
+    rotated = page.get_by_role("dialog", name="Signing secret — shown once")
+    expect(rotated).to_contain_text("The previous secret also signs until")
+    new_secret = rotated.get_by_label("Secret").input_value()
+    assert new_secret.startswith("whsec_")
+    rotated.get_by_role("button", name="I have stored it").click()
+    expect(card.locator(".endpoint-meta")).not_to_have_text(hint)
+    expect(card.locator(".endpoint-meta")).to_contain_text(new_secret[:8])
+
+    # disable; the API's refusal of a test event is shown in words beside the button
+    card.get_by_role("button", name="Disable").click()
+    expect(card.locator(".pill")).to_have_text("Disabled")
+    card.get_by_role("button", name="Send test event").click()
+    expect(card.get_by_role("status")).to_contain_text(re.compile("disabled", re.I))
+    card.get_by_role("button", name="Enable").click()
+    expect(card.locator(".pill")).not_to_have_text("Disabled")
+
+    # replay a failed delivery over a time range
+    rx.program("/hook", refused, Reply(200))
+    before = rx.count("/hook")
+    lost = stack.publish("user.authenticated")
+    wait_for_outcome(stack, lost, "OUTCOME_FAILED")
+    card.get_by_role("button", name="Replay failed…").click()
+    replay = page.get_by_role("dialog", name="Replay failed deliveries")
+    since = replay.get_by_label("From").input_value()
+    until_default = replay.get_by_label("Until").input_value()
+    replay.get_by_label("From").fill("2030-01-02T00:00")
+    replay.get_by_label("Until").fill("2030-01-01T00:00")
+    replay.get_by_role("button", name="Replay").click()
+    expect(replay.locator("[data-field=until] .field-error")).to_contain_text("after")
+    replay.get_by_label("From").fill(since)
+    replay.get_by_label("Until").fill("2099-01-01T00:00")
+    replay.get_by_role("button", name="Replay").click()
+    expect(replay.locator("[data-field=until] .field-error")).to_contain_text("31 days")
+    replay.get_by_label("Until").fill(until_default)
+    replay.get_by_role("button", name="Replay").click()
+    expect(replay.get_by_role("status")).to_contain_text("1 delivery is being attempted again")
+    rx.wait_for(before + 2, path="/hook")
+    page.keyboard.press("Escape")
+    wait_for_outcome(stack, lost, "OUTCOME_DELIVERED")
+
+    # a second endpoint that is down: it shows as failing, its attempts as retrying
+    rx.program("/crm", Reply(503, b"upstream unavailable"))
+    with AdminClient(stack.srv.target, stack.keys["all"]) as admin:
+        admin.put_webhook_config(
+            url=rx.url("/crm"), event_types=["reward.*"], description="CRM sync"
+        )
+    stack.publish("reward.claimed")
+    stack.publish("reward.distributed")
+    rx.wait_for(2, path="/crm")
+    expect(page.locator("article.endpoint")).to_have_count(2)
+    expect(page.locator(".pill", has_text="Failing")).to_have_count(1)
+    screenshot(page, "endpoints-desktop")
+    page.get_by_role("link", name="Delivery log").click()
+    expect(page.locator(".log-row[data-outcome=OUTCOME_RETRY_SCHEDULED]")).to_have_count(2)
+    screenshot(page, "log-desktop")
+    assert page.js_errors == []
+
+
+def test_phone_width_and_keyboard(stack: Stack, other_org: str) -> None:
+    from playwright.sync_api import expect
+
+    page = new_page(stack, PHONE)
+    page.goto(stack.portal_url())
+    expect(page.locator("article.endpoint").first).to_be_visible()
+    assert other_org not in page.content()
+    # nothing wider than the screen
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
+    screenshot(page, "endpoints-phone")
+    # every control has a label
+    unlabelled = page.evaluate(
+        """() => [...document.querySelectorAll('input, select, textarea, button')]
+             .filter(el => !el.labels?.length && !el.getAttribute('aria-label')
+                           && !el.textContent.trim() && el.type !== 'hidden')
+             .map(el => el.outerHTML)"""
+    )
+    assert unlabelled == []
+    # keyboard only: reach "Add endpoint", open the form, close it with Escape
+    add = page.get_by_role("button", name="Add endpoint")
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.id") == "add-endpoint":
+            break
+    expect(add).to_be_focused()
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog", name="Add an endpoint")
+    expect(dialog.get_by_label("Endpoint URL")).to_be_focused()
+    expect(dialog.get_by_label("All reward events")).to_be_visible()
+    screenshot(page, "form-phone", full_page=False)
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+
+    page.get_by_role("link", name="Delivery log").click()
+    expect(page.locator(".log-row").first).to_be_visible()
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
+    screenshot(page, "log-phone")
+    page.locator(".log-row").first.get_by_role("button").click()
+    expect(page.get_by_role("dialog", name="Delivery attempt")).to_be_visible()
+    screenshot(page, "attempt-phone", full_page=False)
+    assert page.js_errors == []
+
+
+def test_sign_in_with_a_key_and_session_end(stack: Stack) -> None:
+    from playwright.sync_api import expect
+
+    page = new_page(stack, DESKTOP)
+    page.goto(f"{stack.gw.base_url}/")
+    expect(
+        page.get_by_role("heading", name="Sign in to your dashboard", exact=True)
+    ).to_be_visible()
+    screenshot(page, "signin-desktop")
+    page.get_by_label("API key").fill("whk_not_a_key")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("invalid API key")
+    page.get_by_label("API key").fill(stack.keys["all"])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Endpoints", exact=True)).to_be_visible()
+    assert page.evaluate("() => localStorage.length") == 0
+    page.get_by_role("button", name="Sign out").click()
+    expect(
+        page.get_by_role("heading", name="Sign in to your dashboard", exact=True)
+    ).to_be_visible()
+    assert page.evaluate("() => sessionStorage.length") == 0
+
+    # a portal session revoked by the platform signs the dashboard out, saying why
+    resp = httpx.post(
+        f"{stack.gw.base_url}/webhooks/portal-sessions",
+        headers={"authorization": f"Bearer {stack.keys['all']}"},
+        json={},
+    ).json()
+    page.goto(resp["url"])
+    expect(page.get_by_role("heading", name="Endpoints", exact=True)).to_be_visible()
+    with AdminClient(stack.srv.target, stack.keys["all"]) as admin:
+        admin.revoke_portal_session(resp["session_id"])
+    expect(page.get_by_role("alert")).to_contain_text("portal session revoked", timeout=20_000)
+    expect(
+        page.get_by_role("heading", name="Sign in to your dashboard", exact=True)
+    ).to_be_visible()
+    assert page.js_errors == []
+
+
+def test_log_pages_and_filters_by_endpoint(stack: Stack) -> None:
+    from playwright.sync_api import expect
+
+    org, keys = make_org_and_keys(stack.srv.engine, "Paging")
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        busy = admin.put_webhook_config(url=stack.rx.url("/busy"), event_types=["reward.*"])
+        quiet = admin.put_webhook_config(url=stack.rx.url("/quiet"), event_types=["user.*"])
+    with PublisherClient(stack.srv.target, keys["events:publish"]) as pub:
+        pub.publish_events(
+            [make_publish_request(org, "reward.claimed", example()) for _ in range(30)]
+            + [make_publish_request(org, "user.opted_in", example("user.opted_in"))]
+        )
+    stack.rx.wait_for(30, path="/busy")
+    stack.rx.wait_for(1, path="/quiet")
+    resp = httpx.post(
+        f"{stack.gw.base_url}/webhooks/portal-sessions",
+        headers={"authorization": f"Bearer {keys['all']}"},
+        json={"scopes": ["webhooks:read"]},
+    )
+    page = new_page(stack, DESKTOP)
+    page.goto(resp.json()["url"])
+    page.get_by_role("link", name="Delivery log").click()
+    rows = page.locator(".log-row")
+    expect(rows).to_have_count(25)  # one page
+    page.get_by_role("button", name="Load older attempts").click()
+    expect(rows).to_have_count(31)
+    expect(page.get_by_role("button", name="Load older attempts")).to_be_hidden()
+    page.get_by_label("Endpoint", exact=True).select_option(busy.config.id)
+    expect(rows).to_have_count(25)
+    page.get_by_label("Endpoint", exact=True).select_option(quiet.config.id)
+    expect(rows).to_have_count(1)
+    expect(rows).to_contain_text("user.opted_in")
+    # the endpoint's "Delivery log" button lands on the same filtered view
+    page.get_by_role("link", name="Endpoints").click()
+    page.locator("article.endpoint", has_text="/quiet").get_by_role(
+        "button", name="Delivery log"
+    ).click()
+    expect(page.get_by_label("Endpoint", exact=True)).to_have_value(quiet.config.id)
+    expect(rows).to_have_count(1)
+    # a read-only session shows no controls that change anything
+    page.get_by_role("link", name="Endpoints").click()
+    expect(page.locator("#read-only")).to_have_text("Read-only")
+    expect(page.locator("article.endpoint")).to_have_count(2)
+    for name in ("Add endpoint", "Edit", "Disable", "Rotate secret", "Send test event"):
+        expect(page.get_by_role("button", name=name)).to_have_count(0)
+    expect(page.get_by_text("Portal session · until")).to_be_visible()
+    assert page.js_errors == []
+
+
+def test_session_end_is_announced_then_signs_out(stack: Stack) -> None:
+    from playwright.sync_api import expect
+
+    page = new_page(stack, DESKTOP)
+    page.clock.install()
+    page.goto(stack.portal_url(ttl_seconds=240))
+    expect(page.get_by_role("heading", name="Endpoints", exact=True)).to_be_visible()
+    expect(page.get_by_role("status").filter(has_text="Your session ends")).to_be_visible()
+    page.clock.fast_forward("04:05")
+    expect(signin_heading(page)).to_be_visible()
+    expect(page.get_by_role("alert")).to_contain_text("Your portal session expired at")
+    assert page.evaluate("() => sessionStorage.length") == 0
+    assert page.js_errors == []
