@@ -8,7 +8,7 @@ UV_VERSION := 0.13.9
 SYNCED := $(VENV)/.synced
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: help venv run test pytest gen check-gen lint format clean bench-logs bench demo bench-gateway proto-snapshot
+.PHONY: help venv run test pytest gen check-gen lint format clean bench-logs bench bench-fairness demo bench-gateway proto-snapshot
 
 help:
 	@echo "make run        gRPC API (127.0.0.1:50051) + REST gateway (127.0.0.1:8080) on SQLite"
@@ -19,6 +19,7 @@ help:
 	@echo "make lint       ruff + mypy (strict)"
 	@echo "make demo       deliver signed events to a local receiver and print the log"
 	@echo "make bench      delivery throughput, latency and isolation (SQLite, PostgreSQL)"
+	@echo "make bench-fairness  a tenant's flood to a hanging receiver vs another's latency"
 	@echo "make bench-gateway  GET /webhooks/configs through Envoy vs direct gRPC"
 
 $(UV):
@@ -68,6 +69,11 @@ bench-logs: $(SYNCED)
 # Delivery throughput vs a raw client, publish-to-receipt latency, isolation (SQLite, PostgreSQL).
 bench: $(SYNCED)
 	$(PY) scripts/bench_delivery.py $(BENCH_ARGS)
+
+# Fairness (issue 9): org A floods 100 configs on a never-answering receiver while org B
+# publishes 20 ev/s; B's publish-to-receipt p50/p99 with and without A (SQLite, PostgreSQL).
+bench-fairness: $(SYNCED)
+	$(PY) scripts/bench_delivery.py --phases fairness $(BENCH_ARGS)
 
 # Service on SQLite + a local receiver: signed deliveries, a 500-then-recovering and a 400 endpoint.
 demo: $(SYNCED)

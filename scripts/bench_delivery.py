@@ -15,6 +15,14 @@ the latency phase. For SQLite and PostgreSQL it prints:
    (targets 5 ms / 25 ms).
 3. **isolation**: the healthy endpoint's throughput with a second endpoint
    that never answers, against without (loss <= 10 %).
+4. **fairness** (``make bench-fairness``; not in the default phases): the
+   abuse of issue 9. Organisation A has 100 configurations on a receiver that
+   accepts connections and never answers and fans 12 events out to them
+   (1,200 deliveries, retried as they time out), while organisation B
+   publishes 20 events/s over gRPC to a healthy receiver. Prints B's
+   publish-to-receipt p50/p99 without and with A's load (default settings:
+   256 in flight, 16 per destination, 15 s attempt timeout). Targets: B's
+   p99 under load <= 250 ms and <= 3x its unloaded p99.
 
 Not a test: figures depend on the machine. Run: ``make bench`` or
 ``.venv/bin/python scripts/bench_delivery.py [--events N] [--backends sqlite,postgres]``.
@@ -49,7 +57,8 @@ from webhooks_service.storage import db
 from webhooks_service.storage.models import utcnow
 
 CONCURRENCY = 64
-PHASES = ("throughput", "latency", "isolation")
+PHASES = ("throughput", "latency", "isolation", "fairness")
+DEFAULT_PHASES = ("throughput", "latency", "isolation")
 PAD = "x" * 850  # ~1 KiB bodies, like the brief's measurements
 
 
@@ -427,6 +436,94 @@ async def isolation_phase(
     return statistics.median(alone), statistics.median(together)
 
 
+async def fairness_run(
+    rx: Rx,
+    fast_port: int,
+    hang_port: int,
+    settings: Settings,
+    engine: Engine,
+    seconds: float,
+    fanout: int,
+    loaded: bool,
+) -> dict[str, float]:
+    """One window of B publishing 20 ev/s (with A's flood if ``loaded``)."""
+    from webhooks_service.api.server import start_server
+
+    tag = uuid.uuid4().hex[:6]
+    org_b = orgs.create_org(engine, f"fair-b-{tag}").id
+    add_config(engine, settings, org_b, f"http://127.0.0.1:{fast_port}/b")
+    key_b = keys.create_key(engine, org_b, ["events:publish"])[1]
+    org_a = ""
+    if loaded:
+        org_a = orgs.create_org(engine, f"fair-a-{tag}").id
+        for i in range(100):  # the per-organisation maximum, all on the hanging receiver
+            add_config(engine, settings, org_a, f"http://127.0.0.1:{hang_port}/a/{i}")
+    local = LocalWorker()
+    stop = asyncio.Event()
+    server = await start_server(
+        settings, engine, listen="127.0.0.1:0", notify=local.notify, lend=local.lend
+    )
+    worker = asyncio.create_task(run_worker(settings, engine, stop, local=local))
+    await asyncio.sleep(0.5)
+    rx.ask("reset")
+    if loaded:  # 12 events x 100 configurations, as A's own publisher would send them
+        items = [
+            publishing.EventInput(org_a, "", "reward.claimed", None, claim(i, PAD[:200]))
+            for i in range(fanout)
+        ]
+        await publishing.publish_events(
+            engine, settings, org_a, items, batch=True, notify=local.notify, lend=local.lend
+        )
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    rate = 20.0
+    proc = ctx.Process(
+        target=publisher_main,
+        args=(child, server.target, key_b, org_b, rate, int(rate * seconds)),
+        daemon=True,
+    )
+    proc.start()
+    sent: dict[str, float] = await asyncio.to_thread(parent.recv)
+    proc.join()
+    deadline = time.monotonic() + 10
+    received: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        received = rx.ask("times")
+        if all(k in received for k in sent):
+            break
+        await asyncio.sleep(0.05)
+    a_attempts = 0
+    if loaded:
+        with engine.connect() as conn:
+            a_attempts = int(
+                conn.execute(
+                    sa.text("SELECT count(*) FROM delivery_attempts WHERE organisation_id = :o"),
+                    {"o": org_a},
+                ).scalar_one()
+            )
+    stop.set()
+    await worker
+    await server.stop(grace=1.0)
+    if loaded:  # leave nothing of A's flood for the next run
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "UPDATE deliveries SET status = 'failed' "
+                    "WHERE organisation_id = :o AND status = 'pending'"
+                ),
+                {"o": org_a},
+            )
+    lat = [(received[k] - t) * 1000 for k, t in sent.items() if k in received]
+    return {
+        "p50": percentile(lat, 0.50) if lat else float("inf"),
+        "p99": percentile(lat, 0.99) if lat else float("inf"),
+        "max": max(lat) if lat else float("inf"),
+        "lost": len(sent) - len(lat),
+        "a_deliveries": 100 * fanout if loaded else 0,
+        "a_attempts": a_attempts,
+    }
+
+
 def run_backend(
     backend: str, args: argparse.Namespace, rx: Rx, fast: int, hang: int, tmp: str
 ) -> dict[str, Any]:
@@ -459,6 +556,26 @@ def run_backend(
             out["alone_rate"], out["isolated_rate"] = asyncio.run(
                 isolation_phase(hang, fast, settings, engine, args.events // 2, args.rounds)
             )
+        if "fairness" in phases:
+            # The service's defaults (256 in flight, 16 per destination, 15 s timeout).
+            fair = Settings(
+                database_url=url, allowed_target_networks=("127.0.0.0/8",), shutdown_grace=0.5
+            )
+            out["fairness"] = [
+                asyncio.run(
+                    fairness_run(
+                        rx,
+                        fast,
+                        hang,
+                        fair,
+                        engine,
+                        args.fairness_seconds,
+                        args.fairness_fanout,
+                        loaded,
+                    )
+                )
+                for loaded in (False, True)
+            ]
         return out
     finally:
         engine.dispose()
@@ -474,11 +591,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument(
         "--phases",
-        default=",".join(PHASES),
+        default=",".join(DEFAULT_PHASES),
         help="comma-separated subset of " + ",".join(PHASES) + " (e.g. --phases latency)",
     )
     parser.add_argument(
         "--latency-runs", type=int, default=1, help="repeat the latency phase (each printed)"
+    )
+    parser.add_argument(
+        "--fairness-seconds", type=float, default=20.0, help="fairness phase: B publishes this long"
+    )
+    parser.add_argument(
+        "--fairness-fanout", type=int, default=12, help="fairness phase: A's events x 100 configs"
     )
     parser.add_argument(
         "--postgres-url",
@@ -545,6 +668,25 @@ def main(argv: list[str] | None = None) -> int:
                     f"healthy endpoint with a hanging one: {r['isolated_rate']:,.0f}/s vs "
                     f"{r['alone_rate']:,.0f}/s alone (alternating rounds), "
                     f"loss {loss:.1%} (target <= 10%)"
+                )
+            if "fairness" in r:
+                alone, loaded = r["fairness"]
+                checks["fairness p99 <= 250 ms"] = loaded["p99"] <= 250
+                checks["fairness p99 <= 3x unloaded"] = loaded["p99"] <= 3 * alone["p99"]
+                for name, f in (("B alone", alone), ("B with A's flood", loaded)):
+                    extra = ""
+                    if f["a_deliveries"]:
+                        extra = (
+                            f"; A: {f['a_deliveries']:.0f} deliveries to a never-answering "
+                            f"receiver, {f['a_attempts']:.0f} attempts logged meanwhile"
+                        )
+                    print(
+                        f"fairness, {name}: B publish-to-receipt at 20 ev/s p50 {f['p50']:.1f} ms, "
+                        f"p99 {f['p99']:.1f} ms, max {f['max']:.1f} ms, lost {f['lost']:.0f}{extra}"
+                    )
+                print(
+                    f"fairness: B p99 under load {loaded['p99']:.1f} ms = "
+                    f"{loaded['p99'] / alone['p99']:.2f}x unloaded (targets <= 250 ms, <= 3x)"
                 )
             ok = ok and all(checks.values())
             print(

@@ -13,6 +13,7 @@ import json
 import shutil
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from webhooks_client import (
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
+    RateLimitedError,
 )
 from webhooks_service.core import redelivery
 
@@ -214,7 +216,54 @@ def test_replay_past_the_cap_replays_nothing(env: Env, monkeypatch: pytest.Monke
     assert env.rx.count("/cap") == 3
 
 
+@pytest.mark.parametrize("env", [{**FAST, "replay_deliveries_per_hour": 4}], indirect=True)
+def test_replay_is_budgeted_per_organisation(env: Env) -> None:
+    start = datetime.now(UTC) - timedelta(seconds=1)
+    env.rx.program("/budget", Reply(400))
+    config, _ = env.config("/budget")
+    for _ in range(3):
+        env.publish()
+    env.wait_logs(3, outcome="failed")
+    assert env.admin.replay_deliveries(config.id, since=start) == 3
+    env.wait_logs(6, outcome="failed")
+    # 1 left of 4 per hour: 3 match, nothing is replayed, the error says why.
+    with pytest.raises(RateLimitedError, match="1 left of 4 per hour"):
+        env.admin.replay_deliveries(config.id, since=start)
+    time.sleep(0.2)
+    assert env.rx.count("/budget") == 6
+    with other_org_admin(env) as other:  # another organisation has its own budget
+        other_config = other.put_webhook_config(url=env.rx.url("/o"), event_types=["*"])
+        assert other.replay_deliveries(other_config.config.id, since=start) == 0
+
+
 # -- SendTestEvent -----------------------------------------------------------------
+
+
+def test_24_concurrent_test_events_to_one_config_all_succeed(env: Env) -> None:
+    """Concurrent finishes for one configuration (its health counters) never
+    deadlock: each is answered with its own delivered attempt."""
+    env.rx.program("/concurrent", Reply(200, delay=0.05))
+    config, _ = env.config("/concurrent")
+    with ThreadPoolExecutor(24) as pool:
+        entries = list(pool.map(lambda _: env.admin.send_test_event(config.id), range(24)))
+    assert [e.outcome for e in entries] == [Out.DELIVERED] * 24
+    assert len({e.event_id for e in entries}) == 24
+    assert env.rx.count("/concurrent") == 24
+    (listed,) = [c for c in env.admin.list_webhook_configs() if c.id == config.id]
+    assert listed.health.attempts == 24 and listed.health.successes == 24
+
+
+@pytest.mark.parametrize("env", [{**FAST, "test_events_per_minute": 6}], indirect=True)
+def test_test_events_are_budgeted_per_organisation(env: Env) -> None:
+    config, _ = env.config("/pings")
+    for _ in range(3):  # half a minute's worth at once
+        assert env.admin.send_test_event(config.id).outcome == Out.DELIVERED
+    with pytest.raises(RateLimitedError, match="at most 6 per minute"):
+        env.admin.send_test_event(config.id)
+    assert env.rx.count("/pings") == 3
+    with other_org_admin(env) as other:
+        other_config = other.put_webhook_config(url=env.rx.url("/o"), event_types=["*"])
+        assert other.send_test_event(other_config.config.id).outcome == Out.DELIVERED
 
 
 def test_test_event_is_a_signed_ping_returned_as_its_attempt(env: Env) -> None:

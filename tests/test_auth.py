@@ -89,8 +89,6 @@ def test_missing_scope_is_permission_denied(server: RunningServer, org: OrgKeys)
 
 
 def test_admin_keys_cannot_publish(server: RunningServer, org: OrgKeys) -> None:  # noqa: F811
-    if not server.api.serves_publisher:
-        pytest.skip("EventPublisher not installed yet")
     with (
         PublisherClient(server.target, org.keys["webhooks:write"]) as client,
         pytest.raises(PermissionDeniedError, match="events:publish"),

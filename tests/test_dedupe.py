@@ -7,12 +7,12 @@ the in-memory store and on real (millisecond) expiry for Redis.
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 
+from tests.support.polling import eventually
 from webhooks_client import Deduplicator, InMemoryStore, Outcome, RedisStore, signed_headers
 from webhooks_client.dedupe import ClaimState, DedupeStore
 
@@ -158,15 +158,6 @@ def test_memory_store_is_bounded_and_purges_expired() -> None:
     assert store.claim("evt_short", timedelta(seconds=1)).state is ClaimState.CLAIMED
 
 
-def _poll(predicate: Callable[[], bool], deadline: float) -> bool:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
-
-
 def test_redis_markers_expire(redis_url: str, redis_key_prefix: str) -> None:
     store = RedisStore.from_url(redis_url, key_prefix=redis_key_prefix)
     try:
@@ -180,10 +171,10 @@ def _check_expiry(store: RedisStore) -> None:
     store.claim("evt_claim", timedelta(milliseconds=150))
     assert store.claim("evt_done", timedelta(seconds=5)).state is ClaimState.DONE
     # Real expiry in Redis: poll rather than sleep a fixed time.
-    assert _poll(
+    assert eventually(
         lambda: store.claim("evt_claim", timedelta(seconds=5)).state is ClaimState.CLAIMED, 5
     )
-    assert _poll(
+    assert eventually(
         lambda: store.claim("evt_done", timedelta(seconds=5)).state is ClaimState.CLAIMED, 5
     )
 

@@ -23,6 +23,7 @@ from standardwebhooks.webhooks import Webhook
 from tests.support.delivery_env import DeliveryEnv as Env
 from tests.support.delivery_env import delivery_env
 from tests.support.payloads import example
+from tests.support.polling import eventually_async
 from tests.support.receiver import Reply, running_receiver
 from tests.support.server import make_org_and_keys, running_server
 from tests.support.server import test_settings as make_settings
@@ -218,22 +219,15 @@ def test_retry_waits_for_the_injected_clock(database_url: str) -> None:
             stop, wake = asyncio.Event(), asyncio.Event()
             task = asyncio.create_task(worker.run(stop, wake))
 
-            async def until(cond: Any) -> None:
-                for _ in range(500):
-                    if cond():
-                        return
-                    await asyncio.sleep(0.01)
-                raise AssertionError("condition not reached")
-
             try:
-                await steps(worker, wake, until)
+                await steps(worker, wake, eventually_async)
             finally:
                 stop.set()
                 await task
 
         async def steps(worker: DeliveryWorker, wake: asyncio.Event, until: Any) -> None:
             start = clock.now
-            await until(lambda: worker.attempts_recorded == 1)
+            await until(lambda: worker.attempts_recorded == 1, 5.0)
             with engine.connect() as conn:
                 due = conn.execute(sa.text("SELECT next_attempt_at FROM deliveries")).scalar()
             assert due is not None
@@ -246,7 +240,7 @@ def test_retry_waits_for_the_injected_clock(database_url: str) -> None:
             assert rx.count("/h") == 1
             clock.now = start + timedelta(seconds=30)
             wake.set()
-            await until(lambda: worker.attempts_recorded == 2)
+            await until(lambda: worker.attempts_recorded == 2, 5.0)
             assert rx.count("/h") == 2
 
         asyncio.run(scenario())

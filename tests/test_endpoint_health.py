@@ -8,7 +8,6 @@ takes no time. Both run on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +15,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from tests.support.payloads import example
+from tests.support.polling import eventually
 from tests.support.receiver import Receiver, Reply, running_receiver
 from tests.support.server import make_org_and_keys, running_server
 from tests.support.server import test_settings as make_settings
@@ -23,8 +23,9 @@ from webhooks_client import AdminClient, PublisherClient, WebhookConfig
 from webhooks_service.config import Settings, parse_duration
 from webhooks_service.core import configs
 from webhooks_service.core.endpoint_health import disable_failing_endpoints
+from webhooks_service.delivery.attempt import NOT_ATTEMPTED_ERROR
+from webhooks_service.domain import FinishedAttempt, Outcome
 from webhooks_service.storage import queue
-from webhooks_service.storage.queue import FinishedAttempt
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -53,7 +54,14 @@ class Endpoints:
         )
         return result.config.id
 
-    def attempt(self, config_id: str, at: datetime, status: int = 500, error: str = "") -> None:
+    def attempt(
+        self,
+        config_id: str,
+        at: datetime,
+        status: int = 500,
+        error: str = "",
+        attempted: bool = True,
+    ) -> None:
         """One recorded attempt (its delivery is not ours: only the health counts)."""
         ok = 200 <= status < 300
         finished = FinishedAttempt(
@@ -66,11 +74,12 @@ class Endpoints:
             event_id="evt",
             event_type="reward.claimed",
             url="https://example.com/hook",
-            outcome="delivered" if ok else "retry_scheduled",
+            outcome=Outcome.DELIVERED if ok else Outcome.RETRY_SCHEDULED,
             attempted_at=at,
             next_attempt_at=None if ok else at + timedelta(seconds=5),
             response_status_code=0 if error else status,
             error=error,
+            attempted=attempted,
         )
         queue.finish_batch(self.engine, [finished], now=at)
 
@@ -112,7 +121,7 @@ def test_one_batch_folds_many_attempts_per_endpoint(endpoints: Endpoints) -> Non
     def fa(cid: str, minute: int, status: int) -> FinishedAttempt:
         return FinishedAttempt(
             0, "-", 1, endpoints.org_id, cid, 0, "e", "reward.claimed", "u",
-            "delivered" if status == 200 else "failed", T0 + timedelta(minutes=minute),
+            Outcome.DELIVERED if status == 200 else Outcome.FAILED, T0 + timedelta(minutes=minute),
             response_status_code=status,
         )  # fmt: skip
 
@@ -127,7 +136,7 @@ def test_one_batch_folds_many_attempts_per_endpoint(endpoints: Endpoints) -> Non
 
 def test_disabled_endpoint_deliveries_are_not_attempts(endpoints: Endpoints) -> None:
     cid = endpoints.config()
-    endpoints.attempt(cid, T0, error="endpoint disabled: the delivery was not attempted")
+    endpoints.attempt(cid, T0, error=NOT_ATTEMPTED_ERROR, attempted=False)
     h = endpoints.get(cid).health
     assert (h.attempts, h.failures, h.failing_since, h.last_error) == (0, 0, None, "")
 
@@ -202,15 +211,12 @@ def served(database_url: str) -> Iterator[tuple[AdminClient, PublisherClient, st
             yield admin, pub, org_id, rx
 
 
-def _wait_health(
-    admin: AdminClient, config_id: str, attempts: int, timeout: float = 15.0
-) -> WebhookConfig:
-    deadline = time.monotonic() + timeout
-    while True:
+def _wait_health(admin: AdminClient, config_id: str, attempts: int) -> WebhookConfig:
+    def counted() -> WebhookConfig | None:
         config = next(c for c in admin.list_webhook_configs() if c.id == config_id)
-        if config.health.attempts >= attempts or time.monotonic() > deadline:
-            return config
-        time.sleep(0.02)
+        return config if config.health.attempts >= attempts else None
+
+    return eventually(counted, what=f"{attempts} attempts counted")
 
 
 def test_list_shows_health_of_real_deliveries(

@@ -30,8 +30,9 @@ import pytest
 import sqlalchemy as sa
 
 from tests.support.chaos import SUCCESS_MODES, running_chaos
-from tests.support.faults import final_statuses, report, wait_until
+from tests.support.faults import final_statuses, report
 from tests.support.payloads import example
+from tests.support.polling import eventually
 from tests.support.server import make_org_and_keys, running_server
 from webhooks_client import AdminClient, PublisherClient, WebhooksClientError
 from webhooks_service.storage import db
@@ -97,11 +98,11 @@ def postgres_down(ctl: list[str], url: str) -> Iterator[None]:
         yield
     finally:
         subprocess.run([*ctl, "start"], check=True, capture_output=True, timeout=60)
-        wait_until(lambda: _accepting(url), 60, "PostgreSQL to accept connections again")
+        eventually(lambda: _accepting(url), 60, "PostgreSQL to accept connections again")
 
 
 def _deliver_everything(srv_engine: sa.Engine, ids: list[str], timeout: float) -> dict[str, str]:
-    wait_until(
+    eventually(
         lambda: list(final_statuses(srv_engine).values()).count("delivered") == len(ids),
         timeout,
         "every event to be delivered",
@@ -130,7 +131,7 @@ def test_postgres_restart_while_events_flow(
             gateway_status = 0
             with _maybe_gateway(srv.target) as rest:
                 publisher.start()
-                wait_until(lambda: publisher.accepted >= 80, 30, "events to flow")
+                eventually(lambda: publisher.accepted >= 80, 30, "events to flow")
                 with postgres_down(ctl, database_url):
                     down_at = time.monotonic()
                     with pytest.raises(WebhooksClientError) as err:
@@ -140,7 +141,7 @@ def test_postgres_restart_while_events_flow(
                         gateway_status = rest.get(
                             "/webhooks/configs", headers={"authorization": f"Bearer {keys['all']}"}
                         ).status_code
-                    wait_until(lambda: publisher.codes["UNAVAILABLE"] > 0, 10, "a refused publish")
+                    eventually(lambda: publisher.codes["UNAVAILABLE"] > 0, 10, "a refused publish")
                     time.sleep(max(0.0, 2.0 - (time.monotonic() - down_at)))
                 outage = time.monotonic() - down_at
             publisher.join(90)
@@ -205,7 +206,7 @@ def test_sqlite_locked_longer_than_the_busy_timeout(
             admin.put_webhook_config(url=rx.url(), event_types=["*"])
             publisher = Publisher(srv.target, keys["events:publish"], org_id, ids)
             publisher.start()
-            wait_until(lambda: publisher.accepted >= 50, 30, "events to flow")
+            eventually(lambda: publisher.accepted >= 50, 30, "events to flow")
             holder = sqlite3.connect(path, timeout=5, isolation_level=None)
             holder.execute("BEGIN IMMEDIATE")  # the write lock, held for 2 s
             try:
@@ -213,7 +214,7 @@ def test_sqlite_locked_longer_than_the_busy_timeout(
                 with pytest.raises(WebhooksClientError) as err:
                     admin.put_webhook_config(url=rx.url("/other"), event_types=["*"])
                 assert err.value.code is grpc.StatusCode.UNAVAILABLE
-                wait_until(lambda: publisher.codes["UNAVAILABLE"] > 0, 10, "a refused publish")
+                eventually(lambda: publisher.codes["UNAVAILABLE"] > 0, 10, "a refused publish")
                 time.sleep(max(0.0, 2.0 - (time.monotonic() - locked_at)))
             finally:
                 holder.execute("ROLLBACK")

@@ -24,9 +24,9 @@ from tests.support.faults import (
     org_with_endpoint,
     publish,
     report,
-    wait_until,
     worker_process,
 )
+from tests.support.polling import eventually
 from tests.support.server import running_server
 
 pytestmark = [pytest.mark.faults]
@@ -102,7 +102,7 @@ def test_endpoint_chaos_every_event_ends_as_the_policy_says(
                 states = final_statuses(srv.engine)
                 return len(states) == EVENTS and "pending" not in states.values()
 
-            wait_until(settled, 90, "every chaos delivery to settle")
+            eventually(settled, 90, "every chaos delivery to settle")
             peak_kib = worker.status_kib("VmHWM")
             assert worker.terminate() == 0
         states = final_statuses(srv.engine)

@@ -31,9 +31,9 @@ from tests.support.faults import (
     publish,
     report,
     statuses,
-    wait_until,
     worker_process,
 )
+from tests.support.polling import eventually
 from tests.support.server import running_server
 from webhooks_service.storage.models import utcnow
 
@@ -57,7 +57,7 @@ def test_sigkill_mid_batch_then_a_new_worker_loses_nothing(
         org_id, keys = org_with_endpoint(srv.engine, database_url, rx.url())
         with worker_process(database_url, tmp_path, settings) as first:
             publish(srv.target, keys["events:publish"], org_id, event_ids)
-            wait_until(lambda: len(rx.snapshot()) >= 150, 30, "the first worker to get going")
+            eventually(lambda: len(rx.snapshot()) >= 150, 30, "the first worker to get going")
             first.kill()
         killed_at = utcnow()
         before = statuses(srv.engine)
@@ -70,7 +70,7 @@ def test_sigkill_mid_batch_then_a_new_worker_loses_nothing(
         assert before.get("delivered", 0) < events, "all delivered before the kill"
         assert claimed > 0, "the kill caught no claimed delivery"
         with worker_process(database_url, tmp_path, settings) as second:
-            wait_until(
+            eventually(
                 lambda: statuses(srv.engine).get("delivered", 0) == events,
                 60,
                 "the second worker to deliver everything",
@@ -132,7 +132,7 @@ def test_sigterm_finishes_in_flight_within_grace_and_releases_the_rest(
         org_id, keys = org_with_endpoint(srv.engine, database_url, rx.url())
         with worker_process(database_url, tmp_path, settings) as first:
             publish(srv.target, keys["events:publish"], org_id, event_ids)
-            wait_until(lambda: len(rx.snapshot()) >= 8, 30, "8 attempts in flight")
+            eventually(lambda: len(rx.snapshot()) >= 8, 30, "8 attempts in flight")
             sent_term = time.monotonic()
             assert first.terminate() == 0
             stopped_in = time.monotonic() - sent_term
@@ -164,7 +164,7 @@ def test_sigterm_finishes_in_flight_within_grace_and_releases_the_rest(
         with worker_process(database_url, tmp_path, settings) as second:
             started = time.monotonic()
             try:
-                wait_until(
+                eventually(
                     lambda: statuses(srv.engine).get("delivered", 0) == events,
                     20,
                     "the next worker to deliver the released work",
@@ -226,7 +226,7 @@ def test_three_workers_racing_never_claim_a_delivery_twice(
             time.sleep(0.5)  # let all three LISTEN
             idle_cpu = [w.cpu_seconds() for w in (w1, w2, w3)]
             publish(srv.target, keys["events:publish"], org_id, event_ids)
-            wait_until(
+            eventually(
                 lambda: statuses(srv.engine).get("delivered", 0) == events,
                 60,
                 "three workers to deliver everything",

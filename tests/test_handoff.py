@@ -22,13 +22,13 @@ from tests.support.receiver import Reply, running_receiver
 from tests.support.server import make_org_and_keys, running_server
 from tests.support.server import test_settings as make_settings
 from webhooks_client import PublisherClient
-from webhooks_service.core import catalog, configs, publishing
+from webhooks_service.core import configs, publishing
 from webhooks_service.delivery.worker import DeliveryWorker, LocalWorker
+from webhooks_service.domain import ClaimedDelivery, Destination
 from webhooks_service.errors import NotFound
 from webhooks_service.storage import db, queue
-from webhooks_service.storage.events import NOTIFY_CHANNEL, NewEvent, insert_events
+from webhooks_service.storage.events import NOTIFY_CHANNEL, NewEvent
 from webhooks_service.storage.models import utcnow
-from webhooks_service.storage.queue import ClaimedDelivery
 
 
 def add_config(engine: Engine, org: str, url: str) -> str:
@@ -89,18 +89,18 @@ def test_published_delivery_is_attempted_without_a_claim_query(
 
 
 class TakeSome:
-    """A Handoff that takes the deliveries of the given configurations."""
+    """A HandOff that takes the deliveries to the given URLs' destinations."""
 
     lease_seconds = 30.0
 
-    def __init__(self, *config_ids: str) -> None:
-        self.config_ids = set(config_ids)
+    def __init__(self, *urls: str) -> None:
+        self.destinations = {Destination.of(u) for u in urls}
         self.claimed: list[ClaimedDelivery] | None = None
 
-    def take(self, config_id: str) -> bool:
-        return config_id in self.config_ids
+    def take(self, destination: Destination) -> bool:
+        return destination in self.destinations
 
-    def leased(self, claimed: Sequence[ClaimedDelivery]) -> None:
+    def handed(self, claimed: Sequence[ClaimedDelivery]) -> None:
         self.claimed = list(claimed)
 
     async def settle(self) -> int:
@@ -110,15 +110,14 @@ class TakeSome:
 def test_handed_over_delivery_is_leased_and_recovered_after_a_crash(engine: Engine) -> None:
     org, _ = make_org_and_keys(engine)
     taken = add_config(engine, org, "http://127.0.0.1:9/taken")
-    add_config(engine, org, "http://127.0.0.1:9/left")
+    add_config(engine, org, "http://127.0.0.1:10/left")
     now = utcnow()
-    handoff = TakeSome(taken)
+    handoff = TakeSome("http://127.0.0.1:9/")
     payload = '{"id":"evt_1"}'
-    [stored] = insert_events(
+    [stored] = publishing.store_events(
         engine,
         [NewEvent(org, "evt_1", "reward.claimed", now, payload)],
         now=now,
-        matches=catalog.matches_any,
         handoff=handoff,
     )
     assert stored.deliveries == 2
@@ -140,11 +139,10 @@ def test_handed_over_delivery_is_leased_and_recovered_after_a_crash(engine: Engi
 def test_a_failed_publish_hands_nothing_over(engine: Engine) -> None:
     handoff = TakeSome()
     with pytest.raises(NotFound):
-        insert_events(
+        publishing.store_events(
             engine,
             [NewEvent("org_missing", "evt_1", "reward.claimed", utcnow(), "{}")],
             now=utcnow(),
-            matches=catalog.matches_any,
             handoff=handoff,
         )
     assert handoff.claimed is None
@@ -176,7 +174,7 @@ def test_worker_takes_only_what_it_can_start_and_leaves_the_rest_unclaimed(
             stop = asyncio.Event()
             task = asyncio.create_task(worker.run(stop, local.wakeup))
             for _ in range(1000):  # until the worker runs
-                probe = local.lend()
+                probe = local.lend(org)
                 if probe is not None:
                     break
                 await asyncio.sleep(0.01)
@@ -193,8 +191,9 @@ def test_worker_takes_only_what_it_can_start_and_leaves_the_rest_unclaimed(
             await task
             return in_flight, unclaimed
 
-        # 4 deliveries (2 events x 2 endpoints); 3 global slots, 2 per endpoint.
-        assert asyncio.run(scenario()) == (3, 1)
+        # 4 deliveries (2 events x 2 endpoints on one receiver, so one destination):
+        # 3 global slots, 2 per destination.
+        assert asyncio.run(scenario()) == (2, 2)
 
 
 def test_other_processes_are_notified_only_of_deliveries_left_unclaimed(
@@ -203,19 +202,20 @@ def test_other_processes_are_notified_only_of_deliveries_left_unclaimed(
     if db.is_sqlite(engine):
         pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
     org, _ = make_org_and_keys(engine)
-    a = add_config(engine, org, "http://127.0.0.1:9/a")
-    b = add_config(engine, org, "http://127.0.0.1:9/b")
+    a = "http://127.0.0.1:9/a"
+    b = "http://127.0.0.1:10/b"
+    add_config(engine, org, a)
+    add_config(engine, org, b)
     conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(conninfo, autocommit=True) as listener:
         listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
 
         def publish(event_id: str, handoff: TakeSome) -> int:
             now = utcnow()
-            insert_events(
+            publishing.store_events(
                 engine,
                 [NewEvent(org, event_id, "reward.claimed", now, "{}")],
                 now=now,
-                matches=catalog.matches_any,
                 handoff=handoff,
             )
             return len(list(listener.notifies(timeout=0.3, stop_after=1)))

@@ -18,8 +18,7 @@ import json
 import logging
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
 from tests.support.payloads import example
+from tests.support.polling import eventually
 from tests.support.receiver import Reply, running_receiver
 from tests.support.server import make_org_and_keys, running_server
 from tests.support.server import test_settings as make_settings
@@ -48,17 +48,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _poll(check: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @contextlib.contextmanager
@@ -149,7 +138,7 @@ def test_metrics_after_a_known_sequence_and_json_attempt_lines(
                 org_id, "challenge.started", example("challenge.started"), id="flaky-1"
             )
             rx.wait_for(2, "/flaky")
-            m = _poll(
+            m = eventually(
                 lambda: (
                     (s := scrape(port))["webhooks_delivery_attempts_total{outcome=delivered}"] == 3
                     and s
@@ -300,9 +289,9 @@ def test_health_follows_database_reachability(
             not_serving = {health_pb2.HealthCheckResponse.NOT_SERVING}
             assert statuses() == serving
             proxy.cut()
-            _poll(lambda: statuses() == not_serving, what="NOT_SERVING")
+            eventually(lambda: statuses() == not_serving, what="NOT_SERVING")
             proxy.restore()
-            _poll(lambda: statuses() == serving, what="SERVING again")
+            eventually(lambda: statuses() == serving, what="SERVING again")
     finally:
         proxy.cut()
         engine.dispose()
@@ -356,7 +345,7 @@ def test_worker_command_serves_metrics_and_logs_json(database_url: str) -> None:
                 pub.publish_event(org_id, "reward.claimed", example("reward.claimed"), id="w-1")
             rx.wait_for(1, "/down")
             key = "webhooks_delivery_attempts_total{outcome=retry_scheduled}"
-            _poll(lambda: _scrape_or_empty(port).get(key) == 1, what="the worker's metrics")
+            eventually(lambda: _scrape_or_empty(port).get(key) == 1, what="the worker's metrics")
         finally:
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(20)

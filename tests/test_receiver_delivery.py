@@ -10,7 +10,6 @@ processed exactly once even when a response is lost or the handler fails once.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +21,7 @@ from google.protobuf import struct_pb2
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from tests.support.payloads import example
+from tests.support.polling import eventually
 from tests.support.server import RunningServer, make_org_and_keys, running_server
 from webhooks.v1 import admin_pb2, admin_pb2_grpc, events_pb2, publisher_pb2, publisher_pb2_grpc
 from webhooks_client import Deduplicator, InMemoryStore, RedisStore
@@ -127,14 +127,6 @@ def publish(channel: grpc.Channel, key: str, org_id: str, event_id: str) -> None
     assert response.deliveries == 1
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
-
-
 def test_real_deliveries_are_verified_and_processed_once(
     service: RunningServer, deduplicator: Deduplicator
 ) -> None:
@@ -165,7 +157,7 @@ def test_real_deliveries_are_verified_and_processed_once(
             done = {e for e, _, sent in receiver.answers if sent == "200"}
             return done >= {"evt_plain", "evt_lost_answer", "evt_handler_fails"}
 
-        wait_for(settled)
+        eventually(settled)
     finally:
         httpd.shutdown()
         thread.join(5)

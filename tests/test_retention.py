@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.conftest import _truncate_all
+from tests.support.polling import eventually
 from webhooks_service import cli
 from webhooks_service.config import Settings
 from webhooks_service.core import configs, orgs, retention
@@ -246,19 +247,18 @@ def test_delivery_set_back_to_pending_during_a_batch_keeps_its_event(
 
 
 def _wait_for_lock_waiter(engine: Engine) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    def waiting() -> int:
         with engine.connect() as conn:
-            waiting = conn.execute(
-                sa.text(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            ).scalar_one()
-        if waiting:
-            return
-        time.sleep(0.02)
-    raise AssertionError("the pruning batch never waited for the row lock")
+            return int(
+                conn.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    )
+                ).scalar_one()
+            )
+
+    eventually(waiting, 10, "the pruning batch to wait for the row lock")
 
 
 @pytest.fixture

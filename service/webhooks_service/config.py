@@ -163,7 +163,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "max_in_flight_per_endpoint",
         "16",
-        "delivery attempts in flight per endpoint (webhook configuration) per worker process",
+        "delivery attempts in flight per destination (scheme, host and port, shared by an "
+        "organisation's configurations) per worker process; the most the adaptive limit reaches",
         int,
     ),
     Setting("claim_batch_size", "200", "deliveries claimed per query", int),
@@ -256,6 +257,19 @@ SETTINGS: tuple[Setting, ...] = (
         "(e.g. 5d, 12h; 0 never disables)",
         parse_duration,
     ),
+    Setting(
+        "replay_deliveries_per_hour",
+        "10000",
+        "deliveries one organisation may replay per hour, per API process (0: unlimited)",
+        float,
+    ),
+    Setting(
+        "test_events_per_minute",
+        "60",
+        "test events one organisation may send per minute, half of them at once, "
+        "per API process (0: unlimited)",
+        float,
+    ),
     # --- the dashboard (portal sessions, CORS) ---
     Setting(
         "portal_session_ttl",
@@ -316,6 +330,8 @@ class Settings:
     metrics_listen: str = "127.0.0.1:9464"
     log_page_max_bytes: int = 4194304
     endpoint_failure_disable_after: float = 432000.0
+    replay_deliveries_per_hour: float = 10000.0
+    test_events_per_minute: float = 60.0
     portal_session_ttl: float = 3600.0
     dashboard_url: str = ""
     cors_allowed_origins: tuple[str, ...] = ()

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.support.payloads import example
+from tests.support.polling import eventually
 from tests.support.server import make_org_and_keys
 from tests.support.server import test_settings as make_settings
 from webhooks_client import PublisherClient, make_publish_request
@@ -40,15 +41,6 @@ FIGURES_ENV = "WEBHOOKS_FAULT_FIGURES"
 
 def backend(database_url: str) -> str:
     return "sqlite" if database_url.startswith("sqlite") else "postgres"
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``condition`` every 50 ms until true; AssertionError after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def report(fault: str, database_url: str, **figures: Any) -> dict[str, Any]:
@@ -123,7 +115,7 @@ def worker_process(
         )
     worker = WorkerProcess(proc, log_path)
     try:
-        wait_until(
+        eventually(
             lambda: "delivery worker running" in worker.log() or proc.poll() is not None,
             30,
             "webhooks worker to start",

@@ -16,68 +16,27 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 import grpc
-from google.protobuf import timestamp_pb2
 from sqlalchemy.engine import Engine
 
 from webhooks.v1 import admin_pb2
 from webhooks_service.api.auth import require_organisation
+from webhooks_service.api.convert import (
+    config_to_proto,
+    delivery_to_proto,
+    log_to_proto,
+    replay_outcomes_from_proto,
+    timestamp,
+)
 from webhooks_service.config import Settings
 from webhooks_service.core import ping, redelivery, rotation
-from webhooks_service.core.ids import PublicIds
 from webhooks_service.core.server_keys import keyring
-from webhooks_service.errors import FieldViolation, InvalidArgument
+from webhooks_service.delivery.attempt import attempt_session
 
 Context = grpc.aio.ServicerContext[Any, Any]
-
-_STATUS = {
-    "pending": admin_pb2.DELIVERY_STATUS_PENDING,
-    "delivered": admin_pb2.DELIVERY_STATUS_DELIVERED,
-    "failed": admin_pb2.DELIVERY_STATUS_FAILED,
-    "dead": admin_pb2.DELIVERY_STATUS_DEAD,
-}
-_REPLAY_OUTCOMES = {admin_pb2.OUTCOME_FAILED: "failed", admin_pb2.OUTCOME_DEAD: "dead"}
-
-
-def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
-
-
-def delivery_to_proto(state: redelivery.DeliveryState, ids: PublicIds) -> admin_pb2.Delivery:
-    message = admin_pb2.Delivery(
-        id=ids.delivery(state.id),
-        event_id=state.event_id,
-        event_type=state.event_type,
-        config_id=state.config_id,
-        status=_STATUS.get(state.status, admin_pb2.DELIVERY_STATUS_UNSPECIFIED),
-        attempts=state.attempts,
-    )
-    if state.status == "pending":
-        message.next_attempt_at.CopyFrom(_timestamp(state.next_attempt_at))
-    return message
-
-
-def _replay_outcomes(values: list[int]) -> list[str]:
-    """Outcome enum values as stored statuses; unknown ones are named as invalid."""
-    result: list[str] = []
-    for i, value in enumerate(values):
-        status = _REPLAY_OUTCOMES.get(value)  # type: ignore[call-overload]
-        if status is None:
-            raise InvalidArgument(
-                "invalid ReplayDeliveries request",
-                [
-                    FieldViolation(
-                        f"outcomes[{i}]", "only OUTCOME_FAILED and OUTCOME_DEAD can be replayed"
-                    )
-                ],
-            )
-        result.append(status)
-    return result
 
 
 class AdminOperations:
@@ -116,7 +75,8 @@ class AdminOperations:
             request.config_id,
             since=request.since.ToDatetime(tzinfo=UTC) if request.HasField("since") else None,
             until=request.until.ToDatetime(tzinfo=UTC) if request.HasField("until") else None,
-            outcomes=_replay_outcomes(list(request.outcomes)),
+            outcomes=replay_outcomes_from_proto(list(request.outcomes)),
+            budgets=redelivery.default_budgets(self._settings),
         )
         if replayed:
             self._wake_worker()
@@ -125,18 +85,19 @@ class AdminOperations:
     async def SendTestEvent(
         self, request: admin_pb2.SendTestEventRequest, context: Context
     ) -> admin_pb2.SendTestEventResponse:
-        # Imported here: api/admin.py imports this module, and log_to_proto lives there.
-        from webhooks_service.api.admin import log_to_proto
-
         org = require_organisation()
-        row = await ping.send_test_event(self._engine, self._settings, org, request.config_id)
+        row = await ping.send_test_event(
+            self._engine,
+            self._settings,
+            org,
+            request.config_id,
+            attempt_session=lambda: attempt_session(self._settings),
+        )
         return admin_pb2.SendTestEventResponse(log=log_to_proto(row, keyring(self._engine).ids))
 
     async def RotateWebhookSecret(
         self, request: admin_pb2.RotateWebhookSecretRequest, context: Context
     ) -> admin_pb2.RotateWebhookSecretResponse:
-        from webhooks_service.api.admin import config_to_proto
-
         org = require_organisation()
         result = await asyncio.to_thread(
             rotation.rotate_secret,
@@ -151,6 +112,6 @@ class AdminOperations:
         )
         if result.previous_secret_expires_at is not None:
             response.previous_secret_expires_at.CopyFrom(
-                _timestamp(result.previous_secret_expires_at)
+                timestamp(result.previous_secret_expires_at)
             )
         return response

@@ -19,8 +19,7 @@ from webhooks.v1 import publisher_pb2, publisher_pb2_grpc
 from webhooks_service.api.auth import current_principal
 from webhooks_service.config import Settings
 from webhooks_service.core import publishing
-from webhooks_service.storage.events import StoredEvent
-from webhooks_service.storage.queue import Handoff
+from webhooks_service.core.publishing import StoredEvent
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -50,7 +49,7 @@ class EventPublisherServicer(publisher_pb2_grpc.EventPublisherServicer):
         settings: Settings,
         engine: Engine,
         notify: Callable[[], Any] | None = None,
-        lend: Callable[[], Handoff | None] | None = None,
+        lend: publishing.Lend | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine

@@ -18,7 +18,6 @@ use it, so the tests exercise exactly what production runs.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,8 +32,10 @@ from sqlalchemy.engine import Engine
 from webhooks.v1 import admin_pb2, admin_pb2_grpc, publisher_pb2, publisher_pb2_grpc
 from webhooks_service.api.admin import WebhookAdminServicer
 from webhooks_service.api.auth import AuthInterceptor
+from webhooks_service.api.publisher import EventPublisherServicer
 from webhooks_service.api.reflection import add_reflection
 from webhooks_service.config import Settings
+from webhooks_service.core.publishing import Lend
 from webhooks_service.core.secrets_at_rest import check_key
 from webhooks_service.delivery.target_guard import register_own_listener
 from webhooks_service.errors import ConfigurationError
@@ -60,17 +61,6 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
 ]
 
 
-def _publisher_class() -> Any:
-    """H2's EventPublisherServicer, or None until that module lands."""
-    try:
-        publisher = importlib.import_module("webhooks_service.api.publisher")
-    except ModuleNotFoundError as exc:
-        if exc.name != "webhooks_service.api.publisher":
-            raise
-        return None
-    return publisher.EventPublisherServicer
-
-
 @dataclass
 class ApiServer:
     """A started API server. ``port`` is the bound port (useful with port 0)."""
@@ -79,7 +69,6 @@ class ApiServer:
     port: int
     host: str
     health: HealthServicer
-    serves_publisher: bool
     probe: asyncio.Task[None] | None = None  # database reachability -> health status
     forget: Callable[[], None] = lambda: None  # leaves the target guard's own listeners
 
@@ -119,7 +108,7 @@ async def start_server(
     *,
     listen: str | None = None,
     notify: Callable[..., Any] | None = None,
-    lend: Callable[[], Any] | None = None,
+    lend: Lend | None = None,
     wall_clock: Callable[[], datetime] | None = None,
 ) -> ApiServer:
     """Build and start the API server on ``listen`` (default ``settings.grpc_listen``).
@@ -144,13 +133,9 @@ async def start_server(
     admin_pb2_grpc.add_WebhookAdminServicer_to_server(
         WebhookAdminServicer(settings, engine, notify=notify, clock=clock), server
     )
-    publisher_cls = _publisher_class()
-    if publisher_cls is not None:
-        publisher_pb2_grpc.add_EventPublisherServicer_to_server(
-            publisher_cls(settings=settings, engine=engine, notify=notify, lend=lend), server
-        )
-    else:
-        log.warning("EventPublisher is not installed in this build; serving WebhookAdmin only")
+    publisher_pb2_grpc.add_EventPublisherServicer_to_server(
+        EventPublisherServicer(settings=settings, engine=engine, notify=notify, lend=lend), server
+    )
 
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -170,7 +155,7 @@ async def start_server(
         ) from cause
     await server.start()
     serving = health_pb2.HealthCheckResponse.SERVING
-    names = ("", ADMIN_SERVICE, *([PUBLISHER_SERVICE] if publisher_cls else []))
+    names = ("", ADMIN_SERVICE, PUBLISHER_SERVICE)
     for name in names:
         await health.set(name, serving)
     # From now on the status follows the database (observability/health.py).
@@ -178,4 +163,4 @@ async def start_server(
     log.info("gRPC API listening on %s:%d", host, port)
     # No delivery may reach this listener, whatever the allow-list (target_guard.py).
     forget = register_own_listener(host, port)
-    return ApiServer(server, port, host, health, publisher_cls is not None, probe, forget)
+    return ApiServer(server, port, host, health, probe, forget)

@@ -12,12 +12,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from types import ModuleType
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -27,6 +25,8 @@ from webhooks_service.api.server import start_server
 from webhooks_service.commands._database import open_service_database
 from webhooks_service.commands._preflight import check_service_addresses
 from webhooks_service.config import Settings
+from webhooks_service.delivery import runner
+from webhooks_service.delivery.worker import LocalWorker
 from webhooks_service.observability import logging as observability_logging
 from webhooks_service.observability import tracing
 from webhooks_service.observability.metrics import start_process_metrics
@@ -65,16 +65,6 @@ def _serve(args: argparse.Namespace) -> int:
         engine.dispose()
 
 
-def _runner() -> ModuleType | None:
-    """The delivery engine's runner module (issue 3), or None until it exists."""
-    try:
-        return importlib.import_module("webhooks_service.delivery.runner")
-    except ModuleNotFoundError as exc:
-        if exc.name != "webhooks_service.delivery.runner":
-            raise
-        return None
-
-
 async def serve(
     settings: Settings,
     engine: Engine,
@@ -88,30 +78,21 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    runner = _runner()
     # Publish wakes the in-process worker, or hands new deliveries to it claimed.
-    local = runner.LocalWorker() if runner is not None else None
-    wakeup = local.wakeup if local is not None else asyncio.Event()
-    api = await start_server(
-        settings, engine, notify=wakeup.set, lend=local.lend if local is not None else None
-    )
+    local = LocalWorker()
+    wakeup = local.wakeup
+    api = await start_server(settings, engine, notify=wakeup.set, lend=local.lend)
     # Prometheus metrics on their own port (metrics_listen) + the queue gauges.
     metrics = start_process_metrics(settings.metrics_listen, engine, stop)
 
-    # --- delivery worker hook (issue 3) -------------------------------------
-    # run_worker(settings, engine, stop, wakeup=...) runs until `stop` is set;
-    # `wakeup` is set by the EventPublisher after each commit (notify=wakeup.set).
-    worker: asyncio.Task[Any] | None = None
-    if runner is not None:
-        worker = asyncio.create_task(
-            runner.run_worker(
-                settings, engine, stop, wakeup=wakeup, observer=metrics.observer, local=local
-            ),
-            name="delivery-worker",
-        )
-    else:
-        log.warning("delivery worker not installed in this build; serving the API only")
-    # -------------------------------------------------------------------------
+    # The worker runs until `stop` is set; `wakeup` is set by the EventPublisher
+    # after each commit that left deliveries unclaimed (notify=wakeup.set).
+    worker = asyncio.create_task(
+        runner.run_worker(
+            settings, engine, stop, wakeup=wakeup, observer=metrics.observer, local=local
+        ),
+        name="delivery-worker",
+    )
 
     print(f"webhooks: serving gRPC on {api.target}", file=sys.stderr, flush=True)
     if on_ready is not None:
@@ -120,17 +101,15 @@ async def serve(
             await maybe
     status = 0
     stopping = asyncio.create_task(stop.wait())
-    waiting: set[asyncio.Future[Any]] = {stopping}
-    if worker is not None:
-        waiting.add(worker)
+    waiting: set[asyncio.Future[Any]] = {stopping, worker}
     await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-    if worker is not None and worker.done() and not stop.is_set():
+    if worker.done() and not stop.is_set():
         exc = worker.exception() if not worker.cancelled() else None
         log.error("delivery worker stopped unexpectedly", exc_info=exc)
         status = 1
     stop.set()
     log.info("shutting down")
-    if worker is not None and not worker.done():
+    if not worker.done():
         try:
             await asyncio.wait_for(worker, timeout=settings.shutdown_grace + 5)
         except TimeoutError:

@@ -29,8 +29,8 @@ from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
 from webhooks_service.core import operational
+from webhooks_service.storage import db
 from webhooks_service.storage import endpoint_health as store
-from webhooks_service.storage import queue
 from webhooks_service.storage.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def disable_failing_endpoints(engine: Engine, settings: Settings, *, now: dateti
     if period <= 0:
         return []
     span = timedelta(seconds=period)
-    with queue.writing(engine) as conn:
+    with db.write_transaction(engine) as conn:
         candidates = store.failing_since_before(conn, now - span)
         disabled: list[str] = []
         for endpoint in candidates:

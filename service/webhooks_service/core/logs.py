@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from webhooks_service.core import catalog, ids, listing, pagetokens
 from webhooks_service.core.ping import PING_TYPE  # test events, outside the catalog
 from webhooks_service.core.server_keys import keyring
+from webhooks_service.domain import Outcome
 from webhooks_service.errors import FieldViolation, InvalidArgument
 from webhooks_service.storage import db
 from webhooks_service.storage import logs as store
@@ -38,7 +39,7 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = listing.MAX_PAGE_SIZE
 DEFAULT_MAX_PAGE_BYTES = 4 * 1024 * 1024
 _MAX_POSITION = 2**63 - 1
-OUTCOMES = ("delivered", "retry_scheduled", "failed", "dead", "cancelled")
+OUTCOMES = tuple(o.value for o in Outcome)
 
 
 def _validate(page_size: int, filters: LogFilters) -> list[FieldViolation]:

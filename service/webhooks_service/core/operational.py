@@ -51,10 +51,9 @@ from webhooks_service.core import catalog, payloads
 from webhooks_service.core.ids import PublicIds
 from webhooks_service.core.publishing import build_payload, new_event_id, rfc3339
 from webhooks_service.core.server_keys import keyring_on
+from webhooks_service.domain import STATUS_AFTER, FinishedAttempt
 from webhooks_service.storage import operational as store
 from webhooks_service.storage.configs import ConfigRow
-from webhooks_service.storage.endpoint_health import attempted
-from webhooks_service.storage.queue import STATUS_BY_OUTCOME, FinishedAttempt
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +122,7 @@ def _failed_event(f: FinishedAttempt, now: datetime, ids: PublicIds) -> store.Op
 
 
 def _reportable(f: FinishedAttempt) -> bool:
-    return f.outcome in _OUTCOME_NAMES and attempted(f) and not catalog.is_operational(f.event_type)
+    return f.outcome in _OUTCOME_NAMES and f.attempted and not catalog.is_operational(f.event_type)
 
 
 def _store(conn: sa.Connection, events: Sequence[store.OperationalEvent], now: datetime) -> int:
@@ -168,7 +167,7 @@ def _after_finish(
         for subject in store.subjects(conn, disabled).values():
             events.append(_disabled_event(subject, DisabledReason.GONE, now))
     if failed:
-        expected = {f.delivery_id: (STATUS_BY_OUTCOME[f.outcome], f.attempt) for f in failed}
+        expected = {f.delivery_id: (STATUS_AFTER[f.outcome].value, f.attempt) for f in failed}
         recorded = store.final_deliveries(conn, expected)
         ids = keyring_on(conn).ids
         events.extend(_failed_event(f, now, ids) for f in failed if f.delivery_id in recorded)

@@ -14,51 +14,50 @@ How the test event is represented (and why):
   again with RetryDelivery.
 - **Attempted during the call, by the API process**, not by a worker: the
   admin gets the attempt back without a worker being up, and without waiting
-  for a poll. The delivery is created already claimed (a lease of the attempt
-  timeout plus a margin), so workers leave it alone; if this process dies
+  for a poll. It is an ordinary one-configuration delivery through the
+  ordinary path: the publish transaction (``storage.events``) stores the
+  event and its delivery already claimed under an ordinary lease
+  (``lease_seconds``), so workers leave it alone; THE attempt function
+  (``delivery.attempt``, same signing, transport, guard and policy as the
+  worker's) sends it; ``queue.finish_batch`` records it. If this process dies
   mid-attempt, the lease runs out and a worker delivers it instead
-  (at-least-once, as always). The attempt goes through the same transport
-  (timeouts, body cap, target guard) and is recorded by the same
-  ``queue.finish_batch`` as the worker's.
-- **Never retried**: a test answers "does it work now?". Any failure is
-  ``failed`` (not ``retry_scheduled``/``dead``); a 410 Gone still disables
-  the endpoint, as the delivery rules say.
+  (at-least-once, as always).
+- **Never retried**: a test answers "does it work now?". The delivery is
+  claimed with ``retries=False``: any failure is ``failed`` (not
+  ``retry_scheduled``/``dead``); a 410 Gone still disables the endpoint, as
+  the delivery rules say.
+- **Bounded per organisation** (``core.redelivery.OrgBudgets``): a burst of
+  test events, then a steady rate; past it RESOURCE_EXHAUSTED with the wait.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
-from collections.abc import Callable
-from datetime import datetime
+import dataclasses
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
 from webhooks_service.core import operational, payloads
-from webhooks_service.core.endpoint_headers import request_headers
 from webhooks_service.core.ids import check_config_id
 from webhooks_service.core.publishing import build_payload, new_event_id
-from webhooks_service.core.secrets_at_rest import cipher_for
-from webhooks_service.delivery.http import Transport
-from webhooks_service.delivery.retry_policy import Outcome, RetryPolicy
-from webhooks_service.delivery.signing import webhook_headers
+from webhooks_service.core.redelivery import OrgBudgets, default_budgets
+from webhooks_service.domain import ClaimedDelivery, Clock, FinishedAttempt, new_lease, utcnow
 from webhooks_service.errors import FailedPrecondition, NotFound
 from webhooks_service.storage import db, queue
 from webhooks_service.storage import logs as log_store
-from webhooks_service.storage import replay as store
+from webhooks_service.storage.events import NewEvent, PlannedEvent, Target, publish_transaction
 from webhooks_service.storage.logs import LogFilters, LogRow
-from webhooks_service.storage.models import utcnow
 
-__all__ = ["PING_TYPE", "send_test_event"]
+__all__ = ["PING_TYPE", "AttemptSession", "send_test_event"]
 
 PING_TYPE = "webhook.ping"
-# The lease of the test delivery beyond the attempt timeout: time to write the
-# rows before the attempt and the result after it.
-LEASE_MARGIN_SECONDS = 30.0
 
-Clock = Callable[[], datetime]
-TransportFactory = Callable[[Settings], Transport]
+AttemptFn = Callable[[ClaimedDelivery], Awaitable[FinishedAttempt]]
+# Opens THE attempt function for one call (``delivery.attempt.attempt_session``).
+AttemptSession = Callable[[], AbstractAsyncContextManager[AttemptFn]]
 
 
 async def send_test_event(
@@ -67,8 +66,9 @@ async def send_test_event(
     organisation_id: str,
     config_id: str,
     *,
+    attempt_session: AttemptSession,
     clock: Clock = utcnow,
-    transport_factory: TransportFactory = Transport,
+    budgets: OrgBudgets | None = None,
 ) -> LogRow:
     """Create, attempt and record a ping to ``config_id``; returns the logged attempt.
 
@@ -76,10 +76,25 @@ async def send_test_event(
     that gives up mid-call does not leave the delivery claimed for a lease.
     """
     check_config_id(config_id)
+    (budgets or default_budgets(settings)).spend_test_event(organisation_id, clock())
     task = asyncio.ensure_future(
-        _send(engine, settings, organisation_id, config_id, clock, transport_factory)
+        _send(engine, settings, organisation_id, config_id, clock, attempt_session)
     )
     return await asyncio.shield(task)
+
+
+def _store(
+    engine: Engine, settings: Settings, event: NewEvent, config_id: str
+) -> tuple[Target | None, ClaimedDelivery | None]:
+    with publish_transaction(engine) as tx:
+        target = tx.target(event.organisation_id, config_id)
+        if target is None or not target.enabled:
+            return target, None
+        lease = new_lease(event.occurred_at, settings.lease_seconds)
+        inserted = tx.insert(
+            [PlannedEvent(event, [(target, True)])], now=event.occurred_at, lease=lease
+        )
+    return target, inserted.handed[0]
 
 
 async def _send(
@@ -88,69 +103,23 @@ async def _send(
     organisation_id: str,
     config_id: str,
     clock: Clock,
-    transport_factory: TransportFactory,
+    attempt_session: AttemptSession,
 ) -> LogRow:
     now = clock()
     event_id = new_event_id()
     data = payloads.render_data(PING_TYPE, {"config_id": config_id})  # webhooks.v1.WebhookPing
     payload = build_payload(event_id, PING_TYPE, now, data)
-    token = secrets.token_hex(16)
-    target = await asyncio.to_thread(
-        store.create_ping,
-        engine,
-        organisation_id,
-        config_id,
-        event_id=event_id,
-        event_type=PING_TYPE,
-        payload=payload,
-        now=now,
-        claim_token=token,
-        default_timeout=settings.attempt_timeout,
-        lease_margin=LEASE_MARGIN_SECONDS,
-    )
+    event = NewEvent(organisation_id, event_id, PING_TYPE, now, payload)
+    target, claimed = await asyncio.to_thread(_store, engine, settings, event, config_id)
     if target is None:
         raise NotFound(f"webhook configuration {config_id!r} not found")
-    if not target.enabled:
+    if claimed is None:
         raise FailedPrecondition(
             f"webhook configuration {config_id} is disabled; re-enable it with "
             "PutWebhookConfig (enabled: true) to send it a test event"
         )
-    cipher = cipher_for(settings.secret_key)
-    signing = [cipher.open(target.secret)]
-    if target.previous_secret:
-        signing.append(cipher.open(target.previous_secret))
-    body = payload.encode()
-    transport = transport_factory(settings)
-    await transport.start()
-    try:
-        started = clock()
-        signed = webhook_headers(signing, event_id, int(started.timestamp()), body)
-        headers = request_headers(signed, target.headers, cipher.open)  # custom headers
-        result = await transport.post(target.url, body, headers, target.timeout_seconds)
-    finally:
-        await transport.close()
-    policy = RetryPolicy(settings.retry_schedule)
-    decision = policy.decide(result, policy.max_attempts, clock())
-    outcome = Outcome.DELIVERED if decision.outcome is Outcome.DELIVERED else Outcome.FAILED
-    finished = queue.FinishedAttempt(
-        delivery_id=target.delivery_id,
-        claim_token=token,
-        attempt=1,
-        organisation_id=organisation_id,
-        config_id=config_id,
-        event_pk=target.event_pk,
-        event_id=event_id,
-        event_type=PING_TYPE,
-        url=target.url,
-        outcome=outcome.value,
-        attempted_at=started,
-        response_status_code=result.status_code,
-        response_body=result.response_body,
-        response_body_truncated=result.response_body_truncated,
-        error=result.error,
-        duration_ms=result.duration_ms,
-        disable_reason=decision.disabled_reason if decision.disable_endpoint else None,
-    )
+    async with attempt_session() as attempt:
+        finished = await attempt(dataclasses.replace(claimed, retries=False))
     await asyncio.to_thread(
         queue.finish_batch,
         engine,

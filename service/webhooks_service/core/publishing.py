@@ -17,13 +17,16 @@
    compact JSON, timestamp RFC 3339 in UTC, ``data`` in proto JSON (int64 as
    decimal strings). These bytes are stored and sent verbatim on every
    attempt.
-4. **One write transaction** stores the events and one delivery per
-   matching enabled configuration (``storage.events.insert_events``;
-   idempotent on (organisation, event id)); the answer is given after the
-   commit. ``lend()`` (the in-process worker's free slots, a
-   ``storage.queue.Handoff``) lets the transaction insert deliveries already
-   claimed and hand them straight to that worker; ``notify()`` wakes the
-   workers for any delivery left unclaimed.
+4. **One transaction** (``storage.events.publish_transaction``) reads the
+   organisations' enabled configurations, then ``plan`` decides, with plain
+   data, which configurations get a delivery (``catalog.matches_any``) and
+   which of those are handed over: ``lend(organisation_id)`` (the in-process
+   worker's scheduler, a ``HandOff``) reserves the slots that organisation
+   could start now, and ``take(destination)`` spends them. The writer then
+   inserts the events and deliveries (idempotent on (organisation, event
+   id)), the handed-over ones already claimed; they start after the commit,
+   when the hand-off is settled. ``notify()`` wakes the workers for any
+   delivery left unclaimed. The answer is given after the commit.
 """
 
 from __future__ import annotations
@@ -36,18 +39,22 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from google.protobuf import any_pb2, struct_pb2
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
 from webhooks_service.core import catalog, payloads
+from webhooks_service.domain import ClaimedDelivery, Destination, new_lease, utcnow
 from webhooks_service.errors import FieldViolation, InvalidArgument, PermissionDenied
 from webhooks_service.observability import tracing
-from webhooks_service.storage.events import NewEvent, StoredEvent, insert_events
-from webhooks_service.storage.models import utcnow
-from webhooks_service.storage.queue import Handoff
+from webhooks_service.storage.events import (
+    NewEvent,
+    PlannedEvent,
+    Target,
+    publish_transaction,
+)
 
 MAX_BATCH = 500
 EVENT_ID_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
@@ -56,12 +63,16 @@ _MAX_EXACT_INT = 2**53
 __all__ = [
     "MAX_BATCH",
     "EventInput",
+    "HandOff",
+    "Lend",
     "StoredEvent",
     "build_payload",
     "new_event_id",
+    "plan",
     "prepare",
     "publish_events",
     "rfc3339",
+    "store_events",
     "struct_to_dict",
 ]
 
@@ -76,6 +87,35 @@ class EventInput:
     timestamp: datetime | None
     data: Mapping[str, Any] | None
     payload: any_pb2.Any | None = None  # the typed payload message, packed
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    event_id: str
+    deliveries: int  # deliveries created (0 for a duplicate)
+    duplicate: bool
+
+
+class HandOff(Protocol):
+    """Slots of the in-process worker reserved for one publish (``LocalWorker.lend``).
+
+    ``take(destination)`` is asked for each planned delivery (True: insert it
+    claimed under a lease of ``lease_seconds``); ``handed`` gets the
+    deliveries so inserted, after the commit; ``settle()`` (on the event loop,
+    whatever happened) returns the reservation and starts them, answering
+    how many were handed over.
+    """
+
+    lease_seconds: float
+
+    def take(self, destination: Destination) -> bool: ...
+
+    def handed(self, claimed: Sequence[ClaimedDelivery]) -> None: ...
+
+    async def settle(self) -> int: ...
+
+
+Lend = Callable[[str], HandOff | None]
 
 
 def new_event_id() -> str:
@@ -176,6 +216,73 @@ def prepare(
     return NewEvent(org, event_id, event_type, occurred, payload), []
 
 
+def plan(
+    events: Sequence[NewEvent],
+    targets: Mapping[str, Sequence[Target]],
+    handoff: HandOff | None,
+) -> list[PlannedEvent]:
+    """Which configurations get a delivery of each event, and which are handed over."""
+    destinations: dict[str, Destination] = {}
+
+    def handed(t: Target) -> bool:
+        if handoff is None:
+            return False
+        dest = destinations.get(t.url)
+        if dest is None:
+            dest = destinations[t.url] = Destination.of(t.url)
+        return handoff.take(dest)
+
+    return [
+        PlannedEvent(
+            e,
+            [
+                (t, handed(t))
+                for t in targets.get(e.organisation_id, ())
+                if catalog.matches_any(t.event_types, e.event_type)
+            ],
+        )
+        for e in events
+    ]
+
+
+def store_events(
+    engine: Engine, new_events: Sequence[NewEvent], *, now: datetime, handoff: HandOff | None
+) -> list[StoredEvent]:
+    """Store events and their deliveries in one transaction; results in input order.
+
+    An event id already published by the organisation (before, or earlier in
+    this batch) is a duplicate: nothing is stored for it. Raises NotFound
+    when an organisation does not exist. The deliveries ``handoff`` takes are
+    inserted claimed and passed to ``handoff.handed`` after the commit (never
+    when the write fails).
+    """
+    if not new_events:
+        return []
+    seen: set[tuple[str, str]] = set()
+    unique: list[NewEvent] = []
+    for e in new_events:
+        if (e.organisation_id, e.event_id) not in seen:
+            seen.add((e.organisation_id, e.event_id))
+            unique.append(e)
+    lease = new_lease(now, handoff.lease_seconds) if handoff is not None else None
+    with publish_transaction(engine) as tx:
+        planned = plan(unique, tx.targets(sorted({e.organisation_id for e in unique})), handoff)
+        inserted = tx.insert(planned, now=now, lease=lease)
+    if handoff is not None and inserted.handed:
+        handoff.handed(inserted.handed)  # committed: the worker may start them
+    counts = {(p.event.organisation_id, p.event.event_id): len(p.deliveries) for p in planned}
+    results: list[StoredEvent] = []
+    first: set[tuple[str, str]] = set()
+    for e in new_events:
+        key = (e.organisation_id, e.event_id)
+        if key in inserted.stored and key not in first:
+            first.add(key)
+            results.append(StoredEvent(e.event_id, counts[key], False))
+        else:
+            results.append(StoredEvent(e.event_id, 0, True))
+    return results
+
+
 async def publish_events(
     engine: Engine,
     settings: Settings,
@@ -183,7 +290,7 @@ async def publish_events(
     items: Sequence[EventInput],
     *,
     notify: Callable[[], Any] | None = None,
-    lend: Callable[[], Handoff | None] | None = None,
+    lend: Lend | None = None,
     clock: Callable[[], datetime] = utcnow,
     batch: bool = False,
 ) -> list[StoredEvent]:
@@ -219,12 +326,12 @@ async def publish_events(
     if span is not None:
         parent = tracing.traceparent(span)
         prepared = [replace(e, traceparent=parent) for e in prepared]
-    handoff = lend() if lend is not None else None
+    orgs = {e.organisation_id for e in prepared}
+    # One organisation's publish borrows that organisation's share of the worker.
+    handoff = lend(next(iter(orgs))) if lend is not None and len(orgs) == 1 else None
     handed_over = 0
     store = asyncio.ensure_future(
-        asyncio.to_thread(
-            insert_events, engine, prepared, now=now, matches=catalog.matches_any, handoff=handoff
-        )
+        asyncio.to_thread(store_events, engine, prepared, now=now, handoff=handoff)
     )
     try:
         results = await asyncio.shield(store)

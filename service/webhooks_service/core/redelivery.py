@@ -20,7 +20,15 @@ other (``storage/replay.py`` does the writes). What we chose, and why:
   worker would only record "endpoint disabled"; re-enable it first.
 - **Replay ranges are bounded**: at most 31 days and 10,000 deliveries per
   call, so one request is one short transaction; past the cap nothing is
-  replayed and the error says how to narrow the range.
+  replayed (FAILED_PRECONDITION) and the error says how to narrow the range.
+- **Replays and test events are budgeted per organisation** (``OrgBudgets``,
+  token buckets in this process): ``replay_deliveries_per_hour`` replayed
+  deliveries (a full hour's worth at once, then refilled steadily) and
+  ``test_events_per_minute`` test events (half a minute's worth at once).
+  Past the budget nothing is replayed or sent and the call is
+  RESOURCE_EXHAUSTED with how long to wait. Replayed work then goes through
+  the worker's fair scheduler like any other: the budget protects the
+  database, the scheduler the other tenants.
 - **The range is on when the delivery was created** (its event published):
   "everything published during the outage" is what admins ask for, and the
   ``(config_id, created_at)`` index serves it.
@@ -28,19 +36,29 @@ other (``storage/replay.py`` does the writes). What we chose, and why:
 
 from __future__ import annotations
 
+import math
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
+from webhooks_service.config import Settings
 from webhooks_service.core.ids import PublicIds, check_config_id, id_problem
 from webhooks_service.core.server_keys import keyring
-from webhooks_service.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from webhooks_service.domain import DeliveryStatus, utcnow
+from webhooks_service.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
 from webhooks_service.storage import replay as store
 from webhooks_service.storage.config_deletion import CANCELLED_OUTCOME
-from webhooks_service.storage.models import utcnow
 from webhooks_service.storage.replay import DeliveryState
 
 __all__ = [
@@ -48,6 +66,7 @@ __all__ = [
     "MAX_REPLAY_RANGE",
     "REPLAYABLE",
     "DeliveryState",
+    "OrgBudgets",
     "RetryResult",
     "parse_delivery_id",
     "replay_deliveries",
@@ -56,10 +75,111 @@ __all__ = [
 
 MAX_REPLAY_RANGE = timedelta(days=31)
 MAX_REPLAY_DELIVERIES = 10_000
-REPLAYABLE = ("failed", "dead")
+REPLAYABLE = (DeliveryStatus.FAILED, DeliveryStatus.DEAD)
 _DELIVERY_ID = re.compile(r"dlv_[0-9a-f]{16}")
 
 Clock = Callable[[], datetime]
+_MAX_ORGS = 100_000
+
+
+class _Bucket:
+    """A token bucket: ``capacity`` at once, refilled at ``rate`` per second."""
+
+    def __init__(self, capacity: float, rate: float, now: float) -> None:
+        self.capacity, self.rate, self.tokens, self.at = capacity, rate, capacity, now
+
+    def available(self, now: float) -> float:
+        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        return self.tokens
+
+    def wait_for(self, amount: float) -> float:
+        """Seconds until ``amount`` tokens are there."""
+        return max(0.0, (amount - self.tokens) / self.rate) if self.rate > 0 else math.inf
+
+
+class OrgBudgets:
+    """Per-organisation budgets of replayed deliveries and test events (this process).
+
+    Thread-safe: replays are decided in worker threads. A budget of 0 is
+    unlimited.
+    """
+
+    def __init__(self, replay_per_hour: float, test_events_per_minute: float) -> None:
+        self.replay_per_hour = replay_per_hour
+        self.test_events_per_minute = test_events_per_minute
+        self._lock = threading.Lock()
+        self._buckets: OrderedDict[tuple[str, str], _Bucket] = OrderedDict()
+
+    def _bucket(self, kind: str, org: str, capacity: float, rate: float, now: float) -> _Bucket:
+        key = (kind, org)
+        b = self._buckets.get(key)
+        if b is None:
+            b = self._buckets[key] = _Bucket(capacity, rate, now)
+            while len(self._buckets) > _MAX_ORGS:
+                self._buckets.popitem(last=False)
+        self._buckets.move_to_end(key)
+        return b
+
+    def spend_test_event(self, organisation_id: str, now: datetime) -> None:
+        """Take one test event from the budget, or raise RESOURCE_EXHAUSTED."""
+        per_minute = self.test_events_per_minute
+        if per_minute <= 0:
+            return
+        t = now.timestamp()
+        with self._lock:
+            b = self._bucket("test", organisation_id, max(1.0, per_minute / 2), per_minute / 60, t)
+            if b.available(t) >= 1:
+                b.tokens -= 1
+                return
+            wait = b.wait_for(1)
+        raise ResourceExhausted(
+            f"too many test events for this organisation: at most {per_minute:g} per minute "
+            f"({b.capacity:g} at once); retry in {math.ceil(wait)} s",
+            retry_after=wait,
+        )
+
+    def reserve_replay(self, organisation_id: str, now: datetime) -> int:
+        """Take what is left of the replay budget (at least 1, else RESOURCE_EXHAUSTED);
+        give back what was not used with ``refund_replay``. -1: unlimited."""
+        per_hour = self.replay_per_hour
+        if per_hour <= 0:
+            return -1
+        t = now.timestamp()
+        with self._lock:
+            b = self._bucket("replay", organisation_id, per_hour, per_hour / 3600, t)
+            taken = math.floor(b.available(t))
+            if taken >= 1:
+                b.tokens -= taken
+                return taken
+            wait = b.wait_for(1)
+        raise ResourceExhausted(
+            f"this organisation replayed its budget of {per_hour:g} deliveries per hour; "
+            f"retry in {math.ceil(wait)} s",
+            retry_after=wait,
+        )
+
+    def refund_replay(self, organisation_id: str, amount: int, now: datetime) -> None:
+        if amount <= 0:
+            return
+        with self._lock:
+            b = self._buckets.get(("replay", organisation_id))
+            if b is not None:
+                b.tokens = min(b.capacity, b.available(now.timestamp()) + amount)
+
+
+_DEFAULT: dict[tuple[float, float], OrgBudgets] = {}
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default_budgets(settings: Settings) -> OrgBudgets:
+    """The process's budgets for these settings (one per distinct setting pair)."""
+    key = (settings.replay_deliveries_per_hour, settings.test_events_per_minute)
+    with _DEFAULT_LOCK:
+        budgets = _DEFAULT.get(key)
+        if budgets is None:
+            budgets = _DEFAULT[key] = OrgBudgets(*key)
+    return budgets
 
 
 @dataclass(frozen=True)
@@ -118,6 +238,7 @@ def replay_deliveries(
     until: datetime | None,
     outcomes: Sequence[str] = (),
     clock: Clock = utcnow,
+    budgets: OrgBudgets | None = None,
 ) -> int:
     """Put the configuration's failed/dead deliveries created in [since, until)
     back in the queue, due now; returns how many (see module doc)."""
@@ -149,20 +270,29 @@ def replay_deliveries(
         raise InvalidArgument("invalid ReplayDeliveries request", problems)
     assert since is not None
     statuses = tuple(dict.fromkeys(outcomes)) or REPLAYABLE
-    result = store.replay_range(
-        engine,
-        organisation_id,
-        config_id,
-        statuses,
-        since,
-        end,
-        now,
-        limit=MAX_REPLAY_DELIVERIES,
-    )
+    budget = budgets.reserve_replay(organisation_id, now) if budgets is not None else -1
+    limit = MAX_REPLAY_DELIVERIES if budget < 0 else min(budget, MAX_REPLAY_DELIVERIES)
+    used = 0
+    try:
+        result = store.replay_range(
+            engine, organisation_id, config_id, statuses, since, end, now, limit=limit
+        )
+        used = result.replayed
+    finally:
+        if budgets is not None:
+            budgets.refund_replay(organisation_id, budget - used, now)
     if result.config_enabled is None:
         raise NotFound(f"webhook configuration {config_id!r} not found")
     if not result.config_enabled:
         raise _disabled(config_id)
+    if result.matched > limit and limit < MAX_REPLAY_DELIVERIES:
+        assert budgets is not None
+        raise ResourceExhausted(
+            f"more deliveries match than this organisation may replay now ({limit} left of "
+            f"{budgets.replay_per_hour:g} per hour); nothing was replayed. Narrow since/until "
+            "or retry later",
+            retry_after=(result.matched - limit) * 3600 / budgets.replay_per_hour,
+        )
     if result.matched > MAX_REPLAY_DELIVERIES:
         raise FailedPrecondition(
             f"more than {MAX_REPLAY_DELIVERIES} deliveries match; nothing was replayed. "

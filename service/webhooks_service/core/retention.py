@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
 from webhooks_service.errors import ConfigurationError, InvalidArgument
-from webhooks_service.storage import config_deletion, queue
+from webhooks_service.storage import config_deletion, db
 from webhooks_service.storage import retention as store
 from webhooks_service.storage.models import utcnow
 from webhooks_service.storage.retention import PruneResult
@@ -85,7 +85,7 @@ def prune(
 def purge_deleted_configs(engine: Engine, cutoff: datetime) -> int:
     """Drop deleted configurations whose whole log is gone (kept until then, see
     ``storage/config_deletion.py``)."""
-    with queue.writing(engine) as conn:
+    with db.write_transaction(engine) as conn:
         return config_deletion.purge_deleted(conn, cutoff)
 
 

@@ -28,18 +28,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
+from webhooks_service.domain import Outcome
+
+__all__ = [
+    "MAX_RETRY_AFTER_SECONDS",
+    "AttemptResult",
+    "ErrorKind",
+    "Outcome",
+    "RetryDecision",
+    "RetryPolicy",
+    "parse_retry_after",
+]
+
 # Retry-After values beyond this are clamped: a receiver cannot park a
 # delivery for longer than the whole default schedule spans.
 MAX_RETRY_AFTER_SECONDS = 3 * 24 * 3600.0
-
-
-class Outcome(enum.StrEnum):
-    """The stored outcome of an attempt (``delivery_attempts.outcome``)."""
-
-    DELIVERED = "delivered"
-    RETRY_SCHEDULED = "retry_scheduled"
-    FAILED = "failed"
-    DEAD = "dead"
 
 
 class ErrorKind(enum.StrEnum):
@@ -71,10 +74,6 @@ class RetryDecision:
     next_attempt_at: datetime | None = None
     disable_endpoint: bool = False
     disabled_reason: str = ""
-
-    @property
-    def final(self) -> bool:
-        return self.outcome is not Outcome.RETRY_SCHEDULED
 
 
 class _Action(enum.Enum):

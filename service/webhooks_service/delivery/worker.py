@@ -1,85 +1,88 @@
-"""The delivery worker: claim due deliveries, attempt them, record the results.
+"""The delivery worker: claim due deliveries, start them fairly, record the results.
 
-One ``DeliveryWorker`` per process, on the process's event loop. Its loop:
+One ``DeliveryWorker`` per process, on the process's event loop. It has three
+parts, each with one job:
+
+- the **scheduler** (``delivery/scheduler.py``, a plain object) decides what
+  starts next and what is worth claiming: the global limit, each
+  organisation's share, each destination's adaptive limit;
+- the **attempter** (``delivery/attempt.py``) turns a claimed delivery into a
+  finished attempt (sign, POST, decide);
+- this module runs the loop and does the I/O:
 
 1. **Claim** a batch of due deliveries (``storage.queue.claim_due``, in a
-   thread) as large as the free capacity allows, excluding endpoints this
-   worker has saturated.
-2. **Dispatch**: each delivery starts at once as an asyncio task if its
-   endpoint has a free slot (``max_in_flight_per_endpoint``), else it waits in
-   that endpoint's local backlog. Only running attempts count against the
-   global limit (``max_in_flight``). An endpoint whose backlog already holds a
-   full endpoint-limit of work is *saturated* and excluded from further
-   claims, so a hanging endpoint holds at most one endpoint-limit of running
-   attempts plus one batch of waiting ones, and never delays other
-   endpoints. Waiting deliveries whose lease would run out before they could
-   finish are released back to the queue.
-3. **Record**: each attempt's result goes through the ``RetryPolicy`` and
-   into a buffer that a flusher task writes in batches
-   (``storage.queue.finish_batch``: attempt rows + delivery updates in one
-   transaction). While one batch is written the next accumulates, so under
-   load batches grow by themselves and at low load latency stays low.
-4. **Wait** for a wake-up: the ``wakeup`` event (set by publish in this
-   process, and by LISTEN/NOTIFY from other processes on PostgreSQL, see
-   ``runner.py``), a free slot when capacity ran out, the earliest retry this
-   worker scheduled, or the poll interval.
+   thread) as large as the room the scheduler leaves, skipping the
+   organisations and configurations it names (``claim_exclusions``).
+2. **Start** what the scheduler pops, each as an asyncio task; the rest waits
+   in the scheduler. A waiting delivery whose lease would run out before it
+   could finish is released back to the queue instead.
+3. **Record**: each finished attempt goes to the scheduler (``done``: slots
+   and the destination's limit) and into a buffer that a flusher task writes
+   in batches (``storage.queue.finish_batch``). While one batch is written
+   the next accumulates, so under load batches grow by themselves.
+4. **Wait** for a wake-up: the ``wakeup`` event (publish in this process,
+   LISTEN/NOTIFY from others, see ``runner.py``), room to claim again, the
+   earliest retry this worker scheduled, or the poll interval.
 
-On stop it claims nothing more, releases the backlog, gives in-flight
-attempts ``shutdown_grace`` seconds, releases whatever is still running, and
-writes the last results. After a crash nothing is lost: leases expire.
+On stop it claims nothing more, releases what waits, gives in-flight attempts
+``shutdown_grace`` seconds, releases whatever is still running, and writes
+the last results. After a crash nothing is lost: leases expire.
 
-**Hand-off from publish** (the fast path, no claim query and no wake-up): a
-publish in this process borrows free slots with ``lend()`` (through
-``LocalWorker``) before its transaction; the transaction inserts as many new
-deliveries as the slots allow already claimed under a lease
-(``storage.queue.Handoff``), and after the commit ``Lending.settle()`` hands
-them to ``_dispatch`` like a claimed batch. Only deliveries that can start at
-once are lent for: the global slots free now (``max_in_flight``, minus slots
-lent to other publishes still in their transaction) and, per endpoint, the
-slots under ``max_in_flight_per_endpoint`` (none for an endpoint with
-deliveries already waiting here). The rest are inserted unclaimed and woken
-for as usual. Lent slots count as taken until settled, so claims and
-backlogged deliveries never fill them meanwhile.
+**Hand-off from publish** (no claim query, no wake-up): a publish in this
+process asks ``lend(organisation_id)`` before its transaction; the scheduler
+reserves the slots that organisation could start right now (``reserve``), the
+publish inserts that many new deliveries already claimed, and after the
+commit ``Lending.settle()`` returns the reservation and starts them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
 from webhooks_service.core import operational
-from webhooks_service.core.endpoint_headers import request_headers
 from webhooks_service.core.secrets_at_rest import cipher_for
+from webhooks_service.delivery.attempt import Attempter, not_attempted
 from webhooks_service.delivery.http import Transport
-from webhooks_service.delivery.retry_policy import AttemptResult, Outcome, RetryPolicy
-from webhooks_service.delivery.signing import webhook_headers
-from webhooks_service.observability import tracing
+from webhooks_service.delivery.retry_policy import RetryPolicy
+from webhooks_service.delivery.scheduler import (
+    FairScheduler,
+    Limits,
+    Reservation,
+    Signal,
+    Started,
+)
+from webhooks_service.domain import ClaimedDelivery, Clock, Destination, FinishedAttempt, utcnow
 from webhooks_service.storage import db, queue
-from webhooks_service.storage.models import utcnow
-from webhooks_service.storage.queue import ClaimedDelivery, FinishedAttempt
 
 if TYPE_CHECKING:
     from webhooks_service.observability.metrics import DeliveryObserver
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 SecretDecoder = Callable[[str], str]
 
-DISABLED_ERROR = "endpoint disabled: the delivery was not attempted"
 # A waiting delivery is released instead of started when less than this much
 # of its lease would remain after a whole attempt.
 LEASE_MARGIN_SECONDS = 1.0
 # Results are written when this many are waiting, or this long after the first.
 FLUSH_ROWS = 256
 FLUSH_DELAY_SECONDS = 0.01
+
+
+def limits_for(settings: Settings) -> Limits:
+    """The scheduler's parameters from the settings (see docs/decisions.md)."""
+    return Limits(
+        global_limit=settings.max_in_flight,
+        destination_max=settings.max_in_flight_per_endpoint,
+        org_prefetch=max(1, settings.claim_batch_size // 2),
+    )
 
 
 class DeliveryWorker:
@@ -98,18 +101,20 @@ class DeliveryWorker:
         self.observer = observer  # metrics + per-attempt log lines (observability/)
         self.engine = engine
         self.transport = transport or Transport(settings)
-        self.policy = policy or RetryPolicy(settings.retry_schedule)
         self.clock = clock
-        self.decode_secret = decode_secret or cipher_for(settings.secret_key).open
+        self.attempter = Attempter(
+            self.transport,
+            policy or RetryPolicy(settings.retry_schedule),
+            decode_secret or cipher_for(settings.secret_key).open,
+            clock,
+        )
+        self.scheduler: FairScheduler[ClaimedDelivery] = FairScheduler(limits_for(settings))
         self._wake = asyncio.Event()  # external: publish / NOTIFY (see runner.py)
         self._kick = asyncio.Event()  # what the loop waits on
         self._hard_kick = False  # a kick that must lead to a claim
-        self._kicked: set[str] = set()  # endpoints that freed up since the last claim
-        self._empty_for: frozenset[str] | None = None  # exclusion of the last empty claim
-        self._running: dict[asyncio.Task[None], ClaimedDelivery] = {}
-        self._per_endpoint: dict[str, int] = {}
-        self._backlog: dict[str, deque[ClaimedDelivery]] = {}
-        self._backlog_size = 0
+        # The exclusions of the last claim that came back empty (None: new work since).
+        self._empty_for: tuple[frozenset[str], frozenset[str]] | None = None
+        self._running: dict[asyncio.Task[None], Started[ClaimedDelivery]] = {}
         self._results: list[FinishedAttempt] = []
         self._results_ready = asyncio.Event()
         self._to_release: list[ClaimedDelivery] = []
@@ -118,7 +123,6 @@ class DeliveryWorker:
         self._stopping = False
         self._final = False
         self._accepting = False  # lends slots to publish (between start and stop)
-        self._lent = 0  # slots lent to publishes not yet settled
         self.attempts_recorded = 0
         # finish_batch's after_write hook: operational webhooks (core/operational.py)
         self.operational = operational.Emitter()
@@ -129,29 +133,14 @@ class DeliveryWorker:
     def in_flight(self) -> int:
         return len(self._running)
 
-    def _capacity(self) -> int:
-        """Attempts that may start now under the global limit."""
-        return self.settings.max_in_flight - len(self._running) - self._lent
-
     def _room(self) -> int:
-        """Deliveries this worker may still claim: the global limit plus one batch
-        of prefetched work waiting in the backlogs, so that the next attempts are
-        ready when slots free up."""
-        limit = self.settings.max_in_flight_per_endpoint
-        # A saturated endpoint's waiting work counts once (one endpoint-limit):
-        # it is excluded from claims anyway, and a hanging endpoint's pile must
-        # not shrink the batches claimed for everyone else.
-        waiting = sum(min(len(w), limit) for w in self._backlog.values())
-        held = len(self._running) + waiting + self._lent
-        return self.settings.max_in_flight + self.settings.claim_batch_size - held
+        """Deliveries worth claiming now: the global limit plus one batch of
+        prefetched work, minus what the scheduler holds."""
+        s = self.settings
+        return s.max_in_flight + s.claim_batch_size - self.scheduler.held()
 
     def _min_claim(self) -> int:
         return max(1, min(self.settings.claim_batch_size, self.settings.max_in_flight) // 8)
-
-    def _saturated(self) -> list[str]:
-        """Endpoints with a full endpoint-limit of work already waiting here."""
-        limit = self.settings.max_in_flight_per_endpoint
-        return [c for c, waiting in self._backlog.items() if len(waiting) >= limit]
 
     # -- the loop -----------------------------------------------------------
 
@@ -195,6 +184,8 @@ class DeliveryWorker:
     async def _loop(self, stop: asyncio.Event) -> None:
         batch_size = self.settings.claim_batch_size
         while not stop.is_set():
+            if self._to_release:  # waited too long to start: back to the queue
+                await self._release_pending()
             room = self._room()
             if room >= self._min_claim() or (room > 0 and not self._running):
                 limit = min(room, batch_size)
@@ -202,8 +193,7 @@ class DeliveryWorker:
                     self._empty_for = None  # new work may be due anywhere
                 self._kick.clear()
                 self._hard_kick = False
-                self._kicked.clear()
-                excluded = frozenset(self._saturated())
+                excluded = self.scheduler.claim_exclusions()
                 try:
                     claimed = await asyncio.to_thread(
                         queue.claim_due,
@@ -211,7 +201,8 @@ class DeliveryWorker:
                         now=self.clock(),
                         lease_seconds=self.settings.lease_seconds,
                         limit=limit,
-                        exclude_configs=excluded,
+                        exclude_organisations=excluded[0],
+                        exclude_configs=excluded[1],
                     )
                 except Exception:
                     log.exception("claiming deliveries failed; retrying after the poll interval")
@@ -224,7 +215,11 @@ class DeliveryWorker:
                 self._dispatch(claimed)
                 if self._to_release:
                     await self._release_pending()
-                if len(claimed) == limit and not stop.is_set() and self._more_claimable(claimed):
+                if (
+                    len(claimed) == limit
+                    and not stop.is_set()
+                    and self.scheduler.claim_exclusions() != self._empty_for
+                ):
                     continue  # probably more due right now
                 self._waiting_for_slots = False
             else:
@@ -235,19 +230,6 @@ class DeliveryWorker:
                 self._kick.clear()
             await self._sleep(self._wait_seconds())
 
-    def _more_claimable(self, claimed: list[ClaimedDelivery]) -> bool:
-        """Whether claiming again right after a full batch could find work.
-
-        Yes if an endpoint of the batch still has room, or if the batch
-        saturated endpoints so that the next claim looks elsewhere, unless a
-        claim with that very exclusion already came back empty (and nothing
-        was published since): that would be a wasted transaction.
-        """
-        saturated = frozenset(self._saturated())
-        if any(d.config_id not in saturated for d in claimed):
-            return True
-        return saturated != self._empty_for
-
     def _wait_seconds(self) -> float:
         wait = self.settings.poll_interval
         if self._next_retry is not None:
@@ -256,13 +238,20 @@ class DeliveryWorker:
         return wait
 
     async def _sleep(self, seconds: float) -> None:
-        if self._kick.is_set() and not self._hard_kick:
-            # Only endpoint kicks: pointless if those endpoints are saturated again.
-            saturated = set(self._saturated())
-            if self._kicked <= saturated:
-                self._kick.clear()
+        if (
+            self._kick.is_set()
+            and not self._hard_kick
+            and self.scheduler.claim_exclusions() == self._empty_for
+        ):
+            self._kick.clear()  # a claim with these very exclusions just came back empty
         if self._kick.is_set():
             return
+        if (
+            not self._waiting_for_slots
+            and self._empty_for is not None
+            and self.scheduler.claim_exclusions() != self._empty_for
+        ):
+            return  # what the last empty claim skipped has room since: claim again
         try:
             async with asyncio.timeout(seconds):
                 await self._kick.wait()
@@ -273,27 +262,21 @@ class DeliveryWorker:
 
     # -- hand-off from publish -------------------------------------------------
 
-    def lend(self) -> Lending | None:
-        """Free slots for one publish in this process (None: claim as usual).
-
-        At most one claim batch; only what could start right now (see the
-        module docstring). Call ``settle()`` on the result whatever happens.
+    def lend(self, organisation_id: str) -> Lending | None:
+        """Slots for one publish of ``organisation_id`` in this process (None: claim
+        as usual). At most one claim batch; only what could start right now (see
+        ``FairScheduler.reserve``). Call ``settle()`` on the result whatever happens.
         """
         if not self._accepting:
             return None
-        slots = min(self._capacity(), self.settings.claim_batch_size)
-        if slots <= 0:
+        reservation = self.scheduler.reserve(organisation_id, self.settings.claim_batch_size)
+        if reservation is None:
             return None
-        limit = self.settings.max_in_flight_per_endpoint
-        free = {c: limit - n for c, n in self._per_endpoint.items()}
-        for config_id in self._backlog:
-            free[config_id] = 0  # its waiting deliveries go first
-        self._lent += slots
-        return Lending(self, slots, free, limit)
+        return Lending(self, reservation)
 
-    async def _adopt(self, lent: int, claimed: list[ClaimedDelivery]) -> int:
-        """Settle a lending: take back its slots, start what it leased."""
-        self._lent -= lent
+    async def _adopt(self, reservation: Reservation, claimed: list[ClaimedDelivery]) -> int:
+        """Settle a lending: give back its reservation, start what it leased."""
+        self.scheduler.settle(reservation)
         if claimed and not self._accepting:
             # Stopped during the publish: hand them back to the queue.
             self._to_release.extend(claimed)
@@ -308,136 +291,70 @@ class DeliveryWorker:
             self._poke()
         return len(claimed)
 
-    # -- dispatching ----------------------------------------------------------
+    # -- starting ---------------------------------------------------------------
 
     def _dispatch(self, claimed: list[ClaimedDelivery]) -> None:
-        limit = self.settings.max_in_flight_per_endpoint
         now = self.clock()
         for d in claimed:
-            if not d.enabled:
-                self._record(d, AttemptResult(error=DISABLED_ERROR), now, forced=Outcome.FAILED)
-            elif self._per_endpoint.get(d.config_id, 0) < limit and self._capacity() > 0:
-                self._start(d)
-            else:
-                self._backlog.setdefault(d.config_id, deque()).append(d)
-                self._backlog_size += 1
-        self._expire_backlog(now)
+            if d.enabled:
+                self.scheduler.add(d)
+            else:  # disabled since: finished without a request, no slot needed
+                self._finish(not_attempted(d, now))
+        self._to_release.extend(self.scheduler.drain(lambda d: self._can_start(d, now)))
+        self._start_ready()
 
-    def _expire_backlog(self, now: datetime) -> None:
-        """Release waiting deliveries that could no longer finish within their lease."""
-        for config_id in list(self._backlog):
-            waiting = self._backlog[config_id]
-            while waiting and not self._can_start(waiting[0], now):
-                self._to_release.append(waiting.popleft())
-                self._backlog_size -= 1
-            if not waiting:
-                del self._backlog[config_id]
+    def _start_ready(self) -> None:
+        """Start everything the scheduler lets start now."""
+        now = self.clock()
+        while (started := self.scheduler.pop()) is not None:
+            if self._can_start(started.item, now):
+                task = asyncio.create_task(self._attempt(started))
+                self._running[task] = started
+                task.add_done_callback(self._attempt_done)
+            else:  # waited too long: its lease would run out mid-attempt
+                self.scheduler.done(started, Signal.NEUTRAL, 0.0)
+                self._to_release.append(started.item)
 
     def _can_start(self, d: ClaimedDelivery, now: datetime) -> bool:
-        need = self._timeout_for(d) + LEASE_MARGIN_SECONDS
-        return d.lease_until - now >= timedelta(seconds=need)
+        """Whether ``d`` may start now: its lease outlasts a whole attempt, or it was
+        claimed just now (a lease shorter than the timeout is the operator's choice)."""
+        left = (d.lease_until - now).total_seconds()
+        need = (d.timeout_seconds or self.settings.attempt_timeout) + LEASE_MARGIN_SECONDS
+        return left >= need or left >= self.settings.lease_seconds - LEASE_MARGIN_SECONDS
 
-    def _start(self, d: ClaimedDelivery) -> None:
-        self._per_endpoint[d.config_id] = self._per_endpoint.get(d.config_id, 0) + 1
-        task = asyncio.create_task(self._attempt(d))
-        self._running[task] = d
-        task.add_done_callback(self._attempt_done)
+    async def _attempt(self, started: Started[ClaimedDelivery]) -> None:
+        try:
+            attempted = await self.attempter.attempt(started.item)
+        except BaseException:
+            self.scheduler.done(started, Signal.NEUTRAL, 0.0)
+            raise
+        self.scheduler.done(started, attempted.signal, attempted.seconds)
+        self._finish(attempted.finished)
+
+    def _finish(self, finished: FinishedAttempt) -> None:
+        self._results.append(finished)
+        self._results_ready.set()
 
     def _attempt_done(self, task: asyncio.Task[None]) -> None:
-        d = self._running.pop(task)
+        started = self._running.pop(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("delivery attempt crashed", exc_info=task.exception())
-        count = self._per_endpoint[d.config_id] - 1
-        if count:
-            self._per_endpoint[d.config_id] = count
-        else:
-            del self._per_endpoint[d.config_id]
         if self._stopping:
             return
-        if d.config_id in self._backlog:
-            self._start_waiting(d.config_id)
-        if self._backlog and self._capacity() > 0:
-            # A global slot is free: endpoints held back only by the global limit.
-            limit = self.settings.max_in_flight_per_endpoint
-            for config_id in list(self._backlog):
-                if self._capacity() <= 0:
-                    break
-                if self._per_endpoint.get(config_id, 0) < limit:
-                    self._start_waiting(config_id)
+        self._start_ready()
+        if self._to_release:
+            self._poke()  # the loop releases them
+        d = started.item
+        if self._empty_for is not None and not self._kick.is_set():
+            orgs, configs = self._empty_for
+            if (
+                d.organisation_id in orgs or d.config_id in configs
+            ) and self.scheduler.claim_exclusions() != self._empty_for:
+                # Work the last (empty) claim skipped may be claimed now: claim soon.
+                self._kick.set()
         if self._waiting_for_slots and self._room() >= self._min_claim():
             self._waiting_for_slots = False
             self._poke()
-
-    def _start_waiting(self, config_id: str) -> None:
-        """Start the next waiting delivery of an endpoint (releasing stale ones)."""
-        waiting = self._backlog[config_id]
-        now = self.clock()
-        while waiting:
-            nxt = waiting.popleft()
-            self._backlog_size -= 1
-            if self._can_start(nxt, now):
-                self._start(nxt)
-                break
-            self._to_release.append(nxt)
-        if len(waiting) == self.settings.max_in_flight_per_endpoint - 1 or not waiting:
-            self._kicked.add(config_id)  # no longer saturated: claim more for it
-            self._kick.set()
-        if not waiting:
-            del self._backlog[config_id]
-
-    def _timeout_for(self, d: ClaimedDelivery) -> float:
-        return d.timeout_seconds or self.settings.attempt_timeout
-
-    async def _attempt(self, d: ClaimedDelivery) -> None:
-        secrets = [self.decode_secret(d.secret)]
-        if d.previous_secret:
-            secrets.append(self.decode_secret(d.previous_secret))
-        body = d.payload.encode()
-        started = self.clock()
-        span = tracing.start_attempt(d)  # hook: None while tracing is off
-        signed = webhook_headers(secrets, d.event_id, int(started.timestamp()), body)
-        # hook: the endpoint's custom headers (core/endpoint_headers.py)
-        headers = request_headers(signed, d.headers, self.decode_secret)
-        result = await self.transport.post(d.url, body, headers, d.timeout_seconds)
-        finished = self._record(d, result, started)
-        tracing.end_attempt(span, finished)
-
-    def _record(
-        self,
-        d: ClaimedDelivery,
-        result: AttemptResult,
-        attempted_at: datetime,
-        forced: Outcome | None = None,
-    ) -> FinishedAttempt:
-        if forced is not None:
-            outcome, next_at, disable = forced, None, None
-        else:
-            decision = self.policy.decide(result, d.attempt, self.clock())
-            outcome, next_at = decision.outcome, decision.next_attempt_at
-            disable = decision.disabled_reason if decision.disable_endpoint else None
-        finished = FinishedAttempt(
-            delivery_id=d.id,
-            claim_token=d.claim_token,
-            attempt=d.attempt,
-            organisation_id=d.organisation_id,
-            config_id=d.config_id,
-            event_pk=d.event_pk,
-            event_id=d.event_id,
-            event_type=d.event_type,
-            url=d.url,
-            outcome=outcome.value,
-            attempted_at=attempted_at,
-            next_attempt_at=next_at,
-            response_status_code=result.status_code,
-            response_body=result.response_body,
-            response_body_truncated=result.response_body_truncated,
-            error=result.error,
-            duration_ms=result.duration_ms,
-            disable_reason=disable,
-        )
-        self._results.append(finished)
-        self._results_ready.set()
-        return finished
 
     # -- recording ------------------------------------------------------------
 
@@ -517,16 +434,13 @@ class DeliveryWorker:
             log.exception("releasing %d deliveries failed; their leases will expire", len(batch))
 
     async def _shutdown(self) -> None:
-        for waiting in self._backlog.values():
-            self._to_release.extend(waiting)
-        self._backlog.clear()
-        self._backlog_size = 0
+        self._to_release.extend(self.scheduler.drain(lambda d: False))
         if self._running:
             _done, pending = await asyncio.wait(
                 list(self._running), timeout=self.settings.shutdown_grace
             )
             if pending:
-                unfinished = [self._running[t] for t in pending]
+                unfinished = [self._running[t].item for t in pending]
                 for t in pending:
                     t.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
@@ -537,42 +451,32 @@ class DeliveryWorker:
 
 
 class Lending:
-    """Slots of a ``DeliveryWorker`` lent to one publish transaction.
+    """A scheduler reservation lent to one publish (``core.publishing.HandOff``).
 
-    Implements ``storage.queue.Handoff``: ``take`` runs in the publish
-    thread (only that thread touches the counters until ``settle``), and
-    ``settle`` on the event loop after the transaction, committed or not.
+    ``take`` runs in the publish thread (only that thread touches the
+    reservation until ``settle``); ``handed`` gets the deliveries inserted
+    claimed; ``settle`` runs on the event loop after the transaction,
+    committed or not, and answers how many deliveries were handed over.
     """
 
-    def __init__(
-        self, worker: DeliveryWorker, slots: int, endpoint_free: dict[str, int], default: int
-    ) -> None:
+    def __init__(self, worker: DeliveryWorker, reservation: Reservation) -> None:
         self.lease_seconds = worker.settings.lease_seconds
         self._worker = worker
-        self._lent = slots
-        self._slots = slots
-        self._endpoint_free = endpoint_free
-        self._default = default
+        self._reservation = reservation
         self._claimed: list[ClaimedDelivery] = []
         self._settled = False
 
-    def take(self, config_id: str) -> bool:
-        free = self._endpoint_free.get(config_id, self._default)
-        if self._slots <= 0 or free <= 0:
-            return False
-        self._slots -= 1
-        self._endpoint_free[config_id] = free - 1
-        return True
+    def take(self, destination: Destination) -> bool:
+        return self._reservation.take(destination)
 
-    def leased(self, claimed: Sequence[ClaimedDelivery]) -> None:
+    def handed(self, claimed: Sequence[ClaimedDelivery]) -> None:
         self._claimed = list(claimed)
 
     async def settle(self) -> int:
-        """Return the slots and start the leased deliveries; how many were handed over."""
         if self._settled:
             return 0
         self._settled = True
-        return await self._worker._adopt(self._lent, self._claimed)
+        return await self._worker._adopt(self._reservation, self._claimed)
 
 
 class LocalWorker:
@@ -591,5 +495,5 @@ class LocalWorker:
     def notify(self) -> None:
         self.wakeup.set()
 
-    def lend(self) -> Lending | None:
-        return self.worker.lend() if self.worker is not None else None
+    def lend(self, organisation_id: str) -> Lending | None:
+        return self.worker.lend(organisation_id) if self.worker is not None else None

@@ -24,8 +24,10 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from webhooks_service.domain import Outcome
+
 if TYPE_CHECKING:
-    from webhooks_service.storage.queue import FinishedAttempt
+    from webhooks_service.domain import FinishedAttempt
 
 ATTEMPT_LOGGER = "webhooks_service.delivery.attempts"
 _attempts_log = logging.getLogger(ATTEMPT_LOGGER)
@@ -38,10 +40,10 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
 }
 
 _LEVEL_BY_OUTCOME = {
-    "delivered": logging.DEBUG,
-    "retry_scheduled": logging.INFO,
-    "failed": logging.WARNING,
-    "dead": logging.WARNING,
+    Outcome.DELIVERED: logging.DEBUG,
+    Outcome.RETRY_SCHEDULED: logging.INFO,
+    Outcome.FAILED: logging.WARNING,
+    Outcome.DEAD: logging.WARNING,
 }
 
 
@@ -91,7 +93,7 @@ def log_attempts(
     ``public_id`` turns a delivery's key into the opaque ``dlv_…`` id tenants
     see; without it (no database at hand) the line has ``delivery_pk``."""
     log = _attempts_log
-    if not log.isEnabledFor(logging.DEBUG) and all(f.outcome == "delivered" for f in batch):
+    if not log.isEnabledFor(logging.DEBUG) and all(f.outcome is Outcome.DELIVERED for f in batch):
         return  # the common case at INFO: nothing to format
     for f in batch:
         level = _LEVEL_BY_OUTCOME.get(f.outcome, logging.WARNING)

@@ -36,18 +36,18 @@ from sqlalchemy.engine import Engine
 
 from webhooks_service.core.server_keys import keyring
 from webhooks_service.delivery.target_guard import register_own_listener
+from webhooks_service.domain import Outcome
 from webhooks_service.errors import ConfigurationError
 from webhooks_service.observability.logging import log_attempts
-from webhooks_service.storage.endpoint_health import attempted
 from webhooks_service.storage.models import utcnow
 from webhooks_service.storage.queue_stats import queue_stats
 
 if TYPE_CHECKING:
-    from webhooks_service.storage.queue import FinishedAttempt
+    from webhooks_service.domain import FinishedAttempt
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = ("delivered", "retry_scheduled", "failed", "dead")
+OUTCOMES = tuple(o.value for o in Outcome)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0)
 QUEUE_POLL_SECONDS = 5.0
 
@@ -116,7 +116,7 @@ class DeliveryObserver:
         m = self.metrics
         counts: dict[str, int] = {}
         for f in batch:
-            if attempted(f):
+            if f.attempted:
                 counts[f.outcome] = counts.get(f.outcome, 0) + 1
                 m.attempt_seconds.observe(f.duration_ms / 1000.0)
         for outcome, n in counts.items():

@@ -39,7 +39,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 if TYPE_CHECKING:
-    from webhooks_service.storage.queue import ClaimedDelivery, FinishedAttempt
+    from webhooks_service.domain import ClaimedDelivery, FinishedAttempt
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 
 from webhooks_service.storage.endpoint_health import (
+    CONFIGS_WITH_HEALTH,
     HEALTH_COLUMNS,
     EndpointHealth,
     health_from_row,
@@ -108,9 +109,9 @@ def count_for_org(conn: sa.Connection, organisation_id: str) -> int:
 
 def get(conn: sa.Connection, organisation_id: str, config_id: str) -> ConfigRow | None:
     row = conn.execute(
-        sa.select(*_COLUMNS).where(
-            _T.c.organisation_id == organisation_id, _T.c.id == config_id, _LIVE
-        )
+        sa.select(*_COLUMNS)
+        .select_from(CONFIGS_WITH_HEALTH)
+        .where(_T.c.organisation_id == organisation_id, _T.c.id == config_id, _LIVE)
     ).first()
     return None if row is None else _row(row)
 
@@ -123,7 +124,11 @@ def list_page(
     limit: int,
 ) -> list[ConfigRow]:
     """Oldest first by (created_at, id), starting after the given key."""
-    query = sa.select(*_COLUMNS).where(_T.c.organisation_id == organisation_id, _LIVE)
+    query = (
+        sa.select(*_COLUMNS)
+        .select_from(CONFIGS_WITH_HEALTH)
+        .where(_T.c.organisation_id == organisation_id, _LIVE)
+    )
     if after is not None:
         created, cid = after
         query = query.where(
@@ -167,16 +172,6 @@ def set_secrets(
         .where(_T.c.id == config_id)
         .values(secret=secret, previous_secret=previous, headers=headers)
     )
-
-
-def list_enabled(conn: sa.Connection, organisation_id: str) -> list[ConfigRow]:
-    """The enabled configurations of an organisation (fan-out candidates)."""
-    query = (
-        sa.select(*_COLUMNS)
-        .where(_T.c.organisation_id == organisation_id, _T.c.enabled.is_(True), _LIVE)
-        .order_by(_T.c.id)
-    )
-    return [_row(r) for r in conn.execute(query)]
 
 
 def insert(conn: sa.Connection, row: ConfigRow) -> None:

@@ -8,6 +8,7 @@ database to the current schema (``upgrade``).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +24,10 @@ from webhooks_service.errors import ConfigurationError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+# One writer lock per SQLite database per process (see write_transaction).
+_SQLITE_LOCKS: dict[str, threading.RLock] = {}
+_SQLITE_LOCKS_GUARD = threading.Lock()
 
 
 def create_engine(url: str, **kwargs: Any) -> Engine:
@@ -101,12 +106,23 @@ def _sqlite_on_begin(conn: sa.Connection) -> None:
 
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[sa.Connection]:
-    """A transaction that will write: commits on success, rolls back on error.
+    """THE way to open a transaction that will write: commits on success, rolls
+    back on error.
 
-    On SQLite it takes the database's write lock at BEGIN (waiting up to the
-    busy timeout); on PostgreSQL it is an ordinary transaction.
+    On SQLite, writers of one process first take a per-database process lock,
+    so that they queue in Python instead of in SQLite's sleeping busy handler,
+    and then the database's write lock at BEGIN (``BEGIN IMMEDIATE``, waiting
+    up to the busy timeout for other processes). On PostgreSQL it is an
+    ordinary transaction.
     """
-    with engine.connect() as conn:
+    if not is_sqlite(engine):
+        with engine.connect() as conn, conn.begin():
+            yield conn
+        return
+    key = str(engine.url)
+    with _SQLITE_LOCKS_GUARD:
+        lock = _SQLITE_LOCKS.setdefault(key, threading.RLock())
+    with lock, engine.connect() as conn:
         conn.execution_options(sqlite_write=True)
         with conn.begin():
             yield conn

@@ -1,22 +1,30 @@
-"""Storing published events and fanning them out into deliveries.
+"""Storing published events and their deliveries.
 
-``insert_events`` is the publish transaction: it checks the organisations,
-inserts the events (idempotent on ``(organisation_id, event_id)`` through
-``ON CONFLICT DO NOTHING``, so concurrent publishers of one id agree on who
-stored it), creates one pending, immediately due delivery per matching
-enabled configuration, and on PostgreSQL sends ``NOTIFY webhooks_deliveries``
-so that workers in other processes wake up when the transaction commits.
+``publish_transaction`` opens THE publish transaction and gives the caller
+(``core/publishing.py``, and the test event in ``core/ping.py``) a
+``PublishWriter`` with two steps, plain data in and out, and no callbacks:
+
+1. ``targets`` reads the organisations' enabled configurations (NotFound for
+   a missing organisation); ``target`` reads one configuration.
+2. ``insert`` stores the events (idempotent on ``(organisation_id,
+   event_id)`` through ``ON CONFLICT DO NOTHING``, so concurrent publishers of
+   one id agree on who stored it) and, for each event actually stored, the
+   deliveries the caller planned: each one either pending and due now, or
+   already claimed under the caller's ``Lease`` (the hand-off: slots the
+   in-process worker reserved, so no claim query is needed). It returns the
+   claimed ones as ``ClaimedDelivery`` records, to start after the commit.
+
+Which configuration gets a delivery (event type matching) and which are
+handed over (the worker's reservation) is the caller's decision, made
+between the two steps. On PostgreSQL ``NOTIFY webhooks_deliveries`` is sent
+only if some delivery was left unclaimed, so that workers in other
+processes wake up when the transaction commits.
+
 All of it is atomic: an event is never visible without its deliveries. On
 SQLite that is one write transaction; on PostgreSQL, where every round trip
-counts in publish latency, it is one statement run in autocommit mode (after
-reading the configurations), so that psycopg sends no BEGIN and no COMMIT of
-their own: three round trips (pool ping, read, write) instead of six.
-
-With a ``Handoff`` (free slots of this process's worker, see
-``storage.queue``), deliveries that fit are inserted already claimed under a
-fresh lease and given to the worker after the commit, with everything it
-needs to send them (payload, URL, secrets): no claim query. The NOTIFY is
-then sent only if some delivery was left unclaimed for the other workers.
+counts in publish latency, the write is one statement run in autocommit mode
+(after reading the configurations), so that psycopg sends no BEGIN and no
+COMMIT of their own: three round trips (pool ping, read, write).
 """
 
 from __future__ import annotations
@@ -24,16 +32,17 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Engine
 
+from webhooks_service.domain import ClaimedDelivery, DeliveryStatus, Lease
 from webhooks_service.errors import NotFound
 from webhooks_service.storage import db
 from webhooks_service.storage.models import (
@@ -42,13 +51,6 @@ from webhooks_service.storage.models import (
     Organisation,
     UTCDateTime,
     WebhookConfig,
-)
-from webhooks_service.storage.queue import (
-    ClaimedDelivery,
-    Handoff,
-    Lease,
-    new_lease,
-    writing,
 )
 
 NOTIFY_CHANNEL = "webhooks_deliveries"
@@ -117,133 +119,108 @@ class NewEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class StoredEvent:
-    event_id: str
-    deliveries: int  # deliveries created (0 for a duplicate)
-    duplicate: bool
-
-
-Matcher = Callable[[list[str], str], bool]
-
-
-@dataclass(frozen=True, slots=True)
-class _Target:
-    """An enabled configuration, with what a handed-over delivery needs."""
+class Target:
+    """A configuration as publishing sees it: where and how to send, and to what."""
 
     config_id: str
-    patterns: list[str]
+    organisation_id: str
+    event_types: tuple[str, ...]
     url: str
-    secret: str
-    previous_secret: str | None  # None once its grace period is over
+    secret: str  # stored form
+    previous_secret: str | None
+    previous_secret_expires_at: datetime | None
     timeout_seconds: float | None
+    enabled: bool
     headers: str | None = None  # custom request headers (stored form)
 
 
-def insert_events(
-    engine: Engine,
-    new_events: Sequence[NewEvent],
-    *,
-    now: datetime,
-    matches: Matcher,
-    handoff: Handoff | None = None,
-) -> list[StoredEvent]:
-    """Store events and their deliveries atomically; results in input order.
+@dataclass(frozen=True, slots=True)
+class PlannedEvent:
+    """An event to store, with the deliveries it gets if it is not a duplicate:
+    (target, claimed) pairs, claimed meaning "insert it under the lease"."""
 
-    ``matches(patterns, event_type)`` decides whether a configuration's event
-    types cover an event. An event id already published by the organisation
-    (before, or earlier in this batch) is a duplicate: nothing is stored for
-    it. Raises NotFound when an organisation does not exist.
+    event: NewEvent
+    deliveries: Sequence[tuple[Target, bool]]
 
-    ``handoff``: the deliveries it takes are inserted claimed and passed to
-    ``handoff.leased`` after the commit (never when the write fails).
 
-    SQLite: one write transaction (``BEGIN IMMEDIATE``). PostgreSQL: two
-    round trips in autocommit mode, a read of the configurations and ONE
-    statement that inserts the events, their deliveries and the NOTIFY (a
-    statement is atomic on its own: no BEGIN and COMMIT round trips, and
-    under READ COMMITTED a transaction around the two would see no more).
-    """
-    if not new_events:
-        return []
-    org_ids = sorted({e.organisation_id for e in new_events})
-    seen: set[tuple[str, str]] = set()
-    unique: list[NewEvent] = []
-    for e in new_events:
-        key = (e.organisation_id, e.event_id)
-        if key not in seen:
-            seen.add(key)
-            unique.append(e)
-    lease = new_lease(now, handoff.lease_seconds) if handoff is not None else None
-    sqlite_db = db.is_sqlite(engine)
-    with writing(engine) if sqlite_db else _autocommit(engine) as conn:
-        by_org = _targets(conn, org_ids, now)
-        # Which deliveries each event gets, and which of them are handed over.
-        plans: dict[tuple[str, str], list[tuple[_Target, bool]]] = {}
-        for e in unique:
-            plans[(e.organisation_id, e.event_id)] = [
-                (target, handoff is not None and handoff.take(target.config_id))
-                for target in by_org.get(e.organisation_id, ())
-                if matches(target.patterns, e.event_type)
-            ]
-        if sqlite_db:
-            stored, handed = _insert_sqlite(conn, unique, plans, now, lease)
+@dataclass(frozen=True, slots=True)
+class Inserted:
+    stored: frozenset[tuple[str, str]]  # (organisation_id, event_id) of the events stored
+    handed: list[ClaimedDelivery]  # the deliveries inserted claimed, to start after commit
+
+
+class PublishWriter:
+    """The two steps of one publish transaction (see the module docstring)."""
+
+    def __init__(self, conn: sa.Connection, sqlite_db: bool) -> None:
+        self.conn = conn
+        self.sqlite = sqlite_db
+
+    def targets(self, org_ids: Sequence[str]) -> dict[str, list[Target]]:
+        """The organisations' enabled configurations (NotFound for a missing organisation)."""
+        found: set[str] = set()
+        by_org: dict[str, list[Target]] = {}
+        for r in self.conn.execute(_TARGETS, {"org_ids": list(org_ids)}):
+            found.add(r.id)
+            if r.config_id is not None:
+                by_org.setdefault(r.id, []).append(_target(r, r.id, True))
+        missing = [o for o in org_ids if o not in found]
+        if missing:
+            raise NotFound(f"organisation {missing[0]} not found")
+        return by_org
+
+    def target(self, organisation_id: str, config_id: str) -> Target | None:
+        """One configuration of the organisation, enabled or not; None if absent."""
+        r = self.conn.execute(_TARGET, {"org_id": organisation_id, "config_id": config_id}).first()
+        return None if r is None else _target(r, organisation_id, bool(r.enabled))
+
+    def insert(
+        self, planned: Sequence[PlannedEvent], *, now: datetime, lease: Lease | None
+    ) -> Inserted:
+        """Store the events (duplicates are skipped) and their planned deliveries."""
+        if not planned:
+            return Inserted(frozenset(), [])
+        if self.sqlite:
+            stored, handed = _insert_sqlite(self.conn, planned, now, lease)
         else:
-            stored, handed = _insert_pg(conn, unique, plans, now, lease)
-
-    if handoff is not None and lease is not None and handed:
-        # Committed: the worker may start them.
+            stored, handed = _insert_pg(self.conn, planned, now, lease)
+        if lease is None or not handed:
+            return Inserted(frozenset(stored), [])
         by_pk = {pk: key for key, pk in stored.items()}
-        events_by_key = {(e.organisation_id, e.event_id): e for e in unique}
-        targets = {t.config_id: t for ts in by_org.values() for t in ts}
-        handoff.leased(
-            [
-                _handed_over(i, pk, events_by_key[by_pk[pk]], targets[config_id], lease)
-                for i, pk, config_id in handed
-            ]
-        )
-
-    results: list[StoredEvent] = []
-    first: set[tuple[str, str]] = set()
-    for e in new_events:
-        key = (e.organisation_id, e.event_id)
-        if key in stored and key not in first:
-            first.add(key)
-            results.append(StoredEvent(e.event_id, len(plans[key]), False))
-        else:
-            results.append(StoredEvent(e.event_id, 0, True))
-    return results
+        by_key = {(p.event.organisation_id, p.event.event_id): p for p in planned}
+        out: list[ClaimedDelivery] = []
+        for delivery_id, pk, config_id in handed:
+            plan = by_key[by_pk[pk]]
+            target = next(t for t, _ in plan.deliveries if t.config_id == config_id)
+            out.append(_handed_over(delivery_id, pk, plan.event, target, lease))
+        return Inserted(frozenset(stored), out)
 
 
 @contextmanager
-def _autocommit(engine: Engine) -> Iterator[sa.Connection]:
+def publish_transaction(engine: Engine) -> Iterator[PublishWriter]:
+    """THE publish transaction: SQLite's write transaction, PostgreSQL autocommit."""
+    if db.is_sqlite(engine):
+        with db.write_transaction(engine) as conn:
+            yield PublishWriter(conn, True)
+        return
     with engine.connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT")
-        yield conn
+        yield PublishWriter(conn, False)
 
 
-def _targets(conn: sa.Connection, org_ids: list[str], now: datetime) -> dict[str, list[_Target]]:
-    """The organisations' enabled configurations (NotFound for a missing organisation)."""
-    found: set[str] = set()
-    by_org: dict[str, list[_Target]] = {}
-    for r in conn.execute(_TARGETS, {"org_ids": org_ids}):
-        found.add(r.id)
-        if r.config_id is not None:
-            expires = r.previous_secret_expires_at
-            by_org.setdefault(r.id, []).append(
-                _Target(
-                    r.config_id,
-                    list(r.event_types),
-                    r.url,
-                    r.secret,
-                    r.previous_secret if expires is None or expires > now else None,
-                    r.timeout_seconds,
-                    r.headers,
-                )
-            )
-    missing = [o for o in org_ids if o not in found]
-    if missing:
-        raise NotFound(f"organisation {missing[0]} not found")
-    return by_org
+def _target(r: Any, organisation_id: str, enabled: bool) -> Target:
+    return Target(
+        config_id=r.config_id,
+        organisation_id=organisation_id,
+        event_types=tuple(r.event_types),
+        url=r.url,
+        secret=r.secret,
+        previous_secret=r.previous_secret or None,
+        previous_secret_expires_at=r.previous_secret_expires_at,
+        timeout_seconds=r.timeout_seconds,
+        enabled=enabled,
+        headers=r.headers,
+    )
 
 
 # The statements of the hot path are built once: building them per call
@@ -272,6 +249,21 @@ _TARGETS = (
     .where(organisations.c.id.in_(sa.bindparam("org_ids", expanding=True)))
     .order_by(configs.c.created_at, configs.c.id)
 )
+_TARGET = sa.select(
+    configs.c.id.label("config_id"),
+    configs.c.event_types,
+    configs.c.url,
+    configs.c.secret,
+    configs.c.previous_secret,
+    configs.c.previous_secret_expires_at,
+    configs.c.timeout_seconds,
+    configs.c.enabled,
+    configs.c.headers,
+).where(
+    configs.c.id == sa.bindparam("config_id"),
+    configs.c.organisation_id == sa.bindparam("org_id"),
+    configs.c.deleted_at.is_(None),
+)
 _SQLITE_INSERT_EVENTS = (
     sqlite.insert(events)
     .on_conflict_do_nothing(index_elements=["organisation_id", "event_id"])
@@ -282,39 +274,35 @@ _INSERT_DELIVERIES_RETURNING = _INSERT_DELIVERIES.returning(
     deliveries.c.id, deliveries.c.event_pk, deliveries.c.config_id, deliveries.c.claim_token
 )
 
-Plans = dict[tuple[str, str], list[tuple[_Target, bool]]]
 Handed = list[tuple[int, int, str]]  # (delivery id, event pk, config id) handed over
 
 
 def _insert_sqlite(
-    conn: sa.Connection,
-    unique: list[NewEvent],
-    plans: Plans,
-    now: datetime,
-    lease: Lease | None,
+    conn: sa.Connection, planned: Sequence[PlannedEvent], now: datetime, lease: Lease | None
 ) -> tuple[dict[tuple[str, str], int], Handed]:
     inserted_events = conn.execute(
         _SQLITE_INSERT_EVENTS,
         [
             {
-                "organisation_id": e.organisation_id,
-                "event_id": e.event_id,
-                "event_type": e.event_type,
-                "occurred_at": e.occurred_at,
-                "payload": e.payload,
-                "traceparent": e.traceparent,
+                "organisation_id": p.event.organisation_id,
+                "event_id": p.event.event_id,
+                "event_type": p.event.event_type,
+                "occurred_at": p.event.occurred_at,
+                "payload": p.event.payload,
+                "traceparent": p.event.traceparent,
                 "created_at": now,
             }
-            for e in unique
+            for p in planned
         ],
     )
     stored = {(r.organisation_id, r.event_id): r.pk for r in inserted_events}
+    plans = {(p.event.organisation_id, p.event.event_id): p.deliveries for p in planned}
     rows = [
         {
             "organisation_id": key[0],
             "event_pk": pk,
             "config_id": target.config_id,
-            "status": "pending",
+            "status": DeliveryStatus.PENDING,
             "attempts": 0,
             "next_attempt_at": lease.until if claimed and lease else now,
             "claim_token": lease.token if claimed and lease else None,
@@ -334,26 +322,21 @@ def _insert_sqlite(
 
 
 def _insert_pg(
-    conn: sa.Connection,
-    unique: list[NewEvent],
-    plans: Plans,
-    now: datetime,
-    lease: Lease | None,
+    conn: sa.Connection, planned: Sequence[PlannedEvent], now: datetime, lease: Lease | None
 ) -> tuple[dict[tuple[str, str], int], Handed]:
     rows = [
         {
-            "organisation_id": e.organisation_id,
-            "event_id": e.event_id,
-            "event_type": e.event_type,
-            "occurred_at": e.occurred_at.isoformat(),
-            "payload": e.payload,
-            "traceparent": e.traceparent,
+            "organisation_id": p.event.organisation_id,
+            "event_id": p.event.event_id,
+            "event_type": p.event.event_type,
+            "occurred_at": p.event.occurred_at.isoformat(),
+            "payload": p.event.payload,
+            "traceparent": p.event.traceparent,
             "targets": [
-                {"config_id": t.config_id, "claimed": claimed}
-                for t, claimed in plans[(e.organisation_id, e.event_id)]
+                {"config_id": t.config_id, "claimed": claimed} for t, claimed in p.deliveries
             ],
         }
-        for e in unique
+        for p in planned
     ]
     result = conn.execute(
         _PG_INSERT,
@@ -376,7 +359,7 @@ def _insert_pg(
 
 
 def _handed_over(
-    delivery_id: int, event_pk: int, event: NewEvent, target: _Target, lease: Lease
+    delivery_id: int, event_pk: int, event: NewEvent, target: Target, lease: Lease
 ) -> ClaimedDelivery:
     """The claim record of a delivery inserted under ``lease`` (its first attempt)."""
     return ClaimedDelivery(
@@ -392,6 +375,7 @@ def _handed_over(
         url=target.url,
         secret=target.secret,
         previous_secret=target.previous_secret,
+        previous_secret_expires_at=target.previous_secret_expires_at,
         timeout_seconds=target.timeout_seconds,
         enabled=True,
         lease_until=lease.until,

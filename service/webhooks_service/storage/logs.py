@@ -35,7 +35,7 @@ class LogFilters:
     config_id: str = ""
     event_id: str = ""
     event_type: str = ""
-    outcome: str = ""  # "delivered" | "retry_scheduled" | "failed" | "dead" | "" (any)
+    outcome: str = ""  # a domain.Outcome value, or "" (any)
 
     def key(self) -> tuple[str, str, str, str]:
         return (self.config_id, self.event_id, self.event_type, self.outcome)

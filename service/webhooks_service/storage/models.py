@@ -2,13 +2,13 @@
 
 Rows of these tables never leave ``storage/``: the query modules next to this
 one return plain dataclasses. Schema changes go through Alembic migrations
-(``storage/migrations``); ``tests/test_migrations.py`` checks that the models
+(``storage/migrations``); ``tests/test_storage_schema.py`` checks that the models
 and the migrations agree.
 
 Identifiers: organisations, API keys and webhook configs have random string
 ids (``org_…``, ``key_…``, ``whc_…``). Events, deliveries and attempts are the
 high-volume tables and use integer surrogate keys; the public ids of
-deliveries and attempts are derived from them (see ``storage/ids.py``), and an
+deliveries and attempts are derived from them (``dlv_…``, ``att_…``, see ``api/convert.py``), and an
 event's public id is its ``event_id`` (unique per organisation).
 """
 
@@ -34,6 +34,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+# The clock lives in the domain; re-exported for the callers that take it from here.
+from webhooks_service.domain import utcnow as utcnow
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -159,18 +162,6 @@ class WebhookConfig(Base):
     timeout_seconds: Mapped[float | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
-    # Endpoint health (storage/endpoint_health.py): counters and the latest
-    # success/error, updated set-wise by finish_batch in the same transaction
-    # that logs the attempts. failing_since starts at the first failure after
-    # a success and clears on success; the health sweep disables endpoints
-    # that keep failing (endpoint_failure_disable_after).
-    attempts_total: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    successes_total: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    failures_total: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    last_success_at: Mapped[datetime | None]
-    last_error: Mapped[str] = mapped_column(String(500), default="", server_default="")
-    last_error_at: Mapped[datetime | None]
-    failing_since: Mapped[datetime | None] = mapped_column(index=True)
     # Custom request headers sent on every attempt (core/endpoint_headers.py):
     # JSON {"name": "value"}, sealed like the secret when WEBHOOKS_SECRET_KEY
     # is set; NULL when none.
@@ -178,6 +169,32 @@ class WebhookConfig(Base):
     # Set by DeleteWebhookConfig: the row stays (its deliveries and attempts
     # reference it) but is invisible to the API and the quota.
     deleted_at: Mapped[datetime | None]
+
+
+class EndpointHealth(Base):
+    """Per-configuration delivery health (storage/endpoint_health.py).
+
+    Counters and the latest success/error, folded in set-wise by finish_batch
+    in the transaction that logs the attempts. ``failing_since`` starts at the
+    first failure after a success and clears on success; the health sweep
+    disables endpoints that keep failing (endpoint_failure_disable_after).
+    A table of its own, not columns of ``webhook_configs``: the hot path's
+    upserts then never contend with the foreign-key locks publishing takes on
+    configuration rows, nor with admins' updates (no deadlocks).
+    """
+
+    __tablename__ = "endpoint_health"
+
+    config_id: Mapped[str] = mapped_column(
+        ForeignKey("webhook_configs.id", ondelete="CASCADE"), primary_key=True
+    )
+    attempts_total: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    successes_total: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    failures_total: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    last_success_at: Mapped[datetime | None]
+    last_error: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    last_error_at: Mapped[datetime | None]
+    failing_since: Mapped[datetime | None] = mapped_column(index=True)
 
 
 class Event(Base):
@@ -213,12 +230,14 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         # The claim query's index: only pending rows, ordered by due time.
-        # config_id is in the index so that skipping the due rows of endpoints a
-        # worker has saturated (claim_due's exclude_configs) never reads the table.
+        # config_id and organisation_id are in the index so that skipping the due
+        # rows the fair scheduler excludes (claim_due's exclude_configs and
+        # exclude_organisations) never reads the table.
         Index(
             "ix_deliveries_due",
             "next_attempt_at",
             "config_id",
+            "organisation_id",
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
         ),
@@ -284,14 +303,10 @@ class DeliveryAttempt(Base):
     response_body_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str] = mapped_column(Text, default="")
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
-    # "delivered" | "retry_scheduled" | "failed" | "dead" | "cancelled"
+    # a domain.Outcome value
     outcome: Mapped[str] = mapped_column(String(16))
     attempted_at: Mapped[datetime]
     next_attempt_at: Mapped[datetime | None]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class ServiceKey(Base):

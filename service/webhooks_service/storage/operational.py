@@ -23,8 +23,10 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 
+from webhooks_service.storage.endpoint_health import CONFIGS_WITH_HEALTH
 from webhooks_service.storage.events import NOTIFY_CHANNEL
 from webhooks_service.storage.models import Delivery, Event, WebhookConfig
+from webhooks_service.storage.models import EndpointHealth as HealthRow
 
 __all__ = [
     "OperationalEvent",
@@ -35,6 +37,7 @@ __all__ = [
 ]
 
 _C = cast(sa.Table, WebhookConfig.__table__)
+_H = cast(sa.Table, HealthRow.__table__)
 _D = cast(sa.Table, Delivery.__table__)
 _E = cast(sa.Table, Event.__table__)
 
@@ -69,9 +72,9 @@ def subjects(conn: sa.Connection, config_ids: Iterable[str]) -> dict[str, Subjec
     if not ids:
         return {}
     rows = conn.execute(
-        sa.select(_C.c.id, _C.c.organisation_id, _C.c.url, _C.c.failing_since).where(
-            _C.c.id.in_(ids)
-        )
+        sa.select(_C.c.id, _C.c.organisation_id, _C.c.url, _H.c.failing_since)
+        .select_from(CONFIGS_WITH_HEALTH)
+        .where(_C.c.id.in_(ids))
     )
     return {r.id: Subject(r.id, r.organisation_id, r.url, r.failing_since) for r in rows}
 

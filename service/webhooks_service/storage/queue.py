@@ -9,40 +9,29 @@ worst an attempt is repeated (at-least-once). ``finish_batch`` records a
 batch of attempts and their outcomes in one transaction, but only for
 deliveries whose ``claim_token`` still matches (a worker that lost its lease
 does not overwrite the new owner's state). ``release`` hands unstarted
-deliveries back on shutdown.
+deliveries back.
 
-**Hand-off at publish.** A freshly published delivery need not wait for a
-claim: when the worker of the publishing process has free slots it lends
-them to the publish transaction (a ``Handoff``), and ``insert_events``
-inserts that many deliveries *already claimed* (``claim_token`` and
-``next_attempt_at`` from ``new_lease``, exactly as ``claim_due`` would have
-left them) and passes them, as ``ClaimedDelivery`` records, to the worker
-after the commit. No claim query, no wake-up. They are ordinary leased rows:
-other workers skip them, and if the process dies the lease runs out and they
-are due again. Deliveries the worker has no slot for are inserted unclaimed
-(due now) and woken for as before.
+Deliveries inserted already claimed at publish (the hand-off, see
+``storage/events.py``) are ordinary leased rows: the same ``finish_batch``
+records them.
 
 Everything here is batched and written with SQLAlchemy Core: on PostgreSQL a
 commit costs ~0.3 ms, so one commit per delivery would cap the worker at a
-few thousand deliveries per second (brief §5). On SQLite, writers of one
-process take a process-wide lock before ``BEGIN IMMEDIATE`` so that they queue
-in Python instead of in SQLite's sleeping busy handler.
+few thousand deliveries per second (brief §5). The records are the domain's
+(``webhooks_service.domain``); this module knows nothing of who sends them.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
-import threading
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from webhooks_service.domain import ClaimedDelivery, DeliveryStatus, FinishedAttempt, new_lease
 from webhooks_service.storage import db, endpoint_health
 from webhooks_service.storage.models import Delivery as DeliveryRow
 from webhooks_service.storage.models import DeliveryAttempt, Event, UTCDateTime, WebhookConfig
@@ -52,118 +41,6 @@ attempts_table = cast(sa.Table, DeliveryAttempt.__table__)
 events = cast(sa.Table, Event.__table__)
 configs = cast(sa.Table, WebhookConfig.__table__)
 
-_SQLITE_LOCKS: dict[str, threading.Lock] = {}
-_SQLITE_LOCKS_GUARD = threading.Lock()
-
-# Delivery status after each attempt outcome.
-STATUS_BY_OUTCOME = {
-    "delivered": "delivered",
-    "retry_scheduled": "pending",
-    "failed": "failed",
-    "dead": "dead",
-    "cancelled": "cancelled",
-}
-# A delivery cancelled while its attempt was in flight (its configuration was
-# deleted, storage/config_deletion.py): the attempt is logged; if it ended the
-# delivery (delivered, failed, dead) that is its state, else it stays
-# cancelled and no retry follows.
-_KEEP_CANCELLED_PG = (
-    "CASE WHEN d.status = 'cancelled' AND v.status = 'pending' THEN d.status ELSE v.status END"
-)
-
-
-@contextmanager
-def writing(engine: Engine) -> Iterator[sa.Connection]:
-    """``db.write_transaction`` that, on SQLite, first takes a per-database process lock."""
-    if not db.is_sqlite(engine):
-        with db.write_transaction(engine) as conn:
-            yield conn
-        return
-    key = str(engine.url)
-    with _SQLITE_LOCKS_GUARD:
-        lock = _SQLITE_LOCKS.setdefault(key, threading.Lock())
-    with lock, db.write_transaction(engine) as conn:
-        yield conn
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedDelivery:
-    """A delivery this worker holds under lease, with what it needs to send it."""
-
-    id: int
-    claim_token: str
-    attempt: int  # number of the attempt about to be made (1-based)
-    organisation_id: str
-    config_id: str
-    event_pk: int
-    event_id: str
-    event_type: str
-    payload: str
-    url: str
-    secret: str
-    previous_secret: str | None  # still signing during a rotation
-    timeout_seconds: float | None
-    enabled: bool
-    lease_until: datetime
-    headers: str | None = None  # custom request headers, stored (maybe sealed) form
-    traceparent: str | None = None  # the publish span's, while tracing is on
-
-
-@dataclass(frozen=True, slots=True)
-class FinishedAttempt:
-    """One attempt's result and decided outcome, ready to be recorded."""
-
-    delivery_id: int
-    claim_token: str
-    attempt: int
-    organisation_id: str
-    config_id: str
-    event_pk: int
-    event_id: str
-    event_type: str
-    url: str
-    outcome: str  # delivered | retry_scheduled | failed | dead
-    attempted_at: datetime
-    next_attempt_at: datetime | None = None
-    response_status_code: int = 0
-    response_body: str = ""
-    response_body_truncated: bool = False
-    error: str = ""
-    duration_ms: int = 0
-    disable_reason: str | None = None  # set: also disable the endpoint
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """A claim: the token stamped on the rows and when the lease runs out."""
-
-    token: str
-    until: datetime
-
-
-def new_lease(now: datetime, lease_seconds: float) -> Lease:
-    return Lease(secrets.token_hex(16), now + timedelta(seconds=lease_seconds))
-
-
-class Handoff(Protocol):
-    """Free slots of the in-process worker, lent to one publish transaction.
-
-    ``storage.events.insert_events`` asks ``take(config_id)`` for each new
-    delivery (inside the transaction: True means "insert it under ``lease``",
-    never more than can start at once); after the commit it passes the
-    deliveries so inserted to ``leased``. The publisher then calls
-    ``settle()`` on the event loop, which returns unused slots and starts the
-    leased deliveries; it answers how many were handed over.
-    """
-
-    lease_seconds: float
-
-    def take(self, config_id: str) -> bool: ...
-
-    def leased(self, claimed: Sequence[ClaimedDelivery]) -> None: ...
-
-    async def settle(self) -> int: ...
-
 
 def claim_due(
     engine: Engine,
@@ -171,6 +48,7 @@ def claim_due(
     now: datetime,
     lease_seconds: float,
     limit: int,
+    exclude_organisations: Iterable[str] = (),
     exclude_configs: Iterable[str] = (),
 ) -> list[ClaimedDelivery]:
     """THE claim query: take up to ``limit`` due deliveries under a fresh lease.
@@ -180,11 +58,16 @@ def claim_due(
 
         WITH due AS (SELECT id FROM deliveries
                      WHERE status = 'pending' AND next_attempt_at <= :now
-                       [AND config_id NOT IN (:saturated)]
+                       AND organisation_id <> ALL(:orgs) AND config_id <> ALL(:configs)
                      ORDER BY next_attempt_at LIMIT :limit
                      FOR UPDATE SKIP LOCKED)          -- PostgreSQL only
         UPDATE deliveries SET next_attempt_at = :lease_end, claim_token = :token
         FROM due WHERE deliveries.id = due.id RETURNING …
+
+    The exclusions are the caller's (the worker's fair scheduler): the
+    organisations and the configurations whose destinations already have
+    their share of work waiting in the worker, so that one tenant's pile of
+    due deliveries cannot fill every batch.
 
     On PostgreSQL ``SKIP LOCKED`` lets any number of workers claim
     concurrently without waiting on each other or taking the same row, and the
@@ -194,29 +77,26 @@ def claim_due(
     means the delivery is due again). On SQLite the write transaction
     (``BEGIN IMMEDIATE``) is the single-writer path, and a second SELECT reads
     the joined rows.
-
-    ``exclude_configs`` are endpoints this worker has saturated (per-endpoint
-    limit reached), so a hanging endpoint's backlog does not crowd the batch.
     """
     if limit <= 0:
         return []
     lease = new_lease(now, lease_seconds)
-    token, lease_end = lease.token, lease.until
-    excluded = list(exclude_configs)
+    orgs, config_ids = list(exclude_organisations), list(exclude_configs)
     if db.is_sqlite(engine):
-        return _sqlite_claim(engine, now, lease_end, token, limit, excluded)
-    with writing(engine) as conn:
+        return _sqlite_claim(engine, now, lease.until, lease.token, limit, orgs, config_ids)
+    with db.write_transaction(engine) as conn:
         rows = conn.execute(
             _PG_CLAIM,
             {
                 "now": now,
-                "lease_end": lease_end,
-                "token": token,
+                "lease_end": lease.until,
+                "token": lease.token,
                 "limit": limit,
-                "excluded": excluded,
+                "orgs": orgs,
+                "configs": config_ids,
             },
         ).all()
-    return [_claimed(r, token, lease_end, r.previous_secret) for r in rows]
+    return [_claimed(r, lease.token, lease.until) for r in rows]
 
 
 # PostgreSQL: pick, lease and read in one statement (one round trip).
@@ -225,7 +105,8 @@ _PG_CLAIM = sa.text(
     WITH due AS (
         SELECT id FROM deliveries
         WHERE status = 'pending' AND next_attempt_at <= :now
-          AND config_id <> ALL(CAST(:excluded AS text[]))
+          AND organisation_id <> ALL(CAST(:orgs AS text[]))
+          AND config_id <> ALL(CAST(:configs AS text[]))
         ORDER BY next_attempt_at
         LIMIT :limit
         FOR UPDATE SKIP LOCKED
@@ -238,18 +119,16 @@ _PG_CLAIM = sa.text(
     FROM due, relaxed, events AS e, webhook_configs AS c
     WHERE relaxed.setting = 'off' AND d.id = due.id AND e.pk = d.event_pk AND c.id = d.config_id
     RETURNING d.id, d.attempts, d.organisation_id, d.config_id, d.event_pk,
-              e.event_id, e.event_type, e.payload, c.url, c.secret, c.timeout_seconds,
-              c.enabled, c.headers, e.traceparent,
-              CASE WHEN c.previous_secret_expires_at IS NULL
-                     OR c.previous_secret_expires_at > :now
-                   THEN c.previous_secret END AS previous_secret
+              e.event_id, e.event_type, e.payload, c.url, c.secret, c.previous_secret,
+              c.previous_secret_expires_at, c.timeout_seconds, c.enabled, c.headers,
+              e.traceparent
     """
 ).bindparams(
     sa.bindparam("now", type_=UTCDateTime()), sa.bindparam("lease_end", type_=UTCDateTime())
 )
 
 
-def _claimed(r: Any, token: str, lease_end: datetime, previous: str | None) -> ClaimedDelivery:
+def _claimed(r: Any, token: str, lease_end: datetime) -> ClaimedDelivery:
     return ClaimedDelivery(
         id=r.id,
         claim_token=token,
@@ -262,7 +141,8 @@ def _claimed(r: Any, token: str, lease_end: datetime, previous: str | None) -> C
         payload=r.payload,
         url=r.url,
         secret=r.secret,
-        previous_secret=previous or None,
+        previous_secret=r.previous_secret or None,
+        previous_secret_expires_at=r.previous_secret_expires_at,
         timeout_seconds=r.timeout_seconds,
         enabled=bool(r.enabled),
         lease_until=lease_end,
@@ -277,17 +157,20 @@ def _sqlite_claim(
     lease_end: datetime,
     token: str,
     limit: int,
-    excluded: list[str],
+    orgs: list[str],
+    config_ids: list[str],
 ) -> list[ClaimedDelivery]:
     """SQLite: the same claim under the database write lock (BEGIN IMMEDIATE)."""
     due = (
         sa.select(deliveries.c.id)
-        .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now)
+        .where(deliveries.c.status == DeliveryStatus.PENDING, deliveries.c.next_attempt_at <= now)
         .order_by(deliveries.c.next_attempt_at)
         .limit(limit)
     )
-    if excluded:
-        due = due.where(deliveries.c.config_id.not_in(excluded))
+    if orgs:
+        due = due.where(deliveries.c.organisation_id.not_in(orgs))
+    if config_ids:
+        due = due.where(deliveries.c.config_id.not_in(config_ids))
     due_cte = due.cte("due")
     claim = (
         sa.update(deliveries)
@@ -295,7 +178,7 @@ def _sqlite_claim(
         .values(next_attempt_at=lease_end, claim_token=token, updated_at=now)
         .returning(deliveries.c.id)
     )
-    with writing(engine) as conn:
+    with db.write_transaction(engine) as conn:
         ids = list(conn.execute(claim).scalars())
         if not ids:
             return []
@@ -323,18 +206,16 @@ def _sqlite_claim(
             .where(deliveries.c.id.in_(ids))
             .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
         ).all()
-    return [
-        _claimed(
-            r,
-            token,
-            lease_end,
-            r.previous_secret
-            if r.previous_secret_expires_at is None or r.previous_secret_expires_at > now
-            else None,
-        )
-        for r in rows
-    ]
+    return [_claimed(r, token, lease_end) for r in rows]
 
+
+# A delivery cancelled while its attempt was in flight (its configuration was
+# deleted, storage/config_deletion.py): the attempt is logged; if it ended the
+# delivery (delivered, failed, dead) that is its state, else it stays
+# cancelled and no retry follows.
+_KEEP_CANCELLED_PG = (
+    "CASE WHEN d.status = 'cancelled' AND v.status = 'pending' THEN d.status ELSE v.status END"
+)
 
 _ATTEMPT_COLUMNS = (
     "organisation_id",
@@ -445,8 +326,9 @@ def _pg_time(value: datetime) -> str:
 
 class AfterWrite(Protocol):
     """Called inside ``finish_batch``'s transaction once the batch is written, with
-    the configurations the batch disabled (each once). The operational webhooks
-    hook (``core/operational.py``) is the one in use."""
+    the configurations the batch disabled (each once): the post-finish step that
+    sees the finished attempts and their decisions. Injected by the caller (the
+    operational webhooks, ``core/operational.py``); storage imports nothing of it."""
 
     def __call__(
         self,
@@ -504,17 +386,17 @@ def finish_batch(
             "response_body_truncated": f.response_body_truncated,
             "error": f.error,
             "duration_ms": f.duration_ms,
-            "outcome": f.outcome,
+            "outcome": f.outcome.value,
             "attempted_at": stamp(f.attempted_at),
             "next_attempt_at": stamp(f.next_attempt_at) if f.next_attempt_at else None,
             "claim_token": f.claim_token,
-            "status": STATUS_BY_OUTCOME[f.outcome],
+            "status": f.status.value,
             "next_due": stamp(f.next_attempt_at or f.attempted_at),
         }
         for f in finished
     ]
     payload = json.dumps(rows, separators=(",", ":"))
-    with writing(engine) as conn:
+    with db.write_transaction(engine) as conn:
         if sqlite:
             recorded = conn.execute(_SQLITE_LOG, {"rows": payload}).rowcount
             conn.execute(_SQLITE_MOVE, {"rows": payload, "now": _sqlite_time(now)})
@@ -548,7 +430,7 @@ def release(engine: Engine, claimed: Iterable[ClaimedDelivery], *, now: datetime
     if not by_token:
         return 0
     count = 0
-    with writing(engine) as conn:
+    with db.write_transaction(engine) as conn:
         for token, ids in by_token.items():
             result = conn.execute(
                 sa.update(deliveries)
@@ -557,14 +439,3 @@ def release(engine: Engine, claimed: Iterable[ClaimedDelivery], *, now: datetime
             )
             count += result.rowcount
     return count
-
-
-def next_due_at(engine: Engine) -> datetime | None:
-    """When the earliest pending delivery becomes due (None when none is pending)."""
-    with db.read_transaction(engine) as conn:
-        value: datetime | None = conn.execute(
-            sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
-                deliveries.c.status == "pending"
-            )
-        ).scalar()
-    return value

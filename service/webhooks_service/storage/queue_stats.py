@@ -16,6 +16,7 @@ from typing import cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from webhooks_service.domain import DeliveryStatus
 from webhooks_service.storage import db
 from webhooks_service.storage.models import Delivery
 
@@ -30,7 +31,7 @@ class QueueStats:
 
 
 def queue_stats(engine: Engine, now: datetime) -> QueueStats:
-    pending = _D.c.status == "pending"
+    pending = _D.c.status == DeliveryStatus.PENDING
     due = sa.and_(pending, _D.c.next_attempt_at <= now)
     with db.read_transaction(engine) as conn:
         total = conn.execute(sa.select(sa.func.count()).select_from(_D).where(pending)).scalar()

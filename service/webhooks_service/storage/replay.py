@@ -1,6 +1,6 @@
-"""Putting deliveries back in the queue by hand: retry one, replay a range, ping.
+"""Putting deliveries back in the queue by hand: retry one, replay a range.
 
-The admin RPCs RetryDelivery, ReplayDeliveries and SendTestEvent change the
+The admin RPCs RetryDelivery and ReplayDeliveries change the
 queue (the ``deliveries`` table) outside the worker's claim/finish cycle.
 Each change here is one short write transaction that respects the worker's
 lease: a pending delivery that carries a ``claim_token`` is being attempted
@@ -15,7 +15,7 @@ webhooks_deliveries`` (delivered at commit) so that workers in other
 processes wake up; the caller wakes the in-process worker itself.
 
 Decisions (what may be retried, limits, errors) are the use cases' in
-``core/redelivery.py`` and ``core/ping.py``; this module only reads and
+``core/redelivery.py``; this module only reads and
 writes rows and returns plain dataclasses.
 """
 
@@ -23,21 +23,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from webhooks_service.domain import ENDED, DeliveryStatus
+from webhooks_service.storage import db
 from webhooks_service.storage.events import NOTIFY_CHANNEL, PROCESS_TOKEN
 from webhooks_service.storage.models import Delivery, Event, WebhookConfig
-from webhooks_service.storage.queue import writing
 
 _D = cast(sa.Table, Delivery.__table__)
 _E = cast(sa.Table, Event.__table__)
 _C = cast(sa.Table, WebhookConfig.__table__)
-
-ENDED = ("delivered", "failed", "dead")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +48,7 @@ class DeliveryState:
     event_id: str
     event_type: str
     config_id: str
-    status: str  # pending | delivered | failed | dead
+    status: DeliveryStatus
     attempts: int
     next_attempt_at: datetime
     claimed: bool  # a worker holds it under lease (or held it and died)
@@ -63,7 +62,7 @@ def _state(r: Any) -> DeliveryState:
         event_id=r.event_id,
         event_type=r.event_type,
         config_id=r.config_id,
-        status=r.status,
+        status=DeliveryStatus(r.status),
         attempts=r.attempts,
         next_attempt_at=r.next_attempt_at,
         claimed=r.claim_token is not None,
@@ -123,11 +122,15 @@ def schedule_now(conn: sa.Connection, state: DeliveryState, now: datetime) -> bo
     update = sa.update(_D).where(_D.c.id == state.id)
     if state.status in ENDED:
         update = update.where(_D.c.status == state.status).values(
-            status="pending", next_attempt_at=now, claim_token=None, updated_at=now
+            status=DeliveryStatus.PENDING, next_attempt_at=now, claim_token=None, updated_at=now
         )
-    elif state.status == "pending" and not state.claimed and state.next_attempt_at > now:
+    elif (
+        state.status is DeliveryStatus.PENDING and not state.claimed and state.next_attempt_at > now
+    ):
         update = update.where(
-            _D.c.status == "pending", _D.c.claim_token.is_(None), _D.c.next_attempt_at > now
+            _D.c.status == DeliveryStatus.PENDING,
+            _D.c.claim_token.is_(None),
+            _D.c.next_attempt_at > now,
         ).values(next_attempt_at=now, updated_at=now)
     else:
         return False
@@ -147,7 +150,7 @@ def retry_delivery(
     Returns (the delivery after the change or None if not found, whether
     this call scheduled it). With a disabled endpoint nothing is written.
     """
-    with writing(engine) as conn:
+    with db.write_transaction(engine) as conn:
         state = get_delivery(conn, organisation_id, delivery_id)
         if state is None or (require_enabled and not state.config_enabled):
             return state, False
@@ -209,7 +212,7 @@ def replay_range(
     [since, until), back to pending and due now — unless more than ``limit``
     match (then nothing is written and ``matched`` is ``limit + 1``)."""
     where = _range_clause(organisation_id, config_id, statuses, since, until)
-    with writing(engine) as conn:
+    with db.write_transaction(engine) as conn:
         enabled = config_enabled(conn, organisation_id, config_id)
         if not enabled:
             return ReplayResult(enabled, 0, 0)
@@ -220,117 +223,10 @@ def replay_range(
         replayed = conn.execute(
             sa.update(_D)
             .where(*where)
-            .values(status="pending", next_attempt_at=now, claim_token=None, updated_at=now)
+            .values(
+                status=DeliveryStatus.PENDING, next_attempt_at=now, claim_token=None, updated_at=now
+            )
         ).rowcount
         if replayed:
             notify_workers(conn)
     return ReplayResult(True, matched, int(replayed))
-
-
-# -- SendTestEvent ---------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PingTarget:
-    """What a test event needs: the endpoint, and the rows created for it."""
-
-    enabled: bool
-    url: str
-    secret: str  # stored form (maybe sealed)
-    previous_secret: str | None  # stored form, only while it still signs
-    timeout_seconds: float | None
-    event_pk: int = 0
-    delivery_id: int = 0
-    headers: str | None = None  # custom request headers (stored form)
-
-
-def create_ping(
-    engine: Engine,
-    organisation_id: str,
-    config_id: str,
-    *,
-    event_id: str,
-    event_type: str,
-    payload: str,
-    now: datetime,
-    claim_token: str,
-    default_timeout: float,
-    lease_margin: float,
-) -> PingTarget | None:
-    """Store a test event and its one delivery to ``config_id``, already claimed.
-
-    The delivery is pending under ``claim_token`` for the endpoint's attempt
-    timeout (its own, else ``default_timeout``) plus ``lease_margin`` seconds, so
-    the worker leaves it to the caller, who attempts it and records the
-    result with ``queue.finish_batch``; if the caller dies, the lease ends and
-    a worker delivers it instead. Returns None when the configuration is not
-    the organisation's, and a target with ``enabled`` False (nothing stored)
-    when it is disabled.
-    """
-    with writing(engine) as conn:
-        row = conn.execute(
-            sa.select(
-                _C.c.enabled,
-                _C.c.url,
-                _C.c.secret,
-                _C.c.previous_secret,
-                _C.c.previous_secret_expires_at,
-                _C.c.timeout_seconds,
-                _C.c.headers,
-            ).where(
-                _C.c.id == config_id,
-                _C.c.organisation_id == organisation_id,
-                _C.c.deleted_at.is_(None),
-            )
-        ).first()
-        if row is None:
-            return None
-        expires = row.previous_secret_expires_at
-        target = PingTarget(
-            enabled=bool(row.enabled),
-            url=row.url,
-            secret=row.secret,
-            previous_secret=row.previous_secret if expires is None or expires > now else None,
-            timeout_seconds=row.timeout_seconds,
-            headers=row.headers,
-        )
-        if not target.enabled:
-            return target
-        timeout = target.timeout_seconds or default_timeout
-        event_pk = conn.execute(
-            sa.insert(_E)
-            .values(
-                organisation_id=organisation_id,
-                event_id=event_id,
-                event_type=event_type,
-                occurred_at=now,
-                payload=payload,
-                created_at=now,
-            )
-            .returning(_E.c.pk)
-        ).scalar_one()
-        delivery_id = conn.execute(
-            sa.insert(_D)
-            .values(
-                organisation_id=organisation_id,
-                event_pk=event_pk,
-                config_id=config_id,
-                status="pending",
-                attempts=0,
-                next_attempt_at=now + timedelta(seconds=timeout + lease_margin),
-                claim_token=claim_token,
-                created_at=now,
-                updated_at=now,
-            )
-            .returning(_D.c.id)
-        ).scalar_one()
-    return PingTarget(
-        enabled=True,
-        url=target.url,
-        secret=target.secret,
-        previous_secret=target.previous_secret,
-        timeout_seconds=target.timeout_seconds,
-        event_pk=int(event_pk),
-        delivery_id=int(delivery_id),
-        headers=target.headers,
-    )

@@ -32,9 +32,9 @@ from typing import cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from webhooks_service.domain import DeliveryStatus
 from webhooks_service.storage import db
 from webhooks_service.storage.models import Delivery, DeliveryAttempt, Event
-from webhooks_service.storage.queue import writing
 
 events = cast(sa.Table, Event.__table__)
 deliveries = cast(sa.Table, Delivery.__table__)
@@ -70,7 +70,7 @@ class Batch:
 def _no_pending_delivery() -> sa.ColumnElement[bool]:
     pending = (
         sa.select(deliveries.c.id)
-        .where(deliveries.c.event_pk == events.c.pk, deliveries.c.status == "pending")
+        .where(deliveries.c.event_pk == events.c.pk, deliveries.c.status == DeliveryStatus.PENDING)
         .exists()
     )
     return ~pending
@@ -93,7 +93,7 @@ def prune_batch(
     smaller than ``batch_size``."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    with writing(engine) as conn:
+    with db.write_transaction(engine) as conn:
         rows = conn.execute(
             _prunable(cutoff, resume_from).order_by(events.c.created_at).limit(batch_size)
         ).all()
@@ -109,7 +109,7 @@ def prune_batch(
                 .order_by(deliveries.c.id)
                 .with_for_update()
             ).all()
-            keep = {int(r.event_pk) for r in locked if r.status == "pending"}
+            keep = {int(r.event_pk) for r in locked if r.status == DeliveryStatus.PENDING}
             pks = [pk for pk in pks if pk not in keep]
         if not pks:
             return Batch(PruneResult(), len(rows), resume)

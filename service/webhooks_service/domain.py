@@ -1,0 +1,173 @@
+"""The delivery domain: the records and vocabulary every layer shares.
+
+Storage persists and reads these records, the delivery worker, the test event
+and the publish hand-off produce and consume them, the API converts them to
+protos; none of them re-lists the vocabulary. Nothing here does I/O, and this
+module imports nothing of the service, so every package may import it.
+
+- ``Outcome`` (of one attempt) and ``DeliveryStatus`` (of a delivery), with
+  ``STATUS_AFTER`` mapping the first onto the second. ``DeliveryStatus`` has
+  room for more end states (a delivery stopped without an attempt, e.g. of a
+  deleted configuration): add a member and, if it ends a delivery, put it in
+  ``ENDED``.
+- ``ClaimedDelivery``: a delivery held under a lease with everything needed to
+  send it; ``FinishedAttempt``: its attempt and the decision, ready to be
+  recorded. ``attempted`` is explicit: a delivery finished without a request
+  (its endpoint was disabled meanwhile) is not an attempt.
+- ``previous_secret_signs``: THE rotation-grace rule (current secret, plus the
+  previous one until it expires), and ``Destination``: where a request goes
+  (scheme, host, port), the key of the scheduler's per-destination limits.
+- ``utcnow`` / ``Clock``: the one clock, injectable in tests.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Outcome(enum.StrEnum):
+    """The outcome of one attempt (``delivery_attempts.outcome``)."""
+
+    DELIVERED = "delivered"
+    RETRY_SCHEDULED = "retry_scheduled"
+    FAILED = "failed"
+    DEAD = "dead"
+    CANCELLED = "cancelled"  # not attempted: its configuration was deleted
+
+
+class DeliveryStatus(enum.StrEnum):
+    """The state of one delivery (``deliveries.status``)."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    DEAD = "dead"
+    CANCELLED = "cancelled"  # stopped: its configuration was deleted (never revived)
+
+
+# A delivery's status after an attempt with each outcome.
+STATUS_AFTER: dict[Outcome, DeliveryStatus] = {
+    Outcome.DELIVERED: DeliveryStatus.DELIVERED,
+    Outcome.RETRY_SCHEDULED: DeliveryStatus.PENDING,
+    Outcome.FAILED: DeliveryStatus.FAILED,
+    Outcome.DEAD: DeliveryStatus.DEAD,
+    Outcome.CANCELLED: DeliveryStatus.CANCELLED,
+}
+# Statuses a delivery does not leave by itself (only an admin's retry or replay;
+# a cancelled delivery is not revived).
+ENDED = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.FAILED, DeliveryStatus.DEAD})
+
+
+def previous_secret_signs(expires_at: datetime | None, now: datetime) -> bool:
+    """Whether a replaced secret still signs at ``now`` (None: until it is cleared)."""
+    return expires_at is None or expires_at > now
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Destination:
+    """Where requests go: one scheme, host and port (many configurations may share it)."""
+
+    scheme: str
+    host: str
+    port: int
+
+    @classmethod
+    def of(cls, url: str) -> Destination:
+        try:
+            parts = urlsplit(url)
+            scheme = parts.scheme.lower()
+            port = parts.port or (443 if scheme == "https" else 80)
+            return cls(scheme, (parts.hostname or "").lower(), port)
+        except ValueError:
+            return cls("", url, 0)  # unparseable: its own destination; the attempt fails
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A claim: the token stamped on the rows and when the lease runs out."""
+
+    token: str
+    until: datetime
+
+
+def new_lease(now: datetime, lease_seconds: float) -> Lease:
+    return Lease(secrets.token_hex(16), now + timedelta(seconds=lease_seconds))
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    """A delivery held under a lease, with what it needs to be sent."""
+
+    id: int
+    claim_token: str
+    attempt: int  # number of the attempt about to be made (1-based)
+    organisation_id: str
+    config_id: str
+    event_pk: int
+    event_id: str
+    event_type: str
+    payload: str
+    url: str
+    secret: str  # stored form (maybe sealed at rest)
+    previous_secret: str | None  # stored form; signs while previous_secret_signs(...)
+    previous_secret_expires_at: datetime | None
+    timeout_seconds: float | None
+    enabled: bool
+    lease_until: datetime
+    retries: bool = True  # False: one attempt only (the test event)
+    headers: str | None = None  # the endpoint's custom request headers, stored form
+    traceparent: str | None = None  # the publish span's, while tracing is on
+    destination: Destination = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "destination", Destination.of(self.url))
+
+    def signing_secrets(self, now: datetime) -> list[str]:
+        """The stored secrets that sign an attempt made at ``now``, current first."""
+        if self.previous_secret and previous_secret_signs(self.previous_secret_expires_at, now):
+            return [self.secret, self.previous_secret]
+        return [self.secret]
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedAttempt:
+    """One attempt's result and decided outcome, ready to be recorded."""
+
+    delivery_id: int
+    claim_token: str
+    attempt: int
+    organisation_id: str
+    config_id: str
+    event_pk: int
+    event_id: str
+    event_type: str
+    url: str
+    outcome: Outcome
+    attempted_at: datetime
+    attempted: bool = True  # False: finished without a request (endpoint disabled)
+    next_attempt_at: datetime | None = None
+    response_status_code: int = 0
+    response_body: str = ""
+    response_body_truncated: bool = False
+    error: str = ""
+    duration_ms: int = 0
+    disable_reason: str | None = None  # set: also disable the endpoint
+
+    @property
+    def status(self) -> DeliveryStatus:
+        """The delivery's status once this attempt is recorded."""
+        return STATUS_AFTER[self.outcome]
