@@ -27,7 +27,13 @@ from typing import cast
 
 import sqlalchemy as sa
 
-from webhooks_service.storage.models import Delivery, DeliveryAttempt, Event, WebhookConfig
+from webhooks_service.storage.models import (
+    ATTEMPT_COLUMNS,
+    Delivery,
+    DeliveryAttempt,
+    Event,
+    WebhookConfig,
+)
 
 __all__ = ["CANCELLED_ERROR", "CANCELLED_OUTCOME", "DeletedConfig", "delete_config"]
 
@@ -84,24 +90,7 @@ def delete_config(
     )
     conn.execute(
         sa.insert(_A).from_select(
-            [
-                "organisation_id",
-                "delivery_id",
-                "event_pk",
-                "event_id",
-                "event_type",
-                "config_id",
-                "attempt",
-                "url",
-                "response_status_code",
-                "response_body",
-                "response_body_truncated",
-                "error",
-                "duration_ms",
-                "outcome",
-                "attempted_at",
-                "next_attempt_at",
-            ],
+            list(ATTEMPT_COLUMNS),
             sa.select(
                 _D.c.organisation_id,
                 _D.c.id,

@@ -324,3 +324,25 @@ class ServiceKey(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime]
+
+
+# The columns of an attempt row written by INSERT ... SELECT (storage/queue.py
+# finish_batch, storage/config_deletion.py), in this order.
+ATTEMPT_COLUMNS = (
+    "organisation_id",
+    "delivery_id",
+    "event_pk",
+    "event_id",
+    "event_type",
+    "config_id",
+    "attempt",
+    "url",
+    "response_status_code",
+    "response_body",
+    "response_body_truncated",
+    "error",
+    "duration_ms",
+    "outcome",
+    "attempted_at",
+    "next_attempt_at",
+)

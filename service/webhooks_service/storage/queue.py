@@ -33,8 +33,14 @@ from sqlalchemy.engine import Engine
 
 from webhooks_service.domain import ClaimedDelivery, DeliveryStatus, FinishedAttempt, new_lease
 from webhooks_service.storage import db, endpoint_health
+from webhooks_service.storage.models import (
+    ATTEMPT_COLUMNS,
+    DeliveryAttempt,
+    Event,
+    UTCDateTime,
+    WebhookConfig,
+)
 from webhooks_service.storage.models import Delivery as DeliveryRow
-from webhooks_service.storage.models import DeliveryAttempt, Event, UTCDateTime, WebhookConfig
 
 deliveries = cast(sa.Table, DeliveryRow.__table__)
 attempts_table = cast(sa.Table, DeliveryAttempt.__table__)
@@ -217,24 +223,6 @@ _KEEP_CANCELLED_PG = (
     "CASE WHEN d.status = 'cancelled' AND v.status = 'pending' THEN d.status ELSE v.status END"
 )
 
-_ATTEMPT_COLUMNS = (
-    "organisation_id",
-    "delivery_id",
-    "event_pk",
-    "event_id",
-    "event_type",
-    "config_id",
-    "attempt",
-    "url",
-    "response_status_code",
-    "response_body",
-    "response_body_truncated",
-    "error",
-    "duration_ms",
-    "outcome",
-    "attempted_at",
-    "next_attempt_at",
-)
 _PG_RECORD_TYPES = {
     "organisation_id": "text",
     "delivery_id": "bigint",
@@ -256,7 +244,7 @@ _PG_RECORD_TYPES = {
     "status": "text",
     "next_due": "timestamptz",
 }
-_COLS = ", ".join(_ATTEMPT_COLUMNS)
+_COLS = ", ".join(ATTEMPT_COLUMNS)
 
 # PostgreSQL: one statement, one round trip. The data-modifying CTE moves the
 # deliveries that still carry our claim token; the INSERT logs exactly those.
@@ -278,7 +266,7 @@ _PG_FINISH = sa.text(
         RETURNING d.id
     )
     INSERT INTO delivery_attempts ({_COLS})
-    SELECT {", ".join("v." + c for c in _ATTEMPT_COLUMNS)}
+    SELECT {", ".join("v." + c for c in ATTEMPT_COLUMNS)}
     FROM v JOIN moved ON moved.id = v.delivery_id
     """
 )
@@ -293,7 +281,7 @@ def _sqlite_field(name: str) -> str:
 _SQLITE_LOG = sa.text(
     f"""
     INSERT INTO delivery_attempts ({_COLS})
-    SELECT {", ".join(_sqlite_field(c) for c in _ATTEMPT_COLUMNS)}
+    SELECT {", ".join(_sqlite_field(c) for c in ATTEMPT_COLUMNS)}
     FROM json_each(:rows) AS j
     JOIN deliveries AS d
       ON d.id = {_sqlite_field("delivery_id")} AND d.claim_token = {_sqlite_field("claim_token")}
