@@ -1,6 +1,7 @@
 """Hand-off at publish: a delivery published in the worker's own process is
-inserted already claimed and attempted without a claim query; what the worker
-has no slot for stays in the queue unclaimed; a handed-over delivery whose
+inserted already claimed and attempted without a claim query; the worker takes
+what it can start and a prefetch that waits in it, and what is beyond both
+stays in the queue unclaimed; a handed-over delivery whose
 process dies is claimed again when its lease runs out. SQLite and PostgreSQL.
 """
 
@@ -23,6 +24,7 @@ from tests.support.server import make_org_and_keys, running_server
 from tests.support.server import test_settings as make_settings
 from webhooks_client import PublisherClient
 from webhooks_service.core import configs, publishing
+from webhooks_service.delivery import worker as worker_module
 from webhooks_service.delivery.worker import DeliveryWorker, LocalWorker
 from webhooks_service.domain import ClaimedDelivery, Destination
 from webhooks_service.errors import NotFound
@@ -148,9 +150,11 @@ def test_a_failed_publish_hands_nothing_over(engine: Engine) -> None:
     assert handoff.claimed is None
 
 
-def test_worker_takes_only_what_it_can_start_and_leaves_the_rest_unclaimed(
-    engine: Engine,
+@pytest.mark.parametrize(("prefetch", "unclaimed"), [(500, 0), (1, 1), (0, 2)])
+def test_worker_takes_what_it_can_start_and_its_prefetch_and_leaves_the_rest_unclaimed(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, prefetch: int, unclaimed: int
 ) -> None:
+    monkeypatch.setattr(worker_module, "HANDOFF_PREFETCH", prefetch)
     settings = make_settings(
         engine.url.render_as_string(hide_password=False),
         {
@@ -192,8 +196,9 @@ def test_worker_takes_only_what_it_can_start_and_leaves_the_rest_unclaimed(
             return in_flight, unclaimed
 
         # 4 deliveries (2 events x 2 endpoints on one receiver, so one destination):
-        # 3 global slots, 2 per destination.
-        assert asyncio.run(scenario()) == (2, 2)
+        # 3 global slots, 2 per destination; the other 2 wait in the worker as far
+        # as its prefetch goes, the rest is left in the queue for any worker.
+        assert asyncio.run(scenario()) == (2, unclaimed)
 
 
 def test_other_processes_are_notified_only_of_deliveries_left_unclaimed(

@@ -197,8 +197,8 @@ def test_a_hanging_destination_does_not_get_its_organisations_other_work_exclude
     assert s.claim_exclusions()[0] == {"org_a"}
 
 
-def test_a_reservation_takes_only_what_could_start_now() -> None:
-    s = scheduler(global_limit=8, destination_max=2)
+def test_a_reservation_without_prefetch_takes_only_what_could_start_now() -> None:
+    s = scheduler(global_limit=8, destination_max=2, handoff_prefetch=0)
     s.add(Item("org_a", "http://busy.example/"))
     s.add(Item("org_a", "http://busy.example/"))
     s.add(Item("org_a", "http://busy.example/"))  # one waits
@@ -206,7 +206,7 @@ def test_a_reservation_takes_only_what_could_start_now() -> None:
     r = s.reserve("org_a", at_most=100)
     assert r is not None
     # org_a alone: share 4, 2 running -> 2 slots; none for the destination with waiting work.
-    assert r.slots == 2
+    assert r.slots == 2 and r.prefetch == 0
     assert not r.take(Destination.of("http://busy.example/"))
     assert r.take(Destination.of("http://new.example/"))
     assert r.take(Destination.of("http://new.example/"))
@@ -214,3 +214,41 @@ def test_a_reservation_takes_only_what_could_start_now() -> None:
     assert s.free() == 8 - 2 - 2
     s.settle(r)
     assert s.free() == 6
+
+
+def test_a_reservation_prefetches_a_publish_batch_beyond_what_starts_now() -> None:
+    s = scheduler(global_limit=8, destination_max=2, handoff_prefetch=10)
+    r = s.reserve("org_a", at_most=100)
+    assert r is not None and r.slots == 4 and r.prefetch == 10  # share 4, then the prefetch
+    taken = sum(r.take(Destination.of("http://one.example/")) for _ in range(20))
+    assert taken == 2 + 10  # the destination's limit starts now, the prefetch waits
+    # The prefetch waits beyond the global limit: it takes no running slot from anyone.
+    assert s.free() == 8 - 4
+    assert s.reserve("org_b", at_most=100) is not None
+
+
+def test_the_prefetch_is_bounded_per_organisation_and_in_all() -> None:
+    s = scheduler(global_limit=4, destination_max=8, handoff_prefetch=6)
+    for _ in range(6):
+        s.add(Item("org_a", "http://a.example/"))
+    pop_all(s)  # 2 run (share of 4 with room for a newcomer), 4 wait
+    r = s.reserve("org_a", at_most=100)
+    assert r is not None and r.prefetch == 6 - 4  # org_a already has 4 waiting
+    s.settle(r)
+    rb = s.reserve("org_b", at_most=100)
+    # In all: 4 + 6 held at most; 2 running + 4 waiting + org_b's slots at once.
+    assert rb is not None and rb.slots + rb.prefetch + 6 <= 4 + 6
+
+
+def test_a_destination_backing_off_gets_no_prefetch() -> None:
+    s = scheduler(global_limit=16, destination_max=4, handoff_prefetch=100)
+    hang = Destination.of("http://hang.example/")
+    s.add(Item("org_a", "http://hang.example/"))
+    (started,) = pop_all(s)
+    s.done(started, Signal.TIMEOUT, 15.0)  # its limit halves: 4 -> 2
+    s.add(Item("org_a", "http://hang.example/"))
+    pop_all(s)  # one runs again, keeping the destination known
+    r = s.reserve("org_a", at_most=100)
+    assert r is not None
+    assert [r.take(hang) for _ in range(3)] == [True, False, False]  # only what starts now
+    assert r.take(Destination.of("http://ok.example/"))  # healthy ones still prefetch

@@ -28,7 +28,17 @@ directly (tests/test_scheduler.py). The rules, from the outside in:
    ``1 / limit`` (about +1 per limit's worth of successes) up to
    ``destination_max``. A destination that keeps timing out therefore holds
    one slot, and its retries cannot crowd out healthy work.
-4. **What to claim.** ``claim_exclusions`` names the organisations with
+4. **Hand-off from publish.** ``reserve`` answers how many of one
+   publish's new deliveries this worker takes straight from the publish
+   transaction (inserted already claimed: no claim query re-reads them).
+   Two parts: what could start at once (global slots free now, within the
+   organisation's share and each destination's limit; counted against the
+   global limit like running work), and a prefetch of up to
+   ``handoff_prefetch`` more that wait here, per organisation and in all
+   (beyond the global limit), for destinations whose limit is not reduced:
+   a destination backing off gets only what it could start now, the rest
+   stays in the queue for later claims.
+5. **What to claim.** ``claim_exclusions`` names the organisations with
    ``org_prefetch`` deliveries already waiting here that could start soon
    (per destination, up to its limit) and the configurations of destinations
    with a full limit's worth waiting: the claim query skips
@@ -86,6 +96,7 @@ class Limits:
     decrease: float = 0.5
     fast_seconds: float = 1.0
     org_prefetch: int = 100
+    handoff_prefetch: int = 500
     idle_destinations_kept: int = 10_000
 
 
@@ -104,7 +115,8 @@ class _Dest:
 @dataclass
 class _Org(Generic[T]):
     running: int = 0
-    reserved: int = 0
+    reserved: int = 0  # hand-off slots that start at once (count like running work)
+    prefetch: int = 0  # hand-off slots that will wait here
     waiting: int = 0
     queues: OrderedDict[Destination, deque[T]] = field(default_factory=OrderedDict)
 
@@ -122,25 +134,39 @@ class Reservation:
 
     The publisher asks ``take(destination)`` for each new delivery of
     ``organisation_id`` while it plans its rows; True means "insert it
-    claimed". Hand the reservation back with ``FairScheduler.settle``.
+    claimed". ``slots`` start at once (per destination what its limit
+    leaves); ``prefetch`` more may wait here, for destinations that are not
+    backing off. Hand the reservation back with ``FairScheduler.settle``.
     """
 
     def __init__(
-        self, organisation_id: str, slots: int, free: dict[Destination, int], default: int
+        self,
+        organisation_id: str,
+        slots: int,
+        prefetch: int,
+        free: dict[Destination, int],
+        backing_off: frozenset[Destination],
+        default: int,
     ):
         self.organisation_id = organisation_id
         self.slots = slots
+        self.prefetch = prefetch
         self.reserved = slots
+        self.prefetch_reserved = prefetch
         self._free = free
+        self._backing_off = backing_off
         self._default = default
 
     def take(self, destination: Destination) -> bool:
         free = self._free.get(destination, self._default)
-        if self.slots <= 0 or free <= 0:
-            return False
-        self.slots -= 1
-        self._free[destination] = free - 1
-        return True
+        if self.slots > 0 and free > 0:
+            self.slots -= 1
+            self._free[destination] = free - 1
+            return True
+        if self.prefetch > 0 and destination not in self._backing_off:
+            self.prefetch -= 1
+            return True
+        return False
 
 
 class FairScheduler(Generic[T]):
@@ -152,6 +178,8 @@ class FairScheduler(Generic[T]):
         self._idle: OrderedDict[DestKey, None] = OrderedDict()  # idle, limit below max
         self._running = 0
         self._reserved = 0
+        self._prefetch = 0  # hand-off slots reserved to wait here
+        self._waiting = 0
         self._seq = 0
 
     # -- reading ------------------------------------------------------------
@@ -162,7 +190,7 @@ class FairScheduler(Generic[T]):
 
     @property
     def waiting(self) -> int:
-        return sum(o.waiting for o in self._orgs.values())
+        return self._waiting
 
     def running_for(self, organisation_id: str) -> int:
         org = self._orgs.get(organisation_id)
@@ -213,7 +241,7 @@ class FairScheduler(Generic[T]):
             min(self._soon(org_id, org), self.limits.org_prefetch)
             for org_id, org in self._orgs.items()
         )
-        return self._running + self._reserved + waiting
+        return self._running + self._reserved + self._prefetch + waiting
 
     # -- waiting and starting -----------------------------------------------
 
@@ -227,6 +255,7 @@ class FairScheduler(Generic[T]):
             queue = org.queues[item.destination] = deque()
         queue.append(item)
         org.waiting += 1
+        self._waiting += 1
         self._ready[item.organisation_id] = None
 
     def pop(self) -> Started[T] | None:
@@ -245,6 +274,7 @@ class FairScheduler(Generic[T]):
                 queue = org.queues[destination]
                 item = queue.popleft()
                 org.waiting -= 1
+                self._waiting -= 1
                 if queue:
                     org.queues.move_to_end(destination)
                 else:
@@ -281,6 +311,7 @@ class FairScheduler(Generic[T]):
                 kept = deque(x for x in queue if keep(x))
                 removed.extend(x for x in queue if not keep(x))
                 org.waiting -= len(queue) - len(kept)
+                self._waiting -= len(queue) - len(kept)
                 if kept:
                     org.queues[destination] = kept
                 else:
@@ -321,32 +352,55 @@ class FairScheduler(Generic[T]):
     def reserve(self, organisation_id: str, at_most: int) -> Reservation | None:
         """Slots one publish of ``organisation_id`` may hand over (None: none free).
 
-        Only what could start at once: global slots free now, within the
+        What could start at once: global slots free now, within the
         organisation's share; per destination what its limit leaves, and none
         for a destination that already has deliveries waiting (they go first).
+        Then a prefetch (rule 4): up to ``handoff_prefetch`` deliveries waiting
+        here per organisation and in all, for destinations not backing off.
         """
+        lim = self.limits
         org = self._orgs.get(organisation_id)
         used = (org.running + org.reserved) if org else 0
-        slots = min(self.free(), self.org_limit(organisation_id) - used, at_most)
-        if slots <= 0:
+        slots = max(0, min(self.free(), self.org_limit(organisation_id) - used, at_most))
+        pending = (org.waiting + org.prefetch) if org else 0
+        held = self._running + self._reserved + self._prefetch + self._waiting + slots
+        prefetch = max(
+            0,
+            min(
+                lim.handoff_prefetch - pending,
+                lim.global_limit + lim.handoff_prefetch - held,
+                at_most - slots,
+            ),
+        )
+        if slots + prefetch <= 0:
             return None
         free: dict[Destination, int] = {}
+        backing_off: set[Destination] = set()
         for (org_id, destination), d in self._dests.items():
             if org_id == organisation_id:
                 free[destination] = d.slots - d.running
+                if d.limit < lim.destination_max:
+                    backing_off.add(destination)
         if org is not None:
             for destination in org.queues:
                 free[destination] = 0
-        self._org(organisation_id).reserved += slots
+        o = self._org(organisation_id)
+        o.reserved += slots
+        o.prefetch += prefetch
         self._reserved += slots
-        return Reservation(organisation_id, slots, free, self.limits.destination_max)
+        self._prefetch += prefetch
+        return Reservation(
+            organisation_id, slots, prefetch, free, frozenset(backing_off), lim.destination_max
+        )
 
     def settle(self, reservation: Reservation) -> None:
-        """Give a reservation's slots back (before starting what it handed over)."""
+        """Give a reservation's slots back (before queueing what it handed over)."""
         org = self._orgs[reservation.organisation_id]
         org.reserved -= reservation.reserved
+        org.prefetch -= reservation.prefetch_reserved
         self._reserved -= reservation.reserved
-        reservation.reserved = 0
+        self._prefetch -= reservation.prefetch_reserved
+        reservation.reserved = reservation.prefetch_reserved = 0
         self._maybe_forget(reservation.organisation_id)
 
     # -- bookkeeping ------------------------------------------------------------
@@ -381,5 +435,5 @@ class FairScheduler(Generic[T]):
 
     def _maybe_forget(self, organisation_id: str) -> None:
         org = self._orgs.get(organisation_id)
-        if org is not None and not (org.running or org.reserved or org.waiting):
+        if org is not None and not (org.running or org.reserved or org.prefetch or org.waiting):
             del self._orgs[organisation_id]

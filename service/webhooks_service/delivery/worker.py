@@ -13,9 +13,11 @@ parts, each with one job:
 1. **Claim** a batch of due deliveries (``storage.queue.claim_due``, in a
    thread) as large as the room the scheduler leaves, skipping the
    organisations and configurations it names (``claim_exclusions``).
-2. **Start** what the scheduler pops, each as an asyncio task; the rest waits
-   in the scheduler. A waiting delivery whose lease would run out before it
-   could finish is released back to the queue instead.
+2. **Start** what the scheduler pops. Each slot in use has a *sender* task
+   that makes the attempt and then goes on with the next delivery the
+   scheduler lets start, until there is none (one task per slot, not one per
+   attempt); the rest waits in the scheduler. A waiting delivery whose lease
+   would run out before it could finish is released back to the queue instead.
 3. **Record**: each finished attempt goes to the scheduler (``done``: slots
    and the destination's limit) and into a buffer that a flusher task writes
    in batches (``storage.queue.finish_batch``). While one batch is written
@@ -30,9 +32,11 @@ the last results. After a crash nothing is lost: leases expire.
 
 **Hand-off from publish** (no claim query, no wake-up): a publish in this
 process asks ``lend(organisation_id)`` before its transaction; the scheduler
-reserves the slots that organisation could start right now (``reserve``), the
-publish inserts that many new deliveries already claimed, and after the
-commit ``Lending.settle()`` returns the reservation and starts them.
+reserves the slots that organisation could start right now plus a prefetch of
+up to ``HANDOFF_PREFETCH`` that wait here (``reserve``), the publish inserts
+that many new deliveries already claimed, and after the commit
+``Lending.settle()`` returns the reservation and queues them: a whole publish
+batch is delivered without a claim query re-reading what publish held.
 """
 
 from __future__ import annotations
@@ -74,6 +78,10 @@ LEASE_MARGIN_SECONDS = 1.0
 # Results are written when this many are waiting, or this long after the first.
 FLUSH_ROWS = 256
 FLUSH_DELAY_SECONDS = 0.01
+# A publish hands over what could start at once plus up to this many deliveries
+# that wait here (a whole PublishEvents batch of 500 to healthy endpoints): they
+# are never re-read by a claim query.
+HANDOFF_PREFETCH = 500
 
 
 def limits_for(settings: Settings) -> Limits:
@@ -82,6 +90,7 @@ def limits_for(settings: Settings) -> Limits:
         global_limit=settings.max_in_flight,
         destination_max=settings.max_in_flight_per_endpoint,
         org_prefetch=max(1, settings.claim_batch_size // 2),
+        handoff_prefetch=HANDOFF_PREFETCH,
     )
 
 
@@ -225,7 +234,7 @@ class DeliveryWorker:
             else:
                 self._waiting_for_slots = True
                 # Full: a kick cannot be acted on before a slot frees (which pokes
-                # again, see _attempt_done). Left set, _sleep would return at once
+                # again, see _after_attempt). Left set, _sleep would return at once
                 # and this loop would spin without ever yielding to the attempts.
                 self._kick.clear()
             await self._sleep(self._wait_seconds())
@@ -264,12 +273,14 @@ class DeliveryWorker:
 
     def lend(self, organisation_id: str) -> Lending | None:
         """Slots for one publish of ``organisation_id`` in this process (None: claim
-        as usual). At most one claim batch; only what could start right now (see
+        as usual): what could start right now and a prefetch that waits here (see
         ``FairScheduler.reserve``). Call ``settle()`` on the result whatever happens.
         """
         if not self._accepting:
             return None
-        reservation = self.scheduler.reserve(organisation_id, self.settings.claim_batch_size)
+        reservation = self.scheduler.reserve(
+            organisation_id, self.settings.max_in_flight + HANDOFF_PREFETCH
+        )
         if reservation is None:
             return None
         return Lending(self, reservation)
@@ -304,16 +315,22 @@ class DeliveryWorker:
         self._start_ready()
 
     def _start_ready(self) -> None:
-        """Start everything the scheduler lets start now."""
-        now = self.clock()
+        """Start a sender for each delivery the scheduler lets start now."""
+        while (started := self._next()) is not None:
+            task = asyncio.create_task(self._send(started))
+            self._running[task] = started
+
+    def _next(self) -> Started[ClaimedDelivery] | None:
+        """The next delivery the scheduler lets start now; None if none. One that
+        waited too long (its lease would run out mid-attempt) is released."""
+        now: datetime | None = None
         while (started := self.scheduler.pop()) is not None:
+            now = now or self.clock()
             if self._can_start(started.item, now):
-                task = asyncio.create_task(self._attempt(started))
-                self._running[task] = started
-                task.add_done_callback(self._attempt_done)
-            else:  # waited too long: its lease would run out mid-attempt
-                self.scheduler.done(started, Signal.NEUTRAL, 0.0)
-                self._to_release.append(started.item)
+                return started
+            self.scheduler.done(started, Signal.NEUTRAL, 0.0)
+            self._to_release.append(started.item)
+        return None
 
     def _can_start(self, d: ClaimedDelivery, now: datetime) -> bool:
         """Whether ``d`` may start now: its lease outlasts a whole attempt, or it was
@@ -322,29 +339,47 @@ class DeliveryWorker:
         need = (d.timeout_seconds or self.settings.attempt_timeout) + LEASE_MARGIN_SECONDS
         return left >= need or left >= self.settings.lease_seconds - LEASE_MARGIN_SECONDS
 
-    async def _attempt(self, started: Started[ClaimedDelivery]) -> None:
+    async def _send(self, started: Started[ClaimedDelivery]) -> None:
+        """A sender: attempt, hand the result over, and go on with the next delivery
+        the scheduler lets start, until there is none. One task per slot in use,
+        not one per attempt: under load a sender makes many attempts in a row."""
+        task = asyncio.current_task()
+        assert task is not None
         try:
-            attempted = await self.attempter.attempt(started.item)
-        except BaseException:
+            while True:
+                try:
+                    attempted = await self.attempter.attempt(started.item)
+                except Exception:
+                    log.exception("delivery attempt crashed; its lease will expire")
+                    self.scheduler.done(started, Signal.NEUTRAL, 0.0)
+                else:
+                    self.scheduler.done(started, attempted.signal, attempted.seconds)
+                    self._finish(attempted.finished)
+                if self._stopping:
+                    return
+                previous = started.item
+                following = self._next()
+                if following is not None:
+                    self._running[task] = started = following
+                    if self.scheduler.free() > 0:
+                        self._start_ready()  # room may have grown (AIMD, an organisation left)
+                self._after_attempt(previous)
+                if following is None:
+                    return
+        except BaseException:  # cancelled at shutdown, mid-attempt
             self.scheduler.done(started, Signal.NEUTRAL, 0.0)
             raise
-        self.scheduler.done(started, attempted.signal, attempted.seconds)
-        self._finish(attempted.finished)
+        finally:
+            self._running.pop(task, None)
 
     def _finish(self, finished: FinishedAttempt) -> None:
         self._results.append(finished)
         self._results_ready.set()
 
-    def _attempt_done(self, task: asyncio.Task[None]) -> None:
-        started = self._running.pop(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("delivery attempt crashed", exc_info=task.exception())
-        if self._stopping:
-            return
-        self._start_ready()
+    def _after_attempt(self, d: ClaimedDelivery) -> None:
+        """After an attempt of ``d`` freed its slots: wake the loop where that helps."""
         if self._to_release:
             self._poke()  # the loop releases them
-        d = started.item
         if self._empty_for is not None and not self._kick.is_set():
             orgs, configs = self._empty_for
             if (

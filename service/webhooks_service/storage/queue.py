@@ -24,6 +24,7 @@ few thousand deliveries per second (brief §5). The records are the domain's
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
@@ -272,44 +273,55 @@ _PG_FINISH = sa.text(
 )
 
 
-def _sqlite_field(name: str) -> str:
-    return f"json_extract(j.value, '$.{name}')"
+# The attempt columns as FinishedAttempt attributes, read in one C call; the
+# two timestamps are rendered per backend and go last.
+_TIMES = ("attempted_at", "next_attempt_at")
+_PLAIN = tuple(c for c in ATTEMPT_COLUMNS if c not in _TIMES)
+_plain_values = operator.attrgetter(*_PLAIN)
 
 
 # SQLite: the write transaction holds the database lock, so "log the owned
 # attempts, then move the owned deliveries" cannot interleave with a claim.
-_SQLITE_LOG = sa.text(
-    f"""
-    INSERT INTO delivery_attempts ({_COLS})
-    SELECT {", ".join(_sqlite_field(c) for c in ATTEMPT_COLUMNS)}
-    FROM json_each(:rows) AS j
-    JOIN deliveries AS d
-      ON d.id = {_sqlite_field("delivery_id")} AND d.claim_token = {_sqlite_field("claim_token")}
-    """
-)
-_SQLITE_MOVE = sa.text(
-    f"""
+# Both run as executemany over plain tuples (the C loop of sqlite3, no JSON to
+# parse per column, no per-row type processing): timestamps are rendered once
+# per value in the storage format of SQLAlchemy's SQLite DATETIME.
+_SQLITE_LOG = f"""
+    INSERT INTO delivery_attempts ({", ".join(_PLAIN + _TIMES)})
+    SELECT {", ".join("?" for _ in ATTEMPT_COLUMNS)}
+    WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = ? AND claim_token = ?)
+"""
+_SQLITE_MOVE = """
     UPDATE deliveries
-    SET status = CASE WHEN deliveries.status = 'cancelled'
-                           AND {_sqlite_field("status")} = 'pending' THEN deliveries.status
-                      ELSE {_sqlite_field("status")} END,
-        attempts = {_sqlite_field("attempt")},
-        next_attempt_at = {_sqlite_field("next_due")}, claim_token = NULL, updated_at = :now
-    FROM json_each(:rows) AS j
-    WHERE deliveries.id = {_sqlite_field("delivery_id")}
-      AND deliveries.claim_token = {_sqlite_field("claim_token")}
-    """
-)
+    SET status = CASE WHEN status = 'cancelled' AND ?1 = 'pending' THEN status ELSE ?1 END,
+        attempts = ?2, next_attempt_at = ?3, claim_token = NULL, updated_at = ?4
+    WHERE id = ?5 AND claim_token = ?6
+"""
 
 
 def _sqlite_time(value: datetime) -> str:
     # The storage format of SQLAlchemy's SQLite DATETIME (naive UTC), so that
     # rows written here compare and read back like every other row.
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _pg_time(value: datetime) -> str:
     return value.astimezone(UTC).isoformat()
+
+
+def _sqlite_finish(conn: sa.Connection, finished: Sequence[FinishedAttempt], now: datetime) -> int:
+    log_rows = []
+    move_rows = []
+    at_now = _sqlite_time(now)
+    for f in finished:
+        attempted_at = _sqlite_time(f.attempted_at)
+        next_at = _sqlite_time(f.next_attempt_at) if f.next_attempt_at else None
+        log_rows.append((*_plain_values(f), attempted_at, next_at, f.delivery_id, f.claim_token))
+        move_rows.append(
+            (f.status, f.attempt, next_at or attempted_at, at_now, f.delivery_id, f.claim_token)
+        )
+    recorded = conn.exec_driver_sql(_SQLITE_LOG, log_rows).rowcount
+    conn.exec_driver_sql(_SQLITE_MOVE, move_rows)
+    return int(recorded)
 
 
 class AfterWrite(Protocol):
@@ -358,36 +370,10 @@ def finish_batch(
     if not finished:
         return 0
     sqlite = db.is_sqlite(engine)
-    stamp = _sqlite_time if sqlite else _pg_time
-    rows = [
-        {
-            "organisation_id": f.organisation_id,
-            "delivery_id": f.delivery_id,
-            "event_pk": f.event_pk,
-            "event_id": f.event_id,
-            "event_type": f.event_type,
-            "config_id": f.config_id,
-            "attempt": f.attempt,
-            "url": f.url,
-            "response_status_code": f.response_status_code,
-            "response_body": f.response_body,
-            "response_body_truncated": f.response_body_truncated,
-            "error": f.error,
-            "duration_ms": f.duration_ms,
-            "outcome": f.outcome.value,
-            "attempted_at": stamp(f.attempted_at),
-            "next_attempt_at": stamp(f.next_attempt_at) if f.next_attempt_at else None,
-            "claim_token": f.claim_token,
-            "status": f.status.value,
-            "next_due": stamp(f.next_attempt_at or f.attempted_at),
-        }
-        for f in finished
-    ]
-    payload = json.dumps(rows, separators=(",", ":"))
+    payload = "" if sqlite else _pg_rows(finished)
     with db.write_transaction(engine) as conn:
         if sqlite:
-            recorded = conn.execute(_SQLITE_LOG, {"rows": payload}).rowcount
-            conn.execute(_SQLITE_MOVE, {"rows": payload, "now": _sqlite_time(now)})
+            recorded = _sqlite_finish(conn, finished, now)
         else:
             recorded = conn.execute(_PG_FINISH, {"rows": payload, "now": _pg_time(now)}).rowcount
         endpoint_health.record(conn, finished)  # one set-based UPDATE per batch
@@ -404,6 +390,22 @@ def finish_batch(
         if after_write is not None:  # hook: operational webhooks (core/operational.py)
             after_write(conn, finished, newly_disabled, now=now)
     return int(recorded)
+
+
+def _pg_rows(finished: Sequence[FinishedAttempt]) -> str:
+    """The batch as one JSON parameter for ``_PG_FINISH`` (``_PG_RECORD_TYPES``)."""
+    rows = []
+    for f in finished:
+        row = dict(zip(_PLAIN, _plain_values(f), strict=True))
+        row["attempted_at"] = attempted_at = _pg_time(f.attempted_at)
+        row["next_attempt_at"] = next_at = (
+            _pg_time(f.next_attempt_at) if f.next_attempt_at else None
+        )
+        row["claim_token"] = f.claim_token
+        row["status"] = f.status
+        row["next_due"] = next_at or attempted_at
+        rows.append(row)
+    return json.dumps(rows, separators=(",", ":"))
 
 
 def release(engine: Engine, claimed: Iterable[ClaimedDelivery], *, now: datetime) -> int:
