@@ -252,3 +252,18 @@ def test_a_destination_backing_off_gets_no_prefetch() -> None:
     assert r is not None
     assert [r.take(hang) for _ in range(3)] == [True, False, False]  # only what starts now
     assert r.take(Destination.of("http://ok.example/"))  # healthy ones still prefetch
+
+
+def test_the_prefetch_for_a_slow_destination_is_what_it_starts_within_prefetch_seconds() -> None:
+    s = scheduler(global_limit=16, destination_max=4, handoff_prefetch=100, prefetch_seconds=2.0)
+    slow = Destination.of("http://slow.example/")
+    s.add(Item("org_a", "http://slow.example/"))
+    (started,) = pop_all(s)
+    s.done(started, Signal.SUCCESS, 1.0)  # 1 s per attempt, 4 at once: 8 started per 2 s
+    s.add(Item("org_a", "http://slow.example/"))
+    pop_all(s)  # it runs again, so its pace is remembered
+    r = s.reserve("org_a", at_most=100)
+    assert r is not None
+    taken = sum(r.take(slow) for _ in range(50))
+    assert taken == 3 + 8  # 3 slots left now, then 2 s worth at its pace
+    assert r.take(Destination.of("http://fast.example/"))  # unknown: any of the prefetch

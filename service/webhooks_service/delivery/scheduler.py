@@ -35,9 +35,11 @@ directly (tests/test_scheduler.py). The rules, from the outside in:
    organisation's share and each destination's limit; counted against the
    global limit like running work), and a prefetch of up to
    ``handoff_prefetch`` more that wait here, per organisation and in all
-   (beyond the global limit), for destinations whose limit is not reduced:
-   a destination backing off gets only what it could start now, the rest
-   stays in the queue for later claims.
+   (beyond the global limit), for destinations whose limit is not reduced,
+   and per destination only as many as it would start within
+   ``prefetch_seconds`` at its observed pace (its limit over its mean attempt
+   time): a destination backing off or slow gets only what it could start
+   soon, the rest stays in the queue for later claims.
 5. **What to claim.** ``claim_exclusions`` names the organisations with
    ``org_prefetch`` deliveries already waiting here that could start soon
    (per destination, up to its limit) and the configurations of destinations
@@ -96,7 +98,8 @@ class Limits:
     decrease: float = 0.5
     fast_seconds: float = 1.0
     org_prefetch: int = 100
-    handoff_prefetch: int = 500
+    handoff_prefetch: int = 2000
+    prefetch_seconds: float = 2.0
     idle_destinations_kept: int = 10_000
 
 
@@ -105,6 +108,7 @@ class _Dest:
     limit: float
     running: int = 0
     last_decrease_seq: int = -1
+    seconds: float = 0.0  # moving mean of its attempts' durations (0: none yet)
     configs: set[str] = field(default_factory=set)
 
     @property
@@ -145,7 +149,7 @@ class Reservation:
         slots: int,
         prefetch: int,
         free: dict[Destination, int],
-        backing_off: frozenset[Destination],
+        paced: dict[Destination, int],
         default: int,
     ):
         self.organisation_id = organisation_id
@@ -154,7 +158,7 @@ class Reservation:
         self.reserved = slots
         self.prefetch_reserved = prefetch
         self._free = free
-        self._backing_off = backing_off
+        self._paced = paced  # prefetch left per known destination (others: any)
         self._default = default
 
     def take(self, destination: Destination) -> bool:
@@ -163,10 +167,15 @@ class Reservation:
             self.slots -= 1
             self._free[destination] = free - 1
             return True
-        if self.prefetch > 0 and destination not in self._backing_off:
-            self.prefetch -= 1
-            return True
-        return False
+        if self.prefetch <= 0:
+            return False
+        paced = self._paced.get(destination)
+        if paced is not None:
+            if paced <= 0:
+                return False
+            self._paced[destination] = paced - 1
+        self.prefetch -= 1
+        return True
 
 
 class FairScheduler(Generic[T]):
@@ -337,6 +346,8 @@ class FairScheduler(Generic[T]):
         d.running -= 1
         self._running -= 1
         lim = self.limits
+        if seconds > 0:  # an attempt made (not one given back unstarted)
+            d.seconds = seconds if d.seconds == 0 else d.seconds + (seconds - d.seconds) * 0.2
         if signal in BACK_OFF:
             if started.seq > d.last_decrease_seq:
                 d.limit = max(float(lim.destination_min), d.limit * lim.decrease)
@@ -375,23 +386,24 @@ class FairScheduler(Generic[T]):
         if slots + prefetch <= 0:
             return None
         free: dict[Destination, int] = {}
-        backing_off: set[Destination] = set()
+        paced: dict[Destination, int] = {}
         for (org_id, destination), d in self._dests.items():
             if org_id == organisation_id:
                 free[destination] = d.slots - d.running
-                if d.limit < lim.destination_max:
-                    backing_off.add(destination)
+                pace = self._paced(d)
+                if pace is not None:
+                    paced[destination] = pace
         if org is not None:
-            for destination in org.queues:
+            for destination, queue in org.queues.items():
                 free[destination] = 0
+                if destination in paced:
+                    paced[destination] = max(0, paced[destination] - len(queue))
         o = self._org(organisation_id)
         o.reserved += slots
         o.prefetch += prefetch
         self._reserved += slots
         self._prefetch += prefetch
-        return Reservation(
-            organisation_id, slots, prefetch, free, frozenset(backing_off), lim.destination_max
-        )
+        return Reservation(organisation_id, slots, prefetch, free, paced, lim.destination_max)
 
     def settle(self, reservation: Reservation) -> None:
         """Give a reservation's slots back (before queueing what it handed over)."""
@@ -424,14 +436,23 @@ class FairScheduler(Generic[T]):
         d = self._dests.get(key)
         if d is None or d.running:
             return
-        if d.limit >= self.limits.destination_max:
+        if d.limit >= self.limits.destination_max and self._paced(d) is None:
             del self._dests[key]  # nothing learnt worth keeping
             return
-        self._idle[key] = None  # remember a reduced limit, up to a bound
+        self._idle[key] = None  # remember a reduced limit or a slow pace, up to a bound
         d.configs.clear()
         while len(self._idle) > self.limits.idle_destinations_kept:
             old, _ = self._idle.popitem(last=False)
             del self._dests[old]
+
+    def _paced(self, d: _Dest) -> int | None:
+        """A destination's prefetch bound (rule 4); None when it does not bind."""
+        lim = self.limits
+        if d.limit < lim.destination_max:
+            return 0  # backing off: nothing beyond what starts now
+        if d.seconds * lim.handoff_prefetch <= lim.prefetch_seconds * d.slots:
+            return None  # fast enough to start a whole prefetch within prefetch_seconds
+        return int(lim.prefetch_seconds * d.slots / d.seconds)
 
     def _maybe_forget(self, organisation_id: str) -> None:
         org = self._orgs.get(organisation_id)

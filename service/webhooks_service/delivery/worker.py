@@ -79,9 +79,9 @@ LEASE_MARGIN_SECONDS = 1.0
 FLUSH_ROWS = 256
 FLUSH_DELAY_SECONDS = 0.01
 # A publish hands over what could start at once plus up to this many deliveries
-# that wait here (a whole PublishEvents batch of 500 to healthy endpoints): they
-# are never re-read by a claim query.
-HANDOFF_PREFETCH = 500
+# that wait here (a few PublishEvents batches of 500 in flight, to healthy
+# endpoints; see FairScheduler.reserve): they are never re-read by a claim query.
+HANDOFF_PREFETCH = 2000
 
 
 def limits_for(settings: Settings) -> Limits:
