@@ -7,8 +7,11 @@ UV     := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 SYNCED := $(VENV)/.synced
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
+# `uv sync` compiles every module to bytecode: with PYTHONDONTWRITEBYTECODE set (as on
+# this machine) Python would otherwise recompile them at every start (issue 15).
+export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help venv run test pytest gen check-gen lint format clean bench-logs bench bench-fairness demo bench-gateway proto-snapshot
+.PHONY: help venv run test pytest gen check-gen lint format clean bench-logs bench bench-cpu bench-fairness demo bench-gateway proto-snapshot
 
 help:
 	@echo "make run        gRPC API (127.0.0.1:50051) + REST gateway (127.0.0.1:8080) on SQLite"
@@ -18,7 +21,8 @@ help:
 	@echo "make proto-snapshot  record the protos as the contract (refuses breaking changes)"
 	@echo "make lint       ruff + mypy (strict)"
 	@echo "make demo       deliver signed events to a local receiver and print the log"
-	@echo "make bench      delivery throughput, latency and isolation (SQLite, PostgreSQL)"
+	@echo "make bench      delivery throughput, latency and isolation, then CPU per delivery"
+	@echo "make bench-cpu  CPU per delivery: serve (SQLite, PostgreSQL), workers vs a raw loop"
 	@echo "make bench-fairness  a tenant's flood to a hanging receiver vs another's latency"
 	@echo "make bench-gateway  GET /webhooks/configs through Envoy vs direct gRPC"
 
@@ -66,9 +70,17 @@ test: lint check-gen pytest
 bench-logs: $(SYNCED)
 	$(PY) scripts/bench_logs.py $(BENCH_ARGS)
 
-# Delivery throughput vs a raw client, publish-to-receipt latency, isolation (SQLite, PostgreSQL).
+# Delivery throughput vs a raw client, publish-to-receipt latency, isolation (SQLite, PostgreSQL);
+# then the CPU benchmark below.
 bench: $(SYNCED)
 	$(PY) scripts/bench_delivery.py $(BENCH_ARGS)
+	$(PY) scripts/bench_cpu.py $(CPU_ARGS)
+
+# CPU s per 1,000 deliveries of `webhooks serve` (SQLite; PostgreSQL with its processes) and of
+# serve + N `webhooks worker`, against a raw aiohttp loop (issue 15).
+# CPU_ARGS="--events 3000 --rounds 2 --workers 0,1,2".
+bench-cpu: $(SYNCED)
+	$(PY) scripts/bench_cpu.py $(CPU_ARGS)
 
 # Fairness (issue 9): org A floods 100 configs on a never-answering receiver while org B
 # publishes 20 ev/s; B's publish-to-receipt p50/p99 with and without A (SQLite, PostgreSQL).

@@ -1,0 +1,701 @@
+"""CPU benchmark (``make bench-cpu``, part of ``make bench``): CPU per delivery.
+
+Issue 15: the CPU seconds the whole service spends per 1,000 deliveries,
+against a raw aiohttp loop posting the same signed 1 KiB bodies to the same
+receiver, and what extra ``webhooks worker`` processes add on PostgreSQL.
+
+Method. One fast receiver subprocess (``bench_delivery.receiver_main``)
+answers every POST with 200; nothing else runs on it, and its CPU is counted
+for no side. Each round (default 3; every figure printed is the median over
+the rounds, and the ratios are taken within a round, so that load drifting on
+this shared 2-core machine weighs on both sides alike) runs, in this order:
+
+1. **raw**: ``bench_delivery.raw_loop`` in its own subprocess: sign with
+   ``webhook_headers`` and POST ``reward.claimed`` bodies with aiohttp at
+   concurrency 64, on asyncio and (when ``uvloop`` is importable) on uvloop.
+   CPU = the subprocess's own user+sys (``getrusage(RUSAGE_SELF)``) around
+   the loop; deliveries/s over the same span.
+2. **serve** on SQLite and on PostgreSQL: a real ``webhooks serve``
+   subprocess (settings through WEBHOOKS_* variables: gRPC and metrics on
+   ephemeral ports, 256 in flight, 64 per endpoint, log level WARNING, a
+   WEBHOOKS_SECRET_KEY) on a fresh database (a SQLite file in a temporary
+   directory; a PostgreSQL database created for the run and dropped after),
+   seeded first with one organisation, one configuration (event types ``*``,
+   the receiver's URL) and an ``events:publish`` key through the core
+   functions. Once it says it serves, a publisher subprocess (playing the
+   internal service; its CPU is not counted) connects over gRPC with
+   ``webhooks_client.PublisherClient`` and, on a signal, publishes N events
+   (default 5,000) in PublishEvents batches of 500, four batches in flight
+   (threads). The window runs from that signal until the receiver has all N
+   deliveries and the database all N attempts (polled every 20 ms: the newest
+   ``delivery_attempts`` id, then one exact count). Service CPU = user+sys of
+   the service processes over the window (``/proc/<pid>/stat``, all threads),
+   plus on PostgreSQL every PostgreSQL server process on the machine (a scan
+   of ``/proc`` at the start, every 0.25 s and at the end; a backend that
+   exits counts with its last sample, a new one from 0; the backends of
+   other databases, i.e. anyone else's load, are printed apart and left out
+   with ``--pg-this-database-only``). Printed: deliveries/s, CPU s per 1,000
+   deliveries, and against the same round's raw asyncio loop the **CPU
+   ratio** (service CPU per delivery / raw CPU per delivery; target <= 2.0 on
+   both databases) and the **throughput ratio** (target >= 0.6).
+3. **scale-out** on PostgreSQL: ``webhooks serve`` + N ``webhooks worker``
+   processes (``--workers 0,1,2``; N = 0 is the serve run of step 2 when that
+   ran), the same window and CPU (every service process + PostgreSQL), and the
+   deliveries/s each added process adds. No target: on 2 cores a process more
+   may add little, and the table says so.
+
+Also printed once: the start-up CPU of ``webhooks serve`` (user+sys from exec
+until it prints that it serves, median over every start of the run) and how
+much of ``.venv`` has compiled bytecode (with PYTHONDONTWRITEBYTECODE set, as
+here, Python never writes it, so without ``UV_COMPILE_BYTECODE=1`` at
+``uv sync`` every start compiles every module again).
+
+Exit status 1 if a target is missed or a run lost a delivery or an attempt.
+Not a test: figures depend on the machine. Run: ``make bench-cpu
+CPU_ARGS="--events 3000 --rounds 2"`` or ``.venv/bin/python scripts/bench_cpu.py
+[--events N] [--rounds R] [--backends sqlite,postgres] [--workers 0,1,2]
+[--phases raw,serve,scaleout]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import atexit
+import contextlib
+import importlib
+import importlib.util
+import multiprocessing as mp
+import os
+import re
+import resource
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from bench_delivery import (
+    CONCURRENCY,
+    PAD,
+    Rx,
+    add_config,
+    claim,
+    count_attempts,
+    drop_database,
+    fresh_database,
+    newest_attempt_id,
+    raw_loop,
+    receiver_main,
+)
+from sqlalchemy.engine import make_url
+
+from webhooks_service.config import Settings
+from webhooks_service.core import keys, orgs
+
+PHASES = ("raw", "serve", "scaleout")
+BATCH = 500  # PublishEvents' maximum
+PUBLISH_THREADS = 4  # batches in flight at once
+MAX_IN_FLIGHT = 256
+PER_ENDPOINT = 64
+CPU_RATIO_TARGET = 2.0
+THROUGHPUT_RATIO_TARGET = 0.6
+WINDOW_TIMEOUT = 300.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SERVING = "webhooks: serving gRPC on "
+WORKING = "webhooks: delivery worker running"
+BACKEND_TITLE = re.compile(r"^postgres: (?:\S+: )?(\S+) (\S+) (?:\S+\(\d+\)|\[local\])")
+
+
+# -- CPU of processes ------------------------------------------------------------------
+
+
+def proc_cpu(pid: int) -> tuple[int, float] | None:
+    """(start time in ticks, user+sys seconds of all its threads) or None if gone."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    rest = data[data.rindex(b")") + 2 :].split()  # fields from 3 (state) on
+    return int(rest[19]), (int(rest[11]) + int(rest[12])) / CLK_TCK
+
+
+def postgres_pids() -> dict[int, str]:
+    """Every PostgreSQL server process on the machine: pid -> its title."""
+    found: dict[int, str] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if Path(entry.path, "comm").read_bytes().strip() != b"postgres":
+                continue
+            title = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").strip()
+        except OSError:
+            continue
+        found[int(entry.name)] = title.decode(errors="replace")
+    return found
+
+
+@dataclass
+class _Sample:
+    first: float
+    last: float
+    database: str  # "" for the postmaster and its auxiliary processes
+
+
+@dataclass
+class Cpu:
+    service: float  # the webhooks processes
+    postgres: float  # PostgreSQL processes counted
+    foreign: float  # backends of other databases (counted unless this_database_only)
+
+    @property
+    def total(self) -> float:
+        return self.service + self.postgres
+
+
+class Meter:
+    """User+sys CPU over a window: the given pids, and PostgreSQL's processes."""
+
+    def __init__(self, pids: list[int], database: str | None, this_database_only: bool) -> None:
+        self.pids = pids
+        self.database = database  # None: not on PostgreSQL
+        self.this_database_only = this_database_only
+        self.start_service: dict[int, float] = {}
+        self.pg: dict[tuple[int, int], _Sample] = {}
+        self.stop_event = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def _scan(self, first: bool) -> None:
+        for pid, title in postgres_pids().items():
+            got = proc_cpu(pid)
+            if got is None:
+                continue
+            start, cpu = got
+            sample = self.pg.get((pid, start))
+            if sample is None:
+                match = BACKEND_TITLE.match(title)
+                self.pg[(pid, start)] = _Sample(
+                    cpu if first else 0.0, cpu, match[2] if match else ""
+                )
+            else:
+                sample.last = cpu
+
+    def _poll(self) -> None:
+        while not self.stop_event.wait(0.25):
+            self._scan(first=False)
+
+    def start(self) -> None:
+        for pid in self.pids:
+            got = proc_cpu(pid)
+            self.start_service[pid] = got[1] if got else 0.0
+        if self.database is not None:
+            self._scan(first=True)
+            self.thread = threading.Thread(target=self._poll, daemon=True)
+            self.thread.start()
+
+    def stop(self) -> Cpu:
+        service = 0.0
+        for pid in self.pids:
+            got = proc_cpu(pid)
+            if got is None:
+                raise RuntimeError(f"service process {pid} exited during the window")
+            service += got[1] - self.start_service[pid]
+        postgres = foreign = 0.0
+        if self.database is not None:
+            self._scan(first=False)
+            self.stop_event.set()
+            assert self.thread is not None
+            self.thread.join()
+            for s in self.pg.values():
+                used = s.last - s.first
+                if s.database and s.database != self.database:
+                    foreign += used
+                    if self.this_database_only:
+                        continue
+                postgres += used
+        return Cpu(service, postgres, foreign)
+
+
+# -- subprocesses -----------------------------------------------------------------------
+
+_LIVE: list[subprocess.Popen[str]] = []
+
+
+def _kill_live() -> None:
+    for proc in _LIVE:
+        if proc.poll() is None:
+            proc.kill()
+
+
+atexit.register(_kill_live)
+
+
+class Service:
+    """One ``webhooks serve`` / ``webhooks worker`` subprocess."""
+
+    def __init__(self, command: str, env: dict[str, str]) -> None:
+        exe = Path(sys.executable).with_name("webhooks")
+        program = str(exe) if exe.exists() else (shutil.which("webhooks") or "webhooks")
+        self.command = command
+        self.marker = SERVING if command == "serve" else WORKING
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        self.startup_cpu = 0.0
+        self.target = ""
+        self.proc = subprocess.Popen(
+            [program, command],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        _LIVE.append(self.proc)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            if not self.ready.is_set() and self.marker in line:
+                got = proc_cpu(self.proc.pid)
+                self.startup_cpu = got[1] if got else 0.0
+                if self.command == "serve":
+                    self.target = line.split(SERVING, 1)[1].strip()
+                self.ready.set()
+            else:
+                self.lines.append(line)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.ready.wait(0.1):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                tail = "".join(self.lines[-15:])
+                raise RuntimeError(f"`webhooks {self.command}` did not start:\n{tail}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        with contextlib.suppress(ValueError):
+            _LIVE.remove(self.proc)
+
+
+def service_env(url: str, secret_key: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        WEBHOOKS_DATABASE_URL=url,
+        WEBHOOKS_GRPC_LISTEN="127.0.0.1:0",
+        WEBHOOKS_METRICS_LISTEN="127.0.0.1:0",
+        WEBHOOKS_ALLOWED_TARGET_NETWORKS="127.0.0.0/8",
+        WEBHOOKS_MAX_IN_FLIGHT=str(MAX_IN_FLIGHT),
+        WEBHOOKS_MAX_IN_FLIGHT_PER_ENDPOINT=str(PER_ENDPOINT),
+        WEBHOOKS_LOG_LEVEL="WARNING",
+        WEBHOOKS_SHUTDOWN_GRACE="1",
+        WEBHOOKS_SECRET_KEY=secret_key,
+    )
+    return env
+
+
+def publisher_main(conn: Connection, target: str, key: str, org: str, n: int) -> None:
+    """Publish ``n`` events over gRPC when told to; send back (accepted, seconds)."""
+    import grpc
+
+    from webhooks_client import PublisherClient, make_publish_request
+
+    data = claim(0, PAD)
+    requests = [make_publish_request(org, "reward.claimed", data, id=f"cpu_{i}") for i in range(n)]
+    batches = [requests[i : i + BATCH] for i in range(0, n, BATCH)]
+    channel = grpc.insecure_channel(target)
+    grpc.channel_ready_future(channel).result(timeout=30)
+    try:
+        with PublisherClient(target, key, channel=channel) as client:
+            conn.send("ready")
+            conn.recv()
+            started = time.perf_counter()
+            with ThreadPoolExecutor(PUBLISH_THREADS) as pool:
+                accepted = sum(
+                    pool.map(lambda b: len(client.publish_events(b, timeout=120)), batches)
+                )
+            conn.send((accepted, time.perf_counter() - started))
+    finally:
+        channel.close()
+
+
+def raw_main(conn: Connection, port: int, n: int, loop: str) -> None:
+    """bench_delivery's raw aiohttp loop; send back (deliveries/s, CPU seconds)."""
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if loop == "uvloop":
+        factory = importlib.import_module("uvloop").new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        rate = runner.run(raw_loop(port, n))
+        after = resource.getrusage(resource.RUSAGE_SELF)
+    conn.send((rate, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime))
+
+
+# -- runs ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    rate: float  # deliveries/s
+    cpu: Cpu
+    n: int
+    publish_seconds: float = 0.0
+    startup: list[float] = field(default_factory=list)  # serve's start-up CPU
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def per_1000(self) -> float:
+        return self.cpu.total / self.n * 1000
+
+
+def raw_run(rx: Rx, port: int, n: int, loop: str) -> Run:
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=raw_main, args=(child, port, n, loop), daemon=True)
+    rx.ask("reset")
+    proc.start()
+    try:
+        rate, cpu = parent.recv()
+    finally:
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+    received = rx.ask("count")
+    run = Run(rate, Cpu(cpu, 0.0, 0.0), n)
+    if received != n:
+        run.problems.append(f"raw {loop}: receiver got {received} of {n}")
+    return run
+
+
+def service_run(
+    backend: str, workers: int, args: argparse.Namespace, rx: Rx, port: int, tmp: str
+) -> Run:
+    n = args.events
+    url, engine = fresh_database(backend, args.postgres_url, tmp)
+    secret_key = secrets.token_urlsafe(32)
+    procs: list[Service] = []
+    publisher: Any = None
+    try:
+        settings = Settings(
+            database_url=url, allowed_target_networks=("127.0.0.0/8",), secret_key=secret_key
+        )
+        org = orgs.create_org(engine, "bench-cpu").id
+        add_config(engine, settings, org, f"http://127.0.0.1:{port}/")
+        key = keys.create_key(engine, org, ["events:publish"])[1]
+        env = service_env(url, secret_key)
+        serve = Service("serve", env)
+        procs.append(serve)
+        serve.wait_ready()
+        procs.extend(Service("worker", env) for _ in range(workers))
+        for proc in procs[1:]:
+            proc.wait_ready()
+        time.sleep(1.0)  # let them settle (workers LISTEN, first idle polls)
+
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe()
+        publisher = ctx.Process(
+            target=publisher_main, args=(child, serve.target, key, org, n), daemon=True
+        )
+        publisher.start()
+        if not parent.poll(60) or parent.recv() != "ready":
+            raise RuntimeError("the publisher did not connect")
+        rx.ask("reset")
+        before = newest_attempt_id(engine)
+        database = make_url(url).database if backend == "postgres" else None
+        meter = Meter([p.pid for p in procs], database, args.pg_this_database_only)
+        meter.start()
+        started = time.perf_counter()
+        parent.send("go")
+        received = 0
+        while True:
+            time.sleep(0.02)
+            received = rx.ask("count")
+            # the newest id is one index lookup; count exactly only once it says done
+            if (
+                received >= n
+                and newest_attempt_id(engine) - before >= n
+                and count_attempts(engine, after_id=before) >= n
+            ):
+                break
+            if time.perf_counter() - started > WINDOW_TIMEOUT:
+                raise RuntimeError(
+                    f"{backend}: only {received}/{n} received, "
+                    f"{count_attempts(engine, after_id=before)} attempts after {WINDOW_TIMEOUT} s"
+                )
+        elapsed = time.perf_counter() - started
+        cpu = meter.stop()
+        accepted, publish_seconds = parent.recv()
+        run = Run(n / elapsed, cpu, n, publish_seconds, [serve.startup_cpu])
+        logged = count_attempts(engine, after_id=before)
+        if accepted != n or logged != n or received != n:
+            run.problems.append(
+                f"{backend} + {workers} workers: published {accepted}, attempts {logged}, "
+                f"received {received} of {n}"
+            )
+        return run
+    finally:
+        for proc in procs:
+            proc.stop()
+        if publisher is not None:
+            publisher.join(5)
+            if publisher.is_alive():
+                publisher.kill()
+        engine.dispose()
+        drop_database(url, args.postgres_url)
+
+
+# -- report -------------------------------------------------------------------------------
+
+
+def postgres_reachable(url: str) -> str:
+    """ "" if PostgreSQL answers at ``url``, else why not."""
+    engine = sa.create_engine(url, connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        return ""
+    except Exception as exc:
+        return str(exc).splitlines()[0]
+    finally:
+        engine.dispose()
+
+
+def bytecode_share() -> tuple[int, int]:
+    """(.py files under the venv's site-packages with a compiled .pyc, all .py files)."""
+    tag = sys.implementation.cache_tag
+    have = total = 0
+    for root in {p for p in sys.path if p.endswith("site-packages")}:
+        for folder, _, files in os.walk(root):
+            cached: set[str] = set()
+            with contextlib.suppress(OSError):
+                cached = set(os.listdir(os.path.join(folder, "__pycache__")))
+            for name in files:
+                if name.endswith(".py"):
+                    total += 1
+                    have += f"{name[:-3]}.{tag}.pyc" in cached
+    return have, total
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # runs the finally blocks: subprocesses stop, databases drop
+
+
+def main(argv: list[str] | None = None) -> int:
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _exit_on_signal)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=5_000, help="events (deliveries) per run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--backends", default="sqlite,postgres", help="for the serve phase")
+    parser.add_argument(
+        "--workers", default="0,1,2", help="scale-out: worker processes next to serve"
+    )
+    parser.add_argument("--phases", default=",".join(PHASES), help="subset of " + ",".join(PHASES))
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get(
+            "WEBHOOKS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
+    parser.add_argument(
+        "--pg-this-database-only",
+        action="store_true",
+        help="leave out PostgreSQL backends of other databases (someone else's load)",
+    )
+    args = parser.parse_args(argv)
+    phases = set(args.phases.split(","))
+    if not phases <= set(PHASES):
+        parser.error(f"--phases: choose from {', '.join(PHASES)}")
+    backends = [b for b in args.backends.split(",") if b]
+    if not set(backends) <= {"sqlite", "postgres"}:
+        parser.error("--backends: sqlite and/or postgres")
+    worker_counts = sorted({int(w) for w in args.workers.split(",") if w})
+    if "serve" not in phases:
+        backends = []
+    scaleout = worker_counts if "scaleout" in phases else []
+    if "postgres" in backends or scaleout:
+        why = postgres_reachable(args.postgres_url)
+        if why:
+            print(f"PostgreSQL at {args.postgres_url} unreachable ({why}): skipping it")
+            backends = [b for b in backends if b != "postgres"]
+            scaleout = []
+    loops = ["asyncio"]
+    if importlib.util.find_spec("uvloop") is not None:
+        loops.append("uvloop")
+    if "raw" not in phases:
+        loops = []
+
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    receiver = ctx.Process(target=receiver_main, args=(child,), daemon=True)
+    receiver.start()
+    port, _ = parent.recv()
+    rx = Rx(parent)
+    raw: dict[str, list[Run]] = {loop: [] for loop in loops}
+    serve: dict[str, list[Run]] = {b: [] for b in backends}
+    scale: dict[int, list[Run]] = {w: [] for w in scaleout}
+    problems: list[str] = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for round_ in range(args.rounds):
+                print(f"round {round_ + 1}/{args.rounds} ...", file=sys.stderr, flush=True)
+                for loop in loops:
+                    raw[loop].append(raw_run(rx, port, args.events, loop))
+                for backend in backends:
+                    serve[backend].append(service_run(backend, 0, args, rx, port, tmp))
+                for w in scaleout:
+                    if w == 0 and "postgres" in serve:
+                        scale[0].append(serve["postgres"][-1])
+                    else:
+                        scale[w].append(service_run("postgres", w, args, rx, port, tmp))
+    finally:
+        with contextlib.suppress(Exception):
+            rx.ask("stop")
+        receiver.join(5)
+        if receiver.is_alive():
+            receiver.kill()
+
+    every = [r for runs in (*raw.values(), *serve.values(), *scale.values()) for r in runs]
+    for r in every:
+        problems.extend(r.problems)
+    startup = [s for runs in (*serve.values(), *scale.values()) for r in runs for s in r.startup]
+
+    checks: dict[str, bool] = {}
+    print(
+        f"\n== CPU per delivery: {args.rounds} rounds of {args.events:,} events "
+        f"(1 KiB reward.claimed bodies, one local receiver); medians =="
+    )
+    print(
+        f"raw loop: aiohttp, concurrency {CONCURRENCY}; service: {MAX_IN_FLIGHT} in flight, "
+        f"{PER_ENDPOINT} per endpoint; published over gRPC in batches of {BATCH}, "
+        f"{PUBLISH_THREADS} in flight (publisher not counted)"
+    )
+    head = f"{'':34} {'deliv/s':>8} {'CPU s/1000':>11} {'CPU ratio':>10} {'rate ratio':>11}"
+    print(head)
+    base = raw.get("asyncio", [])
+
+    def ratios(runs: list[Run]) -> tuple[float, float]:
+        if len(base) != len(runs) or not runs:
+            return float("nan"), float("nan")
+        cpu = [r.per_1000 / b.per_1000 for r, b in zip(runs, base, strict=True)]
+        rate = [r.rate / b.rate for r, b in zip(runs, base, strict=True)]
+        return med(cpu), med(rate)
+
+    def row(name: str, runs: list[Run]) -> tuple[float, float]:
+        cpu_ratio, rate_ratio = ratios(runs)
+        print(
+            f"{name:34} {med([r.rate for r in runs]):8,.0f} "
+            f"{med([r.per_1000 for r in runs]):11.3f} {cpu_ratio:10.2f} {rate_ratio:11.2f}"
+        )
+        return cpu_ratio, rate_ratio
+
+    for loop, runs in raw.items():
+        row(f"raw aiohttp loop ({loop})", runs)
+    if "raw" in phases and "uvloop" not in raw:
+        print(f"{'raw aiohttp loop (uvloop)':34} skipped: uvloop is not importable")
+    names = {"sqlite": "serve on SQLite", "postgres": "serve on PostgreSQL (+ its CPU)"}
+    for backend, runs in serve.items():
+        cpu_ratio, rate_ratio = row(names[backend], runs)
+        if base:
+            checks[f"{backend} CPU ratio <= {CPU_RATIO_TARGET}"] = cpu_ratio <= CPU_RATIO_TARGET
+            checks[f"{backend} rate ratio >= {THROUGHPUT_RATIO_TARGET}"] = (
+                rate_ratio >= THROUGHPUT_RATIO_TARGET
+            )
+    print("  rounds (deliv/s, CPU s/1000):")
+    for name, runs in [
+        *((f"raw {k}", v) for k, v in raw.items()),
+        *((f"serve {k}", v) for k, v in serve.items()),
+    ]:
+        print(f"    {name:16} " + "  ".join(f"{r.rate:,.0f} {r.per_1000:.3f}" for r in runs))
+    for backend, runs in serve.items():
+        if backend == "postgres":
+            print(
+                "  serve on PostgreSQL, CPU s/1000 split: serve "
+                f"{med([r.cpu.service / r.n * 1000 for r in runs]):.3f} + PostgreSQL "
+                f"{med([r.cpu.postgres / r.n * 1000 for r in runs]):.3f}"
+            )
+        print(
+            f"  serve on {backend}: publishing {args.events:,} events took "
+            f"{med([r.publish_seconds for r in runs]):.2f} s of the window"
+        )
+    if scale:
+        print(
+            "\n== scale-out on PostgreSQL: serve + N workers (CPU: every service process + PG) =="
+        )
+        print(
+            f"{'N':>2} {'processes':>9} {'deliv/s':>8} {'CPU s/1000':>11} {'of it PG':>9} "
+            f"{'+deliv/s vs N-1':>16} {'rounds (deliv/s)':>17}"
+        )
+        previous: float | None = None
+        for w, runs in scale.items():
+            rate = med([r.rate for r in runs])
+            added = "" if previous is None else f"{rate - previous:+,.0f}"
+            print(
+                f"{w:>2} {w + 1:>9} {rate:8,.0f} {med([r.per_1000 for r in runs]):11.3f} "
+                f"{med([r.cpu.postgres / r.n * 1000 for r in runs]):9.3f} {added:>16}   "
+                + " ".join(f"{r.rate:,.0f}" for r in runs)
+            )
+            previous = rate
+        first, last = scale[worker_counts[0]], scale[worker_counts[-1]]
+        if len(scale) > 1:
+            extra = worker_counts[-1] - worker_counts[0]
+            gain = med([r.rate for r in last]) - med([r.rate for r in first])
+            print(
+                f"each added process adds {gain / extra:+,.0f} deliveries/s on average "
+                f"({os.cpu_count()} cores on this machine)"
+            )
+    foreign = sum(r.cpu.foreign for r in every)
+    if foreign > 0.05:
+        how = "left out" if args.pg_this_database_only else "counted"
+        print(
+            f"note: PostgreSQL backends of other databases used {foreign:.2f} s CPU during the "
+            f"windows ({how}; --pg-this-database-only leaves them out)"
+        )
+    if startup:
+        have, total = bytecode_share()
+        print(
+            f"\nserve start-up CPU (exec until serving): median {med(startup):.2f} s over "
+            f"{len(startup)} starts (min {min(startup):.2f}, max {max(startup):.2f}); "
+            f"site-packages with compiled bytecode: {have:,} of {total:,} .py files"
+            + (
+                "; PYTHONDONTWRITEBYTECODE is set"
+                if os.environ.get("PYTHONDONTWRITEBYTECODE")
+                else ""
+            )
+        )
+    checks["every delivery received and logged"] = not problems
+    for problem in problems:
+        print(f"problem: {problem}")
+    if checks:
+        print("checks: " + ", ".join(f"{k} {'OK' if v else 'MISSED'}" for k, v in checks.items()))
+    return 0 if all(checks.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
