@@ -23,10 +23,12 @@ module imports nothing of the service, so every package may import it.
 from __future__ import annotations
 
 import enum
+import functools
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 Clock = Callable[[], datetime]
@@ -74,9 +76,11 @@ def previous_secret_signs(expires_at: datetime | None, now: datetime) -> bool:
     return expires_at is None or expires_at > now
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Destination:
-    """Where requests go: one scheme, host and port (many configurations may share it)."""
+class Destination(NamedTuple):
+    """Where requests go: one scheme, host and port (many configurations may share it).
+
+    A named tuple: the scheduler hashes destinations on every start and finish,
+    and a tuple hashes and compares in C."""
 
     scheme: str
     host: str
@@ -84,16 +88,21 @@ class Destination:
 
     @classmethod
     def of(cls, url: str) -> Destination:
-        try:
-            parts = urlsplit(url)
-            scheme = parts.scheme.lower()
-            port = parts.port or (443 if scheme == "https" else 80)
-            return cls(scheme, (parts.hostname or "").lower(), port)
-        except ValueError:
-            return cls("", url, 0)  # unparseable: its own destination; the attempt fails
+        return _destination_of(url)
 
     def __str__(self) -> str:
         return f"{self.scheme}://{self.host}:{self.port}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _destination_of(url: str) -> Destination:
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        port = parts.port or (443 if scheme == "https" else 80)
+        return Destination(scheme, (parts.hostname or "").lower(), port)
+    except ValueError:
+        return Destination("", url, 0)  # unparseable: its own destination; the attempt fails
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,8 @@ the publish hand-off (both through the worker) and the test event
    Standard Webhooks headers signed with every secret that signs now
    (``ClaimedDelivery.signing_secrets``: the rotation rule), and the timeout.
    Anything more sent on every attempt (custom headers, tracing) belongs here.
+   The attempter opens each stored secret once (``SECRETS_KEPT`` kept), not
+   per attempt: with secrets sealed at rest that is an AES-GCM decryption.
 2. The transport posts it (``delivery/http.py``: guard, timeouts, body cap).
 3. ``RetryPolicy`` decides; the result becomes a ``FinishedAttempt``. A
    delivery that may not be retried (the test event) ends ``failed`` on any
@@ -21,6 +23,7 @@ without a request (``not_attempted``: ``attempted=False``, ``failed``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -38,6 +41,9 @@ from webhooks_service.observability import tracing
 
 SecretDecoder = Callable[[str], str]
 
+# Opened secrets an attempter keeps (by stored form, so a rotation or a new
+# secret is a new entry; the oldest go first).
+SECRETS_KEPT = 4096
 NOT_ATTEMPTED_ERROR = "endpoint disabled: the delivery was not attempted"
 # Statuses that mean "too much, slow down" (besides timeouts and connection errors).
 _BACK_PRESSURE = frozenset({429, 503})
@@ -150,7 +156,7 @@ class Attempter:
     ) -> None:
         self.transport = transport
         self.policy = policy
-        self.decode_secret = decode_secret
+        self.decode_secret = functools.lru_cache(maxsize=SECRETS_KEPT)(decode_secret)
         self.clock = clock
 
     async def attempt(self, d: ClaimedDelivery) -> Attempted:

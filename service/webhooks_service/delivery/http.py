@@ -21,6 +21,7 @@ import time
 from collections.abc import Mapping
 
 import aiohttp
+from yarl import URL
 
 from webhooks_service import __version__
 from webhooks_service.config import Settings
@@ -32,6 +33,7 @@ from webhooks_service.delivery.target_guard import (
     canonical_url,
 )
 
+URLS_KEPT = 4096
 USER_AGENT = f"webhooks-service/{__version__}"
 
 
@@ -62,6 +64,23 @@ def classify_error(exc: BaseException, timeout: float) -> tuple[ErrorKind, str]:
     return ErrorKind.OTHER, _describe(exc)
 
 
+async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bool]:
+    """Up to ``cap`` bytes of the body (no length, or more than the cap declared);
+    if more is coming the connection is dropped instead of drained."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= cap:
+        chunk = await resp.content.read(cap + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    truncated = size > cap
+    if truncated:
+        resp.close()
+    return b"".join(chunks)[:cap], truncated
+
+
 class Transport:
     """Pooled keep-alive POSTs with the service's timeouts, caps and guard."""
 
@@ -70,6 +89,7 @@ class Transport:
         self.guard = guard or TargetGuard(settings.allowed_target_networks)
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._urls: dict[str, URL] = {}  # canonical_url of the URLs seen recently
 
     async def __aenter__(self) -> Transport:
         await self.start()
@@ -104,6 +124,14 @@ class Transport:
             self._timeouts[total] = t
         return t
 
+    def _url(self, url: str) -> URL:
+        u = self._urls.get(url)
+        if u is None:
+            if len(self._urls) >= URLS_KEPT:
+                self._urls.clear()
+            u = self._urls[url] = canonical_url(url)
+        return u
+
     async def post(
         self,
         url: str,
@@ -118,24 +146,17 @@ class Transport:
         started = time.perf_counter()
         try:
             async with self._session.post(
-                canonical_url(url),
+                self._url(url),
                 data=body,
                 headers=headers,
                 allow_redirects=False,
                 timeout=self._timeout(total),
             ) as resp:
-                chunks: list[bytes] = []
-                size = 0
-                while size <= cap:
-                    chunk = await resp.content.read(cap + 1 - size)
-                    if not chunk:
-                        break
-                    chunks.append(chunk)
-                    size += len(chunk)
-                truncated = size > cap
-                if truncated:
-                    resp.close()  # drop the connection instead of draining the rest
-                raw = b"".join(chunks)[:cap]
+                length = resp.content_length
+                if length is not None and length <= cap:
+                    raw, truncated = await resp.read(), False  # a declared length within the cap
+                else:
+                    raw, truncated = await _read_capped(resp, cap)
                 return AttemptResult(
                     status_code=resp.status,
                     # NUL cannot be stored in a PostgreSQL text column

@@ -272,15 +272,15 @@ class FairScheduler(Generic[T]):
         if self.free() <= 0:
             return None
         org_limit = self.org_limit()
-        for org_id in list(self._ready):
+        # No copies of the dicts iterated: each loop ends as soon as it changes one.
+        for org_id, _ in self._ready.items():
             org = self._orgs[org_id]
             if org.running + org.reserved >= org_limit:
                 continue
-            for destination in list(org.queues):
+            for destination, queue in org.queues.items():
                 d = self._dests[(org_id, destination)]
                 if d.running >= d.slots:
                     continue
-                queue = org.queues[destination]
                 item = queue.popleft()
                 org.waiting -= 1
                 self._waiting -= 1
