@@ -99,7 +99,7 @@ class Limits:
     fast_seconds: float = 1.0
     org_prefetch: int = 100
     handoff_prefetch: int = 2000
-    prefetch_seconds: float = 2.0
+    prefetch_seconds: float = 1.0
     idle_destinations_kept: int = 10_000
 
 
@@ -360,16 +360,21 @@ class FairScheduler(Generic[T]):
 
     # -- hand-off reservations ------------------------------------------------
 
-    def reserve(self, organisation_id: str, at_most: int) -> Reservation | None:
+    def reserve(
+        self, organisation_id: str, at_most: int, prefetch_limit: int | None = None
+    ) -> Reservation | None:
         """Slots one publish of ``organisation_id`` may hand over (None: none free).
 
         What could start at once: global slots free now, within the
         organisation's share; per destination what its limit leaves, and none
         for a destination that already has deliveries waiting (they go first).
-        Then a prefetch (rule 4): up to ``handoff_prefetch`` deliveries waiting
-        here per organisation and in all, for destinations not backing off.
+        Then a prefetch (rule 4): up to ``handoff_prefetch`` (or the caller's
+        ``prefetch_limit``, e.g. what its own pace delivers in
+        ``prefetch_seconds``) deliveries waiting here per organisation and in
+        all, for destinations not backing off.
         """
         lim = self.limits
+        most = lim.handoff_prefetch if prefetch_limit is None else prefetch_limit
         org = self._orgs.get(organisation_id)
         used = (org.running + org.reserved) if org else 0
         slots = max(0, min(self.free(), self.org_limit(organisation_id) - used, at_most))
@@ -378,8 +383,8 @@ class FairScheduler(Generic[T]):
         prefetch = max(
             0,
             min(
-                lim.handoff_prefetch - pending,
-                lim.global_limit + lim.handoff_prefetch - held,
+                most - pending,
+                lim.global_limit + most - held,
                 at_most - slots,
             ),
         )

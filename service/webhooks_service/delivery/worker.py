@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -78,10 +79,14 @@ LEASE_MARGIN_SECONDS = 1.0
 # Results are written when this many are waiting, or this long after the first.
 FLUSH_ROWS = 256
 FLUSH_DELAY_SECONDS = 0.01
-# A publish hands over what could start at once plus up to this many deliveries
-# that wait here (a few PublishEvents batches of 500 in flight, to healthy
-# endpoints; see FairScheduler.reserve): they are never re-read by a claim query.
+# A publish hands over what could start at once plus a prefetch that waits here
+# (FairScheduler.reserve), never re-read by a claim query: what this worker
+# delivers in the scheduler's prefetch_seconds at its recent pace, at least
+# PREFETCH_FLOOR and at most HANDOFF_PREFETCH (a few PublishEvents batches of
+# 500). Bounded by the worker's own pace, a busy process does not hoard a burst
+# that other worker processes could claim.
 HANDOFF_PREFETCH = 2000
+PREFETCH_FLOOR = 200
 
 
 def limits_for(settings: Settings) -> Limits:
@@ -133,6 +138,7 @@ class DeliveryWorker:
         self._final = False
         self._accepting = False  # lends slots to publish (between start and stop)
         self.attempts_recorded = 0
+        self._pace = Pace()
         # finish_batch's after_write hook: operational webhooks (core/operational.py)
         self.operational = operational.Emitter()
 
@@ -278,8 +284,11 @@ class DeliveryWorker:
         """
         if not self._accepting:
             return None
+        seconds = self.scheduler.limits.prefetch_seconds
+        prefetch = int(self._pace.per_second() * seconds)
+        prefetch = max(min(prefetch, HANDOFF_PREFETCH), min(PREFETCH_FLOOR, HANDOFF_PREFETCH))
         reservation = self.scheduler.reserve(
-            organisation_id, self.settings.max_in_flight + HANDOFF_PREFETCH
+            organisation_id, self.settings.max_in_flight + prefetch, prefetch
         )
         if reservation is None:
             return None
@@ -373,6 +382,7 @@ class DeliveryWorker:
             self._running.pop(task, None)
 
     def _finish(self, finished: FinishedAttempt) -> None:
+        self._pace.count += 1
         self._results.append(finished)
         self._results_ready.set()
 
@@ -483,6 +493,25 @@ class DeliveryWorker:
                 log.warning("released %d attempts still running at shutdown", len(unfinished))
         if self._to_release:
             await self._release_pending()
+
+
+class Pace:
+    """Attempts finished per second lately (a moving mean over quarter seconds)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.rate = 0.0
+        self._since = time.monotonic()
+
+    def per_second(self) -> float:
+        now = time.monotonic()
+        elapsed = now - self._since
+        if elapsed >= 0.25:
+            current = self.count / elapsed
+            self.rate = current if self.rate == 0 else (self.rate + current) / 2
+            self.count = 0
+            self._since = now
+        return self.rate
 
 
 class Lending:
