@@ -16,10 +16,11 @@ this shared 2-core machine weighs on both sides alike) runs, in this order:
    CPU = the subprocess's own user+sys (``getrusage(RUSAGE_SELF)``) around
    the loop; deliveries/s over the same span.
 2. **serve** on SQLite and on PostgreSQL: a real ``webhooks serve``
-   subprocess (settings through WEBHOOKS_* variables: gRPC and metrics on
-   ephemeral ports, 256 in flight, 64 per endpoint, log level WARNING, a
-   WEBHOOKS_SECRET_KEY) on a fresh database (a SQLite file in a temporary
-   directory; a PostgreSQL database created for the run and dropped after),
+   subprocess (settings through WEBHOOKS_* variables: gRPC on an ephemeral
+   port, metrics on a free one of 56400-56499, 256 in flight, 64 per
+   endpoint, log level WARNING, a WEBHOOKS_SECRET_KEY) on a fresh database
+   (a SQLite file in a temporary directory; a PostgreSQL database created
+   for the run and dropped after),
    seeded first with one organisation, one configuration (event types ``*``,
    the receiver's URL) and an ``events:publish`` key through the core
    functions. Once it says it serves, a publisher subprocess (playing the
@@ -40,9 +41,22 @@ this shared 2-core machine weighs on both sides alike) runs, in this order:
    both databases) and the **throughput ratio** (target >= 0.6).
 3. **scale-out** on PostgreSQL: ``webhooks serve`` + N ``webhooks worker``
    processes (``--workers 0,1,2``; N = 0 is the serve run of step 2 when that
-   ran), the same window and CPU (every service process + PostgreSQL), and the
-   deliveries/s each added process adds. No target: on 2 cores a process more
-   may add little, and the table says so.
+   ran with the same settings), the same window and CPU (every service process
+   + PostgreSQL), and the deliveries/s each added process adds. Then **per
+   process**: each one's metrics port (a fixed free port of 56400-56499, as
+   the bound port of ``:0`` is only logged at INFO) is scraped at the window's
+   start and end for ``webhooks_delivery_attempts_total{outcome="delivered"}``,
+   and its CPU is its own share of the service CPU above: its deliveries,
+   deliveries/s, cores (CPU s / window s) and **deliveries per CPU-second**,
+   with the machine's idle cores over the window (``/proc/stat``) and the
+   cores of the receiver, the publisher and this process. Deliveries per
+   CPU-second staying roughly constant (within +-25 %) as N grows is what
+   "each process adds deliveries/s in proportion to the cores it gets"
+   means; with no idle core left a process more only moves cores between
+   processes, and the totals stay put. ``--serve-in-flight K`` gives serve a
+   smaller ``WEBHOOKS_MAX_IN_FLIGHT`` (workers keep 256) so that less of each
+   burst is handed to serve's own worker. No target: the table says what 2
+   cores allow.
 
 Also printed once: the start-up CPU of ``webhooks serve`` (user+sys from exec
 until it prints that it serves, median over every start of the run) and how
@@ -54,7 +68,7 @@ Exit status 1 if a target is missed or a run lost a delivery or an attempt.
 Not a test: figures depend on the machine. Run: ``make bench-cpu
 CPU_ARGS="--events 3000 --rounds 2"`` or ``.venv/bin/python scripts/bench_cpu.py
 [--events N] [--rounds R] [--backends sqlite,postgres] [--workers 0,1,2]
-[--phases raw,serve,scaleout]``.
+[--phases raw,serve,scaleout] [--serve-in-flight K]``.
 """
 
 from __future__ import annotations
@@ -72,12 +86,14 @@ import resource
 import secrets
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -115,6 +131,12 @@ WINDOW_TIMEOUT = 300.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVING = "webhooks: serving gRPC on "
 WORKING = "webhooks: delivery worker running"
+# Fixed metrics ports for the service processes (they are scraped at the window's
+# start and end; with WEBHOOKS_METRICS_LISTEN=...:0 the bound port is only logged
+# at INFO, and the bench runs at WARNING).
+METRICS_PORTS = range(56400, 56500)
+ATTEMPTS = re.compile(r'^webhooks_delivery_attempts_total\{outcome="(\w+)"\} (\S+)$', re.M)
+STEADY_SPREAD = 0.25  # deliveries per CPU-second "roughly constant": within +-25 % of the median
 BACKEND_TITLE = re.compile(r"^postgres: (?:\S+: )?(\S+) (\S+) (?:\S+\(\d+\)|\[local\])")
 
 
@@ -147,6 +169,37 @@ def postgres_pids() -> dict[int, str]:
     return found
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(idle + iowait ticks, all ticks) of every core together, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    # user nice system idle iowait irq softirq steal (guest, guest_nice are inside user/nice)
+    return fields[3] + fields[4], sum(fields[:8])
+
+
+def free_metrics_port(taken: set[int]) -> int:
+    """A port of METRICS_PORTS nobody listens on (bound as the metrics server binds)."""
+    for port in METRICS_PORTS:
+        if port in taken:
+            continue
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        taken.add(port)
+        return port
+    raise RuntimeError(f"no free metrics port in {METRICS_PORTS.start}-{METRICS_PORTS.stop - 1}")
+
+
+def scrape_attempts(port: int) -> dict[str, float]:
+    """``webhooks_delivery_attempts_total`` by outcome from one process's /metrics."""
+    url = f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        text = answer.read().decode()
+    return {outcome: float(value) for outcome, value in ATTEMPTS.findall(text)}
+
+
 @dataclass
 class _Sample:
     first: float
@@ -159,6 +212,9 @@ class Cpu:
     service: float  # the webhooks processes
     postgres: float  # PostgreSQL processes counted
     foreign: float  # backends of other databases (counted unless this_database_only)
+    per_process: list[float] = field(default_factory=list)  # service CPU, in ``pids`` order
+    idle_cores: float = float("nan")  # the machine's idle CPU over the window (/proc/stat)
+    others: dict[str, float] = field(default_factory=dict)  # receiver, publisher, this process
 
     @property
     def total(self) -> float:
@@ -168,11 +224,21 @@ class Cpu:
 class Meter:
     """User+sys CPU over a window: the given pids, and PostgreSQL's processes."""
 
-    def __init__(self, pids: list[int], database: str | None, this_database_only: bool) -> None:
+    def __init__(
+        self,
+        pids: list[int],
+        database: str | None,
+        this_database_only: bool,
+        others: dict[str, int] | None = None,
+    ) -> None:
         self.pids = pids
+        self.others = others or {}  # name -> pid, measured apart and counted for no side
+        self.start_others: dict[str, float] = {}
         self.database = database  # None: not on PostgreSQL
         self.this_database_only = this_database_only
         self.start_service: dict[int, float] = {}
+        self.start_stat: tuple[int, int] = (0, 0)
+        self.started = 0.0
         self.pg: dict[tuple[int, int], _Sample] = {}
         self.stop_event = threading.Event()
         self.thread: threading.Thread | None = None
@@ -197,6 +263,11 @@ class Meter:
             self._scan(first=False)
 
     def start(self) -> None:
+        self.start_stat = machine_ticks()
+        self.started = time.perf_counter()
+        for name, pid in self.others.items():
+            got = proc_cpu(pid)
+            self.start_others[name] = got[1] if got else 0.0
         for pid in self.pids:
             got = proc_cpu(pid)
             self.start_service[pid] = got[1] if got else 0.0
@@ -206,12 +277,23 @@ class Meter:
             self.thread.start()
 
     def stop(self) -> Cpu:
-        service = 0.0
+        idle, total = machine_ticks()
+        seconds = time.perf_counter() - self.started
+        idle_share = (idle - self.start_stat[0]) / max(1, total - self.start_stat[1])
+        # idle share of all ticks x the cores = idle cores (every core ticks alike)
+        idle_cores = idle_share * (os.cpu_count() or 1) if seconds > 0 else float("nan")
+        per_process: list[float] = []
         for pid in self.pids:
             got = proc_cpu(pid)
             if got is None:
                 raise RuntimeError(f"service process {pid} exited during the window")
-            service += got[1] - self.start_service[pid]
+            per_process.append(got[1] - self.start_service[pid])
+        service = sum(per_process)
+        others: dict[str, float] = {}
+        for name, pid in self.others.items():
+            got = proc_cpu(pid)
+            if got is not None:
+                others[name] = got[1] - self.start_others[name]
         postgres = foreign = 0.0
         if self.database is not None:
             self._scan(first=False)
@@ -225,7 +307,7 @@ class Meter:
                     if self.this_database_only:
                         continue
                 postgres += used
-        return Cpu(service, postgres, foreign)
+        return Cpu(service, postgres, foreign, per_process, idle_cores, others)
 
 
 # -- subprocesses -----------------------------------------------------------------------
@@ -245,7 +327,7 @@ atexit.register(_kill_live)
 class Service:
     """One ``webhooks serve`` / ``webhooks worker`` subprocess."""
 
-    def __init__(self, command: str, env: dict[str, str]) -> None:
+    def __init__(self, command: str, env: dict[str, str], metrics_port: int) -> None:
         exe = Path(sys.executable).with_name("webhooks")
         program = str(exe) if exe.exists() else (shutil.which("webhooks") or "webhooks")
         self.command = command
@@ -254,9 +336,10 @@ class Service:
         self.ready = threading.Event()
         self.startup_cpu = 0.0
         self.target = ""
+        self.metrics_port = metrics_port
         self.proc = subprocess.Popen(
             [program, command],
-            env=env,
+            env={**env, "WEBHOOKS_METRICS_LISTEN": f"127.0.0.1:{metrics_port}"},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -268,6 +351,9 @@ class Service:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    def delivered(self) -> float:
+        return scrape_attempts(self.metrics_port).get("delivered", 0.0)
 
     def _read(self) -> None:
         assert self.proc.stderr is not None
@@ -305,7 +391,6 @@ def service_env(url: str, secret_key: str) -> dict[str, str]:
     env.update(
         WEBHOOKS_DATABASE_URL=url,
         WEBHOOKS_GRPC_LISTEN="127.0.0.1:0",
-        WEBHOOKS_METRICS_LISTEN="127.0.0.1:0",
         WEBHOOKS_ALLOWED_TARGET_NETWORKS="127.0.0.0/8",
         WEBHOOKS_MAX_IN_FLIGHT=str(MAX_IN_FLIGHT),
         WEBHOOKS_MAX_IN_FLIGHT_PER_ENDPOINT=str(PER_ENDPOINT),
@@ -357,10 +442,24 @@ def raw_main(conn: Connection, port: int, n: int, loop: str) -> None:
 
 
 @dataclass
+class Share:
+    """One service process's part of a window."""
+
+    name: str  # "serve", "worker 1", ...
+    delivered: float  # its delivered attempts (its metrics, end minus start)
+    cpu: float  # its user+sys seconds
+
+    def per_cpu_second(self) -> float:
+        return self.delivered / self.cpu if self.cpu > 0 else float("nan")
+
+
+@dataclass
 class Run:
     rate: float  # deliveries/s
     cpu: Cpu
     n: int
+    seconds: float = 0.0  # the window
+    shares: list[Share] = field(default_factory=list)  # per service process
     publish_seconds: float = 0.0
     startup: list[float] = field(default_factory=list)  # serve's start-up CPU
     problems: list[str] = field(default_factory=list)
@@ -390,7 +489,14 @@ def raw_run(rx: Rx, port: int, n: int, loop: str) -> Run:
 
 
 def service_run(
-    backend: str, workers: int, args: argparse.Namespace, rx: Rx, port: int, tmp: str
+    backend: str,
+    workers: int,
+    args: argparse.Namespace,
+    rx: Rx,
+    port: int,
+    tmp: str,
+    serve_in_flight: int = MAX_IN_FLIGHT,
+    receiver_pid: int = 0,
 ) -> Run:
     n = args.events
     url, engine = fresh_database(backend, args.postgres_url, tmp)
@@ -405,10 +511,12 @@ def service_run(
         add_config(engine, settings, org, f"http://127.0.0.1:{port}/")
         key = keys.create_key(engine, org, ["events:publish"])[1]
         env = service_env(url, secret_key)
-        serve = Service("serve", env)
+        ports: set[int] = set()
+        serve_env = {**env, "WEBHOOKS_MAX_IN_FLIGHT": str(serve_in_flight)}
+        serve = Service("serve", serve_env, free_metrics_port(ports))
         procs.append(serve)
         serve.wait_ready()
-        procs.extend(Service("worker", env) for _ in range(workers))
+        procs.extend(Service("worker", env, free_metrics_port(ports)) for _ in range(workers))
         for proc in procs[1:]:
             proc.wait_ready()
         time.sleep(1.0)  # let them settle (workers LISTEN, first idle polls)
@@ -424,7 +532,14 @@ def service_run(
         rx.ask("reset")
         before = newest_attempt_id(engine)
         database = make_url(url).database if backend == "postgres" else None
-        meter = Meter([p.pid for p in procs], database, args.pg_this_database_only)
+        others = {"receiver": receiver_pid, "publisher": publisher.pid, "bench": os.getpid()}
+        meter = Meter(
+            [p.pid for p in procs],
+            database,
+            args.pg_this_database_only,
+            {k: v for k, v in others.items() if v},
+        )
+        delivered_before = [p.delivered() for p in procs]
         meter.start()
         started = time.perf_counter()
         parent.send("go")
@@ -446,8 +561,24 @@ def service_run(
                 )
         elapsed = time.perf_counter() - started
         cpu = meter.stop()
+        # the counters move just after each batch is written: wait for the last one
+        deadline = time.monotonic() + 5.0
+        while True:
+            delivered = [p.delivered() - b for p, b in zip(procs, delivered_before, strict=True)]
+            if sum(delivered) >= n or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        shares = [
+            Share("serve" if i == 0 else f"worker {i}", d, c)
+            for i, (d, c) in enumerate(zip(delivered, cpu.per_process, strict=True))
+        ]
         accepted, publish_seconds = parent.recv()
-        run = Run(n / elapsed, cpu, n, publish_seconds, [serve.startup_cpu])
+        run = Run(n / elapsed, cpu, n, elapsed, shares, publish_seconds, [serve.startup_cpu])
+        if sum(delivered) != n:
+            run.problems.append(
+                f"{backend} + {workers} workers: the processes' metrics count "
+                f"{sum(delivered):,.0f} deliveries of {n}"
+            )
         logged = count_attempts(engine, after_id=before)
         if accepted != n or logged != n or received != n:
             run.problems.append(
@@ -502,6 +633,105 @@ def med(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def scale_report(scale: dict[int, list[Run]], serve_in_flight: int) -> None:
+    """Scale-out: per N the totals, then each process's deliveries and cores."""
+    cores = os.cpu_count() or 1
+    print(
+        f"\n== scale-out on PostgreSQL: serve + N workers ({cores} cores; serve "
+        f"{serve_in_flight} in flight, workers {MAX_IN_FLIGHT}; CPU: every service process + PG) =="
+    )
+    print(
+        f"{'N':>2} {'processes':>9} {'deliv/s':>8} {'CPU s/1000':>11} {'of it PG':>9} "
+        f"{'+deliv/s vs N-1':>16} {'rounds (deliv/s)':>17}"
+    )
+    previous: float | None = None
+    for w, runs in scale.items():
+        rate = med([r.rate for r in runs])
+        added = "" if previous is None else f"{rate - previous:+,.0f}"
+        print(
+            f"{w:>2} {w + 1:>9} {rate:8,.0f} {med([r.per_1000 for r in runs]):11.3f} "
+            f"{med([r.cpu.postgres / r.n * 1000 for r in runs]):9.3f} {added:>16}   "
+            + " ".join(f"{r.rate:,.0f}" for r in runs)
+        )
+        previous = rate
+    counts = list(scale)
+    if len(scale) > 1:
+        extra = counts[-1] - counts[0]
+        gain = med([r.rate for r in scale[counts[-1]]]) - med([r.rate for r in scale[counts[0]]])
+        print(
+            f"each added process adds {gain / extra:+,.0f} deliveries/s on average "
+            f"(totals; with no idle core a process more mostly takes cores from the others)"
+        )
+
+    print(
+        "\n  per process over the window (medians over the rounds; cores = its CPU s / window s;"
+        " deliv/CPU-s = its deliveries / its CPU s):"
+    )
+    print(
+        f"  {'N':>2} {'process':10} {'deliveries':>10} {'deliv/s':>8} {'cores':>6} "
+        f"{'deliv/CPU-s':>12}"
+    )
+    workers_eff: list[float] = []
+    whole_eff: list[float] = []
+    for w, runs in scale.items():
+        usable = [r for r in runs if len(r.shares) == w + 1]
+        if not usable:
+            continue
+        for i in range(w + 1):
+            shares = [r.shares[i] for r in usable]
+            pairs = list(zip(shares, usable, strict=True))
+            eff = med([s.per_cpu_second() for s in shares])
+            if i:
+                workers_eff.append(eff)
+            print(
+                f"  {w:>2} {shares[0].name:10} {med([s.delivered for s in shares]):10,.0f} "
+                f"{med([s.delivered / r.seconds for s, r in pairs]):8,.0f} "
+                f"{med([s.cpu / r.seconds for s, r in pairs]):6.2f} "
+                f"{eff:12,.0f}"
+            )
+        eff = med([r.n / r.cpu.service for r in usable])
+        whole_eff.append(eff)
+        print(
+            f"  {w:>2} {'all':10} {med([float(r.n) for r in usable]):10,.0f} "
+            f"{med([r.rate for r in usable]):8,.0f} "
+            f"{med([r.cpu.service / r.seconds for r in usable]):6.2f} {eff:12,.0f}"
+            f"   + PostgreSQL {med([r.cpu.postgres / r.seconds for r in usable]):.2f} cores "
+            f"({med([r.cpu.postgres / r.n * 1000 for r in usable]):.2f} ms CPU per delivery); "
+            f"machine idle {med([r.cpu.idle_cores for r in usable]):.2f} of {cores} cores"
+        )
+        rest = [
+            f"{name} {med([r.cpu.others.get(name, 0.0) / r.seconds for r in usable]):.2f}"
+            for name in usable[0].cpu.others
+        ]
+        unaccounted = med(
+            [
+                cores
+                - r.cpu.idle_cores
+                - (r.cpu.service + r.cpu.postgres + sum(r.cpu.others.values())) / r.seconds
+                for r in usable
+            ]
+        )
+        rest.append(f"anything else (kernel, other users) {unaccounted:.2f}")
+        print(f"  {'':2} {'':10} the rest of the machine, cores: " + ", ".join(rest))
+
+    def steady(values: list[float]) -> str:
+        mid = med(values)
+        lo, hi = min(values), max(values)
+        within = lo >= mid * (1 - STEADY_SPREAD) and hi <= mid * (1 + STEADY_SPREAD)
+        verdict = "roughly constant: all" if within else "NOT constant: not all"
+        return f"{lo:,.0f} to {hi:,.0f} ({verdict} within +-{STEADY_SPREAD:.0%} of {mid:,.0f})"
+
+    if len(whole_eff) > 1:
+        print(f"  deliveries per service CPU-second as N grows: {steady(whole_eff)}")
+    if workers_eff:
+        print(f"  each worker process's deliveries per CPU-second: {steady(workers_eff)}")
+    if len(whole_eff) > 1 or workers_eff:
+        print(
+            "  constant deliveries per CPU-second = each process adds deliveries/s in "
+            "proportion to the cores it gets; the total grows only where idle cores are left"
+        )
+
+
 def _exit_on_signal(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)  # runs the finally blocks: subprocesses stop, databases drop
 
@@ -515,6 +745,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="sqlite,postgres", help="for the serve phase")
     parser.add_argument(
         "--workers", default="0,1,2", help="scale-out: worker processes next to serve"
+    )
+    parser.add_argument(
+        "--serve-in-flight",
+        type=int,
+        default=MAX_IN_FLIGHT,
+        help=(
+            "scale-out: serve's WEBHOOKS_MAX_IN_FLIGHT (workers keep "
+            f"{MAX_IN_FLIGHT}); smaller leaves more of each burst to the workers' claims"
+        ),
     )
     parser.add_argument("--phases", default=",".join(PHASES), help="subset of " + ",".join(PHASES))
     parser.add_argument(
@@ -568,12 +807,25 @@ def main(argv: list[str] | None = None) -> int:
                 for loop in loops:
                     raw[loop].append(raw_run(rx, port, args.events, loop))
                 for backend in backends:
-                    serve[backend].append(service_run(backend, 0, args, rx, port, tmp))
+                    serve[backend].append(
+                        service_run(backend, 0, args, rx, port, tmp, receiver_pid=receiver.pid or 0)
+                    )
                 for w in scaleout:
-                    if w == 0 and "postgres" in serve:
+                    if w == 0 and "postgres" in serve and args.serve_in_flight == MAX_IN_FLIGHT:
                         scale[0].append(serve["postgres"][-1])
                     else:
-                        scale[w].append(service_run("postgres", w, args, rx, port, tmp))
+                        scale[w].append(
+                            service_run(
+                                "postgres",
+                                w,
+                                args,
+                                rx,
+                                port,
+                                tmp,
+                                args.serve_in_flight,
+                                receiver.pid or 0,
+                            )
+                        )
     finally:
         with contextlib.suppress(Exception):
             rx.ask("stop")
@@ -645,31 +897,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{med([r.publish_seconds for r in runs]):.2f} s of the window"
         )
     if scale:
-        print(
-            "\n== scale-out on PostgreSQL: serve + N workers (CPU: every service process + PG) =="
-        )
-        print(
-            f"{'N':>2} {'processes':>9} {'deliv/s':>8} {'CPU s/1000':>11} {'of it PG':>9} "
-            f"{'+deliv/s vs N-1':>16} {'rounds (deliv/s)':>17}"
-        )
-        previous: float | None = None
-        for w, runs in scale.items():
-            rate = med([r.rate for r in runs])
-            added = "" if previous is None else f"{rate - previous:+,.0f}"
-            print(
-                f"{w:>2} {w + 1:>9} {rate:8,.0f} {med([r.per_1000 for r in runs]):11.3f} "
-                f"{med([r.cpu.postgres / r.n * 1000 for r in runs]):9.3f} {added:>16}   "
-                + " ".join(f"{r.rate:,.0f}" for r in runs)
-            )
-            previous = rate
-        first, last = scale[worker_counts[0]], scale[worker_counts[-1]]
-        if len(scale) > 1:
-            extra = worker_counts[-1] - worker_counts[0]
-            gain = med([r.rate for r in last]) - med([r.rate for r in first])
-            print(
-                f"each added process adds {gain / extra:+,.0f} deliveries/s on average "
-                f"({os.cpu_count()} cores on this machine)"
-            )
+        scale_report(scale, args.serve_in_flight)
     foreign = sum(r.cpu.foreign for r in every)
     if foreign > 0.05:
         how = "left out" if args.pg_this_database_only else "counted"
