@@ -217,3 +217,33 @@ def test_sqlite_refuses_a_naive_datetime(sqlite_engine: Engine) -> None:
             now=utcnow(),
             lease=None,
         )
+
+
+def test_payloads_are_stored_exactly_and_a_raw_record_separator_is_refused(
+    engine: Engine,
+) -> None:
+    # PostgreSQL gets the payloads joined by U+001E, which JSON text only holds escaped.
+    org, _ = make_org_and_keys(engine)
+    now = utcnow()
+    bodies = ['{"v":"\\u001e"}', '{"v":"a\\nb\\\\","w":"\u2028é"}', "{}"]
+    with publish_transaction(engine) as tx:
+        inserted = tx.insert(
+            [
+                PlannedEvent(NewEvent(org, f"evt_{i}", "reward.claimed", now, body), [])
+                for i, body in enumerate(bodies)
+            ],
+            now=now,
+            lease=None,
+        )
+    assert len(inserted.stored) == 3
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(events.c.payload).order_by(events.c.pk)).scalars()
+        assert list(stored) == bodies
+    if db.is_sqlite(engine):
+        return
+    with pytest.raises(ValueError, match="U\\+001E"), publish_transaction(engine) as tx:
+        tx.insert(
+            [PlannedEvent(NewEvent(org, "evt_raw", "reward.claimed", now, '{"v":"\x1e"}'), [])],
+            now=now,
+            lease=None,
+        )

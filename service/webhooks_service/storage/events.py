@@ -60,27 +60,40 @@ PROCESS_TOKEN = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
 # PostgreSQL: the whole publish in one statement (one round trip, atomic).
 # Every input event carries its planned deliveries ("targets", each perhaps
 # handed over); only events actually inserted (not duplicates) get theirs.
+# The events come as a JSON array of arrays [organisation_id, event_id,
+# event_type, occurred_at, traceparent, [[config_id, claimed], ...]] and, in
+# the same order, their payloads as one text joined by the ASCII record
+# separator (``PG_PAYLOAD_SEPARATOR``), which JSON text never contains raw: so
+# neither Python nor the server escapes or unescapes the payloads. ``ROWS
+# FROM`` reads the two side by side.
+PG_PAYLOAD_SEPARATOR = "\x1e"
 _PG_INSERT = sa.text(
     f"""
     WITH v AS (
-        SELECT * FROM json_to_recordset(CAST(:rows AS json)) AS x(
-            organisation_id text, event_id text, event_type text, occurred_at timestamptz,
-            payload text, traceparent text, targets json)
+        SELECT x.n, x.value ->> 0 AS organisation_id, x.value ->> 1 AS event_id,
+               x.value ->> 2 AS event_type, CAST(x.value ->> 3 AS timestamptz) AS occurred_at,
+               x.value ->> 4 AS traceparent, x.value -> 5 AS targets, x.payload
+        FROM ROWS FROM (
+            json_array_elements(CAST(:rows AS json)),
+            string_to_table(CAST(:payloads AS text), chr({ord(PG_PAYLOAD_SEPARATOR)}))
+        ) WITH ORDINALITY AS x(value, payload, n)
     ), e AS (
         INSERT INTO events (organisation_id, event_id, event_type, occurred_at, payload,
                             traceparent, created_at)
         SELECT organisation_id, event_id, event_type, occurred_at, payload, traceparent, :now
         FROM v
+        ORDER BY n
         ON CONFLICT (organisation_id, event_id) DO NOTHING
         RETURNING pk, organisation_id, event_id
     ), d AS (
         INSERT INTO deliveries (organisation_id, event_pk, config_id, status, attempts,
                                 next_attempt_at, claim_token, created_at, updated_at)
-        SELECT e.organisation_id, e.pk, t.config_id, 'pending', 0,
-               CASE WHEN t.claimed THEN :lease_end ELSE :now END,
-               CASE WHEN t.claimed THEN :claim_token END, :now, :now
+        SELECT e.organisation_id, e.pk, t.value ->> 0, 'pending', 0,
+               CASE WHEN CAST(t.value ->> 1 AS boolean) THEN :lease_end ELSE :now END,
+               CASE WHEN CAST(t.value ->> 1 AS boolean) THEN :claim_token END, :now, :now
         FROM e JOIN v ON v.organisation_id = e.organisation_id AND v.event_id = e.event_id
-        CROSS JOIN LATERAL json_to_recordset(v.targets) AS t(config_id text, claimed boolean)
+        CROSS JOIN LATERAL json_array_elements(v.targets) WITH ORDINALITY AS t(value, n)
+        ORDER BY v.n, t.n
         RETURNING id, event_pk, config_id, claim_token
     )
     -- the events stored (the others were duplicates) ...
@@ -369,24 +382,31 @@ def _json(rows: Any) -> str:
 def _insert_pg(
     conn: sa.Connection, planned: Sequence[PlannedEvent], now: datetime, lease: Lease | None
 ) -> tuple[dict[tuple[str, str], int], Handed]:
-    rows = [
-        {
-            "organisation_id": p.event.organisation_id,
-            "event_id": p.event.event_id,
-            "event_type": p.event.event_type,
-            "occurred_at": p.event.occurred_at.isoformat(),
-            "payload": p.event.payload,
-            "traceparent": p.event.traceparent,
-            "targets": [
-                {"config_id": t.config_id, "claimed": claimed} for t, claimed in p.deliveries
-            ],
-        }
-        for p in planned
-    ]
+    times: dict[datetime, str] = {}  # most events occurred "now"
+    rows = []
+    for p in planned:
+        e = p.event
+        occurred = times.get(e.occurred_at)
+        if occurred is None:
+            occurred = times[e.occurred_at] = e.occurred_at.isoformat()
+        rows.append(
+            (
+                e.organisation_id,
+                e.event_id,
+                e.event_type,
+                occurred,
+                e.traceparent,
+                [(t.config_id, claimed) for t, claimed in p.deliveries],
+            )
+        )
+    payloads = PG_PAYLOAD_SEPARATOR.join([p.event.payload for p in planned])
+    if payloads.count(PG_PAYLOAD_SEPARATOR) != len(planned) - 1 or not payloads:
+        raise ValueError("an event payload is not JSON text (empty, or a raw U+001E in it)")
     result = conn.execute(
         _PG_INSERT,
         {
-            "rows": json.dumps(rows, separators=(",", ":")),
+            "rows": _json(rows),
+            "payloads": payloads,
             "now": now,
             "token": PROCESS_TOKEN,
             "lease_end": lease.until if lease else now,
@@ -396,10 +416,10 @@ def _insert_pg(
     stored: dict[tuple[str, str], int] = {}
     handed: Handed = []
     for r in result:
-        if r.kind == "event":
-            stored[(r.organisation_id, r.event_id)] = r.pk
-        elif r.kind == "handed":
-            handed.append((r.delivery_id, r.pk, r.config_id))
+        if r[0] == "event":
+            stored[(r[2], r[3])] = r[1]
+        elif r[0] == "handed":
+            handed.append((r[4], r[1], r[5]))
     return stored, handed
 
 
