@@ -57,6 +57,13 @@ NOTIFY_CHANNEL = "webhooks_deliveries"
 # process, which it has already been woken for in-process.
 PROCESS_TOKEN = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
 
+
+def _columns(*names: str) -> list[sa.ColumnClause[Any]]:
+    """The result columns of a textual statement, untyped: declared so that
+    SQLAlchemy builds the result's metadata once, not on every execution."""
+    return [sa.column(name) for name in names]
+
+
 # PostgreSQL: the whole publish in one statement (one round trip, atomic).
 # Every input event carries its planned deliveries ("targets", each perhaps
 # handed over); only events actually inserted (not duplicates) get theirs.
@@ -67,8 +74,9 @@ PROCESS_TOKEN = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
 # neither Python nor the server escapes or unescapes the payloads. ``ROWS
 # FROM`` reads the two side by side.
 PG_PAYLOAD_SEPARATOR = "\x1e"
-_PG_INSERT = sa.text(
-    f"""
+_PG_INSERT = (
+    sa.text(
+        f"""
     WITH v AS (
         SELECT x.n, x.value ->> 0 AS organisation_id, x.value ->> 1 AS event_id,
                x.value ->> 2 AS event_type, CAST(x.value ->> 3 AS timestamptz) AS occurred_at,
@@ -110,8 +118,11 @@ _PG_INSERT = sa.text(
         WHERE EXISTS (SELECT 1 FROM d WHERE claim_token IS NULL)
     ) AS notified
     """
-).bindparams(
-    sa.bindparam("now", type_=UTCDateTime()), sa.bindparam("lease_end", type_=UTCDateTime())
+    )
+    .bindparams(
+        sa.bindparam("now", type_=UTCDateTime()), sa.bindparam("lease_end", type_=UTCDateTime())
+    )
+    .columns(*_columns("kind", "pk", "organisation_id", "event_id", "delivery_id", "config_id"))
 )
 
 events = cast(sa.Table, Event.__table__)
@@ -305,7 +316,7 @@ _SQLITE_INSERT_EVENTS = sa.text(
     ON CONFLICT (organisation_id, event_id) DO NOTHING
     RETURNING organisation_id, event_id, pk
     """
-)
+).columns(*_columns("organisation_id", "event_id", "pk"))
 _SQLITE_INSERT_DELIVERIES_SELECT = """
     INSERT INTO deliveries (organisation_id, event_pk, config_id, status, attempts,
                             next_attempt_at, claim_token, created_at, updated_at)
@@ -318,7 +329,7 @@ _SQLITE_INSERT_DELIVERIES_SELECT = """
 _SQLITE_INSERT_DELIVERIES = sa.text(_SQLITE_INSERT_DELIVERIES_SELECT)
 _SQLITE_INSERT_DELIVERIES_RETURNING = sa.text(
     _SQLITE_INSERT_DELIVERIES_SELECT + "RETURNING id, event_pk, config_id, claim_token"
-)
+).columns(*_columns("id", "event_pk", "config_id", "claim_token"))
 
 Handed = list[tuple[int, int, str]]  # (delivery id, event pk, config id) handed over
 
@@ -375,8 +386,8 @@ def _insert_sqlite(
     return stored, [(r[0], r[1], r[2]) for r in inserted if r[3] is not None]
 
 
-def _json(rows: Any) -> str:
-    return json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+# json.dumps(rows, ensure_ascii=False, separators=(",", ":")), one encoder for all calls
+_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _insert_pg(
