@@ -159,6 +159,12 @@ def _plan(desc: MessageDesc) -> _Message:
     return _Message(desc.name, tuple(fields), by_key)
 
 
+@cache
+def _type_plan(event_type: str) -> _Message:
+    """The plan of a type's payload message (one lookup per event)."""
+    return _plan(_descriptor(event_type))
+
+
 def _default(field: _Field) -> Any:
     if field.repeated:
         return []
@@ -191,41 +197,50 @@ def _convert(
         problems.append(FieldViolation(path, f"expected a JSON object ({plan.name})"))
         return {}
     given: dict[str, Any] = {}
+    by_key = plan.by_key
     for key, item in value.items():
-        field = plan.by_key.get(key)
-        where = f"{path}.{key}"
+        field = by_key.get(key)
         if field is None:
             known = ", ".join(f.name for f in plan.fields)
-            problems.append(FieldViolation(where, f"unknown field; {plan.name} has {known}"))
+            problems.append(
+                FieldViolation(f"{path}.{key}", f"unknown field; {plan.name} has {known}")
+            )
         elif field.name in given:
-            problems.append(FieldViolation(where, "given twice (proto and JSON name)"))
+            problems.append(FieldViolation(f"{path}.{key}", "given twice (proto and JSON name)"))
         elif item is not None:  # JSON null: not set
             given[field.name] = item
     out: dict[str, Any] = {}
     for field in plan.fields:
-        where = f"{path}.{field.name}"
-        if field.name not in given:
+        name = field.name
+        if name not in given:
             if field.required:
-                problems.append(FieldViolation(where, _missing(field)))
+                problems.append(FieldViolation(f"{path}.{name}", _missing(field)))
             elif not field.presence:
-                out[field.name] = _default(field)
+                out[name] = _default(field)
             continue
-        item = given[field.name]
+        item = given[name]
         if field.repeated:
+            where = f"{path}.{name}"
             if not isinstance(item, list):
                 problems.append(FieldViolation(where, "expected a JSON array"))
                 continue
-            out[field.name] = [
+            out[name] = [
                 _value(field, element, f"{where}[{i}]", problems)[0]
                 for i, element in enumerate(item)
             ]
             if field.required and not item:
                 problems.append(FieldViolation(where, "required: at least one"))
             continue
-        rendered, empty = _value(field, item, where, problems)
-        if field.required and empty:
-            problems.append(FieldViolation(where, _missing(field)))
-        out[field.name] = rendered
+        if field.message is not None:
+            out[name] = _convert(item, field.message, f"{path}.{name}", problems)
+            continue
+        # a scalar (or Timestamp): its path is only written into a violation
+        rendered, empty, problem = _scalar(field, item)
+        if problem is not None:
+            problems.append(FieldViolation(f"{path}.{name}", problem))
+        elif field.required and empty:
+            problems.append(FieldViolation(f"{path}.{name}", _missing(field)))
+        out[name] = rendered
     return out
 
 
@@ -239,79 +254,80 @@ def _value(
     field: _Field, item: Any, where: str, problems: list[FieldViolation]
 ) -> tuple[Any, bool]:
     """(the proto JSON of one value, whether it is the empty/unspecified value)."""
-    kind = field.kind
-    if field.timestamp:
-        return _timestamp(item, where, problems), False
     if field.message is not None:
         return _convert(item, field.message, where, problems), False
+    rendered, empty, problem = _scalar(field, item)
+    if problem is not None:
+        problems.append(FieldViolation(where, problem))
+    return rendered, empty
+
+
+def _scalar(field: _Field, item: Any) -> tuple[Any, bool, str | None]:
+    """(the proto JSON of one value that is not a message, whether it is the
+    empty/unspecified value, the problem with it if any)."""
+    kind = field.kind
+    if field.timestamp:
+        return _timestamp(item)
     if field.enum is not None:
         number = field.enum.get(item) if isinstance(item, str) else None
         if number is None:
             allowed = ", ".join(n for n, v in field.enum.items() if v)
-            problems.append(FieldViolation(where, f"expected one of {allowed}"))
-            return item, False
-        return item, number == 0
+            return item, False, f"expected one of {allowed}"
+        return item, number == 0, None
     if kind == FD.TYPE_STRING:
         if not isinstance(item, str):
-            problems.append(FieldViolation(where, "expected a string"))
-            return item, False
+            return item, False, "expected a string"
         if item and field.pattern is not None and not field.pattern.search(item):
-            problems.append(FieldViolation(where, f"must match {field.pattern.pattern}"))
-        return item, item == ""
+            return item, False, f"must match {field.pattern.pattern}"
+        return item, item == "", None
     if kind == FD.TYPE_BOOL:
         if not isinstance(item, bool):
-            problems.append(FieldViolation(where, "expected true or false"))
-        return item, False
+            return item, False, "expected true or false"
+        return item, False, None
     if kind in (FD.TYPE_DOUBLE, FD.TYPE_FLOAT):
         if isinstance(item, bool) or not isinstance(item, int | float) or not math.isfinite(item):
-            problems.append(FieldViolation(where, "expected a finite number"))
-            return item, False
-        return float(item), False
+            return item, False, "expected a finite number"
+        return float(item), False, None
     if kind in _RANGES:
-        number = _integer(kind, item, where, problems)
-        return (str(number) if kind in _SIXTY_FOUR else number), False
+        number, problem = _integer(kind, item)
+        return (str(number) if kind in _SIXTY_FOUR else number), False, problem
     if kind == FD.TYPE_BYTES:
         if not isinstance(item, str):
-            problems.append(FieldViolation(where, "expected a base64 string"))
-        return item, item == ""
-    problems.append(FieldViolation(where, "unsupported field type"))
-    return item, False
+            return item, False, "expected a base64 string"
+        return item, item == "", None
+    return item, False, "unsupported field type"
 
 
-def _integer(kind: int, item: Any, where: str, problems: list[FieldViolation]) -> int:
+def _integer(kind: int, item: Any) -> tuple[int, str | None]:
     low, high = _RANGES[kind]
-    wide = kind in _SIXTY_FOUR
-    expected = f"expected an integer from {low} to {high}" + (
-        " (as a decimal string, or a JSON number up to 2^53)" if wide else ""
-    )
     if isinstance(item, str):
         if not _INT_RE.fullmatch(item):
-            problems.append(FieldViolation(where, expected))
-            return 0
+            return 0, _expected(kind)
         number = int(item)
     elif isinstance(item, bool) or not isinstance(item, int | float):
-        problems.append(FieldViolation(where, expected))
-        return 0
+        return 0, _expected(kind)
     elif isinstance(item, float):
         if not item.is_integer():
-            problems.append(FieldViolation(where, expected))
-            return 0
+            return 0, _expected(kind)
         if abs(item) > _EXACT:
-            problems.append(
-                FieldViolation(
-                    where,
-                    "a JSON number beyond 2^53 is not exact here (JSON data is a "
-                    "google.protobuf.Struct of doubles): send it as a decimal string, "
-                    'e.g. "9007199254740993", or publish the typed payload message',
-                )
+            return 0, (
+                "a JSON number beyond 2^53 is not exact here (JSON data is a "
+                "google.protobuf.Struct of doubles): send it as a decimal string, "
+                'e.g. "9007199254740993", or publish the typed payload message'
             )
-            return 0
         number = int(item)
     else:
         number = item
     if not low <= number <= high:
-        problems.append(FieldViolation(where, f"out of range: {expected}"))
-    return number
+        return number, f"out of range: {_expected(kind)}"
+    return number, None
+
+
+def _expected(kind: int) -> str:
+    low, high = _RANGES[kind]
+    return f"expected an integer from {low} to {high}" + (
+        " (as a decimal string, or a JSON number up to 2^53)" if kind in _SIXTY_FOUR else ""
+    )
 
 
 # Already canonical proto JSON (UTC, Z, 0/3/6/9 fraction digits): kept as given once the
@@ -319,29 +335,27 @@ def _integer(kind: int, item: Any, where: str, problems: list[FieldViolation]) -
 _CANONICAL_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3}|\.\d{6}|\.\d{9})?Z")
 
 
-def _timestamp(item: Any, where: str, problems: list[FieldViolation]) -> Any:
+def _timestamp(item: Any) -> tuple[Any, bool, str | None]:
     if isinstance(item, str):
         if _CANONICAL_TS.fullmatch(item):
             try:
                 datetime.fromisoformat(item[:19])
-                return item
+                return item, False, None
             except ValueError:
                 pass
         else:
             ts = timestamp_pb2.Timestamp()
             try:
                 ts.FromJsonString(item)
-                return ts.ToJsonString()
+                return ts.ToJsonString(), False, None
             except ValueError:
                 pass
-    problems.append(
-        FieldViolation(where, "expected an RFC 3339 timestamp, e.g. 2026-11-27T10:15:00Z")
-    )
-    return item
+    return item, False, "expected an RFC 3339 timestamp, e.g. 2026-11-27T10:15:00Z"
 
 
-def _dumps(data: Mapping[str, Any]) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+# json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False),
+# without building the encoder for every event
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 def resolve(
@@ -358,7 +372,7 @@ def resolve(
     if problem is not None:
         return None, [problem]
     problems: list[FieldViolation] = []
-    rendered = _convert(data or {}, _plan(_descriptor(event_type)), f"{prefix}event.data", problems)
+    rendered = _convert(data or {}, _type_plan(event_type), f"{prefix}event.data", problems)
     if problems:
         return None, problems
     return Resolved(event_type, _dumps(rendered)), []
@@ -433,7 +447,7 @@ def render_data(event_type: str, data: Mapping[str, Any]) -> str:
     checked against the type's payload like a published one, ``ValueError`` if
     it does not fit (a bug, not a client's mistake)."""
     problems: list[FieldViolation] = []
-    rendered = _convert(data, _plan(_descriptor(event_type)), "data", problems)
+    rendered = _convert(data, _type_plan(event_type), "data", problems)
     if problems:
         raise ValueError(
             f"{event_type} data does not fit its payload message: "

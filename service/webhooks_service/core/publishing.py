@@ -32,8 +32,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
+import os
 import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
@@ -68,6 +70,7 @@ __all__ = [
     "StoredEvent",
     "build_payload",
     "new_event_id",
+    "new_event_ids",
     "plan",
     "prepare",
     "publish_events",
@@ -118,17 +121,31 @@ class HandOff(Protocol):
 Lend = Callable[[str], HandOff | None]
 
 
+_ID_BYTES = 12  # "evt_" + 24 hex digits
+
+
 def new_event_id() -> str:
-    return "evt_" + secrets.token_hex(12)
+    return "evt_" + secrets.token_hex(_ID_BYTES)
+
+
+def new_event_ids(n: int) -> list[str]:
+    """``n`` ids as :func:`new_event_id` makes them, from one ``os.urandom`` call."""
+    digits = os.urandom(_ID_BYTES * n).hex()
+    step = 2 * _ID_BYTES
+    return ["evt_" + digits[i : i + step] for i in range(0, len(digits), step)]
 
 
 def rfc3339(value: datetime) -> str:
     """``2026-11-27T10:15:00.25Z``: UTC, ``Z``, fraction only when non-zero."""
     value = value.astimezone(UTC)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
-    if value.microsecond:
-        text += f".{value.microsecond:06d}".rstrip("0")
-    return text + "Z"
+    if value.year < 1000:  # strftime writes such years unpadded (kept as it always was)
+        text = value.strftime("%Y-%m-%dT%H:%M:%S")
+        if value.microsecond:
+            text += f".{value.microsecond:06d}".rstrip("0")
+        return text + "Z"
+    # isoformat: the same digits, the fraction (6 digits) only when non-zero
+    text = value.replace(tzinfo=None).isoformat()
+    return (text.rstrip("0") if value.microsecond else text) + "Z"
 
 
 def _value(v: struct_pb2.Value) -> Any:
@@ -155,13 +172,30 @@ def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
 
 
 def build_payload(event_id: str, event_type: str, timestamp: datetime, data: str) -> str:
-    """The exact body sent to endpoints; ``data`` is already serialised JSON."""
-    head = _dump({"id": event_id, "type": event_type, "timestamp": rfc3339(timestamp)})
-    return head[:-1] + ',"data":' + data + "}"
+    """The exact body sent to endpoints; ``data`` is already serialised JSON.
+
+    ``{"id":…,"type":…,"timestamp":…,"data":…}``: the compact JSON (not ASCII-only)
+    of the three strings, then ``data``.
+    """
+    return (
+        f'{{"id":{_json_string(event_id)},"type":{_json_type(event_type)},'
+        f'"timestamp":"{rfc3339(timestamp)}","data":{data}}}'
+    )
 
 
-def _dump(data: Mapping[str, Any]) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+# Strings JSON writes as they are, between quotes (no escape, ASCII-only or not):
+# every event id (EVENT_ID_RE) and catalog type.
+_PLAIN = re.compile(r"[A-Za-z0-9_.:\-]*")
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _json_string(value: str) -> str:
+    if _PLAIN.fullmatch(value):
+        return f'"{value}"'
+    return _ENCODER.encode(value)
+
+
+_json_type = functools.lru_cache(maxsize=256)(_json_string)  # a few types, many events
 
 
 def prepare(
@@ -171,11 +205,13 @@ def prepare(
     settings: Settings,
     now: datetime,
     prefix: str = "",
+    generated_id: str | None = None,
 ) -> tuple[NewEvent | None, list[FieldViolation]]:
     """Check one request; the event to store, or the violations found.
 
-    Raises PermissionDenied when an organisation key publishes for another
-    organisation.
+    ``generated_id`` (from :func:`new_event_ids`) is the id of a request that
+    gives none; one is made here when it is not given. Raises PermissionDenied
+    when an organisation key publishes for another organisation.
     """
     violations: list[FieldViolation] = []
     org = item.organisation_id
@@ -189,19 +225,22 @@ def prepare(
         violations.append(
             FieldViolation(f"{prefix}organisation_id", "required with a platform key")
         )
-    event_id = item.event_id or new_event_id()
-    if not EVENT_ID_RE.fullmatch(event_id):
-        violations.append(
-            FieldViolation(
-                f"{prefix}event.id", "at most 128 characters of letters, digits and _ . : -"
+    if item.event_id:
+        event_id = item.event_id
+        if not EVENT_ID_RE.fullmatch(event_id):
+            violations.append(
+                FieldViolation(
+                    f"{prefix}event.id", "at most 128 characters of letters, digits and _ . : -"
+                )
             )
-        )
+    else:
+        event_id = generated_id or new_event_id()
     # The type, and data checked against its payload message (core/payloads.py).
     resolved, problems = payloads.resolve(item.event_type, item.data, item.payload, prefix=prefix)
     violations.extend(problems)
     event_type = resolved.event_type if resolved is not None else item.event_type
     data_json = resolved.data_json if resolved is not None else "{}"
-    size = len(data_json.encode())
+    size = len(data_json) if data_json.isascii() else len(data_json.encode())
     if size > settings.max_event_bytes:
         violations.append(
             FieldViolation(
@@ -306,6 +345,7 @@ async def publish_events(
     now = clock()
     prepared: list[NewEvent] = []
     violations: list[FieldViolation] = []
+    ids = iter(new_event_ids(sum(not item.event_id for item in items)))
     for i, item in enumerate(items):
         new, problems = prepare(
             item,
@@ -313,6 +353,7 @@ async def publish_events(
             settings=settings,
             now=now,
             prefix=f"requests[{i}]." if batch else "",
+            generated_id=None if item.event_id else next(ids),
         )
         violations.extend(problems)
         if new is not None:

@@ -35,14 +35,13 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Engine
 
-from webhooks_service.domain import ClaimedDelivery, DeliveryStatus, Lease
+from webhooks_service.domain import ClaimedDelivery, Lease
 from webhooks_service.errors import NotFound
 from webhooks_service.storage import db
 from webhooks_service.storage.models import (
@@ -58,30 +57,51 @@ NOTIFY_CHANNEL = "webhooks_deliveries"
 # process, which it has already been woken for in-process.
 PROCESS_TOKEN = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
 
+
+def _columns(*names: str) -> list[sa.ColumnClause[Any]]:
+    """The result columns of a textual statement, untyped: declared so that
+    SQLAlchemy builds the result's metadata once, not on every execution."""
+    return [sa.column(name) for name in names]
+
+
 # PostgreSQL: the whole publish in one statement (one round trip, atomic).
 # Every input event carries its planned deliveries ("targets", each perhaps
 # handed over); only events actually inserted (not duplicates) get theirs.
-_PG_INSERT = sa.text(
-    f"""
+# The events come as a JSON array of arrays [organisation_id, event_id,
+# event_type, occurred_at, traceparent, [[config_id, claimed], ...]] and, in
+# the same order, their payloads as one text joined by the ASCII record
+# separator (``PG_PAYLOAD_SEPARATOR``), which JSON text never contains raw: so
+# neither Python nor the server escapes or unescapes the payloads. ``ROWS
+# FROM`` reads the two side by side.
+PG_PAYLOAD_SEPARATOR = "\x1e"
+_PG_INSERT = (
+    sa.text(
+        f"""
     WITH v AS (
-        SELECT * FROM json_to_recordset(CAST(:rows AS json)) AS x(
-            organisation_id text, event_id text, event_type text, occurred_at timestamptz,
-            payload text, traceparent text, targets json)
+        SELECT x.n, x.value ->> 0 AS organisation_id, x.value ->> 1 AS event_id,
+               x.value ->> 2 AS event_type, CAST(x.value ->> 3 AS timestamptz) AS occurred_at,
+               x.value ->> 4 AS traceparent, x.value -> 5 AS targets, x.payload
+        FROM ROWS FROM (
+            json_array_elements(CAST(:rows AS json)),
+            string_to_table(CAST(:payloads AS text), chr({ord(PG_PAYLOAD_SEPARATOR)}))
+        ) WITH ORDINALITY AS x(value, payload, n)
     ), e AS (
         INSERT INTO events (organisation_id, event_id, event_type, occurred_at, payload,
                             traceparent, created_at)
         SELECT organisation_id, event_id, event_type, occurred_at, payload, traceparent, :now
         FROM v
+        ORDER BY n
         ON CONFLICT (organisation_id, event_id) DO NOTHING
         RETURNING pk, organisation_id, event_id
     ), d AS (
         INSERT INTO deliveries (organisation_id, event_pk, config_id, status, attempts,
                                 next_attempt_at, claim_token, created_at, updated_at)
-        SELECT e.organisation_id, e.pk, t.config_id, 'pending', 0,
-               CASE WHEN t.claimed THEN :lease_end ELSE :now END,
-               CASE WHEN t.claimed THEN :claim_token END, :now, :now
+        SELECT e.organisation_id, e.pk, t.value ->> 0, 'pending', 0,
+               CASE WHEN CAST(t.value ->> 1 AS boolean) THEN :lease_end ELSE :now END,
+               CASE WHEN CAST(t.value ->> 1 AS boolean) THEN :claim_token END, :now, :now
         FROM e JOIN v ON v.organisation_id = e.organisation_id AND v.event_id = e.event_id
-        CROSS JOIN LATERAL json_to_recordset(v.targets) AS t(config_id text, claimed boolean)
+        CROSS JOIN LATERAL json_array_elements(v.targets) WITH ORDINALITY AS t(value, n)
+        ORDER BY v.n, t.n
         RETURNING id, event_pk, config_id, claim_token
     )
     -- the events stored (the others were duplicates) ...
@@ -98,8 +118,11 @@ _PG_INSERT = sa.text(
         WHERE EXISTS (SELECT 1 FROM d WHERE claim_token IS NULL)
     ) AS notified
     """
-).bindparams(
-    sa.bindparam("now", type_=UTCDateTime()), sa.bindparam("lease_end", type_=UTCDateTime())
+    )
+    .bindparams(
+        sa.bindparam("now", type_=UTCDateTime()), sa.bindparam("lease_end", type_=UTCDateTime())
+    )
+    .columns(*_columns("kind", "pk", "organisation_id", "event_id", "delivery_id", "config_id"))
 )
 
 events = cast(sa.Table, Event.__table__)
@@ -177,9 +200,18 @@ class PublishWriter:
     def insert(
         self, planned: Sequence[PlannedEvent], *, now: datetime, lease: Lease | None
     ) -> Inserted:
-        """Store the events (duplicates are skipped) and their planned deliveries."""
+        """Store the events (duplicates are skipped) and their planned deliveries.
+
+        An event given twice here is stored once, as first given, with the
+        deliveries planned for it there (``store_events`` gives each once).
+        """
         if not planned:
             return Inserted(frozenset(), [])
+        by_key: dict[tuple[str, str], PlannedEvent] = {}
+        for p in planned:
+            by_key.setdefault((p.event.organisation_id, p.event.event_id), p)
+        if len(by_key) < len(planned):
+            planned = list(by_key.values())
         if self.sqlite:
             stored, handed = _insert_sqlite(self.conn, planned, now, lease)
         else:
@@ -187,7 +219,6 @@ class PublishWriter:
         if lease is None or not handed:
             return Inserted(frozenset(stored), [])
         by_pk = {pk: key for key, pk in stored.items()}
-        by_key = {(p.event.organisation_id, p.event.event_id): p for p in planned}
         out: list[ClaimedDelivery] = []
         for delivery_id, pk, config_id in handed:
             plan = by_key[by_pk[pk]]
@@ -264,84 +295,129 @@ _TARGET = sa.select(
     configs.c.organisation_id == sa.bindparam("org_id"),
     configs.c.deleted_at.is_(None),
 )
-_SQLITE_INSERT_EVENTS = (
-    sqlite.insert(events)
-    .on_conflict_do_nothing(index_elements=["organisation_id", "event_id"])
-    .returning(events.c.organisation_id, events.c.event_id, events.c.pk)
-)
-_INSERT_DELIVERIES = sa.insert(deliveries)
-_INSERT_DELIVERIES_RETURNING = _INSERT_DELIVERIES.returning(
-    deliveries.c.id, deliveries.c.event_pk, deliveries.c.config_id, deliveries.c.claim_token
-)
+# SQLite: the batch as one JSON parameter per statement (``json_each``), so
+# that there is no per-row parameter processing. Events are arrays
+# [organisation_id, event_id, event_type, occurred_at, payload, traceparent],
+# deliveries [organisation_id, event_pk, config_id, claimed]; timestamps are
+# given in the storage format of SQLAlchemy's SQLite DATETIME (``_sqlite_time``).
+# json_each yields the rows in array order, and an INSERT ... SELECT inserts
+# them in the order the SELECT yields (no ORDER BY: it would add a sort), so
+# that pks and delivery ids follow the input order as with executemany.
+# ``WHERE true`` tells SQLite's parser that ON CONFLICT is the upsert clause.
+_SQLITE_INSERT_EVENTS = sa.text(
+    """
+    INSERT INTO events (organisation_id, event_id, event_type, occurred_at, payload,
+                        traceparent, created_at)
+    SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'),
+           json_extract(j.value, '$[2]'), json_extract(j.value, '$[3]'),
+           json_extract(j.value, '$[4]'), json_extract(j.value, '$[5]'), :now
+    FROM json_each(:rows) AS j
+    WHERE true
+    ON CONFLICT (organisation_id, event_id) DO NOTHING
+    RETURNING organisation_id, event_id, pk
+    """
+).columns(*_columns("organisation_id", "event_id", "pk"))
+_SQLITE_INSERT_DELIVERIES_SELECT = """
+    INSERT INTO deliveries (organisation_id, event_pk, config_id, status, attempts,
+                            next_attempt_at, claim_token, created_at, updated_at)
+    SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'),
+           json_extract(j.value, '$[2]'), 'pending', 0,
+           CASE WHEN json_extract(j.value, '$[3]') THEN :lease_end ELSE :now END,
+           CASE WHEN json_extract(j.value, '$[3]') THEN :claim_token END, :now, :now
+    FROM json_each(:rows) AS j
+"""
+_SQLITE_INSERT_DELIVERIES = sa.text(_SQLITE_INSERT_DELIVERIES_SELECT)
+_SQLITE_INSERT_DELIVERIES_RETURNING = sa.text(
+    _SQLITE_INSERT_DELIVERIES_SELECT + "RETURNING id, event_pk, config_id, claim_token"
+).columns(*_columns("id", "event_pk", "config_id", "claim_token"))
 
 Handed = list[tuple[int, int, str]]  # (delivery id, event pk, config id) handed over
+
+
+def _sqlite_time(value: datetime) -> str:
+    """The storage format of SQLAlchemy's SQLite DATETIME: naive UTC, always
+    with microseconds (``2026-11-27 10:15:00.250000``), as ``UTCDateTime``
+    would bind it, so that these rows compare and read back like every other."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTCDateTime column")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _insert_sqlite(
     conn: sa.Connection, planned: Sequence[PlannedEvent], now: datetime, lease: Lease | None
 ) -> tuple[dict[tuple[str, str], int], Handed]:
-    inserted_events = conn.execute(
-        _SQLITE_INSERT_EVENTS,
-        [
-            {
-                "organisation_id": p.event.organisation_id,
-                "event_id": p.event.event_id,
-                "event_type": p.event.event_type,
-                "occurred_at": p.event.occurred_at,
-                "payload": p.event.payload,
-                "traceparent": p.event.traceparent,
-                "created_at": now,
-            }
-            for p in planned
-        ],
-    )
-    stored = {(r.organisation_id, r.event_id): r.pk for r in inserted_events}
-    plans = {(p.event.organisation_id, p.event.event_id): p.deliveries for p in planned}
-    rows = [
-        {
-            "organisation_id": key[0],
-            "event_pk": pk,
-            "config_id": target.config_id,
-            "status": DeliveryStatus.PENDING,
-            "attempts": 0,
-            "next_attempt_at": lease.until if claimed and lease else now,
-            "claim_token": lease.token if claimed and lease else None,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for key, pk in stored.items()
-        for target, claimed in plans[key]
-    ]
-    if not rows:
+    now_text = _sqlite_time(now)
+    times: dict[datetime, str] = {now: now_text}  # most events occurred "now"
+    rows = []
+    for p in planned:
+        e = p.event
+        occurred = times.get(e.occurred_at)
+        if occurred is None:
+            occurred = times[e.occurred_at] = _sqlite_time(e.occurred_at)
+        rows.append(
+            (e.organisation_id, e.event_id, e.event_type, occurred, e.payload, e.traceparent)
+        )
+    inserted_events = conn.execute(_SQLITE_INSERT_EVENTS, {"rows": _json(rows), "now": now_text})
+    stored = {(r[0], r[1]): r[2] for r in inserted_events}
+    if not stored:
         return stored, []
-    if not any(r["claim_token"] for r in rows):
-        conn.execute(_INSERT_DELIVERIES, rows)
+    claimed_any = False
+    planned_rows = []
+    for p in planned:
+        pk = stored.get((p.event.organisation_id, p.event.event_id))
+        if pk is None:
+            continue
+        for target, claimed in p.deliveries:
+            claimed = claimed and lease is not None
+            claimed_any = claimed_any or claimed
+            planned_rows.append((p.event.organisation_id, pk, target.config_id, claimed))
+    if not planned_rows:
         return stored, []
-    inserted = conn.execute(_INSERT_DELIVERIES_RETURNING, rows)
-    return stored, [(r.id, r.event_pk, r.config_id) for r in inserted if r.claim_token]
+    params = {
+        "rows": _json(planned_rows),
+        "now": now_text,
+        "lease_end": _sqlite_time(lease.until) if lease is not None else now_text,
+        "claim_token": lease.token if lease is not None else None,
+    }
+    if not claimed_any:
+        conn.execute(_SQLITE_INSERT_DELIVERIES, params)
+        return stored, []
+    inserted = conn.execute(_SQLITE_INSERT_DELIVERIES_RETURNING, params)
+    return stored, [(r[0], r[1], r[2]) for r in inserted if r[3] is not None]
+
+
+# json.dumps(rows, ensure_ascii=False, separators=(",", ":")), one encoder for all calls
+_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _insert_pg(
     conn: sa.Connection, planned: Sequence[PlannedEvent], now: datetime, lease: Lease | None
 ) -> tuple[dict[tuple[str, str], int], Handed]:
-    rows = [
-        {
-            "organisation_id": p.event.organisation_id,
-            "event_id": p.event.event_id,
-            "event_type": p.event.event_type,
-            "occurred_at": p.event.occurred_at.isoformat(),
-            "payload": p.event.payload,
-            "traceparent": p.event.traceparent,
-            "targets": [
-                {"config_id": t.config_id, "claimed": claimed} for t, claimed in p.deliveries
-            ],
-        }
-        for p in planned
-    ]
+    times: dict[datetime, str] = {}  # most events occurred "now"
+    rows = []
+    for p in planned:
+        e = p.event
+        occurred = times.get(e.occurred_at)
+        if occurred is None:
+            occurred = times[e.occurred_at] = e.occurred_at.isoformat()
+        rows.append(
+            (
+                e.organisation_id,
+                e.event_id,
+                e.event_type,
+                occurred,
+                e.traceparent,
+                [(t.config_id, claimed) for t, claimed in p.deliveries],
+            )
+        )
+    payloads = PG_PAYLOAD_SEPARATOR.join([p.event.payload for p in planned])
+    if payloads.count(PG_PAYLOAD_SEPARATOR) != len(planned) - 1 or not payloads:
+        raise ValueError("an event payload is not JSON text (empty, or a raw U+001E in it)")
     result = conn.execute(
         _PG_INSERT,
         {
-            "rows": json.dumps(rows, separators=(",", ":")),
+            "rows": _json(rows),
+            "payloads": payloads,
             "now": now,
             "token": PROCESS_TOKEN,
             "lease_end": lease.until if lease else now,
@@ -351,10 +427,10 @@ def _insert_pg(
     stored: dict[tuple[str, str], int] = {}
     handed: Handed = []
     for r in result:
-        if r.kind == "event":
-            stored[(r.organisation_id, r.event_id)] = r.pk
-        elif r.kind == "handed":
-            handed.append((r.delivery_id, r.pk, r.config_id))
+        if r[0] == "event":
+            stored[(r[2], r[3])] = r[1]
+        elif r[0] == "handed":
+            handed.append((r[4], r[1], r[5]))
     return stored, handed
 
 
