@@ -79,6 +79,18 @@ def parse_log_format(text: str) -> str:
     return value
 
 
+EVENT_LOOPS = ("auto", "asyncio", "uvloop")
+
+
+def parse_event_loop(text: str) -> str:
+    """``auto``, ``asyncio`` or ``uvloop``; whether uvloop is installed is checked
+    when a command starts its loop (commands/_event_loop.py), not here."""
+    value = text.strip().lower()
+    if value not in EVENT_LOOPS:
+        raise ConfigurationError(f"event loop {text!r}: use auto, asyncio or uvloop")
+    return value
+
+
 def parse_portal_ttl(text: str) -> float:
     seconds = parse_duration(text)
     if not 60 <= seconds <= 86400:
@@ -239,6 +251,13 @@ SETTINGS: tuple[Setting, ...] = (
         parse_log_format,
     ),
     Setting(
+        "event_loop",
+        "auto",
+        "event loop of serve, worker and run: uvloop (the optional webhooks-service[uvloop] "
+        "extra), asyncio, or auto (uvloop when installed, else asyncio)",
+        parse_event_loop,
+    ),
+    Setting(
         "metrics_listen",
         "127.0.0.1:9464",
         "address of the Prometheus metrics endpoint (GET /metrics); empty disables it",
@@ -327,6 +346,7 @@ class Settings:
     prune_batch_size: int = 1000
     prune_pause: float = 0.05
     log_format: str = "auto"
+    event_loop: str = "auto"
     metrics_listen: str = "127.0.0.1:9464"
     log_page_max_bytes: int = 4194304
     endpoint_failure_disable_after: float = 432000.0

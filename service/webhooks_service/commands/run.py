@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from webhooks_service import config
+from webhooks_service.commands import _event_loop
 from webhooks_service.commands import gateway as gateway_command
 from webhooks_service.commands._database import open_service_database, shown_url
 from webhooks_service.commands._preflight import check_service_addresses
@@ -144,11 +145,14 @@ def _run(args: argparse.Namespace) -> int:
     settings = config.from_args(args)
     configure_logging(settings.log_level, settings.log_format)
     check_service_addresses(settings)
+    event_loop = _event_loop.choose(settings.event_loop)  # fails before any migration
     tracing.configure_from_env()  # OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set
     settings, engine = open_service_database(settings, create=True)
     try:
         org_id, key = bootstrap_demo(engine) if args.demo else ("ORG_ID", None)
-        return asyncio.run(_supervise(args, settings, engine, org_id, key))
+        return _event_loop.run(
+            _supervise(args, settings, engine, org_id, key), event_loop, command="run"
+        )
     finally:
         tracing.shutdown()
         engine.dispose()

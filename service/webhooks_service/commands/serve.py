@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 
 from webhooks_service import config
 from webhooks_service.api.server import start_server
+from webhooks_service.commands import _event_loop
 from webhooks_service.commands._database import open_service_database
 from webhooks_service.commands._preflight import check_service_addresses
 from webhooks_service.config import Settings
@@ -56,10 +57,11 @@ def _serve(args: argparse.Namespace) -> int:
     settings = config.from_args(args)
     configure_logging(settings.log_level, settings.log_format)
     check_service_addresses(settings)
+    event_loop = _event_loop.choose(settings.event_loop)  # fails before any migration
     tracing.configure_from_env()  # OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set
     settings, engine = open_service_database(settings, create=True)
     try:
-        return asyncio.run(serve(settings, engine))
+        return _event_loop.run(serve(settings, engine), event_loop, command="serve")
     finally:
         tracing.shutdown()
         engine.dispose()

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from webhooks_service import config
+from webhooks_service.commands import _event_loop
 from webhooks_service.commands._database import open_service_database
 from webhooks_service.commands._preflight import check_service_addresses
 from webhooks_service.config import Settings
@@ -45,6 +46,7 @@ WORKER_SETTINGS = [
     "shutdown_grace",
     "secret_key",
     "log_format",
+    "event_loop",
     "metrics_listen",
     "endpoint_failure_disable_after",
 ]
@@ -67,10 +69,11 @@ def _worker(args: argparse.Namespace) -> int:
     settings = config.from_args(args)
     configure_logging(settings.log_level, settings.log_format)
     check_service_addresses(settings, grpc=False)
+    event_loop = _event_loop.choose(settings.event_loop)  # fails before any migration
     tracing.configure_from_env()  # OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set
     settings, engine = open_service_database(settings, create=True)
     try:
-        asyncio.run(work(settings, engine))
+        _event_loop.run(work(settings, engine), event_loop, command="worker")
     finally:
         tracing.shutdown()
         engine.dispose()
