@@ -153,6 +153,8 @@ def test_metrics_after_a_known_sequence_and_json_attempt_lines(
     assert m["webhooks_deliveries_claimed_total"] == 5
     assert "webhooks_queue_pending_deliveries" in m
     assert "webhooks_queue_oldest_due_age_seconds" in m
+    assert m["process_cpu_seconds_total"] > 0  # the standard process and Python series
+    assert any(k.startswith("python_info{") for k in m)
 
     lines = [json.loads(line) for line in attempt_log.getvalue().splitlines()]
     assert len(lines) == 5

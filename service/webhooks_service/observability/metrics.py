@@ -31,7 +31,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
 from sqlalchemy.engine import Engine
 
 from webhooks_service.core.server_keys import keyring
@@ -60,6 +69,11 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        # The standard process_* (CPU, memory, open files) and python_* series:
+        # a process's CPU is what sizing workers is read from (docs/operations.md).
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self.attempts = Counter(
             "webhooks_delivery_attempts",
             "Delivery attempts recorded, by outcome",
