@@ -86,7 +86,7 @@ FLUSH_DELAY_SECONDS = 0.01
 # 500). Bounded by the worker's own pace, a busy process does not hoard a burst
 # that other worker processes could claim.
 HANDOFF_PREFETCH = 2000
-PREFETCH_FLOOR = 200
+PREFETCH_FLOOR = 1000
 
 
 def limits_for(settings: Settings) -> Limits:
