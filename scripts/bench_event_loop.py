@@ -33,12 +33,20 @@ import time
 from pathlib import Path
 
 import sqlalchemy as sa
-from bench_delivery import PAD, Rx, claim, drop_database, fresh_database, receiver_main
+from bench_delivery import (
+    PAD,
+    Rx,
+    add_config,
+    claim,
+    drop_database,
+    fresh_database,
+    receiver_main,
+)
 from sqlalchemy.engine import Engine
 
 from webhooks_client import PublisherClient, make_publish_request
 from webhooks_service.config import Settings
-from webhooks_service.core import configs, keys, orgs, publishing
+from webhooks_service.core import keys, orgs, publishing
 
 WEBHOOKS = os.path.join(os.path.dirname(sys.executable), "webhooks")
 LOOPS = ("asyncio", "uvloop")
@@ -180,17 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             org = orgs.create_org(engine, "bench").id
             _, key = keys.create_key(engine, org, (keys.SCOPE_EVENTS_PUBLISH,))
-            configs.put_config(
-                engine,
-                settings,
-                org,
-                config_id="",
-                url=f"http://127.0.0.1:{fast}/hook",
-                event_types=["*"],
-                secret=None,
-                enabled=None,
-                description="bench",
-            )
+            add_config(engine, settings, org, f"http://127.0.0.1:{fast}/hook")
             for mode in args.modes.split(","):
                 per: dict[str, list[float]] = {loop: [] for loop in LOOPS}
                 rates: dict[str, list[float]] = {loop: [] for loop in LOOPS}
