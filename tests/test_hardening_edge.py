@@ -169,7 +169,9 @@ def test_unauthenticated_16_mib_messages_are_refused_without_reading_them(
         grown = (after - before) / 1024
         print(f"\nserve peak RSS grew {grown:.1f} MiB for 8 unauthenticated 16 MiB messages")
         assert codes == [grpc.StatusCode.UNAUTHENTICATED] * 8
-        assert grown < 50, f"server memory grew {grown:.1f} MiB"
+        # Reading them would take >= 128 MiB; what arrives before the refusal
+        # varies with load (15-38 MiB seen here, once 51 under the full suite).
+        assert grown < 64, f"server memory grew {grown:.1f} MiB (reading them: >= 128)"
     finally:
         proc.terminate()
         proc.wait(timeout=20)
