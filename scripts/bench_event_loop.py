@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import sqlalchemy as sa
+from bench_cpu import proc_cpu
 from bench_delivery import (
     PAD,
     Rx,
@@ -53,8 +54,10 @@ LOOPS = ("asyncio", "uvloop")
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    got = proc_cpu(pid)
+    if got is None:
+        raise RuntimeError(f"process {pid} is gone")
+    return got[1]
 
 
 def attempts(engine: Engine) -> int:

@@ -53,6 +53,7 @@ from webhooks_service.core import catalog, configs, keys, logs, orgs, pagetokens
 from webhooks_service.core.server_keys import keyring
 from webhooks_service.storage import db
 from webhooks_service.storage import logs as log_store
+from webhooks_service.storage.models import sqlite_time
 
 PG_ADMIN_URL = os.environ.get(
     "WEBHOOKS_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -76,10 +77,6 @@ class Fixture:
 
 
 # ---------------------------------------------------------------- seeding ---
-
-
-def _sqlite_time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _rows(
@@ -158,7 +155,7 @@ def _seed_sqlite(engine: Engine, rows: Iterator[tuple[str, tuple[Any, ...]]]) ->
 
         for kind, row in rows:
             batches[kind].append(
-                tuple(_sqlite_time(v) if isinstance(v, datetime) else v for v in row)
+                tuple(sqlite_time(v) if isinstance(v, datetime) else v for v in row)
             )
             if len(batches["attempt"]) >= BATCH:
                 flush()

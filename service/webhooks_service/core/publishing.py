@@ -59,7 +59,8 @@ from webhooks_service.storage.events import (
 )
 
 MAX_BATCH = 500
-EVENT_ID_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
+_ID_CHARS = r"[A-Za-z0-9_.:\-]"  # what an event id is made of; JSON writes it unescaped
+EVENT_ID_RE = re.compile(_ID_CHARS + "{1,128}")
 _MAX_EXACT_INT = 2**53
 
 __all__ = [
@@ -185,7 +186,7 @@ def build_payload(event_id: str, event_type: str, timestamp: datetime, data: str
 
 # Strings JSON writes as they are, between quotes (no escape, ASCII-only or not):
 # every event id (EVENT_ID_RE) and catalog type.
-_PLAIN = re.compile(r"[A-Za-z0-9_.:\-]*")
+_PLAIN = re.compile(_ID_CHARS + "*")
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 

@@ -284,9 +284,8 @@ class DeliveryWorker:
         """
         if not self._accepting:
             return None
-        seconds = self.scheduler.limits.prefetch_seconds
-        prefetch = int(self._pace.per_second() * seconds)
-        prefetch = max(min(prefetch, HANDOFF_PREFETCH), min(PREFETCH_FLOOR, HANDOFF_PREFETCH))
+        paced = int(self._pace.per_second() * self.scheduler.limits.prefetch_seconds)
+        prefetch = min(HANDOFF_PREFETCH, max(PREFETCH_FLOOR, paced))
         reservation = self.scheduler.reserve(
             organisation_id, self.settings.max_in_flight + prefetch, prefetch
         )

@@ -30,14 +30,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
 
 from webhooks_service.domain import FinishedAttempt, Outcome
 from webhooks_service.storage.models import EndpointHealth as HealthRow
-from webhooks_service.storage.models import UTCDateTime, WebhookConfig
+from webhooks_service.storage.models import UTCDateTime, WebhookConfig, pg_time, sqlite_time
 
 _T = cast(sa.Table, WebhookConfig.__table__)
 _H = cast(sa.Table, HealthRow.__table__)
@@ -126,16 +126,6 @@ def summarise(finished: Sequence[FinishedAttempt]) -> list[dict[str, Any]]:
     return out
 
 
-def _sqlite_time(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-def _pg_time(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat()
-
-
 _UPSERT_COLUMNS = """
         attempts_total = endpoint_health.attempts_total + excluded.attempts_total,
         successes_total = endpoint_health.successes_total + excluded.successes_total,
@@ -200,10 +190,10 @@ def record(conn: sa.Connection, finished: Sequence[FinishedAttempt]) -> None:
     if not groups:
         return
     sqlite = conn.dialect.name == "sqlite"
-    stamp = _sqlite_time if sqlite else _pg_time
+    stamp = sqlite_time if sqlite else pg_time
     for g in groups:
         for key in ("last_success_at", "last_error_at", "fail_start"):
-            g[key] = stamp(g[key])
+            g[key] = stamp(g[key]) if g[key] is not None else None
     payload = json.dumps(groups, separators=(",", ":"))
     conn.execute(_SQLITE_RECORD if sqlite else _PG_RECORD, {"groups": payload})
 

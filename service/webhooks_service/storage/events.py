@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -50,6 +50,7 @@ from webhooks_service.storage.models import (
     Organisation,
     UTCDateTime,
     WebhookConfig,
+    sqlite_time,
 )
 
 NOTIFY_CHANNEL = "webhooks_deliveries"
@@ -299,7 +300,7 @@ _TARGET = sa.select(
 # that there is no per-row parameter processing. Events are arrays
 # [organisation_id, event_id, event_type, occurred_at, payload, traceparent],
 # deliveries [organisation_id, event_pk, config_id, claimed]; timestamps are
-# given in the storage format of SQLAlchemy's SQLite DATETIME (``_sqlite_time``).
+# given in the storage format of SQLAlchemy's SQLite DATETIME (``models.sqlite_time``).
 # json_each yields the rows in array order, and an INSERT ... SELECT inserts
 # them in the order the SELECT yields (no ORDER BY: it would add a sort), so
 # that pks and delivery ids follow the input order as with executemany.
@@ -334,26 +335,17 @@ _SQLITE_INSERT_DELIVERIES_RETURNING = sa.text(
 Handed = list[tuple[int, int, str]]  # (delivery id, event pk, config id) handed over
 
 
-def _sqlite_time(value: datetime) -> str:
-    """The storage format of SQLAlchemy's SQLite DATETIME: naive UTC, always
-    with microseconds (``2026-11-27 10:15:00.250000``), as ``UTCDateTime``
-    would bind it, so that these rows compare and read back like every other."""
-    if value.tzinfo is None:
-        raise ValueError("naive datetime given to a UTCDateTime column")
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
 def _insert_sqlite(
     conn: sa.Connection, planned: Sequence[PlannedEvent], now: datetime, lease: Lease | None
 ) -> tuple[dict[tuple[str, str], int], Handed]:
-    now_text = _sqlite_time(now)
+    now_text = sqlite_time(now)
     times: dict[datetime, str] = {now: now_text}  # most events occurred "now"
     rows = []
     for p in planned:
         e = p.event
         occurred = times.get(e.occurred_at)
         if occurred is None:
-            occurred = times[e.occurred_at] = _sqlite_time(e.occurred_at)
+            occurred = times[e.occurred_at] = sqlite_time(e.occurred_at)
         rows.append(
             (e.organisation_id, e.event_id, e.event_type, occurred, e.payload, e.traceparent)
         )
@@ -376,7 +368,7 @@ def _insert_sqlite(
     params = {
         "rows": _json(planned_rows),
         "now": now_text,
-        "lease_end": _sqlite_time(lease.until) if lease is not None else now_text,
+        "lease_end": sqlite_time(lease.until) if lease is not None else now_text,
         "claim_token": lease.token if lease is not None else None,
     }
     if not claimed_any:

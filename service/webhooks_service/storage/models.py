@@ -75,6 +75,23 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def sqlite_time(value: datetime) -> str:
+    """A UTC timestamp as ``UTCDateTime`` stores it on SQLite (SQLAlchemy's DATETIME
+    format: naive UTC, always with microseconds, ``2026-11-27 10:15:00.250000``),
+    for statements that pass timestamps as text (batches in one JSON parameter,
+    ``executemany`` over tuples), so those rows compare and read back like every other."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTCDateTime column")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def pg_time(value: datetime) -> str:
+    """A UTC timestamp as text PostgreSQL reads as ``timestamptz`` (ISO 8601, offset)."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTCDateTime column")
+    return value.astimezone(UTC).isoformat()
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime()}

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import operator
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
@@ -40,6 +40,8 @@ from webhooks_service.storage.models import (
     Event,
     UTCDateTime,
     WebhookConfig,
+    pg_time,
+    sqlite_time,
 )
 from webhooks_service.storage.models import Delivery as DeliveryRow
 
@@ -298,23 +300,13 @@ _SQLITE_MOVE = """
 """
 
 
-def _sqlite_time(value: datetime) -> str:
-    # The storage format of SQLAlchemy's SQLite DATETIME (naive UTC), so that
-    # rows written here compare and read back like every other row.
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
-def _pg_time(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat()
-
-
 def _sqlite_finish(conn: sa.Connection, finished: Sequence[FinishedAttempt], now: datetime) -> int:
     log_rows = []
     move_rows = []
-    at_now = _sqlite_time(now)
+    at_now = sqlite_time(now)
     for f in finished:
-        attempted_at = _sqlite_time(f.attempted_at)
-        next_at = _sqlite_time(f.next_attempt_at) if f.next_attempt_at else None
+        attempted_at = sqlite_time(f.attempted_at)
+        next_at = sqlite_time(f.next_attempt_at) if f.next_attempt_at else None
         log_rows.append((*_plain_values(f), attempted_at, next_at, f.delivery_id, f.claim_token))
         move_rows.append(
             (f.status, f.attempt, next_at or attempted_at, at_now, f.delivery_id, f.claim_token)
@@ -375,7 +367,7 @@ def finish_batch(
         if sqlite:
             recorded = _sqlite_finish(conn, finished, now)
         else:
-            recorded = conn.execute(_PG_FINISH, {"rows": payload, "now": _pg_time(now)}).rowcount
+            recorded = conn.execute(_PG_FINISH, {"rows": payload, "now": pg_time(now)}).rowcount
         endpoint_health.record(conn, finished)  # one set-based UPDATE per batch
         disabled = {f.config_id: f.disable_reason for f in finished if f.disable_reason}
         newly_disabled: list[str] = []
@@ -397,10 +389,8 @@ def _pg_rows(finished: Sequence[FinishedAttempt]) -> str:
     rows = []
     for f in finished:
         row = dict(zip(_PLAIN, _plain_values(f), strict=True))
-        row["attempted_at"] = attempted_at = _pg_time(f.attempted_at)
-        row["next_attempt_at"] = next_at = (
-            _pg_time(f.next_attempt_at) if f.next_attempt_at else None
-        )
+        row["attempted_at"] = attempted_at = pg_time(f.attempted_at)
+        row["next_attempt_at"] = next_at = pg_time(f.next_attempt_at) if f.next_attempt_at else None
         row["claim_token"] = f.claim_token
         row["status"] = f.status
         row["next_due"] = next_at or attempted_at
