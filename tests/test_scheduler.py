@@ -197,6 +197,57 @@ def test_a_hanging_destination_does_not_get_its_organisations_other_work_exclude
     assert s.claim_exclusions()[0] == {"org_a"}
 
 
+def test_a_stalled_destination_has_no_work_that_could_start_soon() -> None:
+    # A receiver that accepts connections and never answers: its attempts hold
+    # their slots and none finishes while the worker starts others (rule 5).
+    s = scheduler(global_limit=16, destination_max=4, org_prefetch=5)
+    hang, ok = "http://hang.example/", "http://ok.example/"
+    for _ in range(8):
+        s.add(Item("org_a", hang, config_id="whc_hang"))
+    hanging = pop_all(s)
+    assert len(hanging) == 4  # 4 running, 4 waiting
+    for _ in range(2):
+        s.add(Item("org_a", ok, config_id="whc_ok"))
+
+    def healthy_turns(n: int) -> None:  # the healthy destination's attempts finish
+        for _ in range(n):
+            started = s.pop()
+            assert started is not None and started.item.url == ok
+            s.done(started, Signal.SUCCESS, 0.01)
+            s.add(Item("org_a", ok, config_id="whc_ok"))
+
+    # Not stalled yet: its 4 waiting could start soon; with the 2 healthy ones, 6 >= 5.
+    assert s.claim_exclusions()[0] == {"org_a"}
+    assert s.held() == 4 + 5
+    healthy_turns(28)  # 32 starts in all (twice the global limit), none of the hanging ones done
+    assert s.claim_exclusions()[0] == {"org_a"}
+    healthy_turns(1)  # one more: stalled
+    orgs, configs = s.claim_exclusions()
+    assert orgs == set()  # the healthy destination's rows are claimed again ...
+    assert configs == {"whc_hang"}  # ... the hanging one's still are not
+    assert s.held() == 4 + 2  # its pile no longer shrinks the claims
+    s.done(hanging[0], Signal.SUCCESS, 0.01)  # it answers after all: not stalled any more
+    assert s.held() == 3 + 5
+
+
+def test_a_destination_back_from_idle_is_not_stalled() -> None:
+    s = scheduler(global_limit=4, destination_max=2)
+    slow = "http://slow.example/"
+    s.add(Item("org_a", slow))
+    first = s.pop()
+    assert first is not None
+    s.done(first, Signal.TIMEOUT, 15.0)  # a reduced limit: remembered while idle
+    for _ in range(20):  # many starts elsewhere meanwhile
+        s.add(Item("org_b", "http://b.example/"))
+        started = s.pop()
+        assert started is not None
+        s.done(started, Signal.SUCCESS, 0.01)
+    for _ in range(3):
+        s.add(Item("org_a", slow))
+    assert s.pop() is not None  # its one slot (limit halved to 1)
+    assert s.held() == 1 + 1  # running, and one waiting that could start soon
+
+
 def test_a_reservation_without_prefetch_takes_only_what_could_start_now() -> None:
     s = scheduler(global_limit=8, destination_max=2, handoff_prefetch=0)
     s.add(Item("org_a", "http://busy.example/"))

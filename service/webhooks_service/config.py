@@ -179,7 +179,7 @@ SETTINGS: tuple[Setting, ...] = (
         "organisation's configurations) per worker process; the most the adaptive limit reaches",
         int,
     ),
-    Setting("claim_batch_size", "200", "deliveries claimed per query", int),
+    Setting("claim_batch_size", "500", "deliveries claimed per query", int),
     Setting(
         "lease_seconds",
         "60",
@@ -330,7 +330,7 @@ class Settings:
     response_body_cap: int = 16384
     max_in_flight: int = 256
     max_in_flight_per_endpoint: int = 16
-    claim_batch_size: int = 200
+    claim_batch_size: int = 500
     lease_seconds: float = 60.0
     poll_interval: float = 1.0
     shutdown_grace: float = 10.0

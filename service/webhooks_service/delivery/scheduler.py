@@ -44,8 +44,12 @@ directly (tests/test_scheduler.py). The rules, from the outside in:
    ``org_prefetch`` deliveries already waiting here that could start soon
    (per destination, up to its limit) and the configurations of destinations
    with a full limit's worth waiting: the claim query skips
-   their rows, so the next batch holds other tenants' work. ``claim_room``
-   is how many more deliveries are worth holding.
+   their rows, so the next batch holds other tenants' work. ``held`` is what
+   counts against claiming more. A *stalled* destination (attempts running,
+   none finished while this scheduler started ``stalled_starts`` others, by
+   default twice the global limit: a receiver that accepts and never
+   answers) has nothing that could start soon, so its pile neither gets its
+   organisation's other destinations excluded nor shrinks the claims.
 
 Destinations are keyed per organisation too (``(organisation, Destination)``):
 two tenants that happen to use one host are still isolated from each other.
@@ -101,6 +105,7 @@ class Limits:
     handoff_prefetch: int = 2000
     prefetch_seconds: float = 1.0
     idle_destinations_kept: int = 10_000
+    stalled_starts: int = 0  # rule 5 (0: twice the global limit)
 
 
 @dataclass
@@ -108,6 +113,7 @@ class _Dest:
     limit: float
     running: int = 0
     last_decrease_seq: int = -1
+    progress_seq: int = 0  # the scheduler's start count at its last finish (or first start)
     seconds: float = 0.0  # moving mean of its attempts' durations (0: none yet)
     configs: set[str] = field(default_factory=set)
 
@@ -190,6 +196,7 @@ class FairScheduler(Generic[T]):
         self._prefetch = 0  # hand-off slots reserved to wait here
         self._waiting = 0
         self._seq = 0
+        self._stalled_starts = limits.stalled_starts or 2 * limits.global_limit
 
     # -- reading ------------------------------------------------------------
 
@@ -237,9 +244,19 @@ class FairScheduler(Generic[T]):
 
     def _soon(self, org_id: str, org: _Org[T]) -> int:
         """An organisation's waiting work that could start soon: per destination, up
-        to its limit. (A hanging destination's pile counts once, so it cannot get
-        the organisation's other destinations excluded from claims.)"""
-        return sum(min(len(q), self._dests[(org_id, dest)].slots) for dest, q in org.queues.items())
+        to its limit, and nothing for a stalled one (rule 5), so a hanging
+        destination's pile cannot get the organisation's other destinations
+        excluded from claims."""
+        soon = 0
+        for dest, q in org.queues.items():
+            d = self._dests[(org_id, dest)]
+            if not self._stalled(d):
+                soon += min(len(q), d.slots)
+        return soon
+
+    def _stalled(self, d: _Dest) -> bool:
+        """Attempts running and none finished while ``stalled_starts`` others started."""
+        return d.running > 0 and self._seq - d.progress_seq > self._stalled_starts
 
     def held(self) -> int:
         """Deliveries held here that count against claiming more: running, reserved,
@@ -304,6 +321,8 @@ class FairScheduler(Generic[T]):
         return self._start(org, d, item)
 
     def _start(self, org: _Org[T], d: _Dest, item: T) -> Started[T]:
+        if not d.running:
+            d.progress_seq = self._seq  # nothing running: nothing can be stalled yet
         self._seq += 1
         org.running += 1
         d.running += 1
@@ -345,6 +364,7 @@ class FairScheduler(Generic[T]):
         org.running -= 1
         d.running -= 1
         self._running -= 1
+        d.progress_seq = self._seq
         lim = self.limits
         if seconds > 0:  # an attempt made (not one given back unstarted)
             d.seconds = seconds if d.seconds == 0 else d.seconds + (seconds - d.seconds) * 0.2
