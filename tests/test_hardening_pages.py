@@ -8,6 +8,7 @@ Before: one ListDeliveryLogs page of 250 KB events was page_size x 250 KB
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ import sqlalchemy as sa
 from tests.support.envoy import running_gateway
 from tests.support.server import RunningServer, make_org_and_keys, running_server
 from webhooks.v1 import admin_pb2, admin_pb2_grpc
-from webhooks_client import AdminClient
+from webhooks_client import AdminClient, AsyncAdminClient
 from webhooks_service.config import Settings
 from webhooks_service.core.server_keys import keyring
 from webhooks_service.errors import ConfigurationError
@@ -165,6 +166,25 @@ def test_basic_view_leaves_out_the_bodies(big: tuple[RunningServer, str, list[st
         assert sum(len(e.url) + len(e.event_id) + len(e.error) for e in page.logs) < 30 * 1024
         full = admin.list_delivery_logs(page_size=1)
         assert len(full.logs[0].request_body) > BIG  # FULL stays the default
+
+
+def test_the_asyncio_client_asks_for_the_basic_view_too(
+    big: tuple[RunningServer, str, list[str]],
+) -> None:
+    srv, key, expected = big
+
+    async def read() -> tuple[list[str], list[int], int]:
+        async with AsyncAdminClient(srv.target, key) as admin:
+            page = await admin.list_delivery_logs(page_size=500, bodies=False)
+            walked = [e async for e in admin.iter_delivery_logs(page_size=500, bodies=False)]
+            full = await admin.list_delivery_logs(page_size=1)
+        sizes = [len(e.request_body) + len(e.response_body) for e in [*page.logs, *walked]]
+        return [e.id for e in page.logs], sizes, len(full.logs[0].request_body)
+
+    ids, sizes, full_body = asyncio.run(read())
+    assert ids == expected  # all 30 fit one page: no bodies
+    assert sizes == [0] * (2 * len(expected))
+    assert full_body > BIG  # FULL stays the default
 
 
 def test_page_budget_setting_is_validated() -> None:

@@ -162,9 +162,10 @@ class AsyncAdminClient(_AsyncClient):
         event_id: str = "",
         event_type: str = "",
         outcome: str | int | None = None,
+        bodies: bool = True,
         timeout: float | None = None,
     ) -> models.DeliveryLogPage:
-        """One page of the delivery log, newest first."""
+        """One page of the delivery log, newest first (``bodies=False``: the BASIC view)."""
         request = calls.list_logs_request(
             page_size=page_size,
             page_token=page_token,
@@ -172,6 +173,7 @@ class AsyncAdminClient(_AsyncClient):
             event_id=event_id,
             event_type=event_type,
             outcome_filter=outcome,
+            bodies=bodies,
         )
         return calls.logs_page_result(
             await self._call(self._stub.ListDeliveryLogs, request, timeout)
@@ -185,6 +187,7 @@ class AsyncAdminClient(_AsyncClient):
         event_id: str = "",
         event_type: str = "",
         outcome: str | int | None = None,
+        bodies: bool = True,
         timeout: float | None = None,
     ) -> AsyncIterator[models.DeliveryLog]:
         """Every matching log entry, newest first, fetching pages as needed."""
@@ -197,6 +200,7 @@ class AsyncAdminClient(_AsyncClient):
                 event_id=event_id,
                 event_type=event_type,
                 outcome_filter=outcome,
+                bodies=bodies,
             )
             items, token = calls.logs_page(
                 await self._call(self._stub.ListDeliveryLogs, request, timeout)
