@@ -112,6 +112,32 @@ def wait_for_outcome(stack: Stack, event_id: str, outcome: str, timeout: float =
     raise AssertionError(f"{event_id}: no {outcome} within {timeout} s")
 
 
+def portal_for(stack: Stack, key: str, **body: Any) -> str:
+    """A portal-session link for the organisation of ``key``."""
+    resp = httpx.post(
+        f"{stack.gw.base_url}/webhooks/portal-sessions",
+        headers={"authorization": f"Bearer {key}"},
+        json=body,
+    )
+    assert resp.status_code == 200, resp.text
+    url: str = resp.json()["url"]
+    return url
+
+
+def held(config: Any) -> dict[str, Any]:
+    """What the server holds of a configuration, less what changes by itself."""
+    return {
+        "id": config.id,
+        "url": config.url,
+        "event_types": list(config.event_types),
+        "enabled": config.enabled,
+        "description": config.description,
+        "secret_hint": config.secret_hint,
+        "header_names": list(config.header_names),
+        "disabled_reason": config.disabled_reason,
+    }
+
+
 def signin_heading(page: Any) -> Any:
     return page.get_by_role("heading", name="Sign in to your dashboard", exact=True)
 
@@ -443,4 +469,58 @@ def test_session_end_is_announced_then_signs_out(stack: Stack) -> None:
     expect(signin_heading(page)).to_be_visible()
     expect(page.get_by_role("alert")).to_contain_text("Your portal session expired at")
     assert page.evaluate("() => sessionStorage.length") == 0
+    assert page.js_errors == []
+
+
+def test_saving_an_unchanged_endpoint_keeps_everything(stack: Stack) -> None:
+    """Open each endpoint's dialog and save without a change: the request is the
+    configuration as held (headers absent, so kept), and the server holds the
+    same afterwards; the custom headers' values still reach the receiver."""
+    from playwright.sync_api import expect
+
+    _, keys = make_org_and_keys(stack.srv.engine, "Round trip")
+    rx = stack.rx
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        admin.put_webhook_config(
+            url=rx.url("/round/all"),
+            event_types=["*", "webhook.*"],
+            description="Everything, and the service's own events",
+            headers={"authorization": "Bearer rt-s3cret", "x-route": "blue"},
+        )
+        admin.put_webhook_config(
+            url=rx.url("/round/paused"),
+            event_types=["reward.claimed", "user.*", "webhook.endpoint_disabled"],
+            enabled=False,
+        )
+        admin.put_webhook_config(
+            url=rx.url("/round/covered"),
+            event_types=["reward.*", "reward.claimed", "*"],
+            description="  spaced out  ",
+        )
+        before = {c.id: held(c) for c in admin.list_webhook_configs()}
+    page = new_page(stack, DESKTOP)
+    page.goto(portal_for(stack, keys["all"]))
+    cards = page.locator("article.endpoint")
+    expect(cards).to_have_count(3)
+    for config_id, config in before.items():
+        card = page.locator(f"article.endpoint[data-config-id={config_id}]")
+        card.get_by_role("button", name="Edit").click()
+        form = page.get_by_role("dialog", name="Edit endpoint")
+        expect(form.get_by_label("Endpoint URL")).to_have_value(config["url"])
+        with page.expect_request(
+            lambda r: r.method == "PUT" and r.url.endswith("/webhooks/configs")
+        ) as sent:
+            form.get_by_role("button", name="Save changes").click()
+        expect(form).to_be_hidden()
+        assert sent.value.post_data_json == {
+            k: config[k] for k in ("id", "url", "event_types", "description", "enabled")
+        }
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        after = {c.id: held(c) for c in admin.list_webhook_configs()}
+        assert after == before
+        all_id = next(c for c, v in before.items() if v["url"].endswith("/round/all"))
+        admin.send_test_event(all_id)
+    got = rx.wait_for(1, path="/round/all")[-1]
+    assert got.headers["authorization"] == "Bearer rt-s3cret"
+    assert got.headers["x-route"] == "blue"
     assert page.js_errors == []
