@@ -102,8 +102,15 @@ def new_page(stack: Stack, viewport: dict[str, int]) -> Any:
 
 def wait_for_outcome(stack: Stack, event_id: str, outcome: str, timeout: float = 15) -> None:
     """Until the newest attempt of ``event_id`` has ``outcome`` (the log is written in batches)."""
+    wait_for_outcome_of(stack, stack.keys["all"], event_id, outcome, timeout)
+
+
+def wait_for_outcome_of(
+    stack: Stack, key: str, event_id: str, outcome: str, timeout: float = 15
+) -> None:
+    """:func:`wait_for_outcome` in the organisation of ``key``."""
     deadline = time.monotonic() + timeout
-    with AdminClient(stack.srv.target, stack.keys["all"]) as admin:
+    with AdminClient(stack.srv.target, key) as admin:
         while time.monotonic() < deadline:
             logs = admin.list_delivery_logs(event_id=event_id).logs
             if logs and logs[0].outcome.name == outcome.removeprefix("OUTCOME_"):
@@ -278,6 +285,9 @@ def test_admin_journey(stack: Stack, other_org: str) -> None:
 
     # disable; the API's refusal of a test event is shown in words beside the button
     card.get_by_role("button", name="Disable").click()
+    page.get_by_role("dialog", name="Disable this endpoint?").get_by_role(
+        "button", name="Disable endpoint"
+    ).click()
     expect(card.locator(".pill")).to_have_text("Disabled")
     card.get_by_role("button", name="Send test event").click()
     expect(card.get_by_role("status")).to_contain_text(re.compile("disabled", re.I))
@@ -523,4 +533,97 @@ def test_saving_an_unchanged_endpoint_keeps_everything(stack: Stack) -> None:
     got = rx.wait_for(1, path="/round/all")[-1]
     assert got.headers["authorization"] == "Bearer rt-s3cret"
     assert got.headers["x-route"] == "blue"
+    assert page.js_errors == []
+
+
+def test_endpoint_headers_disable_delete(stack: Stack) -> None:
+    from playwright.sync_api import expect
+
+    org, keys = make_org_and_keys(stack.srv.engine, "Endpoints")
+    rx = stack.rx
+    rx.program("/ep/down", *[Reply(503, b"down")] * 3)
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        kept = admin.put_webhook_config(
+            url=rx.url("/ep/headers"),
+            event_types=["user.*"],
+            headers={"authorization": "Bearer ep-s3cret", "x-route": "blue"},
+        ).config
+        down = admin.put_webhook_config(url=rx.url("/ep/down"), event_types=["reward.*"]).config
+    with PublisherClient(stack.srv.target, keys["events:publish"]) as pub:
+        pending = pub.publish_event(org, "reward.claimed", example()).event_id
+    rx.wait_for(1, path="/ep/down")
+    page = new_page(stack, DESKTOP)
+    page.goto(portal_for(stack, keys["all"]))
+    card = page.locator(f"article.endpoint[data-config-id={kept.id}]")
+    # the custom headers are listed by name; their values never reach the page
+    expect(card.locator(".header-chip")).to_have_count(2)
+    expect(card.locator(".endpoint-headers")).to_contain_text("authorization")
+    expect(card.locator(".endpoint-headers")).to_contain_text("x-route")
+    assert "ep-s3cret" not in page.content()
+
+    # a change to one header without the others' values is refused beside the headers
+    card.get_by_role("button", name="Edit").click()
+    form = page.get_by_role("dialog", name="Edit endpoint")
+    expect(form.get_by_label("Value of authorization")).to_have_attribute("type", "password")
+    expect(form.get_by_label("Value of x-route")).to_have_attribute("type", "text")
+    form.get_by_label("Value of x-route").fill("green")
+    form.get_by_role("button", name="Save changes").click()
+    expect(form.locator("[data-field=headers] .field-error")).to_contain_text(
+        "value of authorization again"
+    )
+    # edit one, keep one (typed again), add one: sent with the next attempt
+    form.get_by_label("Value of authorization").fill("Bearer ep-s3cret-2")
+    form.get_by_role("button", name="Add a header").click()
+    form.get_by_label("Header name").last.fill("X-Tenant")
+    form.get_by_label("Value of X-Tenant").fill("acme")
+    screenshot(page, "headers-desktop", full_page=False)
+    form.get_by_role("button", name="Save changes").click()
+    expect(form).to_be_hidden()
+    expect(card.locator(".header-chip")).to_have_count(3)
+
+    # health counts test events: the card leaves "No deliveries yet"
+    expect(card.locator(".pill")).to_have_text("No deliveries yet")
+    card.get_by_role("button", name="Send test event").click()
+    expect(card.get_by_role("status")).to_contain_text("Test event delivered: HTTP 200")
+    got = rx.wait_for(1, path="/ep/headers")[-1]
+    assert got.headers["authorization"] == "Bearer ep-s3cret-2"
+    assert got.headers["x-route"] == "green"
+    assert got.headers["x-tenant"] == "acme"
+    expect(card.locator(".pill")).to_have_text("Healthy")
+    expect(card.locator(".stat", has_text="Attempts")).to_contain_text("1")
+
+    # remove them all
+    card.get_by_role("button", name="Edit").click()
+    for name in ("authorization", "x-route", "x-tenant"):
+        form.get_by_role("button", name=f"Remove header {name}").click()
+    form.get_by_role("button", name="Save changes").click()
+    expect(form).to_be_hidden()
+    expect(card.locator(".header-chip")).to_have_count(0)
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        assert admin.list_webhook_configs()[0].header_names == ()
+
+    # disable asks first, naming the endpoint; Cancel keeps it enabled
+    card.get_by_role("button", name="Disable").click()
+    confirm = page.get_by_role("dialog", name="Disable this endpoint?")
+    expect(confirm).to_contain_text(kept.url)
+    expect(confirm.get_by_role("button", name="Cancel")).to_be_focused()
+    confirm.get_by_role("button", name="Cancel").click()
+    expect(card.locator(".pill")).to_have_text("Healthy")
+    card.get_by_role("button", name="Disable").click()
+    confirm.get_by_role("button", name="Disable endpoint").click()
+    expect(card.locator(".pill")).to_have_text("Disabled")
+
+    # delete: the confirmation names the URL and what becomes of pending deliveries
+    wait_for_outcome_of(stack, keys["all"], pending, "OUTCOME_RETRY_SCHEDULED")
+    doomed = page.locator(f"article.endpoint[data-config-id={down.id}]")
+    doomed.get_by_role("button", name="Delete").click()
+    confirm = page.get_by_role("dialog", name="Delete this endpoint?")
+    expect(confirm).to_contain_text(down.url)
+    expect(confirm).to_contain_text("Cancelled")
+    screenshot(page, "delete-desktop", full_page=False)
+    confirm.get_by_role("button", name="Delete endpoint").click()
+    expect(page.locator("#page-note")).to_contain_text("1 pending delivery was cancelled")
+    expect(page.locator("article.endpoint")).to_have_count(1)
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        assert [c.id for c in admin.list_webhook_configs()] == [kept.id]
     assert page.js_errors == []

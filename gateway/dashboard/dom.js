@@ -30,6 +30,7 @@ export function icon(name) {
     list: "M8 6h12M8 12h12M8 18h12M4 6h.01M4 12h.01M4 18h.01",
     out: "M15 12H4M11 8l-4 4 4 4M14 4h6v16h-6",
     x: "M6 6l12 12M18 6L6 18",
+    trash: "M4 7h16M10 11v6M14 11v6M6 7l1 13h10l1-13M9 7V4h6v3",
     hook: "M9.5 6a2.5 2.5 0 1 0 5 0a2.5 2.5 0 1 0-5 0M3.5 17a2.5 2.5 0 1 0 5 0a2.5 2.5 0 1 0-5 0M15.5 17a2.5 2.5 0 1 0 5 0a2.5 2.5 0 1 0-5 0M10.8 8.2L7.2 14.8M13.2 8.2l3.6 6.6M8.5 17h7",
   };
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
@@ -111,12 +112,14 @@ export function dialog(title, body, { wide = false, onClose } = {}) {
   return el;
 }
 
-export function confirmDialog(title, text, confirmLabel) {
+// Resolves true when the admin confirms. `danger`: the confirming button is red.
+export function confirmDialog(title, text, confirmLabel, { danger = false } = {}) {
   return new Promise((resolve) => {
     let answer = false;
-    const yes = h("button", { class: "btn primary", type: "button" }, confirmLabel);
+    const yes = h("button", { class: danger ? "btn danger" : "btn primary", type: "button" }, confirmLabel);
     const no = h("button", { class: "btn", type: "button" }, "Cancel");
-    const el = dialog(title, h("div", { class: "modal-body" }, h("p", {}, text), h("div", { class: "form-actions" }, no, yes)), {
+    const paragraphs = (Array.isArray(text) ? text : [text]).map((t) => h("p", {}, t));
+    const el = dialog(title, h("div", { class: "modal-body" }, paragraphs, h("div", { class: "form-actions" }, no, yes)), {
       onClose: () => resolve(answer),
     });
     yes.addEventListener("click", () => {
@@ -124,7 +127,7 @@ export function confirmDialog(title, text, confirmLabel) {
       el.close();
     });
     no.addEventListener("click", () => el.close());
-    yes.focus();
+    (danger ? no : yes).focus();
   });
 }
 

@@ -51,6 +51,7 @@ export function renderEndpoints() {
       h("div", {}, h("h1", {}, "Endpoints"), h("p", { class: "muted" }, "Where your organisation's events are delivered, and how each is doing.")),
       canWrite() ? h("div", { class: "head-actions" }, h("button", { class: "btn primary", type: "button", id: "add-endpoint", onclick: () => editEndpoint(null) }, icon("plus"), h("span", {}, "Add endpoint")), addError) : null,
     ),
+    h("p", { class: "inline-note", id: "page-note", role: "status", hidden: true }),
     list,
   );
   const refresh = async () => {
@@ -159,6 +160,7 @@ export function endpointCard(config) {
       stat("Failures", hl.failures.toLocaleString()),
       stat("Last success", hl.last_success_at ? time(hl.last_success_at) : "never"),
     ),
+    h("p", { class: "help health-note" }, HEALTH_NOTE),
     hl.last_error
       ? h("p", { class: "last-error" }, h("strong", {}, "Last error "), hl.last_error_at ? time(hl.last_error_at) : null, ": ", h("span", { class: "mono" }, hl.last_error))
       : null,
@@ -168,6 +170,7 @@ export function endpointCard(config) {
       h("span", { class: "mono" }, config.id),
       h("span", {}, "Secret ", h("span", { class: "mono" }, config.secret_hint || "—")),
     ),
+    headerList(config),
     h(
       "div",
       { class: "actions" },
@@ -177,10 +180,55 @@ export function endpointCard(config) {
       canWrite() ? action("Replay failed…", "refresh", openReplay, "replay") : null,
       canWrite() ? action("Rotate secret", "key", rotateSecret, "rotate") : null,
       canWrite() ? action(config.enabled ? "Disable" : "Enable", config.enabled ? "pause" : "play", toggleEnabled, "toggle") : null,
+      canWrite() ? action("Delete", "trash", deleteEndpoint, "delete") : null,
     ),
     slot,
   );
   return card;
+}
+
+// What the counters count (test events go through the same path as published ones).
+const HEALTH_NOTE = "Counts every HTTP attempt, test events included.";
+
+// The names of the custom headers; the API never returns their values.
+function headerList(config) {
+  const names = config.header_names || [];
+  if (!names.length) return null;
+  return h(
+    "div",
+    { class: "endpoint-headers" },
+    h("span", { class: "muted", id: `headers-${config.id}` }, "Custom headers"),
+    h(
+      "ul",
+      { class: "chips", "aria-labelledby": `headers-${config.id}` },
+      names.map((n) => h("li", { class: "chip header-chip" }, h("span", { class: "mono" }, n), h("span", { class: "masked", "aria-label": "value hidden" }, ": ••••••"))),
+    ),
+  );
+}
+
+export async function deleteEndpoint(config, slot) {
+  const ok = await confirmDialog(
+    "Delete this endpoint?",
+    [
+      `${config.url} stops receiving events at once, and its signing secret and custom headers are forgotten.`,
+      "Deliveries still waiting for it (a retry not yet due) are cancelled: the log shows them as Cancelled. The attempts already made stay in the delivery log. This cannot be undone.",
+    ],
+    "Delete endpoint",
+    { danger: true },
+  );
+  if (!ok) return;
+  try {
+    const resp = await api("DELETE", `/webhooks/configs/${config.id}`);
+    const n = Number(resp.cancelled_deliveries || 0);
+    await state.refreshEndpoints();
+    note(
+      document.getElementById("page-note"),
+      `Deleted ${shortUrl(config.url)}. ${n ? `${n} pending ${n === 1 ? "delivery was" : "deliveries were"} cancelled.` : "No delivery was pending."}`,
+      "ok",
+    );
+  } catch (err) {
+    note(slot, err.message, "bad");
+  }
 }
 
 export async function sendTest(config, slot) {
@@ -190,12 +238,22 @@ export async function sendTest(config, slot) {
     const outcome = OUTCOMES[log.outcome] || { label: log.outcome, tone: "muted" };
     const what = log.response_status_code ? `HTTP ${log.response_status_code}` : log.error || "no response";
     note(slot, `Test event ${outcome.label.toLowerCase()}: ${what} in ${log.duration_ms} ms. It is in the delivery log.`, outcome.tone === "ok" ? "ok" : "bad");
+    state.refreshEndpoints(); // the attempt counts in the endpoint's health
   } catch (err) {
     note(slot, err.message, "bad");
   }
 }
 
 export async function toggleEnabled(config, slot) {
+  if (config.enabled) {
+    const ok = await confirmDialog(
+      "Disable this endpoint?",
+      `${config.url} receives nothing while it is disabled: events published meanwhile are not queued for it and are not sent when you enable it again. Retries that come due meanwhile end as Failed without a request; Replay failed… sends them once it is enabled again.`,
+      "Disable endpoint",
+      { danger: true },
+    );
+    if (!ok) return;
+  }
   try {
     await api("PUT", "/webhooks/configs", {
       id: config.id,
