@@ -10,6 +10,7 @@ artifacts/screenshots/; docs/ has one of each, for the README.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -626,4 +627,83 @@ def test_endpoint_headers_disable_delete(stack: Stack) -> None:
     expect(page.locator("article.endpoint")).to_have_count(1)
     with AdminClient(stack.srv.target, keys["all"]) as admin:
         assert [c.id for c in admin.list_webhook_configs()] == [kept.id]
+    assert page.js_errors == []
+
+
+def focused_id(page: Any) -> str:
+    return str(page.evaluate("() => document.activeElement.id"))
+
+
+def test_event_catalog_and_picker(stack: Stack) -> None:
+    from playwright.sync_api import expect
+
+    _, keys = make_org_and_keys(stack.srv.engine, "Catalog")
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        catalog = admin.list_event_types()
+    claimed = next(t for t in catalog if t.name == "reward.claimed")
+    page = new_page(stack, DESKTOP)
+    page.goto(portal_for(stack, keys["all"]))
+    page.get_by_role("link", name="Event types").click()
+    expect(page.get_by_role("heading", name="Event types", exact=True)).to_be_visible()
+    # every type of GET /webhooks/event-types, under its category
+    expect(page.locator("details.catalog-type")).to_have_count(len(catalog))
+    for category in {t.category for t in catalog}:
+        expect(page.get_by_role("heading", name=category, exact=True)).to_be_visible()
+    screenshot(page, "catalog-desktop")
+    # one type opened by its address: description, the fields of its schema, the example
+    page.goto(page.url.split("#")[0] + "#/catalog?type=reward.claimed")
+    entry = page.locator("details[data-type='reward.claimed']")
+    expect(entry).to_have_attribute("open", "")
+    expect(entry).to_contain_text(claimed.description)
+    schema = dict(claimed.schema)
+    for name, prop in schema["properties"].items():
+        field = entry.locator(".schema-field", has=page.locator(f"code:text-is('{name}')")).first
+        expect(field).to_contain_text(str(prop["description"]).split("\n\n")[0])
+    required = schema["required"][0]
+    expect(
+        entry.locator(".schema-field", has=page.locator(f"code:text-is('{required}')")).first
+    ).to_contain_text("required")
+    example_text = entry.get_by_label("Example data of reward.claimed").inner_text()
+    assert json.loads(example_text) == dict(claimed.example)
+    screenshot(page, "catalog-type-desktop", full_page=False)
+    # filter by words
+    page.get_by_label("Find an event type").fill("claimed")
+    expect(page.locator("details.catalog-type")).to_have_count(
+        sum("claimed" in f"{t.name} {t.description}".lower() for t in catalog)
+    )
+
+    # the picker: nothing the API refuses, wildcards first-class, one Tab stop
+    page.get_by_role("link", name="Endpoints").click()
+    page.get_by_role("button", name="Add endpoint").click()
+    form = page.get_by_role("dialog", name="Add an endpoint")
+    assert any(t.name == "webhook.ping" for t in catalog)  # listed by the API …
+    expect(form.locator("input[data-pattern='webhook.ping']")).to_have_count(0)  # … not offered
+    expect(form.get_by_label("All webhook events")).to_be_visible()
+    expect(form.get_by_label("webhook.endpoint_disabled")).to_be_visible()
+    expect(form.get_by_label("Endpoint URL")).to_be_focused()
+    page.keyboard.press("Tab")
+    assert focused_id(page) == "et-all"
+    page.keyboard.press("Tab")
+    assert focused_id(page) == "et-other"  # one stop for all the boxes
+    page.keyboard.press("Shift+Tab")
+    assert focused_id(page) == "et-all"
+    page.keyboard.press("Space")  # tick "*"
+    expect(form.get_by_label("All reward events")).to_be_disabled()  # covered by *
+    expect(form.get_by_label("All webhook events")).to_be_enabled()  # * does not cover it
+    page.keyboard.press("ArrowDown")  # the covered boxes are skipped
+    assert focused_id(page) == "et-cat-webhook"
+    page.keyboard.press("Space")
+    page.keyboard.press("ArrowUp")
+    assert focused_id(page) == "et-all"
+    page.keyboard.press("End")
+    assert focused_id(page) == page.evaluate(
+        "() => [...document.querySelectorAll('.picker input:not(:disabled)')].at(-1).id"
+    )
+    page.keyboard.press("Tab")
+    assert focused_id(page) == "et-other"
+    form.get_by_label("Endpoint URL").fill(stack.rx.url("/picked"))
+    form.get_by_role("button", name="Create endpoint").click()
+    page.get_by_role("button", name="I have stored it").click()
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        assert list(admin.list_webhook_configs()[0].event_types) == ["*", "webhook.*"]
     assert page.js_errors == []

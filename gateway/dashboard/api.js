@@ -70,7 +70,7 @@ export const state = {
   view: "endpoints",
   configs: [],
   configsLoaded: false,
-  catalog: null, // [{name, category, description}] or [] when the gateway has none
+  catalog: null, // loadCatalog's list, once read
   logs: [],
   nextPageToken: "",
   filters: { config_id: "", event_type: "", outcome: "", event_id: "" },
@@ -97,7 +97,9 @@ export async function loadConfigs() {
   return all;
 }
 
-export async function loadCatalog() {
+// The event catalog, [{name, category, description, schema, example}]. When it
+// cannot be read, [] (patterns are then typed in), or the error with `strict`.
+export async function loadCatalog({ strict = false } = {}) {
   if (state.catalog !== null) return state.catalog;
   try {
     const data = await api("GET", "/webhooks/event-types");
@@ -105,10 +107,12 @@ export async function loadCatalog() {
       name: t.name,
       category: t.category || t.name.split(".")[0],
       description: t.description || "",
+      schema: t.schema || {},
+      example: t.example || {},
     }));
   } catch (err) {
-    if (err.status === 401) throw err;
-    state.catalog = []; // this gateway has no catalog: patterns are typed in
+    if (err.status === 401 || strict) throw err;
+    return [];
   }
   return state.catalog;
 }

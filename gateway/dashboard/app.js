@@ -10,6 +10,7 @@
 
 import { api, canWrite, session, state, stopTimers } from "./api.js";
 import { absolute, h, icon, relative, showError } from "./dom.js";
+import { renderCatalog } from "./catalog.js";
 import { renderEndpoints } from "./endpoints.js";
 import { renderLogs } from "./logs.js";
 
@@ -119,8 +120,9 @@ function renderShell() {
   const nav = h(
     "nav",
     { class: "tabs", "aria-label": "Sections" },
-    navLink("endpoints", "Endpoints"),
-    navLink("logs", "Delivery log"),
+    Object.entries(VIEWS)
+      .filter(([, v]) => v.nav)
+      .map(([view, v]) => navLink(view, v.title)),
   );
   const header = h(
     "header",
@@ -162,22 +164,25 @@ function navLink(view, label) {
   return h("a", { href: `#/${view}`, class: "tab", dataset: { view } }, label);
 }
 
+// The screens: `#/<view>?<params>`; `nav` ones have a tab.
+const VIEWS = {
+  endpoints: { title: "Endpoints", nav: true, render: () => renderEndpoints() },
+  logs: { title: "Delivery log", nav: true, render: (params) => renderLogs(params) },
+  catalog: { title: "Event types", nav: true, render: (params) => renderCatalog(params) },
+};
+
 function route() {
-  const view = (location.hash.match(/^#\/(\w+)/) || [])[1] || "endpoints";
-  state.view = view === "logs" ? "logs" : "endpoints";
+  const name = (location.hash.match(/^#\/(\w+)/) || [])[1];
+  state.view = name in VIEWS ? name : "endpoints";
+  const view = VIEWS[state.view];
   for (const link of document.querySelectorAll(".tab")) {
     if (link.dataset.view === state.view) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
   const params = new URLSearchParams(location.hash.split("?")[1] || "");
-  if (state.view === "logs") {
-    // The address says which endpoint's log this is (a bookmark, the back button).
-    state.filters = { ...state.filters, config_id: params.get("config_id") || "" };
-  }
   stopTimers();
-  document.title = `${state.view === "logs" ? "Delivery log" : "Endpoints"} · Webhooks`;
-  if (state.view === "logs") renderLogs();
-  else renderEndpoints();
+  document.title = `${view.title} · Webhooks`;
+  view.render(params);
 }
 
 // ---------------------------------------------------------------------------

@@ -144,3 +144,22 @@ export function toLocalInput(date) {
   const pad = (n) => String(n).padStart(2, "0");
   return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
 }
+
+// A screen's failure: what went wrong in words, and a way to try again.
+export function renderFailure(err, retry) {
+  const unreachable = !err.status || err.status >= 502;
+  const again = retry ? h("button", { class: "btn", type: "button", onclick: retry }, icon("refresh"), h("span", {}, "Try again")) : null;
+  return h(
+    "div",
+    { class: "failure", role: "alert" },
+    h("h2", {}, unreachable ? "The API cannot be reached" : "This could not be loaded"),
+    h("p", {}, unreachable ? "The dashboard could not reach the webhooks API. Check your connection; it may also be restarting." : err.message),
+    unreachable && err.message ? h("p", { class: "muted" }, err.message) : null,
+    again,
+  );
+}
+
+// Shown while a screen's first data is on its way.
+export function loading(text) {
+  return h("p", { class: "loading", role: "status" }, h("span", { class: "spinner", "aria-hidden": "true" }), text);
+}

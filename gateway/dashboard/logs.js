@@ -16,7 +16,8 @@ export function configLabel(id) {
   return config ? shortUrl(config.url) : id;
 }
 
-export function renderLogs() {
+export function renderLogs(params) {
+  state.filters = { ...state.filters, config_id: params.get("config_id") || "" };
   const main = document.getElementById("main");
   const filterError = h("p", { class: "inline-error", id: "filter-error", role: "alert", hidden: true });
   const configSelect = h("select", {}, h("option", { value: "" }, "All endpoints"));
