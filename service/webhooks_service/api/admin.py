@@ -25,6 +25,7 @@ from webhooks_service.api.convert import (
     outcome_from_proto,
     view_is_full,
 )
+from webhooks_service.api.insights import AdminInsights
 from webhooks_service.api.operations import AdminOperations
 from webhooks_service.api.portal import PortalOperations
 from webhooks_service.config import Settings
@@ -35,8 +36,11 @@ from webhooks_service.storage.models import utcnow
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-class WebhookAdminServicer(AdminOperations, PortalOperations, admin_pb2_grpc.WebhookAdminServicer):
-    """Configs and logs here; retry, replay, test event, rotation in ``api/operations.py``.
+class WebhookAdminServicer(
+    AdminOperations, AdminInsights, PortalOperations, admin_pb2_grpc.WebhookAdminServicer
+):
+    """Configs and logs here; retry, replay, test event, rotation in ``api/operations.py``;
+    the event view and endpoint stats in ``api/insights.py``.
 
     ``notify`` wakes the in-process delivery worker after a retry or replay.
     """
