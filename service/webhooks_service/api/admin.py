@@ -22,7 +22,9 @@ from webhooks_service.api.convert import (
     config_to_proto,
     event_type_to_proto,
     log_to_proto,
+    optional_time,
     outcome_from_proto,
+    status_class_from_proto,
     view_is_full,
 )
 from webhooks_service.api.insights import AdminInsights
@@ -115,6 +117,9 @@ class WebhookAdminServicer(
             event_id=request.event_id,
             event_type=request.event_type,
             outcome=outcome_from_proto(request.outcome),
+            status_class=status_class_from_proto(request.status_class),
+            since=optional_time(request, "since"),
+            until=optional_time(request, "until"),
         )
         rows, token = await asyncio.to_thread(
             logs.list_logs,
