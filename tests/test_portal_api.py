@@ -26,9 +26,12 @@ from google.protobuf import timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from tests.support.envoy import running_gateway
-from tests.support.receiver import Receiver, running_receiver
+from tests.support.payloads import example
+from tests.support.polling import eventually
+from tests.support.receiver import Receiver, Reply, running_receiver
 from tests.support.server import RunningServer, make_org_and_keys, running_server
 from webhooks.v1 import admin_pb2, admin_pb2_grpc
+from webhooks_client import PublisherClient
 from webhooks_service.gateway import EnvoyProcess
 from webhooks_service.storage import db
 from webhooks_service.storage.models import Delivery, DeliveryAttempt, Event
@@ -344,3 +347,62 @@ def test_log_filters_combine_page_and_refuse_bad_values(stack: Stack) -> None:
         key=stack.other_keys["all"],
     )
     assert list(other.logs) == []
+
+
+# -- 2. Attempt headers ------------------------------------------------------------
+
+
+def publisher(stack: Stack) -> PublisherClient:
+    return PublisherClient(stack.srv.target, stack.keys["events:publish"])
+
+
+def wait_logs(stack: Stack, count: int, **filters: Any) -> list[admin_pb2.DeliveryLog]:
+    def ready() -> list[admin_pb2.DeliveryLog] | None:
+        page = stack.call("ListDeliveryLogs", admin_pb2.ListDeliveryLogsRequest(**filters))
+        return list(page.logs) if len(page.logs) >= count else None
+
+    return eventually(ready, timeout=20, what=f"{count} log entries for {filters}")
+
+
+def test_attempt_headers_as_sent_and_received_in_the_full_view(stack: Stack) -> None:
+    many = {f"x-extra-{n:02d}": "v" * 10 for n in range(70)}
+    stack.rx.program("/h", Reply(200, headers={"x-request-id": "req-42"}), Reply(200, headers=many))
+    config_id = stack.config(
+        "/h",
+        ("reward.*",),
+        headers={"authorization": "Bearer s3cr3t-value", "x-api-key": "k-123", "x-team": "pay"},
+    )
+    test = stack.call("SendTestEvent", admin_pb2.SendTestEventRequest(config_id=config_id)).log
+    got = stack.rx.wait_for(1, path="/h")[0]
+    sent = {h.name: h.value for h in test.request_headers}
+    assert sent["webhook-id"] == got.headers["webhook-id"] == test.event_id
+    signature = got.headers["webhook-signature"]
+    assert sent["webhook-signature"] == signature.split(",")[0] + "," + signature.split(",")[1][:8] + "…"
+    assert sent["authorization"] == sent["x-api-key"] == "••••••••"
+    assert "s3cr3t-value" not in str(test) and "k-123" not in str(test)
+    assert sent["x-team"] == "pay" and sent["content-type"] == "application/json"
+    assert sent["user-agent"] == got.headers["user-agent"]
+    received = {h.name.lower(): h.value for h in test.response_headers}
+    assert received["x-request-id"] == "req-42" and not test.response_headers_truncated
+
+    # A published event (the worker's path): response headers capped at 50.
+    with publisher(stack) as pub:
+        pub.publish_event(stack.org_id, "reward.claimed", example("reward.claimed"))
+    entry = wait_logs(stack, 1, event_type="reward.claimed")[0]
+    assert entry.response_headers_truncated and len(entry.response_headers) == 50
+    assert {h.name for h in entry.request_headers} >= {"webhook-signature", "x-team"}
+
+    # BASIC leaves them out; FULL (the default) has them, over REST too.
+    basic = stack.call(
+        "ListDeliveryLogs",
+        admin_pb2.ListDeliveryLogsRequest(view=admin_pb2.DELIVERY_LOG_VIEW_BASIC),
+    )
+    assert all(not e.request_headers and not e.response_headers for e in basic.logs)
+    assert {e.response_headers_truncated for e in basic.logs} == {True, False}
+    rest = stack.rest("GET", "/webhooks/logs", params={"event_id": test.event_id}).json()
+    shown = {h["name"]: h["value"] for h in rest["logs"][0]["request_headers"]}
+    assert shown["authorization"] == "••••••••" and shown["x-team"] == "pay"
+    rest_basic = stack.rest(
+        "GET", "/webhooks/logs", params={"event_id": test.event_id, "view": "DELIVERY_LOG_VIEW_BASIC"}
+    ).json()
+    assert not rest_basic["logs"][0].get("request_headers")
