@@ -377,7 +377,8 @@ def test_attempt_headers_as_sent_and_received_in_the_full_view(stack: Stack) -> 
     sent = {h.name: h.value for h in test.request_headers}
     assert sent["webhook-id"] == got.headers["webhook-id"] == test.event_id
     signature = got.headers["webhook-signature"]
-    assert sent["webhook-signature"] == signature.split(",")[0] + "," + signature.split(",")[1][:8] + "…"
+    scheme, whole = signature.split(",", 1)
+    assert sent["webhook-signature"] == f"{scheme},{whole[:8]}…" and len(whole) > 20
     assert sent["authorization"] == sent["x-api-key"] == "••••••••"
     assert "s3cr3t-value" not in str(test) and "k-123" not in str(test)
     assert sent["x-team"] == "pay" and sent["content-type"] == "application/json"
@@ -402,7 +403,6 @@ def test_attempt_headers_as_sent_and_received_in_the_full_view(stack: Stack) -> 
     rest = stack.rest("GET", "/webhooks/logs", params={"event_id": test.event_id}).json()
     shown = {h["name"]: h["value"] for h in rest["logs"][0]["request_headers"]}
     assert shown["authorization"] == "••••••••" and shown["x-team"] == "pay"
-    rest_basic = stack.rest(
-        "GET", "/webhooks/logs", params={"event_id": test.event_id, "view": "DELIVERY_LOG_VIEW_BASIC"}
-    ).json()
+    params = {"event_id": test.event_id, "view": "DELIVERY_LOG_VIEW_BASIC"}
+    rest_basic = stack.rest("GET", "/webhooks/logs", params=params).json()
     assert not rest_basic["logs"][0].get("request_headers")
