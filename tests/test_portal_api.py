@@ -22,7 +22,7 @@ import grpc
 import httpx
 import pytest
 import sqlalchemy as sa
-from google.protobuf import timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from tests.support.envoy import running_gateway
@@ -406,3 +406,101 @@ def test_attempt_headers_as_sent_and_received_in_the_full_view(stack: Stack) -> 
     params = {"event_id": test.event_id, "view": "DELIVERY_LOG_VIEW_BASIC"}
     rest_basic = stack.rest("GET", "/webhooks/logs", params=params).json()
     assert not rest_basic["logs"][0].get("request_headers")
+
+
+# -- 3. Test events of any subscribed type -------------------------------------------
+
+
+def struct(value: dict[str, Any]) -> struct_pb2.Struct:
+    out = struct_pb2.Struct()
+    out.update(value)
+    return out
+
+
+def test_test_events_of_a_subscribed_type_with_example_or_given_data(stack: Stack) -> None:
+    config_id = stack.config("/t", ("reward.*", "webhook.*"))
+    catalog_example = example("reward.claimed")
+    # No data: the catalog example, delivered and answered as the attempt.
+    log = stack.call(
+        "SendTestEvent",
+        admin_pb2.SendTestEventRequest(config_id=config_id, event_type="reward.claimed"),
+    ).log
+    body = json.loads(stack.rx.wait_for(1, path="/t")[0].body)
+    assert body["type"] == log.event_type == "reward.claimed"
+    assert body["data"] == catalog_example and log.outcome == admin_pb2.OUTCOME_DELIVERED
+    assert json.loads(log.request_body)["data"] == catalog_example
+    # Given data, checked like a publish; an operational type it names works too.
+    mine = {**catalog_example, "points": "7", "user_id": "usr_mine"}
+    log = stack.call(
+        "SendTestEvent",
+        admin_pb2.SendTestEventRequest(
+            config_id=config_id, event_type="reward.claimed", data=struct(mine)
+        ),
+    ).log
+    assert json.loads(stack.rx.wait_for(2, path="/t")[1].body)["data"]["user_id"] == "usr_mine"
+    disabled = stack.call(
+        "SendTestEvent",
+        admin_pb2.SendTestEventRequest(config_id=config_id, event_type="webhook.endpoint_disabled"),
+    ).log
+    assert disabled.event_type == "webhook.endpoint_disabled"
+    # The ping stays the default.
+    ping = stack.call("SendTestEvent", admin_pb2.SendTestEventRequest(config_id=config_id)).log
+    assert ping.event_type == "webhook.ping"
+    # Only this endpoint received them: another endpoint subscribed to reward.* got nothing.
+    other = stack.config("/other", ("reward.*",))
+    assert other and stack.rx.count("/other") == 0
+
+    # Refusals name the field, in words; nothing is sent.
+    sent = stack.rx.count("/t")
+    for request, field, words in (
+        (
+            admin_pb2.SendTestEventRequest(
+                config_id=config_id, event_type="reward.claimed", data=struct({"points": "x"})
+            ),
+            "data.points",
+            "",
+        ),
+        (
+            admin_pb2.SendTestEventRequest(
+                config_id=config_id,
+                event_type="reward.claimed",
+                data=struct({**catalog_example, "nope": 1}),
+            ),
+            "data.nope",
+            "unknown field",
+        ),
+        (
+            admin_pb2.SendTestEventRequest(config_id=config_id, event_type="user.authenticated"),
+            "event_type",
+            "does not subscribe",
+        ),
+        (
+            admin_pb2.SendTestEventRequest(config_id=config_id, event_type="reward.clamed"),
+            "event_type",
+            "reward.claimed",
+        ),
+        (
+            admin_pb2.SendTestEventRequest(config_id=config_id, data=struct({"a": 1})),
+            "data",
+            "event_type",
+        ),
+    ):
+        with pytest.raises(grpc.RpcError) as err:
+            stack.call("SendTestEvent", request)
+        found = violations(err.value)
+        assert field in found and words in found[field], found
+    assert stack.rx.count("/t") == sent
+
+    # Through Envoy: the JSON body of POST /webhooks/configs/{id}:test.
+    resp = stack.rest(
+        "POST",
+        f"/webhooks/configs/{config_id}:test",
+        json={"event_type": "reward.redeemed", "data": example("reward.redeemed")},
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["log"]["event_type"] == "reward.redeemed"
+    assert resp.json()["log"]["outcome"] == "OUTCOME_DELIVERED"
+    bad = stack.rest(
+        "POST", f"/webhooks/configs/{config_id}:test", json={"event_type": "user.authenticated"}
+    )
+    assert "event_type" in rest_violations(bad)
