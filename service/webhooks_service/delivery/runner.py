@@ -32,9 +32,9 @@ from webhooks_service.config import Settings
 from webhooks_service.core.endpoint_health import run_health_sweep
 from webhooks_service.core.retention import run_retention
 from webhooks_service.core.secrets_at_rest import check_key
-from webhooks_service.delivery.target_guard import register_own_listen_address
 from webhooks_service.delivery.worker import DeliveryWorker, LocalWorker
 from webhooks_service.domain import Clock, utcnow
+from webhooks_service.netpolicy import register_own_listen_address
 from webhooks_service.observability.metrics import DeliveryObserver
 from webhooks_service.storage import db
 from webhooks_service.storage.events import NOTIFY_CHANNEL, PROCESS_TOKEN
