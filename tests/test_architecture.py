@@ -90,7 +90,7 @@ FLOORS: tuple[Floor, ...] = (
 # Third-party packages a floor must not import, with the floor that owns them.
 FORBIDDEN_BELOW: dict[str, tuple[str, ...]] = {
     "sqlalchemy": ("base",),
-    "psycopg": ("base",),
+    "psycopg": ("base", "gateway", "observability", "core", "delivery", "api", "commands"),
     "aiohttp": ("base", "storage", "gateway", "observability", "core", "api", "commands"),
     "grpc": ("base", "storage", "gateway", "core", "delivery"),
 }
@@ -170,6 +170,20 @@ def test_floors_keep_their_frameworks() -> None:
     for module, names in third_party_imports().items():
         floor = floor_names[room_of(module)[1]]
         offending |= {(module, name) for name in names if floor in FORBIDDEN_BELOW.get(name, ())}
+    assert offending == set()
+
+
+def test_nothing_above_storage_sees_the_drivers_errors() -> None:
+    """Storage maps driver errors to the service's own (errors.py); nothing above
+    it catches SQLAlchemy's or psycopg's exceptions."""
+    offending = set()
+    for name, path in _modules().items():
+        if room_of(name)[1] == "storage":
+            continue
+        text = path.read_text()
+        for pattern in ("sqlalchemy.exc", "sa.exc", "from sqlalchemy import exc", "psycopg.errors"):
+            if pattern in text:
+                offending.add((name, pattern))
     assert offending == set()
 
 
