@@ -208,3 +208,14 @@ def _window_over(env: Env) -> bool:
     with db.write_transaction(env.srv.engine) as conn:
         row = conn.execute(sa.select(store._F.c.reported_at)).first()
     return row is not None and utcnow() - row[0] > timedelta(seconds=1.05)
+
+
+def test_the_process_counts_operational_events_by_result() -> None:
+    from webhooks_service.observability.metrics import DeliveryObserver
+
+    observer = DeliveryObserver()
+    observer.operational(sent=1, coalesced=3, suppressed=99)
+    registry = observer.metrics.registry
+    for result, expected in (("sent", 1), ("coalesced", 3), ("suppressed", 99)):
+        value = registry.get_sample_value("webhooks_operational_events_total", {"result": result})
+        assert value == expected

@@ -60,6 +60,12 @@ class ByteBoundedLRU(Generic[K, V]):
                 self.bytes -= dropped
                 self.evictions += 1
 
+    def pop(self, key: K) -> None:
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self.bytes -= old[1]
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()

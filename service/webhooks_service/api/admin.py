@@ -53,10 +53,13 @@ class WebhookAdminServicer(
         engine: Engine,
         notify: Callable[[], Any] | None = None,
         clock: Callable[[], datetime] = utcnow,
+        stopped: Callable[[str, bool], None] | None = None,
     ) -> None:
         self._settings = settings
         self._engine = engine
         self._notify = notify
+        # this process's delivery worker: a config deleted or disabled stops at once
+        self._stopped = stopped
         self._clock = clock  # wall clock of portal sessions (tests move it)
 
     async def ListWebhookConfigs(
@@ -93,6 +96,8 @@ class WebhookAdminServicer(
             headers=dict(request.headers),
             clear_headers=request.clear_headers,
         )
+        if not result.config.enabled and self._stopped is not None:
+            self._stopped(result.config.id, False)  # before the call returns (issue 27.2)
         return admin_pb2.PutWebhookConfigResponse(
             config=config_to_proto(result.config),
             secret=result.generated_secret,
@@ -106,6 +111,8 @@ class WebhookAdminServicer(
         cancelled = await asyncio.to_thread(
             configs.delete_config, self._engine, org, request.config_id
         )
+        if self._stopped is not None:
+            self._stopped(request.config_id, True)  # before the call returns (issue 27.2)
         return admin_pb2.DeleteWebhookConfigResponse(cancelled_deliveries=cancelled)
 
     async def ListDeliveryLogs(

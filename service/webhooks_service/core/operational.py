@@ -329,3 +329,8 @@ class Emitter:
     def take_created(self) -> bool:
         created, self.created = self.created, False
         return created
+
+    def take_counts(self) -> Counts:
+        """What was counted since the last call (for the process's metrics)."""
+        counts, self.counts = self.counts, Counts()
+        return counts

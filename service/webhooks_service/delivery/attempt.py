@@ -101,6 +101,11 @@ class OpenedForms:
         self.cache.put((config_id, slot), (stored, opened))
         return opened
 
+    def forget(self, config_id: str) -> None:
+        """Drop what is kept of ``config_id`` (deleted: its secret is never used again)."""
+        for slot in (0, 1, 2):
+            self.cache.pop((config_id, slot))
+
     def headers(self, config_id: str, stored: str | None) -> Headers:
         if not stored:
             return ()
