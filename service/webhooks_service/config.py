@@ -308,7 +308,8 @@ SETTINGS: tuple[Setting, ...] = (
         "dashboard_url",
         "",
         "public URL of the dashboard for portal-session links, e.g. "
-        "https://hooks.example.com/dashboard/ (default: the gateway address the request came to)",
+        "https://hooks.example.com/dashboard/ (default: http://<gateway_listen>/dashboard/; "
+        "never a request's Host)",
         parse_dashboard_url,
     ),
     Setting(
