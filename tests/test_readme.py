@@ -73,7 +73,7 @@ def test_rest_reference_has_a_curl_for_every_rest_path() -> None:
     missing = []
     for path, methods in json.loads(OPENAPI.read_text())["paths"].items():
         shape = re.escape(path)
-        shape = re.sub(r"\\\{[a-z_]+\\\}", "[^/:\"?]+", shape)
+        shape = re.sub(r"\\\{[a-z_]+\\\}", '[^/:"?]+', shape)
         pattern = re.compile(r"\$GW" + shape + r"(?:[\"?\s]|$)")
         for method in methods:
             flag = "" if method == "get" else f"-X {method.upper()}"
