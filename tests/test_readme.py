@@ -64,19 +64,3 @@ def test_rest_reference_lists_every_rest_path() -> None:
         if f"| `{method.upper()} {path}`" not in text
     ]
     assert missing == [], f"docs/rest.md's table lacks {missing}"
-
-
-def test_rest_reference_has_a_curl_for_every_rest_path() -> None:
-    """Every OpenAPI path has a curl line in docs/rest.md (ids as placeholders)."""
-    text = REST.read_text()
-    curls = [line for line in text.splitlines() if line.lstrip().startswith("curl")]
-    missing = []
-    for path, methods in json.loads(OPENAPI.read_text())["paths"].items():
-        shape = re.escape(path)
-        shape = re.sub(r"\\\{[a-z_]+\\\}", '[^/:"?]+', shape)
-        pattern = re.compile(r"\$GW" + shape + r"(?:[\"?\s]|$)")
-        for method in methods:
-            flag = "" if method == "get" else f"-X {method.upper()}"
-            if not any(pattern.search(c) and flag in c for c in curls):
-                missing.append(f"{method.upper()} {path}")
-    assert missing == [], f"docs/rest.md has no curl for {missing}"
