@@ -39,32 +39,14 @@ from google.api import annotations_pb2, field_behavior_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
 
+from webhooks_service.protojson import json_schema  # the one proto -> JSON table
+
 FDP = descriptor_pb2.FieldDescriptorProto
 # googleapis-common-protos' stubs type these extensions too loosely for mypy.
 FIELD_BEHAVIOR_EXT: Any = field_behavior_pb2.field_behavior
 HTTP_EXT: Any = annotations_pb2.http
 JsonObj = dict[str, Any]
 
-INT32 = {"type": "integer", "format": "int32", "minimum": -(2**31), "maximum": 2**31 - 1}
-UINT32 = {"type": "integer", "format": "int64", "minimum": 0, "maximum": 2**32 - 1}
-SCALARS: dict[int, JsonObj] = {
-    FDP.TYPE_DOUBLE: {"type": "number", "format": "double"},
-    FDP.TYPE_FLOAT: {"type": "number", "format": "float"},
-    FDP.TYPE_INT32: INT32,
-    FDP.TYPE_SINT32: INT32,
-    FDP.TYPE_SFIXED32: INT32,
-    FDP.TYPE_UINT32: UINT32,
-    FDP.TYPE_FIXED32: UINT32,
-    # proto3 JSON writes 64-bit integers as decimal strings
-    FDP.TYPE_INT64: {"type": "string", "format": "int64", "pattern": "^-?[0-9]+$"},
-    FDP.TYPE_SINT64: {"type": "string", "format": "int64", "pattern": "^-?[0-9]+$"},
-    FDP.TYPE_SFIXED64: {"type": "string", "format": "int64", "pattern": "^-?[0-9]+$"},
-    FDP.TYPE_UINT64: {"type": "string", "format": "uint64", "pattern": "^[0-9]+$"},
-    FDP.TYPE_FIXED64: {"type": "string", "format": "uint64", "pattern": "^[0-9]+$"},
-    FDP.TYPE_BOOL: {"type": "boolean"},
-    FDP.TYPE_STRING: {"type": "string"},
-    FDP.TYPE_BYTES: {"type": "string", "contentEncoding": "base64"},
-}
 WELL_KNOWN: dict[str, JsonObj] = {
     ".google.protobuf.Timestamp": {
         "type": "string",
@@ -203,7 +185,7 @@ class Builder:
         elif field.type == FDP.TYPE_ENUM:
             item = self.ref(field.type_name, response=response)
         else:
-            item = dict(SCALARS[field.type])
+            item = json_schema(field.type, formats=True)
         if field.label == FDP.LABEL_REPEATED:
             return {"type": "array", "items": item}
         return item

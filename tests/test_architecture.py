@@ -75,8 +75,8 @@ class Floor:
 FLOORS: tuple[Floor, ...] = (
     Floor(
         "base",
-        ("", "errors", "domain", "config", "hostport", "netpolicy"),
-        "the vocabulary, settings, errors, HOST:PORT and the address policy: "
+        ("", "errors", "domain", "config", "hostport", "netpolicy", "protojson"),
+        "the vocabulary, settings, errors, HOST:PORT, the address policy, proto JSON: "
         "no database, no network framework, no gRPC",
     ),
     Floor("storage", ("storage",), "SQLAlchemy: rows never leave; the driver's errors stop here"),

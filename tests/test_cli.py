@@ -18,6 +18,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from tests.support.polling import eventually
 from tests.support.server import running_server
 from webhooks_client import AdminClient, PermissionDeniedError
 from webhooks_service import cli
@@ -170,16 +171,17 @@ def free_port() -> int:
 def wait_serving(target: str, deadline: float) -> None:
     with grpc.insecure_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        while True:
+
+        def serving() -> bool:
             try:
                 reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
             except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"server on {target} did not become SERVING")
-            time.sleep(0.1)
+                return False
+            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+        eventually(
+            serving, max(0.0, deadline - time.monotonic()), f"{target} SERVING", interval=0.1
+        )
 
 
 @pytest.mark.slow
