@@ -203,20 +203,25 @@ def seed(engine: sa.Engine, org_id: str, config_ids: Sequence[str], count: int) 
     return rows
 
 
-def walk(stack: Stack, page_size: int = 4, **filters: Any) -> list[str]:
-    """Every page of ListDeliveryLogs over gRPC with ``filters``: the event ids."""
-    out: list[str] = []
+def walk_entries(stack: Stack, page_size: int = 4, **filters: Any) -> list[admin_pb2.DeliveryLog]:
+    """Every page of ListDeliveryLogs over gRPC with ``filters``."""
+    out: list[admin_pb2.DeliveryLog] = []
     token = ""
     for _ in range(100):
         page = stack.call(
             "ListDeliveryLogs",
             admin_pb2.ListDeliveryLogsRequest(page_size=page_size, page_token=token, **filters),
         )
-        out += [entry.event_id for entry in page.logs]
+        out += list(page.logs)
         token = page.next_page_token
         if not token:
             return out
     raise AssertionError("the walk did not end")
+
+
+def walk(stack: Stack, page_size: int = 4, **filters: Any) -> list[str]:
+    """The event ids of every page of ListDeliveryLogs with ``filters``."""
+    return [entry.event_id for entry in walk_entries(stack, page_size, **filters)]
 
 
 def rest_walk(stack: Stack, **params: Any) -> list[str]:
@@ -504,3 +509,105 @@ def test_test_events_of_a_subscribed_type_with_example_or_given_data(stack: Stac
         "POST", f"/webhooks/configs/{config_id}:test", json={"event_type": "user.authenticated"}
     )
     assert "event_type" in rest_violations(bad)
+
+
+# -- 4. The event view, and 6. deleted endpoints named by their URL -------------------
+
+
+def test_event_view_every_endpoint_deleted_ones_included_within_the_org(stack: Stack) -> None:
+    stack.rx.program("/ev-b", Reply(500), Reply(200))
+    a, b = stack.config("/ev-a"), stack.config("/ev-b")
+    with publisher(stack) as pub:
+        event_id = pub.publish_event(
+            stack.org_id, "reward.claimed", example("reward.claimed")
+        ).event_id
+
+    def delivered() -> bool:
+        view = stack.call("GetEvent", admin_pb2.GetEventRequest(event_id=event_id))
+        done = admin_pb2.DELIVERY_STATUS_DELIVERED
+        return all(d.delivery.status == done for d in view.deliveries)
+
+    eventually(delivered, timeout=20, what="both deliveries delivered")
+    stack.call("DeleteWebhookConfig", admin_pb2.DeleteWebhookConfigRequest(config_id=b))
+    view = stack.call("GetEvent", admin_pb2.GetEventRequest(event_id=event_id))
+    assert view.event_type == "reward.claimed" and view.payload
+    assert view.payload.encode() == stack.rx.requests("/ev-a")[0].body
+    assert json.loads(view.payload)["data"] == example("reward.claimed")
+    by_config = {d.delivery.config_id: d for d in view.deliveries}
+    assert set(by_config) == {a, b}
+    assert by_config[a].url == stack.rx.url("/ev-a") and not by_config[a].endpoint_deleted
+    assert by_config[b].url == stack.rx.url("/ev-b") and by_config[b].endpoint_deleted
+    assert [x.response_status_code for x in by_config[b].attempts] == [200, 500]
+    assert by_config[b].delivery.attempts == 2 and all(
+        x.endpoint_deleted for x in by_config[b].attempts
+    )
+    assert not by_config[b].attempts[0].request_body  # the BASIC view
+
+    # Through Envoy.
+    rest = stack.rest("GET", f"/webhooks/events/{event_id}")
+    assert rest.status_code == 200, rest.text
+    deliveries = {d["delivery"]["config_id"]: d for d in rest.json()["deliveries"]}
+    assert deliveries[b]["endpoint_deleted"] and deliveries[b]["url"] == stack.rx.url("/ev-b")
+    # Another organisation's id and an unknown one: the same NOT_FOUND; a malformed one
+    # INVALID_ARGUMENT naming event_id.
+    for key, eid in ((stack.other_keys["all"], event_id), (None, "evt_unknown")):
+        with pytest.raises(grpc.RpcError) as err:
+            stack.call("GetEvent", admin_pb2.GetEventRequest(event_id=eid), key=key)
+        assert err.value.code() is grpc.StatusCode.NOT_FOUND
+        assert stack.rest("GET", f"/webhooks/events/{eid}", key=key).status_code == 404
+    with pytest.raises(grpc.RpcError) as err:
+        stack.call("GetEvent", admin_pb2.GetEventRequest(event_id="bad id!"))
+    assert "event_id" in violations(err.value)
+
+
+def test_the_log_names_deleted_endpoints_by_the_url_of_each_attempt(stack: Stack) -> None:
+    config_id = stack.config("/old")
+    first = stack.call("SendTestEvent", admin_pb2.SendTestEventRequest(config_id=config_id)).log
+    stack.call(
+        "PutWebhookConfig",
+        admin_pb2.PutWebhookConfigRequest(
+            id=config_id, url=stack.rx.url("/new"), event_types=["*"]
+        ),
+    )
+    second = stack.call("SendTestEvent", admin_pb2.SendTestEventRequest(config_id=config_id)).log
+    # A pending delivery (its retry due far ahead) that the deletion cancels.
+    with db.write_transaction(stack.srv.engine) as conn:
+        pk = conn.execute(
+            sa.insert(EVENTS)
+            .values(
+                organisation_id=stack.org_id,
+                event_id="evt_pending_one",
+                event_type="reward.claimed",
+                occurred_at=T0,
+                payload="{}",
+                created_at=T0,
+            )
+            .returning(EVENTS.c.pk)
+        ).scalar_one()
+        conn.execute(
+            sa.insert(DELIVERIES).values(
+                organisation_id=stack.org_id,
+                event_pk=pk,
+                config_id=config_id,
+                status="pending",
+                attempts=1,
+                next_attempt_at=datetime.now(UTC) + timedelta(days=1),
+                created_at=T0,
+                updated_at=T0,
+            )
+        )
+    deleted = stack.call(
+        "DeleteWebhookConfig", admin_pb2.DeleteWebhookConfigRequest(config_id=config_id)
+    )
+    assert deleted.cancelled_deliveries == 1
+    logs = {e.event_id: e for e in walk_entries(stack, config_id=config_id)}
+    assert logs[first.event_id].url == stack.rx.url("/old")
+    assert logs[second.event_id].url == stack.rx.url("/new")
+    cancelled = logs["evt_pending_one"]
+    assert cancelled.outcome == admin_pb2.OUTCOME_CANCELLED and cancelled.url == stack.rx.url(
+        "/new"
+    )
+    assert all(e.endpoint_deleted for e in logs.values())
+    rest = stack.rest("GET", "/webhooks/logs", params={"config_id": config_id}).json()["logs"]
+    assert {e["url"] for e in rest} == {stack.rx.url("/old"), stack.rx.url("/new")}
+    assert all(e["endpoint_deleted"] for e in rest)

@@ -323,3 +323,28 @@ def _row(r: Any, full: _Full) -> LogRow:
         response_headers_truncated=bool(r.response_headers_truncated),
         endpoint_deleted=r.endpoint_deleted_at is not None,
     )
+
+
+def event_attempts(
+    conn: sa.Connection, organisation_id: str, event_id: str, *, per_delivery: int
+) -> list[LogRow]:
+    """The newest ``per_delivery`` attempts of each delivery of one event, newest
+    first, without bodies or headers (GetEvent): one read of
+    ``ix_attempts_org_event``, numbered per delivery by a window function."""
+    numbered = (
+        sa.select(
+            _A,
+            sa.func.row_number()
+            .over(partition_by=_A.c.delivery_id, order_by=_A.c.id.desc())
+            .label("n"),
+        )
+        .where(_A.c.organisation_id == organisation_id, _A.c.event_id == event_id)
+        .subquery("numbered")
+    )
+    query = (
+        sa.select(numbered, _C.c.deleted_at.label("endpoint_deleted_at"))
+        .select_from(numbered.outerjoin(_C, _C.c.id == numbered.c.config_id))
+        .where(numbered.c.n <= per_delivery)
+        .order_by(numbered.c.id.desc())
+    )
+    return [_row(r, _NOT_FULL) for r in conn.execute(query)]
