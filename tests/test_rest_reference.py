@@ -37,7 +37,8 @@ ENUMS = re.compile(r"<!-- enums -->\n(.*?)<!-- end enums -->", re.S)
 def curl_block() -> str:
     text = REST.read_text()
     start = text.index("## curl, one per endpoint")
-    return re.findall(r"```sh\n(.*?)```", text[start:], re.S)[0]
+    block: str = re.findall(r"```sh\n(.*?)```", text[start:], re.S)[0]
+    return block
 
 
 def commands() -> tuple[list[str], list[str]]:
