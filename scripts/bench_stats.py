@@ -47,9 +47,9 @@ NOW = datetime.now(UTC)
 def _rows(
     count: int, org: str, config_id: str, hist: Counter[tuple[datetime, int, bool]]
 ) -> Iterator[tuple[str, tuple[Any, ...]]]:
-    """One event, delivery and attempt per row, evenly over the last 24 hours."""
-    start = NOW - timedelta(hours=23, minutes=59)
-    step = timedelta(hours=23, minutes=58) / count
+    """One event, delivery and attempt per row, evenly over GetEndpointStats' window."""
+    start = stats_store.hour_of(NOW) - timedelta(hours=23)  # GetEndpointStats' window
+    step = (NOW - start) / (count + 1)
     for n in range(1, count + 1):
         when = start + step * n
         ok = n % 10 != 0
