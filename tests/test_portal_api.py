@@ -25,13 +25,14 @@ import sqlalchemy as sa
 from google.protobuf import struct_pb2, timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 
+from tests.support.clients import ClientFactory, admin_client, client_kind  # noqa: F401
 from tests.support.envoy import running_gateway
 from tests.support.payloads import example
 from tests.support.polling import eventually
 from tests.support.receiver import Receiver, Reply, running_receiver
 from tests.support.server import RunningServer, make_org_and_keys, running_server
 from webhooks.v1 import admin_pb2, admin_pb2_grpc
-from webhooks_client import PublisherClient
+from webhooks_client import InvalidArgumentError, PublisherClient
 from webhooks_service.core import retention
 from webhooks_service.domain import FinishedAttempt, Outcome
 from webhooks_service.gateway import EnvoyProcess
@@ -712,3 +713,34 @@ def test_retention_drops_stats_hours_older_than_two_days(stack: Stack) -> None:
     assert len(hours) == 1
     stats = stack.call("GetEndpointStats", admin_pb2.GetEndpointStatsRequest(config_id=config_id))
     assert stats.attempts == 1
+
+
+# -- the Python clients (blocking and asyncio) ------------------------------------------
+
+
+def test_clients_take_the_new_filters_and_typed_test_events(
+    stack: Stack,
+    admin_client: ClientFactory,  # noqa: F811
+) -> None:
+    config_id = stack.config("/c", ("reward.*",), headers={"x-token": "t0p"})
+    with admin_client(stack.srv.target, stack.keys["all"]) as admin:
+        log = admin.send_test_event(
+            config_id, event_type="reward.claimed", data=example("reward.claimed")
+        )
+        assert log.event_type == "reward.claimed"
+        assert dict(log.request_headers)["x-token"] == "••••••••"
+        assert dict(log.response_headers) and not log.endpoint_deleted
+        ping = admin.send_test_event(config_id)
+        since = log.attempted_at - timedelta(seconds=1)
+        entries = list(
+            admin.iter_delivery_logs(since=since, status_class="2xx", event_type="reward.*")
+        )
+        assert [e.id for e in entries] == [log.id]
+        assert [e.id for e in admin.iter_delivery_logs(event_type="webhook.*")] == [ping.id]
+        page = admin.list_delivery_logs(
+            until=log.attempted_at, status_class="STATUS_CLASS_2XX", bodies=False
+        )
+        assert page.logs == ()
+        with pytest.raises(InvalidArgumentError) as err:
+            admin.send_test_event(config_id, event_type="user.authenticated")
+        assert "event_type" in str(err.value)
