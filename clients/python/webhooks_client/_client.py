@@ -184,6 +184,9 @@ class AdminClient(_Client):
         event_type: str = "",
         outcome: str | int | None = None,
         bodies: bool = True,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        status_class: str | int | None = None,
         timeout: float | None = None,
     ) -> models.DeliveryLogPage:
         """One page of the delivery log, newest first; pass ``next_page_token`` back
@@ -199,6 +202,9 @@ class AdminClient(_Client):
             event_type=event_type,
             outcome_filter=outcome,
             bodies=bodies,
+            since=since,
+            until=until,
+            status_class=status_class,
         )
         return calls.logs_page_result(self._call(self._stub.ListDeliveryLogs, request, timeout))
 
@@ -211,6 +217,9 @@ class AdminClient(_Client):
         event_type: str = "",
         outcome: str | int | None = None,
         bodies: bool = True,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        status_class: str | int | None = None,
         timeout: float | None = None,
     ) -> Iterator[models.DeliveryLog]:
         """Every matching log entry, newest first, fetching pages as needed."""
@@ -224,6 +233,9 @@ class AdminClient(_Client):
                 event_type=event_type,
                 outcome_filter=outcome,
                 bodies=bodies,
+                since=since,
+                until=until,
+                status_class=status_class,
             )
             items, token = calls.logs_page(
                 self._call(self._stub.ListDeliveryLogs, request, timeout)
@@ -257,7 +269,12 @@ class AdminClient(_Client):
         return calls.replay_result(self._call(self._stub.ReplayDeliveries, request, timeout))
 
     def send_test_event(
-        self, config_id: str, *, timeout: float | None = None
+        self,
+        config_id: str,
+        *,
+        event_type: str = "",
+        data: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> models.DeliveryLog:
         """Send a ``webhook.ping`` to the config now; returns the logged attempt.
 
@@ -265,7 +282,7 @@ class AdminClient(_Client):
         timeout, 15 s by default), so its default deadline is at least
         :data:`TEST_EVENT_TIMEOUT` seconds.
         """
-        request = calls.test_event_request(config_id)
+        request = calls.test_event_request(config_id, event_type, data)
         deadline = calls.test_event_timeout(self._timeout, timeout)
         return calls.test_event_result(self._call(self._stub.SendTestEvent, request, deadline))
 

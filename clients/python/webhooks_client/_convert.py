@@ -82,6 +82,10 @@ def delivery_log(e: admin_pb2.DeliveryLog) -> models.DeliveryLog:
         outcome=models.DeliveryOutcome(_enum(models.DeliveryOutcome, e.outcome)),
         attempted_at=timestamp(e, "attempted_at"),
         next_attempt_at=timestamp(e, "next_attempt_at"),
+        request_headers=tuple((h.name, h.value) for h in e.request_headers),
+        response_headers=tuple((h.name, h.value) for h in e.response_headers),
+        response_headers_truncated=e.response_headers_truncated,
+        endpoint_deleted=e.endpoint_deleted,
     )
 
 

@@ -138,6 +138,12 @@ class DeliveryLog:
     outcome: DeliveryOutcome
     attempted_at: datetime | None
     next_attempt_at: datetime | None  # set only for DeliveryOutcome.RETRY_SCHEDULED
+    # (name, value) in order, the FULL view only: request headers as sent (signatures
+    # shortened, secret-looking values masked) and response headers (capped).
+    request_headers: tuple[tuple[str, str], ...] = ()
+    response_headers: tuple[tuple[str, str], ...] = ()
+    response_headers_truncated: bool = False
+    endpoint_deleted: bool = False  # the endpoint was deleted since; ``url`` names it
 
 
 @dataclass(frozen=True)
