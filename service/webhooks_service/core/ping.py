@@ -76,7 +76,8 @@ async def send_test_event(
     that gives up mid-call does not leave the delivery claimed for a lease.
     """
     check_config_id(config_id)
-    (budgets or default_budgets(settings)).spend_test_event(organisation_id, clock())
+    spend = (budgets or default_budgets(settings, engine)).spend_test_event
+    await asyncio.to_thread(spend, organisation_id, clock())
     task = asyncio.ensure_future(
         _send(engine, settings, organisation_id, config_id, clock, attempt_session)
     )

@@ -168,6 +168,9 @@ class GatewayConfig:
     max_request_headers_kb: int = 16  # larger headers: 431
     health_check_interval_s: float = 1.0
     cors_allowed_origins: tuple[str, ...] = ()  # pages of these origins may call the API
+    # Sent to every upstream call (x-webhooks-gateway-secret): serve believes the
+    # client address header only with it (api/throttle.py). Empty: never sent.
+    gateway_secret: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -486,6 +489,7 @@ def _grpc_listener(config: GatewayConfig, indent: int) -> str:
     text = Template(config.files.grpc_listener.read_text()).substitute(
         grpc_host=config.grpc_proxy_listen.host,
         grpc_port=config.grpc_proxy_listen.port,
+        gateway_secret_header=_gateway_secret_header(config.gateway_secret, 10),
         **_edge_values(config),
     )
     pad = " " * indent
@@ -660,6 +664,32 @@ def _cors_filter(origins: tuple[str, ...], indent: int) -> str:
     return "\n".join(pad + line for line in lines)
 
 
+def _gateway_secret_header(secret: str, indent: int) -> str:
+    """Tells serve the call came through this gateway (never the client's value)."""
+    if secret:
+        lines = [
+            "- header: {key: x-webhooks-gateway-secret, value: " + _q(secret) + "}",
+            "  append_action: OVERWRITE_IF_EXISTS_OR_ADD",
+        ]
+    else:
+        lines = []
+    pad = " " * indent
+    return "\n".join(pad + line for line in lines)
+
+
+def _cors_vary(origins: tuple[str, ...], indent: int) -> str:
+    """With CORS, a response depends on the request's Origin: say so to caches."""
+    if not origins:
+        return ""
+    lines = [
+        "response_headers_to_add:",
+        "- header: {key: vary, value: Origin}",
+        "  append_action: APPEND_IF_EXISTS_OR_ADD",
+    ]
+    pad = " " * indent
+    return "\n".join(pad + line for line in lines)
+
+
 def render(config: GatewayConfig) -> str:
     """The Envoy bootstrap YAML for ``config``."""
     template = Template(config.files.template.read_text())
@@ -690,6 +720,8 @@ def render(config: GatewayConfig) -> str:
         "cors_filter": _cors_filter(config.cors_allowed_origins, 10),
         "cors_routes": _cors_routes(config.cors_allowed_origins, 14),
         "cors_request_routes": _cors_request_routes(config.cors_allowed_origins, 14),
+        "gateway_secret_header": _gateway_secret_header(config.gateway_secret, 12),
+        "cors_vary": _cors_vary(config.cors_allowed_origins, 14),
         **config.extra,
     }
     try:
