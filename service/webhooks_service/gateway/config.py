@@ -654,6 +654,17 @@ def _cors_filter(origins: tuple[str, ...], indent: int) -> str:
     if not origins:
         return ""
     lines = [
+        "# With CORS, every answer depends on the request's Origin: say so to caches",
+        "# (before the CORS filter, so its preflight answers get it too).",
+        "- name: webhooks.vary_origin",
+        "  typed_config:",
+        '    "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.'
+        "HeaderMutation",
+        "    mutations:",
+        "      response_mutations:",
+        "      - append:",
+        "          header: {key: vary, value: Origin}",
+        "          append_action: APPEND_IF_EXISTS_OR_ADD",
         "# Preflights from the allowed origins are answered here; other origins get",
         "# no Access-Control-* header at all.",
         "- name: envoy.filters.http.cors",
@@ -673,19 +684,6 @@ def _gateway_secret_header(secret: str, indent: int) -> str:
         ]
     else:
         lines = []
-    pad = " " * indent
-    return "\n".join(pad + line for line in lines)
-
-
-def _cors_vary(origins: tuple[str, ...], indent: int) -> str:
-    """With CORS, a response depends on the request's Origin: say so to caches."""
-    if not origins:
-        return ""
-    lines = [
-        "response_headers_to_add:",
-        "- header: {key: vary, value: Origin}",
-        "  append_action: APPEND_IF_EXISTS_OR_ADD",
-    ]
     pad = " " * indent
     return "\n".join(pad + line for line in lines)
 
@@ -721,7 +719,6 @@ def render(config: GatewayConfig) -> str:
         "cors_routes": _cors_routes(config.cors_allowed_origins, 14),
         "cors_request_routes": _cors_request_routes(config.cors_allowed_origins, 14),
         "gateway_secret_header": _gateway_secret_header(config.gateway_secret, 12),
-        "cors_vary": _cors_vary(config.cors_allowed_origins, 14),
         **config.extra,
     }
     try:

@@ -1,0 +1,64 @@
+"""``webhooks serve`` as a child process on a test database: what "every
+process of a deployment" means in the tests of shared limits and revocation.
+
+    with serve_process(database_url, {"RATE_LIMIT_PER_SECOND": "5"}) as target:
+        AdminClient(target, key)
+
+Settings are WEBHOOKS_* names without the prefix; the gateway secret is the
+one tests/support/envoy.py's gateway sends, so the child believes it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+from tests.support.server import TEST_GATEWAY_SECRET
+
+WEBHOOKS = os.path.join(os.path.dirname(sys.executable), "webhooks")
+
+
+@contextmanager
+def serve_process(database_url: str, settings: Mapping[str, str] | None = None) -> Iterator[str]:
+    """Start ``webhooks serve``; yields its gRPC target ("127.0.0.1:PORT")."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOKS_")}
+    env.update(
+        WEBHOOKS_DATABASE_URL=database_url,
+        WEBHOOKS_GRPC_LISTEN="127.0.0.1:0",
+        WEBHOOKS_METRICS_LISTEN="",
+        WEBHOOKS_RATE_LIMIT_PER_SECOND="0",
+        WEBHOOKS_AUTH_FAILURE_PER_SECOND="0",
+        WEBHOOKS_GATEWAY_SECRET=TEST_GATEWAY_SECRET,
+        WEBHOOKS_LOG_LEVEL="WARNING",
+    )
+    env.update({f"WEBHOOKS_{k}": v for k, v in (settings or {}).items()})
+    proc = subprocess.Popen(
+        [WEBHOOKS, "serve"], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
+    assert proc.stderr is not None
+    target = ""
+    deadline = time.monotonic() + 30
+    while not target and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        if "serving gRPC on " in line:
+            target = line.rsplit(" ", 1)[1].strip()
+    # keep draining its stderr so that the child never blocks on a full pipe
+    drain = threading.Thread(target=proc.stderr.read, daemon=True)
+    drain.start()
+    try:
+        assert target, "webhooks serve did not start"
+        yield target
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
