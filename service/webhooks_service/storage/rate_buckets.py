@@ -36,6 +36,14 @@ def _refilled(
     return min(capacity, tokens + max(0.0, now - updated_at) * rate)
 
 
+def _no_flush_wait(conn: sa.Connection) -> None:
+    """A counter need not survive a crash: on PostgreSQL this transaction's commit
+    does not wait for its WAL flush (a crash may forget the last few takes, which
+    only ever gives a caller a few tokens back)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+
+
 def _locked(conn: sa.Connection, name: str, capacity: float, now: float) -> tuple[float, float]:
     """The bucket's (tokens, updated_at), its row locked until the commit; a new
     bucket starts full."""
@@ -75,6 +83,7 @@ def take(
     at_least: int = 1,
 ) -> Take:
     """Up to ``want`` whole tokens from the bucket (0 unless ``at_least`` are there)."""
+    _no_flush_wait(conn)
     tokens, updated_at = _locked(conn, name, capacity, now)
     tokens = _refilled(tokens, updated_at, now=now, rate=rate, capacity=capacity)
     whole = int(tokens)
@@ -89,6 +98,7 @@ def give(
     conn: sa.Connection, name: str, amount: float, *, rate: float, capacity: float, now: float
 ) -> None:
     """Put ``amount`` unused tokens back (never above ``capacity``)."""
+    _no_flush_wait(conn)
     tokens, updated_at = _locked(conn, name, capacity, now)
     tokens = _refilled(tokens, updated_at, now=now, rate=rate, capacity=capacity)
     _store(conn, name, min(capacity, tokens + amount), now=now, rate=rate, capacity=capacity)
