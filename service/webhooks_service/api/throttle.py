@@ -38,8 +38,7 @@ from sqlalchemy.engine import Engine
 from webhooks_service.config import Settings
 from webhooks_service.core import keys
 from webhooks_service.core.limits import SharedBuckets, SharedLimiter
-from webhooks_service.errors import ResourceExhausted
-from webhooks_service.storage import db
+from webhooks_service.errors import DatabaseUnavailable, ResourceExhausted
 
 __all__ = ["CLIENT_ADDRESS_HEADER", "GATEWAY_SECRET_HEADER", "Throttle"]
 
@@ -157,9 +156,7 @@ class Throttle:
                 rate=self.failure_rate,
                 capacity=float(self.failure_burst),
             )
-        except Exception as exc:
-            if not db.is_unavailable(exc):
-                raise
+        except DatabaseUnavailable:
             return None  # the credential was refused anyway
         if taken.granted:
             return None

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
+from webhooks_service.errors import DatabaseUnavailable
 from webhooks_service.storage import db
 from webhooks_service.storage import rate_buckets as store
 from webhooks_service.storage.rate_buckets import Take
@@ -181,9 +182,7 @@ class SharedLimiter:
                 rate=self.rate,
                 capacity=float(self.burst),
             )
-        except Exception as exc:
-            if not db.is_unavailable(exc):
-                raise
+        except DatabaseUnavailable as exc:
             log.warning("shared rate limit unavailable (%s); limiting in this process", exc)
             return self._local(key)
         now = self._clock()

@@ -3,7 +3,7 @@
 test-event budgets)
 
 Revision ID: 0008_auth
-Revises: 0007_fair_delivery
+Revises: 0008_portal_api
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_auth"
-down_revision: str | None = "0007_fair_delivery"
+down_revision: str | None = "0008_portal_api"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
