@@ -23,6 +23,22 @@ from tests.support.server import TEST_GATEWAY_SECRET
 WEBHOOKS = os.path.join(os.path.dirname(sys.executable), "webhooks")
 
 
+def read_target(proc: subprocess.Popen[str], timeout: float = 30.0) -> str:
+    """The gRPC target a starting ``webhooks serve`` logs ("" if it did not);
+    its stderr is drained from then on, so the child never blocks on a full pipe."""
+    assert proc.stderr is not None
+    target = ""
+    deadline = time.monotonic() + timeout
+    while not target and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        if "serving gRPC on " in line:
+            target = line.rsplit(" ", 1)[1].strip()
+    threading.Thread(target=proc.stderr.read, daemon=True).start()
+    return target
+
+
 @contextmanager
 def serve_process(database_url: str, settings: Mapping[str, str] | None = None) -> Iterator[str]:
     """Start ``webhooks serve``; yields its gRPC target ("127.0.0.1:PORT")."""
@@ -40,18 +56,7 @@ def serve_process(database_url: str, settings: Mapping[str, str] | None = None) 
     proc = subprocess.Popen(
         [WEBHOOKS, "serve"], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
     )
-    assert proc.stderr is not None
-    target = ""
-    deadline = time.monotonic() + 30
-    while not target and time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        if "serving gRPC on " in line:
-            target = line.rsplit(" ", 1)[1].strip()
-    # keep draining its stderr so that the child never blocks on a full pipe
-    drain = threading.Thread(target=proc.stderr.read, daemon=True)
-    drain.start()
+    target = read_target(proc)
     try:
         assert target, "webhooks serve did not start"
         yield target

@@ -75,19 +75,12 @@ class Throttle:
         self._trusted_proxies = tuple(
             ipaddress.ip_network(n, strict=False) for n in settings.trusted_proxies
         )
-        self._admin = SharedLimiter(
-            self._buckets,
-            "admin",
-            settings.rate_limit_per_second,
-            settings.rate_limit_burst,
-            clock=clock,
-        )
-        self._publish = SharedLimiter(
-            self._buckets,
-            "publish",
-            settings.publish_rate_limit_per_second,
-            settings.rate_limit_burst,
-            clock=clock,
+        self._admin, self._publish = (
+            SharedLimiter(self._buckets, kind, rate, settings.rate_limit_burst, clock=clock)
+            for kind, rate in (
+                ("admin", settings.rate_limit_per_second),
+                ("publish", settings.publish_rate_limit_per_second),
+            )
         )
         self.failure_rate = settings.auth_failure_per_second
         self.failure_burst = max(1, settings.auth_failure_burst)
