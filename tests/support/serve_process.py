@@ -39,6 +39,16 @@ def read_target(proc: subprocess.Popen[str], timeout: float = 30.0) -> str:
     return target
 
 
+def stop(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 15 s."""
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 @contextmanager
 def serve_process(database_url: str, settings: Mapping[str, str] | None = None) -> Iterator[str]:
     """Start ``webhooks serve``; yields its gRPC target ("127.0.0.1:PORT")."""
@@ -61,9 +71,4 @@ def serve_process(database_url: str, settings: Mapping[str, str] | None = None) 
         assert target, "webhooks serve did not start"
         yield target
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop(proc)
