@@ -51,7 +51,7 @@ LEASE_SECONDS = 0.1
 """A lease is this much of a key's rate (at least one token, at most a quarter of its burst)."""
 LEASE_LIFETIME = 1.0
 """Seconds a process may spend a lease; what is left then is dropped."""
-PRUNE_EVERY = 60.0
+PRUNE_EVERY = 10.0
 _MAX_LOCAL = 100_000
 
 
@@ -96,7 +96,7 @@ class SharedBuckets:
             store.give(conn, name, amount, rate=rate, capacity=capacity, now=at)
 
     def _maybe_prune(self, now: float) -> None:
-        """Full buckets are as good as absent: delete them about once a minute."""
+        """Full buckets are as good as absent: delete them (up to 10,000) every 10 s or so."""
         url = str(self._engine.url)
         with _prune_lock:
             if abs(now - _pruned.get(url, 0.0)) < PRUNE_EVERY:

@@ -104,7 +104,7 @@ def give(
     _store(conn, name, min(capacity, tokens + amount), now=now, rate=rate, capacity=capacity)
 
 
-def prune(conn: sa.Connection, now: float, limit: int = 1000) -> int:
+def prune(conn: sa.Connection, now: float, limit: int = 10_000) -> int:
     """Delete up to ``limit`` buckets that are full again (as good as absent)."""
     names = sa.select(_T.c.name).where(_T.c.full_at < now).limit(limit).scalar_subquery()
     result = conn.execute(sa.delete(_T).where(_T.c.name.in_(names)))
