@@ -11,7 +11,7 @@ export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 # this machine) Python would otherwise recompile them at every start (issue 15).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help venv run test pytest gen check-gen lint format clean bench-logs bench-stats bench bench-cpu bench-fairness demo bench-gateway proto-snapshot
+.PHONY: help venv run test pytest gen check-gen lint format clean bench-logs bench-stats bench bench-cpu bench-fairness demo bench-gateway proto-snapshot bench-auth-limits
 
 help:
 	@echo "make run        gRPC API (127.0.0.1:50051) + REST gateway (127.0.0.1:8080) on SQLite"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench-cpu  CPU per delivery: serve (SQLite, PostgreSQL), workers vs a raw loop"
 	@echo "make bench-fairness  a tenant's flood to a hanging receiver vs another's latency"
 	@echo "make bench-gateway  GET /webhooks/configs through Envoy vs direct gRPC"
+	@echo "make bench-auth-limits  cost per call of the limits shared by every serve process"
 
 $(UV):
 	python3 -m venv $(VENV)
@@ -82,6 +83,11 @@ bench: $(SYNCED)
 	$(PY) scripts/bench_delivery.py $(BENCH_ARGS)
 	$(PY) scripts/bench_cpu.py $(CPU_ARGS)
 	$(PY) scripts/bench_stats.py $(STATS_ARGS)
+	$(PY) scripts/bench_auth_limits.py
+
+# What a limit shared by every serve process costs per call (issue 26), vs the in-process bucket.
+bench-auth-limits: $(SYNCED)
+	$(PY) scripts/bench_auth_limits.py $(BENCH_ARGS)
 
 # CPU s per 1,000 deliveries of `webhooks serve` (SQLite; PostgreSQL with its processes) and of
 # serve + N `webhooks worker`, against a raw aiohttp loop (issue 15).

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from tests.support.payloads import example
 from tests.support.polling import eventually
 from tests.support.receiver import Reply, running_receiver
+from tests.support.serve_process import read_target
 from tests.support.server import make_org_and_keys
 from tests.support.server import test_settings as make_settings
 from webhooks_client import PublisherClient, make_publish_request
@@ -50,23 +51,13 @@ def serving(database_url: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
         [WEBHOOKS, "serve"], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
     )
     try:
-        assert proc.stderr is not None
-        target = ""
-        deadline = time.monotonic() + 30
-        while not target and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line:
-                break
-            if "serving gRPC on " in line:
-                target = line.rsplit(" ", 1)[1].strip()
+        target = read_target(proc)  # its stderr is drained from then on
         assert target, "webhooks serve did not start"
         yield proc, target
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait(10)
-        if proc.stderr is not None:
-            proc.stderr.close()
 
 
 def statuses(engine: Engine) -> dict[str, int]:

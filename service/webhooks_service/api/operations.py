@@ -77,7 +77,7 @@ class AdminOperations:
             since=request.since.ToDatetime(tzinfo=UTC) if request.HasField("since") else None,
             until=request.until.ToDatetime(tzinfo=UTC) if request.HasField("until") else None,
             outcomes=replay_outcomes_from_proto(list(request.outcomes)),
-            budgets=redelivery.default_budgets(self._settings),
+            budgets=redelivery.default_budgets(self._settings, self._engine),
         )
         if replayed:
             self._wake_worker()

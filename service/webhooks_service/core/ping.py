@@ -88,7 +88,8 @@ async def send_test_event(
     """
     check_config_id(config_id)
     type_, data_json = _test_data(settings, event_type, data)
-    (budgets or default_budgets(settings)).spend_test_event(organisation_id, clock())
+    spend = (budgets or default_budgets(settings, engine)).spend_test_event
+    await asyncio.to_thread(spend, organisation_id, clock())
     send = _send(
         engine, settings, organisation_id, config_id, clock, attempt_session, type_, data_json
     )

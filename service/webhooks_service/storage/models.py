@@ -23,6 +23,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -381,6 +382,24 @@ class ServiceKey(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime]
+
+
+class RateBucket(Base):
+    """A token bucket shared by every process of a deployment (``core/limits.py``):
+    per-key call limits, failed authentications per client address, and the
+    organisations' replay and test-event budgets.
+
+    ``name`` is ``<kind>:<who>`` (e.g. ``admin:key_…``, ``auth:203.0.113.9``).
+    Times are seconds since the epoch. ``full_at`` is when the bucket is full
+    again, i.e. when the row means nothing any more: rows past it are deleted.
+    """
+
+    __tablename__ = "rate_buckets"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    full_at: Mapped[float] = mapped_column(Float, index=True)
 
 
 # The columns of an attempt row written by INSERT ... SELECT (storage/queue.py
