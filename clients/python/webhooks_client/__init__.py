@@ -54,6 +54,7 @@ from webhooks_client.models import (
     WebhookConfig,
 )
 from webhooks_client.receiver import (
+    KeySet,
     WebhookVerificationError,
     sign,
     signed_headers,
@@ -82,6 +83,7 @@ __all__ = [
     "InMemoryStore",
     "InternalError",
     "InvalidArgumentError",
+    "KeySet",
     "NotFoundError",
     "Outcome",
     "PermissionDeniedError",

@@ -23,10 +23,12 @@ from webhooks_service.api.convert import (
     event_type_to_proto,
     log_to_proto,
     outcome_from_proto,
+    signing_scheme_from_proto,
     view_is_full,
 )
 from webhooks_service.api.operations import AdminOperations
 from webhooks_service.api.portal import PortalOperations
+from webhooks_service.api.signing import SigningOperations
 from webhooks_service.config import Settings
 from webhooks_service.core import configs, event_types, logs
 from webhooks_service.core.server_keys import keyring
@@ -35,8 +37,11 @@ from webhooks_service.storage.models import utcnow
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-class WebhookAdminServicer(AdminOperations, PortalOperations, admin_pb2_grpc.WebhookAdminServicer):
-    """Configs and logs here; retry, replay, test event, rotation in ``api/operations.py``.
+class WebhookAdminServicer(
+    AdminOperations, PortalOperations, SigningOperations, admin_pb2_grpc.WebhookAdminServicer
+):
+    """Configs and logs here; retry, replay, test event, rotation in ``api/operations.py``;
+    the key set and the ownership challenge in ``api/signing.py``.
 
     ``notify`` wakes the in-process delivery worker after a retry or replay.
     """
@@ -52,6 +57,7 @@ class WebhookAdminServicer(AdminOperations, PortalOperations, admin_pb2_grpc.Web
         self._engine = engine
         self._notify = notify
         self._clock = clock  # wall clock of portal sessions (tests move it)
+        self._init_signing()
 
     async def ListWebhookConfigs(
         self, request: admin_pb2.ListWebhookConfigsRequest, context: Context
@@ -86,7 +92,10 @@ class WebhookAdminServicer(AdminOperations, PortalOperations, admin_pb2_grpc.Web
             description=request.description if request.HasField("description") else None,
             headers=dict(request.headers),
             clear_headers=request.clear_headers,
+            signing_scheme=signing_scheme_from_proto(request.signing_scheme),
         )
+        self.keys_changed(org)
+        self.challenge_in_background(result.config)
         return admin_pb2.PutWebhookConfigResponse(
             config=config_to_proto(result.config),
             secret=result.generated_secret,

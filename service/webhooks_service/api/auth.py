@@ -84,6 +84,7 @@ from webhooks_service.storage.models import utcnow
 
 __all__ = [
     "METHOD_SCOPES",
+    "PUBLIC_METHODS",
     "PUBLIC_SERVICES",
     "AuthInterceptor",
     "Principal",
@@ -104,6 +105,7 @@ METHOD_SCOPES: dict[str, str] = {
     "/webhooks.v1.WebhookAdmin/RotateWebhookSecret": keys.SCOPE_WEBHOOKS_WRITE,
     "/webhooks.v1.WebhookAdmin/CreatePortalSession": keys.SCOPE_WEBHOOKS_WRITE,
     "/webhooks.v1.WebhookAdmin/RevokePortalSession": keys.SCOPE_WEBHOOKS_WRITE,
+    "/webhooks.v1.WebhookAdmin/VerifyWebhookEndpoint": keys.SCOPE_WEBHOOKS_WRITE,
     "/webhooks.v1.EventPublisher/PublishEvent": keys.SCOPE_EVENTS_PUBLISH,
     "/webhooks.v1.EventPublisher/PublishEvents": keys.SCOPE_EVENTS_PUBLISH,
 }
@@ -115,6 +117,12 @@ PUBLIC_SERVICES: tuple[str, ...] = (
     "/grpc.reflection.v1.ServerReflection/",
 )
 """Method prefixes callable without a key."""
+
+PUBLIC_METHODS: frozenset[str] = frozenset({"/webhooks.v1.WebhookAdmin/GetSigningKeys"})
+"""The WebhookAdmin methods callable without a key: only the published key set
+(public keys, cached and rate limited, ``api/signing.py``). Their request
+messages are capped at :data:`PUBLIC_MAX_BYTES`."""
+PUBLIC_MAX_BYTES = 4096
 
 KEY_CACHE_SECONDS = 0.5
 _KEY_CACHE_MAX = 10_000
@@ -243,6 +251,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or method.startswith(PUBLIC_SERVICES):
             return handler
+        if method in PUBLIC_METHODS and handler.unary_unary is not None:
+            return self._public(method, handler)
         if handler.unary_unary is None:
             # No streaming RPC is part of the contract; refuse rather than
             # serve one unauthenticated.
@@ -256,6 +266,33 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             request_deserializer=_size_limited(
                 lenient(handler.request_deserializer, method.rsplit("/", 1)[-1] + " request"),
                 METHOD_MAX_BYTES.get(method, ADMIN_MAX_BYTES),
+            ),
+            response_serializer=handler.response_serializer,
+        )
+
+    def _public(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        """A method without a key: a small request, errors in the API's voice."""
+        behavior = cast(Behavior, handler.unary_unary)
+
+        async def public(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                if isinstance(request, TooLarge):
+                    raise request.error(method)
+                if isinstance(request, Undecodable):
+                    raise undecodable_error(request)
+                return await behavior(request, context)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                await abort_with_error(context, exc)
+
+        return grpc.unary_unary_rpc_method_handler(
+            public,
+            request_deserializer=_size_limited(
+                lenient(handler.request_deserializer, method.rsplit("/", 1)[-1] + " request"),
+                PUBLIC_MAX_BYTES,
             ),
             response_serializer=handler.response_serializer,
         )

@@ -30,6 +30,20 @@ def register(sub: Any) -> None:
     )
     config.add_arguments(listing, ["database_url"])
     listing.set_defaults(handler=_list)
+    verification = orgsub.add_parser(
+        "verification",
+        help="require endpoint ownership verification (on) or not (off)",
+        description=(
+            "With 'on', the organisation's new and re-pointed endpoints must echo a signed "
+            "webhook.verification challenge before they receive events (their deliveries "
+            "wait meanwhile); 'off' (the default) does not require it. Existing endpoints "
+            "keep their state."
+        ),
+    )
+    verification.add_argument("org_id", help="the organisation, org_…")
+    verification.add_argument("state", choices=("on", "off"))
+    config.add_arguments(verification, ["database_url"])
+    verification.set_defaults(handler=_verification)
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -46,6 +60,15 @@ def _list(args: argparse.Namespace) -> int:
     try:
         for org in orgs.list_orgs(engine):
             print(f"{org.id}\t{org.created_at.isoformat(timespec='seconds')}\t{org.name}")
+    finally:
+        engine.dispose()
+    return 0
+
+
+def _verification(args: argparse.Namespace) -> int:
+    engine = open_database(config.from_args(args))
+    try:
+        orgs.set_endpoint_verification(engine, args.org_id, args.state == "on")
     finally:
         engine.dispose()
     return 0

@@ -11,7 +11,13 @@ from webhooks_service.storage import orgs as store
 from webhooks_service.storage.models import utcnow
 from webhooks_service.storage.orgs import OrganisationRow
 
-__all__ = ["OrganisationRow", "create_org", "get_org", "list_orgs"]
+__all__ = [
+    "OrganisationRow",
+    "create_org",
+    "get_org",
+    "list_orgs",
+    "set_endpoint_verification",
+]
 
 
 def create_org(engine: Engine, name: str) -> OrganisationRow:
@@ -33,3 +39,12 @@ def get_org(engine: Engine, org_id: str) -> OrganisationRow:
 def list_orgs(engine: Engine) -> list[OrganisationRow]:
     with db.read_transaction(engine) as conn:
         return store.list_all(conn)
+
+
+def set_endpoint_verification(engine: Engine, org_id: str, required: bool) -> None:
+    """Require (or stop requiring) that the organisation's new and re-pointed
+    endpoints echo the ownership challenge before they receive events
+    (``core/verification.py``). Existing endpoints keep their state."""
+    with db.write_transaction(engine) as conn:
+        if not store.set_require_verification(conn, org_id, required):
+            raise NotFound(f"organisation {org_id!r} does not exist")

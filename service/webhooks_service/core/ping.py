@@ -88,7 +88,7 @@ def _store(
 ) -> tuple[Target | None, ClaimedDelivery | None]:
     with publish_transaction(engine) as tx:
         target = tx.target(event.organisation_id, config_id)
-        if target is None or not target.enabled:
+        if target is None or not target.enabled or target.waits:
             return target, None
         lease = new_lease(event.occurred_at, settings.lease_seconds)
         inserted = tx.insert(
@@ -113,6 +113,11 @@ async def _send(
     target, claimed = await asyncio.to_thread(_store, engine, settings, event, config_id)
     if target is None:
         raise NotFound(f"webhook configuration {config_id!r} not found")
+    if claimed is None and target.waits:
+        raise FailedPrecondition(
+            f"webhook configuration {config_id} has not proved ownership of its URL yet; "
+            "VerifyWebhookEndpoint sends it the challenge"
+        )
     if claimed is None:
         raise FailedPrecondition(
             f"webhook configuration {config_id} is disabled; re-enable it with "

@@ -26,6 +26,7 @@ from webhooks_service.config import Settings
 from webhooks_service.core import configs
 from webhooks_service.core.ids import check_config_id
 from webhooks_service.core.secrets_at_rest import cipher_for
+from webhooks_service.domain import SigningScheme
 from webhooks_service.errors import FieldViolation, InvalidArgument, NotFound
 from webhooks_service.storage import configs as store
 from webhooks_service.storage import db
@@ -66,6 +67,33 @@ def rotate_secret(
         current = store.get(conn, organisation_id, config_id)
     if current is None:
         raise NotFound(f"webhook configuration {config_id!r} not found")
+    if current.signing_scheme == SigningScheme.ED25519:
+        # A new key pair; the replaced key keeps signing for the grace period.
+        if secret is not None:
+            raise InvalidArgument(
+                "invalid secret",
+                [
+                    FieldViolation(
+                        "secret",
+                        "this endpoint signs with ed25519: the service generates its new key "
+                        "(leave secret out)",
+                    )
+                ],
+            )
+        result = configs.put_config(
+            engine,
+            settings,
+            organisation_id,
+            config_id=config_id,
+            url=current.url,
+            event_types=current.event_types,
+            secret=None,
+            enabled=None,
+            description=None,
+            new_key=True,
+            clock=clock,
+        )
+        return RotateResult(result.config, "", result.config.previous_secret_expires_at)
     if secret is not None and secret == cipher_for(settings.secret_key).open(current.secret):
         raise InvalidArgument(
             "the new secret equals the current one",
