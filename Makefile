@@ -11,7 +11,7 @@ export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 # this machine) Python would otherwise recompile them at every start (issue 15).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help venv run test pytest gen check-gen lint format clean bench-logs bench bench-cpu bench-fairness demo bench-gateway proto-snapshot
+.PHONY: help venv run test pytest gen check-gen lint format clean bench-logs bench bench-cpu bench-signing bench-fairness demo bench-gateway proto-snapshot
 
 help:
 	@echo "make run        gRPC API (127.0.0.1:50051) + REST gateway (127.0.0.1:8080) on SQLite"
@@ -23,6 +23,7 @@ help:
 	@echo "make demo       deliver signed events to a local receiver and print the log"
 	@echo "make bench      delivery throughput, latency and isolation, then CPU per delivery"
 	@echo "make bench-cpu  CPU per delivery: serve (SQLite, PostgreSQL), workers vs a raw loop"
+	@echo "make bench-signing  ed25519 vs HMAC: sign/verify CPU and CPU per delivery, same run"
 	@echo "make bench-fairness  a tenant's flood to a hanging receiver vs another's latency"
 	@echo "make bench-gateway  GET /webhooks/configs through Envoy vs direct gRPC"
 
@@ -75,6 +76,7 @@ bench-logs: $(SYNCED)
 bench: $(SYNCED)
 	$(PY) scripts/bench_delivery.py $(BENCH_ARGS)
 	$(PY) scripts/bench_cpu.py $(CPU_ARGS)
+	$(PY) scripts/bench_signing.py $(SIGNING_ARGS)
 
 # CPU s per 1,000 deliveries of `webhooks serve` (SQLite; PostgreSQL with its processes) and of
 # serve + N `webhooks worker`, against a raw aiohttp loop (issue 15).
@@ -84,6 +86,10 @@ bench-cpu: $(SYNCED)
 
 # Fairness (issue 9): org A floods 100 configs on a never-answering receiver while org B
 # publishes 20 ev/s; B's publish-to-receipt p50/p99 with and without A (SQLite, PostgreSQL).
+# ed25519 (v1a) vs HMAC (v1): sign/verify CPU and the worker's CPU per delivery.
+bench-signing: $(SYNCED)
+	$(PY) scripts/bench_signing.py $(SIGNING_ARGS)
+
 bench-fairness: $(SYNCED)
 	$(PY) scripts/bench_delivery.py --phases fairness $(BENCH_ARGS)
 
