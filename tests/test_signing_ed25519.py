@@ -191,11 +191,16 @@ def test_v1a_verifies_with_the_key_from_the_jwks_through_envoy(
     with pytest.raises(InvalidSignature):
         spec_verify(jwks, later, request.body)
 
-    # The project's receiver helpers agree, from the whpk_ key alone.
+    # The project's receiver helpers agree, from the whpk_ key alone and from the
+    # key set fetched through Envoy by the helper itself.
     payload = helpers.verify(config.public_key, request.headers, request.body)
     assert payload["id"] == event_id
-    with pytest.raises(helpers.WebhookVerificationError):
-        helpers.verify(config.public_key, later, request.body)
+    key_set = helpers.KeySet(f"{client.rest.base_url}/webhooks/orgs/{org}/jwks.json")
+    assert helpers.verify(key_set, request.headers, request.body)["id"] == event_id
+    for bad_headers, bad_body in ((later, request.body), (request.headers, request.body + b" ")):
+        for verifier in (config.public_key, key_set):
+            with pytest.raises(helpers.WebhookVerificationError):
+                helpers.verify(verifier, bad_headers, bad_body)
 
 
 def test_rotation_signs_with_both_keys_during_grace_and_only_the_new_one_after(
@@ -214,6 +219,10 @@ def test_rotation_signs_with_both_keys_during_grace_and_only_the_new_one_after(
     assert new.public_key != config.public_key and new.previous_public_key == config.public_key
     assert rotated.HasField("previous_secret_expires_at")
 
+    receiver_keys = helpers.KeySet(
+        f"{client.rest.base_url}/webhooks/orgs/{org}/jwks.json", min_refresh_seconds=0
+    )
+    assert receiver_keys.public_keys([old_kid])  # fetched before the rotation's first delivery
     during = client.jwks(org)
     assert {k["kid"] for k in during["keys"]} == {old_kid, new.public_key_id}
     event_id = client.publish(org)
@@ -225,6 +234,7 @@ def test_rotation_signs_with_both_keys_during_grace_and_only_the_new_one_after(
     )
     old_only = {"keys": [k for k in during["keys"] if k["kid"] == old_kid]}
     assert spec_verify(old_only, request.headers, request.body) == [old_kid]
+    helpers.verify(receiver_keys, request.headers, request.body)
 
     # The grace ends (moved to the past in the database): only the new key.
     with server.engine.begin() as conn:
@@ -249,6 +259,9 @@ def test_rotation_signs_with_both_keys_during_grace_and_only_the_new_one_after(
     assert spec_verify(after, request.headers, request.body) == [new.public_key_id]
     with pytest.raises(InvalidSignature):
         spec_verify(old_only, request.headers, request.body)
+    helpers.verify(receiver_keys, request.headers, request.body)
+    with pytest.raises(helpers.WebhookVerificationError):
+        helpers.verify(config.public_key, request.headers, request.body)  # the old key: no more
 
 
 def test_switching_from_hmac_to_ed25519_signs_with_both_during_grace(
@@ -349,3 +362,39 @@ def test_only_the_key_set_is_served_without_a_key() -> None:
         if isinstance(op, dict) and op.get("security") == []
     }
     assert public == {m.rsplit("/", 1)[1] for m in PUBLIC_METHODS} == {"GetSigningKeys"}
+
+
+def _jwks_document(*publics: str) -> bytes:
+    keys = []
+    for public in publics:
+        x = base64.urlsafe_b64encode(base64.b64decode(public[5:])).rstrip(b"=").decode()
+        keys.append({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": thumbprint(x)})
+    return json.dumps({"keys": keys}).encode()
+
+
+def test_the_key_set_helper_caches_refreshes_on_an_unknown_kid_and_bounds_refreshes() -> None:
+    from webhooks_service.signing_keys import generate_private_key, kid, public_key_of
+
+    first, second = public_key_of(generate_private_key()), public_key_of(generate_private_key())
+    served = [_jwks_document(first)]
+    now = [1000.0]
+    calls: list[str] = []
+
+    def fetch(url: str) -> tuple[bytes, str]:
+        calls.append(url)
+        return served[-1], "public, max-age=300"
+
+    key_set = helpers.KeySet(
+        "https://h/jwks.json", fetch=fetch, clock=lambda: now[0], min_refresh_seconds=10
+    )
+    assert len(key_set.public_keys([kid(first)])) == 1 and len(calls) == 1
+    assert len(key_set.public_keys([kid(first)])) == 1 and len(calls) == 1  # cached
+    served.append(_jwks_document(first, second))
+    # An unknown kid right after a fetch: no refetch yet (a flood cannot hammer the service).
+    assert key_set.public_keys([kid(second)]) == [] and len(calls) == 1
+    now[0] += 10
+    assert len(key_set.public_keys([kid(second)])) == 1 and len(calls) == 2  # refreshed
+    assert key_set.public_keys(["unknown"]) == [] and len(calls) == 2  # within 10 s again
+    now[0] += 300
+    key_set.public_keys([kid(first)])
+    assert len(calls) == 3  # max-age ran out
