@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -36,13 +36,16 @@ pytestmark = pytest.mark.timeout(120)
 SETTINGS = {"poll_interval": 0.05, "retry_schedule": (0.05, 0.05)}
 
 
-def echo(request: Received) -> Reply:
-    """A receiver that answers the challenge (the README's few lines, in aiohttp terms)."""
-    event = json.loads(request.body)
-    if event["type"] == "webhook.verification":
-        body = json.dumps({"challenge": event["data"]["challenge"]}).encode()
-        return Reply(200, body, {"content-type": "application/json"})
-    return Reply()
+def echoing(secret: str) -> Callable[[Received], Reply]:
+    """A receiver that answers the challenge: README's few lines."""
+
+    def respond(request: Received) -> Reply:
+        answer = helpers.verification_answer(secret, request.headers, request.body)
+        if answer is not None:
+            return Reply(200, answer, {"content-type": "application/json"})
+        return Reply()
+
+    return respond
 
 
 @pytest.fixture
@@ -151,7 +154,7 @@ def test_an_unverified_endpoint_receives_only_the_challenge_then_every_waiting_e
     assert rx.count("/pending") == 1
 
     # The endpoint learns to answer; "verify again".
-    rx.respond("/pending", echo)
+    rx.respond("/pending", echoing(created.secret))
     answer = org.verify(config.id)
     assert answer.verified and answer.error == ""
     assert answer.config.verification_status == admin_pb2.VERIFICATION_STATUS_VERIFIED
@@ -213,7 +216,8 @@ def test_verify_again_on_an_endpoint_that_need_not_verify_changes_no_delivery(
 ) -> None:
     client = Org(server, "Optional")
     try:
-        config = client.put(url=rx.url("/opt"), event_types=["*"]).config
+        created = client.put(url=rx.url("/opt"), event_types=["*"])
+        config = created.config
         assert config.verification_status == admin_pb2.VERIFICATION_STATUS_NOT_REQUIRED
         failed = client.verify(config.id)  # answers "ok": not a proof
         assert not failed.verified and "did not echo" in failed.error
@@ -223,7 +227,7 @@ def test_verify_again_on_an_endpoint_that_need_not_verify_changes_no_delivery(
             lambda: any(r.headers["webhook-id"] == event_id for r in rx.requests("/opt")),
             what="the delivery of an endpoint that need not verify",
         )
-        rx.respond("/opt", echo)
+        rx.respond("/opt", echoing(created.secret))
         proved = client.verify(config.id)
         assert proved.verified
         assert proved.config.verification_status == admin_pb2.VERIFICATION_STATUS_VERIFIED
@@ -232,3 +236,16 @@ def test_verify_again_on_an_endpoint_that_need_not_verify_changes_no_delivery(
         assert err.value.code() is grpc.StatusCode.NOT_FOUND
     finally:
         client.channel.close()
+
+
+def test_the_receiver_helper_answers_only_a_genuine_challenge() -> None:
+    secret = configs.generate_secret()
+    event = {"id": "evt_1", "type": "webhook.verification", "timestamp": "2026-01-01T00:00:00Z"}
+    body = json.dumps({**event, "data": {"config_id": "whc_1", "challenge": "abc"}}).encode()
+    headers = helpers.signed_headers(secret, body, msg_id="evt_1")
+    answer = helpers.verification_answer(secret, headers, body)
+    assert answer is not None and json.loads(answer) == {"challenge": "abc"}
+    with pytest.raises(helpers.WebhookVerificationError):  # forged: not ours to agree to
+        helpers.verification_answer(configs.generate_secret(), headers, body)
+    other = json.dumps({**event, "type": "reward.claimed", "data": {}}).encode()
+    assert helpers.verification_answer(secret, helpers.signed_headers(secret, other), other) is None

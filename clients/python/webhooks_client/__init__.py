@@ -58,6 +58,7 @@ from webhooks_client.receiver import (
     WebhookVerificationError,
     sign,
     signed_headers,
+    verification_answer,
     verify,
 )
 
@@ -109,5 +110,6 @@ __all__ = [
     "payload_class",
     "sign",
     "signed_headers",
+    "verification_answer",
     "verify",
 ]

@@ -58,6 +58,7 @@ __all__ = [
     "event_id",
     "sign",
     "signed_headers",
+    "verification_answer",
     "verify",
 ]
 
@@ -386,3 +387,33 @@ def verify(
     if not isinstance(payload, dict):
         raise WebhookVerificationError("body is not a JSON object")
     return payload
+
+
+VERIFICATION_TYPE = "webhook.verification"
+
+
+def verification_answer(
+    secret: Secrets,
+    headers: HeaderSource,
+    body: bytes | str,
+    *,
+    tolerance: timedelta = DEFAULT_TOLERANCE,
+    now: datetime | None = None,
+) -> bytes | None:
+    """The answer to the service's ownership challenge, or None for any other event.
+
+    The service sends a signed ``webhook.verification`` event before an
+    endpoint of an organisation that requires it receives anything else;
+    answering 2xx with this body (``{"challenge": "<the challenge>"}``,
+    ``content-type: application/json``) proves the endpoint wants the
+    traffic. The request is verified first (WebhookVerificationError if it
+    is not genuine), so nobody else can make the endpoint "agree".
+    """
+    event = verify(secret, headers, body, tolerance=tolerance, now=now)
+    if event.get("type") != VERIFICATION_TYPE:
+        return None
+    data = event.get("data")
+    challenge = data.get("challenge") if isinstance(data, dict) else None
+    if not isinstance(challenge, str):
+        raise WebhookVerificationError("webhook.verification without a challenge")
+    return json.dumps({"challenge": challenge}).encode()
