@@ -249,3 +249,19 @@ def test_the_receiver_helper_answers_only_a_genuine_challenge() -> None:
         helpers.verification_answer(configs.generate_secret(), headers, body)
     other = json.dumps({**event, "type": "reward.claimed", "data": {}}).encode()
     assert helpers.verification_answer(secret, helpers.signed_headers(secret, other), other) is None
+
+
+def test_turning_the_requirement_off_releases_the_waiting_deliveries(
+    server: RunningServer, org: Org, rx: Receiver
+) -> None:
+    config = org.put(url=rx.url("/waiting"), event_types=["*"]).config
+    rx.wait_for(1, "/waiting")  # the challenge, answered "ok": not a proof
+    published = {org.publish(n) for n in range(2)}
+    eventually(lambda: parked(server, config.id) == 2, what="the deliveries to wait")
+    assert orgs.set_endpoint_verification(server.engine, org.id, False) == 2
+    eventually(
+        lambda: {r.headers["webhook-id"] for r in rx.requests("/waiting")[1:]} == published,
+        what="the released deliveries",
+    )
+    released = org.config(config.id)
+    assert released.verification_status == admin_pb2.VERIFICATION_STATUS_NOT_REQUIRED

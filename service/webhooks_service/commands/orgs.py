@@ -36,8 +36,9 @@ def register(sub: Any) -> None:
         description=(
             "With 'on', the organisation's new and re-pointed endpoints must echo a signed "
             "webhook.verification challenge before they receive events (their deliveries "
-            "wait meanwhile); 'off' (the default) does not require it. Existing endpoints "
-            "keep their state."
+            "wait meanwhile); 'off' (the default) does not require it and releases the "
+            "endpoints still pending (their deliveries are sent). Turning it on leaves "
+            "existing endpoints as they are."
         ),
     )
     verification.add_argument("org_id", help="the organisation, org_…")
@@ -68,7 +69,9 @@ def _list(args: argparse.Namespace) -> int:
 def _verification(args: argparse.Namespace) -> int:
     engine = open_database(config.from_args(args))
     try:
-        orgs.set_endpoint_verification(engine, args.org_id, args.state == "on")
+        released = orgs.set_endpoint_verification(engine, args.org_id, args.state == "on")
     finally:
         engine.dispose()
+    if released:
+        print(f"released {released} waiting deliveries")
     return 0

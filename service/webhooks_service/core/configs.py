@@ -309,8 +309,12 @@ def put_config(
                 updated_at=now,
             )
             store.update(conn, row)
-            if url_changed and verification is VerificationStatus.PENDING:
+            if url_changed and verification == VerificationStatus.PENDING:
                 store.park_deliveries(conn, config_id)  # they wait for the new URL's proof
+            elif current.verification_status == VerificationStatus.PENDING and (
+                verification == VerificationStatus.NOT_REQUIRED
+            ):
+                store.unpark_deliveries(conn, config_id, now)  # no proof needed any more
             if current.enabled and not new_enabled:
                 # Operational webhook to the organisation's other endpoints.
                 operational.endpoint_disabled_by_admin(conn, current, now=now)

@@ -6,6 +6,7 @@ from sqlalchemy.engine import Engine
 
 from webhooks_service.core.ids import new_id
 from webhooks_service.errors import InvalidArgument, NotFound
+from webhooks_service.storage import configs as config_store
 from webhooks_service.storage import db
 from webhooks_service.storage import orgs as store
 from webhooks_service.storage.models import utcnow
@@ -41,10 +42,13 @@ def list_orgs(engine: Engine) -> list[OrganisationRow]:
         return store.list_all(conn)
 
 
-def set_endpoint_verification(engine: Engine, org_id: str, required: bool) -> None:
+def set_endpoint_verification(engine: Engine, org_id: str, required: bool) -> int:
     """Require (or stop requiring) that the organisation's new and re-pointed
     endpoints echo the ownership challenge before they receive events
-    (``core/verification.py``). Existing endpoints keep their state."""
+    (``core/verification.py``). Turning it on leaves existing endpoints as
+    they are; turning it off releases the pending ones (their waiting
+    deliveries are due now). Returns how many deliveries it released."""
     with db.write_transaction(engine) as conn:
         if not store.set_require_verification(conn, org_id, required):
             raise NotFound(f"organisation {org_id!r} does not exist")
+        return 0 if required else config_store.release_pending(conn, org_id, utcnow())

@@ -338,3 +338,25 @@ def unpark_deliveries(conn: sa.Connection, config_id: str, now: datetime) -> int
             .values(next_attempt_at=now, updated_at=now)
         ).rowcount
     )
+
+
+def release_pending(conn: sa.Connection, organisation_id: str, now: datetime) -> int:
+    """The organisation stopped requiring verification: its pending endpoints are
+    not required to verify any more and their waiting deliveries are due now."""
+    pending = [
+        r[0]
+        for r in conn.execute(
+            sa.select(_T.c.id).where(
+                _T.c.organisation_id == organisation_id,
+                _T.c.verification_status == VerificationStatus.PENDING,
+            )
+        )
+    ]
+    if not pending:
+        return 0
+    conn.execute(
+        sa.update(_T)
+        .where(_T.c.id.in_(pending))
+        .values(verification_status=VerificationStatus.NOT_REQUIRED, verification_error="")
+    )
+    return sum(unpark_deliveries(conn, config_id, now) for config_id in pending)
