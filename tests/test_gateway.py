@@ -435,6 +435,8 @@ def test_openapi_description_is_served(rest: httpx.Client) -> None:
         "/webhooks/portal-sessions/{session_id}:revoke",
         "/webhooks/configs/{config_id}:verify",
         "/webhooks/orgs/{organisation_id}/jwks.json",
+        "/webhooks/events/{event_id}",
+        "/webhooks/configs/{config_id}/stats",
     }
 
 

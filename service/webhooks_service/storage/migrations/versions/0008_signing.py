@@ -2,7 +2,7 @@
 verification (per-organisation requirement, per-endpoint state)
 
 Revision ID: 0008_signing
-Revises: 0007_fair_delivery
+Revises: 0008_portal_api (re-chained after merging main)
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_signing"
-down_revision: str | None = "0007_fair_delivery"
+down_revision: str | None = "0008_portal_api"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
