@@ -19,12 +19,14 @@ import grpc
 import pytest
 import sqlalchemy as sa
 
+from tests.support.clients import ClientFactory, admin_client, client_kind  # noqa: F401
 from tests.support.payloads import example
 from tests.support.polling import eventually
 from tests.support.receiver import Received, Receiver, Reply, running_receiver
 from tests.support.server import RunningServer, make_org_and_keys, running_server
 from webhooks.v1 import admin_pb2, admin_pb2_grpc, publisher_pb2_grpc
-from webhooks_client import make_publish_request
+from webhooks_client import SigningScheme, make_publish_request
+from webhooks_client import VerificationStatus as ClientVerification
 from webhooks_client import receiver as helpers
 from webhooks_service.core import configs, orgs, verification
 from webhooks_service.delivery.verification import challenge_sender
@@ -265,3 +267,27 @@ def test_turning_the_requirement_off_releases_the_waiting_deliveries(
     )
     released = org.config(config.id)
     assert released.verification_status == admin_pb2.VERIFICATION_STATUS_NOT_REQUIRED
+
+
+def test_the_typed_clients_switch_scheme_and_verify(
+    server: RunningServer,
+    org: Org,
+    rx: Receiver,
+    admin_client: ClientFactory,  # noqa: F811
+) -> None:
+    key = org.meta[0][1].removeprefix("Bearer ")
+    with admin_client(server.target, key) as client:
+        created = client.put_webhook_config(
+            url=rx.url("/typed"), event_types=["*"], signing_scheme=SigningScheme.ED25519
+        )
+        config = created.config
+        assert created.secret == ""
+        assert config.signing_scheme is SigningScheme.ED25519
+        assert config.public_key.startswith("whpk_") and config.public_key_id
+        assert config.verification_status is ClientVerification.PENDING
+        rx.respond("/typed", echoing(config.public_key))  # verifies v1a with the public key
+        result = client.verify_webhook_endpoint(config.id)
+        assert result.verified and result.error == ""
+        assert result.config.verification_status is ClientVerification.VERIFIED
+        [listed] = client.list_webhook_configs()
+        assert listed.public_key == config.public_key

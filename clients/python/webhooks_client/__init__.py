@@ -51,6 +51,9 @@ from webhooks_client.models import (
     PutWebhookConfigResult,
     RetryDeliveryResult,
     RotateWebhookSecretResult,
+    SigningScheme,
+    VerificationStatus,
+    VerifyWebhookEndpointResult,
     WebhookConfig,
 )
 from webhooks_client.receiver import (
@@ -97,8 +100,11 @@ __all__ = [
     "Reply",
     "RetryDeliveryResult",
     "RotateWebhookSecretResult",
+    "SigningScheme",
     "UnauthenticatedError",
     "UnavailableError",
+    "VerificationStatus",
+    "VerifyWebhookEndpointResult",
     "WebhookConfig",
     "WebhookVerificationError",
     "WebhooksClientError",

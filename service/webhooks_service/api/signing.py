@@ -104,6 +104,14 @@ class SigningOperations:
             headers=None if row.headers is None else cipher.open(row.headers),
         )
 
+    async def end_challenges(self, grace: float) -> None:
+        """On shutdown: let background challenges finish for ``grace`` s, cancel the rest."""
+        if not self._challenges:
+            return
+        _, late = await asyncio.wait(set(self._challenges), timeout=grace)
+        for task in late:
+            task.cancel()
+
     def challenge_in_background(self, row: ConfigRow) -> None:
         """After a create or re-point: send a pending endpoint its challenge."""
         if row.verification_status != VerificationStatus.PENDING or not row.enabled:
