@@ -34,9 +34,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from bench_delivery import (  # scripts/ is on sys.path when run as a script
-    CONCURRENCY,
     PAD,
     Rx,
+    add_config,
+    bench_settings,
     claim,
     drain,
     fresh_database,
@@ -124,18 +125,7 @@ async def _delivery_round(
     engine = db.create_engine(url)
     try:
         org = orgs.create_org(engine, f"bench-{scheme}").id
-        configs.put_config(
-            engine,
-            settings,
-            org,
-            config_id="",
-            url=f"http://127.0.0.1:{fast_port}/",
-            event_types=["*"],
-            secret=None,
-            enabled=None,
-            description="bench",
-            signing_scheme=scheme,
-        )
+        add_config(engine, settings, org, f"http://127.0.0.1:{fast_port}/", scheme)
         await publish_backlog(engine, settings, org, n)
         started = time.process_time()
         await drain(engine, settings, n)  # (each round's organisation is new)
@@ -149,13 +139,7 @@ def delivery_phase(rx: Rx, fast_port: int, n: int, rounds: int) -> dict[str, flo
     with tempfile.TemporaryDirectory() as tmp:
         url, engine = fresh_database("sqlite", "", tmp)
         engine.dispose()
-        settings = Settings(
-            database_url=url,
-            allowed_target_networks=("127.0.0.0/8",),
-            max_in_flight=256,
-            max_in_flight_per_endpoint=CONCURRENCY,
-            shutdown_grace=0.5,
-        )
+        settings = bench_settings(url)
         cpu: dict[str, list[float]] = {"hmac": [], "ed25519": []}
         for _ in range(rounds):
             for name, scheme in (

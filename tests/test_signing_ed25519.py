@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -120,7 +121,7 @@ class Api:
         return self.admin.PutWebhookConfig(request, metadata=self.meta)
 
     def publish(self, org: str) -> str:
-        event_id = f"evt_{hashlib.sha256(str(id(object())).encode()).hexdigest()[:16]}"
+        event_id = f"evt_{secrets.token_hex(8)}"  # new each time (a repeat would be a duplicate)
         request = make_publish_request(org, "reward.claimed", example(), id=event_id)
         self.publisher.PublishEvent(request, metadata=self.meta)
         return event_id

@@ -202,29 +202,36 @@ def set_secrets(
     )
 
 
+def _editable(row: ConfigRow) -> dict[str, Any]:
+    """The columns a put writes, on insert and update alike."""
+    return {
+        "url": row.url,
+        "event_types": list(row.event_types),
+        "enabled": row.enabled,
+        "description": row.description,
+        "secret": row.secret,
+        "previous_secret": row.previous_secret,
+        "previous_secret_expires_at": row.previous_secret_expires_at,
+        "disabled_reason": row.disabled_reason,
+        "headers": row.headers,
+        "signing_scheme": row.signing_scheme,
+        "public_key": row.public_key,
+        "previous_public_key": row.previous_public_key,
+        "verification_status": row.verification_status,
+        "verification_error": row.verification_error,
+        "verified_at": row.verified_at,
+        "updated_at": row.updated_at,
+    }
+
+
 def insert(conn: sa.Connection, row: ConfigRow) -> None:
     conn.execute(
         sa.insert(_T).values(
             id=row.id,
             organisation_id=row.organisation_id,
-            url=row.url,
-            event_types=list(row.event_types),
-            enabled=row.enabled,
-            description=row.description,
-            secret=row.secret,
-            previous_secret=row.previous_secret,
-            previous_secret_expires_at=row.previous_secret_expires_at,
-            disabled_reason=row.disabled_reason,
-            headers=row.headers,
-            signing_scheme=row.signing_scheme,
-            public_key=row.public_key,
-            previous_public_key=row.previous_public_key,
-            verification_status=row.verification_status,
-            verification_error=row.verification_error,
-            verified_at=row.verified_at,
             timeout_seconds=None,
             created_at=row.created_at,
-            updated_at=row.updated_at,
+            **_editable(row),
         )
     )
 
@@ -234,24 +241,7 @@ def update(conn: sa.Connection, row: ConfigRow) -> None:
     conn.execute(
         sa.update(_T)
         .where(_T.c.organisation_id == row.organisation_id, _T.c.id == row.id, _LIVE)
-        .values(
-            url=row.url,
-            event_types=list(row.event_types),
-            enabled=row.enabled,
-            description=row.description,
-            secret=row.secret,
-            previous_secret=row.previous_secret,
-            previous_secret_expires_at=row.previous_secret_expires_at,
-            disabled_reason=row.disabled_reason,
-            headers=row.headers,
-            signing_scheme=row.signing_scheme,
-            public_key=row.public_key,
-            previous_public_key=row.previous_public_key,
-            verification_status=row.verification_status,
-            verification_error=row.verification_error,
-            verified_at=row.verified_at,
-            updated_at=row.updated_at,
-        )
+        .values(**_editable(row))
     )
 
 
