@@ -399,3 +399,29 @@ def test_the_key_set_helper_caches_refreshes_on_an_unknown_kid_and_bounds_refres
     now[0] += 300
     key_set.public_keys([kid(first)])
     assert len(calls) == 3  # max-age ran out
+
+
+def test_the_key_set_is_bounded_cache_hits_are_free_misses_rate_limited(
+    database_url: str,
+) -> None:
+    limited = {**SETTINGS, "jwks_cache_seconds": 60.0, "jwks_reads_per_second": 1.0}
+    with (
+        running_server(database_url, limited) as srv,
+        running_gateway([srv.target]) as gw,
+        httpx.Client(base_url=gw.base_url, timeout=10) as rest,
+    ):
+        org, _ = make_org_and_keys(srv.engine)
+        first = rest.get(f"/webhooks/orgs/{org}/jwks.json")
+        assert first.status_code == 200
+        assert first.headers["cache-control"] == "public, max-age=60"
+        for _ in range(20):  # hits: no database read, no limit
+            assert rest.get(f"/webhooks/orgs/{org}/jwks.json").status_code == 200
+        # Misses (other organisations' ids) share a bucket of 2: the third waits.
+        statuses = [
+            rest.get(f"/webhooks/orgs/org_{n:020x}/jwks.json").status_code for n in range(3)
+        ]
+        assert statuses[:1] == [200] and statuses[-1] == 429
+        limited_answer = rest.get("/webhooks/orgs/org_ffffffffffffffffffff/jwks.json")
+        assert limited_answer.status_code == 429 and "retry-after" in limited_answer.headers
+        # Malformed ids never read the database: never limited.
+        assert rest.get("/webhooks/orgs/nope/jwks.json").text == '{"keys":[]}'
