@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -291,3 +292,47 @@ def test_the_typed_clients_switch_scheme_and_verify(
         assert result.config.verification_status is ClientVerification.VERIFIED
         [listed] = client.list_webhook_configs()
         assert listed.public_key == config.public_key
+
+
+def test_the_example_receiver_proves_ownership_and_verifies_v1a(
+    server: RunningServer, org: Org
+) -> None:
+    """The Flask example, given the endpoint's whpk_ key, answers the challenge
+    (Deduplicator.handle does) and then processes the events, each once."""
+    from examples import flask_receiver
+    from werkzeug.serving import make_server
+
+    from webhooks_client import Deduplicator, InMemoryStore
+
+    seen: list[str] = []
+    apps: list[Any] = []  # the example, once the endpoint's public key is known
+
+    def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+        if not apps:
+            start_response("503 Service Unavailable", [("content-type", "text/plain")])
+            return [b"not yet"]
+        return apps[0](environ, start_response)
+
+    httpd = make_server("127.0.0.1", 0, wsgi, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_port}/webhooks"
+        config = org.put(
+            url=url, event_types=["*"], signing_scheme=admin_pb2.SIGNING_SCHEME_ED25519
+        ).config
+        apps.append(
+            flask_receiver.create_app(
+                config.public_key,
+                deduplicator=Deduplicator(InMemoryStore()),
+                process=lambda event: seen.append(event["id"]),
+            )
+        )
+        answer = org.verify(config.id)
+        assert answer.verified, answer.error
+        event_id = org.publish(7)
+        eventually(lambda: event_id in seen, what="the example to process the event")
+        assert seen == [event_id]  # the challenge was answered, not processed
+    finally:
+        httpd.shutdown()
+        thread.join(5)

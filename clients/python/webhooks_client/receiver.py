@@ -55,6 +55,7 @@ __all__ = [
     "Secret",
     "Secrets",
     "WebhookVerificationError",
+    "challenge_answer",
     "event_id",
     "sign",
     "signed_headers",
@@ -409,7 +410,12 @@ def verification_answer(
     traffic. The request is verified first (WebhookVerificationError if it
     is not genuine), so nobody else can make the endpoint "agree".
     """
-    event = verify(secret, headers, body, tolerance=tolerance, now=now)
+    return challenge_answer(verify(secret, headers, body, tolerance=tolerance, now=now))
+
+
+def challenge_answer(event: dict[str, Any]) -> bytes | None:
+    """The answer body to an already verified event if it is the ownership
+    challenge (``webhook.verification``); None for any other event."""
     if event.get("type") != VERIFICATION_TYPE:
         return None
     data = event.get("data")
