@@ -626,12 +626,16 @@ def _webhooks_section(entries: list[Any], schemas: JsonObj) -> JsonObj:
     return webhooks
 
 
+# Sent only to the one endpoint concerned (EVENT_ORIGIN_TEST): never subscribed to.
+RESERVED_TYPES = frozenset({"webhook.ping", "webhook.verification"})
+
+
 def _event_type_values(spec: JsonObj, entries: list[Any]) -> None:
     """``event_types`` of configurations: a catalog type, ``category.*`` or ``*``; the
-    ``event_type`` log filter: any type (``webhook.ping`` included). Listed as
+    ``event_type`` log filter: any type (the reserved ones included). Listed as
     ``examples``, not an ``enum``: the API checks them and answers with the closest
     valid names, and generated clients keep taking plain strings."""
-    subscribable = [e.name for e in entries if e.name != "webhook.ping"]
+    subscribable = [e.name for e in entries if e.name not in RESERVED_TYPES]
     categories = list(dict.fromkeys(e.category for e in entries if e.name in subscribable))
     patterns = ["*", *(f"{c}.*" for c in categories), *subscribable]
     schemas = spec["components"]["schemas"]

@@ -257,11 +257,14 @@ class WebhookAdminServicer:
         same guard as every delivery (no non-public address); the endpoint must
         answer 2xx with the JSON body `{"challenge": "<challenge>"}` within the
         attempt timeout. On success the endpoint is VERIFICATION_STATUS_VERIFIED
-        and the deliveries that waited for it become due now; otherwise it stays
-        (or becomes) VERIFICATION_STATUS_PENDING with `verification_error` saying
-        why. Works whatever the organisation's setting (an endpoint that is not
-        required to verify may still prove it). Bounded per organisation like
-        SendTestEvent. The endpoint must be enabled (FAILED_PRECONDITION).
+        and the deliveries that waited for it become due now; otherwise only
+        `verification_error` changes (a pending endpoint stays pending, a
+        verified one stays verified). Works whatever the organisation's setting
+        (an endpoint that is not required to verify may still prove it). Bounded
+        per organisation like SendTestEvent. The endpoint must be enabled
+        (FAILED_PRECONDITION). An organisation requires verification with
+        `webhooks orgs verification ORG on`; its new and re-pointed endpoints are
+        then sent the challenge by themselves.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

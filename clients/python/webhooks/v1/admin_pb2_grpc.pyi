@@ -136,11 +136,14 @@ class WebhookAdminStub:
     same guard as every delivery (no non-public address); the endpoint must
     answer 2xx with the JSON body `{"challenge": "<challenge>"}` within the
     attempt timeout. On success the endpoint is VERIFICATION_STATUS_VERIFIED
-    and the deliveries that waited for it become due now; otherwise it stays
-    (or becomes) VERIFICATION_STATUS_PENDING with `verification_error` saying
-    why. Works whatever the organisation's setting (an endpoint that is not
-    required to verify may still prove it). Bounded per organisation like
-    SendTestEvent. The endpoint must be enabled (FAILED_PRECONDITION).
+    and the deliveries that waited for it become due now; otherwise only
+    `verification_error` changes (a pending endpoint stays pending, a
+    verified one stays verified). Works whatever the organisation's setting
+    (an endpoint that is not required to verify may still prove it). Bounded
+    per organisation like SendTestEvent. The endpoint must be enabled
+    (FAILED_PRECONDITION). An organisation requires verification with
+    `webhooks orgs verification ORG on`; its new and re-pointed endpoints are
+    then sent the challenge by themselves.
     """
     GetSigningKeys: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetSigningKeysRequest, _admin_pb2.JsonWebKeySet]
     """The organisation's published ed25519 public keys as a JSON Web Key Set
@@ -294,11 +297,14 @@ class WebhookAdminAsyncStub(WebhookAdminStub):
     same guard as every delivery (no non-public address); the endpoint must
     answer 2xx with the JSON body `{"challenge": "<challenge>"}` within the
     attempt timeout. On success the endpoint is VERIFICATION_STATUS_VERIFIED
-    and the deliveries that waited for it become due now; otherwise it stays
-    (or becomes) VERIFICATION_STATUS_PENDING with `verification_error` saying
-    why. Works whatever the organisation's setting (an endpoint that is not
-    required to verify may still prove it). Bounded per organisation like
-    SendTestEvent. The endpoint must be enabled (FAILED_PRECONDITION).
+    and the deliveries that waited for it become due now; otherwise only
+    `verification_error` changes (a pending endpoint stays pending, a
+    verified one stays verified). Works whatever the organisation's setting
+    (an endpoint that is not required to verify may still prove it). Bounded
+    per organisation like SendTestEvent. The endpoint must be enabled
+    (FAILED_PRECONDITION). An organisation requires verification with
+    `webhooks orgs verification ORG on`; its new and re-pointed endpoints are
+    then sent the challenge by themselves.
     """
     GetSigningKeys: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetSigningKeysRequest, _admin_pb2.JsonWebKeySet]  # type: ignore[assignment]
     """The organisation's published ed25519 public keys as a JSON Web Key Set
@@ -509,11 +515,14 @@ class WebhookAdminServicer(metaclass=_abc_1.ABCMeta):
         same guard as every delivery (no non-public address); the endpoint must
         answer 2xx with the JSON body `{"challenge": "<challenge>"}` within the
         attempt timeout. On success the endpoint is VERIFICATION_STATUS_VERIFIED
-        and the deliveries that waited for it become due now; otherwise it stays
-        (or becomes) VERIFICATION_STATUS_PENDING with `verification_error` saying
-        why. Works whatever the organisation's setting (an endpoint that is not
-        required to verify may still prove it). Bounded per organisation like
-        SendTestEvent. The endpoint must be enabled (FAILED_PRECONDITION).
+        and the deliveries that waited for it become due now; otherwise only
+        `verification_error` changes (a pending endpoint stays pending, a
+        verified one stays verified). Works whatever the organisation's setting
+        (an endpoint that is not required to verify may still prove it). Bounded
+        per organisation like SendTestEvent. The endpoint must be enabled
+        (FAILED_PRECONDITION). An organisation requires verification with
+        `webhooks orgs verification ORG on`; its new and re-pointed endpoints are
+        then sent the challenge by themselves.
         """
 
     @_abc_1.abstractmethod
