@@ -336,3 +336,69 @@ def test_the_example_receiver_proves_ownership_and_verifies_v1a(
     finally:
         httpd.shutdown()
         thread.join(5)
+
+
+def test_re_pointing_ends_the_claims_of_attempts_in_flight(database_url: str) -> None:
+    """A delivery claimed (in flight to the old URL) when the endpoint is re-pointed:
+    its attempt is not recorded and schedules no retry; it waits for the new proof."""
+    from tests.support.server import test_settings
+    from webhooks_service.core import publishing
+    from webhooks_service.delivery.attempt import not_attempted
+    from webhooks_service.domain import utcnow
+    from webhooks_service.storage import configs as config_store
+    from webhooks_service.storage import db, queue
+
+    settings = test_settings(database_url)
+    engine = db.create_engine(database_url)
+    try:
+        org_id = orgs.create_org(engine, "Repoint").id
+        orgs.set_endpoint_verification(engine, org_id, True)
+        put = configs.put_config(
+            engine,
+            settings,
+            org_id,
+            config_id="",
+            url="https://old.example.com/hook",
+            event_types=["*"],
+            secret=None,
+            enabled=None,
+            description=None,
+        )
+        with db.write_transaction(engine) as conn:  # as if it had echoed the challenge
+            config_store.set_verification(
+                conn,
+                org_id,
+                put.config.id,
+                url=put.config.url,
+                status=VerificationStatus.VERIFIED,
+                error="",
+                verified_at=utcnow(),
+            )
+        item = publishing.EventInput(org_id, "", "reward.claimed", None, example())
+        asyncio.run(publishing.publish_events(engine, settings, org_id, [item]))
+        [claimed] = queue.claim_due(engine, now=utcnow(), lease_seconds=60, limit=10)
+        configs.put_config(
+            engine,
+            settings,
+            org_id,
+            config_id=put.config.id,
+            url="https://new.example.com/hook",
+            event_types=["*"],
+            secret=None,
+            enabled=None,
+            description=None,
+        )
+        finished = replace(not_attempted(claimed, utcnow()), attempted=True)
+        assert queue.finish_batch(engine, [finished], now=utcnow()) == 0  # claim ended
+        d = Delivery.__table__
+        with engine.connect() as conn:
+            row = conn.execute(
+                sa.select(d.c.status, d.c.next_attempt_at, d.c.claim_token).where(
+                    d.c.id == claimed.id
+                )
+            ).one()
+        assert row.status == "pending" and row.claim_token is None
+        assert row.next_attempt_at >= PARKED_UNTIL
+        assert queue.claim_due(engine, now=utcnow(), lease_seconds=60, limit=10) == []
+    finally:
+        engine.dispose()

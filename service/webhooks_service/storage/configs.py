@@ -301,16 +301,17 @@ def set_verification(
 
 
 def park_deliveries(conn: sa.Connection, config_id: str) -> int:
-    """Make the configuration's unclaimed pending deliveries wait (PARKED_UNTIL)."""
+    """Make the configuration's pending deliveries wait (PARKED_UNTIL), claimed ones
+    too: their claim ends, so an attempt in flight (to the old URL) is not recorded
+    and schedules no retry to the new one; the delivery waits for the new URL's proof."""
     return int(
         conn.execute(
             sa.update(_DELIVERIES)
             .where(
                 _DELIVERIES.c.config_id == config_id,
                 _DELIVERIES.c.status == DeliveryStatus.PENDING,
-                _DELIVERIES.c.claim_token.is_(None),
             )
-            .values(next_attempt_at=PARKED_UNTIL)
+            .values(next_attempt_at=PARKED_UNTIL, claim_token=None)
         ).rowcount
     )
 
