@@ -16,7 +16,8 @@ describing what Envoy's gRPC-JSON transcoder serves, as configured in
   request schemas, ``OUTPUT_ONLY`` -> ``readOnly``; ``page_size`` query
   parameters are non-negative (AIP-158);
 - every error is the ``Status`` envelope ``{"code", "message", "details"}``;
-- bearer authentication (``authorization: Bearer <API key>``).
+- bearer authentication (``authorization: Bearer <API key>``), except the
+  operations in :data:`PUBLIC_OPERATIONS` (``security: []``).
 
 Why our own: no offline OpenAPI 3 generator is available from the package
 registries we use; protoc-gen-openapiv2 emits Swagger 2.0 and needs Go.
@@ -414,6 +415,11 @@ def build(
     return spec
 
 
+# Served without an API key: the same methods as webhooks_service.api.auth
+# PUBLIC_METHODS (tests/test_signing_ed25519.py holds them equal).
+PUBLIC_OPERATIONS = frozenset({"GetSigningKeys"})
+
+
 def _operation(
     builder: Builder,
     index: Index,
@@ -430,6 +436,8 @@ def _operation(
         "summary": doc.split(". ")[0].split("\n\n")[0].replace("\n", " ").rstrip("."),
         "description": doc,
     }
+    if method.name in PUBLIC_OPERATIONS:
+        op["security"] = []
     request_msg = index.messages[method.input_type]
     # "{name}" or "{name=pattern}", also before a custom verb ("{name}:retry").
     path_params = set(re.findall(r"\{([^}=]+)", path))
@@ -511,8 +519,9 @@ STANDARD_WEBHOOKS_HEADERS = [
     (
         "webhook-signature",
         'Space-separated "v1,<base64 HMAC-SHA256 of {id}.{timestamp}.{body}>" '
-        "(Standard Webhooks), one per signing secret (two during a rotation).",
-        {"type": "string", "pattern": "^v1,"},
+        "(Standard Webhooks), one per signing secret (two during a rotation); "
+        'with the ed25519 scheme "v1a,<base64 ed25519 signature of the same>".',
+        {"type": "string", "pattern": "^v1a?,"},
     ),
 ]
 
@@ -599,12 +608,16 @@ def _webhooks_section(entries: list[Any], schemas: JsonObj) -> JsonObj:
     return webhooks
 
 
+# Sent only to the one endpoint concerned (EVENT_ORIGIN_TEST): never subscribed to.
+RESERVED_TYPES = frozenset({"webhook.ping", "webhook.verification"})
+
+
 def _event_type_values(spec: JsonObj, entries: list[Any]) -> None:
     """``event_types`` of configurations: a catalog type, ``category.*`` or ``*``; the
-    ``event_type`` log filter: any type (``webhook.ping`` included). Listed as
+    ``event_type`` log filter: any type (the reserved ones included). Listed as
     ``examples``, not an ``enum``: the API checks them and answers with the closest
     valid names, and generated clients keep taking plain strings."""
-    subscribable = [e.name for e in entries if e.name != "webhook.ping"]
+    subscribable = [e.name for e in entries if e.name not in RESERVED_TYPES]
     categories = list(dict.fromkeys(e.category for e in entries if e.name in subscribable))
     patterns = ["*", *(f"{c}.*" for c in categories), *subscribable]
     schemas = spec["components"]["schemas"]

@@ -238,3 +238,24 @@ def assert_one_line_error_last(result: subprocess.CompletedProcess[str], text: s
     assert result.returncode == 2, result
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(f"webhooks: error: {text}")
+
+
+def test_orgs_verification_from_the_command_line(
+    webhooks: Callable[..., Result], database_url: str
+) -> None:
+    from webhooks_service.storage import configs as config_store
+    from webhooks_service.storage import db
+
+    env = {"WEBHOOKS_DATABASE_URL": database_url}
+    org_id = webhooks("orgs", "create", "Verifies", env=env).stdout.strip()
+    engine = db.create_engine(database_url)
+    try:
+        for state, required in (("on", True), ("off", False)):
+            done = webhooks("orgs", "verification", org_id, state, env=env)
+            assert done.returncode == 0, done.stderr
+            with engine.connect() as conn:
+                assert config_store.requires_verification(conn, org_id) is required
+    finally:
+        engine.dispose()
+    missing = webhooks("orgs", "verification", "org_00000000000000000000", "on", env=env)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr

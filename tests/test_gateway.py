@@ -435,6 +435,8 @@ def test_openapi_description_is_served(rest: httpx.Client) -> None:
         "/webhooks/configs/{config_id}/stats",
         "/webhooks/portal-sessions",
         "/webhooks/portal-sessions/{session_id}:revoke",
+        "/webhooks/configs/{config_id}:verify",
+        "/webhooks/orgs/{organisation_id}/jwks.json",
     }
 
 

@@ -299,6 +299,21 @@ SETTINGS: tuple[Setting, ...] = (
         "across all API processes (0: unlimited)",
         float,
     ),
+    # --- signing keys (issue 23) ---
+    Setting(
+        "jwks_cache_seconds",
+        "60",
+        "seconds an organisation's published key set (jwks.json) is cached, per API process, "
+        "and its Cache-Control max-age",
+        float,
+    ),
+    Setting(
+        "jwks_reads_per_second",
+        "20",
+        "key-set database reads (cache misses) per second per API process, in bursts of "
+        "twice that; past it the path answers 429 (0: unlimited)",
+        float,
+    ),
     # --- the dashboard (portal sessions, CORS) ---
     Setting(
         "portal_session_ttl",
@@ -363,6 +378,8 @@ class Settings:
     endpoint_failure_disable_after: float = 432000.0
     replay_deliveries_per_hour: float = 10000.0
     test_events_per_minute: float = 60.0
+    jwks_cache_seconds: float = 60.0
+    jwks_reads_per_second: float = 20.0
     portal_session_ttl: float = 3600.0
     dashboard_url: str = ""
     cors_allowed_origins: tuple[str, ...] = ()

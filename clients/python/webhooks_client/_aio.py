@@ -127,6 +127,7 @@ class AsyncAdminClient(_AsyncClient):
         description: str | None = None,
         headers: Mapping[str, str] | None = None,
         clear_headers: bool = False,
+        signing_scheme: models.SigningScheme | None = None,
         timeout: float | None = None,
     ) -> models.PutWebhookConfigResult:
         """Create (no ``id``) or update a configuration (see AdminClient)."""
@@ -139,6 +140,7 @@ class AsyncAdminClient(_AsyncClient):
             description=description,
             headers=headers,
             clear_headers=clear_headers,
+            signing_scheme=signing_scheme,
         )
         return calls.put_config_result(
             await self._call(self._stub.PutWebhookConfig, request, timeout)
@@ -256,6 +258,17 @@ class AsyncAdminClient(_AsyncClient):
         deadline = calls.test_event_timeout(self._timeout, timeout)
         return calls.test_event_result(
             await self._call(self._stub.SendTestEvent, request, deadline)
+        )
+
+    async def verify_webhook_endpoint(
+        self, config_id: str, *, timeout: float | None = None
+    ) -> models.VerifyWebhookEndpointResult:
+        """Send the ownership challenge now (``webhook.verification``); the config after
+        it and whether the endpoint echoed it. Lasts up to the attempt timeout."""
+        request = calls.verify_request(config_id)
+        deadline = calls.test_event_timeout(self._timeout, timeout)
+        return calls.verify_result(
+            await self._call(self._stub.VerifyWebhookEndpoint, request, deadline)
         )
 
     async def rotate_webhook_secret(

@@ -75,6 +75,7 @@ def put_config_request(
     description: str | None,
     headers: Mapping[str, str] | None = None,
     clear_headers: bool = False,
+    signing_scheme: models.SigningScheme | None = None,
 ) -> admin_pb2.PutWebhookConfigRequest:
     request = admin_pb2.PutWebhookConfigRequest(
         id=id,
@@ -89,6 +90,8 @@ def put_config_request(
         request.enabled = enabled
     if description is not None:
         request.description = description
+    if signing_scheme is not None:
+        request.signing_scheme = int(signing_scheme)  # type: ignore[assignment]
     return request
 
 
@@ -204,6 +207,16 @@ def test_event_timeout(default: float, timeout: float | None) -> float:
 
 def test_event_result(response: admin_pb2.SendTestEventResponse) -> models.DeliveryLog:
     return _convert.delivery_log(response.log)
+
+
+def verify_request(config_id: str) -> admin_pb2.VerifyWebhookEndpointRequest:
+    return admin_pb2.VerifyWebhookEndpointRequest(config_id=config_id)
+
+
+def verify_result(
+    response: admin_pb2.VerifyWebhookEndpointResponse,
+) -> models.VerifyWebhookEndpointResult:
+    return _convert.verify_webhook_endpoint(response)
 
 
 def rotate_request(config_id: str, secret: str | None) -> admin_pb2.RotateWebhookSecretRequest:

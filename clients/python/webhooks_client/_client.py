@@ -143,6 +143,7 @@ class AdminClient(_Client):
         description: str | None = None,
         headers: Mapping[str, str] | None = None,
         clear_headers: bool = False,
+        signing_scheme: models.SigningScheme | None = None,
         timeout: float | None = None,
     ) -> models.PutWebhookConfigResult:
         """Create (no ``id``) or update a configuration.
@@ -164,6 +165,7 @@ class AdminClient(_Client):
             description=description,
             headers=headers,
             clear_headers=clear_headers,
+            signing_scheme=signing_scheme,
         )
         return calls.put_config_result(self._call(self._stub.PutWebhookConfig, request, timeout))
 
@@ -285,6 +287,15 @@ class AdminClient(_Client):
         request = calls.test_event_request(config_id, event_type, data)
         deadline = calls.test_event_timeout(self._timeout, timeout)
         return calls.test_event_result(self._call(self._stub.SendTestEvent, request, deadline))
+
+    def verify_webhook_endpoint(
+        self, config_id: str, *, timeout: float | None = None
+    ) -> models.VerifyWebhookEndpointResult:
+        """Send the ownership challenge now (``webhook.verification``); the config after
+        it and whether the endpoint echoed it. Lasts up to the attempt timeout."""
+        request = calls.verify_request(config_id)
+        deadline = calls.test_event_timeout(self._timeout, timeout)
+        return calls.verify_result(self._call(self._stub.VerifyWebhookEndpoint, request, deadline))
 
     def rotate_webhook_secret(
         self, config_id: str, *, secret: str | None = None, timeout: float | None = None

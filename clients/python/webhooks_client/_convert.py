@@ -48,7 +48,20 @@ def webhook_config(c: admin_pb2.WebhookConfig) -> models.WebhookConfig:
         disabled_reason=c.disabled_reason,
         health=endpoint_health(c.health),
         header_names=tuple(c.header_names),
+        signing_scheme=models.SigningScheme(_enum(models.SigningScheme, c.signing_scheme)),
+        public_key=c.public_key,
+        public_key_id=c.public_key_id,
+        verification_status=models.VerificationStatus(
+            _enum(models.VerificationStatus, c.verification_status)
+        ),
+        verification_error=c.verification_error,
     )
+
+
+def verify_webhook_endpoint(
+    r: admin_pb2.VerifyWebhookEndpointResponse,
+) -> models.VerifyWebhookEndpointResult:
+    return models.VerifyWebhookEndpointResult(webhook_config(r.config), r.verified, r.error)
 
 
 def put_webhook_config(r: admin_pb2.PutWebhookConfigResponse) -> models.PutWebhookConfigResult:

@@ -54,6 +54,8 @@ from webhooks_service.api.scopes import (
     METHOD_MAX_BYTES,
     METHOD_SCOPES,
     NO_STORE_METHODS,
+    PUBLIC_MAX_BYTES,
+    PUBLIC_METHODS,
     PUBLIC_SERVICES,
 )
 from webhooks_service.api.throttle import Throttle
@@ -68,6 +70,7 @@ from webhooks_service.storage.models import utcnow
 
 __all__ = [
     "METHOD_SCOPES",
+    "PUBLIC_METHODS",
     "PUBLIC_SERVICES",
     "AuthInterceptor",
     "Principal",
@@ -113,6 +116,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or method.startswith(PUBLIC_SERVICES):
             return handler
+        if method in PUBLIC_METHODS and handler.unary_unary is not None:
+            return self._public(method, handler)
         if handler.unary_unary is None:
             # No streaming RPC is part of the contract; refuse rather than
             # serve one unauthenticated.
@@ -126,6 +131,33 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             request_deserializer=_size_limited(
                 lenient(handler.request_deserializer, method.rsplit("/", 1)[-1] + " request"),
                 METHOD_MAX_BYTES.get(method, ADMIN_MAX_BYTES),
+            ),
+            response_serializer=handler.response_serializer,
+        )
+
+    def _public(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        """A method without a key: a small request, errors in the API's voice."""
+        behavior = cast(Behavior, handler.unary_unary)
+
+        async def public(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                if isinstance(request, TooLarge):
+                    raise request.error(method)
+                if isinstance(request, Undecodable):
+                    raise undecodable_error(request)
+                return await behavior(request, context)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                await abort_with_error(context, exc)
+
+        return grpc.unary_unary_rpc_method_handler(
+            public,
+            request_deserializer=_size_limited(
+                lenient(handler.request_deserializer, method.rsplit("/", 1)[-1] + " request"),
+                PUBLIC_MAX_BYTES,
             ),
             response_serializer=handler.response_serializer,
         )

@@ -15,6 +15,8 @@ __all__ = [
     "METHOD_MAX_BYTES",
     "METHOD_SCOPES",
     "NO_STORE_METHODS",
+    "PUBLIC_MAX_BYTES",
+    "PUBLIC_METHODS",
     "PUBLIC_SERVICES",
     "PUBLISH_MAX_BYTES",
 ]
@@ -33,6 +35,7 @@ METHOD_SCOPES: dict[str, str] = {
     "/webhooks.v1.WebhookAdmin/RotateWebhookSecret": keys.SCOPE_WEBHOOKS_WRITE,
     "/webhooks.v1.WebhookAdmin/CreatePortalSession": keys.SCOPE_WEBHOOKS_WRITE,
     "/webhooks.v1.WebhookAdmin/RevokePortalSession": keys.SCOPE_WEBHOOKS_WRITE,
+    "/webhooks.v1.WebhookAdmin/VerifyWebhookEndpoint": keys.SCOPE_WEBHOOKS_WRITE,
     "/webhooks.v1.EventPublisher/PublishEvent": keys.SCOPE_EVENTS_PUBLISH,
     "/webhooks.v1.EventPublisher/PublishEvents": keys.SCOPE_EVENTS_PUBLISH,
 }
@@ -54,6 +57,12 @@ PUBLIC_SERVICES: tuple[str, ...] = (
     "/grpc.reflection.v1.ServerReflection/",
 )
 """Method prefixes callable without a key."""
+
+PUBLIC_METHODS: frozenset[str] = frozenset({"/webhooks.v1.WebhookAdmin/GetSigningKeys"})
+"""The WebhookAdmin methods callable without a key: only the published key set
+(public keys, cached and rate limited, ``api/signing.py``). Their request
+messages are capped at :data:`PUBLIC_MAX_BYTES`."""
+PUBLIC_MAX_BYTES = 4096
 
 ADMIN_MAX_BYTES = 1024 * 1024
 PUBLISH_MAX_BYTES = 16 * 1024 * 1024  # the server's grpc.max_receive_message_length

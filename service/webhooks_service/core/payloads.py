@@ -380,7 +380,8 @@ def _check_type(event_type: str, prefix: str) -> FieldViolation | None:
     if info is not None and info.origin == events_pb2.EVENT_ORIGIN_TEST:
         return FieldViolation(
             field,
-            f"{event_type!r} is the test event: SendTestEvent sends it, it cannot be published",
+            f"{event_type!r} is sent by the service to one endpoint (the test event or the "
+            "verification challenge): it cannot be published",
         )
     if info is not None:
         return FieldViolation(

@@ -2,7 +2,7 @@
 (per-key call limits, failed authentications per address, replay and
 test-event budgets)
 
-Revision ID: 0008_auth
+Revision ID: 0009_auth
 Revises: 0008_portal_api
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008_auth"
+revision: str = "0009_auth"
 down_revision: str | None = "0008_portal_api"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
