@@ -707,3 +707,53 @@ def test_event_catalog_and_picker(stack: Stack) -> None:
     with AdminClient(stack.srv.target, keys["all"]) as admin:
         assert list(admin.list_webhook_configs()[0].event_types) == ["*", "webhook.*"]
     assert page.js_errors == []
+
+
+def test_signing_scheme_and_ownership_on_the_card(stack: Stack) -> None:
+    """Issue 23: the scheme and public key shown, switching scheme with the grace
+    window, the verification state and "Verify again"."""
+    from playwright.sync_api import expect
+
+    from webhooks_client import verification_answer
+    from webhooks_service.core import orgs
+
+    org, keys = make_org_and_keys(stack.srv.engine, "Signs")
+    orgs.set_endpoint_verification(stack.srv.engine, org, True)
+    rx = stack.rx
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        created = admin.put_webhook_config(url=rx.url("/sig/own"), event_types=["*"])
+    rx.wait_for(1, path="/sig/own")  # the challenge, answered "ok": not a proof
+    page = new_page(stack, DESKTOP)
+    page.goto(portal_for(stack, keys["all"]))
+    card = page.locator(f"article.endpoint[data-config-id={created.config.id}]")
+    expect(card.locator(".pill")).to_have_text("Awaiting verification")
+    expect(card.locator(".endpoint-signing")).to_contain_text("HMAC-SHA256 (v1)")
+    expect(card.locator(".endpoint-signing")).to_contain_text("Ownership not verified")
+    expect(card.locator(".endpoint-signing")).to_contain_text("did not echo the challenge")
+
+    # switch to ed25519: confirmed first; the public key and the grace are shown
+    card.get_by_role("button", name="Switch to ed25519").click()
+    page.get_by_role("dialog", name="Sign with ed25519?").get_by_role(
+        "button", name="Switch to ed25519"
+    ).click()
+    expect(card.locator(".scheme")).to_have_text("ed25519 (v1a)")
+    expect(card.locator(".public-key")).to_contain_text("whpk_")
+    expect(card.locator(".endpoint-signing")).to_contain_text("previous secret also signs until")
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        public_key = admin.list_webhook_configs()[0].secret_hint
+    assert public_key.startswith("whpk_")  # the hint of the public key, never the private one
+    assert "whsk_" not in page.content()
+
+    # the receiver learns to answer (with the secret that still signs during the grace)
+    def answer(request: Any) -> Reply:
+        body = verification_answer(created.secret, request.headers, request.body)
+        return Reply(200, body or b"ok", {"content-type": "application/json"})
+
+    rx.respond("/sig/own", answer)
+    card.get_by_role("button", name="Verify again").click()
+    expect(card.get_by_role("status")).to_contain_text("Verified")
+    expect(card.locator(".endpoint-signing")).to_contain_text("Ownership verified")
+    expect(card.locator(".pill")).not_to_have_text("Awaiting verification")
+    screenshot(page, "signing-desktop", full_page=False)
+    rx.respond("/sig/own", None)
+    assert page.js_errors == []

@@ -431,8 +431,12 @@ def test_openapi_description_is_served(rest: httpx.Client) -> None:
         "/webhooks/configs/{config_id}:test",
         "/webhooks/deliveries/{delivery_id}:retry",
         "/webhooks/event-types",
+        "/webhooks/events/{event_id}",
+        "/webhooks/configs/{config_id}/stats",
         "/webhooks/portal-sessions",
         "/webhooks/portal-sessions/{session_id}:revoke",
+        "/webhooks/configs/{config_id}:verify",
+        "/webhooks/orgs/{organisation_id}/jwks.json",
     }
 
 

@@ -4,6 +4,7 @@
 import { api, canWrite, loadCatalog, loadConfigs, OUTCOMES, state } from "./api.js";
 import { openEndpointForm } from "./endpoint-form.js";
 import { absolute, confirmDialog, dialog, field, h, icon, note, NOTE_KEEP_MS, relative, shortUrl, showError, time, toLocalInput } from "./dom.js";
+import { awaitingVerification, isEd25519, signingActions, signingBlock } from "./signing.js";
 
 const CONFIG_POLL_MS = 5000;
 
@@ -34,6 +35,7 @@ export function healthOf(config) {
 export function statusOf(config) {
   if (!config.enabled && config.disabled_reason) return { label: "Disabled by the service", tone: "bad" };
   if (!config.enabled) return { label: "Disabled", tone: "muted" };
+  if (awaitingVerification(config)) return { label: "Awaiting verification", tone: "warn" };
   const hl = healthOf(config);
   if (hl.failing_since) return { label: "Failing", tone: "warn" };
   if (!hl.attempts) return { label: "No deliveries yet", tone: "muted" };
@@ -168,8 +170,9 @@ export function endpointCard(config) {
       "div",
       { class: "endpoint-meta muted" },
       h("span", { class: "mono" }, config.id),
-      h("span", {}, "Secret ", h("span", { class: "mono" }, config.secret_hint || "—")),
+      isEd25519(config) ? null : h("span", {}, "Secret ", h("span", { class: "mono" }, config.secret_hint || "—")),
     ),
+    signingBlock(config, slot),
     headerList(config),
     h(
       "div",
@@ -178,7 +181,8 @@ export function endpointCard(config) {
       canWrite() ? action("Send test event", "play", sendTest, "test") : null,
       action("Delivery log", "list", (c) => (location.hash = `#/logs?config_id=${encodeURIComponent(c.id)}`), "log"),
       canWrite() ? action("Replay failed…", "refresh", openReplay, "replay") : null,
-      canWrite() ? action("Rotate secret", "key", rotateSecret, "rotate") : null,
+      canWrite() ? action(isEd25519(config) ? "Rotate key" : "Rotate secret", "key", rotateSecret, "rotate") : null,
+      ...signingActions(config, slot, action),
       canWrite() ? action(config.enabled ? "Disable" : "Enable", config.enabled ? "pause" : "play", toggleEnabled, "toggle") : null,
       canWrite() ? action("Delete", "trash", deleteEndpoint, "delete") : null,
     ),
@@ -272,15 +276,18 @@ export async function toggleEnabled(config, slot) {
 
 export async function rotateSecret(config, slot) {
   const ok = await confirmDialog(
-    "Rotate the signing secret?",
-    "A new secret is generated and shown once. The current one keeps signing alongside it for the grace period, so your receiver can switch without missing a delivery.",
-    "Rotate secret",
+    isEd25519(config) ? "Rotate the signing key?" : "Rotate the signing secret?",
+    isEd25519(config)
+      ? "A new ed25519 key pair is generated; the service keeps the private key and your key set lists the new public key. The current key keeps signing alongside it for the grace period."
+      : "A new secret is generated and shown once. The current one keeps signing alongside it for the grace period, so your receiver can switch without missing a delivery.",
+    isEd25519(config) ? "Rotate key" : "Rotate secret",
   );
   if (!ok) return;
   try {
     const resp = await api("POST", `/webhooks/configs/${config.id}:rotate-secret`, {});
     const until = resp.previous_secret_expires_at ? ` The previous secret also signs until ${absolute(resp.previous_secret_expires_at)}.` : "";
-    showSecret(resp.secret, `New signing secret for ${shortUrl(config.url)}.${until}`);
+    if (resp.secret) showSecret(resp.secret, `New signing secret for ${shortUrl(config.url)}.${until}`);
+    else note(slot, `New ed25519 key ${resp.config.public_key}.${until.replace("secret", "key")}`, "ok"); // the service keeps the private key
     state.refreshEndpoints();
   } catch (err) {
     note(slot, err.message, "bad");

@@ -9,9 +9,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from tests.support.payloads import example
+from tests.support.polling import eventually
 from tests.support.receiver import Receiver, running_receiver
 from tests.support.server import RunningServer, make_org_and_keys, running_server
 from webhooks_client import AdminClient, DeliveryLog, PublisherClient, PublishResult, WebhookConfig
+from webhooks_service.domain import utcnow
+from webhooks_service.storage.queue_stats import queue_stats
 
 
 class DeliveryEnv:
@@ -49,6 +52,18 @@ class DeliveryEnv:
             if time.monotonic() > deadline:
                 raise AssertionError(f"expected {count} log entries, got {logs}")
             time.sleep(0.02)
+
+    def settled(self, timeout: float = 15.0) -> None:
+        """Until nothing is pending in the queue: the service's own count behind
+        the ``webhooks_queue_pending_deliveries`` gauge (``storage.queue_stats``).
+        A delivery due, claimed, in flight or waiting for a retry is pending, so
+        once it is 0 no further attempt can happen: "nothing more happens" is
+        checked against this, not by sleeping."""
+        eventually(
+            lambda: queue_stats(self.srv.engine, utcnow()).pending == 0,
+            timeout,
+            "nothing pending in the queue",
+        )
 
     def close(self) -> None:
         self.admin.close()

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 
 import pytest
 
+from tests.support.server import TEST_GATEWAY_SECRET
 from webhooks_service.errors import ConfigurationError
 from webhooks_service.gateway import (
     EnvoyProcess,
@@ -57,6 +58,7 @@ def running_gateway(
     grpc_proxy: bool = False,
     cors_allowed_origins: Sequence[str] = (),
     listen: str = "127.0.0.1:0",
+    gateway_secret: str = TEST_GATEWAY_SECRET,
 ) -> Iterator[EnvoyProcess]:
     """Envoy on ``listen`` (127.0.0.1:<free port>) in front of ``upstreams``
     ("host:port"); ``grpc_proxy``: also the native gRPC listener (``gw.grpc_listen``)."""
@@ -68,6 +70,7 @@ def running_gateway(
         health_check_interval_s=health_check_interval_s,
         max_request_bytes=max_request_bytes,
         cors_allowed_origins=tuple(cors_allowed_origins),
+        gateway_secret=gateway_secret,
         grpc_proxy_listen=(
             parse_address("127.0.0.1:0", what="grpc", allow_zero_port=True) if grpc_proxy else None
         ),

@@ -51,12 +51,17 @@ from webhooks_client.models import (
     PutWebhookConfigResult,
     RetryDeliveryResult,
     RotateWebhookSecretResult,
+    SigningScheme,
+    VerificationStatus,
+    VerifyWebhookEndpointResult,
     WebhookConfig,
 )
 from webhooks_client.receiver import (
+    KeySet,
     WebhookVerificationError,
     sign,
     signed_headers,
+    verification_answer,
     verify,
 )
 
@@ -82,6 +87,7 @@ __all__ = [
     "InMemoryStore",
     "InternalError",
     "InvalidArgumentError",
+    "KeySet",
     "NotFoundError",
     "Outcome",
     "PermissionDeniedError",
@@ -94,8 +100,11 @@ __all__ = [
     "Reply",
     "RetryDeliveryResult",
     "RotateWebhookSecretResult",
+    "SigningScheme",
     "UnauthenticatedError",
     "UnavailableError",
+    "VerificationStatus",
+    "VerifyWebhookEndpointResult",
     "WebhookConfig",
     "WebhookVerificationError",
     "WebhooksClientError",
@@ -107,5 +116,6 @@ __all__ = [
     "payload_class",
     "sign",
     "signed_headers",
+    "verification_answer",
     "verify",
 ]

@@ -143,6 +143,7 @@ class AdminClient(_Client):
         description: str | None = None,
         headers: Mapping[str, str] | None = None,
         clear_headers: bool = False,
+        signing_scheme: models.SigningScheme | None = None,
         timeout: float | None = None,
     ) -> models.PutWebhookConfigResult:
         """Create (no ``id``) or update a configuration.
@@ -164,6 +165,7 @@ class AdminClient(_Client):
             description=description,
             headers=headers,
             clear_headers=clear_headers,
+            signing_scheme=signing_scheme,
         )
         return calls.put_config_result(self._call(self._stub.PutWebhookConfig, request, timeout))
 
@@ -184,6 +186,9 @@ class AdminClient(_Client):
         event_type: str = "",
         outcome: str | int | None = None,
         bodies: bool = True,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        status_class: str | int | None = None,
         timeout: float | None = None,
     ) -> models.DeliveryLogPage:
         """One page of the delivery log, newest first; pass ``next_page_token`` back
@@ -199,6 +204,9 @@ class AdminClient(_Client):
             event_type=event_type,
             outcome_filter=outcome,
             bodies=bodies,
+            since=since,
+            until=until,
+            status_class=status_class,
         )
         return calls.logs_page_result(self._call(self._stub.ListDeliveryLogs, request, timeout))
 
@@ -211,6 +219,9 @@ class AdminClient(_Client):
         event_type: str = "",
         outcome: str | int | None = None,
         bodies: bool = True,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        status_class: str | int | None = None,
         timeout: float | None = None,
     ) -> Iterator[models.DeliveryLog]:
         """Every matching log entry, newest first, fetching pages as needed."""
@@ -224,6 +235,9 @@ class AdminClient(_Client):
                 event_type=event_type,
                 outcome_filter=outcome,
                 bodies=bodies,
+                since=since,
+                until=until,
+                status_class=status_class,
             )
             items, token = calls.logs_page(
                 self._call(self._stub.ListDeliveryLogs, request, timeout)
@@ -257,7 +271,12 @@ class AdminClient(_Client):
         return calls.replay_result(self._call(self._stub.ReplayDeliveries, request, timeout))
 
     def send_test_event(
-        self, config_id: str, *, timeout: float | None = None
+        self,
+        config_id: str,
+        *,
+        event_type: str = "",
+        data: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> models.DeliveryLog:
         """Send a ``webhook.ping`` to the config now; returns the logged attempt.
 
@@ -265,9 +284,18 @@ class AdminClient(_Client):
         timeout, 15 s by default), so its default deadline is at least
         :data:`TEST_EVENT_TIMEOUT` seconds.
         """
-        request = calls.test_event_request(config_id)
+        request = calls.test_event_request(config_id, event_type, data)
         deadline = calls.test_event_timeout(self._timeout, timeout)
         return calls.test_event_result(self._call(self._stub.SendTestEvent, request, deadline))
+
+    def verify_webhook_endpoint(
+        self, config_id: str, *, timeout: float | None = None
+    ) -> models.VerifyWebhookEndpointResult:
+        """Send the ownership challenge now (``webhook.verification``); the config after
+        it and whether the endpoint echoed it. Lasts up to the attempt timeout."""
+        request = calls.verify_request(config_id)
+        deadline = calls.test_event_timeout(self._timeout, timeout)
+        return calls.verify_result(self._call(self._stub.VerifyWebhookEndpoint, request, deadline))
 
     def rotate_webhook_secret(
         self, config_id: str, *, secret: str | None = None, timeout: float | None = None

@@ -48,7 +48,20 @@ def webhook_config(c: admin_pb2.WebhookConfig) -> models.WebhookConfig:
         disabled_reason=c.disabled_reason,
         health=endpoint_health(c.health),
         header_names=tuple(c.header_names),
+        signing_scheme=models.SigningScheme(_enum(models.SigningScheme, c.signing_scheme)),
+        public_key=c.public_key,
+        public_key_id=c.public_key_id,
+        verification_status=models.VerificationStatus(
+            _enum(models.VerificationStatus, c.verification_status)
+        ),
+        verification_error=c.verification_error,
     )
+
+
+def verify_webhook_endpoint(
+    r: admin_pb2.VerifyWebhookEndpointResponse,
+) -> models.VerifyWebhookEndpointResult:
+    return models.VerifyWebhookEndpointResult(webhook_config(r.config), r.verified, r.error)
 
 
 def put_webhook_config(r: admin_pb2.PutWebhookConfigResponse) -> models.PutWebhookConfigResult:
@@ -82,6 +95,10 @@ def delivery_log(e: admin_pb2.DeliveryLog) -> models.DeliveryLog:
         outcome=models.DeliveryOutcome(_enum(models.DeliveryOutcome, e.outcome)),
         attempted_at=timestamp(e, "attempted_at"),
         next_attempt_at=timestamp(e, "next_attempt_at"),
+        request_headers=tuple((h.name, h.value) for h in e.request_headers),
+        response_headers=tuple((h.name, h.value) for h in e.response_headers),
+        response_headers_truncated=e.response_headers_truncated,
+        endpoint_deleted=e.endpoint_deleted,
     )
 
 

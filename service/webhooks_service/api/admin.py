@@ -24,12 +24,14 @@ from webhooks_service.api.convert import (
     log_to_proto,
     optional_time,
     outcome_from_proto,
+    signing_scheme_from_proto,
     status_class_from_proto,
     view_is_full,
 )
 from webhooks_service.api.insights import AdminInsights
 from webhooks_service.api.operations import AdminOperations
 from webhooks_service.api.portal import PortalOperations
+from webhooks_service.api.signing import SigningOperations
 from webhooks_service.config import Settings
 from webhooks_service.core import configs, event_types, logs
 from webhooks_service.core.server_keys import keyring
@@ -39,10 +41,15 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class WebhookAdminServicer(
-    AdminOperations, AdminInsights, PortalOperations, admin_pb2_grpc.WebhookAdminServicer
+    AdminOperations,
+    AdminInsights,
+    PortalOperations,
+    SigningOperations,
+    admin_pb2_grpc.WebhookAdminServicer,
 ):
     """Configs and logs here; retry, replay, test event, rotation in ``api/operations.py``;
-    the event view and endpoint stats in ``api/insights.py``.
+    the event view and endpoint stats in ``api/insights.py``; the key set and the
+    ownership challenge in ``api/signing.py``.
 
     ``notify`` wakes the in-process delivery worker after a retry or replay.
     """
@@ -61,6 +68,7 @@ class WebhookAdminServicer(
         # this process's delivery worker: a config deleted or disabled stops at once
         self._stopped = stopped
         self._clock = clock  # wall clock of portal sessions (tests move it)
+        self._init_signing()
 
     async def ListWebhookConfigs(
         self, request: admin_pb2.ListWebhookConfigsRequest, context: Context
@@ -95,9 +103,12 @@ class WebhookAdminServicer(
             description=request.description if request.HasField("description") else None,
             headers=dict(request.headers),
             clear_headers=request.clear_headers,
+            signing_scheme=signing_scheme_from_proto(request.signing_scheme),
         )
         if not result.config.enabled and self._stopped is not None:
             self._stopped(result.config.id, False)  # before the call returns (issue 27.2)
+        self.keys_changed(org)
+        self.challenge_in_background(result.config)
         return admin_pb2.PutWebhookConfigResponse(
             config=config_to_proto(result.config),
             secret=result.generated_secret,

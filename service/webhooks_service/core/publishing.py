@@ -268,7 +268,7 @@ def plan(
     destinations: dict[str, Destination] = {}
 
     def handed(t: Target) -> bool:
-        if handoff is None:
+        if handoff is None or t.waits:  # waiting for its verification: parked, not handed
             return False
         dest = destinations.get(t.url)
         if dest is None:

@@ -41,7 +41,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from webhooks_service.domain import ClaimedDelivery, Lease
+from webhooks_service.domain import PARKED_UNTIL, ClaimedDelivery, Lease, VerificationStatus
 from webhooks_service.errors import NotFound
 from webhooks_service.storage import db
 from webhooks_service.storage.models import (
@@ -98,7 +98,8 @@ _PG_INSERT = (
         INSERT INTO deliveries (organisation_id, event_pk, config_id, status, attempts,
                                 next_attempt_at, claim_token, created_at, updated_at)
         SELECT e.organisation_id, e.pk, t.value ->> 0, 'pending', 0,
-               CASE WHEN CAST(t.value ->> 1 AS boolean) THEN :lease_end ELSE :now END,
+               CASE WHEN CAST(t.value ->> 1 AS boolean) THEN :lease_end
+                    WHEN CAST(t.value ->> 2 AS boolean) THEN :parked ELSE :now END,
                CASE WHEN CAST(t.value ->> 1 AS boolean) THEN :claim_token END, :now, :now
         FROM e JOIN v ON v.organisation_id = e.organisation_id AND v.event_id = e.event_id
         CROSS JOIN LATERAL json_array_elements(v.targets) WITH ORDINALITY AS t(value, n)
@@ -121,7 +122,9 @@ _PG_INSERT = (
     """
     )
     .bindparams(
-        sa.bindparam("now", type_=UTCDateTime()), sa.bindparam("lease_end", type_=UTCDateTime())
+        sa.bindparam("now", type_=UTCDateTime()),
+        sa.bindparam("lease_end", type_=UTCDateTime()),
+        sa.bindparam("parked", type_=UTCDateTime()),
     )
     .columns(*_columns("kind", "pk", "organisation_id", "event_id", "delivery_id", "config_id"))
 )
@@ -156,6 +159,9 @@ class Target:
     timeout_seconds: float | None
     enabled: bool
     headers: str | None = None  # custom request headers (stored form)
+    # Pending ownership verification: its deliveries are stored parked
+    # (domain.PARKED_UNTIL) and never handed over, until it is verified.
+    waits: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +258,7 @@ def _target(r: Any, organisation_id: str, enabled: bool) -> Target:
         timeout_seconds=r.timeout_seconds,
         enabled=enabled,
         headers=r.headers,
+        waits=r.verification_status == VerificationStatus.PENDING,
     )
 
 
@@ -268,6 +275,7 @@ _TARGETS = (
         configs.c.previous_secret_expires_at,
         configs.c.timeout_seconds,
         configs.c.headers,
+        configs.c.verification_status,
     )
     .select_from(
         organisations.outerjoin(
@@ -291,6 +299,7 @@ _TARGET = sa.select(
     configs.c.timeout_seconds,
     configs.c.enabled,
     configs.c.headers,
+    configs.c.verification_status,
 ).where(
     configs.c.id == sa.bindparam("config_id"),
     configs.c.organisation_id == sa.bindparam("org_id"),
@@ -323,7 +332,8 @@ _SQLITE_INSERT_DELIVERIES_SELECT = """
                             next_attempt_at, claim_token, created_at, updated_at)
     SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'),
            json_extract(j.value, '$[2]'), 'pending', 0,
-           CASE WHEN json_extract(j.value, '$[3]') THEN :lease_end ELSE :now END,
+           CASE WHEN json_extract(j.value, '$[3]') THEN :lease_end
+                WHEN json_extract(j.value, '$[4]') THEN :parked ELSE :now END,
            CASE WHEN json_extract(j.value, '$[3]') THEN :claim_token END, :now, :now
     FROM json_each(:rows) AS j
 """
@@ -331,6 +341,8 @@ _SQLITE_INSERT_DELIVERIES = sa.text(_SQLITE_INSERT_DELIVERIES_SELECT)
 _SQLITE_INSERT_DELIVERIES_RETURNING = sa.text(
     _SQLITE_INSERT_DELIVERIES_SELECT + "RETURNING id, event_pk, config_id, claim_token"
 ).columns(*_columns("id", "event_pk", "config_id", "claim_token"))
+
+_SQLITE_PARKED = sqlite_time(PARKED_UNTIL)
 
 Handed = list[tuple[int, int, str]]  # (delivery id, event pk, config id) handed over
 
@@ -362,7 +374,9 @@ def _insert_sqlite(
         for target, claimed in p.deliveries:
             claimed = claimed and lease is not None
             claimed_any = claimed_any or claimed
-            planned_rows.append((p.event.organisation_id, pk, target.config_id, claimed))
+            planned_rows.append(
+                (p.event.organisation_id, pk, target.config_id, claimed, target.waits)
+            )
     if not planned_rows:
         return stored, []
     params = {
@@ -370,6 +384,7 @@ def _insert_sqlite(
         "now": now_text,
         "lease_end": sqlite_time(lease.until) if lease is not None else now_text,
         "claim_token": lease.token if lease is not None else None,
+        "parked": _SQLITE_PARKED,
     }
     if not claimed_any:
         conn.execute(_SQLITE_INSERT_DELIVERIES, params)
@@ -399,7 +414,7 @@ def _insert_pg(
                 e.event_type,
                 occurred,
                 e.traceparent,
-                [(t.config_id, claimed) for t, claimed in p.deliveries],
+                [(t.config_id, claimed, t.waits) for t, claimed in p.deliveries],
             )
         )
     payloads = PG_PAYLOAD_SEPARATOR.join([p.event.payload for p in planned])
@@ -414,6 +429,7 @@ def _insert_pg(
             "token": PROCESS_TOKEN,
             "lease_end": lease.until if lease else now,
             "claim_token": lease.token if lease else None,
+            "parked": PARKED_UNTIL,
         },
     )
     stored: dict[tuple[str, str], int] = {}

@@ -39,6 +39,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from webhooks_service.domain import PARKED_UNTIL, VerificationStatus
 from webhooks_service.storage.endpoint_health import CONFIGS_WITH_HEALTH
 from webhooks_service.storage.events import NOTIFY_CHANNEL
 from webhooks_service.storage.models import (
@@ -312,14 +313,23 @@ def insert_operational(
         return Stored()
     targets: dict[str, list[tuple[str, list[str]]]] = {}
     endpoints: dict[str, int] = {}  # live configurations, enabled or not: N
+    waiting: set[str] = set()  # pending ownership verification: their deliveries wait
     for r in conn.execute(
-        sa.select(_C.c.id, _C.c.organisation_id, _C.c.event_types, _C.c.enabled)
+        sa.select(
+            _C.c.id,
+            _C.c.organisation_id,
+            _C.c.event_types,
+            _C.c.enabled,
+            _C.c.verification_status,
+        )
         .where(_C.c.organisation_id.in_(orgs), _C.c.deleted_at.is_(None))
         .order_by(_C.c.created_at, _C.c.id)
     ):
         endpoints[r.organisation_id] = endpoints.get(r.organisation_id, 0) + 1
         if r.enabled:
             targets.setdefault(r.organisation_id, []).append((r.id, list(r.event_types)))
+            if r.verification_status == VerificationStatus.PENDING:
+                waiting.add(r.id)
     conn.execute(
         _dialect_insert(conn, _B)
         .values([{"organisation_id": o, "window_started_at": now, "deliveries": 0} for o in orgs])
@@ -369,7 +379,7 @@ def insert_operational(
                 "config_id": config_id,
                 "status": "pending",
                 "attempts": 0,
-                "next_attempt_at": now,
+                "next_attempt_at": PARKED_UNTIL if config_id in waiting else now,
                 "claim_token": None,
                 "created_at": now,
                 "updated_at": now,

@@ -29,7 +29,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from webhooks_service.domain import ENDED, DeliveryStatus
+from webhooks_service.domain import ENDED, PARKED_UNTIL, DeliveryStatus, VerificationStatus
 from webhooks_service.storage import db
 from webhooks_service.storage.events import NOTIFY_CHANNEL, PROCESS_TOKEN
 from webhooks_service.storage.models import Delivery, Event, WebhookConfig
@@ -121,11 +121,15 @@ def schedule_now(conn: sa.Connection, state: DeliveryState, now: datetime) -> bo
     """
     update = sa.update(_D).where(_D.c.id == state.id)
     if state.status in ENDED:
+        # An endpoint pending ownership verification: the delivery waits for it.
+        due = PARKED_UNTIL if _waits(conn, state.config_id) else now
         update = update.where(_D.c.status == state.status).values(
-            status=DeliveryStatus.PENDING, next_attempt_at=now, claim_token=None, updated_at=now
+            status=DeliveryStatus.PENDING, next_attempt_at=due, claim_token=None, updated_at=now
         )
     elif (
-        state.status is DeliveryStatus.PENDING and not state.claimed and state.next_attempt_at > now
+        state.status is DeliveryStatus.PENDING
+        and not state.claimed
+        and now < state.next_attempt_at < PARKED_UNTIL  # a parked one keeps waiting
     ):
         update = update.where(
             _D.c.status == DeliveryStatus.PENDING,
@@ -159,6 +163,12 @@ def retry_delivery(
             notify_workers(conn)
             state = get_delivery(conn, organisation_id, delivery_id)
     return state, scheduled
+
+
+def _waits(conn: sa.Connection, config_id: str) -> bool:
+    """Whether the configuration waits for its ownership verification."""
+    status = conn.execute(sa.select(_C.c.verification_status).where(_C.c.id == config_id)).scalar()
+    return status == VerificationStatus.PENDING
 
 
 def config_enabled(conn: sa.Connection, organisation_id: str, config_id: str) -> bool | None:
@@ -220,11 +230,12 @@ def replay_range(
         matched = int(conn.execute(sa.select(sa.func.count()).select_from(capped)).scalar_one())
         if matched == 0 or matched > limit:
             return ReplayResult(True, matched, 0)
+        due = PARKED_UNTIL if _waits(conn, config_id) else now  # waits for verification
         replayed = conn.execute(
             sa.update(_D)
             .where(*where)
             .values(
-                status=DeliveryStatus.PENDING, next_attempt_at=now, claim_token=None, updated_at=now
+                status=DeliveryStatus.PENDING, next_attempt_at=due, claim_token=None, updated_at=now
             )
         ).rowcount
         if replayed:
