@@ -48,6 +48,21 @@ def webhook_config(c: admin_pb2.WebhookConfig) -> models.WebhookConfig:
         disabled_reason=c.disabled_reason,
         health=endpoint_health(c.health),
         header_names=tuple(c.header_names),
+        filter=c.filter,
+    )
+
+
+def filter_test(r: admin_pb2.TestWebhookFilterResponse) -> models.FilterTestResult:
+    return models.FilterTestResult(
+        examined=r.examined,
+        matched=r.matched,
+        matches=tuple(
+            models.FilterMatch(m.event_id, m.event_type, timestamp(m, "occurred_at"))
+            for m in r.matches
+        ),
+        errors=r.errors,
+        example_matches=r.example_matches if r.HasField("example_matches") else None,
+        example_error=r.example_error,
     )
 
 

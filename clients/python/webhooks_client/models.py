@@ -99,6 +99,29 @@ class WebhookConfig:
     health: EndpointHealth = field(default_factory=EndpointHealth)
     # Names of the custom request headers sent on every attempt (values never returned).
     header_names: tuple[str, ...] = ()
+    # The payload filter (a CEL expression); "" when the endpoint gets every event.
+    filter: str = ""
+
+
+@dataclass(frozen=True)
+class FilterMatch:
+    """A recent event a payload filter accepts (TestWebhookFilter)."""
+
+    event_id: str
+    event_type: str
+    occurred_at: datetime | None
+
+
+@dataclass(frozen=True)
+class FilterTestResult:
+    """A payload filter tried on the organisation's recent events (and an example)."""
+
+    examined: int
+    matched: int
+    matches: tuple[FilterMatch, ...]
+    errors: int
+    example_matches: bool | None  # None when no example was given
+    example_error: str = ""
 
 
 @dataclass(frozen=True)

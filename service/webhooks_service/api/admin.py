@@ -23,12 +23,14 @@ from webhooks_service.api.convert import (
     event_type_to_proto,
     log_to_proto,
     outcome_from_proto,
+    timestamp,
     view_is_full,
 )
 from webhooks_service.api.operations import AdminOperations
 from webhooks_service.api.portal import PortalOperations
 from webhooks_service.config import Settings
-from webhooks_service.core import configs, event_types, logs
+from webhooks_service.core import configs, event_types, filters, logs
+from webhooks_service.core.publishing import struct_to_dict
 from webhooks_service.core.server_keys import keyring
 from webhooks_service.storage.models import utcnow
 
@@ -86,6 +88,7 @@ class WebhookAdminServicer(AdminOperations, PortalOperations, admin_pb2_grpc.Web
             description=request.description if request.HasField("description") else None,
             headers=dict(request.headers),
             clear_headers=request.clear_headers,
+            filter_expression=request.filter if request.HasField("filter") else None,
         )
         return admin_pb2.PutWebhookConfigResponse(
             config=config_to_proto(result.config),
@@ -134,3 +137,38 @@ class WebhookAdminServicer(AdminOperations, PortalOperations, admin_pb2_grpc.Web
         # webhooks:read may read it (no organisation required).
         types = event_types.list_event_types(request.category)
         return admin_pb2.ListEventTypesResponse(event_types=[event_type_to_proto(t) for t in types])
+
+    async def TestWebhookFilter(
+        self, request: admin_pb2.TestWebhookFilterRequest, context: Context
+    ) -> admin_pb2.TestWebhookFilterResponse:
+        org = require_organisation()
+        result = await asyncio.to_thread(
+            filters.dry_run,
+            self._engine,
+            self._settings,
+            org,
+            expression=request.filter,
+            patterns=list(request.event_types),
+            limit=request.limit,
+            example_data=(
+                struct_to_dict(request.example_data) if request.HasField("example_data") else None
+            ),
+            example_type=request.example_type,
+        )
+        response = admin_pb2.TestWebhookFilterResponse(
+            examined=result.examined,
+            matched=result.matched,
+            matches=[
+                admin_pb2.FilterMatch(
+                    event_id=m.event_id,
+                    event_type=m.event_type,
+                    occurred_at=timestamp(m.occurred_at),
+                )
+                for m in result.matches
+            ],
+            errors=result.errors,
+            example_error=result.example_error,
+        )
+        if result.example_matches is not None:
+            response.example_matches = result.example_matches
+        return response

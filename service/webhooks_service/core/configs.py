@@ -24,7 +24,14 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
-from webhooks_service.core import catalog, endpoint_headers, listing, operational, pagetokens
+from webhooks_service.core import (
+    catalog,
+    endpoint_headers,
+    filters,
+    listing,
+    operational,
+    pagetokens,
+)
 from webhooks_service.core.ids import check_config_id, new_id
 from webhooks_service.core.secrets_at_rest import cipher_for
 from webhooks_service.core.server_keys import keyring
@@ -118,6 +125,7 @@ def validate(
     url_guard: Callable[[str], str | None] | None = None,
     headers: Mapping[str, str] | None = None,
     clear_headers: bool = False,
+    filter_expression: str | None = None,
 ) -> list[FieldViolation]:
     """Every problem with a put request, one violation per offending field/element."""
     problems: list[FieldViolation] = []
@@ -153,6 +161,8 @@ def validate(
                 f"at most {MAX_DESCRIPTION_LENGTH} characters (got {len(description)})",
             )
         )
+    if filter_expression and not any(p.field.startswith("event_types") for p in problems):
+        problems.extend(filters.check(filter_expression, event_types))
     if headers:
         problems.extend(endpoint_headers.validate_headers(headers))
         if clear_headers:
@@ -175,6 +185,7 @@ def put_config(
     description: str | None,
     headers: Mapping[str, str] | None = None,
     clear_headers: bool = False,
+    filter_expression: str | None = None,
     clock: Clock = utcnow,
 ) -> PutResult:
     """Create (empty ``config_id``) or update a configuration of the organisation.
@@ -186,7 +197,9 @@ def put_config(
     the delivery workers would refuse (loopback, private, …, unless the
     operator allowed its network) is refused here already. Non-empty
     ``headers`` replace the custom headers; empty ones keep them on update,
-    unless ``clear_headers``.
+    unless ``clear_headers``. ``filter_expression`` (the payload filter) follows
+    the optional fields' rule (empty removes it); a kept filter is checked
+    again against new event types.
     """
     check_config_id(config_id, "id", required=False)
     secret = secret or None
@@ -202,6 +215,7 @@ def put_config(
         url_guard=None if config_id else (lambda _: target_problem),
         headers=headers,
         clear_headers=clear_headers,
+        filter_expression=filter_expression,
     )
     if problems:
         # The API's error mapping adds the first field and rule to the message.
@@ -219,6 +233,20 @@ def put_config(
                 raise InvalidArgument(
                     "invalid webhook configuration", [FieldViolation("url", target_problem)]
                 )
+            new_filter = current.filter if filter_expression is None else filter_expression
+            if filter_expression is None and new_filter:
+                kept = filters.check(new_filter, types)
+                if kept:
+                    raise InvalidArgument(
+                        "invalid webhook configuration",
+                        [
+                            FieldViolation(
+                                "filter",
+                                f"the current filter no longer fits the event types: "
+                                f"{kept[0].description}",
+                            )
+                        ],
+                    )
             new_enabled = current.enabled if enabled is None else enabled
             current_secret = cipher.open(current.secret)
             if new_headers is not None:
@@ -249,6 +277,7 @@ def put_config(
                 # Re-enabling by an admin clears the service's own reason.
                 disabled_reason="" if new_enabled else current.disabled_reason,
                 headers=stored_headers,
+                filter=new_filter,
                 updated_at=now,
             )
             store.update(conn, row)
@@ -290,6 +319,7 @@ def put_config(
                 if new_headers is None
                 else endpoint_headers.seal_headers(new_headers, cipher.seal)
             ),
+            filter=filter_expression or "",
         )
         store.insert(conn, row)
         opened = replace(

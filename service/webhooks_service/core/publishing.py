@@ -47,7 +47,7 @@ from google.protobuf import any_pb2, struct_pb2
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
-from webhooks_service.core import catalog, payloads
+from webhooks_service.core import catalog, filters, payloads
 from webhooks_service.domain import ClaimedDelivery, Destination, new_lease, utcnow
 from webhooks_service.errors import FieldViolation, InvalidArgument, PermissionDenied
 from webhooks_service.observability import tracing
@@ -261,8 +261,14 @@ def plan(
     targets: Mapping[str, Sequence[Target]],
     handoff: HandOff | None,
 ) -> list[PlannedEvent]:
-    """Which configurations get a delivery of each event, and which are handed over."""
+    """Which configurations get a delivery of each event, and which are handed over.
+
+    A configuration gets one when one of its patterns covers the event's type
+    and its payload filter, if any, accepts the event (core/filters.py: the
+    payload is parsed at most once per event, for the first filter asked).
+    """
     destinations: dict[str, Destination] = {}
+    matcher: filters.Matcher | None = None
 
     def handed(t: Target) -> bool:
         if handoff is None:
@@ -272,17 +278,27 @@ def plan(
             dest = destinations[t.url] = Destination.of(t.url)
         return handoff.take(dest)
 
-    return [
-        PlannedEvent(
-            e,
-            [
-                (t, handed(t))
-                for t in targets.get(e.organisation_id, ())
-                if catalog.matches_any(t.event_types, e.event_type)
-            ],
-        )
-        for e in events
-    ]
+    planned: list[PlannedEvent] = []
+    for e in events:
+        view: filters.EventView | None = None
+        chosen: list[tuple[Target, bool]] = []
+        for t in targets.get(e.organisation_id, ()):
+            if not catalog.matches_any(t.event_types, e.event_type):
+                continue
+            if t.filter:
+                if view is None:
+                    view = filters.EventView(
+                        e.event_id, e.event_type, e.occurred_at, e.payload, body=True
+                    )
+                if matcher is None:
+                    matcher = filters.Matcher()
+                if not matcher.accepts(t.config_id, t.filter, view):
+                    continue
+            chosen.append((t, handed(t)))
+        planned.append(PlannedEvent(e, chosen))
+    if matcher is not None:
+        matcher.flush()
+    return planned
 
 
 def store_events(

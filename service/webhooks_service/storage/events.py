@@ -156,6 +156,7 @@ class Target:
     timeout_seconds: float | None
     enabled: bool
     headers: str | None = None  # custom request headers (stored form)
+    filter: str = ""  # the payload filter (core/filters.py); "" for none
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +253,7 @@ def _target(r: Any, organisation_id: str, enabled: bool) -> Target:
         timeout_seconds=r.timeout_seconds,
         enabled=enabled,
         headers=r.headers,
+        filter=r.filter,
     )
 
 
@@ -268,6 +270,7 @@ _TARGETS = (
         configs.c.previous_secret_expires_at,
         configs.c.timeout_seconds,
         configs.c.headers,
+        configs.c.filter,
     )
     .select_from(
         organisations.outerjoin(
@@ -291,6 +294,7 @@ _TARGET = sa.select(
     configs.c.timeout_seconds,
     configs.c.enabled,
     configs.c.headers,
+    configs.c.filter,
 ).where(
     configs.c.id == sa.bindparam("config_id"),
     configs.c.organisation_id == sa.bindparam("org_id"),

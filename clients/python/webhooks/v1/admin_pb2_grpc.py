@@ -83,6 +83,11 @@ class WebhookAdminStub:
                 request_serializer=webhooks_dot_v1_dot_admin__pb2.ListEventTypesRequest.SerializeToString,
                 response_deserializer=webhooks_dot_v1_dot_admin__pb2.ListEventTypesResponse.FromString,
                 _registered_method=True)
+        self.TestWebhookFilter = channel.unary_unary(
+                '/webhooks.v1.WebhookAdmin/TestWebhookFilter',
+                request_serializer=webhooks_dot_v1_dot_admin__pb2.TestWebhookFilterRequest.SerializeToString,
+                response_deserializer=webhooks_dot_v1_dot_admin__pb2.TestWebhookFilterResponse.FromString,
+                _registered_method=True)
         self.CreatePortalSession = channel.unary_unary(
                 '/webhooks.v1.WebhookAdmin/CreatePortalSession',
                 request_serializer=webhooks_dot_v1_dot_admin__pb2.CreatePortalSessionRequest.SerializeToString,
@@ -223,6 +228,21 @@ class WebhookAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TestWebhookFilter(self, request, context):
+        """Tries a payload filter (the CEL expression of a configuration's
+        `filter`) before saving it: checks it as PutWebhookConfig would
+        (INVALID_ARGUMENT with a violation on `filter` otherwise), then runs it
+        over the organisation's most recent events of the given types (at most
+        `limit`, 200 by default and 1000 at most, within the log's retention)
+        and answers how many were examined and matched, with the matching
+        events' ids and types, newest first; given an example `data`, also
+        whether that payload matches. Nothing is stored or sent. Scope
+        `webhooks:read`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreatePortalSession(self, request, context):
         """--- Portal sessions (the dashboard) ---
 
@@ -296,6 +316,11 @@ def add_WebhookAdminServicer_to_server(servicer, server):
                     servicer.ListEventTypes,
                     request_deserializer=webhooks_dot_v1_dot_admin__pb2.ListEventTypesRequest.FromString,
                     response_serializer=webhooks_dot_v1_dot_admin__pb2.ListEventTypesResponse.SerializeToString,
+            ),
+            'TestWebhookFilter': grpc.unary_unary_rpc_method_handler(
+                    servicer.TestWebhookFilter,
+                    request_deserializer=webhooks_dot_v1_dot_admin__pb2.TestWebhookFilterRequest.FromString,
+                    response_serializer=webhooks_dot_v1_dot_admin__pb2.TestWebhookFilterResponse.SerializeToString,
             ),
             'CreatePortalSession': grpc.unary_unary_rpc_method_handler(
                     servicer.CreatePortalSession,
@@ -555,6 +580,33 @@ class WebhookAdmin:
             '/webhooks.v1.WebhookAdmin/ListEventTypes',
             webhooks_dot_v1_dot_admin__pb2.ListEventTypesRequest.SerializeToString,
             webhooks_dot_v1_dot_admin__pb2.ListEventTypesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TestWebhookFilter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/webhooks.v1.WebhookAdmin/TestWebhookFilter',
+            webhooks_dot_v1_dot_admin__pb2.TestWebhookFilterRequest.SerializeToString,
+            webhooks_dot_v1_dot_admin__pb2.TestWebhookFilterResponse.FromString,
             options,
             channel_credentials,
             insecure,

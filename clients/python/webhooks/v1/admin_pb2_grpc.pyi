@@ -122,6 +122,17 @@ class WebhookAdminStub:
     `webhook.ping`, the test event, which cannot be subscribed to). The same
     for every organisation; needs scope `webhooks:read`.
     """
+    TestWebhookFilter: _grpc.UnaryUnaryMultiCallable[_admin_pb2.TestWebhookFilterRequest, _admin_pb2.TestWebhookFilterResponse]
+    """Tries a payload filter (the CEL expression of a configuration's
+    `filter`) before saving it: checks it as PutWebhookConfig would
+    (INVALID_ARGUMENT with a violation on `filter` otherwise), then runs it
+    over the organisation's most recent events of the given types (at most
+    `limit`, 200 by default and 1000 at most, within the log's retention)
+    and answers how many were examined and matched, with the matching
+    events' ids and types, newest first; given an example `data`, also
+    whether that payload matches. Nothing is stored or sent. Scope
+    `webhooks:read`.
+    """
     CreatePortalSession: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CreatePortalSessionRequest, _admin_pb2.CreatePortalSessionResponse]
     """--- Portal sessions (the dashboard) ---
 
@@ -234,6 +245,17 @@ class WebhookAdminAsyncStub(WebhookAdminStub):
     `webhook.delivery_failed`, sent by the service itself, and
     `webhook.ping`, the test event, which cannot be subscribed to). The same
     for every organisation; needs scope `webhooks:read`.
+    """
+    TestWebhookFilter: _aio.UnaryUnaryMultiCallable[_admin_pb2.TestWebhookFilterRequest, _admin_pb2.TestWebhookFilterResponse]  # type: ignore[assignment]
+    """Tries a payload filter (the CEL expression of a configuration's
+    `filter`) before saving it: checks it as PutWebhookConfig would
+    (INVALID_ARGUMENT with a violation on `filter` otherwise), then runs it
+    over the organisation's most recent events of the given types (at most
+    `limit`, 200 by default and 1000 at most, within the log's retention)
+    and answers how many were examined and matched, with the matching
+    events' ids and types, newest first; given an example `data`, also
+    whether that payload matches. Nothing is stored or sent. Scope
+    `webhooks:read`.
     """
     CreatePortalSession: _aio.UnaryUnaryMultiCallable[_admin_pb2.CreatePortalSessionRequest, _admin_pb2.CreatePortalSessionResponse]  # type: ignore[assignment]
     """--- Portal sessions (the dashboard) ---
@@ -398,6 +420,23 @@ class WebhookAdminServicer(metaclass=_abc_1.ABCMeta):
         `webhook.delivery_failed`, sent by the service itself, and
         `webhook.ping`, the test event, which cannot be subscribed to). The same
         for every organisation; needs scope `webhooks:read`.
+        """
+
+    @_abc_1.abstractmethod
+    def TestWebhookFilter(
+        self,
+        request: _admin_pb2.TestWebhookFilterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.TestWebhookFilterResponse, _abc.Awaitable[_admin_pb2.TestWebhookFilterResponse]]:
+        """Tries a payload filter (the CEL expression of a configuration's
+        `filter`) before saving it: checks it as PutWebhookConfig would
+        (INVALID_ARGUMENT with a violation on `filter` otherwise), then runs it
+        over the organisation's most recent events of the given types (at most
+        `limit`, 200 by default and 1000 at most, within the log's retention)
+        and answers how many were examined and matched, with the matching
+        events' ids and types, newest first; given an example `data`, also
+        whether that payload matches. Nothing is stored or sent. Scope
+        `webhooks:read`.
         """
 
     @_abc_1.abstractmethod

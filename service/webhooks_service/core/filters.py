@@ -1,0 +1,591 @@
+"""Payload filters: a configuration's CEL expression, checked at PUT and run at fan-out.
+
+A filter is a Common Expression Language expression over ``event``:
+``event.id`` and ``event.type`` (strings), ``event.occurred_at`` (a
+timestamp) and ``event.data``, the typed payload message of the event's type
+(``payloads.proto``). It is compiled by cel-cpp (``cel-expr-python``, see
+docs/decisions.md, issue 21) against one *envelope* message per catalog type
+(``webhooks.filters.RewardClaimedEvent {id, type, occurred_at, data:
+webhooks.v1.RewardClaimed}``, built here at import time in a descriptor pool
+of its own), so the type checker knows every field: ``event.data.points >
+100`` is an int64 comparison, ``event.data.pointz`` or ``points > 'a'`` is
+a compile error.
+
+- :func:`check` (PUT and the dry run): the violations of a filter for a
+  configuration's patterns, on the field ``filter``: too long, too costly
+  (comprehension macros), does not parse, nests too deep, is not a boolean,
+  or type-checks against none of the subscribed types (the errors say
+  where: line and column, and why).
+- :class:`Matcher` (fan-out): per event, one activation built lazily (the
+  payload parsed once into its message) shared by every configuration of
+  the organisation; per configuration, the program compiled once per
+  (configuration, filter text, event type) and kept in a bounded LRU cache
+  (:data:`CACHE_ENTRIES`). An event of a type the filter does not
+  type-check against does not match; an evaluation error (a division by
+  zero, …) does not match either and is counted (:func:`counts`, exposed as
+  ``webhooks_filter_events_total`` by observability/metrics.py, and a
+  warning at most once a minute per configuration).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
+
+import cel_expr_python.cel as cel
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
+from google.protobuf.message import Message
+from sqlalchemy.engine import Engine
+
+from webhooks.v1 import payloads_pb2
+from webhooks_service.config import Settings
+from webhooks_service.core import catalog, payloads
+from webhooks_service.domain import utcnow
+from webhooks_service.errors import FieldViolation, InvalidArgument
+from webhooks_service.storage import db
+from webhooks_service.storage.recent_events import recent_events
+
+__all__ = [
+    "CACHE_ENTRIES",
+    "MAX_COMPREHENSIONS",
+    "MAX_FILTER_LENGTH",
+    "MAX_NESTING",
+    "DryRun",
+    "EventView",
+    "Match",
+    "Matcher",
+    "check",
+    "counts",
+    "dry_run",
+    "evaluate",
+    "subscribed_types",
+]
+
+log = logging.getLogger(__name__)
+
+FIELD = "filter"
+MAX_FILTER_LENGTH = 1024
+MAX_COMPREHENSIONS = 4
+MAX_NESTING = 32  # cel-cpp's parser refuses deeper expressions itself
+CACHE_ENTRIES = 4096  # compiled (configuration, filter, type) programs per process
+COUNTED_CONFIGS = 10_000  # configurations whose skip/error counts are kept
+_LOG_EVERY_SECONDS = 60.0
+_PACKAGE = "webhooks.filters"
+_MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
+
+
+# --- the environment: one envelope message and one cel.Env per catalog type ---
+
+
+def _build_pool() -> descriptor_pool.DescriptorPool:
+    pool = descriptor_pool.DescriptorPool()
+    added: set[str] = set()
+
+    def add(fd: Any) -> None:
+        if fd.name in added:
+            return
+        for dep in fd.dependencies:
+            add(dep)
+        proto = descriptor_pb2.FileDescriptorProto()
+        fd.CopyToProto(proto)
+        pool.Add(proto)
+        added.add(fd.name)
+
+    add(payloads_pb2.DESCRIPTOR)
+    envelopes = descriptor_pb2.FileDescriptorProto(
+        name="webhooks_service/filters.proto",
+        package=_PACKAGE,
+        syntax="proto3",
+        dependency=["google/protobuf/timestamp.proto", payloads_pb2.DESCRIPTOR.name],
+    )
+    fdp = descriptor_pb2.FieldDescriptorProto
+    for payload in sorted({t.payload for t in catalog.TYPES}):
+        message = envelopes.message_type.add(name=_envelope_name(payload).rsplit(".", 1)[1])
+        for number, (name, kind, type_name) in enumerate(
+            (
+                ("id", fdp.TYPE_STRING, ""),
+                ("type", fdp.TYPE_STRING, ""),
+                ("occurred_at", fdp.TYPE_MESSAGE, ".google.protobuf.Timestamp"),
+                ("data", fdp.TYPE_MESSAGE, "." + payload),
+            ),
+            start=1,
+        ):
+            field = message.field.add(name=name, number=number, type=kind, label=fdp.LABEL_OPTIONAL)
+            if type_name:
+                field.type_name = type_name
+    pool.Add(envelopes)
+    return pool
+
+
+def _envelope_name(payload: str) -> str:
+    return f"{_PACKAGE}.{payload.rsplit('.', 1)[1]}Event"
+
+
+_POOL = _build_pool()
+
+
+@dataclass(frozen=True, slots=True)
+class _TypeEnv:
+    env: Any  # cel.Env
+    envelope: type[Message]
+    payload: type[Message]
+
+
+@cache
+def _type_env(event_type: str) -> _TypeEnv | None:
+    info = catalog.info(event_type)
+    if info is None:
+        return None
+    name = _envelope_name(info.payload)
+    env = cel.NewEnv(_POOL, variables={"event": cel.Type(name)})
+    return _TypeEnv(
+        env,
+        message_factory.GetMessageClass(_POOL.FindMessageTypeByName(name)),
+        message_factory.GetMessageClass(_POOL.FindMessageTypeByName(info.payload)),
+    )
+
+
+# --- checking (PUT, dry run) ---
+
+
+def subscribed_types(patterns: Iterable[str]) -> list[str]:
+    """The catalog types a configuration's patterns cover, in catalog order."""
+    patterns = tuple(patterns)
+    return [t for t in catalog.EVENT_TYPES if catalog.matches_any(patterns, t)]
+
+
+_ERROR_LINE = re.compile(r"ERROR: <input>:(-?\d+):(-?\d+): (.*)")
+
+
+def _explain(exc: Exception) -> str:
+    """cel-cpp's error text in the API's voice: ``line 1, column 12: …``."""
+    text = str(exc)
+    if "recursion" in text.lower():
+        return f"nests deeper than {MAX_NESTING} levels"
+    found: list[str] = []
+    for line in text.splitlines():
+        m = _ERROR_LINE.search(line)
+        if m is None:
+            continue
+        row, col, why = m.groups()
+        why = why.removesuffix(" [INVALID_ARGUMENT]").strip()
+        where = f"line {row}, column {col}: " if int(row) > 0 else ""
+        found.append(where + why)
+    return "; ".join(dict.fromkeys(found)) or text.split("\n", 1)[0]
+
+
+def _code_only(expression: str) -> str:
+    """The expression with the contents of its string and bytes literals blanked."""
+    out: list[str] = []
+    i, n = 0, len(expression)
+    while i < n:
+        c = expression[i]
+        if c in "'\"":
+            raw = i > 0 and expression[i - 1] in "rR"
+            quote = expression[i : i + 3] if expression[i : i + 3] == c * 3 else c
+            j = i + len(quote)
+            while j < n and not expression.startswith(quote, j):
+                j += 2 if expression[j] == "\\" and not raw else 1
+            out.append(quote + " " * (min(j, n) - i - len(quote)) + quote)
+            i = j + len(quote)
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+_MACRO_CALL = re.compile(r"\.\s*([A-Za-z_][A-Za-z0-9_]*)\s*\(")
+
+
+def _cost_problem(expression: str) -> str | None:
+    """More than MAX_COMPREHENSIONS macros, or one inside another (quadratic), is refused."""
+    code = _code_only(expression)
+    spans: list[tuple[int, int]] = []
+    for m in _MACRO_CALL.finditer(code):
+        if m.group(1) not in _MACROS:
+            continue
+        start = m.end() - 1
+        depth, end = 0, len(code)
+        for k in range(start, len(code)):
+            if code[k] == "(":
+                depth += 1
+            elif code[k] == ")":
+                depth -= 1
+                if depth == 0:
+                    end = k
+                    break
+        spans.append((start, end))
+    if len(spans) > MAX_COMPREHENSIONS:
+        return (
+            f"too costly: {len(spans)} comprehension macros (all, exists, exists_one, map, "
+            f"filter); at most {MAX_COMPREHENSIONS}"
+        )
+    for a_start, a_end in spans:
+        for b_start, _ in spans:
+            if a_start < b_start < a_end:
+                return (
+                    "too costly: a comprehension macro (all, exists, exists_one, map, filter) "
+                    "inside another; its cost grows with the product of the lists' sizes"
+                )
+    return None
+
+
+def _compile(expression: str, event_type: str) -> Any:
+    """The program for one type; raises RuntimeError (cel-cpp's message) or TypeError."""
+    te = _type_env(event_type)
+    if te is None:
+        raise RuntimeError(f"unknown event type {event_type}")
+    program = te.env.compile(expression)
+    returns = program.return_type()
+    if returns != cel.Type.BOOL and returns != cel.Type.DYN:
+        raise TypeError(f"must be a boolean expression; this one is of type {returns.name()}")
+    return program
+
+
+def check(expression: str, patterns: Sequence[str]) -> list[FieldViolation]:
+    """Why ``expression`` cannot be the filter of a configuration of ``patterns`` (none if it can).
+
+    It must type-check against at least one subscribed type; for the others
+    it never matches (a field they lack cannot be compared).
+    """
+    if not expression:
+        return []
+    if len(expression) > MAX_FILTER_LENGTH:
+        return [
+            FieldViolation(FIELD, f"at most {MAX_FILTER_LENGTH} characters (got {len(expression)})")
+        ]
+    if not expression.strip():
+        return [FieldViolation(FIELD, "blank; leave it empty to receive every event")]
+    problem = _cost_problem(expression)
+    if problem is not None:
+        return [FieldViolation(FIELD, problem)]
+    types = subscribed_types(patterns)
+    if not types:
+        return []  # the event types are refused on their own
+    errors: list[tuple[str, str]] = []
+    for event_type in types:
+        try:
+            _compile(expression, event_type)
+            return []
+        except (RuntimeError, TypeError) as exc:
+            reason = str(exc) if isinstance(exc, TypeError) else _explain(exc)
+            if isinstance(exc, TypeError) or "Syntax error" in reason or "nests" in reason:
+                return [FieldViolation(FIELD, reason)]  # the same for every type
+            errors.append((event_type, reason))
+    # A mismatch where the field exists says more than "no such field" elsewhere.
+    errors.sort(key=lambda e: e[1].find("undefined field") >= 0)
+    if len(errors) == 1:
+        return [FieldViolation(FIELD, f"{errors[0][1]} ({errors[0][0]})")]
+    shown = "; ".join(f"{t}: {why}" for t, why in errors[:3])
+    more = f"; and {len(errors) - 3} more" if len(errors) > 3 else ""
+    return [
+        FieldViolation(FIELD, f"type-checks against none of the subscribed types: {shown}{more}")
+    ]
+
+
+# --- evaluation ---
+
+
+@dataclass(slots=True)
+class EventView:
+    """One event as a filter sees it; the payload message is parsed on first use."""
+
+    event_id: str
+    event_type: str
+    occurred_at: datetime
+    data_json: str  # the delivered ``data`` (proto JSON), or the whole body if ``body``
+    body: bool = False
+    _activation: Any = None
+    _failed: bool = False
+
+    def activation(self) -> Any:
+        """The cel activation of this event (None if its payload cannot be read)."""
+        if self._activation is None and not self._failed:
+            te = _type_env(self.event_type)
+            try:
+                if te is None:
+                    raise ValueError(self.event_type)
+                data: Any = json.loads(self.data_json)
+                if self.body:
+                    data = data.get("data") if isinstance(data, dict) else None
+                envelope = te.envelope(id=self.event_id, type=self.event_type)
+                json_format.ParseDict(data or {}, envelope.data, ignore_unknown_fields=True)  # type: ignore[attr-defined]
+                envelope.occurred_at.FromDatetime(self.occurred_at)  # type: ignore[attr-defined]
+                self._activation = te.env.Activation({"event": envelope})
+            except (ValueError, TypeError, json_format.ParseError) as exc:
+                log.warning("filter: event %s cannot be read: %s", self.event_id, exc)
+                self._failed = True
+        return self._activation
+
+
+def evaluate(program: Any, view: EventView) -> bool | None:
+    """True/False, or None when the filter fails at run time for this event."""
+    activation = view.activation()
+    if activation is None:
+        return None
+    try:
+        result = program.eval(activation)
+    except Exception:
+        return None
+    if result.type() != cel.Type.BOOL:
+        return None
+    return bool(result.value())
+
+
+_NOT_CHECKED = object()  # the filter does not type-check against this event type
+
+
+class _Cache:
+    """Compiled programs, LRU, at most CACHE_ENTRIES (a program is a few KB in cel-cpp)."""
+
+    def __init__(self, entries: int) -> None:
+        self._entries = entries
+        self._programs: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def program(self, config_id: str, expression: str, event_type: str) -> Any:
+        key = (config_id, expression, event_type)
+        with self._lock:
+            program = self._programs.get(key)
+            if program is not None:
+                self._programs.move_to_end(key)
+                return program
+        try:
+            program = _compile(expression, event_type)
+        except (RuntimeError, TypeError):
+            program = _NOT_CHECKED
+        with self._lock:
+            self._programs[key] = program
+            while len(self._programs) > self._entries:
+                self._programs.popitem(last=False)
+        return program
+
+    def __len__(self) -> int:
+        return len(self._programs)
+
+
+_CACHE = _Cache(CACHE_ENTRIES)
+
+
+class _Counts:
+    """Per configuration: events skipped by the filter and evaluation errors (bounded)."""
+
+    def __init__(self, configs: int) -> None:
+        self._configs = configs
+        self._counts: OrderedDict[str, list[int]] = OrderedDict()
+        self._logged: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def add(self, config_id: str, skipped: int, errors: int, error_event: str) -> None:
+        with self._lock:
+            entry = self._counts.get(config_id)
+            if entry is None:
+                entry = self._counts[config_id] = [0, 0]
+                while len(self._counts) > self._configs:
+                    old, _ = self._counts.popitem(last=False)
+                    self._logged.pop(old, None)
+            else:
+                self._counts.move_to_end(config_id)
+            entry[0] += skipped
+            entry[1] += errors
+            total_errors = entry[1]
+            now = time.monotonic()
+            due = errors and now - self._logged.get(config_id, -_LOG_EVERY_SECONDS) >= (
+                _LOG_EVERY_SECONDS
+            )
+            if due:
+                self._logged[config_id] = now
+        if due:
+            log.warning(
+                "filter of webhook configuration %s failed at run time for event %s "
+                "(not delivered; %d such events so far in this process)",
+                config_id,
+                error_event,
+                total_errors,
+            )
+
+    def snapshot(self) -> list[tuple[str, int, int]]:
+        with self._lock:
+            return [(cid, s, e) for cid, (s, e) in self._counts.items()]
+
+
+_COUNTS = _Counts(COUNTED_CONFIGS)
+
+
+def counts() -> list[tuple[str, int, int]]:
+    """(config id, events skipped by its filter, evaluation errors) in this process."""
+    return _COUNTS.snapshot()
+
+
+class Matcher:
+    """Filters for one fan-out (one publish batch): which configurations accept an event.
+
+    ``accepts`` is asked for each (configuration, event) that type matching
+    let through; ``flush`` adds what it counted to the process's counts.
+    """
+
+    __slots__ = ("_first_error", "_stats")
+
+    def __init__(self) -> None:
+        self._stats: dict[str, list[int]] = {}  # config id -> [skipped, errors]
+        self._first_error: dict[str, str] = {}  # config id -> an event it failed on
+
+    def accepts(self, config_id: str, expression: str, view: EventView) -> bool:
+        program = _CACHE.program(config_id, expression, view.event_type)
+        ok = None if program is _NOT_CHECKED else evaluate(program, view)
+        if ok:
+            return True
+        stats = self._stats.get(config_id)
+        if stats is None:
+            stats = self._stats[config_id] = [0, 0]
+        stats[0] += 1
+        if ok is None and program is not _NOT_CHECKED:
+            stats[1] += 1
+            self._first_error.setdefault(config_id, view.event_id)
+        return False
+
+    def flush(self) -> None:
+        for config_id, (skipped, errors) in self._stats.items():
+            _COUNTS.add(config_id, skipped, errors, self._first_error.get(config_id, ""))
+        self._stats.clear()
+        self._first_error.clear()
+
+
+# --- the dry run (TestWebhookFilter) ---
+
+DRY_RUN_DEFAULT = 200
+DRY_RUN_MAX = 1000
+MAX_MATCHES_RETURNED = DRY_RUN_MAX
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    event_id: str
+    event_type: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DryRun:
+    examined: int
+    matched: int
+    matches: list[Match]
+    errors: int
+    example_matches: bool | None
+    example_error: str
+
+
+def _example(
+    expression: str, patterns: Sequence[str], data: Mapping[str, Any], example_type: str
+) -> tuple[bool | None, str]:
+    types = subscribed_types(patterns)
+    event_type = example_type or next(iter(types), "")
+    if event_type not in types:
+        raise InvalidArgument(
+            "invalid filter test",
+            [
+                FieldViolation(
+                    "example_type",
+                    f"{event_type!r} is not one of the subscribed types: "
+                    + catalog.did_you_mean(event_type, types),
+                )
+            ],
+        )
+    resolved, problems = payloads.resolve(event_type, data, None)
+    if problems or resolved is None:
+        raise InvalidArgument(
+            "invalid filter test",
+            [
+                FieldViolation(p.field.replace("event.data", "example_data", 1), p.description)
+                for p in problems
+            ],
+        )
+    program = _CACHE.program("", expression, event_type)
+    if program is _NOT_CHECKED:
+        return False, f"the filter does not type-check against {event_type}"
+    view = EventView("evt_example", event_type, utcnow(), resolved.data_json)
+    ok = evaluate(program, view)
+    if ok is None:
+        return False, "the filter failed at run time on this example (counted as no match)"
+    return ok, ""
+
+
+def dry_run(
+    engine: Engine,
+    settings: Settings,
+    organisation_id: str,
+    *,
+    expression: str,
+    patterns: Sequence[str],
+    limit: int = 0,
+    example_data: Mapping[str, Any] | None = None,
+    example_type: str = "",
+    now: datetime | None = None,
+) -> DryRun:
+    """``expression`` checked as at PUT, then run over the organisation's recent events.
+
+    Examines at most ``limit`` (default 200, at most 1000) of the newest
+    events of the covered types published within the retention window, as
+    fan-out would (same programs, same "an error does not match" rule), and
+    the example payload if given. Nothing is stored or counted.
+    """
+    problems: list[FieldViolation] = []
+    if not expression:
+        problems.append(FieldViolation(FIELD, "required: the CEL expression to try"))
+    problems.extend(_pattern_problems(patterns))
+    if not problems:
+        problems.extend(check(expression, patterns))
+    if not 0 <= limit <= DRY_RUN_MAX:
+        problems.append(FieldViolation("limit", f"0 to {DRY_RUN_MAX} (0: {DRY_RUN_DEFAULT})"))
+    if problems:
+        raise InvalidArgument("invalid filter test", problems)
+    example: tuple[bool | None, str] = (None, "")
+    if example_data is not None:
+        example = _example(expression, patterns, example_data, example_type)
+    now = now or utcnow()
+    since = now - timedelta(days=settings.retention_days)
+    with db.read_transaction(engine) as conn:
+        events = recent_events(
+            conn,
+            organisation_id,
+            subscribed_types(patterns),
+            since=since,
+            limit=limit or DRY_RUN_DEFAULT,
+        )
+    matches: list[Match] = []
+    errors = 0
+    for e in events:
+        program = _CACHE.program("", expression, e.event_type)
+        if program is _NOT_CHECKED:
+            continue
+        ok = evaluate(program, EventView(e.event_id, e.event_type, e.occurred_at, e.payload, True))
+        if ok is None:
+            errors += 1
+        elif ok:
+            matches.append(Match(e.event_id, e.event_type, e.occurred_at))
+    return DryRun(len(events), len(matches), matches, errors, *example)
+
+
+def _pattern_problems(patterns: Sequence[str]) -> list[FieldViolation]:
+    if not patterns:
+        return [
+            FieldViolation("event_types", "required: at least one event type, 'category.*' or '*'")
+        ]
+    return [
+        FieldViolation(
+            f"event_types[{i}]",
+            f"{p!r} is not a catalog event type, a known 'category.*' or '*': "
+            + catalog.did_you_mean(p, catalog.all_types()),
+        )
+        for i, p in enumerate(patterns)
+        if not catalog.is_valid_pattern(p)
+    ]
