@@ -10,21 +10,25 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import generate_latest
 
 from tests.support.delivery_env import DeliveryEnv as Env
 from tests.support.delivery_env import delivery_env
 from tests.support.envoy import running_gateway
 from tests.support.payloads import example
 from tests.support.polling import eventually
-from tests.support.receiver import Received, running_receiver
+from tests.support.receiver import Received, Reply, running_receiver
 from tests.support.server import running_server
-from webhooks_client import InvalidArgumentError, make_publish_request
+from webhooks_client import FailedPreconditionError, InvalidArgumentError, make_publish_request
 from webhooks_service.core import filters
+from webhooks_service.observability.metrics import Metrics
+from webhooks_service.storage.models import utcnow
 
 FAST = {"retry_schedule": (0.05, 0.05)}
 POINTS = "event.data.points > 100"
@@ -168,6 +172,12 @@ def test_an_evaluation_error_neither_delivers_nor_loses_the_others(env: Env) -> 
     env.rx.wait_for(3, "/all")
     assert [ident(r) for r in env.rx.wait_for(1, "/div")] == ["evt_half"]
     assert counted(config.id) == (2, 1)
+    scrape = generate_latest(Metrics().registry).decode()
+    assert (
+        f'webhooks_filter_events_total{{config_id="{config.id}",reason="not_matched"}} 1.0'
+        in scrape
+    )
+    assert f'webhooks_filter_events_total{{config_id="{config.id}",reason="error"}} 1.0' in scrape
 
 
 def test_the_dry_run_counts_what_delivery_did(env: Env) -> None:
@@ -225,6 +235,34 @@ def test_the_dry_run_counts_what_delivery_did(env: Env) -> None:
         with pytest.raises(InvalidArgumentError) as e:
             env.admin.test_webhook_filter(**kwargs)
         assert e.value.field_violations[0].field == field, kwargs
+
+
+def test_retries_and_replays_follow_the_filter_as_it_is_now(env: Env) -> None:
+    env.rx.program("/flaky", Reply(400))  # a final failure: no automatic retry
+    config = env.admin.put_webhook_config(
+        url=env.rx.url("/flaky"), event_types=["reward.claimed"]
+    ).config
+    claim(env, "evt_small", 50)
+    claim(env, "evt_big", 250)
+    failed = {e.event_id: e for e in env.wait_logs(2, config_id=config.id, outcome="failed")}
+    env.admin.put_webhook_config(
+        id=config.id, url=config.url, event_types=["reward.claimed"], filter=POINTS
+    )
+    env.rx.program("/flaky", Reply(200))
+    with pytest.raises(FailedPreconditionError, match="filter does not accept event evt_small"):
+        env.admin.retry_delivery(failed["evt_small"].delivery_id)
+    since = utcnow() - timedelta(hours=1)
+    assert env.admin.replay_deliveries(config.id, since=since) == 1  # evt_big only
+    env.wait_logs(1, config_id=config.id, outcome="delivered")
+    assert [ident(r) for r in env.rx.requests("/flaky")][2:] == ["evt_big"]
+    assert env.admin.retry_delivery(failed["evt_big"].delivery_id).scheduled
+    env.wait_logs(2, config_id=config.id, outcome="delivered")
+    # the one left alone is still failed, and can be sent once the filter lets it through
+    env.admin.put_webhook_config(
+        id=config.id, url=config.url, event_types=["reward.claimed"], filter=""
+    )
+    assert env.admin.replay_deliveries(config.id, since=since) == 1
+    eventually(lambda: "evt_small" in [ident(r) for r in env.rx.requests("/flaky")][2:])
 
 
 def test_the_dry_run_sees_only_the_callers_organisation(env: Env) -> None:

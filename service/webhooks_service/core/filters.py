@@ -39,7 +39,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 import cel_expr_python.cel as cel
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
@@ -63,6 +63,7 @@ __all__ = [
     "EventView",
     "Match",
     "Matcher",
+    "accepts_stored",
     "check",
     "counts",
     "dry_run",
@@ -458,6 +459,34 @@ class Matcher:
             _COUNTS.add(config_id, skipped, errors, self._first_error.get(config_id, ""))
         self._stats.clear()
         self._first_error.clear()
+
+
+class _Stored(Protocol):
+    """A stored delivery's event (storage.replay.StoredDelivery)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def event_type(self) -> str: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+    @property
+    def payload(self) -> str: ...
+
+
+def accepts_stored(expression: str, stored: Sequence[_Stored]) -> list[int]:
+    """The ids of the stored deliveries whose events ``expression`` accepts (retry, replay)."""
+    accepted: list[int] = []
+    for d in stored:
+        program = _CACHE.program("", expression, d.event_type)
+        if program is _NOT_CHECKED:
+            continue
+        view = EventView(d.event_id, d.event_type, d.occurred_at, d.payload, body=True)
+        if evaluate(program, view):
+            accepted.append(d.id)
+    return accepted
 
 
 # --- the dry run (TestWebhookFilter) ---

@@ -16,6 +16,12 @@ threaded HTTP server, so a slow scrape never touches the event loop.
   and ``webhooks_queue_oldest_due_age_seconds``: the queue as a whole
   (every process reports the same values), read every ``QUEUE_POLL_SECONDS``
   by ``run_queue_gauges``, never on the scrape or delivery path.
+* ``webhooks_filter_events_total{config_id, reason}``: events of a
+  subscribed type that a configuration's payload filter kept from it, in
+  this process (``reason``: ``not_matched``, or ``error`` when the filter
+  failed at run time); read from ``core.filters.counts()`` on the scrape
+  (one series pair per configuration whose filter skipped something, at most
+  ``filters.COUNTED_CONFIGS``).
 
 The worker calls ``DeliveryObserver.claimed`` after each claim and
 ``recorded`` after each batch is written: per batch, not per request.
@@ -26,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -41,8 +47,11 @@ from prometheus_client import (
     ProcessCollector,
     start_http_server,
 )
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 
+from webhooks_service.core import filters
 from webhooks_service.core.server_keys import keyring
 from webhooks_service.delivery.target_guard import register_own_listener
 from webhooks_service.domain import Outcome
@@ -104,6 +113,22 @@ class Metrics:
             "How long the oldest due, unclaimed delivery has been waiting (0: none)",
             registry=r,
         )
+        r.register(FilterCollector())
+
+
+class FilterCollector(Collector):
+    """``webhooks_filter_events_total`` from the process's filter counts (core/filters.py)."""
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "webhooks_filter_events",
+            "Events of a subscribed type kept from a configuration by its payload filter",
+            labels=["config_id", "reason"],
+        )
+        for config_id, skipped, errors in filters.counts():
+            family.add_metric([config_id, "not_matched"], skipped - errors)
+            family.add_metric([config_id, "error"], errors)
+        yield family
 
 
 class DeliveryObserver:
