@@ -280,22 +280,20 @@ def plan(
 
     planned: list[PlannedEvent] = []
     for e in events:
-        view: filters.EventView | None = None
-        chosen: list[tuple[Target, bool]] = []
-        for t in targets.get(e.organisation_id, ()):
-            if not catalog.matches_any(t.event_types, e.event_type):
-                continue
-            if t.filter:
-                if view is None:
-                    view = filters.EventView(
-                        e.event_id, e.event_type, e.occurred_at, e.payload, body=True
-                    )
-                if matcher is None:
-                    matcher = filters.Matcher()
-                if not matcher.accepts(t.config_id, t.filter, view):
-                    continue
-            chosen.append((t, handed(t)))
-        planned.append(PlannedEvent(e, chosen))
+        matching = [
+            t
+            for t in targets.get(e.organisation_id, ())
+            if catalog.matches_any(t.event_types, e.event_type)
+        ]
+        filtered = [(t.config_id, t.filter) for t in matching if t.filter]
+        if filtered:
+            if matcher is None:
+                matcher = filters.Matcher()
+            view = filters.EventView(e.event_id, e.event_type, e.occurred_at, e.payload, body=True)
+            rejected = matcher.rejected(view, filtered)
+            if rejected:
+                matching = [t for t in matching if t.config_id not in rejected]
+        planned.append(PlannedEvent(e, [(t, handed(t)) for t in matching]))
     if matcher is not None:
         matcher.flush()
     return planned
