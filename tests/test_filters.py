@@ -345,3 +345,34 @@ def test_rest_filter_and_dry_run(rest_env: tuple[Env, str]) -> None:
         )
         assert refused_run.status_code == 400, refused_run.text
         assert refused_run.json()["details"][0]["field_violations"][0]["field"] == "filter"
+
+
+# -- the fan-out's evaluation, without a database --------------------------------------
+
+
+def view(points: str, event_id: str = "evt_1", type_: str = "reward.claimed") -> filters.EventView:
+    body = json.dumps({"id": event_id, "type": type_, "data": example(type_, points=points)})
+    return filters.EventView(event_id, type_, utcnow(), body, body=True)
+
+
+def test_one_failing_filter_among_many_leaves_the_others_their_answer() -> None:
+    members = [(f"whc_m{i}", f"event.data.points > {i}") for i in range(70)]
+    members[40] = ("whc_div", "100 / event.data.points > 1")  # divides by zero below
+    members[41] = ("whc_comment", "event.data.points > 5 // trailing comment")
+    members[42] = ("whc_other", 'event.data.points_spent > 0 || event.type == "x"')  # no such field
+    matcher = filters.Matcher()
+    rejected = matcher.rejected(view("0"), members)
+    assert rejected == {cid for cid, _ in members}  # 0 > i is never true; the division errs
+    rejected = matcher.rejected(view("50"), members)
+    assert rejected == {f"whc_m{i}" for i in range(50, 70)} | {"whc_other"}
+    matcher.flush()
+    assert counted("whc_div") == (1, 1)  # skipped once (the error), matched at 50
+    assert counted("whc_other") == (2, 0)  # a type it does not type-check against: no match
+    assert counted("whc_comment") == (1, 0)
+
+
+def test_the_compiled_program_cache_is_bounded() -> None:
+    cache = filters._Cache(3)
+    for i in range(10):
+        cache.program(f"whc_{i}", f"event.data.points > {i}", "reward.claimed")
+    assert len(cache) == 3
