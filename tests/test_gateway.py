@@ -431,6 +431,7 @@ def test_openapi_description_is_served(rest: httpx.Client) -> None:
         "/webhooks/configs/{config_id}:test",
         "/webhooks/deliveries/{delivery_id}:retry",
         "/webhooks/event-types",
+        "/webhooks/filters:test",
         "/webhooks/portal-sessions",
         "/webhooks/portal-sessions/{session_id}:revoke",
     }
