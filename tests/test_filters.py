@@ -172,7 +172,7 @@ def test_an_evaluation_error_neither_delivers_nor_loses_the_others(env: Env) -> 
     env.rx.wait_for(3, "/all")
     assert [ident(r) for r in env.rx.wait_for(1, "/div")] == ["evt_half"]
     assert counted(config.id) == (2, 1)
-    scrape = generate_latest(Metrics().registry).decode()
+    scrape = generate_latest(Metrics(filter_counts=filters.counts).registry).decode()
     assert (
         f'webhooks_filter_events_total{{config_id="{config.id}",reason="not_matched"}} 1.0'
         in scrape

@@ -430,6 +430,8 @@ def test_openapi_description_is_served(rest: httpx.Client) -> None:
         "/webhooks/configs/{config_id}:rotate-secret",
         "/webhooks/configs/{config_id}:test",
         "/webhooks/deliveries/{delivery_id}:retry",
+        "/webhooks/configs/{config_id}/stats",
+        "/webhooks/events/{event_id}",
         "/webhooks/event-types",
         "/webhooks/filters:test",
         "/webhooks/portal-sessions",

@@ -19,8 +19,9 @@ threaded HTTP server, so a slow scrape never touches the event loop.
 * ``webhooks_filter_events_total{config_id, reason}``: events of a
   subscribed type that a configuration's payload filter kept from it, in
   this process (``reason``: ``not_matched``, or ``error`` when the filter
-  failed at run time); read from ``core.filters.counts()`` on the scrape
-  (one series pair per configuration whose filter skipped something, at most
+  failed at run time); read on the scrape from the counts the commands
+  inject (``filter_counts``: ``core.filters.counts``, a floor above; one
+  series pair per configuration whose filter skipped something, at most
   ``filters.COUNTED_CONFIGS``).
 
 The worker calls ``DeliveryObserver.claimed`` after each claim and
@@ -32,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -51,11 +52,10 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 
-from webhooks_service.core import filters
-from webhooks_service.core.server_keys import keyring
-from webhooks_service.delivery.target_guard import register_own_listener
 from webhooks_service.domain import Outcome
 from webhooks_service.errors import ConfigurationError
+from webhooks_service.hostport import parse_address
+from webhooks_service.netpolicy import register_own_listener
 from webhooks_service.observability.logging import log_attempts
 from webhooks_service.storage.models import utcnow
 from webhooks_service.storage.queue_stats import queue_stats
@@ -75,7 +75,9 @@ Clock = Callable[[], datetime]
 class Metrics:
     """The process's metrics (one registry)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, filter_counts: FilterCounts | None = None
+    ) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         # The standard process_* (CPU, memory, open files) and python_* series:
@@ -113,11 +115,19 @@ class Metrics:
             "How long the oldest due, unclaimed delivery has been waiting (0: none)",
             registry=r,
         )
-        r.register(FilterCollector())
+        if filter_counts is not None:
+            r.register(FilterCollector(filter_counts))
+
+
+# (config id, events its filter skipped, of which evaluation errors) in this process.
+FilterCounts = Callable[[], Iterable[tuple[str, int, int]]]
 
 
 class FilterCollector(Collector):
     """``webhooks_filter_events_total`` from the process's filter counts (core/filters.py)."""
+
+    def __init__(self, counts: FilterCounts) -> None:
+        self._counts = counts
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         family = CounterMetricFamily(
@@ -125,24 +135,30 @@ class FilterCollector(Collector):
             "Events of a subscribed type kept from a configuration by its payload filter",
             labels=["config_id", "reason"],
         )
-        for config_id, skipped, errors in filters.counts():
+        for config_id, skipped, errors in self._counts():
             family.add_metric([config_id, "not_matched"], skipped - errors)
             family.add_metric([config_id, "error"], errors)
         yield family
 
 
+# Reads the database's keyring (core/server_keys.py, given by the commands, a
+# floor above): delivery number -> its public dlv_ id. It may fail while the
+# database is away; it is asked again for the next batch.
+PublicIds = Callable[[], Callable[[int], str]]
+
+
 class DeliveryObserver:
     """What the delivery worker reports to: metrics and the per-attempt log line."""
 
-    def __init__(self, metrics: Metrics | None = None, engine: Engine | None = None) -> None:
+    def __init__(self, metrics: Metrics | None = None, public_ids: PublicIds | None = None) -> None:
         self.metrics = metrics or Metrics()
-        self._engine = engine  # for the public (opaque) delivery ids in the log lines
+        self._public_ids = public_ids  # for the public (opaque) delivery ids in the log lines
         self._public_id: Callable[[int], str] | None = None
 
     def _delivery_ids(self) -> Callable[[int], str] | None:
-        if self._public_id is None and self._engine is not None:
+        if self._public_id is None and self._public_ids is not None:
             try:
-                self._public_id = keyring(self._engine).ids.delivery
+                self._public_id = self._public_ids()
             except Exception as exc:  # the database is away: internal numbers this time
                 log.debug("public ids not available for the log yet: %s", exc)
         return self._public_id
@@ -178,15 +194,14 @@ class MetricsServer:
 
 def start_metrics_server(listen: str, metrics: Metrics) -> MetricsServer:
     """Serve ``GET /metrics`` on ``listen`` (``HOST:PORT``; port 0 picks one)."""
-    from webhooks_service.api.server import split_listen
-
-    host, port = split_listen(listen)
+    address = parse_address(listen, what="--metrics-listen", allow_zero_port=True)
+    host, port = address.host, address.port
     try:
         server, _thread = start_http_server(port, addr=host, registry=metrics.registry)
     except OSError as exc:
         raise ConfigurationError(f"cannot serve metrics on {listen}: {exc.strerror}") from exc
     bound = int(server.server_port)
-    # Deliveries never go to our own listeners (delivery/target_guard.py).
+    # Deliveries never go to our own listeners (netpolicy.py).
     return MetricsServer(host, bound, server, register_own_listener(host, bound))
 
 
@@ -229,14 +244,20 @@ class ProcessMetrics:
 
 
 def start_process_metrics(
-    listen: str, engine: Engine, stop: asyncio.Event, *, clock: Clock = utcnow
+    listen: str,
+    engine: Engine,
+    stop: asyncio.Event,
+    *,
+    clock: Clock = utcnow,
+    public_ids: PublicIds | None = None,
+    filter_counts: FilterCounts | None = None,
 ) -> ProcessMetrics:
     """The metrics server (unless ``listen`` is empty) and the queue gauges' task.
 
     A metrics address that cannot be bound (two processes on one host with the
     default port) is logged as an error and the process runs without metrics.
     """
-    metrics = Metrics()
+    metrics = Metrics(filter_counts=filter_counts)
     server: MetricsServer | None = None
     if listen:
         try:
@@ -247,4 +268,4 @@ def start_process_metrics(
         else:
             log.info("metrics on http://%s:%d/metrics", server.host, server.port)
     gauges = asyncio.create_task(run_queue_gauges(metrics, engine, stop, clock=clock))
-    return ProcessMetrics(DeliveryObserver(metrics, engine), server, gauges)
+    return ProcessMetrics(DeliveryObserver(metrics, public_ids), server, gauges)

@@ -2,7 +2,7 @@
 index of each organisation's events by type, newest first (the filter dry run)
 
 Revision ID: 0008_filters
-Revises: 0007_fair_delivery
+Revises: 0008_portal_api
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_filters"
-down_revision: str | None = "0007_fair_delivery"
+down_revision: str | None = "0008_portal_api"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
