@@ -30,28 +30,19 @@ work is in the process already). Target: filtered / types only <= 1.2.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import statistics
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
-import sqlalchemy as sa
 from bench_cpu import postgres_pids, proc_cpu
-from sqlalchemy.engine import Engine, make_url
+from bench_logs import fresh_database
+from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
 from webhooks_service.core import configs, filters, orgs, publishing
 from webhooks_service.storage import db
 from webhooks_service.storage.models import utcnow
 
-PG_ADMIN_URL = os.environ.get(
-    "WEBHOOKS_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 CONFIGS = 100
 CASES = ("types only", "filtered", "filtered, none pass")
 
@@ -161,35 +152,6 @@ def run(engine: Engine, label: str, events: int, rounds: int) -> float:
     return worst
 
 
-@contextlib.contextmanager
-def sqlite_engine() -> Iterator[Engine]:
-    with tempfile.TemporaryDirectory() as tmp:
-        engine = db.create_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
-        db.upgrade(engine)
-        try:
-            yield engine
-        finally:
-            engine.dispose()
-
-
-@contextlib.contextmanager
-def postgres_engine() -> Iterator[Engine]:
-    name = f"bench_filters_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    engine = db.create_engine(url)
-    try:
-        db.upgrade(engine)
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
@@ -197,12 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds (median reported)")
     args = parser.parse_args(argv)
     worst = 0.0
-    if args.backend in ("sqlite", "both"):
-        with sqlite_engine() as engine:
-            worst = max(worst, run(engine, "SQLite", args.events, args.rounds))
-    if args.backend in ("postgres", "both"):
-        with postgres_engine() as engine:
-            worst = max(worst, run(engine, "PostgreSQL", args.events, args.rounds))
+    for backend, label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
+        if args.backend in (backend, "both"):
+            with fresh_database(backend) as engine:
+                worst = max(worst, run(engine, label, args.events, args.rounds))
     return 0 if worst <= 1.2 else 1
 
 

@@ -8,7 +8,6 @@ with its worker and a real HTTP receiver; then REST through the real Envoy.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -19,12 +18,10 @@ import pytest
 from prometheus_client import generate_latest
 
 from tests.support.delivery_env import DeliveryEnv as Env
-from tests.support.delivery_env import delivery_env
-from tests.support.envoy import running_gateway
+from tests.support.delivery_env import delivery_env, rest_delivery_env
 from tests.support.payloads import example
 from tests.support.polling import eventually
-from tests.support.receiver import Received, Reply, running_receiver
-from tests.support.server import running_server
+from tests.support.receiver import Received, Reply
 from webhooks_client import FailedPreconditionError, InvalidArgumentError, make_publish_request
 from webhooks_service.core import filters
 from webhooks_service.observability.metrics import Metrics
@@ -283,18 +280,8 @@ def test_the_dry_run_sees_only_the_callers_organisation(env: Env) -> None:
 def rest_env(
     sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Env, str]]:
-    path = tmp_path_factory.mktemp("filters-db") / "webhooks.db"
-    shutil.copyfile(sqlite_template, path)
-    with (
-        running_receiver() as rx,
-        running_server(f"sqlite:///{path}", FAST, worker=True) as srv,
-        running_gateway([srv.target]) as gw,
-    ):
-        e = Env(srv, rx)
-        try:
-            yield e, gw.base_url
-        finally:
-            e.close()
+    with rest_delivery_env(sqlite_template, tmp_path_factory, "filters-db", FAST) as pair:
+        yield pair
 
 
 @pytest.mark.gateway

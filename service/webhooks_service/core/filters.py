@@ -39,7 +39,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any, Protocol
+from typing import Any
 
 import cel_expr_python.cel as cel
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
@@ -52,7 +52,7 @@ from webhooks_service.core import catalog, payloads
 from webhooks_service.domain import utcnow
 from webhooks_service.errors import FieldViolation, InvalidArgument
 from webhooks_service.storage import db
-from webhooks_service.storage.recent_events import recent_events
+from webhooks_service.storage.recent_events import StoredEvent, recent_events
 
 __all__ = [
     "CACHE_ENTRIES",
@@ -560,32 +560,23 @@ class Matcher:
         self._first_error = {}
 
 
-class _Stored(Protocol):
-    """A stored delivery's event (storage.replay.StoredDelivery)."""
-
-    @property
-    def id(self) -> int: ...
-    @property
-    def event_id(self) -> str: ...
-    @property
-    def event_type(self) -> str: ...
-    @property
-    def occurred_at(self) -> datetime: ...
-    @property
-    def payload(self) -> str: ...
-
-
-def accepts_stored(expression: str, stored: Sequence[_Stored]) -> list[int]:
-    """The ids of the stored deliveries whose events ``expression`` accepts (retry, replay)."""
-    accepted: list[int] = []
-    for d in stored:
-        program = _CACHE.program("", expression, d.event_type)
+def _judge(expression: str, stored: Sequence[StoredEvent]) -> list[bool | None]:
+    """Per stored event: whether ``expression`` accepts it (None: it failed at run
+    time; False also for a type it does not type-check against)."""
+    answers: list[bool | None] = []
+    for e in stored:
+        program = _CACHE.program("", expression, e.event_type)
         if program is _NOT_CHECKED:
+            answers.append(False)
             continue
-        view = EventView(d.event_id, d.event_type, d.occurred_at, d.payload, body=True)
-        if evaluate(program, view):
-            accepted.append(d.id)
-    return accepted
+        view = EventView(e.event_id, e.event_type, e.occurred_at, e.payload, body=True)
+        answers.append(evaluate(program, view))
+    return answers
+
+
+def accepts_stored(expression: str, stored: Sequence[StoredEvent]) -> list[int]:
+    """The ids of the stored deliveries whose events ``expression`` accepts (retry, replay)."""
+    return [e.id for e, ok in zip(stored, _judge(expression, stored), strict=True) if ok]
 
 
 # --- the dry run (TestWebhookFilter) ---
@@ -689,17 +680,13 @@ def dry_run(
             since=since,
             limit=limit or DRY_RUN_DEFAULT,
         )
-    matches: list[Match] = []
-    errors = 0
-    for e in events:
-        program = _CACHE.program("", expression, e.event_type)
-        if program is _NOT_CHECKED:
-            continue
-        ok = evaluate(program, EventView(e.event_id, e.event_type, e.occurred_at, e.payload, True))
-        if ok is None:
-            errors += 1
-        elif ok:
-            matches.append(Match(e.event_id, e.event_type, e.occurred_at))
+    answers = _judge(expression, events)
+    matches = [
+        Match(e.event_id, e.event_type, e.occurred_at)
+        for e, ok in zip(events, answers, strict=True)
+        if ok
+    ]
+    errors = sum(ok is None for ok in answers)
     return DryRun(len(events), len(matches), matches, errors, *example)
 
 

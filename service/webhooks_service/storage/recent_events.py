@@ -22,7 +22,10 @@ _E = cast(sa.Table, Event.__table__)
 
 
 @dataclass(frozen=True, slots=True)
-class RecentEvent:
+class StoredEvent:
+    """An event as a payload filter sees it (the dry run; retry and replay, storage/replay.py)."""
+
+    id: int  # the event's pk here; the delivery's id for retry and replay
     event_id: str
     event_type: str
     occurred_at: datetime
@@ -36,7 +39,7 @@ def recent_events(
     *,
     since: datetime,
     limit: int,
-) -> list[RecentEvent]:
+) -> list[StoredEvent]:
     """The newest ``limit`` events of the types published since ``since``, newest first."""
     pks: list[int] = []
     for event_type in event_types:
@@ -55,8 +58,8 @@ def recent_events(
     if not newest:
         return []
     rows = conn.execute(
-        sa.select(_E.c.event_id, _E.c.event_type, _E.c.occurred_at, _E.c.payload)
+        sa.select(_E.c.pk, _E.c.event_id, _E.c.event_type, _E.c.occurred_at, _E.c.payload)
         .where(_E.c.pk.in_(newest))
         .order_by(_E.c.pk.desc())
     )
-    return [RecentEvent(r.event_id, r.event_type, r.occurred_at, r.payload) for r in rows]
+    return [StoredEvent(r.pk, r.event_id, r.event_type, r.occurred_at, r.payload) for r in rows]

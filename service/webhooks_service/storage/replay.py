@@ -33,6 +33,7 @@ from webhooks_service.domain import ENDED, DeliveryStatus
 from webhooks_service.storage import db
 from webhooks_service.storage.events import NOTIFY_CHANNEL, PROCESS_TOKEN
 from webhooks_service.storage.models import Delivery, Event, WebhookConfig
+from webhooks_service.storage.recent_events import StoredEvent
 
 _D = cast(sa.Table, Delivery.__table__)
 _E = cast(sa.Table, Event.__table__)
@@ -190,24 +191,13 @@ def _range_clause(
     ]
 
 
-@dataclass(frozen=True, slots=True)
-class StoredDelivery:
-    """A delivery's event as the configuration's payload filter sees it."""
-
-    id: int
-    event_id: str
-    event_type: str
-    occurred_at: datetime
-    payload: str  # the delivered body
-
-
-def _stored(conn: sa.Connection, query: sa.Select[Any]) -> list[StoredDelivery]:
+def _stored(conn: sa.Connection, query: sa.Select[Any]) -> list[StoredEvent]:
     rows = conn.execute(
         query.add_columns(_E.c.event_id, _E.c.event_type, _E.c.occurred_at, _E.c.payload).join(
             _E, _E.c.pk == _D.c.event_pk
         )
     )
-    return [StoredDelivery(r.id, r.event_id, r.event_type, r.occurred_at, r.payload) for r in rows]
+    return [StoredEvent(r.id, r.event_id, r.event_type, r.occurred_at, r.payload) for r in rows]
 
 
 def config_filter(conn: sa.Connection, organisation_id: str, config_id: str) -> str:
@@ -220,7 +210,7 @@ def config_filter(conn: sa.Connection, organisation_id: str, config_id: str) -> 
 
 def filter_input(
     engine: Engine, organisation_id: str, delivery_id: int
-) -> tuple[str, StoredDelivery] | None:
+) -> tuple[str, StoredEvent] | None:
     """(its configuration's filter now, the delivery's event); None if absent or another's."""
     with db.read_transaction(engine) as conn:
         row = conn.execute(
@@ -233,7 +223,7 @@ def filter_input(
         ).first()
     if row is None:
         return None
-    event = StoredDelivery(row.id, row.event_id, row.event_type, row.occurred_at, row.payload)
+    event = StoredEvent(row.id, row.event_id, row.event_type, row.occurred_at, row.payload)
     return str(row.filter or ""), event
 
 
@@ -246,7 +236,7 @@ def range_filter_input(
     until: datetime,
     *,
     limit: int,
-) -> tuple[str, list[StoredDelivery]]:
+) -> tuple[str, list[StoredEvent]]:
     """The configuration's filter now and, when it has one, the events of the range's
     deliveries (at most ``limit`` + 1, the replay's cap)."""
     where = _range_clause(organisation_id, config_id, statuses, since, until)
