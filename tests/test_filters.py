@@ -359,7 +359,11 @@ def test_one_failing_filter_among_many_leaves_the_others_their_answer() -> None:
 
 
 def test_the_compiled_program_cache_is_bounded() -> None:
-    cache = filters._Cache(3)
+    expression = "event.data.points > 0"
+    cache = filters._Cache(3 * filters.program_bytes(expression))
     for i in range(10):
-        cache.program(f"whc_{i}", f"event.data.points > {i}", "reward.claimed")
+        cache.program(f"event.data.points > {i}", "reward.claimed")
     assert len(cache) == 3
+    assert cache.program(expression, "reward.claimed") is cache.program(
+        expression, "reward.claimed"
+    )  # compiled once while kept

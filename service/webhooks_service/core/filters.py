@@ -18,17 +18,21 @@ a compile error.
   where: line and column, and why).
 - :class:`Matcher` (fan-out): per event, one activation built lazily (the
   payload parsed once into its message) shared by every configuration of
-  the organisation; per configuration, the program compiled once per
-  (configuration, filter text, event type) and kept in a bounded LRU cache
-  (:data:`CACHE_ENTRIES`). An event of a type the filter does not
-  type-check against does not match; an evaluation error (a division by
-  zero, …) does not match either and is counted (:func:`counts`, exposed as
+  the organisation; the organisation's filters for the event's type
+  compiled once into combined programs (one list expression per 32
+  filters), kept in a cache bounded by their estimated compiled size
+  (:data:`GROUP_CACHE_BYTES`); single programs by (filter text, type) for
+  the fallback, the dry run, retry and replay (:data:`CACHE_BYTES`). An
+  event of a type the filter does not type-check against does not match;
+  an evaluation error (a division by zero, …) does not match either and is
+  counted (:func:`counts`, exposed as
   ``webhooks_filter_events_total`` by observability/metrics.py, and a
   warning at most once a minute per configuration).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -55,7 +59,8 @@ from webhooks_service.storage import db
 from webhooks_service.storage.recent_events import StoredEvent, recent_events
 
 __all__ = [
-    "CACHE_ENTRIES",
+    "CACHE_BYTES",
+    "GROUP_CACHE_BYTES",
     "MAX_COMPREHENSIONS",
     "MAX_FILTER_LENGTH",
     "MAX_NESTING",
@@ -77,7 +82,8 @@ FIELD = "filter"
 MAX_FILTER_LENGTH = 1024
 MAX_COMPREHENSIONS = 4
 MAX_NESTING = 32  # cel-cpp's parser refuses deeper expressions itself
-CACHE_ENTRIES = 4096  # compiled (configuration, filter, type) programs per process
+CACHE_BYTES = 32 << 20  # compiled (filter, type) programs per process, estimated size
+GROUP_CACHE_BYTES = 64 << 20  # the organisations' combined programs, estimated size
 COUNTED_CONFIGS = 10_000  # configurations whose skip/error counts are kept
 _LOG_EVERY_SECONDS = 60.0
 _PACKAGE = "webhooks.filters"
@@ -345,22 +351,30 @@ def evaluate(program: Any, view: EventView) -> bool | None:
 _NOT_CHECKED = object()  # the filter does not type-check against this event type
 
 
-class _Cache:
-    """Compiled programs, at most CACHE_ENTRIES (a program is a few KB in cel-cpp).
+def program_bytes(expression: str) -> int:
+    """What a compiled program of ``expression`` holds in cel-cpp, roughly: measured
+    about 5.4 KB for a 70-character filter (an AST node per few characters)."""
+    return 1024 + 80 * len(expression)
 
-    A hit is one dict read without the lock (atomic in CPython; the fan-out
-    asks once per configuration and event); the oldest entries are evicted
-    first (insertion order), and an evicted program is compiled again when
-    next needed.
+
+class _Cache:
+    """Compiled programs by (filter text, event type), bounded by their estimated
+    size (:func:`program_bytes`): CACHE_BYTES.
+
+    Shared by every configuration with the same text. A hit is one dict read
+    without the lock (atomic in CPython); the oldest entries are evicted first
+    (insertion order), and an evicted program is compiled again when next
+    needed (about 40 µs).
     """
 
-    def __init__(self, entries: int) -> None:
-        self._entries = entries
-        self._programs: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
+    def __init__(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._programs: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._lock = threading.Lock()
 
-    def program(self, config_id: str, expression: str, event_type: str) -> Any:
-        key = (config_id, expression, event_type)
+    def program(self, expression: str, event_type: str) -> Any:
+        key = (expression, event_type)
         program = self._programs.get(key)
         if program is not None:
             return program
@@ -369,16 +383,19 @@ class _Cache:
         except (RuntimeError, TypeError):
             program = _NOT_CHECKED
         with self._lock:
-            self._programs[key] = program
-            while len(self._programs) > self._entries:
-                self._programs.popitem(last=False)
+            if key not in self._programs:
+                self._programs[key] = program
+                self._bytes += program_bytes(expression)
+            while self._bytes > self._max_bytes and len(self._programs) > 1:
+                (old, _), _ = self._programs.popitem(last=False)
+                self._bytes -= program_bytes(old)
         return program
 
     def __len__(self) -> int:
         return len(self._programs)
 
 
-_CACHE = _Cache(CACHE_ENTRIES)
+_CACHE = _Cache(CACHE_BYTES)
 
 
 class _Counts:
@@ -434,6 +451,16 @@ def counts() -> list[tuple[str, int, int]]:
     return _COUNTS.snapshot()
 
 
+@functools.lru_cache(maxsize=16384)
+def _type_checks(expression: str, event_type: str) -> bool:
+    """Whether ``expression`` compiles for ``event_type`` (the program is not kept)."""
+    try:
+        _compile(expression, event_type)
+    except (RuntimeError, TypeError):
+        return False
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class _Chunk:
     """Up to GROUP_SIZE filters of one organisation compiled as one list expression."""
@@ -443,14 +470,15 @@ class _Chunk:
 
 
 class _GroupCache:
-    """The combined programs of organisations' filter sets, bounded in filter bytes.
+    """The combined programs of organisations' filter sets, bounded in estimated bytes.
 
     One CEL evaluation costs about 2 µs of binding overhead whatever it does,
     so the fan-out evaluates an organisation's filters for an event type as
     one list expression ``[(f1), (f2), …]`` per GROUP_SIZE filters (one
     evaluation instead of a hundred). Keyed by the (config id, filter) pairs
     and the type: a changed filter is a new key. At most GROUP_CACHE_BYTES
-    of filter text is kept (oldest evicted first).
+    of estimated compiled size (:func:`program_bytes`) is kept, oldest
+    evicted first.
     """
 
     def __init__(self, max_bytes: int) -> None:
@@ -464,7 +492,7 @@ class _GroupCache:
         found = self._groups.get(key)
         if found is not None:
             return found[0]
-        checked = [m for m in members if _CACHE.program(m[0], m[1], event_type) is not _NOT_CHECKED]
+        checked = [m for m in members if _type_checks(m[1], event_type)]
         chunks: list[_Chunk] = []
         for i in range(0, len(checked), GROUP_SIZE):
             part = tuple(checked[i : i + GROUP_SIZE])
@@ -475,7 +503,7 @@ class _GroupCache:
             except RuntimeError:
                 program = None
             chunks.append(_Chunk(part, program))
-        size = sum(len(expr) + len(cid) for cid, expr in members)
+        size = sum(program_bytes(expr) + len(cid) for cid, expr in members)
         with self._lock:
             self._groups[key] = (tuple(chunks), size)
             self._bytes += size
@@ -486,7 +514,6 @@ class _GroupCache:
 
 
 GROUP_SIZE = 32
-GROUP_CACHE_BYTES = 8 << 20
 _GROUPS = _GroupCache(GROUP_CACHE_BYTES)
 
 
@@ -526,7 +553,7 @@ class Matcher:
                     continue
                 # An error in one filter makes the whole list an error: one by one.
                 for config_id, expression in chunk.members:
-                    ok = evaluate(_CACHE.program(config_id, expression, view.event_type), view)
+                    ok = evaluate(_CACHE.program(expression, view.event_type), view)
                     if ok:
                         accepted.add(config_id)
                     elif ok is None:
@@ -565,7 +592,7 @@ def _judge(expression: str, stored: Sequence[StoredEvent]) -> list[bool | None]:
     time; False also for a type it does not type-check against)."""
     answers: list[bool | None] = []
     for e in stored:
-        program = _CACHE.program("", expression, e.event_type)
+        program = _CACHE.program(expression, e.event_type)
         if program is _NOT_CHECKED:
             answers.append(False)
             continue
@@ -628,7 +655,7 @@ def _example(
                 for p in problems
             ],
         )
-    program = _CACHE.program("", expression, event_type)
+    program = _CACHE.program(expression, event_type)
     if program is _NOT_CHECKED:
         return False, f"the filter does not type-check against {event_type}"
     view = EventView("evt_example", event_type, utcnow(), resolved.data_json)
