@@ -17,6 +17,7 @@ import httpx
 import pytest
 from prometheus_client import generate_latest
 
+from tests.support.clients import ClientFactory, admin_client, client_kind  # noqa: F401
 from tests.support.delivery_env import DeliveryEnv as Env
 from tests.support.delivery_env import delivery_env, rest_delivery_env
 from tests.support.payloads import example
@@ -260,6 +261,21 @@ def test_retries_and_replays_follow_the_filter_as_it_is_now(env: Env) -> None:
     )
     assert env.admin.replay_deliveries(config.id, since=since) == 1
     eventually(lambda: "evt_small" in [ident(r) for r in env.rx.requests("/flaky")][2:])
+
+
+def test_both_clients_put_and_try_a_filter(
+    env: Env,
+    admin_client: ClientFactory,  # noqa: F811
+) -> None:
+    claim(env, "evt_c1", 500)
+    with admin_client(env.srv.target, env.keys["all"]) as client:
+        config = client.put_webhook_config(
+            url=env.rx.url("/c"), event_types=["reward.claimed"], filter=POINTS
+        ).config
+        assert config.filter == POINTS
+        run = client.test_webhook_filter(POINTS, ["reward.claimed"], example_data=example())
+        assert (run.examined, run.matched, run.example_matches) == (1, 1, True)
+        assert [m.event_id for m in run.matches] == ["evt_c1"]
 
 
 def test_the_dry_run_sees_only_the_callers_organisation(env: Env) -> None:
