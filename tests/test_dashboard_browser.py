@@ -756,4 +756,70 @@ def test_signing_scheme_and_ownership_on_the_card(stack: Stack) -> None:
     expect(card.locator(".pill")).not_to_have_text("Awaiting verification")
     screenshot(page, "signing-desktop", full_page=False)
     rx.respond("/sig/own", None)
+
+
+def test_endpoint_filter_with_its_dry_run(stack: Stack) -> None:
+    """The dialog's payload filter: the dry run beside it says what the endpoint would
+    have received of the recent events (the same answer as the API's), a bad filter
+    is shown beside the field (from the dry run and from saving), and the saved
+    endpoint receives only the matching events; an untouched filter is kept."""
+    from playwright.sync_api import expect
+
+    org, keys = make_org_and_keys(stack.srv.engine, "Filters")
+    with PublisherClient(stack.srv.target, keys["events:publish"]) as pub:
+        for i, points in enumerate(["50", "250", "101", "7"]):
+            pub.publish_event(org, "reward.claimed", example(points=points), id=f"evt_f{i}")
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        expected = admin.test_webhook_filter("event.data.points > 100", ["*"])
+    assert (expected.examined, expected.matched) == (4, 2)
+    page = new_page(stack, DESKTOP)
+    page.goto(portal_for(stack, keys["all"]))
+    page.get_by_role("button", name="Add endpoint").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Endpoint URL").fill(stack.rx.url("/filtered"))
+    dialog.get_by_label("All events").check()
+    box = dialog.get_by_label("Payload filter")
+    error = dialog.locator("#filter-error")
+
+    box.fill("event.data.pointz > 1")
+    dialog.get_by_role("button", name="Try on recent events").click()
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("undefined field 'pointz'")
+    expect(box).to_have_attribute("aria-invalid", "true")
+
+    box.fill("event.data.points > 100")
+    dialog.get_by_role("button", name="Try on recent events").click()
+    expect(error).to_be_hidden()
+    expect(dialog.locator("#filter-result")).to_contain_text(
+        "Would have received 2 of the last 4 events. Latest: reward.claimed evt_f2, "
+        "reward.claimed evt_f1"
+    )
+    screenshot(page, "endpoint-filter", full_page=False)
+
+    box.fill("event.data.points >")  # refused on save too, beside the field
+    dialog.get_by_role("button", name="Create endpoint").click()
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("Syntax error")
+    box.fill("event.data.points > 100")
+    dialog.get_by_role("button", name="Create endpoint").click()
+    page.get_by_role("button", name="I have stored it").click()
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        [config] = admin.list_webhook_configs()
+        assert config.filter == "event.data.points > 100"
+    with PublisherClient(stack.srv.target, keys["events:publish"]) as pub:
+        pub.publish_event(org, "reward.claimed", example(points="1"), id="evt_small")
+        pub.publish_event(org, "reward.claimed", example(points="900"), id="evt_large")
+    [got] = stack.rx.wait_for(1, "/filtered")
+    assert json.loads(got.body)["id"] == "evt_large"
+
+    # saving the dialog untouched keeps the filter
+    card = page.locator("article.endpoint")
+    card.get_by_role("button", name="Edit").click()
+    form = page.get_by_role("dialog", name="Edit endpoint")
+    expect(form.get_by_label("Payload filter")).to_have_value("event.data.points > 100")
+    form.get_by_role("button", name="Save changes").click()
+    expect(form).to_be_hidden()
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        assert admin.list_webhook_configs()[0].filter == "event.data.points > 100"
+    assert stack.rx.count("/filtered") == 1
     assert page.js_errors == []

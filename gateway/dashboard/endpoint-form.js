@@ -11,6 +11,7 @@
 
 import { api, state } from "./api.js";
 import { dialog, field, h, shortUrl, showError } from "./dom.js";
+import { filterField } from "./filter-field.js";
 import { eventPicker } from "./picker.js";
 
 export class FormError extends Error {
@@ -108,8 +109,9 @@ export const ENDPOINT_FIELDS = [
   },
   {
     name: "event_types",
-    render(config, { catalog }) {
-      const picker = eventPicker(config ? config.event_types || [] : [], catalog);
+    render(config, ctx) {
+      const picker = eventPicker(config ? config.event_types || [] : [], ctx.catalog);
+      ctx.patterns = () => picker.patterns(); // the filter's dry run tries these types
       const node = h(
         "div",
         { class: "field", dataset: { field: "event_types" } },
@@ -120,6 +122,7 @@ export const ENDPOINT_FIELDS = [
       return { node, body: () => ({ event_types: picker.patterns() }), invalid: picker };
     },
   },
+  { name: "filter", render: (config, ctx) => filterField(config, ctx) },
   {
     name: "description",
     render(config) {
@@ -157,7 +160,8 @@ function placeViolation(form, name, text, fallback) {
 
 export function openEndpointForm(config, { catalog, onSaved }) {
   const editing = Boolean(config);
-  const fields = ENDPOINT_FIELDS.map((spec) => ({ name: spec.name, ...spec.render(config, { catalog, state }) }));
+  const ctx = { catalog, state }; // shared by the fields (the filter asks the picker's types)
+  const fields = ENDPOINT_FIELDS.map((spec) => ({ name: spec.name, ...spec.render(config, ctx) }));
   const formError = h("p", { class: "inline-error", id: "form-error", role: "alert", hidden: true });
   const submit = h("button", { class: "btn primary", type: "submit" }, editing ? "Save changes" : "Create endpoint");
   const cancel = h("button", { class: "btn", type: "button" }, "Cancel");
