@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -706,4 +707,70 @@ def test_event_catalog_and_picker(stack: Stack) -> None:
     page.get_by_role("button", name="I have stored it").click()
     with AdminClient(stack.srv.target, keys["all"]) as admin:
         assert list(admin.list_webhook_configs()[0].event_types) == ["*", "webhook.*"]
+    assert page.js_errors == []
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_states_loading_unreachable_and_messages(stack: Stack) -> None:
+    """Loading is shown while the first list is on its way; an API that cannot
+    be reached is said so, with a retry, and never next to an empty state; a
+    refused filter is explained beside it without the API's RPC names."""
+    from playwright.sync_api import expect
+
+    _, keys = make_org_and_keys(stack.srv.engine, "States")
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        admin.put_webhook_config(url=stack.rx.url("/states"), event_types=["*"])
+    link = portal_for(stack, keys["all"])
+    page = new_page(stack, DESKTOP)
+    held: list[Any] = []
+    page.route("**/webhooks/configs?*", lambda route: held.append(route))
+    page.goto(link)
+    expect(page.get_by_role("status").filter(has_text="Loading your endpoints")).to_be_visible()
+    expect(page.get_by_text("No endpoints yet")).to_have_count(0)
+    screenshot(page, "loading-desktop")
+    for route in held:
+        route.continue_()
+    page.unroute("**/webhooks/configs?*")
+    expect(page.locator("article.endpoint")).to_have_count(1)
+
+    # the network drops: the failure, its retry, and no "No endpoints yet"
+    page.route("**/webhooks/configs?*", lambda route: route.abort())
+    page.reload()
+    failure = page.get_by_role("alert").filter(has_text="The API cannot be reached")
+    expect(failure).to_be_visible()
+    expect(page.get_by_text("No endpoints yet")).to_have_count(0)
+    page.unroute("**/webhooks/configs?*")
+    failure.get_by_role("button", name="Try again").click()
+    expect(page.locator("article.endpoint")).to_have_count(1)
+
+    # a refused filter: said beside the field in words, the list says why it is empty
+    page.get_by_role("link", name="Delivery log").click()
+    expect(page.get_by_role("heading", name="Delivery log", exact=True)).to_be_visible()
+    page.get_by_label("Event type", exact=True).fill("nope.nothing")
+    page.get_by_label("Event type", exact=True).press("Enter")
+    expect(page.locator("[data-field=filter-type] .field-error")).to_be_visible()
+    expect(page.locator("#log-list")).to_contain_text("fix the event type filter")
+    expect(page.get_by_text("No attempts yet")).to_have_count(0)
+    expect(page.get_by_label("Event type", exact=True)).to_have_attribute("aria-invalid", "true")
+    assert not re.search(r"[A-Z][a-z]+(Deliver|Log|Config)[A-Za-z]*", page.inner_text("main"))
+
+    # a gateway whose API is down (the real Envoy, no upstream): every screen says so
+    token = parse_qs(urlsplit(link).fragment)["token"][0]
+    with running_gateway([f"127.0.0.1:{free_port()}"]) as dead:
+        down = new_page(stack, DESKTOP)
+        down.goto(f"{dead.base_url}/dashboard/#token={token}")
+        expect(down.get_by_role("alert")).to_contain_text("The API cannot be reached")
+        expect(down.get_by_text("No endpoints yet")).to_have_count(0)
+        screenshot(down, "unreachable-desktop")
+        down.get_by_role("link", name="Delivery log").click()
+        expect(down.get_by_role("alert")).to_contain_text("The API cannot be reached")
+        expect(down.get_by_text("No attempts")).to_have_count(0)
+        down.get_by_role("link", name="Event types").click()
+        expect(down.get_by_role("alert")).to_contain_text("The API cannot be reached")
+        assert down.js_errors == []
     assert page.js_errors == []

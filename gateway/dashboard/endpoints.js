@@ -3,7 +3,7 @@
 
 import { api, canWrite, loadCatalog, loadConfigs, OUTCOMES, state } from "./api.js";
 import { openEndpointForm } from "./endpoint-form.js";
-import { absolute, confirmDialog, dialog, field, h, icon, note, NOTE_KEEP_MS, relative, shortUrl, showError, time, toLocalInput } from "./dom.js";
+import { absolute, confirmDialog, dialog, field, h, icon, loading, note, NOTE_KEEP_MS, relative, renderFailure, shortUrl, showError, time, toLocalInput } from "./dom.js";
 
 const CONFIG_POLL_MS = 5000;
 
@@ -43,7 +43,8 @@ export function statusOf(config) {
 export function renderEndpoints() {
   const main = document.getElementById("main");
   const addError = h("p", { class: "inline-error", role: "alert", hidden: true });
-  const list = h("div", { class: "endpoint-list", id: "endpoint-list", "aria-busy": "true" });
+  const list = h("div", { class: "endpoint-list", id: "endpoint-list", "aria-busy": "true" }, loading("Loading your endpoints…"));
+  const stale = h("p", { class: "inline-note bad", id: "endpoints-stale", role: "alert", hidden: true });
   main.replaceChildren(
     h(
       "div",
@@ -52,14 +53,31 @@ export function renderEndpoints() {
       canWrite() ? h("div", { class: "head-actions" }, h("button", { class: "btn primary", type: "button", id: "add-endpoint", onclick: () => editEndpoint(null) }, icon("plus"), h("span", {}, "Add endpoint")), addError) : null,
     ),
     h("p", { class: "inline-note", id: "page-note", role: "status", hidden: true }),
+    stale,
     list,
   );
+  // Until the first list arrives: loading, or the failure with a retry (never
+  // "No endpoints yet"). After that a failed refresh keeps the list, saying so.
+  let shown = false;
   const refresh = async () => {
     try {
       await loadConfigs();
+      stale.hidden = true;
+      if (!shown) list.dataset.drawn = "";
+      shown = true;
       drawEndpointList(list);
     } catch (err) {
-      if (err.status !== 401) list.replaceChildren(h("p", { class: "inline-error", role: "alert" }, err.message));
+      if (err.status === 401) return;
+      if (shown) {
+        stale.textContent = `Not up to date: ${err.message}`;
+        stale.hidden = false;
+      } else {
+        list.removeAttribute("aria-busy");
+        list.replaceChildren(renderFailure(err, () => {
+          list.replaceChildren(loading("Loading your endpoints…"));
+          refresh();
+        }));
+      }
     }
   };
   refresh();
