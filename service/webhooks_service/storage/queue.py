@@ -36,6 +36,7 @@ from webhooks_service.domain import ClaimedDelivery, DeliveryStatus, FinishedAtt
 from webhooks_service.storage import db, endpoint_health
 from webhooks_service.storage.models import (
     ATTEMPT_COLUMNS,
+    ATTEMPT_HEADER_COLUMNS,
     DeliveryAttempt,
     Event,
     UTCDateTime,
@@ -243,11 +244,16 @@ _PG_RECORD_TYPES = {
     "outcome": "text",
     "attempted_at": "timestamptz",
     "next_attempt_at": "timestamptz",
+    "request_headers": "text",
+    "response_headers": "text",
+    "response_headers_truncated": "boolean",
     "claim_token": "text",
     "status": "text",
     "next_due": "timestamptz",
 }
-_COLS = ", ".join(ATTEMPT_COLUMNS)
+# What finish_batch writes of an attempt: the common columns and the headers.
+_LOGGED = ATTEMPT_COLUMNS + ATTEMPT_HEADER_COLUMNS
+_COLS = ", ".join(_LOGGED)
 
 # PostgreSQL: one statement, one round trip. The data-modifying CTE moves the
 # deliveries that still carry our claim token; the INSERT logs exactly those.
@@ -269,7 +275,7 @@ _PG_FINISH = sa.text(
         RETURNING d.id
     )
     INSERT INTO delivery_attempts ({_COLS})
-    SELECT {", ".join("v." + c for c in ATTEMPT_COLUMNS)}
+    SELECT {", ".join("v." + c for c in _LOGGED)}
     FROM v JOIN moved ON moved.id = v.delivery_id
     """
 )
@@ -278,7 +284,7 @@ _PG_FINISH = sa.text(
 # The attempt columns as FinishedAttempt attributes, read in one C call; the
 # two timestamps are rendered per backend and go last.
 _TIMES = ("attempted_at", "next_attempt_at")
-_PLAIN = tuple(c for c in ATTEMPT_COLUMNS if c not in _TIMES)
+_PLAIN = tuple(c for c in _LOGGED if c not in _TIMES)
 _plain_values = operator.attrgetter(*_PLAIN)
 
 
@@ -289,7 +295,7 @@ _plain_values = operator.attrgetter(*_PLAIN)
 # per value in the storage format of SQLAlchemy's SQLite DATETIME.
 _SQLITE_LOG = f"""
     INSERT INTO delivery_attempts ({", ".join(_PLAIN + _TIMES)})
-    SELECT {", ".join("?" for _ in ATTEMPT_COLUMNS)}
+    SELECT {", ".join("?" for _ in _LOGGED)}
     WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = ? AND claim_token = ?)
 """
 _SQLITE_MOVE = """
