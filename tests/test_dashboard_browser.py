@@ -246,6 +246,11 @@ def test_admin_journey(stack: Stack, other_org: str) -> None:
     # send a test event from the endpoint, and see its attempt in the log
     page.get_by_role("link", name="Endpoints").click()
     page.get_by_role("button", name="Send test event").click()
+    tester = page.get_by_role("dialog", name="Send a test event")
+    tester.get_by_label("Event type").select_option("")  # the ping
+    tester.get_by_role("button", name="Send test event").click()
+    expect(tester.get_by_role("status")).to_contain_text("Test event delivered: HTTP 200")
+    page.keyboard.press("Escape")
     expect(card.get_by_role("status")).to_contain_text("Test event delivered: HTTP 200")
     page.get_by_role("link", name="Delivery log").click()
     expect(page.locator(".log-row", has_text="webhook.ping")).to_have_count(1)
@@ -292,7 +297,9 @@ def test_admin_journey(stack: Stack, other_org: str) -> None:
     ).click()
     expect(card.locator(".pill")).to_have_text("Disabled")
     card.get_by_role("button", name="Send test event").click()
-    expect(card.get_by_role("status")).to_contain_text(re.compile("disabled", re.I))
+    tester.get_by_role("button", name="Send test event").click()
+    expect(tester.get_by_role("alert")).to_contain_text(re.compile("disabled", re.I))
+    page.keyboard.press("Escape")
     card.get_by_role("button", name="Enable").click()
     expect(card.locator(".pill")).not_to_have_text("Disabled")
 
@@ -586,6 +593,11 @@ def test_endpoint_headers_disable_delete(stack: Stack) -> None:
     # health counts test events: the card leaves "No deliveries yet"
     expect(card.locator(".pill")).to_have_text("No deliveries yet")
     card.get_by_role("button", name="Send test event").click()
+    tester = page.get_by_role("dialog", name="Send a test event")
+    tester.get_by_label("Event type").select_option("")  # the ping
+    tester.get_by_role("button", name="Send test event").click()
+    expect(tester.get_by_role("status")).to_contain_text("Test event delivered: HTTP 200")
+    page.keyboard.press("Escape")
     expect(card.get_by_role("status")).to_contain_text("Test event delivered: HTTP 200")
     got = rx.wait_for(1, path="/ep/headers")[-1]
     assert got.headers["authorization"] == "Bearer ep-s3cret-2"
@@ -774,3 +786,73 @@ def test_states_loading_unreachable_and_messages(stack: Stack) -> None:
         expect(down.get_by_role("alert")).to_contain_text("The API cannot be reached")
         assert down.js_errors == []
     assert page.js_errors == []
+
+
+def test_message_view_and_attempt_detail(stack: Stack) -> None:
+    from playwright.sync_api import expect
+
+    org, keys = make_org_and_keys(stack.srv.engine, "Messages")
+    rx = stack.rx
+    rx.program("/mv/b", Reply(400, b'{"error": "not yet"}'), Reply(200))
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        a = admin.put_webhook_config(url=rx.url("/mv/a"), event_types=["reward.*"]).config
+        b = admin.put_webhook_config(url=rx.url("/mv/b"), event_types=["*"]).config
+    with PublisherClient(stack.srv.target, keys["events:publish"]) as pub:
+        event_id = pub.publish_event(org, "reward.claimed", example()).event_id
+    wait_for_outcome_of(stack, keys["all"], event_id, "OUTCOME_FAILED")
+    page = new_page(stack, DESKTOP)
+    page.goto(portal_for(stack, keys["all"]))
+    page.get_by_role("link", name="Delivery log").click()
+    failed = page.locator(".log-row[data-outcome=OUTCOME_FAILED]")
+    expect(failed).to_have_count(1)
+    failed.get_by_role("button").click()
+    detail = page.get_by_role("dialog", name="Delivery attempt")
+    # it opens at the top: focus on its heading, not on Retry
+    expect(detail.get_by_role("heading", name="Delivery attempt")).to_be_focused()
+    assert detail.evaluate("el => el.scrollTop") == 0
+    expect(detail).to_contain_text(b.url)
+    expect(detail.locator(".details")).to_contain_text("400")
+    expect(detail.get_by_label("Response body")).to_contain_text("not yet")
+
+    # from the attempt to the event: its payload and every endpoint's delivery
+    detail.get_by_role("link", name="All deliveries of this event").click()
+    expect(page.get_by_role("heading", name=event_id)).to_be_visible()
+    expect(page.get_by_label("Payload")).to_contain_text('"type": "reward.claimed"')
+    cards = page.locator("article.event-delivery")
+    expect(cards).to_have_count(2)
+    to_a = page.locator(f"article.event-delivery[data-config-id={a.id}]")
+    to_b = page.locator(f"article.event-delivery[data-config-id={b.id}]")
+    expect(to_a).to_contain_text(a.url)
+    expect(to_a.locator(".pill").first).to_have_text("Delivered")
+    expect(to_b.locator(".endpoint-head .pill")).to_have_text("Failed")
+    screenshot(page, "event-desktop")
+    # retry to one endpoint only
+    to_b.get_by_role("button", name="Retry to this endpoint").click()
+    expect(to_b.get_by_role("status")).to_contain_text("Retry scheduled")
+    expect(to_b.locator(".endpoint-head .pill")).to_have_text("Delivered")
+    expect(to_b.locator(".log-row")).to_have_count(2)
+    expect(to_a.locator(".log-row")).to_have_count(1)
+    assert rx.count("/mv/a") == 1
+    # an attempt opened from here has its bodies (from the log)
+    to_b.locator(".log-row[data-outcome=OUTCOME_FAILED]").get_by_role("button").click()
+    expect(detail.get_by_label("Response body")).to_contain_text("not yet")
+    page.keyboard.press("Escape")
+
+    # by event id, in a new page; a deleted endpoint is named by its URL
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        admin.delete_webhook_config(a.id)
+    other = new_page(stack, PHONE)
+    other.goto(portal_for(stack, keys["all"]))
+    other.get_by_role("link", name="Events").click()
+    other.get_by_label("Event id").fill(event_id)
+    other.get_by_role("button", name="Show the event").click()
+    expect(other.locator("article.event-delivery")).to_have_count(2)
+    expect(other.locator(f"article.event-delivery[data-config-id={a.id}]")).to_contain_text(
+        f"{a.url} (deleted)"
+    )
+    assert other.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
+    screenshot(other, "event-phone")
+    other.get_by_label("Event id").fill("evt_nothing_here")
+    other.get_by_role("button", name="Show the event").click()
+    expect(other.get_by_role("alert")).to_contain_text("No such event")
+    assert page.js_errors == [] and other.js_errors == []

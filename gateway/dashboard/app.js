@@ -12,6 +12,7 @@ import { api, canWrite, session, state, stopTimers } from "./api.js";
 import { absolute, h, icon, relative, showError } from "./dom.js";
 import { renderCatalog } from "./catalog.js";
 import { renderEndpoints } from "./endpoints.js";
+import { renderEvent } from "./event.js";
 import { renderLogs } from "./logs.js";
 
 const TOKEN_KEY = "webhooks.dashboard.token";
@@ -168,6 +169,7 @@ function navLink(view, label) {
 const VIEWS = {
   endpoints: { title: "Endpoints", nav: true, render: () => renderEndpoints() },
   logs: { title: "Delivery log", nav: true, render: (params) => renderLogs(params) },
+  event: { title: "Events", nav: true, render: (params) => renderEvent(params) },
   catalog: { title: "Event types", nav: true, render: (params) => renderCatalog(params) },
 };
 

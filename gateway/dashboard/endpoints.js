@@ -3,6 +3,7 @@
 
 import { api, canWrite, loadCatalog, loadConfigs, OUTCOMES, state } from "./api.js";
 import { openEndpointForm } from "./endpoint-form.js";
+import { openTestEvent } from "./testevent.js";
 import { absolute, confirmDialog, dialog, field, h, icon, loading, note, NOTE_KEEP_MS, relative, renderFailure, shortUrl, showError, time, toLocalInput } from "./dom.js";
 
 const CONFIG_POLL_MS = 5000;
@@ -249,17 +250,13 @@ export async function deleteEndpoint(config, slot) {
   }
 }
 
-export async function sendTest(config, slot) {
-  note(slot, "Sending a test event…", "muted");
-  try {
-    const { log } = await api("POST", `/webhooks/configs/${config.id}:test`, {});
-    const outcome = OUTCOMES[log.outcome] || { label: log.outcome, tone: "muted" };
+export function sendTest(config, slot) {
+  openTestEvent(config, (log) => {
+    const outcome = OUTCOMES[log.outcome] || { label: "Unknown", tone: "muted" };
     const what = log.response_status_code ? `HTTP ${log.response_status_code}` : log.error || "no response";
     note(slot, `Test event ${outcome.label.toLowerCase()}: ${what} in ${log.duration_ms} ms. It is in the delivery log.`, outcome.tone === "ok" ? "ok" : "bad");
     state.refreshEndpoints(); // the attempt counts in the endpoint's health
-  } catch (err) {
-    note(slot, err.message, "bad");
-  }
+  });
 }
 
 export async function toggleEnabled(config, slot) {
