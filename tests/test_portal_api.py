@@ -32,8 +32,10 @@ from tests.support.receiver import Receiver, Reply, running_receiver
 from tests.support.server import RunningServer, make_org_and_keys, running_server
 from webhooks.v1 import admin_pb2, admin_pb2_grpc
 from webhooks_client import PublisherClient
+from webhooks_service.core import retention
+from webhooks_service.domain import FinishedAttempt, Outcome
 from webhooks_service.gateway import EnvoyProcess
-from webhooks_service.storage import db
+from webhooks_service.storage import db, queue
 from webhooks_service.storage.models import Delivery, DeliveryAttempt, Event
 
 pytestmark = pytest.mark.gateway
@@ -611,3 +613,102 @@ def test_the_log_names_deleted_endpoints_by_the_url_of_each_attempt(stack: Stack
     rest = stack.rest("GET", "/webhooks/logs", params={"config_id": config_id}).json()["logs"]
     assert {e["url"] for e in rest} == {stack.rx.url("/old"), stack.rx.url("/new")}
     assert all(e["endpoint_deleted"] for e in rest)
+
+
+# -- 5. Per-endpoint stats -------------------------------------------------------------
+
+
+def finished_attempt(
+    config_id: str, org_id: str, at: datetime, ms: int, ok: bool
+) -> FinishedAttempt:
+    return FinishedAttempt(
+        delivery_id=0,
+        claim_token="none",
+        attempt=1,
+        organisation_id=org_id,
+        config_id=config_id,
+        event_pk=0,
+        event_id="evt_x",
+        event_type="reward.claimed",
+        url="https://example.com",
+        outcome=Outcome.DELIVERED if ok else Outcome.FAILED,
+        attempted_at=at,
+        response_status_code=200 if ok else 500,
+        duration_ms=ms,
+    )
+
+
+def test_endpoint_stats_hourly_buckets_and_latency_percentiles(stack: Stack) -> None:
+    config_id = stack.config("/s")
+    other = stack.config("/s2")
+    now = datetime.now(UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    # Recorded as the worker records them (queue.finish_batch, in batches):
+    # 100 attempts 3 hours ago taking 1..100 ms, every 4th failing; 7 a day and
+    # a half ago (outside the window); 50 slow ones to another endpoint.
+    three_ago = hour - timedelta(hours=3) + timedelta(minutes=5)
+    batch = [
+        finished_attempt(config_id, stack.org_id, three_ago, ms, ms % 4 != 0)
+        for ms in range(1, 101)
+    ]
+    batch += [
+        finished_attempt(config_id, stack.org_id, now - timedelta(hours=36), 5, False)
+        for _ in range(7)
+    ]
+    batch += [finished_attempt(other, stack.org_id, three_ago, 9000, True) for _ in range(50)]
+    for n in range(0, len(batch), 40):
+        queue.finish_batch(stack.srv.engine, batch[n : n + 40], now=now)
+    # And real attempts through the server: two test events now, one failing.
+    stack.rx.program("/s", Reply(200, delay=0.02), Reply(503))
+    for _ in range(2):
+        stack.call("SendTestEvent", admin_pb2.SendTestEventRequest(config_id=config_id))
+
+    stats = stack.call("GetEndpointStats", admin_pb2.GetEndpointStatsRequest(config_id=config_id))
+    assert len(stats.buckets) == 24
+    starts = [b.start.ToDatetime(tzinfo=UTC) for b in stats.buckets]
+    assert starts == [hour - timedelta(hours=23 - n) for n in range(24)]
+    assert stats.until.ToDatetime(tzinfo=UTC) == hour + timedelta(hours=1)
+    assert (stats.buckets[20].attempts, stats.buckets[20].failures) == (100, 25)
+    assert (stats.buckets[23].attempts, stats.buckets[23].failures) == (2, 1)
+    assert sum(b.attempts for b in stats.buckets) == stats.attempts == 102
+    assert stats.failures == 26
+    # True p50 / p90 / p99 of the 102 durations are ~50, ~90, ~99 ms: each estimate
+    # lies within the histogram bucket of the true value.
+    assert 40 <= stats.latency_p50_ms <= 60
+    assert 60 <= stats.latency_p90_ms <= 100 and 60 <= stats.latency_p99_ms <= 100
+    slow = stack.call("GetEndpointStats", admin_pb2.GetEndpointStatsRequest(config_id=other))
+    assert slow.attempts == 50 and 6000 <= slow.latency_p50_ms <= 10000
+
+    # Through Envoy, and NOT_FOUND for another organisation's endpoint.
+    rest = stack.rest("GET", f"/webhooks/configs/{config_id}/stats")
+    assert rest.status_code == 200, rest.text
+    assert int(rest.json()["attempts"]) == 102 and len(rest.json()["buckets"]) == 24
+    assert (
+        stack.rest(
+            "GET", f"/webhooks/configs/{config_id}/stats", key=stack.other_keys["all"]
+        ).status_code
+        == 404
+    )
+    with pytest.raises(grpc.RpcError) as err:
+        stack.call("GetEndpointStats", admin_pb2.GetEndpointStatsRequest(config_id="nope"))
+    assert "config_id" in violations(err.value)
+    # A deleted endpoint keeps its stats while its log is kept.
+    stack.call("DeleteWebhookConfig", admin_pb2.DeleteWebhookConfigRequest(config_id=other))
+    kept = stack.call("GetEndpointStats", admin_pb2.GetEndpointStatsRequest(config_id=other))
+    assert kept.attempts == 50
+
+
+def test_retention_drops_stats_hours_older_than_two_days(stack: Stack) -> None:
+    config_id = stack.config("/r")
+    now = datetime.now(UTC)
+    old = [finished_attempt(config_id, stack.org_id, now - timedelta(hours=50), 5, True)]
+    recent = [finished_attempt(config_id, stack.org_id, now - timedelta(hours=2), 5, True)]
+    queue.finish_batch(stack.srv.engine, old + recent, now=now)
+    with stack.srv.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM endpoint_stats")).scalar_one() == 2
+    retention.prune(stack.srv.engine, stack.srv.settings, now=now)
+    with stack.srv.engine.connect() as conn:
+        hours = conn.execute(sa.text("SELECT hour FROM endpoint_stats")).scalars().all()
+    assert len(hours) == 1
+    stats = stack.call("GetEndpointStats", admin_pb2.GetEndpointStatsRequest(config_id=config_id))
+    assert stats.attempts == 1

@@ -16,7 +16,7 @@ from webhooks.v1 import admin_pb2
 from webhooks_service.api.auth import require_organisation
 from webhooks_service.api.convert import delivery_to_proto, log_to_proto, timestamp
 from webhooks_service.config import Settings
-from webhooks_service.core import event_view
+from webhooks_service.core import endpoint_stats, event_view
 from webhooks_service.core.server_keys import keyring
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -54,7 +54,22 @@ class AdminInsights:
     async def GetEndpointStats(
         self, request: admin_pb2.GetEndpointStatsRequest, context: Context
     ) -> admin_pb2.GetEndpointStatsResponse:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, "GetEndpointStats is not implemented yet"
+        org = require_organisation()
+        stats = await asyncio.to_thread(
+            endpoint_stats.endpoint_stats, self._engine, org, request.config_id
         )
-        raise AssertionError("unreachable")
+        return admin_pb2.GetEndpointStatsResponse(
+            since=timestamp(stats.since),
+            until=timestamp(stats.until),
+            buckets=[
+                admin_pb2.StatsBucket(
+                    start=timestamp(h.start), attempts=h.attempts, failures=h.failures
+                )
+                for h in stats.hours
+            ],
+            attempts=stats.attempts,
+            failures=stats.failures,
+            latency_p50_ms=stats.p50_ms,
+            latency_p90_ms=stats.p90_ms,
+            latency_p99_ms=stats.p99_ms,
+        )

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from webhooks_service.domain import ClaimedDelivery, DeliveryStatus, FinishedAttempt, new_lease
-from webhooks_service.storage import db, endpoint_health
+from webhooks_service.storage import db, endpoint_health, endpoint_stats
 from webhooks_service.storage.models import (
     ATTEMPT_COLUMNS,
     ATTEMPT_HEADER_COLUMNS,
@@ -354,7 +354,8 @@ def finish_batch(
     was lost are dropped: the new owner attempts and logs them itself.
     Endpoints that answered 410 are disabled in the same transaction, and
     every endpoint's health counters are updated in it (one more set-based
-    statement, ``storage/endpoint_health.py``).
+    statement, ``storage/endpoint_health.py``), and its hourly stats (one
+    upsert, ``storage/endpoint_stats.py``).
     Returns the number of attempts recorded.
 
     The whole batch travels as one JSON parameter and is applied set-wise
@@ -375,6 +376,7 @@ def finish_batch(
         else:
             recorded = conn.execute(_PG_FINISH, {"rows": payload, "now": pg_time(now)}).rowcount
         endpoint_health.record(conn, finished)  # one set-based UPDATE per batch
+        endpoint_stats.record(conn, finished)  # one upsert per batch (GetEndpointStats)
         disabled = {f.config_id: f.disable_reason for f in finished if f.disable_reason}
         newly_disabled: list[str] = []
         for config_id, reason in disabled.items():

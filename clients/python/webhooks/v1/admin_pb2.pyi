@@ -1129,8 +1129,9 @@ class GetEndpointStatsResponse(_message.Message):
     failures: _builtins.int
     latency_p50_ms: _builtins.int
     """Latency (`duration_ms`) percentiles of the attempts in the buckets,
-    estimated from a histogram (within one bucket's width: 5 ms at 10 ms,
-    about a third of the value above); 0 without attempts.
+    estimated from a latency histogram (bounds 5, 10, 15, 25, 40, 60, 100 ms
+    and so on, about 1.6x apart, up to 60 s): the estimate lies within the
+    histogram bucket of the true value; 0 without attempts.
     """
     latency_p90_ms: _builtins.int
     latency_p99_ms: _builtins.int
