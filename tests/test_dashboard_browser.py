@@ -218,7 +218,7 @@ def test_admin_journey(stack: Stack, other_org: str) -> None:
     expect(detail.get_by_label("Request body")).to_contain_text('"type": "reward.redeemed"')
     expect(detail.get_by_label("Response body")).to_contain_text("unknown user")
     expect(detail).to_contain_text("none scheduled")
-    screenshot(page, "attempt-desktop", full_page=False)
+    screenshot(page, "attempt-failed-desktop", full_page=False)
 
     # retry it: the new attempt appears
     detail.get_by_role("button", name="Retry delivery").click()
@@ -856,3 +856,140 @@ def test_message_view_and_attempt_detail(stack: Stack) -> None:
     other.get_by_role("button", name="Show the event").click()
     expect(other.get_by_role("alert")).to_contain_text("No such event")
     assert page.js_errors == [] and other.js_errors == []
+
+
+def row_ids(page: Any) -> list[str]:
+    ids: list[str] = page.eval_on_selector_all(".log-row", "rows => rows.map(r => r.dataset.logId)")
+    return ids
+
+
+def test_log_filters_in_the_address_headers_and_test_events(stack: Stack) -> None:
+    from playwright.sync_api import expect
+
+    org, keys = make_org_and_keys(stack.srv.engine, "Log filters")
+    rx = stack.rx
+    rx.program("/lf/bad", *[Reply(500, b"broken")] * 6)
+    rx.program("/lf/gone", *[Reply(503, b"later")] * 6)
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        ok = admin.put_webhook_config(
+            url=rx.url("/lf/ok"),
+            event_types=["*"],
+            headers={"authorization": "Bearer lf-s3cret", "x-team": "billing"},
+        ).config
+        admin.put_webhook_config(url=rx.url("/lf/bad"), event_types=["reward.*"])
+        gone = admin.put_webhook_config(url=rx.url("/lf/gone"), event_types=["user.*"]).config
+    with PublisherClient(stack.srv.target, keys["events:publish"]) as pub:
+        for type_ in ("reward.claimed", "reward.redeemed", "user.authenticated"):
+            pub.publish_event(org, type_, example(type_))
+    rx.wait_for(3, path="/lf/ok")
+    rx.wait_for(2, path="/lf/bad")
+    rx.wait_for(1, path="/lf/gone")
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        wait_for_logs = time.monotonic() + 15
+        while len(admin.list_delivery_logs().logs) < 6 and time.monotonic() < wait_for_logs:
+            time.sleep(0.1)
+        assert admin.delete_webhook_config(gone.id).cancelled_deliveries == 1
+    page = new_page(stack, DESKTOP)
+    page.goto(portal_for(stack, keys["all"]))
+    page.get_by_role("link", name="Delivery log").click()
+    rows = page.locator(".log-row")
+    expect(rows).to_have_count(7)
+
+    # cancelled: a human label that does not run into the event type; the deleted endpoint by URL
+    page.get_by_label("Outcome").select_option(label="Cancelled")
+    expect(rows).to_have_count(1)
+    pill = rows.first.locator(".log-outcome .pill")
+    expect(pill).to_have_text("Cancelled")
+    assert "OUTCOME_" not in page.inner_text("#log-list")
+    assert (
+        pill.bounding_box()["x"] + pill.bounding_box()["width"]
+        <= (rows.first.locator(".log-type").bounding_box()["x"])
+    )
+    expect(rows.first.locator(".log-endpoint")).to_have_text(
+        gone.url.removeprefix("http://") + " (deleted)"
+    )
+    expect(rows.first.locator(".log-status")).to_have_text("Not sent")
+    page.get_by_label("Outcome").select_option(label="Any outcome")
+
+    # type wildcard, status class, time range: all in the address
+    page.get_by_label("Event type", exact=True).fill("reward.*")
+    page.get_by_label("Event type", exact=True).press("Enter")
+    expect(rows).to_have_count(4)
+    page.get_by_label("Response").select_option(label="5xx server error")
+    expect(rows).to_have_count(2)
+    expect(rows.filter(has_text="HTTP 500")).to_have_count(2)
+    page.get_by_role("button", name="Last hour").click()
+    expect(rows).to_have_count(2)
+    url = page.url
+    assert {"event_type=reward.*", "status_class=STATUS_CLASS_5XX", "since="} <= {
+        part.split("=")[0] + "=" + (part.split("=")[1] if "since" not in part else "")
+        for part in urlsplit(url).fragment.split("?")[1].replace("%2A", "*").split("&")
+    }
+    shown = row_ids(page)
+    screenshot(page, "log-filtered-desktop")
+    # the link in another page (signed in there too) shows the same rows and filters
+    again = new_page(stack, PHONE)
+    again.goto(portal_for(stack, keys["all"]))
+    expect(again.get_by_role("heading", name="Endpoints", exact=True)).to_be_visible()
+    again.goto(url)
+    expect(again.locator(".log-row")).to_have_count(2)
+    assert row_ids(again) == shown
+    expect(again.get_by_label("Event type", exact=True)).to_have_value("reward.*")
+    expect(again.get_by_label("Response")).to_have_value("STATUS_CLASS_5XX")
+    expect(again.get_by_label("From")).not_to_have_value("")
+    screenshot(again, "log-filtered-phone")
+    # a time range with nothing in it: empty, saying so, with a way back
+    page.get_by_label("From").fill("2020-01-01T00:00")
+    page.get_by_label("Until").fill("2020-01-02T00:00")
+    page.get_by_label("Until").dispatch_event("change")
+    expect(page.locator("#log-list")).to_contain_text("No attempts match these filters")
+    page.get_by_role("button", name="Clear filters").click()
+    expect(rows).to_have_count(7)
+
+    # the attempt as sent: request headers (signature shortened, secret masked), response headers
+    rows.filter(has_text="user.authenticated").filter(has_text="/lf/ok").get_by_role(
+        "button"
+    ).click()
+    detail = page.get_by_role("dialog", name="Delivery attempt")
+    sent = detail.get_by_role("table", name="Request headers")
+    expect(sent).to_contain_text("webhook-id")
+    expect(sent).to_contain_text("x-team")
+    expect(sent).to_contain_text("billing")
+    signature = sent.locator("tr", has_text="webhook-signature").locator("td").inner_text()
+    assert signature.startswith("v1,") and "…" in signature and len(signature) < 30
+    assert "lf-s3cret" not in page.content()
+    received = detail.get_by_role("table", name="Response headers")
+    expect(received).to_contain_text(re.compile("content-type", re.I))
+    screenshot(page, "attempt-desktop", full_page=False)
+    page.keyboard.press("Escape")
+
+    # a test event of a chosen type: the example to start from, the server's verdict beside it
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        claimed = next(t for t in admin.list_event_types() if t.name == "reward.claimed")
+    page.get_by_role("link", name="Endpoints").click()
+    page.locator(f"article.endpoint[data-config-id={ok.id}]").get_by_role(
+        "button", name="Send test event"
+    ).click()
+    tester = page.get_by_role("dialog", name="Send a test event")
+    options = tester.get_by_label("Event type").locator("option")
+    assert "webhook.endpoint_disabled" not in options.all_inner_texts()  # * does not cover it
+    tester.get_by_label("Event type").select_option("reward.claimed")
+    editor = tester.get_by_label("Data")
+    assert json.loads(editor.input_value()) == dict(claimed.example)
+    data = dict(claimed.example) | {"points": "lots", "user_id": "usr_from_the_test"}
+    editor.fill(json.dumps(data, indent=2))
+    tester.get_by_role("button", name="Send test event").click()
+    expect(tester.locator("ul.violations")).to_contain_text("points")
+    expect(editor).to_have_attribute("aria-invalid", "true")
+    screenshot(page, "test-event-desktop", full_page=False)
+    before = rx.count("/lf/ok")
+    editor.fill(json.dumps(data | {"points": "75"}, indent=2))
+    tester.get_by_role("button", name="Send test event").click()
+    expect(tester.get_by_role("status")).to_contain_text("Test event delivered: HTTP 200")
+    got = rx.wait_for(before + 1, path="/lf/ok")[-1]
+    body = json.loads(got.body)
+    assert body["type"] == "reward.claimed"
+    assert body["data"]["user_id"] == "usr_from_the_test" and body["data"]["points"] == "75"
+    tester.get_by_role("button", name="Open the attempt").click()
+    expect(page.get_by_role("dialog", name="Delivery attempt")).to_contain_text("reward.claimed")
+    assert page.js_errors == [] and again.js_errors == []

@@ -6,16 +6,16 @@
 import { api, fieldLabel, loadCatalog, OUTCOMES } from "./api.js";
 import { dialog, field, h, icon, outcomePill } from "./dom.js";
 import { openAttempt } from "./attempt.js";
-import { covers, OPERATIONAL_CATEGORY, subscribable, TEST_EVENT_TYPE } from "./picker.js";
+import { covers, subscribable, TEST_EVENT_TYPE } from "./picker.js";
 
 function subscribed(patterns, name) {
   return patterns.some((p) => p === name || covers(p, name));
 }
 
-// The types a test event of this endpoint may have: published types it subscribes to.
+// The types a test event of this endpoint may have: those it subscribes to
+// (operational ones too, when it names them or webhook.*).
 export function testableTypes(config, catalog) {
   return subscribable(catalog)
-    .filter(([category]) => category !== OPERATIONAL_CATEGORY)
     .flatMap(([, types]) => types)
     .filter((t) => subscribed(config.event_types || [], t.name));
 }
