@@ -147,6 +147,12 @@ def held(config: Any) -> dict[str, Any]:
     }
 
 
+def assert_fits(box: Any) -> None:
+    """The whole value is visible: nothing scrolled out of the box."""
+    sizes = box.evaluate("el => [el.scrollWidth, el.clientWidth, el.scrollHeight, el.clientHeight]")
+    assert sizes[0] <= sizes[1] and sizes[2] <= sizes[3], sizes
+
+
 def signin_heading(page: Any) -> Any:
     return page.get_by_role("heading", name="Sign in to your dashboard", exact=True)
 
@@ -189,6 +195,8 @@ def test_admin_journey(stack: Stack, other_org: str) -> None:
     dialog.get_by_role("button", name="Create endpoint").click()
     secret_dialog = page.get_by_role("dialog", name="Signing secret — shown once")
     expect(secret_dialog.get_by_label("Secret")).to_have_value(re.compile(r"^whsec_"))
+    assert_fits(secret_dialog.get_by_label("Secret"))
+    screenshot(page, "secret-desktop", full_page=False)
     secret_dialog.get_by_role("button", name="I have stored it").click()
     card = page.locator("article.endpoint")
     expect(card).to_have_count(1)
@@ -377,6 +385,18 @@ def test_phone_width_and_keyboard(stack: Stack, other_org: str) -> None:
     screenshot(page, "form-phone", full_page=False)
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
+    # the secret fits its box at 360 px too
+    page.locator("article.endpoint").first.get_by_role("button", name="Rotate secret").click()
+    page.get_by_role("dialog", name="Rotate the signing secret?").get_by_role(
+        "button", name="Rotate secret"
+    ).click()
+    secret_box = page.get_by_role("dialog", name="Signing secret — shown once").get_by_label(
+        "Secret"
+    )
+    expect(secret_box).to_have_value(re.compile(r"^whsec_"))
+    assert_fits(secret_box)
+    screenshot(page, "secret-phone", full_page=False)
+    page.get_by_role("button", name="I have stored it").click()
 
     page.get_by_role("link", name="Delivery log").click()
     expect(page.locator(".log-row").first).to_be_visible()

@@ -304,7 +304,9 @@ export async function rotateSecret(config, slot) {
 
 
 export function showSecret(secret, text) {
-  const field = h("input", { id: "new-secret", class: "mono", readonly: true, value: secret, "aria-describedby": "secret-help" });
+  // A box that wraps the whole secret, however long (whsec_ and up to 88 characters).
+  const field = h("textarea", { id: "new-secret", class: "mono secret-box", readonly: true, rows: "2", spellcheck: "false", "aria-describedby": "secret-help" });
+  field.value = secret;
   const copied = h("span", { class: "inline-note ok", role: "status", hidden: true }, "Copied");
   const copy = h(
     "button",
@@ -338,6 +340,13 @@ export function showSecret(secret, text) {
     ),
   );
   done.addEventListener("click", () => el.close());
+  const fit = () => {
+    field.style.height = "auto";
+    field.style.height = `${field.scrollHeight + 2}px`;
+  };
+  fit();
+  window.addEventListener("resize", fit);
+  el.addEventListener("close", () => window.removeEventListener("resize", fit));
   field.focus();
   field.select();
 }
