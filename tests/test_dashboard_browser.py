@@ -1013,3 +1013,58 @@ def test_log_filters_in_the_address_headers_and_test_events(stack: Stack) -> Non
     tester.get_by_role("button", name="Open the attempt").click()
     expect(page.get_by_role("dialog", name="Delivery attempt")).to_contain_text("reward.claimed")
     assert page.js_errors == [] and again.js_errors == []
+
+
+def test_endpoint_charts(stack: Stack) -> None:
+    from playwright.sync_api import expect
+
+    org, keys = make_org_and_keys(stack.srv.engine, "Charts")
+    rx = stack.rx
+    rx.program("/charts", Reply(200), Reply(503), Reply(200), Reply(400), Reply(200, delay=0.05))
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        config = admin.put_webhook_config(url=rx.url("/charts"), event_types=["reward.*"]).config
+        admin.put_webhook_config(url=rx.url("/charts-quiet"), event_types=["user.*"])
+    with PublisherClient(stack.srv.target, keys["events:publish"]) as pub:
+        pub.publish_events(
+            [make_publish_request(org, "reward.claimed", example()) for _ in range(5)]
+        )
+    rx.wait_for(5, path="/charts")
+
+    def stats() -> dict[str, Any]:
+        resp = httpx.get(
+            f"{stack.gw.base_url}/webhooks/configs/{config.id}/stats",
+            headers={"authorization": f"Bearer {keys['all']}"},
+        )
+        assert resp.status_code == 200, resp.text
+        data: dict[str, Any] = resp.json()
+        return data
+
+    deadline = time.monotonic() + 15
+    while int(stats()["attempts"]) < 5 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    served = stats()
+    assert (int(served["attempts"]), int(served["failures"])) == (5, 2)
+    page = new_page(stack, DESKTOP)
+    page.goto(portal_for(stack, keys["all"]))
+    card = page.locator(f"article.endpoint[data-config-id={config.id}]")
+    chart = card.locator("svg.activity")
+    expect(chart).to_have_attribute(
+        "aria-label", re.compile(r"^Last 24 hours: 5 attempts, 2 failed; busiest hour")
+    )
+    expect(chart.locator("g.hour")).to_have_count(len(served["buckets"]))
+    expect(chart.locator("rect.bad-bar")).to_have_count(
+        sum(1 for b in served["buckets"] if int(b["failures"]))
+    )
+    for label in ("p50", "p90", "p99"):
+        row = card.locator(".latency-row", has_text=label)
+        expect(row).to_contain_text(f"{int(served[f'latency_{label}_ms']):,} ms")
+    quiet = page.locator("article.endpoint", has_text="/charts-quiet")
+    quiet.scroll_into_view_if_needed()  # charts load when their card is seen
+    expect(quiet.locator("svg.activity")).to_have_attribute(
+        "aria-label", "Last 24 hours: no attempts."
+    )
+    screenshot(page, "charts-desktop")
+    page.set_viewport_size(PHONE)
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
+    screenshot(page, "charts-phone")
+    assert page.js_errors == []

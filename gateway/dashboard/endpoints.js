@@ -4,6 +4,7 @@
 import { api, canWrite, loadCatalog, loadConfigs, OUTCOMES, state } from "./api.js";
 import { openEndpointForm } from "./endpoint-form.js";
 import { openTestEvent } from "./testevent.js";
+import { endpointCharts, forgetStats } from "./charts.js";
 import { absolute, confirmDialog, dialog, field, h, icon, loading, note, NOTE_KEEP_MS, relative, renderFailure, shortUrl, showError, time, toLocalInput } from "./dom.js";
 
 const CONFIG_POLL_MS = 5000;
@@ -180,6 +181,7 @@ export function endpointCard(config) {
       stat("Last success", hl.last_success_at ? time(hl.last_success_at) : "never"),
     ),
     h("p", { class: "help health-note" }, HEALTH_NOTE),
+    endpointCharts(config.id),
     hl.last_error
       ? h("p", { class: "last-error" }, h("strong", {}, "Last error "), hl.last_error_at ? time(hl.last_error_at) : null, ": ", h("span", { class: "mono" }, hl.last_error))
       : null,
@@ -255,6 +257,7 @@ export function sendTest(config, slot) {
     const outcome = OUTCOMES[log.outcome] || { label: "Unknown", tone: "muted" };
     const what = log.response_status_code ? `HTTP ${log.response_status_code}` : log.error || "no response";
     note(slot, `Test event ${outcome.label.toLowerCase()}: ${what} in ${log.duration_ms} ms. It is in the delivery log.`, outcome.tone === "ok" ? "ok" : "bad");
+    forgetStats(config.id);
     state.refreshEndpoints(); // the attempt counts in the endpoint's health
   });
 }

@@ -73,6 +73,6 @@ def screenshot(page: Any, name: str, *, full_page: bool = True) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     if full_page:  # a page as it looks, without the focus ring of the last click
-        page.evaluate("() => document.activeElement && document.activeElement.blur()")
+        page.evaluate("() => { document.activeElement?.blur(); window.scrollTo(0, 0); }")
     page.screenshot(path=str(path), full_page=full_page)
     return path
