@@ -4,8 +4,9 @@ receiver. It does what an admin does: opens the portal-session link, creates
 an endpoint, watches attempts arrive, opens one, retries a failure, sends a
 test event, and never sees another organisation's endpoints.
 
-Screenshots of the main screens (1280 px and 360 px wide) are written to
-artifacts/screenshots/; docs/ has one of each, for the README.
+Screenshots of every screen (1280 px and 360 px wide) are written to
+docs/screenshots/ (docs/dashboard.md shows them), each after an axe-core check
+of the screen (tests/support/browser.py): no serious or critical violation.
 """
 
 from __future__ import annotations
@@ -318,6 +319,7 @@ def test_admin_journey(stack: Stack, other_org: str) -> None:
     wait_for_outcome(stack, lost, "OUTCOME_FAILED")
     card.get_by_role("button", name="Replay failed…").click()
     replay = page.get_by_role("dialog", name="Replay failed deliveries")
+    screenshot(page, "replay-desktop", full_page=False)
     since = replay.get_by_label("From").input_value()
     until_default = replay.get_by_label("Until").input_value()
     replay.get_by_label("From").fill("2030-01-02T00:00")
@@ -405,6 +407,12 @@ def test_phone_width_and_keyboard(stack: Stack, other_org: str) -> None:
     page.locator(".log-row").first.get_by_role("button").click()
     expect(page.get_by_role("dialog", name="Delivery attempt")).to_be_visible()
     screenshot(page, "attempt-phone", full_page=False)
+    page.keyboard.press("Escape")
+    page.get_by_role("link", name="Event types").click()
+    expect(page.locator("details.catalog-type").first).to_be_visible()
+    page.locator("details.catalog-type summary").first.click()
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
+    screenshot(page, "catalog-phone")
     assert page.js_errors == []
 
 
@@ -640,6 +648,7 @@ def test_endpoint_headers_disable_delete(stack: Stack) -> None:
     card.get_by_role("button", name="Disable").click()
     confirm = page.get_by_role("dialog", name="Disable this endpoint?")
     expect(confirm).to_contain_text(kept.url)
+    screenshot(page, "disable-desktop", full_page=False)
     expect(confirm.get_by_role("button", name="Cancel")).to_be_focused()
     confirm.get_by_role("button", name="Cancel").click()
     expect(card.locator(".pill")).to_have_text("Healthy")

@@ -135,7 +135,7 @@ function renderShell() {
       { class: "account" },
       canWrite() ? null : h("span", { class: "pill muted", id: "read-only" }, "Read-only"),
       h("span", { class: "session-kind", title: "How you are signed in" }, kind),
-      h("button", { class: "btn ghost", type: "button", onclick: () => signOut() }, icon("out"), h("span", {}, "Sign out")),
+      h("button", { class: "btn ghost", type: "button", "aria-label": "Sign out", onclick: () => signOut() }, icon("out"), h("span", {}, "Sign out")),
     ),
   );
   const ending = h("div", { class: "session-ending", role: "status", hidden: true });

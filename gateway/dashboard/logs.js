@@ -286,13 +286,12 @@ export function statusText(log) {
 }
 
 export function logRow(log) {
-  const o = OUTCOMES[log.outcome] || { label: "Unknown" };
   return h(
     "li",
     { class: "log-row", dataset: { logId: log.id, outcome: log.outcome } },
     h(
       "button",
-      { class: "log-open", type: "button", "aria-label": `Attempt ${log.attempt} of ${log.event_type} to ${endpointLabel(log)}: ${o.label}. Open details`, onclick: () => openAttempt(log) },
+      { class: "log-open", type: "button", title: "Open the attempt's details", onclick: () => openAttempt(log) },
       h("span", { class: "log-outcome" }, outcomePill(log.outcome)),
       h("span", { class: "log-type mono" }, log.event_type),
       h("span", { class: "log-endpoint" }, endpointLabel(log)),
