@@ -235,7 +235,7 @@ def publish_transaction(engine: Engine) -> Iterator[PublishWriter]:
         with db.write_transaction(engine) as conn:
             yield PublishWriter(conn, True)
         return
-    with engine.connect() as conn:
+    with db.connection(engine) as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT")
         yield PublishWriter(conn, False)
 
