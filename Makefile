@@ -11,7 +11,7 @@ export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 # this machine) Python would otherwise recompile them at every start (issue 15).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help venv run test pytest gen check-gen lint format clean bench-logs bench bench-cpu bench-fairness demo bench-gateway proto-snapshot
+.PHONY: help venv run test pytest gen check-gen lint format clean bench-logs bench bench-cpu bench-fairness demo bench-gateway proto-snapshot screenshots
 
 help:
 	@echo "make run        gRPC API (127.0.0.1:50051) + REST gateway (127.0.0.1:8080) on SQLite"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench-cpu  CPU per delivery: serve (SQLite, PostgreSQL), workers vs a raw loop"
 	@echo "make bench-fairness  a tenant's flood to a hanging receiver vs another's latency"
 	@echo "make bench-gateway  GET /webhooks/configs through Envoy vs direct gRPC"
+	@echo "make screenshots  the dashboard's browser tests, writing docs/screenshots/ (commit them)"
 
 $(UV):
 	python3 -m venv $(VENV)
@@ -64,6 +65,10 @@ pytest: $(SYNCED)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test: lint check-gen pytest
+
+# The dashboard's browser tests (SQLite), their screenshots into docs/screenshots/.
+screenshots: $(SYNCED)
+	WEBHOOKS_SCREENSHOTS=docs/screenshots $(VENV)/bin/pytest tests/test_dashboard_browser.py -q -k sqlite
 
 # Benchmark (not a test): seeds 1,000,000 delivery attempts on SQLite and
 # PostgreSQL and prints p50/p99 of ListDeliveryLogs. BENCH_ARGS="--rows 200000".

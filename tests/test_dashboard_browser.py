@@ -5,8 +5,9 @@ an endpoint, watches attempts arrive, opens one, retries a failure, sends a
 test event, and never sees another organisation's endpoints.
 
 Screenshots of every screen (1280 px and 360 px wide) are written to
-docs/screenshots/ (docs/dashboard.md shows them), each after an axe-core check
-of the screen (tests/support/browser.py): no serious or critical violation.
+artifacts/screenshots/ (``make screenshots``: docs/screenshots/, which
+docs/dashboard.md shows), each after an axe-core check of the screen
+(tests/support/browser.py): no serious or critical violation.
 """
 
 from __future__ import annotations
@@ -64,20 +65,30 @@ class Stack:
             return pub.publish_event(self.org, type_, example(type_)).event_id
 
 
-@pytest.fixture(scope="module")
-def stack(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with chromium() as browser:
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def stack(
+    request: pytest.FixtureRequest,
+    sqlite_template: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    """The whole stack, once on SQLite and once on PostgreSQL (each test makes
+    organisations of its own, so the session's PostgreSQL database is shared)."""
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+    else:
         path = tmp_path_factory.mktemp("browser-db") / "webhooks.db"
         shutil.copyfile(sqlite_template, path)
-        with (
-            running_receiver() as rx,
-            running_server(
-                f"sqlite:///{path}", {"retry_schedule": (30.0,), "poll_interval": 0.2}, worker=True
-            ) as srv,
-            running_gateway([srv.target]) as gw,
-        ):
-            org, keys = make_org_and_keys(srv.engine, "Acme")
-            yield Stack(srv, gw, rx, browser, org, keys)
+        url = f"sqlite:///{path}"
+    with (
+        chromium() as browser,
+        running_receiver() as rx,
+        running_server(url, {"retry_schedule": (30.0,), "poll_interval": 0.2}, worker=True) as srv,
+        running_gateway([srv.target]) as gw,
+    ):
+        org, keys = make_org_and_keys(srv.engine, "Acme")
+        yield Stack(srv, gw, rx, browser, org, keys)
 
 
 @pytest.fixture(scope="module")

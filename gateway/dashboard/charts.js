@@ -97,18 +97,21 @@ async function load(box, configId) {
 }
 
 const observer = "IntersectionObserver" in window
-  ? new IntersectionObserver((entries) => {
-      for (const entry of entries) {
-        if (!entry.isIntersecting) continue;
-        observer.unobserve(entry.target);
-        load(entry.target, entry.target.dataset.configId);
-      }
-    })
+  ? new IntersectionObserver(
+      (entries) => {
+        for (const entry of entries) {
+          if (!entry.isIntersecting) continue;
+          observer.unobserve(entry.target);
+          load(entry.target, entry.target.dataset.configId);
+        }
+      },
+      { rootMargin: "600px 0px" }, // a screen ahead of the scroll
+    )
   : null;
 
 // The charts of one endpoint card: drawn from the cache at once when fresh, else loaded when seen.
 export function endpointCharts(configId) {
-  const box = h("div", { class: "charts", dataset: { configId }, "aria-busy": "true" });
+  const box = h("div", { class: "charts", dataset: { configId }, "aria-busy": "true" }, h("p", { class: "muted small" }, "Charts load when shown…"));
   const hit = cache.get(configId);
   if (hit) draw(box, hit.stats);
   if (!hit || Date.now() - hit.at >= STATS_TTL_MS) {

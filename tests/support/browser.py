@@ -6,8 +6,10 @@ registries is reachable), so the tests drive the system's Chromium (Debian's
 ``WEBHOOKS_TEST_CHROMIUM`` points at another binary. Without a browser the
 tests skip with the reason, except under ``CI=true``, where that is a failure.
 
-Screenshots go to ``docs/screenshots/`` (committed: docs/dashboard.md and the
-README show them), one per screen the tests visit. Every screenshot is also an
+Screenshots, one per screen the tests visit, go to ``artifacts/screenshots/``
+(ignored by git), or to the folder ``WEBHOOKS_SCREENSHOTS`` names:
+``make screenshots`` writes ``docs/screenshots/``, which docs/dashboard.md and
+the README show. Every screenshot is also an
 accessibility check: axe-core (``tests/support/axe.min.js``, axe-core from npm
 with its MPL-2.0 licence header, licence in ``axe-core.LICENSE``) runs in the
 page and any serious or critical violation fails the test.
@@ -25,7 +27,8 @@ from typing import Any
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / os.environ.get("WEBHOOKS_SCREENSHOTS", "artifacts/screenshots")
 AXE = Path(__file__).with_name("axe.min.js")
 AXE_IMPACTS = ("serious", "critical")
 # What axe checks: WCAG 2.1 A and AA, and its best practices.
