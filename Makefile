@@ -11,7 +11,7 @@ export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 # this machine) Python would otherwise recompile them at every start (issue 15).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help venv run test pytest gen check-gen lint format clean bench-logs bench bench-cpu bench-fairness demo bench-gateway proto-snapshot screenshots
+.PHONY: help venv run test pytest gen check-gen lint format clean bench-logs bench-stats bench bench-cpu bench-fairness demo bench-gateway proto-snapshot screenshots
 
 help:
 	@echo "make run        gRPC API (127.0.0.1:50051) + REST gateway (127.0.0.1:8080) on SQLite"
@@ -75,11 +75,18 @@ screenshots: $(SYNCED)
 bench-logs: $(SYNCED)
 	$(PY) scripts/bench_logs.py $(BENCH_ARGS)
 
+# Benchmark (not a test): GetEndpointStats on an endpoint with 1,000,000 attempts in the last
+# 24 h (the hourly aggregates) vs the same answer scanned from the attempts, and the hot-path
+# cost of folding a batch in. BENCH_ARGS="--rows 200000".
+bench-stats: $(SYNCED)
+	$(PY) scripts/bench_stats.py $(BENCH_ARGS)
+
 # Delivery throughput vs a raw client, publish-to-receipt latency, isolation (SQLite, PostgreSQL);
 # then the CPU benchmark below.
 bench: $(SYNCED)
 	$(PY) scripts/bench_delivery.py $(BENCH_ARGS)
 	$(PY) scripts/bench_cpu.py $(CPU_ARGS)
+	$(PY) scripts/bench_stats.py $(STATS_ARGS)
 
 # CPU s per 1,000 deliveries of `webhooks serve` (SQLite; PostgreSQL with its processes) and of
 # serve + N `webhooks worker`, against a raw aiohttp loop (issue 15).

@@ -509,7 +509,7 @@ def test_log_pages_and_filters_by_endpoint(stack: Stack) -> None:
     page.get_by_role("link", name="Endpoints").click()
     expect(page.locator("#read-only")).to_have_text("Read-only")
     expect(page.locator("article.endpoint")).to_have_count(2)
-    for name in ("Add endpoint", "Edit", "Disable", "Rotate secret", "Send test event"):
+    for name in ("Add endpoint", "Edit", "Disable", "Rotate secret", "Send test event", "Delete"):
         expect(page.get_by_role("button", name=name)).to_have_count(0)
     expect(page.get_by_text("Portal session · until")).to_be_visible()
     assert page.js_errors == []

@@ -535,7 +535,11 @@ class ListDeliveryLogsRequest(_message.Message):
     """
     @_builtins.property
     def since(self) -> _timestamp_pb2.Timestamp:
-        """Only attempts made at or after this time (`attempted_at >= since`)."""
+        """Only attempts made at or after this time (`attempted_at >= since`).
+        With `since` or `until` (and no `event_id`) the entries are ordered by
+        `attempted_at`, newest first, and a page reads at most the attempts of
+        the range.
+        """
 
     @_builtins.property
     def until(self) -> _timestamp_pb2.Timestamp:
