@@ -1,11 +1,11 @@
 // The endpoints screen: one card per configuration, the endpoint dialog,
 // replay, secret rotation, test events.
 
-import { api, canWrite, loadCatalog, loadConfigs, OUTCOMES, state } from "./api.js";
+import { api, canWrite, loadCatalog, loadConfigs, state } from "./api.js";
 import { openEndpointForm } from "./endpoint-form.js";
-import { openTestEvent } from "./testevent.js";
+import { openTestEvent, testSummary } from "./testevent.js";
 import { endpointCharts, forgetStats } from "./charts.js";
-import { absolute, confirmDialog, dialog, field, h, icon, loading, note, NOTE_KEEP_MS, relative, renderFailure, shortUrl, showError, time, toLocalInput } from "./dom.js";
+import { absolute, confirmDialog, dialog, field, h, icon, loading, note, NOTE_KEEP_MS, renderFailure, shortUrl, showError, time, toLocalInput } from "./dom.js";
 
 const CONFIG_POLL_MS = 5000;
 
@@ -254,9 +254,7 @@ export async function deleteEndpoint(config, slot) {
 
 export function sendTest(config, slot) {
   openTestEvent(config, (log) => {
-    const outcome = OUTCOMES[log.outcome] || { label: "Unknown", tone: "muted" };
-    const what = log.response_status_code ? `HTTP ${log.response_status_code}` : log.error || "no response";
-    note(slot, `Test event ${outcome.label.toLowerCase()}: ${what} in ${log.duration_ms} ms. It is in the delivery log.`, outcome.tone === "ok" ? "ok" : "bad");
+    note(slot, `${testSummary(log)} It is in the delivery log.`, log.outcome === "OUTCOME_DELIVERED" ? "ok" : "bad");
     forgetStats(config.id);
     state.refreshEndpoints(); // the attempt counts in the endpoint's health
   });

@@ -20,6 +20,13 @@ export function testableTypes(config, catalog) {
     .filter((t) => subscribed(config.event_types || [], t.name));
 }
 
+// "Test event delivered: HTTP 200 in 4 ms."
+export function testSummary(log) {
+  const o = OUTCOMES[log.outcome] || { label: "Unknown" };
+  const what = log.response_status_code ? `HTTP ${log.response_status_code}` : log.error || "no response";
+  return `Test event ${o.label.toLowerCase()}: ${what} in ${log.duration_ms} ms.`;
+}
+
 export async function openTestEvent(config, onSent) {
   let catalog = [];
   try {
@@ -92,14 +99,13 @@ export async function openTestEvent(config, onSent) {
     try {
       const { log } = await api("POST", `/webhooks/configs/${config.id}:test`, body);
       const o = OUTCOMES[log.outcome] || { label: "Unknown", tone: "muted" };
-      const what = log.response_status_code ? `HTTP ${log.response_status_code}` : log.error || "no response";
       const open = h("button", { class: "btn small", type: "button" }, "Open the attempt");
       open.addEventListener("click", () => {
         el.close();
         openAttempt(log);
       });
       result.replaceChildren(
-        h("div", { class: `test-outcome ${o.tone}` }, outcomePill(log.outcome), h("span", {}, `Test event ${o.label.toLowerCase()}: ${what} in ${log.duration_ms} ms.`), open),
+        h("div", { class: `test-outcome ${o.tone}` }, outcomePill(log.outcome), h("span", {}, testSummary(log)), open),
       );
       if (onSent) onSent(log);
     } catch (err) {
