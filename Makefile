@@ -11,7 +11,7 @@ export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 # this machine) Python would otherwise recompile them at every start (issue 15).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help venv run test pytest gen check-gen lint format clean bench-logs bench-stats bench bench-cpu bench-fairness demo bench-gateway proto-snapshot bench-auth-limits bench-signing bench-filters
+.PHONY: help venv run test pytest gen check-gen lint format clean bench-logs bench-stats bench bench-cpu bench-fairness demo bench-gateway proto-snapshot bench-auth-limits bench-signing bench-filters screenshots
 
 help:
 	@echo "make run        gRPC API (127.0.0.1:50051) + REST gateway (127.0.0.1:8080) on SQLite"
@@ -29,6 +29,8 @@ help:
 	@echo "make bench-auth-limits  cost per call of the limits shared by every serve process"
 
 	@echo "make bench-filters  publish CPU per event, 100 filtered configs vs type matching alone"
+
+	@echo "make screenshots  the dashboard's browser tests, writing docs/screenshots/ (commit them)"
 
 $(UV):
 	python3 -m venv $(VENV)
@@ -68,6 +70,10 @@ pytest: $(SYNCED)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test: lint check-gen pytest
+
+# The dashboard's browser tests (SQLite), their screenshots into docs/screenshots/.
+screenshots: $(SYNCED)
+	WEBHOOKS_SCREENSHOTS=docs/screenshots $(VENV)/bin/pytest tests/test_dashboard_browser.py -q -k sqlite
 
 # Benchmark (not a test): seeds 1,000,000 delivery attempts on SQLite and
 # PostgreSQL and prints p50/p99 of ListDeliveryLogs. BENCH_ARGS="--rows 200000".
