@@ -11,7 +11,7 @@ export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 # this machine) Python would otherwise recompile them at every start (issue 15).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help venv run test pytest gen check-gen lint format clean bench-logs bench-stats bench bench-cpu bench-fairness demo bench-gateway proto-snapshot bench-auth-limits bench-signing
+.PHONY: help venv run test pytest gen check-gen lint format clean bench-logs bench-stats bench bench-cpu bench-fairness demo bench-gateway proto-snapshot bench-auth-limits bench-signing bench-filters screenshots
 
 help:
 	@echo "make run        gRPC API (127.0.0.1:50051) + REST gateway (127.0.0.1:8080) on SQLite"
@@ -27,6 +27,10 @@ help:
 	@echo "make bench-fairness  a tenant's flood to a hanging receiver vs another's latency"
 	@echo "make bench-gateway  GET /webhooks/configs through Envoy vs direct gRPC"
 	@echo "make bench-auth-limits  cost per call of the limits shared by every serve process"
+
+	@echo "make bench-filters  publish CPU per event, 100 filtered configs vs type matching alone"
+
+	@echo "make screenshots  the dashboard's browser tests, writing docs/screenshots/ (commit them)"
 
 $(UV):
 	python3 -m venv $(VENV)
@@ -67,6 +71,10 @@ pytest: $(SYNCED)
 
 test: lint check-gen pytest
 
+# The dashboard's browser tests (SQLite), their screenshots into docs/screenshots/.
+screenshots: $(SYNCED)
+	WEBHOOKS_SCREENSHOTS=docs/screenshots $(VENV)/bin/pytest tests/test_dashboard_browser.py -q -k sqlite
+
 # Benchmark (not a test): seeds 1,000,000 delivery attempts on SQLite and
 # PostgreSQL and prints p50/p99 of ListDeliveryLogs. BENCH_ARGS="--rows 200000".
 bench-logs: $(SYNCED)
@@ -86,6 +94,7 @@ bench: $(SYNCED)
 	$(PY) scripts/bench_stats.py $(STATS_ARGS)
 	$(PY) scripts/bench_auth_limits.py
 	$(PY) scripts/bench_signing.py $(SIGNING_ARGS)
+	$(PY) scripts/bench_filters.py $(FILTER_ARGS)
 
 # What a limit shared by every serve process costs per call (issue 26), vs the in-process bucket.
 bench-auth-limits: $(SYNCED)
@@ -113,6 +122,12 @@ demo: $(SYNCED)
 # REST through Envoy vs direct gRPC, same run. BENCH_ARGS="--duration 10 --concurrency 64".
 bench-gateway: $(SYNCED)
 	$(PY) scripts/bench_gateway.py $(BENCH_ARGS)
+
+# Payload filters (issue 21): publish CPU per event with 100 configs of one organisation, each
+# with a CEL filter, vs the same without filters, same run (SQLite, PostgreSQL). Target <= 1.2x.
+# FILTER_ARGS="--backend sqlite --events 300 --rounds 3".
+bench-filters: $(SYNCED)
+	$(PY) scripts/bench_filters.py $(FILTER_ARGS)
 
 clean:
 	rm -rf $(VENV) .webhooks .pytest_cache .mypy_cache .ruff_cache

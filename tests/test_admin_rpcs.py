@@ -10,7 +10,6 @@ one happy path and one error each.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -22,10 +21,9 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from tests.support.delivery_env import DeliveryEnv as Env
-from tests.support.delivery_env import delivery_env
-from tests.support.envoy import running_gateway
-from tests.support.receiver import Reply, running_receiver
-from tests.support.server import make_org_and_keys, running_server
+from tests.support.delivery_env import delivery_env, rest_delivery_env
+from tests.support.receiver import Reply
+from tests.support.server import make_org_and_keys
 from webhooks_client import (
     AdminClient,
     DeliveryOutcome,
@@ -371,19 +369,8 @@ def test_rotation_errors(env: Env) -> None:
 def rest_env(
     sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Env, str]]:
-    path = tmp_path_factory.mktemp("admin-rpcs-db") / "webhooks.db"
-    shutil.copyfile(sqlite_template, path)
-    with (
-        running_receiver() as rx,
-        running_server(f"sqlite:///{path}", FAST, worker=True) as srv,
-        running_gateway([srv.target]) as gw,
-    ):
-        e = Env(srv, rx)
-        try:
-            yield e, gw.base_url
-        finally:
-            e.admin.close()
-            e.publisher.close()
+    with rest_delivery_env(sqlite_template, tmp_path_factory, "admin-rpcs-db", FAST) as pair:
+        yield pair
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import shutil
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -21,11 +20,10 @@ import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook
 
 from tests.support.delivery_env import DeliveryEnv as Env
-from tests.support.delivery_env import delivery_env
-from tests.support.envoy import running_gateway
+from tests.support.delivery_env import delivery_env, rest_delivery_env
 from tests.support.polling import eventually
-from tests.support.receiver import Reply, running_receiver
-from tests.support.server import make_org_and_keys, running_server
+from tests.support.receiver import Reply
+from tests.support.server import make_org_and_keys
 from webhooks_client import (
     AdminClient,
     DeliveryOutcome,
@@ -252,18 +250,8 @@ def test_headers_are_sealed_at_rest_with_the_secret_key(env: Env) -> None:
 def rest_env(
     sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Env, str]]:
-    path = tmp_path_factory.mktemp("lifecycle-db") / "webhooks.db"
-    shutil.copyfile(sqlite_template, path)
-    with (
-        running_receiver() as rx,
-        running_server(f"sqlite:///{path}", SLOW_RETRY, worker=True) as srv,
-        running_gateway([srv.target]) as gw,
-    ):
-        e = Env(srv, rx)
-        try:
-            yield e, gw.base_url
-        finally:
-            e.close()
+    with rest_delivery_env(sqlite_template, tmp_path_factory, "lifecycle-db", SLOW_RETRY) as pair:
+        yield pair
 
 
 @pytest.fixture

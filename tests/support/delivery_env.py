@@ -3,11 +3,16 @@ the setting of the end-to-end delivery tests."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from tests.support.envoy import running_gateway
 from tests.support.payloads import example
 from tests.support.polling import eventually
 from tests.support.receiver import Receiver, running_receiver
@@ -76,5 +81,28 @@ def delivery_env(database_url: str, overrides: Mapping[str, Any]) -> Iterator[De
         env = DeliveryEnv(srv, rx)
         try:
             yield env
+        finally:
+            env.close()
+
+
+@contextmanager
+def rest_delivery_env(
+    sqlite_template: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    overrides: Mapping[str, Any],
+) -> Iterator[tuple[DeliveryEnv, str]]:
+    """:func:`delivery_env` on a copy of the migrated SQLite template, behind a real
+    Envoy: (the environment, the gateway's base URL). For module-scoped REST fixtures."""
+    path = tmp_path_factory.mktemp(name) / "webhooks.db"
+    shutil.copyfile(sqlite_template, path)
+    with (
+        running_receiver() as rx,
+        running_server(f"sqlite:///{path}", overrides, worker=True) as srv,
+        running_gateway([srv.target]) as gw,
+    ):
+        env = DeliveryEnv(srv, rx)
+        try:
+            yield env, gw.base_url
         finally:
             env.close()

@@ -128,6 +128,7 @@ class AsyncAdminClient(_AsyncClient):
         headers: Mapping[str, str] | None = None,
         clear_headers: bool = False,
         signing_scheme: models.SigningScheme | None = None,
+        filter: str | None = None,
         timeout: float | None = None,
     ) -> models.PutWebhookConfigResult:
         """Create (no ``id``) or update a configuration (see AdminClient)."""
@@ -141,9 +142,32 @@ class AsyncAdminClient(_AsyncClient):
             headers=headers,
             clear_headers=clear_headers,
             signing_scheme=signing_scheme,
+            filter=filter,
         )
         return calls.put_config_result(
             await self._call(self._stub.PutWebhookConfig, request, timeout)
+        )
+
+    async def test_webhook_filter(
+        self,
+        filter: str,
+        event_types: Sequence[str],
+        *,
+        limit: int = 0,
+        example_data: Mapping[str, Any] | None = None,
+        example_type: str = "",
+        timeout: float | None = None,
+    ) -> models.FilterTestResult:
+        """Try a payload filter on the organisation's recent events (and an example)."""
+        request = calls.filter_test_request(
+            filter=filter,
+            event_types=event_types,
+            limit=limit,
+            example_data=example_data,
+            example_type=example_type,
+        )
+        return calls.filter_test_result(
+            await self._call(self._stub.TestWebhookFilter, request, timeout)
         )
 
     async def delete_webhook_config(

@@ -76,6 +76,7 @@ def put_config_request(
     headers: Mapping[str, str] | None = None,
     clear_headers: bool = False,
     signing_scheme: models.SigningScheme | None = None,
+    filter: str | None = None,
 ) -> admin_pb2.PutWebhookConfigRequest:
     request = admin_pb2.PutWebhookConfigRequest(
         id=id,
@@ -92,7 +93,30 @@ def put_config_request(
         request.description = description
     if signing_scheme is not None:
         request.signing_scheme = int(signing_scheme)  # type: ignore[assignment]
+    if filter is not None:
+        request.filter = filter
     return request
+
+
+def filter_test_request(
+    *,
+    filter: str,
+    event_types: Sequence[str],
+    limit: int = 0,
+    example_data: Mapping[str, Any] | None = None,
+    example_type: str = "",
+) -> admin_pb2.TestWebhookFilterRequest:
+    request = admin_pb2.TestWebhookFilterRequest(
+        filter=filter, event_types=list(event_types), limit=limit, example_type=example_type
+    )
+    if example_data is not None:
+        request.example_data.SetInParent()  # an empty example is still an example
+        request.example_data.update(dict(example_data))
+    return request
+
+
+def filter_test_result(response: admin_pb2.TestWebhookFilterResponse) -> models.FilterTestResult:
+    return _convert.filter_test(response)
 
 
 def put_config_result(

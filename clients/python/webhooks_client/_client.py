@@ -144,6 +144,7 @@ class AdminClient(_Client):
         headers: Mapping[str, str] | None = None,
         clear_headers: bool = False,
         signing_scheme: models.SigningScheme | None = None,
+        filter: str | None = None,
         timeout: float | None = None,
     ) -> models.PutWebhookConfigResult:
         """Create (no ``id``) or update a configuration.
@@ -155,6 +156,8 @@ class AdminClient(_Client):
         generated one, the only time it is shown. ``headers``: custom request
         headers sent on every attempt (on update a non-empty set replaces them
         all, absent or empty keeps them; ``clear_headers`` removes them).
+        ``filter``: a CEL payload filter (``event.data.points > 100``); None
+        keeps the current one on update, "" removes it.
         """
         request = calls.put_config_request(
             url=url,
@@ -166,8 +169,29 @@ class AdminClient(_Client):
             headers=headers,
             clear_headers=clear_headers,
             signing_scheme=signing_scheme,
+            filter=filter,
         )
         return calls.put_config_result(self._call(self._stub.PutWebhookConfig, request, timeout))
+
+    def test_webhook_filter(
+        self,
+        filter: str,
+        event_types: Sequence[str],
+        *,
+        limit: int = 0,
+        example_data: Mapping[str, Any] | None = None,
+        example_type: str = "",
+        timeout: float | None = None,
+    ) -> models.FilterTestResult:
+        """Try a payload filter on the organisation's recent events (and an example)."""
+        request = calls.filter_test_request(
+            filter=filter,
+            event_types=event_types,
+            limit=limit,
+            example_data=example_data,
+            example_type=example_type,
+        )
+        return calls.filter_test_result(self._call(self._stub.TestWebhookFilter, request, timeout))
 
     def delete_webhook_config(
         self, config_id: str, *, timeout: float | None = None

@@ -55,6 +55,21 @@ def webhook_config(c: admin_pb2.WebhookConfig) -> models.WebhookConfig:
             _enum(models.VerificationStatus, c.verification_status)
         ),
         verification_error=c.verification_error,
+        filter=c.filter,
+    )
+
+
+def filter_test(r: admin_pb2.TestWebhookFilterResponse) -> models.FilterTestResult:
+    return models.FilterTestResult(
+        examined=r.examined,
+        matched=r.matched,
+        matches=tuple(
+            models.FilterMatch(m.event_id, m.event_type, timestamp(m, "occurred_at"))
+            for m in r.matches
+        ),
+        errors=r.errors,
+        example_matches=r.example_matches if r.HasField("example_matches") else None,
+        example_error=r.example_error,
     )
 
 

@@ -124,6 +124,8 @@ class WebhookConfig:
     public_key_id: str = ""  # its kid in the key set (and in webhook-key-id)
     verification_status: VerificationStatus = VerificationStatus.NOT_REQUIRED
     verification_error: str = ""  # why the latest ownership challenge failed
+    # The payload filter (a CEL expression); "" when the endpoint gets every event.
+    filter: str = ""
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,27 @@ class VerifyWebhookEndpointResult:
     config: WebhookConfig
     verified: bool
     error: str
+
+
+@dataclass(frozen=True)
+class FilterMatch:
+    """A recent event a payload filter accepts (TestWebhookFilter)."""
+
+    event_id: str
+    event_type: str
+    occurred_at: datetime | None
+
+
+@dataclass(frozen=True)
+class FilterTestResult:
+    """A payload filter tried on the organisation's recent events (and an example)."""
+
+    examined: int
+    matched: int
+    matches: tuple[FilterMatch, ...]
+    errors: int
+    example_matches: bool | None  # None when no example was given
+    example_error: str = ""
 
 
 @dataclass(frozen=True)

@@ -143,6 +143,7 @@ def config_to_proto(row: configs.ConfigRow) -> admin_pb2.WebhookConfig:
         health=health_to_proto(row.health),
         # Rows from core/configs carry their headers opened: names only, never values.
         header_names=endpoint_headers.header_names(row.headers, str),
+        filter=row.filter,
     )
 
 

@@ -32,7 +32,14 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
-from webhooks_service.core import catalog, endpoint_headers, listing, operational, pagetokens
+from webhooks_service.core import (
+    catalog,
+    endpoint_headers,
+    filters,
+    listing,
+    operational,
+    pagetokens,
+)
 from webhooks_service.core.ids import check_config_id, new_id
 from webhooks_service.core.secrets_at_rest import cipher_for
 from webhooks_service.core.server_keys import keyring
@@ -128,6 +135,7 @@ def validate(
     url_guard: Callable[[str], str | None] | None = None,
     headers: Mapping[str, str] | None = None,
     clear_headers: bool = False,
+    filter_expression: str | None = None,
 ) -> list[FieldViolation]:
     """Every problem with a put request, one violation per offending field/element."""
     problems: list[FieldViolation] = []
@@ -163,6 +171,8 @@ def validate(
                 f"at most {MAX_DESCRIPTION_LENGTH} characters (got {len(description)})",
             )
         )
+    if filter_expression and not any(p.field.startswith("event_types") for p in problems):
+        problems.extend(filters.check(filter_expression, event_types))
     if headers:
         problems.extend(endpoint_headers.validate_headers(headers))
         if clear_headers:
@@ -187,6 +197,7 @@ def put_config(
     clear_headers: bool = False,
     signing_scheme: SigningScheme | None = None,
     new_key: bool = False,
+    filter_expression: str | None = None,
     clock: Clock = utcnow,
 ) -> PutResult:
     """Create (empty ``config_id``) or update a configuration of the organisation.
@@ -200,7 +211,9 @@ def put_config(
     ``headers`` replace the custom headers; empty ones keep them on update,
     unless ``clear_headers``. ``signing_scheme`` None keeps the scheme (HMAC
     on create); ``new_key`` generates a new ed25519 key (the rotation of an
-    ed25519 endpoint).
+    ed25519 endpoint). ``filter_expression`` (the payload filter) follows
+    the optional fields' rule (empty removes it); a kept filter is checked
+    again against new event types.
     """
     check_config_id(config_id, "id", required=False)
     secret = secret or None
@@ -216,6 +229,7 @@ def put_config(
         url_guard=None if config_id else (lambda _: target_problem),
         headers=headers,
         clear_headers=clear_headers,
+        filter_expression=filter_expression,
     )
     if secret is not None and signing_scheme is SigningScheme.ED25519:
         problems.append(
@@ -240,6 +254,20 @@ def put_config(
                 raise InvalidArgument(
                     "invalid webhook configuration", [FieldViolation("url", target_problem)]
                 )
+            new_filter = current.filter if filter_expression is None else filter_expression
+            if filter_expression is None and new_filter:
+                kept = filters.check(new_filter, types)
+                if kept:
+                    raise InvalidArgument(
+                        "invalid webhook configuration",
+                        [
+                            FieldViolation(
+                                "filter",
+                                f"the current filter no longer fits the event types: "
+                                f"{kept[0].description}",
+                            )
+                        ],
+                    )
             new_enabled = current.enabled if enabled is None else enabled
             current_secret = cipher.open(current.secret)
             if new_headers is not None:
@@ -306,6 +334,7 @@ def put_config(
                 # Re-enabling by an admin clears the service's own reason.
                 disabled_reason="" if new_enabled else current.disabled_reason,
                 headers=stored_headers,
+                filter=new_filter,
                 updated_at=now,
             )
             store.update(conn, row)
@@ -367,6 +396,7 @@ def put_config(
                 if store.requires_verification(conn, organisation_id)
                 else VerificationStatus.NOT_REQUIRED
             ),
+            filter=filter_expression or "",
         )
         store.insert(conn, row)
         opened = replace(

@@ -30,6 +30,11 @@ other (``storage/replay.py`` does the writes). What we chose, and why:
   RESOURCE_EXHAUSTED with how long to wait. Replayed work then goes through
   the worker's fair scheduler like any other: the budget protects the
   database, the scheduler the other tenants.
+- **The filter as it is now decides** (issue 21): a retry of a delivery whose
+  event the configuration's payload filter does not accept any more is a
+  FAILED_PRECONDITION saying so; a replay moves back only the deliveries
+  whose events the filter accepts now (the others stay as they ended). An
+  automatic retry of a delivery already created is not re-filtered.
 - **The range is on when the delivery was created** (its event published):
   "everything published during the outage" is what admins ask for, and the
   ``(config_id, created_at)`` index serves it.
@@ -46,6 +51,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
+from webhooks_service.core import filters
 from webhooks_service.core.ids import PublicIds, check_config_id, id_problem
 from webhooks_service.core.limits import SharedBuckets
 from webhooks_service.core.server_keys import keyring
@@ -189,6 +195,14 @@ def retry_delivery(
     number = parse_delivery_id(keyring(engine).ids, delivery_id)
     if number is None:
         raise NotFound(f"delivery {delivery_id} not found")
+    found = store.filter_input(engine, organisation_id, number)
+    if found is not None and found[0]:
+        expression, event = found
+        if not filters.accepts_stored(expression, [event]):
+            raise FailedPrecondition(
+                f"delivery {delivery_id}: the endpoint's filter does not accept event "
+                f"{event.event_id} any more; change or clear the filter to send it"
+            )
     state, scheduled = store.retry_delivery(engine, organisation_id, number, clock())
     if state is None:
         raise NotFound(f"delivery {delivery_id} not found")
@@ -247,8 +261,14 @@ def replay_deliveries(
     limit = MAX_REPLAY_DELIVERIES if budget < 0 else min(budget, MAX_REPLAY_DELIVERIES)
     used = 0
     try:
+        only: list[int] | None = None
+        expression, stored = store.range_filter_input(
+            engine, organisation_id, config_id, statuses, since, end, limit=limit
+        )
+        if expression and len(stored) <= limit:
+            only = filters.accepts_stored(expression, stored)
         result = store.replay_range(
-            engine, organisation_id, config_id, statuses, since, end, now, limit=limit
+            engine, organisation_id, config_id, statuses, since, end, now, limit=limit, only=only
         )
         used = result.replayed
     finally:

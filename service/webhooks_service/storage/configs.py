@@ -61,6 +61,8 @@ class ConfigRow:
     verification_status: str = VerificationStatus.NOT_REQUIRED
     verification_error: str = ""
     verified_at: datetime | None = None
+    # The payload filter (a CEL expression, core/filters.py); "" for none.
+    filter: str = ""
 
 
 _COLUMNS = (
@@ -83,6 +85,7 @@ _COLUMNS = (
     _T.c.verification_status,
     _T.c.verification_error,
     _T.c.verified_at,
+    _T.c.filter,
     *HEALTH_COLUMNS,
 )
 _LIVE = _T.c.deleted_at.is_(None)
@@ -110,6 +113,7 @@ def _row(r: Any) -> ConfigRow:
         verification_status=r.verification_status,
         verification_error=r.verification_error,
         verified_at=r.verified_at,
+        filter=r.filter,
     )
 
 
@@ -220,6 +224,7 @@ def _editable(row: ConfigRow) -> dict[str, Any]:
         "verification_status": row.verification_status,
         "verification_error": row.verification_error,
         "verified_at": row.verified_at,
+        "filter": row.filter,
         "updated_at": row.updated_at,
     }
 

@@ -162,6 +162,7 @@ class Target:
     # Pending ownership verification: its deliveries are stored parked
     # (domain.PARKED_UNTIL) and never handed over, until it is verified.
     waits: bool = False
+    filter: str = ""  # the payload filter (core/filters.py); "" for none
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +260,7 @@ def _target(r: Any, organisation_id: str, enabled: bool) -> Target:
         enabled=enabled,
         headers=r.headers,
         waits=r.verification_status == VerificationStatus.PENDING,
+        filter=r.filter,
     )
 
 
@@ -276,6 +278,7 @@ _TARGETS = (
         configs.c.timeout_seconds,
         configs.c.headers,
         configs.c.verification_status,
+        configs.c.filter,
     )
     .select_from(
         organisations.outerjoin(
@@ -300,6 +303,7 @@ _TARGET = sa.select(
     configs.c.enabled,
     configs.c.headers,
     configs.c.verification_status,
+    configs.c.filter,
 ).where(
     configs.c.id == sa.bindparam("config_id"),
     configs.c.organisation_id == sa.bindparam("org_id"),

@@ -190,6 +190,8 @@ class WebhookConfig(Base):
     # JSON {"name": "value"}, sealed like the secret when WEBHOOKS_SECRET_KEY
     # is set; NULL when none.
     headers: Mapped[str | None] = mapped_column(Text)
+    # The payload filter, a CEL expression (core/filters.py); "" for none.
+    filter: Mapped[str] = mapped_column(Text, default="", server_default="")
     # Set by DeleteWebhookConfig: the row stays (its deliveries and attempts
     # reference it) but is invisible to the API and the quota.
     deleted_at: Mapped[datetime | None]
@@ -278,7 +280,11 @@ class Event(Base):
     """A published event. ``payload`` is the exact JSON body sent to endpoints."""
 
     __tablename__ = "events"
-    __table_args__ = (UniqueConstraint("organisation_id", "event_id"),)
+    __table_args__ = (
+        UniqueConstraint("organisation_id", "event_id"),
+        # An organisation's recent events of one type, newest first (the filter dry run).
+        Index("ix_events_org_type_pk", "organisation_id", "event_type", "pk"),
+    )
 
     pk: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))

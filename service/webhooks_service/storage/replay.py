@@ -33,6 +33,7 @@ from webhooks_service.domain import ENDED, PARKED_UNTIL, DeliveryStatus, Verific
 from webhooks_service.storage import db
 from webhooks_service.storage.events import NOTIFY_CHANNEL, PROCESS_TOKEN
 from webhooks_service.storage.models import Delivery, Event, WebhookConfig
+from webhooks_service.storage.recent_events import StoredEvent
 
 _D = cast(sa.Table, Delivery.__table__)
 _E = cast(sa.Table, Event.__table__)
@@ -200,6 +201,62 @@ def _range_clause(
     ]
 
 
+def _stored(conn: sa.Connection, query: sa.Select[Any]) -> list[StoredEvent]:
+    rows = conn.execute(
+        query.add_columns(_E.c.event_id, _E.c.event_type, _E.c.occurred_at, _E.c.payload).join(
+            _E, _E.c.pk == _D.c.event_pk
+        )
+    )
+    return [StoredEvent(r.id, r.event_id, r.event_type, r.occurred_at, r.payload) for r in rows]
+
+
+def config_filter(conn: sa.Connection, organisation_id: str, config_id: str) -> str:
+    """The configuration's payload filter as it is now ("" for none or no such config)."""
+    value = conn.execute(
+        sa.select(_C.c.filter).where(_C.c.id == config_id, _C.c.organisation_id == organisation_id)
+    ).scalar()
+    return str(value or "")
+
+
+def filter_input(
+    engine: Engine, organisation_id: str, delivery_id: int
+) -> tuple[str, StoredEvent] | None:
+    """(its configuration's filter now, the delivery's event); None if absent or another's."""
+    with db.read_transaction(engine) as conn:
+        row = conn.execute(
+            sa.select(
+                _D.c.id, _E.c.event_id, _E.c.event_type, _E.c.occurred_at, _E.c.payload, _C.c.filter
+            )
+            .join(_E, _E.c.pk == _D.c.event_pk)
+            .join(_C, _C.c.id == _D.c.config_id)
+            .where(_D.c.id == delivery_id, _D.c.organisation_id == organisation_id)
+        ).first()
+    if row is None:
+        return None
+    event = StoredEvent(row.id, row.event_id, row.event_type, row.occurred_at, row.payload)
+    return str(row.filter or ""), event
+
+
+def range_filter_input(
+    engine: Engine,
+    organisation_id: str,
+    config_id: str,
+    statuses: Sequence[str],
+    since: datetime,
+    until: datetime,
+    *,
+    limit: int,
+) -> tuple[str, list[StoredEvent]]:
+    """The configuration's filter now and, when it has one, the events of the range's
+    deliveries (at most ``limit`` + 1, the replay's cap)."""
+    where = _range_clause(organisation_id, config_id, statuses, since, until)
+    with db.read_transaction(engine) as conn:
+        expression = config_filter(conn, organisation_id, config_id)
+        if not expression:
+            return "", []
+        return expression, _stored(conn, sa.select(_D.c.id).where(*where).limit(limit + 1))
+
+
 @dataclass(frozen=True, slots=True)
 class ReplayResult:
     config_enabled: bool | None  # None: no such configuration (nothing written)
@@ -217,10 +274,12 @@ def replay_range(
     now: datetime,
     *,
     limit: int,
+    only: Sequence[int] | None = None,
 ) -> ReplayResult:
     """Move the configuration's ended deliveries with ``statuses``, created in
     [since, until), back to pending and due now — unless more than ``limit``
-    match (then nothing is written and ``matched`` is ``limit + 1``)."""
+    match (then nothing is written and ``matched`` is ``limit + 1``).
+    ``only``: of those, only these deliveries (the ones its filter accepts now)."""
     where = _range_clause(organisation_id, config_id, statuses, since, until)
     with db.write_transaction(engine) as conn:
         enabled = config_enabled(conn, organisation_id, config_id)
@@ -231,13 +290,22 @@ def replay_range(
         if matched == 0 or matched > limit:
             return ReplayResult(True, matched, 0)
         due = PARKED_UNTIL if _waits(conn, config_id) else now  # waits for verification
-        replayed = conn.execute(
-            sa.update(_D)
-            .where(*where)
-            .values(
-                status=DeliveryStatus.PENDING, next_attempt_at=due, claim_token=None, updated_at=now
-            )
-        ).rowcount
+        values = {
+            "status": DeliveryStatus.PENDING,
+            "next_attempt_at": due,
+            "claim_token": None,
+            "updated_at": now,
+        }
+        if only is None:
+            replayed = conn.execute(sa.update(_D).where(*where).values(**values)).rowcount
+        else:
+            replayed = 0
+            ids = list(only)
+            for i in range(0, len(ids), 500):  # bounded IN lists
+                chunk = ids[i : i + 500]
+                replayed += conn.execute(
+                    sa.update(_D).where(*where, _D.c.id.in_(chunk)).values(**values)
+                ).rowcount
         if replayed:
             notify_workers(conn)
     return ReplayResult(True, matched, int(replayed))

@@ -228,6 +228,122 @@ DELIVERY_STATUS_CANCELLED: DeliveryStatus.ValueType  # 5
 Global___DeliveryStatus: _TypeAlias = DeliveryStatus  # noqa: Y015
 
 @_typing.final
+class TestWebhookFilterRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTER_FIELD_NUMBER: _builtins.int
+    EVENT_TYPES_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    EXAMPLE_DATA_FIELD_NUMBER: _builtins.int
+    EXAMPLE_TYPE_FIELD_NUMBER: _builtins.int
+    filter: _builtins.str
+    """The CEL expression to try, as PutWebhookConfig's `filter`."""
+    limit: _builtins.int
+    """How many of the organisation's most recent events of those types to
+    examine: default 200, at most 1000.
+    """
+    example_type: _builtins.str
+    @_builtins.property
+    def event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The event types it is meant for, as PutWebhookConfig's `event_types`."""
+
+    @_builtins.property
+    def example_data(self) -> _struct_pb2.Struct:
+        """An example payload to try the filter on (as PublishEvent's `data`);
+        `example_type` names its type (default: the first exact type of
+        `event_types`).
+        """
+
+    def __init__(
+        self,
+        *,
+        filter: _builtins.str = ...,
+        event_types: _abc.Iterable[_builtins.str] | None = ...,
+        limit: _builtins.int = ...,
+        example_data: _struct_pb2.Struct | None = ...,
+        example_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["example_data", b"example_data"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_types", b"event_types", "example_data", b"example_data", "example_type", b"example_type", "filter", b"filter", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TestWebhookFilterRequest: _TypeAlias = TestWebhookFilterRequest  # noqa: Y015
+
+@_typing.final
+class TestWebhookFilterResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXAMINED_FIELD_NUMBER: _builtins.int
+    MATCHED_FIELD_NUMBER: _builtins.int
+    MATCHES_FIELD_NUMBER: _builtins.int
+    ERRORS_FIELD_NUMBER: _builtins.int
+    EXAMPLE_MATCHES_FIELD_NUMBER: _builtins.int
+    EXAMPLE_ERROR_FIELD_NUMBER: _builtins.int
+    examined: _builtins.int
+    """Recent events examined (at most the request's `limit`)."""
+    matched: _builtins.int
+    """How many of them the filter accepts."""
+    errors: _builtins.int
+    """Events for which the filter failed at run time (counted as not matching)."""
+    example_matches: _builtins.bool
+    """Whether `example_data` matches; absent when no example was given."""
+    example_error: _builtins.str
+    """Why the example could not be evaluated, when it could not."""
+    @_builtins.property
+    def matches(self) -> _containers.RepeatedCompositeFieldContainer[Global___FilterMatch]:
+        """The matching events, newest first."""
+
+    def __init__(
+        self,
+        *,
+        examined: _builtins.int = ...,
+        matched: _builtins.int = ...,
+        matches: _abc.Iterable[Global___FilterMatch] | None = ...,
+        errors: _builtins.int = ...,
+        example_matches: _builtins.bool | None = ...,
+        example_error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_example_matches", b"_example_matches", "example_matches", b"example_matches"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_example_matches", b"_example_matches", "errors", b"errors", "examined", b"examined", "example_error", b"example_error", "example_matches", b"example_matches", "matched", b"matched", "matches", b"matches"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__example_matches: _TypeAlias = _typing.Literal["example_matches"]  # noqa: Y015
+    _WhichOneofArgType__example_matches: _TypeAlias = _typing.Literal["_example_matches", b"_example_matches"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__example_matches) -> _WhichOneofReturnType__example_matches | None: ...
+
+Global___TestWebhookFilterResponse: _TypeAlias = TestWebhookFilterResponse  # noqa: Y015
+
+@_typing.final
+class FilterMatch(_message.Message):
+    """One recent event a filter accepts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    EVENT_TYPE_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    event_type: _builtins.str
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        event_type: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "event_type", b"event_type", "occurred_at", b"occurred_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FilterMatch: _TypeAlias = FilterMatch  # noqa: Y015
+
+@_typing.final
 class WebhookConfig(_message.Message):
     """A webhook endpoint of an organisation."""
 
@@ -252,6 +368,7 @@ class WebhookConfig(_message.Message):
     VERIFICATION_STATUS_FIELD_NUMBER: _builtins.int
     VERIFICATION_ERROR_FIELD_NUMBER: _builtins.int
     VERIFIED_AT_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned id, `whc_…`."""
     url: _builtins.str
@@ -292,6 +409,12 @@ class WebhookConfig(_message.Message):
     """Whether the endpoint proved it wants the traffic (VerifyWebhookEndpoint)."""
     verification_error: _builtins.str
     """Why the latest challenge failed; empty once verified."""
+    filter: _builtins.str
+    """The payload filter: a CEL expression over `event` (`event.type`,
+    `event.id`, `event.occurred_at`, `event.data`, the typed payload, e.g.
+    `event.data.points > 100`); empty when the endpoint receives every
+    event of its types.
+    """
     @_builtins.property
     def event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Event types delivered to this endpoint: dotted catalog names
@@ -344,10 +467,11 @@ class WebhookConfig(_message.Message):
         verification_status: Global___VerificationStatus.ValueType = ...,
         verification_error: _builtins.str = ...,
         verified_at: _timestamp_pb2.Timestamp | None = ...,
+        filter: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "health", b"health", "previous_key_expires_at", b"previous_key_expires_at", "updated_at", b"updated_at", "verified_at", b"verified_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "disabled_reason", b"disabled_reason", "enabled", b"enabled", "event_types", b"event_types", "header_names", b"header_names", "health", b"health", "id", b"id", "previous_key_expires_at", b"previous_key_expires_at", "previous_public_key", b"previous_public_key", "public_key", b"public_key", "public_key_id", b"public_key_id", "secret_hint", b"secret_hint", "signing_scheme", b"signing_scheme", "updated_at", b"updated_at", "url", b"url", "verification_error", b"verification_error", "verification_status", b"verification_status", "verified_at", b"verified_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "disabled_reason", b"disabled_reason", "enabled", b"enabled", "event_types", b"event_types", "filter", b"filter", "header_names", b"header_names", "health", b"health", "id", b"id", "previous_key_expires_at", b"previous_key_expires_at", "previous_public_key", b"previous_public_key", "public_key", b"public_key", "public_key_id", b"public_key_id", "secret_hint", b"secret_hint", "signing_scheme", b"signing_scheme", "updated_at", b"updated_at", "url", b"url", "verification_error", b"verification_error", "verification_status", b"verification_status", "verified_at", b"verified_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -501,6 +625,7 @@ class PutWebhookConfigRequest(_message.Message):
     HEADERS_FIELD_NUMBER: _builtins.int
     CLEAR_HEADERS_FIELD_NUMBER: _builtins.int
     SIGNING_SCHEME_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Empty to create a configuration; the id of an existing one (`whc_…`) to
     update it.
@@ -528,6 +653,22 @@ class PutWebhookConfigRequest(_message.Message):
     the key pair (answered as `config.public_key`; `secret` must then be
     absent). Switching scheme on update is a rotation: the replaced secret or
     key keeps signing next to the new one for the grace period.
+    """
+    filter: _builtins.str
+    """A payload filter: a Common Expression Language (CEL) expression over
+    `event`, true for the events the endpoint should receive: `event.type`
+    and `event.id` (strings), `event.occurred_at` (a timestamp) and
+    `event.data`, the typed payload message of the event's type with the
+    field names of the protos and the JSON Schema (an int64 such as
+    `points` compares as an integer: `event.data.points > 100`; timestamps
+    as timestamps). Checked against the payload of every subscribed type:
+    refused (INVALID_ARGUMENT on `filter`) when it does not parse, is not a
+    boolean, names a field no subscribed type has, compares mistyped
+    values, or exceeds the limits (1024 characters, 32 levels of nesting,
+    4 comprehension macros, none inside another). An event of a type the
+    filter does not type-check against, or for which it fails at run time
+    (e.g. a division by zero), is not delivered (and is counted). Absent on
+    update keeps the current filter; empty removes it.
     """
     @_builtins.property
     def event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -558,15 +699,18 @@ class PutWebhookConfigRequest(_message.Message):
         headers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         clear_headers: _builtins.bool = ...,
         signing_scheme: Global___SigningScheme.ValueType | None = ...,
+        filter: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_enabled", b"_enabled", "_secret", b"_secret", "_signing_scheme", b"_signing_scheme", "description", b"description", "enabled", b"enabled", "secret", b"secret", "signing_scheme", b"signing_scheme"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_enabled", b"_enabled", "_filter", b"_filter", "_secret", b"_secret", "_signing_scheme", b"_signing_scheme", "description", b"description", "enabled", b"enabled", "filter", b"filter", "secret", b"secret", "signing_scheme", b"signing_scheme"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_enabled", b"_enabled", "_secret", b"_secret", "_signing_scheme", b"_signing_scheme", "clear_headers", b"clear_headers", "description", b"description", "enabled", b"enabled", "event_types", b"event_types", "headers", b"headers", "id", b"id", "secret", b"secret", "signing_scheme", b"signing_scheme", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_enabled", b"_enabled", "_filter", b"_filter", "_secret", b"_secret", "_signing_scheme", b"_signing_scheme", "clear_headers", b"clear_headers", "description", b"description", "enabled", b"enabled", "event_types", b"event_types", "filter", b"filter", "headers", b"headers", "id", b"id", "secret", b"secret", "signing_scheme", b"signing_scheme", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
     _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
     _WhichOneofReturnType__enabled: _TypeAlias = _typing.Literal["enabled"]  # noqa: Y015
     _WhichOneofArgType__enabled: _TypeAlias = _typing.Literal["_enabled", b"_enabled"]  # noqa: Y015
+    _WhichOneofReturnType__filter: _TypeAlias = _typing.Literal["filter"]  # noqa: Y015
+    _WhichOneofArgType__filter: _TypeAlias = _typing.Literal["_filter", b"_filter"]  # noqa: Y015
     _WhichOneofReturnType__secret: _TypeAlias = _typing.Literal["secret"]  # noqa: Y015
     _WhichOneofArgType__secret: _TypeAlias = _typing.Literal["_secret", b"_secret"]  # noqa: Y015
     _WhichOneofReturnType__signing_scheme: _TypeAlias = _typing.Literal["signing_scheme"]  # noqa: Y015
@@ -575,6 +719,8 @@ class PutWebhookConfigRequest(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__enabled) -> _WhichOneofReturnType__enabled | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__filter) -> _WhichOneofReturnType__filter | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__secret) -> _WhichOneofReturnType__secret | None: ...
     @_typing.overload

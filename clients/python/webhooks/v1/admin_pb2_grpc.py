@@ -88,6 +88,11 @@ class WebhookAdminStub:
                 request_serializer=webhooks_dot_v1_dot_admin__pb2.VerifyWebhookEndpointRequest.SerializeToString,
                 response_deserializer=webhooks_dot_v1_dot_admin__pb2.VerifyWebhookEndpointResponse.FromString,
                 _registered_method=True)
+        self.TestWebhookFilter = channel.unary_unary(
+                '/webhooks.v1.WebhookAdmin/TestWebhookFilter',
+                request_serializer=webhooks_dot_v1_dot_admin__pb2.TestWebhookFilterRequest.SerializeToString,
+                response_deserializer=webhooks_dot_v1_dot_admin__pb2.TestWebhookFilterResponse.FromString,
+                _registered_method=True)
         self.GetSigningKeys = channel.unary_unary(
                 '/webhooks.v1.WebhookAdmin/GetSigningKeys',
                 request_serializer=webhooks_dot_v1_dot_admin__pb2.GetSigningKeysRequest.SerializeToString,
@@ -270,6 +275,21 @@ class WebhookAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TestWebhookFilter(self, request, context):
+        """Tries a payload filter (the CEL expression of a configuration's
+        `filter`) before saving it: checks it as PutWebhookConfig would
+        (INVALID_ARGUMENT with a violation on `filter` otherwise), then runs it
+        over the organisation's most recent events of the given types (at most
+        `limit`, 200 by default and 1000 at most, within the log's retention)
+        and answers how many were examined and matched, with the matching
+        events' ids and types, newest first; given an example `data`, also
+        whether that payload matches. Nothing is stored or sent. Scope
+        `webhooks:read`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetSigningKeys(self, request, context):
         """The organisation's published ed25519 public keys as a JSON Web Key Set
         (RFC 7517; `kty` OKP, `crv` Ed25519, RFC 8037): the current key of every
@@ -385,6 +405,11 @@ def add_WebhookAdminServicer_to_server(servicer, server):
                     servicer.VerifyWebhookEndpoint,
                     request_deserializer=webhooks_dot_v1_dot_admin__pb2.VerifyWebhookEndpointRequest.FromString,
                     response_serializer=webhooks_dot_v1_dot_admin__pb2.VerifyWebhookEndpointResponse.SerializeToString,
+            ),
+            'TestWebhookFilter': grpc.unary_unary_rpc_method_handler(
+                    servicer.TestWebhookFilter,
+                    request_deserializer=webhooks_dot_v1_dot_admin__pb2.TestWebhookFilterRequest.FromString,
+                    response_serializer=webhooks_dot_v1_dot_admin__pb2.TestWebhookFilterResponse.SerializeToString,
             ),
             'GetSigningKeys': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSigningKeys,
@@ -686,6 +711,33 @@ class WebhookAdmin:
             '/webhooks.v1.WebhookAdmin/VerifyWebhookEndpoint',
             webhooks_dot_v1_dot_admin__pb2.VerifyWebhookEndpointRequest.SerializeToString,
             webhooks_dot_v1_dot_admin__pb2.VerifyWebhookEndpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TestWebhookFilter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/webhooks.v1.WebhookAdmin/TestWebhookFilter',
+            webhooks_dot_v1_dot_admin__pb2.TestWebhookFilterRequest.SerializeToString,
+            webhooks_dot_v1_dot_admin__pb2.TestWebhookFilterResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -145,6 +145,17 @@ class WebhookAdminStub:
     `webhooks orgs verification ORG on`; its new and re-pointed endpoints are
     then sent the challenge by themselves.
     """
+    TestWebhookFilter: _grpc.UnaryUnaryMultiCallable[_admin_pb2.TestWebhookFilterRequest, _admin_pb2.TestWebhookFilterResponse]
+    """Tries a payload filter (the CEL expression of a configuration's
+    `filter`) before saving it: checks it as PutWebhookConfig would
+    (INVALID_ARGUMENT with a violation on `filter` otherwise), then runs it
+    over the organisation's most recent events of the given types (at most
+    `limit`, 200 by default and 1000 at most, within the log's retention)
+    and answers how many were examined and matched, with the matching
+    events' ids and types, newest first; given an example `data`, also
+    whether that payload matches. Nothing is stored or sent. Scope
+    `webhooks:read`.
+    """
     GetSigningKeys: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetSigningKeysRequest, _admin_pb2.JsonWebKeySet]
     """The organisation's published ed25519 public keys as a JSON Web Key Set
     (RFC 7517; `kty` OKP, `crv` Ed25519, RFC 8037): the current key of every
@@ -305,6 +316,17 @@ class WebhookAdminAsyncStub(WebhookAdminStub):
     (FAILED_PRECONDITION). An organisation requires verification with
     `webhooks orgs verification ORG on`; its new and re-pointed endpoints are
     then sent the challenge by themselves.
+    """
+    TestWebhookFilter: _aio.UnaryUnaryMultiCallable[_admin_pb2.TestWebhookFilterRequest, _admin_pb2.TestWebhookFilterResponse]  # type: ignore[assignment]
+    """Tries a payload filter (the CEL expression of a configuration's
+    `filter`) before saving it: checks it as PutWebhookConfig would
+    (INVALID_ARGUMENT with a violation on `filter` otherwise), then runs it
+    over the organisation's most recent events of the given types (at most
+    `limit`, 200 by default and 1000 at most, within the log's retention)
+    and answers how many were examined and matched, with the matching
+    events' ids and types, newest first; given an example `data`, also
+    whether that payload matches. Nothing is stored or sent. Scope
+    `webhooks:read`.
     """
     GetSigningKeys: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetSigningKeysRequest, _admin_pb2.JsonWebKeySet]  # type: ignore[assignment]
     """The organisation's published ed25519 public keys as a JSON Web Key Set
@@ -523,6 +545,23 @@ class WebhookAdminServicer(metaclass=_abc_1.ABCMeta):
         (FAILED_PRECONDITION). An organisation requires verification with
         `webhooks orgs verification ORG on`; its new and re-pointed endpoints are
         then sent the challenge by themselves.
+        """
+
+    @_abc_1.abstractmethod
+    def TestWebhookFilter(
+        self,
+        request: _admin_pb2.TestWebhookFilterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.TestWebhookFilterResponse, _abc.Awaitable[_admin_pb2.TestWebhookFilterResponse]]:
+        """Tries a payload filter (the CEL expression of a configuration's
+        `filter`) before saving it: checks it as PutWebhookConfig would
+        (INVALID_ARGUMENT with a violation on `filter` otherwise), then runs it
+        over the organisation's most recent events of the given types (at most
+        `limit`, 200 by default and 1000 at most, within the log's retention)
+        and answers how many were examined and matched, with the matching
+        events' ids and types, newest first; given an example `data`, also
+        whether that payload matches. Nothing is stored or sent. Scope
+        `webhooks:read`.
         """
 
     @_abc_1.abstractmethod

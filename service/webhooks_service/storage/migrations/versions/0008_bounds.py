@@ -3,7 +3,7 @@ operational deliveries per window, and each endpoint's failures not reported
 yet (coalesced into one webhook.delivery_failed per window)
 
 Revision ID: 0008_bounds
-Revises: 0010_signing (re-chained onto main; written against 0007_fair_delivery)
+Revises: 0011_filters (re-chained onto main; written against 0007_fair_delivery)
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_bounds"
-down_revision: str | None = "0010_signing"
+down_revision: str | None = "0011_filters"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
