@@ -48,7 +48,7 @@ from bench_delivery import (  # scripts/ is on sys.path when run as a script
 from webhooks_client import receiver as helpers
 from webhooks_service.config import Settings
 from webhooks_service.core import configs, orgs, publishing
-from webhooks_service.delivery.attempt import request_for
+from webhooks_service.delivery.attempt import OpenedForms, request_for
 from webhooks_service.domain import ClaimedDelivery, SigningScheme
 from webhooks_service.signing_keys import generate_private_key, public_key_of
 
@@ -102,11 +102,12 @@ def sign_phase(rounds: int, n: int) -> dict[str, tuple[float, float]]:
     for name, (secret, previous, verifier) in cases.items():
         d = _claimed(secret, previous, payload)
         now = datetime.now(UTC)
-        req = request_for(d, str, now)
+        opened = OpenedForms(str)  # stored forms in clear: opening is the identity
+        req = request_for(d, opened, now)
         body = req.body
         signs, verifies = [], []
         for _ in range(rounds):
-            signs.append(_cpu_per_call(functools.partial(request_for, d, str, now), n))
+            signs.append(_cpu_per_call(functools.partial(request_for, d, opened, now), n))
             verifies.append(
                 _cpu_per_call(
                     functools.partial(helpers.verify, verifier, req.headers, body), n // 4

@@ -243,10 +243,9 @@ def test_served_openapi_names_the_address_it_is_served_from(gateway: EnvoyProces
     resp = httpx.get(f"{gateway.base_url}/webhooks/openapi.json", timeout=10)
     assert resp.status_code == 200
     assert resp.json()["servers"][0]["url"] == gateway.base_url
-    other = httpx.get(
-        f"{gateway.base_url}/webhooks/openapi.json", headers={"host": "hooks.acme.test"}
-    )
-    assert other.json()["servers"][0]["url"] == "http://hooks.acme.test"
+    # the gateway's own address, never the request's Host (issue 27.4)
+    other = httpx.get(f"{gateway.base_url}/webhooks/openapi.json", headers={"host": "evil.example"})
+    assert other.json()["servers"][0]["url"] == gateway.base_url
 
 
 def test_rest_update_keeps_absent_optional_fields(rest: httpx.Client) -> None:

@@ -34,6 +34,12 @@ FAILED_KEYS = {
     "attempts",
     "last_status_code",
     "last_error",
+    # coalescing (issue 26.1): how many since the previous report, first and last
+    "failed_deliveries",
+    "first_delivery_id",
+    "last_delivery_id",
+    "first_failed_at",
+    "last_failed_at",
 }
 
 
@@ -110,7 +116,13 @@ def test_a_400_sends_one_delivery_failed_and_never_loops(env: Env) -> None:
         "attempts": 1,
         "last_status_code": 400,
         "last_error": "HTTP 400",
+        "failed_deliveries": 1,
+        "first_delivery_id": attempt.delivery_id,
+        "last_delivery_id": attempt.delivery_id,
+        "first_failed_at": data["first_failed_at"],
+        "last_failed_at": data["first_failed_at"],
     }
+    assert data["first_failed_at"].endswith("Z")
     settle()
     # the failed operational delivery to /ops reported nothing (no loop), and the
     # event about /bad never went to /bad itself

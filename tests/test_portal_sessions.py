@@ -22,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests.support.envoy import running_gateway
+from tests.support.envoy import free_listen_address, running_gateway
 from tests.support.server import RunningServer, make_key, make_org, running_server
 from webhooks_client import (
     AdminClient,
@@ -67,14 +67,16 @@ def api(
     path = tmp_path_factory.mktemp("portal-db") / "webhooks.db"
     shutil.copyfile(sqlite_template, path)
     with running_server(
-        f"sqlite:///{path}", {"portal_session_ttl": 600.0}, wall_clock=clock
+        f"sqlite:///{path}",
+        {"portal_session_ttl": 600.0, "gateway_listen": free_listen_address()},
+        wall_clock=clock,
     ) as srv:
         yield srv
 
 
 @pytest.fixture(scope="module")
 def gateway(api: RunningServer) -> Iterator[EnvoyProcess]:
-    with running_gateway([api.target]) as gw:
+    with running_gateway([api.target], listen=api.settings.gateway_listen) as gw:
         yield gw
 
 
@@ -275,7 +277,7 @@ def test_rest_session_link_expiry_and_revocation(
     resp = rest.post("/webhooks/portal-sessions", headers=bearer(key), json={"ttl_seconds": 300})
     assert resp.status_code == 200, resp.text
     body = resp.json()
-    # the link points back at the gateway the request came through
+    # the link points at the configured gateway (gateway_listen)
     assert body["url"].startswith(f"{gateway.base_url}/dashboard/#token={body['token']}&")
     assert fragment_of(body["url"])["token"] == body["token"]
     assert body["scopes"] == [READ, WRITE]

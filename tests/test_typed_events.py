@@ -265,8 +265,15 @@ def test_operational_payloads_have_the_fields_the_lifecycle_sends() -> None:
         "attempts",
         "last_status_code",
         "last_error",
+        # coalesced failures (issue 26.1): new fields only, the old ones unchanged
+        "failed_deliveries",
+        "first_delivery_id",
+        "last_delivery_id",
+        "first_failed_at",
+        "last_failed_at",
     ]
     assert "OUTCOME_DEAD" in failed["properties"]["outcome"]["enum"]
+    assert failed["properties"]["failed_deliveries"]["type"] == "integer"
     assert failed["properties"]["attempts"]["type"] == "integer"
 
 

@@ -287,6 +287,14 @@ SETTINGS: tuple[Setting, ...] = (
         parse_duration,
     ),
     Setting(
+        "operational_window",
+        "60s",
+        "window of operational webhooks: at most one webhook.delivery_failed per endpoint "
+        "(the others counted into the next), and per organisation at most as many "
+        "operational deliveries as it has endpoints (e.g. 60s, 5m; at least 1s)",
+        parse_duration,
+    ),
+    Setting(
         "replay_deliveries_per_hour",
         "10000",
         "deliveries one organisation may replay per hour, across all API processes (0: unlimited)",
@@ -325,7 +333,8 @@ SETTINGS: tuple[Setting, ...] = (
         "dashboard_url",
         "",
         "public URL of the dashboard for portal-session links, e.g. "
-        "https://hooks.example.com/dashboard/ (default: the gateway address the request came to)",
+        "https://hooks.example.com/dashboard/ (default: http://<gateway_listen>/dashboard/; "
+        "never a request's Host)",
         parse_dashboard_url,
     ),
     Setting(
@@ -376,6 +385,7 @@ class Settings:
     metrics_listen: str = "127.0.0.1:9464"
     log_page_max_bytes: int = 4194304
     endpoint_failure_disable_after: float = 432000.0
+    operational_window: float = 60.0
     replay_deliveries_per_hour: float = 10000.0
     test_events_per_minute: float = 60.0
     jwks_cache_seconds: float = 60.0

@@ -11,6 +11,7 @@ under CI=true, where that is a failure (the gateway tests must run in CI).
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -40,6 +41,14 @@ def require_envoy() -> None:
         pytest.skip(str(exc))
 
 
+def free_listen_address() -> str:
+    """A loopback address no one listens on now, for a gateway whose address the
+    API server must know before it starts (``gateway_listen``: minted links)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
 @contextmanager
 def running_gateway(
     upstreams: Sequence[str],
@@ -48,13 +57,14 @@ def running_gateway(
     health_check_interval_s: float = 0.5,
     grpc_proxy: bool = False,
     cors_allowed_origins: Sequence[str] = (),
+    listen: str = "127.0.0.1:0",
     gateway_secret: str = TEST_GATEWAY_SECRET,
 ) -> Iterator[EnvoyProcess]:
-    """Envoy on 127.0.0.1:<free port> in front of ``upstreams`` ("host:port");
-    ``grpc_proxy``: also the native gRPC listener (``gw.grpc_listen``)."""
+    """Envoy on ``listen`` (127.0.0.1:<free port>) in front of ``upstreams``
+    ("host:port"); ``grpc_proxy``: also the native gRPC listener (``gw.grpc_listen``)."""
     require_envoy()
     config = GatewayConfig(
-        listen=parse_address("127.0.0.1:0", what="listen", allow_zero_port=True),
+        listen=parse_address(listen, what="listen", allow_zero_port=True),
         upstreams=tuple(parse_address(u, what="upstream") for u in upstreams),
         files=GatewayFiles.in_dir(find_gateway_dir()),
         health_check_interval_s=health_check_interval_s,

@@ -102,7 +102,12 @@ def running_server(
         wakeup = local.wakeup
         stop_event = asyncio.Event()
         api = await start_server(
-            settings, eng, notify=wakeup.set, lend=local.lend, wall_clock=wall_clock
+            settings,
+            eng,
+            notify=wakeup.set,
+            lend=local.lend,
+            wall_clock=wall_clock,
+            stopped=local.stop_config,
         )
         srv = RunningServer(api.target, api.port, settings, eng, loop, api, wakeup, stop_event)
         if worker:

@@ -311,7 +311,7 @@ def make_publish_request(
         if isinstance(data, Message):
             raise ValueError("pass the payload message alone: make_publish_request(org, message)")
         payload = struct_pb2.Struct()
-        payload.update(dict(data or {}))
+        payload.update(_exact_ints(dict(data or {})))
         event.type = type
         event.data.CopyFrom(payload)
     if timestamp is not None:
@@ -320,6 +320,21 @@ def make_publish_request(
 
 
 _timestamp = timestamp
+_SAFE_INT = 2**53 - 1  # a Struct number is a double: beyond this an int would be rounded
+
+
+def _exact_ints(value: Any) -> Any:
+    """``value`` with every int beyond ±(2^53 - 1) as its decimal string, as
+    proto JSON writes an int64: a Struct would round it (2^53 + 1 -> 2^53)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return str(value) if abs(value) > _SAFE_INT else value
+    if isinstance(value, Mapping):
+        return {k: _exact_ints(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_exact_ints(v) for v in value]
+    return value
 
 
 def publish_result(response: publisher_pb2.PublishEventResponse) -> models.PublishResult:

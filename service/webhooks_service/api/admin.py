@@ -62,10 +62,13 @@ class WebhookAdminServicer(
         engine: Engine,
         notify: Callable[[], Any] | None = None,
         clock: Callable[[], datetime] = utcnow,
+        stopped: Callable[[str, bool], None] | None = None,
     ) -> None:
         self._settings = settings
         self._engine = engine
         self._notify = notify
+        # this process's delivery worker: a config deleted or disabled stops at once
+        self._stopped = stopped
         self._clock = clock  # wall clock of portal sessions (tests move it)
         self._init_signing()
 
@@ -105,6 +108,8 @@ class WebhookAdminServicer(
             signing_scheme=signing_scheme_from_proto(request.signing_scheme),
             filter_expression=request.filter if request.HasField("filter") else None,
         )
+        if not result.config.enabled and self._stopped is not None:
+            self._stopped(result.config.id, False)  # before the call returns (issue 27.2)
         self.keys_changed(org)
         self.challenge_in_background(result.config)
         return admin_pb2.PutWebhookConfigResponse(
@@ -120,6 +125,8 @@ class WebhookAdminServicer(
         cancelled = await asyncio.to_thread(
             configs.delete_config, self._engine, org, request.config_id
         )
+        if self._stopped is not None:
+            self._stopped(request.config_id, True)  # before the call returns (issue 27.2)
         return admin_pb2.DeleteWebhookConfigResponse(cancelled_deliveries=cancelled)
 
     async def ListDeliveryLogs(

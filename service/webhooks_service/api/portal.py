@@ -1,11 +1,11 @@
 """CreatePortalSession and RevokePortalSession: a mixin of ``WebhookAdminServicer``.
 
 The use cases are in ``core/portal.py``; this module only builds the
-dashboard link. Its base is the operator's ``dashboard_url`` when set, else
-the gateway address the request came through: the gateway passes
-``x-webhooks-gateway-origin`` (``<scheme>://<host>`` of the REST request,
-overwritten on every request, so a client cannot pick another), else the
-gateway's configured listen address. The token goes in the URL fragment
+dashboard link. Its base is configuration, never a request header (issue 27.4:
+a ``Host: evil.example`` once wrote the link): the operator's
+``dashboard_url`` when set, else the gateway's configured listen address
+(``gateway_listen``; a wildcard host such as ``0.0.0.0`` is replaced by this
+machine's name). The token goes in the URL fragment
 (``#token=…&expires_at=…&scopes=…``), which browsers never send to a server (so it is in no access
 log) nor in a ``Referer``.
 """
@@ -13,10 +13,11 @@ log) nor in a ``Referer``.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -28,28 +29,30 @@ from webhooks_service.core import portal
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
-ORIGIN_HEADER = "x-webhooks-gateway-origin"
 DASHBOARD_PATH = "/dashboard/"
+_WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})
 
 
-def _gateway_origin(context: Context) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == ORIGIN_HEADER:
-            text = value.decode() if isinstance(value, bytes) else str(value)
-            parts = urlsplit(text.strip())
-            if parts.scheme in ("http", "https") and parts.netloc and not parts.path:
-                return f"{parts.scheme}://{parts.netloc}"
-    return ""
+def dashboard_base(settings: Settings, gateway: str = "") -> str:
+    """``settings.dashboard_url``, else the ``gateway``'s own address (what
+    ``webhooks run`` knows once Envoy listens), else
+    ``http://<gateway_listen>/dashboard/``: from configuration only, whatever
+    a request carried."""
+    if settings.dashboard_url:
+        return settings.dashboard_url
+    if gateway:
+        return gateway + DASHBOARD_PATH
+    host, _, port = settings.gateway_listen.rpartition(":")
+    if host in _WILDCARD_HOSTS:
+        host = socket.gethostname()
+    return f"http://{host}:{port}{DASHBOARD_PATH}"
 
 
-def link_for(settings: Settings, made: portal.NewSession, origin: str = "") -> str:
-    """The dashboard link for a new session: ``settings.dashboard_url``, else the
-    gateway ``origin`` (scheme://host:port), else the configured gateway address.
-    The fragment carries the token, and the session's end and scopes (for the
+def link_for(settings: Settings, made: portal.NewSession, gateway: str = "") -> str:
+    """The dashboard link for a new session (:func:`dashboard_base`). The
+    fragment carries the token, and the session's end and scopes (for the
     page to show; the server decides)."""
-    base = settings.dashboard_url
-    if not base:
-        base = (origin or f"http://{settings.gateway_listen}") + DASHBOARD_PATH
+    base = dashboard_base(settings, gateway)
     fragment = urlencode(
         {
             "token": made.token,
@@ -59,10 +62,6 @@ def link_for(settings: Settings, made: portal.NewSession, origin: str = "") -> s
         quote_via=quote,
     )
     return f"{base}#{fragment}"
-
-
-def dashboard_link(settings: Settings, context: Context, made: portal.NewSession) -> str:
-    return link_for(settings, made, _gateway_origin(context))
 
 
 def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
@@ -91,7 +90,7 @@ class PortalOperations:
             now=self._clock(),
         )
         return admin_pb2.CreatePortalSessionResponse(
-            url=dashboard_link(self._settings, context, made),
+            url=link_for(self._settings, made),
             expires_at=_timestamp(made.row.expires_at),
             token=made.token,
             session_id=made.row.id,

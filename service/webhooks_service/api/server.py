@@ -101,13 +101,16 @@ async def start_server(
     notify: Callable[..., Any] | None = None,
     lend: Lend | None = None,
     wall_clock: Callable[[], datetime] | None = None,
+    stopped: Callable[[str, bool], None] | None = None,
 ) -> ApiServer:
     """Build and start the API server on ``listen`` (default ``settings.grpc_listen``).
 
     ``notify`` is handed to the EventPublisher servicer (it wakes the
     in-process delivery worker after a publish commits); ``lend``
     (``delivery.worker.LocalWorker.lend``) lets it hand new deliveries to
-    that worker already claimed. ``wall_clock`` (tests) moves the time portal
+    that worker already claimed; ``stopped``
+    (``delivery.worker.LocalWorker.stop_config``) tells it of a configuration
+    deleted or disabled, before the admin call returns. ``wall_clock`` (tests) moves the time portal
     sessions are checked and minted against.
     """
     listen = listen or settings.grpc_listen
@@ -121,7 +124,7 @@ async def start_server(
     if tracing.enabled():  # outermost: the span covers auth and the error mapping
         interceptors.insert(0, tracing.TracingInterceptor())
     server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
-    admin = WebhookAdminServicer(settings, engine, notify=notify, clock=clock)
+    admin = WebhookAdminServicer(settings, engine, notify=notify, clock=clock, stopped=stopped)
     admin_pb2_grpc.add_WebhookAdminServicer_to_server(admin, server)
     publisher_pb2_grpc.add_EventPublisherServicer_to_server(
         EventPublisherServicer(settings=settings, engine=engine, notify=notify, lend=lend), server

@@ -85,7 +85,9 @@ async def serve(
     # Publish wakes the in-process worker, or hands new deliveries to it claimed.
     local = LocalWorker()
     wakeup = local.wakeup
-    api = await start_server(settings, engine, notify=wakeup.set, lend=local.lend)
+    api = await start_server(
+        settings, engine, notify=wakeup.set, lend=local.lend, stopped=local.stop_config
+    )
     # Prometheus metrics on their own port (metrics_listen) + the queue gauges.
     metrics = start_process_metrics(
         settings.metrics_listen,

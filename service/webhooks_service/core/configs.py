@@ -347,6 +347,8 @@ def put_config(
             if current.enabled and not new_enabled:
                 # Operational webhook to the organisation's other endpoints.
                 operational.endpoint_disabled_by_admin(conn, current, now=now)
+                # Every worker drops what it holds of it (issue 27.2).
+                config_deletion.notify_stopped(conn, config_id, deleted=False)
             if new_enabled and (not current.enabled or url != current.url):
                 # Re-enabled or re-pointed: the endpoint's failure run starts over.
                 endpoint_health.reset_failing(conn, organisation_id, config_id)

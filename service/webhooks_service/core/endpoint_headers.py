@@ -19,8 +19,9 @@ attempt sends next to the Standard Webhooks headers. Rules:
   values of secret-looking names masked and signatures shortened.
 
 The worker calls :func:`request_headers` when it builds each attempt's
-request (a small hook at that one call site); it caches the opened form by
-stored value, so the hot path pays one dict lookup per attempt.
+request (a small hook at that one call site), with the headers it opened
+once per configuration and keeps in a cache bounded in bytes
+(``delivery/attempt.py``, ``OpenedForms``), so the hot path pays one lookup.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from functools import lru_cache
 
 from webhooks_service.errors import FieldViolation
 
@@ -38,11 +38,14 @@ __all__ = [
     "looks_secret",
     "normalise",
     "open_headers",
+    "opened_headers",
     "request_headers",
     "seal_headers",
     "shown_headers",
     "validate_headers",
 ]
+
+Headers = tuple[tuple[str, str], ...]
 
 MAX_HEADERS = 20
 MAX_NAME_LENGTH = 64
@@ -137,8 +140,9 @@ def header_names(stored: str | None, open_: Callable[[str], str]) -> list[str]:
     return sorted(open_headers(stored, open_))
 
 
-@lru_cache(maxsize=4096)
-def _opened(stored: str, open_: Callable[[str], str]) -> tuple[tuple[str, str], ...]:
+def opened_headers(stored: str | None, open_: Callable[[str], str]) -> Headers:
+    """The headers of a stored form, as (name, value) pairs; not cached here: the
+    attempter keeps them per configuration, bounded in bytes (delivery/attempt.py)."""
     return tuple(open_headers(stored, open_).items())
 
 
@@ -191,17 +195,16 @@ def shown_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:
     return out
 
 
-def request_headers(
-    signed: dict[str, str], stored: str | None, open_: Callable[[str], str]
-) -> dict[str, str]:
-    """THE attempt hook: the request's headers, custom ones added to the signed ones.
+def request_headers(signed: dict[str, str], custom: Headers) -> dict[str, str]:
+    """THE attempt hook: the request's headers, ``custom`` ones (opened with
+    :func:`opened_headers`) added to the signed ones.
 
     ``signed`` (the Standard Webhooks headers) is returned as is when the
     endpoint has no custom headers; otherwise a merged copy (the signed ones
     win, although validation already keeps their names out).
     """
-    if not stored:
+    if not custom:
         return signed
-    merged = dict(_opened(stored, open_))
+    merged = dict(custom)
     merged.update(signed)
     return merged

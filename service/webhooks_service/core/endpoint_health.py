@@ -79,7 +79,9 @@ def disable_failing_endpoints(engine: Engine, settings: Settings, *, now: dateti
             if store.disable(conn, endpoint, reason, now=now):
                 disabled.append(endpoint.id)
                 # hook: webhook.endpoint_disabled to the organisation's other endpoints
-                operational.endpoint_disabled_by_sweep(conn, endpoint.id, now=now)
+                operational.endpoint_disabled_by_sweep(
+                    conn, endpoint.id, now=now, window=settings.operational_window
+                )
                 log.warning(
                     "disabled endpoint %s: %s",
                     endpoint.id,
@@ -87,6 +89,13 @@ def disable_failing_endpoints(engine: Engine, settings: Settings, *, now: dateti
                     extra={"config_id": endpoint.id, "organisation_id": endpoint.organisation_id},
                 )
     return disabled
+
+
+def report_unreported_failures(engine: Engine, settings: Settings, *, now: datetime) -> int:
+    """Operational webhooks: failures counted while their endpoint's window ran
+    and not carried by a later failure are reported once the window is over."""
+    with db.write_transaction(engine) as conn:
+        return operational.report_due(conn, now=now, window=settings.operational_window).sent
 
 
 async def run_health_sweep(
@@ -98,11 +107,10 @@ async def run_health_sweep(
     clock: Clock = utcnow,
 ) -> None:
     """Sweep every ``interval`` seconds until ``stop`` is set; errors are logged, not fatal."""
-    if settings.endpoint_failure_disable_after <= 0:
-        return
     while not stop.is_set():
         try:
             await asyncio.to_thread(disable_failing_endpoints, engine, settings, now=clock())
+            await asyncio.to_thread(report_unreported_failures, engine, settings, now=clock())
         except Exception:
             log.exception("endpoint health sweep failed; trying again in %.0f s", interval)
         with contextlib.suppress(TimeoutError):

@@ -33,9 +33,10 @@ pass as the checks, over a plan of each message read once from its
 descriptor (no ParseDict/MessageToDict round trip on the hot path). So the
 delivered ``data`` matches the JSON Schema ``ListEventTypes`` publishes.
 
-Integers in a Struct are doubles: a 64-bit value beyond 2^53 given as a JSON
-number could have been rounded before it reached us, so it is refused with a
-hint to send it as a decimal string (exact), or to publish the typed message.
+Integers in a Struct are doubles: a 64-bit value beyond ±(2^53 - 1) given as a
+JSON number could have been rounded before it reached us (2^53 + 1 arrives as
+2^53), so it is refused with a hint to send it as a decimal string (exact, as
+proto JSON writes int64), or to publish the typed message.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ MessageDesc = Any
 FieldDesc = Any
 _REQUIRED_EXT: Any = field_behavior_pb2.field_behavior
 _PATTERN_EXT: Any = events_pb2.pattern
-_EXACT = 2**53
+_EXACT = 2**53 - 1  # the largest double no other integer rounds to
 _INT_RE = re.compile(r"-?[0-9]+")
 _RANGES: dict[int, tuple[int, int]] = {
     kind: (s.low, s.high) for kind, s in SCALARS.items() if s.low is not None and s.high is not None
@@ -303,7 +304,7 @@ def _integer(kind: int, item: Any) -> tuple[int, str | None]:
             return 0, _expected(kind)
         if abs(item) > _EXACT:
             return 0, (
-                "a JSON number beyond 2^53 is not exact here (JSON data is a "
+                "a JSON number beyond ±(2^53 - 1) is not exact here (JSON data is a "
                 "google.protobuf.Struct of doubles): send it as a decimal string, "
                 'e.g. "9007199254740993", or publish the typed payload message'
             )
@@ -318,7 +319,7 @@ def _integer(kind: int, item: Any) -> tuple[int, str | None]:
 def _expected(kind: int) -> str:
     low, high = _RANGES[kind]
     return f"expected an integer from {low} to {high}" + (
-        " (as a decimal string, or a JSON number up to 2^53)" if kind in _SIXTY_FOUR else ""
+        " (as a decimal string, or a JSON number within ±(2^53 - 1))" if kind in _SIXTY_FOUR else ""
     )
 
 

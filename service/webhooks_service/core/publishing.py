@@ -61,7 +61,10 @@ from webhooks_service.storage.events import (
 MAX_BATCH = 500
 _ID_CHARS = r"[A-Za-z0-9_.:\-]"  # what an event id is made of; JSON writes it unescaped
 EVENT_ID_RE = re.compile(_ID_CHARS + "{1,128}")
-_MAX_EXACT_INT = 2**53
+# A double is an integer no other integer rounds to only within ±(2^53 - 1)
+# (JavaScript's MAX_SAFE_INTEGER): 2^53 is also what 2^53 + 1 becomes in a
+# Struct, so from 2^53 on a number stays a float and a 64-bit field refuses it.
+_MAX_EXACT_INT = 2**53 - 1
 
 __all__ = [
     "MAX_BATCH",

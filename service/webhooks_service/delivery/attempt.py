@@ -9,8 +9,11 @@ the publish hand-off (both through the worker) and the test event
    Standard Webhooks headers signed with every secret that signs now
    (``ClaimedDelivery.signing_secrets``: the rotation rule), and the timeout.
    Anything more sent on every attempt (custom headers, tracing) belongs here.
-   The attempter opens each stored secret once (``SECRETS_KEPT`` kept), not
-   per attempt: with secrets sealed at rest that is an AES-GCM decryption.
+   The attempter opens each stored secret and header set once, not per
+   attempt (with secrets sealed at rest that is an AES-GCM decryption), and
+   keeps them in :class:`OpenedForms`: per configuration and slot, so a
+   re-seal replaces its entry instead of adding one, bounded in bytes
+   (``OPENED_BYTES``), not entries.
 2. The transport posts it (``delivery/http.py``: guard, timeouts, body cap).
 3. ``RetryPolicy`` decides; the result becomes a ``FinishedAttempt``. A
    delivery that may not be retried (the test event) ends ``failed`` on any
@@ -23,15 +26,20 @@ without a request (``not_attempted``: ``attempted=False``, ``failed``).
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
+from webhooks_service.caches import ByteBoundedLRU
 from webhooks_service.config import Settings
-from webhooks_service.core.endpoint_headers import request_headers, shown_headers
+from webhooks_service.core.endpoint_headers import (
+    Headers,
+    opened_headers,
+    request_headers,
+    shown_headers,
+)
 from webhooks_service.core.secrets_at_rest import cipher_for
 from webhooks_service.delivery.http import SESSION_HEADERS, Transport
 from webhooks_service.delivery.retry_policy import AttemptResult, ErrorKind, RetryPolicy
@@ -42,9 +50,11 @@ from webhooks_service.observability import tracing
 
 SecretDecoder = Callable[[str], str]
 
-# Opened secrets an attempter keeps (by stored form, so a rotation or a new
-# secret is a new entry; the oldest go first).
-SECRETS_KEPT = 4096
+# What an attempter's opened secrets and headers may hold (key, stored form and
+# opened form of each entry, counted in characters): 100 configurations with
+# 20 headers of 4,096 characters each take about 19 MiB.
+OPENED_BYTES = 32 * 2**20
+_ENTRY_OVERHEAD = 200  # the tuple, the key, the strings' headers (roughly)
 NOT_ATTEMPTED_ERROR = "endpoint disabled: the delivery was not attempted"
 # Statuses that mean "too much, slow down" (besides timeouts and connection errors).
 _BACK_PRESSURE = frozenset({429, 503})
@@ -58,13 +68,62 @@ class Request:
     timeout_seconds: float | None
 
 
-def request_for(d: ClaimedDelivery, decode_secret: SecretDecoder, now: datetime) -> Request:
+_Slot = tuple[str, int]  # (configuration id, 0 current secret / 1 previous / 2 headers)
+
+
+def _entry_bytes(key: _Slot, value: tuple[str, str | Headers]) -> int:
+    stored, opened = value
+    size = _ENTRY_OVERHEAD + len(key[0]) + len(stored)
+    if isinstance(opened, str):
+        return size + len(opened)
+    return size + sum(len(name) + len(text) + _ENTRY_OVERHEAD for name, text in opened)
+
+
+class OpenedForms:
+    """Stored secrets and custom headers, opened once and kept per configuration.
+
+    Keyed by (configuration, slot), not by the stored text: a Put re-seals the
+    headers (a new nonce), and a key by text made every re-seal a new entry.
+    An entry is used only while its stored form is still the delivery's.
+    """
+
+    def __init__(self, open_: SecretDecoder, max_bytes: int = OPENED_BYTES) -> None:
+        self._open = open_
+        self.cache: ByteBoundedLRU[_Slot, tuple[str, str | Headers]] = ByteBoundedLRU(
+            max_bytes, _entry_bytes
+        )
+
+    def secret(self, config_id: str, slot: int, stored: str) -> str:
+        hit = self.cache.get((config_id, slot))
+        if hit is not None and hit[0] == stored and isinstance(hit[1], str):
+            return hit[1]
+        opened = self._open(stored)
+        self.cache.put((config_id, slot), (stored, opened))
+        return opened
+
+    def forget(self, config_id: str) -> None:
+        """Drop what is kept of ``config_id`` (deleted: its secret is never used again)."""
+        for slot in (0, 1, 2):
+            self.cache.pop((config_id, slot))
+
+    def headers(self, config_id: str, stored: str | None) -> Headers:
+        if not stored:
+            return ()
+        hit = self.cache.get((config_id, 2))
+        if hit is not None and hit[0] == stored and isinstance(hit[1], tuple):
+            return hit[1]
+        opened = opened_headers(stored, self._open)
+        self.cache.put((config_id, 2), (stored, opened))
+        return opened
+
+
+def request_for(d: ClaimedDelivery, opened: OpenedForms, now: datetime) -> Request:
     """The signed request of one attempt of ``d`` made at ``now``."""
     body = d.payload.encode()
-    secrets = [decode_secret(s) for s in d.signing_secrets(now)]
+    secrets = [opened.secret(d.config_id, slot, s) for slot, s in enumerate(d.signing_secrets(now))]
     signed = webhook_headers(secrets, d.event_id, int(now.timestamp()), body)
     # the endpoint's custom headers (core/endpoint_headers.py)
-    headers = request_headers(signed, d.headers, decode_secret)
+    headers = request_headers(signed, opened.headers(d.config_id, d.headers))
     return Request(d.url, body, headers, d.timeout_seconds)
 
 
@@ -173,7 +232,7 @@ class Attempter:
     ) -> None:
         self.transport = transport
         self.policy = policy
-        self.decode_secret = functools.lru_cache(maxsize=SECRETS_KEPT)(decode_secret)
+        self.opened = OpenedForms(decode_secret)
         self.clock = clock
 
     async def attempt(self, d: ClaimedDelivery) -> Attempted:
@@ -183,7 +242,7 @@ class Attempter:
         if not d.enabled:
             return Attempted(not_attempted(d, started), Signal.NEUTRAL, 0.0)
         span = tracing.start_attempt(d)  # hook: None while tracing is off
-        req = request_for(d, self.decode_secret, started)
+        req = request_for(d, self.opened, started)
         result = await self.transport.post(req.url, req.body, req.headers, req.timeout_seconds)
         sent = logged_headers(req.headers)
         done = finished(d, result, started, self.policy, self.clock(), sent)

@@ -132,6 +132,8 @@ class Lending:
 class Lender(Protocol):
     def lend(self, organisation_id: str) -> Lending | None: ...
 
+    def stop_config(self, config_id: str, deleted: bool) -> None: ...
+
 
 class LocalWorker:
     """The publish side's handle on the delivery worker of its own process.
@@ -139,7 +141,9 @@ class LocalWorker:
     ``webhooks serve`` makes one, gives ``notify`` and ``lend`` to the API
     (the EventPublisher) and the handle to ``run_worker``, which attaches the
     running worker. Without a running worker ``lend`` answers None and
-    publish only wakes (``notify``) whoever claims.
+    publish only wakes (``notify``) whoever claims. ``stop_config`` is what
+    the admin API calls after deleting or disabling a configuration, before
+    the call returns (``delivery/stops.py``).
     """
 
     def __init__(self) -> None:
@@ -151,3 +155,7 @@ class LocalWorker:
 
     def lend(self, organisation_id: str) -> Lending | None:
         return self.worker.lend(organisation_id) if self.worker is not None else None
+
+    def stop_config(self, config_id: str, deleted: bool) -> None:
+        if self.worker is not None:
+            self.worker.stop_config(config_id, deleted)

@@ -101,7 +101,7 @@ class Recorder:
         self.attempts_recorded = 0
         self.pace = Pace()
         # finish_batch's after_write hook: operational webhooks (core/operational.py)
-        self.operational = operational.Emitter()
+        self.operational = operational.Emitter(window=settings.operational_window)
         self._results: list[FinishedAttempt] = []
         self._ready = asyncio.Event()
         self._final = False
@@ -139,6 +139,8 @@ class Recorder:
                         self.wake.poke()  # operational webhooks were queued
                     if self.observer is not None:
                         self.observer.recorded(batch)
+                        done = self.operational.take_counts()
+                        self.observer.operational(done.sent, done.coalesced, done.suppressed)
                 except Exception as exc:
                     log.exception("recording %d attempts failed", len(batch))
                     if self._final:

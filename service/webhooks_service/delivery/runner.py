@@ -71,7 +71,9 @@ async def run_worker(
         asyncio.create_task(run_health_sweep(settings, engine, stop, clock=clock)),
     ]
     if not db.is_sqlite(engine):
-        helpers.append(asyncio.create_task(listen_for_deliveries(engine, wakeup)))
+        helpers.append(
+            asyncio.create_task(listen_for_deliveries(engine, wakeup, worker.stop_config))
+        )
     if local is not None:
         local.worker = worker
     # The configured listeners of this deployment (gRPC, REST gateway, metrics)

@@ -21,6 +21,7 @@ from webhooks_service.delivery.attempt import Attempter, not_attempted
 from webhooks_service.delivery.recorder import Recorder, Releases
 from webhooks_service.delivery.scheduler import FairScheduler, Signal, Started
 from webhooks_service.delivery.shutdown import Lifecycle
+from webhooks_service.delivery.stops import Stops
 from webhooks_service.delivery.wake import ClaimWake
 from webhooks_service.domain import ClaimedDelivery, Clock
 
@@ -42,8 +43,11 @@ class Senders:
         releases: Releases,
         wake: ClaimWake,
         lifecycle: Lifecycle,
+        stops: Stops | None = None,
     ) -> None:
         self.settings = settings
+        # configurations deleted or disabled since their deliveries were claimed
+        self.stops = stops or Stops(settings.lease_seconds)
         self.clock = clock
         self.scheduler = scheduler
         self.attempter = attempter
@@ -56,13 +60,28 @@ class Senders:
     def dispatch(self, claimed: list[ClaimedDelivery]) -> None:
         """Queue ``claimed`` in the scheduler and start what may start now."""
         now = self.clock()
+        stops, lease = self.stops, self.settings.lease_seconds
         for d in claimed:
-            if d.enabled:
+            if stops and stops.stopped(d, lease):  # deleted or disabled since its claim
+                self.recorder.finish(stops.finished(d, now))
+            elif d.enabled:
                 self.scheduler.add(d)
             else:  # disabled since: finished without a request, no slot needed
                 self.recorder.finish(not_attempted(d, now))
         self.releases.add(self.scheduler.drain(lambda d: self._can_start(d, now)))
         self._start_ready()
+
+    def stop_config(self, config_id: str, *, deleted: bool) -> int:
+        """``config_id`` was deleted or disabled: nothing of it starts from now
+        on; what waits of it ends without a request. How many ended."""
+        now = self.clock()
+        self.stops.stop(config_id, deleted=deleted, now=now)
+        dropped = self.scheduler.drain(lambda d: d.config_id != config_id)
+        for d in dropped:
+            self.recorder.finish(self.stops.finished(d, now))
+        if deleted:
+            self.attempter.opened.forget(config_id)
+        return len(dropped)
 
     def _start_ready(self) -> None:
         """Start a sender for each delivery the scheduler lets start now."""

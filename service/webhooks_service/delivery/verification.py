@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from webhooks_service.config import Settings
-from webhooks_service.core.endpoint_headers import request_headers
+from webhooks_service.core.endpoint_headers import opened_headers, request_headers
 from webhooks_service.core.secrets_at_rest import cipher_for
 from webhooks_service.core.verification import Answer, Challenge, Sender
 from webhooks_service.delivery.http import Transport
@@ -40,7 +40,7 @@ async def challenge_sender(settings: Settings) -> AsyncIterator[Sender]:
         signed = webhook_headers(
             [open_(s) for s in stored], challenge.event_id, int(now.timestamp()), body
         )
-        headers = request_headers(signed, config.headers, open_)
+        headers = request_headers(signed, opened_headers(config.headers, open_))
         result = await transport.post(config.url, body, headers, None)
         return Answer(result.status_code, result.response_body, result.error)
 

@@ -25,6 +25,7 @@ parts that each do one job:
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -52,6 +53,8 @@ from webhooks_service.domain import ClaimedDelivery, Clock, utcnow
 
 if TYPE_CHECKING:
     from webhooks_service.observability.metrics import DeliveryObserver
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "HANDOFF_PREFETCH",
@@ -147,6 +150,19 @@ class DeliveryWorker:
     def lend(self, organisation_id: str) -> Lending | None:
         """Slots for one publish in this process (``handoff.HandOff.lend``)."""
         return self.handoff.lend(organisation_id)
+
+    def stop_config(self, config_id: str, deleted: bool) -> None:
+        """``config_id`` was deleted or disabled (by this process's API, or
+        another's NOTIFY): what waits of it ends now, nothing of it starts
+        (``delivery/stops.py``); attempts in flight finish."""
+        dropped = self.senders.stop_config(config_id, deleted=deleted)
+        if dropped:
+            log.info(
+                "%s %s: %d waiting deliveries ended without a request",
+                "deleted" if deleted else "disabled",
+                config_id,
+                dropped,
+            )
 
     async def run(self, stop: asyncio.Event, wakeup: asyncio.Event | None = None) -> None:
         """Deliver until ``stop`` is set, then shut down gracefully."""

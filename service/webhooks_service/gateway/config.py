@@ -244,16 +244,15 @@ def _api_voice_mappers() -> list[str]:
 
 
 def _openapi_servers_lua() -> str:
-    """The OpenAPI route's Lua: the served description names the address it is
-    served from (scheme and Host of the request), not the generator's default."""
+    """The OpenAPI route's Lua: the served description names the gateway's own
+    address (the listener's local address of this connection: plain HTTP), not
+    the generator's default, and never the request's Host (issue 27.4)."""
     return "\n".join(
         [
             "function envoy_on_request(handle)",
-            "  local h = handle:headers()",
-            '  local scheme = h:get("x-forwarded-proto") or h:get(":scheme") or "http"',
-            '  local host = h:get(":authority") or ""',
+            '  local here = handle:streamInfo():downstreamLocalAddress() or ""',
             '  handle:streamInfo():dynamicMetadata():set("webhooks.gateway", "server",',
-            '    scheme .. "://" .. host)',
+            '    "http://" .. here)',
             "end",
             "function envoy_on_response(handle)",
             '  local meta = handle:streamInfo():dynamicMetadata():get("webhooks.gateway")',

@@ -10,6 +10,11 @@ threaded HTTP server, so a slow scrape never touches the event loop.
   without a request (endpoint disabled) are not attempts.
 * ``webhooks_delivery_attempt_duration_seconds``: histogram of attempt
   latency (request sent to response read, or the error).
+* ``webhooks_operational_events_total{result}``: operational webhooks
+  (``webhook.*``, core/operational.py) of this process: ``sent`` (stored with
+  their deliveries), ``coalesced`` (failures counted into another report),
+  ``suppressed`` (over an organisation's budget). Per organisation, the
+  running totals are in the database (``operational_budgets``), not labels.
 * ``webhooks_deliveries_claimed_total``: deliveries claimed by this process;
   ``rate()`` of it is claims per second.
 * ``webhooks_queue_pending_deliveries``, ``webhooks_queue_due_deliveries``
@@ -102,6 +107,14 @@ class Metrics:
         self.claimed = Counter(
             "webhooks_deliveries_claimed", "Deliveries claimed by this process", registry=r
         )
+        self.operational = Counter(
+            "webhooks_operational_events",
+            "Operational webhooks: sent, failures coalesced into a report, suppressed",
+            ["result"],
+            registry=r,
+        )
+        for result in ("sent", "coalesced", "suppressed"):
+            self.operational.labels(result)
         self.pending = Gauge(
             "webhooks_queue_pending_deliveries",
             "Deliveries not finished yet (due, waiting for a retry, or being attempted)",
@@ -166,6 +179,12 @@ class DeliveryObserver:
     def claimed(self, count: int) -> None:
         if count:
             self.metrics.claimed.inc(count)
+
+    def operational(self, sent: int, coalesced: int, suppressed: int) -> None:
+        m = self.metrics.operational
+        for result, n in (("sent", sent), ("coalesced", coalesced), ("suppressed", suppressed)):
+            if n:
+                m.labels(result).inc(n)
 
     def recorded(self, batch: Sequence[FinishedAttempt]) -> None:
         m = self.metrics

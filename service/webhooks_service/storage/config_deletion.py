@@ -18,6 +18,13 @@
 
 Set-based statements (INSERT … SELECT, UPDATE): a config with a large
 backlog is cancelled in one short transaction, not row by row.
+
+The workers of other processes hear of it at once (issue 27.2): on
+PostgreSQL the transaction sends ``NOTIFY webhooks_configs`` with
+``deleted:<config id>`` (:func:`notify_stopped`; an admin's disabling sends
+``disabled:<config id>``), and each worker drops what it holds of that
+configuration (``delivery/stops.py``). The process that served the call is
+told directly, before the call returns.
 """
 
 from __future__ import annotations
@@ -35,7 +42,15 @@ from webhooks_service.storage.models import (
     WebhookConfig,
 )
 
-__all__ = ["CANCELLED_ERROR", "CANCELLED_OUTCOME", "DeletedConfig", "delete_config"]
+__all__ = [
+    "CANCELLED_ERROR",
+    "CANCELLED_OUTCOME",
+    "CONFIGS_CHANNEL",
+    "DeletedConfig",
+    "delete_config",
+    "notify_stopped",
+    "parse_stopped",
+]
 
 _C = cast(sa.Table, WebhookConfig.__table__)
 _D = cast(sa.Table, Delivery.__table__)
@@ -44,6 +59,28 @@ _A = cast(sa.Table, DeliveryAttempt.__table__)
 
 CANCELLED_OUTCOME = "cancelled"
 CANCELLED_ERROR = "configuration deleted: the delivery was not attempted"
+CONFIGS_CHANNEL = "webhooks_configs"  # NOTIFY payload: "deleted:<id>" or "disabled:<id>"
+
+
+def notify_stopped(conn: sa.Connection, config_id: str, *, deleted: bool) -> None:
+    """Tell every worker process, at commit, that ``config_id`` was deleted or
+    disabled (PostgreSQL; SQLite has no NOTIFY: one process, told directly)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            sa.text("SELECT pg_notify(:channel, :payload)"),
+            {
+                "channel": CONFIGS_CHANNEL,
+                "payload": f"{'deleted' if deleted else 'disabled'}:{config_id}",
+            },
+        )
+
+
+def parse_stopped(payload: str) -> tuple[str, bool] | None:
+    """(config id, deleted) of a ``webhooks_configs`` payload; None if malformed."""
+    kind, _, config_id = payload.partition(":")
+    if kind not in ("deleted", "disabled") or not config_id:
+        return None
+    return config_id, kind == "deleted"
 
 
 class DeletedConfig:
@@ -131,6 +168,7 @@ def delete_config(
         .where(_D.c.config_id == config_id, _D.c.status == "pending")
         .values(status=CANCELLED_OUTCOME, updated_at=now)
     ).rowcount
+    notify_stopped(conn, config_id, deleted=True)
     return DeletedConfig(str(url), int(cancelled) + int(in_flight))
 
 

@@ -12,17 +12,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 import psycopg
 from sqlalchemy.engine import Engine
 
+from webhooks_service.storage.config_deletion import CONFIGS_CHANNEL, parse_stopped
 from webhooks_service.storage.events import NOTIFY_CHANNEL, PROCESS_TOKEN
+
+# (config id, deleted): a configuration was deleted or disabled (config_deletion.py)
+OnStopped = Callable[[str, bool], None]
 
 log = logging.getLogger(__name__)
 
 
-async def listen_for_deliveries(engine: Engine, wakeup: asyncio.Event) -> None:
-    """LISTEN on PostgreSQL and set ``wakeup`` on every notification; reconnects."""
+async def listen_for_deliveries(
+    engine: Engine, wakeup: asyncio.Event, on_stopped: OnStopped | None = None
+) -> None:
+    """LISTEN on PostgreSQL and set ``wakeup`` on every notification of new
+    deliveries; call ``on_stopped`` for each configuration deleted or disabled
+    (``webhooks_configs``); reconnects."""
     conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     while True:
         try:
@@ -33,9 +42,15 @@ async def listen_for_deliveries(engine: Engine, wakeup: asyncio.Event) -> None:
             continue
         try:
             await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            if on_stopped is not None:
+                await conn.execute(f"LISTEN {CONFIGS_CHANNEL}")
             wakeup.set()  # anything published while we were not listening
             async for note in conn.notifies():
-                if note.payload != PROCESS_TOKEN:  # our own publishes woke us already
+                if note.channel == CONFIGS_CHANNEL:
+                    stopped = parse_stopped(note.payload)
+                    if stopped is not None and on_stopped is not None:
+                        on_stopped(*stopped)
+                elif note.payload != PROCESS_TOKEN:  # our own publishes woke us already
                     wakeup.set()
         except psycopg.Error as exc:
             log.warning("LISTEN connection lost (%s); reconnecting", exc)

@@ -238,6 +238,44 @@ class EndpointHealth(Base):
     failing_since: Mapped[datetime | None] = mapped_column(index=True)
 
 
+class OperationalBudget(Base):
+    """An organisation's operational webhooks in the current window
+    (core/operational.py): deliveries of ``webhook.*`` events created since
+    ``window_started_at`` (at most its live configurations per window), and
+    running totals of what was sent, coalesced and suppressed."""
+
+    __tablename__ = "operational_budgets"
+
+    organisation_id: Mapped[str] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True
+    )
+    window_started_at: Mapped[datetime]
+    deliveries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    sent_total: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    coalesced_total: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    suppressed_total: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class OperationalFailure(Base):
+    """An endpoint's failures not reported yet (``webhook.delivery_failed`` is
+    sent at most once per window per endpoint; the others are counted here and
+    reported together: ``failed_deliveries``, first and last ids)."""
+
+    __tablename__ = "operational_failures"
+
+    config_id: Mapped[str] = mapped_column(
+        ForeignKey("webhook_configs.id", ondelete="CASCADE"), primary_key=True
+    )
+    organisation_id: Mapped[str] = mapped_column(String(32))
+    reported_at: Mapped[datetime]  # the last report; the window runs from here
+    pending: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    first_delivery_id: Mapped[int | None] = mapped_column(BigInteger)
+    first_failed_at: Mapped[datetime | None]
+    # The newest unreported failure's event data (JSON), for the report
+    last_data: Mapped[str | None] = mapped_column(Text)
+    last_failed_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
 class Event(Base):
     """A published event. ``payload`` is the exact JSON body sent to endpoints."""
 

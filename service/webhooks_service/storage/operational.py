@@ -12,28 +12,56 @@ Fan-out: the organisation's enabled, live configurations whose patterns
 match (``matches``, the catalog's rule), except the configuration the event
 is about. Deliveries are pending and due now; on PostgreSQL a NOTIFY with a
 payload of its own wakes every worker, this process's included.
+
+Bounds (issue 26.1; the rule is core/operational.py's):
+
+- :func:`insert_operational` keeps an organisation's operational deliveries
+  per window at most its live configurations, enabled or not (N; at least
+  ``MIN_BUDGET``) (``operational_budgets``); an
+  event whose fan-out does not fit is not stored (``suppressed_total``).
+- :func:`coalesce_failures` keeps each endpoint's failures not reported yet
+  (``operational_failures``): the first of a window is reported, the others
+  are counted into the next report; :func:`due_reports` takes those whose
+  window has ended (the health sweep).
+
+Their rows are locked (``FOR UPDATE`` on PostgreSQL; SQLite has one writer)
+in key order, after everything else the calling transaction writes, so
+concurrent batches of several processes serialise on them without deadlocks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from webhooks_service.domain import PARKED_UNTIL, VerificationStatus
 from webhooks_service.storage.endpoint_health import CONFIGS_WITH_HEALTH
 from webhooks_service.storage.events import NOTIFY_CHANNEL
-from webhooks_service.storage.models import Delivery, Event, WebhookConfig
+from webhooks_service.storage.models import (
+    Delivery,
+    Event,
+    OperationalBudget,
+    OperationalFailure,
+    WebhookConfig,
+)
 from webhooks_service.storage.models import EndpointHealth as HealthRow
 
 __all__ = [
+    "Failure",
     "OperationalEvent",
+    "Report",
+    "Stored",
     "Subject",
+    "coalesce_failures",
+    "due_reports",
     "final_deliveries",
     "insert_operational",
+    "operational_totals",
     "subjects",
 ]
 
@@ -41,6 +69,12 @@ _C = cast(sa.Table, WebhookConfig.__table__)
 _H = cast(sa.Table, HealthRow.__table__)
 _D = cast(sa.Table, Delivery.__table__)
 _E = cast(sa.Table, Event.__table__)
+_B = cast(sa.Table, OperationalBudget.__table__)
+_F = cast(sa.Table, OperationalFailure.__table__)
+_NEVER = datetime(1970, 1, 1, tzinfo=UTC)  # a failure row never reported
+# An organisation's operational deliveries per window: its live configurations
+# (N), and at least this many (so that a small organisation hears of a disabling).
+MIN_BUDGET = 10
 
 # Not this process's PROCESS_TOKEN: its own listener wakes for these too.
 NOTIFY_PAYLOAD = "operational"
@@ -66,6 +100,168 @@ class Subject:
     organisation_id: str
     url: str
     failing_since: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """One final failure to report: ``data`` is its own event data (JSON)."""
+
+    config_id: str
+    organisation_id: str
+    delivery_id: int
+    failed_at: datetime
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Failures of one endpoint reported together; ``data`` is the newest's."""
+
+    config_id: str
+    organisation_id: str
+    count: int
+    first_delivery_id: int
+    first_failed_at: datetime
+    last_failed_at: datetime
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What :func:`insert_operational` did: deliveries created, events stored
+    (with at least one delivery) and events left out over the budget."""
+
+    created: int = 0
+    sent: int = 0
+    suppressed: int = 0
+
+
+def _dialect_insert(conn: sa.Connection, table: sa.Table) -> Any:
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
+
+
+def _locked(conn: sa.Connection, table: sa.Table, key: sa.Column[Any], keys: list[str]) -> Any:
+    """The rows of ``keys`` (which exist), locked in key order on PostgreSQL."""
+    query = sa.select(table).where(key.in_(keys)).order_by(key)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return conn.execute(query)
+
+
+def coalesce_failures(
+    conn: sa.Connection, failures: Sequence[Failure], *, now: datetime, window: float
+) -> tuple[list[Report], dict[str, int]]:
+    """The reports due for ``failures`` and, per organisation, how many
+    failures were coalesced (counted into another report instead of their own).
+
+    Per endpoint: when its last report is at least ``window`` seconds old, one
+    report now (every failure not reported yet, these included); otherwise they
+    are added to what the next report will carry.
+    """
+    groups: dict[str, list[Failure]] = {}
+    for f in failures:
+        groups.setdefault(f.config_id, []).append(f)
+    if not groups:
+        return [], {}
+    ids = sorted(groups)
+    conn.execute(
+        _dialect_insert(conn, _F)
+        .values(
+            [
+                {"config_id": c, "organisation_id": groups[c][0].organisation_id}
+                | {"reported_at": _NEVER, "pending": 0}
+                for c in ids
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=["config_id"])
+    )
+    rows = {r.config_id: r for r in _locked(conn, _F, _F.c.config_id, ids)}
+    due = now - timedelta(seconds=window)
+    reports: list[Report] = []
+    coalesced: dict[str, int] = {}
+    for config_id in ids:
+        row = rows.get(config_id)
+        if row is None:  # the configuration is gone (deleted for good): nothing to report
+            continue
+        items = sorted(groups[config_id], key=lambda f: (f.failed_at, f.delivery_id))
+        org, last = row.organisation_id, items[-1]
+        if row.pending:
+            first_id, first_at = row.first_delivery_id, row.first_failed_at
+        else:
+            first_id, first_at = items[0].delivery_id, items[0].failed_at
+        if row.reported_at <= due:
+            count = row.pending + len(items)
+            reports.append(
+                Report(config_id, org, count, first_id, first_at, last.failed_at, last.data)
+            )
+            values: dict[str, Any] = {"reported_at": now, "pending": 0}
+            values |= {"first_delivery_id": None, "first_failed_at": None}
+            values |= {"last_data": None, "last_failed_at": None}
+            folded = len(items) - 1
+        else:
+            values = {"pending": row.pending + len(items)}
+            values |= {"first_delivery_id": first_id, "first_failed_at": first_at}
+            values |= {"last_data": last.data, "last_failed_at": last.failed_at}
+            folded = len(items)
+        conn.execute(sa.update(_F).where(_F.c.config_id == config_id).values(**values))
+        if folded:
+            coalesced[org] = coalesced.get(org, 0) + folded
+    return reports, coalesced
+
+
+def due_reports(conn: sa.Connection, *, now: datetime, window: float) -> list[Report]:
+    """Reports of the failures still unreported when their window ended (the
+    health sweep calls this), their rows reset."""
+    query = (
+        sa.select(_F)
+        .where(
+            _F.c.last_failed_at.is_not(None),  # indexed: set only while some are pending
+            _F.c.pending > 0,
+            _F.c.reported_at <= now - timedelta(seconds=window),
+        )
+        .order_by(_F.c.config_id)
+        .limit(1000)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    reports = [
+        Report(
+            r.config_id,
+            r.organisation_id,
+            r.pending,
+            r.first_delivery_id,
+            r.first_failed_at,
+            r.last_failed_at,
+            r.last_data,
+        )
+        for r in conn.execute(query)
+    ]
+    if reports:
+        conn.execute(
+            sa.update(_F)
+            .where(_F.c.config_id.in_([r.config_id for r in reports]))
+            .values(
+                reported_at=now,
+                pending=0,
+                first_delivery_id=None,
+                first_failed_at=None,
+                last_data=None,
+                last_failed_at=None,
+            )
+        )
+    return reports
+
+
+def operational_totals(conn: sa.Connection, organisation_id: str) -> dict[str, int]:
+    """An organisation's running totals: sent, coalesced, suppressed (0 if none)."""
+    row = conn.execute(
+        sa.select(_B.c.sent_total, _B.c.coalesced_total, _B.c.suppressed_total).where(
+            _B.c.organisation_id == organisation_id
+        )
+    ).first()
+    if row is None:
+        return {"sent": 0, "coalesced": 0, "suppressed": 0}
+    return {"sent": row[0], "coalesced": row[1], "suppressed": row[2]}
 
 
 def subjects(conn: sa.Connection, config_ids: Iterable[str]) -> dict[str, Subject]:
@@ -100,41 +296,74 @@ def insert_operational(
     *,
     now: datetime,
     matches: Matcher,
-) -> int:
-    """Store the events and their deliveries; the number of deliveries created.
+    window: float,
+    coalesced: Mapping[str, int] | None = None,
+) -> Stored:
+    """Store the events and their deliveries, within each organisation's budget.
 
-    An event no configuration subscribes to is not stored at all.
+    An event no configuration subscribes to is not stored at all; one whose
+    deliveries would take the organisation's operational deliveries in this
+    ``window`` past its live configurations (at least ``MIN_BUDGET``) is not
+    stored either (suppressed).
+    ``coalesced``: failures per organisation folded into reports, for its totals.
     """
-    if not new_events:
-        return 0
-    orgs = sorted({e.organisation_id for e in new_events})
+    coalesced = dict(coalesced or {})
+    orgs = sorted({e.organisation_id for e in new_events} | set(coalesced))
+    if not orgs:
+        return Stored()
     targets: dict[str, list[tuple[str, list[str]]]] = {}
+    endpoints: dict[str, int] = {}  # live configurations, enabled or not: N
     waiting: set[str] = set()  # pending ownership verification: their deliveries wait
     for r in conn.execute(
-        sa.select(_C.c.id, _C.c.organisation_id, _C.c.event_types, _C.c.verification_status)
-        .where(
-            _C.c.organisation_id.in_(orgs),
-            _C.c.enabled.is_(True),
-            _C.c.deleted_at.is_(None),
+        sa.select(
+            _C.c.id,
+            _C.c.organisation_id,
+            _C.c.event_types,
+            _C.c.enabled,
+            _C.c.verification_status,
         )
+        .where(_C.c.organisation_id.in_(orgs), _C.c.deleted_at.is_(None))
         .order_by(_C.c.created_at, _C.c.id)
     ):
-        targets.setdefault(r.organisation_id, []).append((r.id, list(r.event_types)))
-        if r.verification_status == VerificationStatus.PENDING:
-            waiting.add(r.id)
+        endpoints[r.organisation_id] = endpoints.get(r.organisation_id, 0) + 1
+        if r.enabled:
+            targets.setdefault(r.organisation_id, []).append((r.id, list(r.event_types)))
+            if r.verification_status == VerificationStatus.PENDING:
+                waiting.add(r.id)
+    conn.execute(
+        _dialect_insert(conn, _B)
+        .values([{"organisation_id": o, "window_started_at": now, "deliveries": 0} for o in orgs])
+        .on_conflict_do_nothing(index_elements=["organisation_id"])
+    )
+    budgets = {r.organisation_id: r for r in _locked(conn, _B, _B.c.organisation_id, orgs)}
+    window_start = now - timedelta(seconds=window)
+    used: dict[str, int] = {}
+    started: dict[str, datetime] = {}
+    for org, row in budgets.items():
+        fresh = row.window_started_at <= window_start
+        used[org] = 0 if fresh else row.deliveries
+        started[org] = now if fresh else row.window_started_at
+    sent: dict[str, int] = {}
+    suppressed: dict[str, int] = {}
     created = 0
     for e in new_events:
+        org = e.organisation_id
         to = [
             config_id
-            for config_id, patterns in targets.get(e.organisation_id, ())
+            for config_id, patterns in targets.get(org, ())
             if config_id != e.about_config_id and matches(patterns, e.event_type)
         ]
         if not to:
             continue
+        if used.get(org, 0) + len(to) > max(endpoints.get(org, 0), MIN_BUDGET):
+            suppressed[org] = suppressed.get(org, 0) + 1
+            continue
+        used[org] = used.get(org, 0) + len(to)
+        sent[org] = sent.get(org, 0) + 1
         event_pk = conn.execute(
             sa.insert(_E)
             .values(
-                organisation_id=e.organisation_id,
+                organisation_id=org,
                 event_id=e.event_id,
                 event_type=e.event_type,
                 occurred_at=e.occurred_at,
@@ -145,7 +374,7 @@ def insert_operational(
         ).scalar_one()
         rows: list[dict[str, Any]] = [
             {
-                "organisation_id": e.organisation_id,
+                "organisation_id": org,
                 "event_pk": event_pk,
                 "config_id": config_id,
                 "status": "pending",
@@ -159,9 +388,21 @@ def insert_operational(
         ]
         conn.execute(sa.insert(_D), rows)
         created += len(rows)
+    for org in budgets:
+        conn.execute(
+            sa.update(_B)
+            .where(_B.c.organisation_id == org)
+            .values(
+                window_started_at=started[org],
+                deliveries=used[org],
+                sent_total=_B.c.sent_total + sent.get(org, 0),
+                coalesced_total=_B.c.coalesced_total + coalesced.get(org, 0),
+                suppressed_total=_B.c.suppressed_total + suppressed.get(org, 0),
+            )
+        )
     if created and conn.dialect.name == "postgresql":
         conn.execute(
             sa.text("SELECT pg_notify(:channel, :payload)"),
             {"channel": NOTIFY_CHANNEL, "payload": NOTIFY_PAYLOAD},
         )
-    return created
+    return Stored(created, sum(sent.values()), sum(suppressed.values()))

@@ -1274,7 +1274,16 @@ Global___WebhookEndpointDisabled: _TypeAlias = WebhookEndpointDisabled  # noqa: 
 
 @_typing.final
 class WebhookDeliveryFailed(_message.Message):
-    """A delivery ended without being delivered."""
+    """Deliveries to one endpoint ended without being delivered: the latest
+    (`delivery_id` and the fields after it), and how many since the previous
+    report. Sent at most once per window (60 s by default) per endpoint: the
+    first failure at once, the others of the window counted and reported
+    together, by the endpoint's next failure after the window or the next
+    minute's sweep; never to the endpoint it is about. An organisation's
+    operational deliveries per window are at most its endpoints: beyond that
+    an event is not sent (the endpoint's health counters still count every
+    failure).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1286,6 +1295,11 @@ class WebhookDeliveryFailed(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     LAST_STATUS_CODE_FIELD_NUMBER: _builtins.int
     LAST_ERROR_FIELD_NUMBER: _builtins.int
+    FAILED_DELIVERIES_FIELD_NUMBER: _builtins.int
+    FIRST_DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    LAST_DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    FIRST_FAILED_AT_FIELD_NUMBER: _builtins.int
+    LAST_FAILED_AT_FIELD_NUMBER: _builtins.int
     config_id: _builtins.str
     """The configuration, `whc_…`."""
     delivery_id: _builtins.str
@@ -1302,6 +1316,22 @@ class WebhookDeliveryFailed(_message.Message):
     """HTTP status of the last attempt; 0 when there was no response."""
     last_error: _builtins.str
     """The last attempt's error (timeout, connection refused …); empty when it got a response."""
+    failed_deliveries: _builtins.int
+    """Deliveries of this endpoint that ended without success since the
+    previous report, this one included (1 when nothing was coalesced).
+    """
+    first_delivery_id: _builtins.str
+    """The first of them, `dlv_…` (`delivery_id` when there is one)."""
+    last_delivery_id: _builtins.str
+    """The last of them, `dlv_…`: the same as `delivery_id`."""
+    @_builtins.property
+    def first_failed_at(self) -> _timestamp_pb2.Timestamp:
+        """When the first of them ended."""
+
+    @_builtins.property
+    def last_failed_at(self) -> _timestamp_pb2.Timestamp:
+        """When the last of them ended."""
+
     def __init__(
         self,
         *,
@@ -1313,10 +1343,15 @@ class WebhookDeliveryFailed(_message.Message):
         attempts: _builtins.int = ...,
         last_status_code: _builtins.int = ...,
         last_error: _builtins.str = ...,
+        failed_deliveries: _builtins.int = ...,
+        first_delivery_id: _builtins.str = ...,
+        last_delivery_id: _builtins.str = ...,
+        first_failed_at: _timestamp_pb2.Timestamp | None = ...,
+        last_failed_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["first_failed_at", b"first_failed_at", "last_failed_at", b"last_failed_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "config_id", b"config_id", "delivery_id", b"delivery_id", "event_id", b"event_id", "event_type", b"event_type", "last_error", b"last_error", "last_status_code", b"last_status_code", "outcome", b"outcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "config_id", b"config_id", "delivery_id", b"delivery_id", "event_id", b"event_id", "event_type", b"event_type", "failed_deliveries", b"failed_deliveries", "first_delivery_id", b"first_delivery_id", "first_failed_at", b"first_failed_at", "last_delivery_id", b"last_delivery_id", "last_error", b"last_error", "last_failed_at", b"last_failed_at", "last_status_code", b"last_status_code", "outcome", b"outcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
