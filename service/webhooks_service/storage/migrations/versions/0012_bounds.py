@@ -2,8 +2,8 @@
 operational deliveries per window, and each endpoint's failures not reported
 yet (coalesced into one webhook.delivery_failed per window)
 
-Revision ID: 0008_bounds
-Revises: 0011_filters (re-chained onto main; written against 0007_fair_delivery)
+Revision ID: 0012_bounds
+Revises: 0011_filters
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008_bounds"
+revision: str = "0012_bounds"
 down_revision: str | None = "0011_filters"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
