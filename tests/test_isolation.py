@@ -161,6 +161,7 @@ EXPLICIT = {
     "/webhooks.v1.EventPublisher/PublishEvents",
     "/webhooks.v1.WebhookAdmin/CreatePortalSession",
     "/webhooks.v1.WebhookAdmin/RevokePortalSession",
+    "/webhooks.v1.WebhookAdmin/TestWebhookFilter",
 }
 ID_FIELDS = ("config_id", "delivery_id", "event_id")
 # Methods that read nothing of any organisation (the event catalog).
@@ -183,6 +184,23 @@ def test_event_types_are_the_platform_catalog_for_every_organisation(world: Worl
     """ListEventTypes has nothing per organisation: both see the same catalog."""
     state = world.globex_state()
     assert world.acme.admin.list_event_types() == world.globex.admin.list_event_types()
+    assert world.globex_state() == state
+
+
+def test_a_filter_dry_run_sees_only_the_callers_events(world: World) -> None:
+    """TestWebhookFilter runs over the caller's recent events only: a filter that
+    accepts everything finds Acme's event and never Globex's (not even a count)."""
+    state = world.globex_state()
+    acme = world.acme.admin.test_webhook_filter("true", ["*"])
+    globex = world.globex.admin.test_webhook_filter("true", ["*"])
+    acme_ids = {m.event_id for m in acme.matches}
+    assert world.acme.event_id in acme_ids
+    assert world.globex.event_id not in acme_ids
+    assert acme.examined == len(acme_ids) and globex.examined == len(globex.matches)
+    assert world.globex.event_id in {m.event_id for m in globex.matches}
+    # the same filter naming Globex's event id matches nothing for Acme
+    aimed = world.acme.admin.test_webhook_filter(f"event.id == '{world.globex.event_id}'", ["*"])
+    assert aimed.matched == 0
     assert world.globex_state() == state
 
 

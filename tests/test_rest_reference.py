@@ -4,7 +4,7 @@
   method and path, ids as the docs' placeholders);
 - every command runs against the real gateway (Envoy in front of the server
   with its worker, SQLite) and answers 200, with the placeholders (``whc_…``,
-  ``dlv_…``, ``evt_…``, ``wps_…``, ``page_token=…``) replaced by real values and
+  ``dlv_…``, ``evt_…``, ``wps_…``, ``org_…``, ``page_token=…``) replaced by real values and
   example.com by a real receiver;
 - the enum lists of the page are exactly the protos' values.
 """
@@ -131,6 +131,7 @@ def gateway_env(sqlite_template: Path, tmp_path: Path) -> Iterator[dict[str, str
             "dlv_…": entry.delivery_id,
             "evt_…": entry.event_id,
             "wps_…": session.session_id,
+            "org_…": org_id,
             "page_token=…": f"page_token={token}",
         }
 
