@@ -86,6 +86,7 @@ class WebhookAdminServicer(AdminOperations, PortalOperations, admin_pb2_grpc.Web
             description=request.description if request.HasField("description") else None,
             headers=dict(request.headers),
             clear_headers=request.clear_headers,
+            ordered=request.ordered if request.HasField("ordered") else None,
         )
         return admin_pb2.PutWebhookConfigResponse(
             config=config_to_proto(result.config),

@@ -30,7 +30,7 @@ from webhooks_service.core.secrets_at_rest import cipher_for
 from webhooks_service.core.server_keys import keyring
 from webhooks_service.delivery.target_guard import TargetGuard, literal_target_problem
 from webhooks_service.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
-from webhooks_service.storage import config_deletion, db, endpoint_health
+from webhooks_service.storage import config_deletion, db, endpoint_health, ordering
 from webhooks_service.storage import configs as store
 from webhooks_service.storage.configs import ConfigRow
 from webhooks_service.storage.models import utcnow
@@ -176,6 +176,7 @@ def put_config(
     headers: Mapping[str, str] | None = None,
     clear_headers: bool = False,
     clock: Clock = utcnow,
+    ordered: bool | None = None,
 ) -> PutResult:
     """Create (empty ``config_id``) or update a configuration of the organisation.
 
@@ -186,7 +187,10 @@ def put_config(
     the delivery workers would refuse (loopback, private, …, unless the
     operator allowed its network) is refused here already. Non-empty
     ``headers`` replace the custom headers; empty ones keep them on update,
-    unless ``clear_headers``.
+    unless ``clear_headers``. ``ordered`` follows the rule of the optional
+    fields; switching it re-shapes the pending queue (``storage/ordering.py``:
+    on, every key keeps one active delivery and the rest wait their turn; off,
+    every waiting delivery is due now).
     """
     check_config_id(config_id, "id", required=False)
     secret = secret or None
@@ -249,9 +253,13 @@ def put_config(
                 # Re-enabling by an admin clears the service's own reason.
                 disabled_reason="" if new_enabled else current.disabled_reason,
                 headers=stored_headers,
+                ordered=current.ordered if ordered is None else ordered,
                 updated_at=now,
             )
             store.update(conn, row)
+            if row.ordered != current.ordered:
+                switch = ordering.start_ordering if row.ordered else ordering.stop_ordering
+                switch(conn, organisation_id, config_id, now)
             if current.enabled and not new_enabled:
                 # Operational webhook to the organisation's other endpoints.
                 operational.endpoint_disabled_by_admin(conn, current, now=now)
@@ -285,6 +293,7 @@ def put_config(
             disabled_reason="",
             created_at=now,
             updated_at=now,
+            ordered=bool(ordered),
             headers=(
                 None
                 if new_headers is None

@@ -45,6 +45,8 @@ class ConfigRow:
     health: EndpointHealth = field(default_factory=EndpointHealth)
     # Custom request headers, stored form (sealed JSON) or None; never logged.
     headers: str | None = field(default=None, repr=False)
+    # Ordered delivery per ordering key (issue 22, storage/ordering.py).
+    ordered: bool = False
 
 
 _COLUMNS = (
@@ -61,6 +63,7 @@ _COLUMNS = (
     _T.c.previous_secret,
     _T.c.previous_secret_expires_at,
     _T.c.headers,
+    _T.c.ordered,
     *HEALTH_COLUMNS,
 )
 _LIVE = _T.c.deleted_at.is_(None)
@@ -82,6 +85,7 @@ def _row(r: Any) -> ConfigRow:
         previous_secret_expires_at=r.previous_secret_expires_at,
         health=health_from_row(r),
         headers=r.headers,
+        ordered=bool(r.ordered),
     )
 
 
@@ -188,6 +192,7 @@ def insert(conn: sa.Connection, row: ConfigRow) -> None:
             previous_secret_expires_at=row.previous_secret_expires_at,
             disabled_reason=row.disabled_reason,
             headers=row.headers,
+            ordered=row.ordered,
             timeout_seconds=None,
             created_at=row.created_at,
             updated_at=row.updated_at,
@@ -210,6 +215,7 @@ def update(conn: sa.Connection, row: ConfigRow) -> None:
             previous_secret_expires_at=row.previous_secret_expires_at,
             disabled_reason=row.disabled_reason,
             headers=row.headers,
+            ordered=row.ordered,
             updated_at=row.updated_at,
         )
     )

@@ -62,6 +62,8 @@ class LogRow:
     outcome: str
     attempted_at: datetime
     next_attempt_at: datetime | None
+    ordering_key: str | None = None  # the event's (issue 22)
+    sequence: int | None = None
 
 
 def _octets(column: sa.ColumnElement[str], dialect: str) -> sa.ColumnElement[int]:
@@ -124,6 +126,8 @@ def page_query(
             *columns,
             _octets(page.c.response_body, dialect).label("response_body_bytes"),
             _octets(_E.c.payload, dialect).label("payload_bytes"),
+            _E.c.ordering_key,
+            _E.c.sequence,
         )
         .select_from(page.join(_E, _E.c.pk == page.c.event_pk))
         .order_by(page.c.id.desc())
@@ -204,6 +208,8 @@ def bounded_page(
             outcome=r.outcome,
             attempted_at=r.attempted_at,
             next_attempt_at=r.next_attempt_at,
+            ordering_key=r.ordering_key,
+            sequence=r.sequence,
         )
         for r in rows
     ], cut

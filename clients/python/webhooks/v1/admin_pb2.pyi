@@ -142,6 +142,7 @@ class WebhookConfig(_message.Message):
     DISABLED_REASON_FIELD_NUMBER: _builtins.int
     HEALTH_FIELD_NUMBER: _builtins.int
     HEADER_NAMES_FIELD_NUMBER: _builtins.int
+    ORDERED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned id, `whc_…`."""
     url: _builtins.str
@@ -159,6 +160,14 @@ class WebhookConfig(_message.Message):
     disabled_reason: _builtins.str
     """Why the service disabled the endpoint by itself (e.g. it answered
     410 Gone); empty when enabled or disabled by an admin.
+    """
+    ordered: _builtins.bool
+    """Ordered delivery per key (default false): deliveries of events that
+    share an `ordering_key` are attempted strictly one at a time, in the
+    order the events were accepted; the next starts only when the previous
+    one is delivered, has failed for good, is dead or was cancelled. A key
+    whose head delivery is retrying holds back only that key. Events
+    without a key are delivered as on an unordered endpoint.
     """
     @_builtins.property
     def event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -196,10 +205,11 @@ class WebhookConfig(_message.Message):
         disabled_reason: _builtins.str = ...,
         health: Global___EndpointHealth | None = ...,
         header_names: _abc.Iterable[_builtins.str] | None = ...,
+        ordered: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "health", b"health", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "disabled_reason", b"disabled_reason", "enabled", b"enabled", "event_types", b"event_types", "header_names", b"header_names", "health", b"health", "id", b"id", "secret_hint", b"secret_hint", "updated_at", b"updated_at", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "disabled_reason", b"disabled_reason", "enabled", b"enabled", "event_types", b"event_types", "header_names", b"header_names", "health", b"health", "id", b"id", "ordered", b"ordered", "secret_hint", b"secret_hint", "updated_at", b"updated_at", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -352,6 +362,7 @@ class PutWebhookConfigRequest(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     HEADERS_FIELD_NUMBER: _builtins.int
     CLEAR_HEADERS_FIELD_NUMBER: _builtins.int
+    ORDERED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Empty to create a configuration; the id of an existing one (`whc_…`) to
     update it.
@@ -373,6 +384,10 @@ class PutWebhookConfigRequest(_message.Message):
     """
     clear_headers: _builtins.bool
     """On update: remove every custom header (with an empty `headers`)."""
+    ordered: _builtins.bool
+    """Ordered delivery per ordering key (see WebhookConfig.ordered). Defaults
+    to false on create; on update an absent value keeps the current setting.
+    """
     @_builtins.property
     def event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """At least one event type: a catalog name, "category.*" or "*"."""
@@ -401,21 +416,26 @@ class PutWebhookConfigRequest(_message.Message):
         description: _builtins.str | None = ...,
         headers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         clear_headers: _builtins.bool = ...,
+        ordered: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_enabled", b"_enabled", "_secret", b"_secret", "description", b"description", "enabled", b"enabled", "secret", b"secret"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_enabled", b"_enabled", "_ordered", b"_ordered", "_secret", b"_secret", "description", b"description", "enabled", b"enabled", "ordered", b"ordered", "secret", b"secret"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_enabled", b"_enabled", "_secret", b"_secret", "clear_headers", b"clear_headers", "description", b"description", "enabled", b"enabled", "event_types", b"event_types", "headers", b"headers", "id", b"id", "secret", b"secret", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_enabled", b"_enabled", "_ordered", b"_ordered", "_secret", b"_secret", "clear_headers", b"clear_headers", "description", b"description", "enabled", b"enabled", "event_types", b"event_types", "headers", b"headers", "id", b"id", "ordered", b"ordered", "secret", b"secret", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
     _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
     _WhichOneofReturnType__enabled: _TypeAlias = _typing.Literal["enabled"]  # noqa: Y015
     _WhichOneofArgType__enabled: _TypeAlias = _typing.Literal["_enabled", b"_enabled"]  # noqa: Y015
+    _WhichOneofReturnType__ordered: _TypeAlias = _typing.Literal["ordered"]  # noqa: Y015
+    _WhichOneofArgType__ordered: _TypeAlias = _typing.Literal["_ordered", b"_ordered"]  # noqa: Y015
     _WhichOneofReturnType__secret: _TypeAlias = _typing.Literal["secret"]  # noqa: Y015
     _WhichOneofArgType__secret: _TypeAlias = _typing.Literal["_secret", b"_secret"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__enabled) -> _WhichOneofReturnType__enabled | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ordered) -> _WhichOneofReturnType__ordered | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__secret) -> _WhichOneofReturnType__secret | None: ...
 
@@ -554,6 +574,8 @@ class DeliveryLog(_message.Message):
     OUTCOME_FIELD_NUMBER: _builtins.int
     ATTEMPTED_AT_FIELD_NUMBER: _builtins.int
     NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
+    ORDERING_KEY_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Id of this attempt, `att_…` (opaque: not ordered, not sequential)."""
     event_id: _builtins.str
@@ -582,6 +604,14 @@ class DeliveryLog(_message.Message):
     duration_ms: _builtins.int
     """Time from the start of the request to the end of reading the response."""
     outcome: Global___Outcome.ValueType
+    ordering_key: _builtins.str
+    """The event's ordering key (the `webhook-ordering-key` header sent);
+    empty when the event has none.
+    """
+    sequence: _builtins.int
+    """The event's sequence number for its organisation and ordering key (the
+    `webhook-sequence` header sent); 0 when the event has no key.
+    """
     @_builtins.property
     def attempted_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -609,10 +639,12 @@ class DeliveryLog(_message.Message):
         outcome: Global___Outcome.ValueType = ...,
         attempted_at: _timestamp_pb2.Timestamp | None = ...,
         next_attempt_at: _timestamp_pb2.Timestamp | None = ...,
+        ordering_key: _builtins.str = ...,
+        sequence: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["attempted_at", b"attempted_at", "next_attempt_at", b"next_attempt_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "attempted_at", b"attempted_at", "config_id", b"config_id", "delivery_id", b"delivery_id", "duration_ms", b"duration_ms", "error", b"error", "event_id", b"event_id", "event_type", b"event_type", "id", b"id", "next_attempt_at", b"next_attempt_at", "outcome", b"outcome", "request_body", b"request_body", "response_body", b"response_body", "response_body_truncated", b"response_body_truncated", "response_status_code", b"response_status_code", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "attempted_at", b"attempted_at", "config_id", b"config_id", "delivery_id", b"delivery_id", "duration_ms", b"duration_ms", "error", b"error", "event_id", b"event_id", "event_type", b"event_type", "id", b"id", "next_attempt_at", b"next_attempt_at", "ordering_key", b"ordering_key", "outcome", b"outcome", "request_body", b"request_body", "response_body", b"response_body", "response_body_truncated", b"response_body_truncated", "response_status_code", b"response_status_code", "sequence", b"sequence", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -631,6 +663,9 @@ class Delivery(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
+    ORDERING_KEY_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    WAITING_FOR_TURN_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """`dlv_…`, the `delivery_id` of its log entries."""
     event_id: _builtins.str
@@ -639,9 +674,20 @@ class Delivery(_message.Message):
     status: Global___DeliveryStatus.ValueType
     attempts: _builtins.int
     """Attempts made so far."""
+    ordering_key: _builtins.str
+    """The event's ordering key; empty when it has none."""
+    sequence: _builtins.int
+    """The event's sequence number for its ordering key; 0 without a key."""
+    waiting_for_turn: _builtins.bool
+    """Pending on an ordered endpoint behind an earlier delivery of the same
+    ordering key: it starts when that one ends.
+    """
     @_builtins.property
     def next_attempt_at(self) -> _timestamp_pb2.Timestamp:
-        """When the next attempt is due; unset unless `status` is pending."""
+        """When the next attempt is due; unset unless `status` is pending, and
+        unset while the delivery waits behind an earlier one of its ordering
+        key (`waiting_for_turn`).
+        """
 
     def __init__(
         self,
@@ -653,10 +699,13 @@ class Delivery(_message.Message):
         status: Global___DeliveryStatus.ValueType = ...,
         attempts: _builtins.int = ...,
         next_attempt_at: _timestamp_pb2.Timestamp | None = ...,
+        ordering_key: _builtins.str = ...,
+        sequence: _builtins.int = ...,
+        waiting_for_turn: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["next_attempt_at", b"next_attempt_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "config_id", b"config_id", "event_id", b"event_id", "event_type", b"event_type", "id", b"id", "next_attempt_at", b"next_attempt_at", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "config_id", b"config_id", "event_id", b"event_id", "event_type", b"event_type", "id", b"id", "next_attempt_at", b"next_attempt_at", "ordering_key", b"ordering_key", "sequence", b"sequence", "status", b"status", "waiting_for_turn", b"waiting_for_turn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
