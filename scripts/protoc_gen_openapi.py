@@ -76,6 +76,9 @@ WELL_KNOWN: dict[str, JsonObj] = {
     ".google.protobuf.Value": {},
     ".google.protobuf.Empty": {"type": "object"},
 }
+# Well-known messages whose JSON form is one string: the transcoder reads them from
+# one query parameter (``?since=2026-11-27T10:15:00Z``).
+SCALAR_JSON_TYPES = (".google.protobuf.Timestamp", ".google.protobuf.Duration")
 # Statuses Envoy or the API may answer with, each with the envelope.
 ERROR_STATUSES = {
     "400": "INVALID_ARGUMENT: malformed JSON, a wrong field type, an unknown query "
@@ -476,7 +479,7 @@ def _operation(
         for field in request_msg.field:
             if field.name in path_params or field.name == body:
                 continue
-            if field.type == FDP.TYPE_MESSAGE:
+            if field.type == FDP.TYPE_MESSAGE and field.type_name not in SCALAR_JSON_TYPES:
                 continue  # nested messages would be dotted parameters; none in our API
             schema = builder.field_schema(field, response=False)
             if "$ref" in schema:

@@ -10,6 +10,7 @@ artifacts/screenshots/; docs/ has one of each, for the README.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -102,14 +103,47 @@ def new_page(stack: Stack, viewport: dict[str, int]) -> Any:
 
 def wait_for_outcome(stack: Stack, event_id: str, outcome: str, timeout: float = 15) -> None:
     """Until the newest attempt of ``event_id`` has ``outcome`` (the log is written in batches)."""
+    wait_for_outcome_of(stack, stack.keys["all"], event_id, outcome, timeout)
+
+
+def wait_for_outcome_of(
+    stack: Stack, key: str, event_id: str, outcome: str, timeout: float = 15
+) -> None:
+    """:func:`wait_for_outcome` in the organisation of ``key``."""
     deadline = time.monotonic() + timeout
-    with AdminClient(stack.srv.target, stack.keys["all"]) as admin:
+    with AdminClient(stack.srv.target, key) as admin:
         while time.monotonic() < deadline:
             logs = admin.list_delivery_logs(event_id=event_id).logs
             if logs and logs[0].outcome.name == outcome.removeprefix("OUTCOME_"):
                 return
             time.sleep(0.1)
     raise AssertionError(f"{event_id}: no {outcome} within {timeout} s")
+
+
+def portal_for(stack: Stack, key: str, **body: Any) -> str:
+    """A portal-session link for the organisation of ``key``."""
+    resp = httpx.post(
+        f"{stack.gw.base_url}/webhooks/portal-sessions",
+        headers={"authorization": f"Bearer {key}"},
+        json=body,
+    )
+    assert resp.status_code == 200, resp.text
+    url: str = resp.json()["url"]
+    return url
+
+
+def held(config: Any) -> dict[str, Any]:
+    """What the server holds of a configuration, less what changes by itself."""
+    return {
+        "id": config.id,
+        "url": config.url,
+        "event_types": list(config.event_types),
+        "enabled": config.enabled,
+        "description": config.description,
+        "secret_hint": config.secret_hint,
+        "header_names": list(config.header_names),
+        "disabled_reason": config.disabled_reason,
+    }
 
 
 def signin_heading(page: Any) -> Any:
@@ -252,6 +286,9 @@ def test_admin_journey(stack: Stack, other_org: str) -> None:
 
     # disable; the API's refusal of a test event is shown in words beside the button
     card.get_by_role("button", name="Disable").click()
+    page.get_by_role("dialog", name="Disable this endpoint?").get_by_role(
+        "button", name="Disable endpoint"
+    ).click()
     expect(card.locator(".pill")).to_have_text("Disabled")
     card.get_by_role("button", name="Send test event").click()
     expect(card.get_by_role("status")).to_contain_text(re.compile("disabled", re.I))
@@ -443,4 +480,230 @@ def test_session_end_is_announced_then_signs_out(stack: Stack) -> None:
     expect(signin_heading(page)).to_be_visible()
     expect(page.get_by_role("alert")).to_contain_text("Your portal session expired at")
     assert page.evaluate("() => sessionStorage.length") == 0
+    assert page.js_errors == []
+
+
+def test_saving_an_unchanged_endpoint_keeps_everything(stack: Stack) -> None:
+    """Open each endpoint's dialog and save without a change: the request is the
+    configuration as held (headers absent, so kept), and the server holds the
+    same afterwards; the custom headers' values still reach the receiver."""
+    from playwright.sync_api import expect
+
+    _, keys = make_org_and_keys(stack.srv.engine, "Round trip")
+    rx = stack.rx
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        admin.put_webhook_config(
+            url=rx.url("/round/all"),
+            event_types=["*", "webhook.*"],
+            description="Everything, and the service's own events",
+            headers={"authorization": "Bearer rt-s3cret", "x-route": "blue"},
+        )
+        admin.put_webhook_config(
+            url=rx.url("/round/paused"),
+            event_types=["reward.claimed", "user.*", "webhook.endpoint_disabled"],
+            enabled=False,
+        )
+        admin.put_webhook_config(
+            url=rx.url("/round/covered"),
+            event_types=["reward.*", "reward.claimed", "*"],
+            description="  spaced out  ",
+        )
+        before = {c.id: held(c) for c in admin.list_webhook_configs()}
+    page = new_page(stack, DESKTOP)
+    page.goto(portal_for(stack, keys["all"]))
+    cards = page.locator("article.endpoint")
+    expect(cards).to_have_count(3)
+    for config_id, config in before.items():
+        card = page.locator(f"article.endpoint[data-config-id={config_id}]")
+        card.get_by_role("button", name="Edit").click()
+        form = page.get_by_role("dialog", name="Edit endpoint")
+        expect(form.get_by_label("Endpoint URL")).to_have_value(config["url"])
+        with page.expect_request(
+            lambda r: r.method == "PUT" and r.url.endswith("/webhooks/configs")
+        ) as sent:
+            form.get_by_role("button", name="Save changes").click()
+        expect(form).to_be_hidden()
+        assert sent.value.post_data_json == {
+            k: config[k] for k in ("id", "url", "event_types", "description", "enabled")
+        }
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        after = {c.id: held(c) for c in admin.list_webhook_configs()}
+        assert after == before
+        all_id = next(c for c, v in before.items() if v["url"].endswith("/round/all"))
+        admin.send_test_event(all_id)
+    got = rx.wait_for(1, path="/round/all")[-1]
+    assert got.headers["authorization"] == "Bearer rt-s3cret"
+    assert got.headers["x-route"] == "blue"
+    assert page.js_errors == []
+
+
+def test_endpoint_headers_disable_delete(stack: Stack) -> None:
+    from playwright.sync_api import expect
+
+    org, keys = make_org_and_keys(stack.srv.engine, "Endpoints")
+    rx = stack.rx
+    rx.program("/ep/down", *[Reply(503, b"down")] * 3)
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        kept = admin.put_webhook_config(
+            url=rx.url("/ep/headers"),
+            event_types=["user.*"],
+            headers={"authorization": "Bearer ep-s3cret", "x-route": "blue"},
+        ).config
+        down = admin.put_webhook_config(url=rx.url("/ep/down"), event_types=["reward.*"]).config
+    with PublisherClient(stack.srv.target, keys["events:publish"]) as pub:
+        pending = pub.publish_event(org, "reward.claimed", example()).event_id
+    rx.wait_for(1, path="/ep/down")
+    page = new_page(stack, DESKTOP)
+    page.goto(portal_for(stack, keys["all"]))
+    card = page.locator(f"article.endpoint[data-config-id={kept.id}]")
+    # the custom headers are listed by name; their values never reach the page
+    expect(card.locator(".header-chip")).to_have_count(2)
+    expect(card.locator(".endpoint-headers")).to_contain_text("authorization")
+    expect(card.locator(".endpoint-headers")).to_contain_text("x-route")
+    assert "ep-s3cret" not in page.content()
+
+    # a change to one header without the others' values is refused beside the headers
+    card.get_by_role("button", name="Edit").click()
+    form = page.get_by_role("dialog", name="Edit endpoint")
+    expect(form.get_by_label("Value of authorization")).to_have_attribute("type", "password")
+    expect(form.get_by_label("Value of x-route")).to_have_attribute("type", "text")
+    form.get_by_label("Value of x-route").fill("green")
+    form.get_by_role("button", name="Save changes").click()
+    expect(form.locator("[data-field=headers] .field-error")).to_contain_text(
+        "value of authorization again"
+    )
+    # edit one, keep one (typed again), add one: sent with the next attempt
+    form.get_by_label("Value of authorization").fill("Bearer ep-s3cret-2")
+    form.get_by_role("button", name="Add a header").click()
+    form.get_by_label("Header name").last.fill("X-Tenant")
+    form.get_by_label("Value of X-Tenant").fill("acme")
+    screenshot(page, "headers-desktop", full_page=False)
+    form.get_by_role("button", name="Save changes").click()
+    expect(form).to_be_hidden()
+    expect(card.locator(".header-chip")).to_have_count(3)
+
+    # health counts test events: the card leaves "No deliveries yet"
+    expect(card.locator(".pill")).to_have_text("No deliveries yet")
+    card.get_by_role("button", name="Send test event").click()
+    expect(card.get_by_role("status")).to_contain_text("Test event delivered: HTTP 200")
+    got = rx.wait_for(1, path="/ep/headers")[-1]
+    assert got.headers["authorization"] == "Bearer ep-s3cret-2"
+    assert got.headers["x-route"] == "green"
+    assert got.headers["x-tenant"] == "acme"
+    expect(card.locator(".pill")).to_have_text("Healthy")
+    expect(card.locator(".stat", has_text="Attempts")).to_contain_text("1")
+
+    # remove them all
+    card.get_by_role("button", name="Edit").click()
+    for name in ("authorization", "x-route", "x-tenant"):
+        form.get_by_role("button", name=f"Remove header {name}").click()
+    form.get_by_role("button", name="Save changes").click()
+    expect(form).to_be_hidden()
+    expect(card.locator(".header-chip")).to_have_count(0)
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        assert admin.list_webhook_configs()[0].header_names == ()
+
+    # disable asks first, naming the endpoint; Cancel keeps it enabled
+    card.get_by_role("button", name="Disable").click()
+    confirm = page.get_by_role("dialog", name="Disable this endpoint?")
+    expect(confirm).to_contain_text(kept.url)
+    expect(confirm.get_by_role("button", name="Cancel")).to_be_focused()
+    confirm.get_by_role("button", name="Cancel").click()
+    expect(card.locator(".pill")).to_have_text("Healthy")
+    card.get_by_role("button", name="Disable").click()
+    confirm.get_by_role("button", name="Disable endpoint").click()
+    expect(card.locator(".pill")).to_have_text("Disabled")
+
+    # delete: the confirmation names the URL and what becomes of pending deliveries
+    wait_for_outcome_of(stack, keys["all"], pending, "OUTCOME_RETRY_SCHEDULED")
+    doomed = page.locator(f"article.endpoint[data-config-id={down.id}]")
+    doomed.get_by_role("button", name="Delete").click()
+    confirm = page.get_by_role("dialog", name="Delete this endpoint?")
+    expect(confirm).to_contain_text(down.url)
+    expect(confirm).to_contain_text("Cancelled")
+    screenshot(page, "delete-desktop", full_page=False)
+    confirm.get_by_role("button", name="Delete endpoint").click()
+    expect(page.locator("#page-note")).to_contain_text("1 pending delivery was cancelled")
+    expect(page.locator("article.endpoint")).to_have_count(1)
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        assert [c.id for c in admin.list_webhook_configs()] == [kept.id]
+    assert page.js_errors == []
+
+
+def focused_id(page: Any) -> str:
+    return str(page.evaluate("() => document.activeElement.id"))
+
+
+def test_event_catalog_and_picker(stack: Stack) -> None:
+    from playwright.sync_api import expect
+
+    _, keys = make_org_and_keys(stack.srv.engine, "Catalog")
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        catalog = admin.list_event_types()
+    claimed = next(t for t in catalog if t.name == "reward.claimed")
+    page = new_page(stack, DESKTOP)
+    page.goto(portal_for(stack, keys["all"]))
+    page.get_by_role("link", name="Event types").click()
+    expect(page.get_by_role("heading", name="Event types", exact=True)).to_be_visible()
+    # every type of GET /webhooks/event-types, under its category
+    expect(page.locator("details.catalog-type")).to_have_count(len(catalog))
+    for category in {t.category for t in catalog}:
+        expect(page.get_by_role("heading", name=category, exact=True)).to_be_visible()
+    screenshot(page, "catalog-desktop")
+    # one type opened by its address: description, the fields of its schema, the example
+    page.goto(page.url.split("#")[0] + "#/catalog?type=reward.claimed")
+    entry = page.locator("details[data-type='reward.claimed']")
+    expect(entry).to_have_attribute("open", "")
+    expect(entry).to_contain_text(claimed.description)
+    schema = dict(claimed.schema)
+    for name, prop in schema["properties"].items():
+        field = entry.locator(".schema-field", has=page.locator(f"code:text-is('{name}')")).first
+        expect(field).to_contain_text(str(prop["description"]).split("\n\n")[0])
+    required = schema["required"][0]
+    expect(
+        entry.locator(".schema-field", has=page.locator(f"code:text-is('{required}')")).first
+    ).to_contain_text("required")
+    example_text = entry.get_by_label("Example data of reward.claimed").inner_text()
+    assert json.loads(example_text) == dict(claimed.example)
+    screenshot(page, "catalog-type-desktop", full_page=False)
+    # filter by words
+    page.get_by_label("Find an event type").fill("claimed")
+    expect(page.locator("details.catalog-type")).to_have_count(
+        sum("claimed" in f"{t.name} {t.description}".lower() for t in catalog)
+    )
+
+    # the picker: nothing the API refuses, wildcards first-class, one Tab stop
+    page.get_by_role("link", name="Endpoints").click()
+    page.get_by_role("button", name="Add endpoint").click()
+    form = page.get_by_role("dialog", name="Add an endpoint")
+    assert any(t.name == "webhook.ping" for t in catalog)  # listed by the API …
+    expect(form.locator("input[data-pattern='webhook.ping']")).to_have_count(0)  # … not offered
+    expect(form.get_by_label("All webhook events")).to_be_visible()
+    expect(form.get_by_label("webhook.endpoint_disabled")).to_be_visible()
+    expect(form.get_by_label("Endpoint URL")).to_be_focused()
+    page.keyboard.press("Tab")
+    assert focused_id(page) == "et-all"
+    page.keyboard.press("Tab")
+    assert focused_id(page) == "et-other"  # one stop for all the boxes
+    page.keyboard.press("Shift+Tab")
+    assert focused_id(page) == "et-all"
+    page.keyboard.press("Space")  # tick "*"
+    expect(form.get_by_label("All reward events")).to_be_disabled()  # covered by *
+    expect(form.get_by_label("All webhook events")).to_be_enabled()  # * does not cover it
+    page.keyboard.press("ArrowDown")  # the covered boxes are skipped
+    assert focused_id(page) == "et-cat-webhook"
+    page.keyboard.press("Space")
+    page.keyboard.press("ArrowUp")
+    assert focused_id(page) == "et-all"
+    page.keyboard.press("End")
+    assert focused_id(page) == page.evaluate(
+        "() => [...document.querySelectorAll('.picker input:not(:disabled)')].at(-1).id"
+    )
+    page.keyboard.press("Tab")
+    assert focused_id(page) == "et-other"
+    form.get_by_label("Endpoint URL").fill(stack.rx.url("/picked"))
+    form.get_by_role("button", name="Create endpoint").click()
+    page.get_by_role("button", name="I have stored it").click()
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        assert list(admin.list_webhook_configs()[0].event_types) == ["*", "webhook.*"]
     assert page.js_errors == []

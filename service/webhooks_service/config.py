@@ -1,9 +1,9 @@
 """Operator settings: every one has a default, a WEBHOOKS_* environment
 variable and a command-line option, declared once in ``SETTINGS``.
 
-Precedence: command-line option > environment variable > default. The README's
-configuration table lists the same entries (``webhooks settings --markdown``
-prints it, and a test keeps the README in step).
+Precedence: command-line option > environment variable > default. The
+configuration table in docs/settings.md lists the same entries (``webhooks
+settings --markdown`` prints it, and tests/test_readme.py keeps it in step).
 """
 
 from __future__ import annotations

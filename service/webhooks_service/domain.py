@@ -48,6 +48,22 @@ class Outcome(enum.StrEnum):
     CANCELLED = "cancelled"  # not attempted: its configuration was deleted
 
 
+class StatusClass(enum.StrEnum):
+    """A class of HTTP response status codes (the log's ``status_class`` filter):
+    the value is the proto name's suffix in lower case (STATUS_CLASS_2XX -> "2xx")."""
+
+    HTTP_2XX = "2xx"
+    HTTP_3XX = "3xx"
+    HTTP_4XX = "4xx"
+    HTTP_5XX = "5xx"
+    NO_RESPONSE = "no_response"  # response_status_code 0: no response received
+
+    @property
+    def hundreds(self) -> int:
+        """``response_status_code // 100`` of the codes of this class (0: no response)."""
+        return 0 if self is StatusClass.NO_RESPONSE else int(self.value[0])
+
+
 class DeliveryStatus(enum.StrEnum):
     """The state of one delivery (``deliveries.status``)."""
 
@@ -198,6 +214,11 @@ class FinishedAttempt:
     # The event's ordering key: when this attempt ends the delivery and the
     # endpoint is ordered, the key's next delivery is promoted (issue 22).
     ordering_key: str | None = None
+    # JSON lists of [name, value] (storage keeps them as text): the request headers
+    # as shown in the log, the response headers up to their cap.
+    request_headers: str = ""
+    response_headers: str = ""
+    response_headers_truncated: bool = False
 
     @property
     def status(self) -> DeliveryStatus:

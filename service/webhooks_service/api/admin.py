@@ -22,9 +22,12 @@ from webhooks_service.api.convert import (
     config_to_proto,
     event_type_to_proto,
     log_to_proto,
+    optional_time,
     outcome_from_proto,
+    status_class_from_proto,
     view_is_full,
 )
+from webhooks_service.api.insights import AdminInsights
 from webhooks_service.api.operations import AdminOperations
 from webhooks_service.api.portal import PortalOperations
 from webhooks_service.config import Settings
@@ -35,8 +38,11 @@ from webhooks_service.storage.models import utcnow
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-class WebhookAdminServicer(AdminOperations, PortalOperations, admin_pb2_grpc.WebhookAdminServicer):
-    """Configs and logs here; retry, replay, test event, rotation in ``api/operations.py``.
+class WebhookAdminServicer(
+    AdminOperations, AdminInsights, PortalOperations, admin_pb2_grpc.WebhookAdminServicer
+):
+    """Configs and logs here; retry, replay, test event, rotation in ``api/operations.py``;
+    the event view and endpoint stats in ``api/insights.py``.
 
     ``notify`` wakes the in-process delivery worker after a retry or replay.
     """
@@ -112,6 +118,9 @@ class WebhookAdminServicer(AdminOperations, PortalOperations, admin_pb2_grpc.Web
             event_id=request.event_id,
             event_type=request.event_type,
             outcome=outcome_from_proto(request.outcome),
+            status_class=status_class_from_proto(request.status_class),
+            since=optional_time(request, "since"),
+            until=optional_time(request, "until"),
         )
         rows, token = await asyncio.to_thread(
             logs.list_logs,

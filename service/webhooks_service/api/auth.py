@@ -96,6 +96,8 @@ METHOD_SCOPES: dict[str, str] = {
     "/webhooks.v1.WebhookAdmin/ListWebhookConfigs": keys.SCOPE_WEBHOOKS_READ,
     "/webhooks.v1.WebhookAdmin/ListDeliveryLogs": keys.SCOPE_WEBHOOKS_READ,
     "/webhooks.v1.WebhookAdmin/ListEventTypes": keys.SCOPE_WEBHOOKS_READ,
+    "/webhooks.v1.WebhookAdmin/GetEvent": keys.SCOPE_WEBHOOKS_READ,
+    "/webhooks.v1.WebhookAdmin/GetEndpointStats": keys.SCOPE_WEBHOOKS_READ,
     "/webhooks.v1.WebhookAdmin/PutWebhookConfig": keys.SCOPE_WEBHOOKS_WRITE,
     "/webhooks.v1.WebhookAdmin/DeleteWebhookConfig": keys.SCOPE_WEBHOOKS_WRITE,
     "/webhooks.v1.WebhookAdmin/RetryDelivery": keys.SCOPE_WEBHOOKS_WRITE,

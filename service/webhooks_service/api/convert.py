@@ -7,7 +7,7 @@ so no vocabulary is re-listed here.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf import struct_pb2, timestamp_pb2
@@ -15,7 +15,7 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from webhooks.v1 import admin_pb2
 from webhooks_service.core import configs, endpoint_headers, event_types, logs, redelivery
 from webhooks_service.core.ids import PublicIds
-from webhooks_service.domain import DeliveryStatus, Outcome
+from webhooks_service.domain import DeliveryStatus, Outcome, StatusClass
 from webhooks_service.errors import FieldViolation, InvalidArgument
 from webhooks_service.storage.endpoint_health import EndpointHealth
 
@@ -25,9 +25,11 @@ __all__ = [
     "event_type_to_proto",
     "health_to_proto",
     "log_to_proto",
+    "optional_time",
     "outcome_from_proto",
     "outcome_to_proto",
     "replay_outcomes_from_proto",
+    "status_class_from_proto",
     "struct",
     "timestamp",
     "view_is_full",
@@ -119,10 +121,36 @@ def log_to_proto(row: logs.LogRow, ids: PublicIds) -> admin_pb2.DeliveryLog:
         attempted_at=timestamp(row.attempted_at),
         ordering_key=row.ordering_key or "",
         sequence=row.sequence or 0,
+        request_headers=[admin_pb2.HttpHeader(name=n, value=v) for n, v in row.request_headers],
+        response_headers=[admin_pb2.HttpHeader(name=n, value=v) for n, v in row.response_headers],
+        response_headers_truncated=row.response_headers_truncated,
+        endpoint_deleted=row.endpoint_deleted,
     )
     if row.next_attempt_at is not None:
         entry.next_attempt_at.CopyFrom(timestamp(row.next_attempt_at))
     return entry
+
+
+def status_class_from_proto(value: int) -> str:
+    """The domain StatusClass value of a filter; "" for unspecified."""
+    if value == admin_pb2.STATUS_CLASS_UNSPECIFIED:
+        return ""
+    try:
+        name = admin_pb2.StatusClass.Name(value)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise InvalidArgument(
+            "invalid status_class filter",
+            [FieldViolation("status_class", f"unknown value {value}")],
+        ) from exc
+    return StatusClass(name.removeprefix("STATUS_CLASS_").lower()).value
+
+
+def optional_time(message: Any, field: str) -> datetime | None:
+    """A Timestamp field of a request as an aware UTC datetime; None when unset."""
+    if not message.HasField(field):
+        return None
+    value: datetime = getattr(message, field).ToDatetime(tzinfo=UTC)
+    return value
 
 
 def delivery_to_proto(state: redelivery.DeliveryState, ids: PublicIds) -> admin_pb2.Delivery:

@@ -20,6 +20,7 @@ from datetime import UTC
 from typing import Any
 
 import grpc
+from google.protobuf import json_format
 from sqlalchemy.engine import Engine
 
 from webhooks.v1 import admin_pb2
@@ -92,6 +93,8 @@ class AdminOperations:
             org,
             request.config_id,
             attempt_session=lambda: attempt_session(self._settings),
+            event_type=request.event_type,
+            data=json_format.MessageToDict(request.data) if request.HasField("data") else None,
         )
         return admin_pb2.SendTestEventResponse(log=log_to_proto(row, keyring(self._engine).ids))
 

@@ -1,6 +1,6 @@
 """``webhooks settings``: every setting with its environment variable and default.
 
-``--markdown`` prints the table the README carries between its
+``--markdown`` prints the table docs/settings.md carries between its
 ``settings-table`` markers; a test keeps the two equal.
 """
 
@@ -25,7 +25,7 @@ def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
         "settings", help="list every setting, its environment variable and default"
     )
-    parser.add_argument("--markdown", action="store_true", help="print the README's table")
+    parser.add_argument("--markdown", action="store_true", help="print docs/settings.md's table")
     parser.set_defaults(handler=_show)
 
 

@@ -14,7 +14,9 @@ attempt sends next to the Standard Webhooks headers. Rules:
 - **Stored** as one JSON object, sealed with ``core/secrets_at_rest.py``
   exactly like the signing secret (``enc:v1:…`` when ``WEBHOOKS_SECRET_KEY``
   is set): an authorization header is a credential.
-- **Shown** only as names (``WebhookConfig.header_names``).
+- **Shown** only as names (``WebhookConfig.header_names``); in the delivery
+  log (``DeliveryLog.request_headers``, :func:`shown_headers`) with the
+  values of secret-looking names masked and signatures shortened.
 
 The worker calls :func:`request_headers` when it builds each attempt's
 request (a small hook at that one call site); it caches the opened form by
@@ -33,10 +35,12 @@ from webhooks_service.errors import FieldViolation
 __all__ = [
     "MAX_HEADERS",
     "header_names",
+    "looks_secret",
     "normalise",
     "open_headers",
     "request_headers",
     "seal_headers",
+    "shown_headers",
     "validate_headers",
 ]
 
@@ -136,6 +140,55 @@ def header_names(stored: str | None, open_: Callable[[str], str]) -> list[str]:
 @lru_cache(maxsize=4096)
 def _opened(stored: str, open_: Callable[[str], str]) -> tuple[tuple[str, str], ...]:
     return tuple(open_headers(stored, open_).items())
+
+
+# A header whose name contains one of these carries a credential: the log shows
+# MASK instead of its value.
+_SECRET_WORDS = (
+    "auth",
+    "token",
+    "secret",
+    "key",
+    "password",
+    "passwd",
+    "cookie",
+    "credential",
+    "session",
+    "signature",
+    "jwt",
+    "bearer",
+)
+MASK = "••••••••"
+SIGNATURE_HEADER = "webhook-signature"
+SIGNATURE_CHARS_SHOWN = 8
+
+
+def looks_secret(name: str) -> bool:
+    """Whether a header's value is a credential to be masked wherever it is shown."""
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_WORDS)
+
+
+def _short_signature(value: str) -> str:
+    """``v1,K5oZfzN95Z9…`` per signature: enough to tell secrets apart, not to reuse."""
+    shown = []
+    for part in value.split(" "):
+        scheme, _, sig = part.partition(",")
+        shown.append(f"{scheme},{sig[:SIGNATURE_CHARS_SHOWN]}…" if sig else part)
+    return " ".join(shown)
+
+
+def shown_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Request headers as the delivery log shows them: signatures shortened,
+    secret-looking values masked, everything else as sent."""
+    out = []
+    for name, value in headers.items():
+        if name == SIGNATURE_HEADER:
+            value = _short_signature(value)
+        elif looks_secret(name):
+            value = MASK
+        out.append((name, value))
+    return out
 
 
 def request_headers(

@@ -442,6 +442,17 @@ def _resolve_typed(
     return Resolved(info.name, _dumps(rendered)), []
 
 
+def check_data(
+    event_type: str, data: Mapping[str, Any], path: str = "data"
+) -> tuple[str | None, list[FieldViolation]]:
+    """``data`` of any catalog type (published or operational) checked against its
+    payload message as publishing checks it: the rendered JSON, or the violations
+    (field paths under ``path``). For the typed test event (``core/ping.py``)."""
+    problems: list[FieldViolation] = []
+    rendered = _convert(data, _type_plan(event_type), path, problems)
+    return (None, problems) if problems else (_dumps(rendered), [])
+
+
 def render_data(event_type: str, data: Mapping[str, Any]) -> str:
     """The delivered ``data`` of an event the service sends itself (``webhook.*``):
     checked against the type's payload like a published one, ``ValueError`` if

@@ -24,15 +24,16 @@ without a request (``not_attempted``: ``attempted=False``, ``failed``).
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
 from webhooks_service.config import Settings
-from webhooks_service.core.endpoint_headers import request_headers
+from webhooks_service.core.endpoint_headers import request_headers, shown_headers
 from webhooks_service.core.secrets_at_rest import cipher_for
-from webhooks_service.delivery.http import Transport
+from webhooks_service.delivery.http import SESSION_HEADERS, Transport
 from webhooks_service.delivery.retry_policy import AttemptResult, ErrorKind, RetryPolicy
 from webhooks_service.delivery.scheduler import Signal
 from webhooks_service.delivery.signing import webhook_headers
@@ -81,6 +82,13 @@ def request_for(d: ClaimedDelivery, decode_secret: SecretDecoder, now: datetime)
     return Request(d.url, body, headers, d.timeout_seconds)
 
 
+def logged_headers(headers: Mapping[str, str]) -> str:
+    """The request's headers for the log (``FinishedAttempt.request_headers``): the
+    session's, then the request's, shown as ``endpoint_headers.shown_headers`` says."""
+    shown = [*SESSION_HEADERS, *shown_headers(headers)]
+    return json.dumps(shown, separators=(",", ":"), ensure_ascii=False)
+
+
 def signal_of(result: AttemptResult) -> Signal:
     """What ``result`` says about its destination's capacity (for the scheduler)."""
     if result.status_code == 0:
@@ -102,8 +110,10 @@ def finished(
     attempted_at: datetime,
     policy: RetryPolicy,
     now: datetime,
+    sent_headers: str = "",
 ) -> FinishedAttempt:
-    """The record of attempt ``d.attempt`` with ``result``, decided by ``policy``."""
+    """The record of attempt ``d.attempt`` with ``result``, decided by ``policy``;
+    ``sent_headers``: the request's headers as the log shows them (``logged_headers``)."""
     decision = policy.decide(result, d.attempt if d.retries else policy.max_attempts, now)
     outcome = decision.outcome
     if not d.retries and outcome is not Outcome.DELIVERED:
@@ -128,6 +138,13 @@ def finished(
         duration_ms=result.duration_ms,
         disable_reason=decision.disabled_reason if decision.disable_endpoint else None,
         ordering_key=d.ordering_key,
+        request_headers=sent_headers,
+        response_headers=(
+            json.dumps(result.response_headers, separators=(",", ":"), ensure_ascii=False)
+            if result.response_headers
+            else ""
+        ),
+        response_headers_truncated=result.response_headers_truncated,
     )
 
 
@@ -184,7 +201,8 @@ class Attempter:
         span = tracing.start_attempt(d)  # hook: None while tracing is off
         req = request_for(d, self.decode_secret, started)
         result = await self.transport.post(req.url, req.body, req.headers, req.timeout_seconds)
-        done = finished(d, result, started, self.policy, self.clock())
+        sent = logged_headers(req.headers)
+        done = finished(d, result, started, self.policy, self.clock(), sent)
         tracing.end_attempt(span, done)
         return Attempted(done, signal_of(result), result.duration_ms / 1000)
 

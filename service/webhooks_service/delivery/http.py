@@ -35,6 +35,11 @@ from webhooks_service.delivery.target_guard import (
 
 URLS_KEPT = 4096
 USER_AGENT = f"webhooks-service/{__version__}"
+# What the log keeps of a response's headers (DeliveryLog.response_headers).
+MAX_RESPONSE_HEADERS = 50
+MAX_RESPONSE_HEADER_BYTES = 8192
+# Sent on every request by the session (the log lists them with the others).
+SESSION_HEADERS = (("user-agent", USER_AGENT), ("content-type", "application/json"))
 
 
 def _describe(exc: BaseException) -> str:
@@ -62,6 +67,23 @@ def classify_error(exc: BaseException, timeout: float) -> tuple[ErrorKind, str]:
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return ErrorKind.CONNECT, "connection closed by the endpoint before a response"
     return ErrorKind.OTHER, _describe(exc)
+
+
+def kept_headers(
+    raw: tuple[tuple[bytes, bytes], ...],
+) -> tuple[tuple[tuple[str, str], ...], bool]:
+    """The response's headers in order, at most MAX_RESPONSE_HEADERS and
+    MAX_RESPONSE_HEADER_BYTES of names and values; and whether some were left out."""
+    kept: list[tuple[str, str]] = []
+    used = 0
+    for name, value in raw:
+        used += len(name) + len(value)
+        if len(kept) >= MAX_RESPONSE_HEADERS or used > MAX_RESPONSE_HEADER_BYTES:
+            return tuple(kept), True
+        # NUL cannot be stored in a PostgreSQL text column
+        text = value.decode("latin-1").replace("\x00", "\ufffd")
+        kept.append((name.decode("latin-1"), text))
+    return tuple(kept), False
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bool]:
@@ -107,7 +129,7 @@ class Transport:
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
-            headers={"user-agent": USER_AGENT, "content-type": "application/json"},
+            headers=dict(SESSION_HEADERS),
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
         )
@@ -157,6 +179,7 @@ class Transport:
                     raw, truncated = await resp.read(), False  # a declared length within the cap
                 else:
                     raw, truncated = await _read_capped(resp, cap)
+                kept, kept_cut = kept_headers(resp.raw_headers)
                 return AttemptResult(
                     status_code=resp.status,
                     # NUL cannot be stored in a PostgreSQL text column
@@ -164,6 +187,8 @@ class Transport:
                     response_body_truncated=truncated,
                     duration_ms=int((time.perf_counter() - started) * 1000),
                     retry_after=resp.headers.get("retry-after"),
+                    response_headers=kept,
+                    response_headers_truncated=kept_cut,
                 )
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             kind, message = classify_error(exc, total)

@@ -66,6 +66,9 @@ class AttemptResult:
     response_body_truncated: bool = False
     duration_ms: int = 0
     retry_after: str | None = None  # the raw Retry-After header, if any
+    # The response headers as received, up to the transport's caps.
+    response_headers: tuple[tuple[str, str], ...] = ()
+    response_headers_truncated: bool = False
 
 
 @dataclass(frozen=True, slots=True)

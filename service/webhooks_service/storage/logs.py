@@ -17,28 +17,67 @@ entries kept fetched (``full``), by primary key. So a page of 500 attempts of
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from webhooks_service.storage.models import DeliveryAttempt, Event
+from webhooks_service.domain import StatusClass
+from webhooks_service.storage.models import DeliveryAttempt, Event, WebhookConfig
 
 _A = cast(sa.Table, DeliveryAttempt.__table__)
 _E = cast(sa.Table, Event.__table__)
+_C = cast(sa.Table, WebhookConfig.__table__)
+
+# The expression of ix_attempts_org_status_class (integer division on both databases).
+status_hundreds = _A.c.response_status_code.op("/")(100)
+
+Header = tuple[str, str]
 
 
 @dataclass(frozen=True)
 class LogFilters:
     config_id: str = ""
     event_id: str = ""
+    # An exact type, or (before core resolves it) a wildcard as the caller gave it.
     event_type: str = ""
     outcome: str = ""  # a domain.Outcome value, or "" (any)
+    status_class: str = ""  # a domain.StatusClass value, or "" (any)
+    since: datetime | None = None  # attempted_at >= since
+    until: datetime | None = None  # attempted_at < until
+    # Any of these types (what core resolves a category wildcard to); wins over event_type.
+    event_types: tuple[str, ...] = ()
 
-    def key(self) -> tuple[str, str, str, str]:
-        return (self.config_id, self.event_id, self.event_type, self.outcome)
+    def key(self) -> tuple[str, ...]:
+        """What a page token is bound to (the filters as the caller gave them). The
+        filters of issue 20 are appended only when set, so older tokens stay valid."""
+        base = (self.config_id, self.event_id, self.event_type, self.outcome)
+        extra = (
+            self.status_class,
+            self.since.isoformat() if self.since else "",
+            self.until.isoformat() if self.until else "",
+        )
+        return base + extra if any(extra) else base
+
+    @property
+    def by_time(self) -> bool:
+        """Pages walk ``ix_attempts_org_time`` (newest attempt time first): a time
+        range without any filter of its own index."""
+        return (self.since is not None or self.until is not None) and not (
+            self.config_id
+            or self.event_id
+            or self.event_type
+            or self.event_types
+            or self.outcome
+            or self.status_class
+        )
+
+
+# The keyset position of a page: an attempt id, or (attempted_at, id) when by_time.
+Position = int | tuple[datetime, int]
 
 
 ENTRY_OVERHEAD_BYTES = 200  # ids, timestamps, numbers and field tags of one entry
@@ -64,6 +103,17 @@ class LogRow:
     next_attempt_at: datetime | None
     ordering_key: str | None = None  # the event's (issue 22)
     sequence: int | None = None
+    request_headers: tuple[Header, ...] = ()
+    response_headers: tuple[Header, ...] = ()
+    response_headers_truncated: bool = False
+    endpoint_deleted: bool = False
+
+
+def headers_from_json(stored: str | None) -> tuple[Header, ...]:
+    """A stored header list (JSON ``[[name, value], ...]``; "" when none)."""
+    if not stored:
+        return ()
+    return tuple((str(n), str(v)) for n, v in json.loads(stored))
 
 
 def _octets(column: sa.ColumnElement[str], dialect: str) -> sa.ColumnElement[int]:
@@ -72,11 +122,35 @@ def _octets(column: sa.ColumnElement[str], dialect: str) -> sa.ColumnElement[int
     return sa.func.length(sa.cast(column, sa.LargeBinary))
 
 
+def _filtered(
+    query: sa.Select[Any], filters: LogFilters, before: Position | None
+) -> sa.Select[Any]:
+    if filters.config_id:
+        query = query.where(_A.c.config_id == filters.config_id)
+    if filters.event_id:
+        query = query.where(_A.c.event_id == filters.event_id)
+    if filters.event_type and not filters.event_types:
+        query = query.where(_A.c.event_type == filters.event_type)
+    if filters.outcome:
+        query = query.where(_A.c.outcome == filters.outcome)
+    if filters.status_class:
+        query = query.where(status_hundreds == StatusClass(filters.status_class).hundreds)
+    if filters.since is not None:
+        query = query.where(_A.c.attempted_at >= filters.since)
+    if filters.until is not None:
+        query = query.where(_A.c.attempted_at < filters.until)
+    if isinstance(before, tuple):
+        query = query.where(sa.tuple_(_A.c.attempted_at, _A.c.id) < sa.tuple_(*before))
+    elif before is not None:
+        query = query.where(_A.c.id < before)
+    return query
+
+
 def page_query(
     organisation_id: str,
     filters: LogFilters,
     *,
-    before_id: int | None,
+    before_id: Position | None,
     limit: int,
     dialect: str = "sqlite",
 ) -> sa.Select[tuple[object, ...]]:
@@ -95,55 +169,91 @@ def page_query(
         org_clause = _A.c.organisation_id == sa.any_(postgresql.array([organisation_id]))
     else:
         org_clause = _A.c.organisation_id == organisation_id
-    inner = sa.select(_A).where(org_clause)
-    if filters.config_id:
-        inner = inner.where(_A.c.config_id == filters.config_id)
-    if filters.event_id:
-        inner = inner.where(_A.c.event_id == filters.event_id)
-    if filters.event_type:
-        inner = inner.where(_A.c.event_type == filters.event_type)
-    if filters.outcome:
-        inner = inner.where(_A.c.outcome == filters.outcome)
-    if before_id is not None:
-        inner = inner.where(_A.c.id < before_id)
+    inner = _filtered(sa.select(_A).where(org_clause), filters, before_id)
     # With one organisation (and equality filters) this is the order of
     # ``id DESC``, spelled as the key of the index of the most selective
     # filter, so that the planners walk that index and never sort.
-    order = [_A.c.organisation_id.desc()]
+    order: list[sa.ColumnElement[Any]] = [_A.c.organisation_id.desc()]
     for value, column in (
         (filters.event_id, _A.c.event_id),
         (filters.config_id, _A.c.config_id),
-        (filters.event_type, _A.c.event_type),
+        (filters.event_type or filters.event_types, _A.c.event_type),
+        (filters.status_class, status_hundreds),
         (filters.outcome, _A.c.outcome),
     ):
         if value:
             order.append(column.desc())
             break
-    page = inner.order_by(*order, _A.c.id.desc()).limit(limit).subquery("page")
-    columns = [c for c in page.c if c.name != "response_body"]
+    if filters.by_time:
+        order.append(_A.c.attempted_at.desc())
+    order.append(_A.c.id.desc())
+    page: sa.Subquery
+    if len(filters.event_types) > 1 and not (filters.event_id or filters.config_id):
+        # A wildcard: one leg per type, each walking ix_attempts_org_type in id
+        # order for at most ``limit`` rows, merged: k x limit rows, never a sort
+        # of every attempt of the category.
+        legs = [
+            sa.select(inner.where(_A.c.event_type == t).order_by(*order).limit(limit).subquery())
+            for t in filters.event_types
+        ]
+        merged = sa.union_all(*legs).subquery("merged")
+        page = sa.select(merged).order_by(merged.c.id.desc()).limit(limit).subquery("page")
+    else:
+        if filters.event_types:
+            inner = inner.where(_A.c.event_type.in_(filters.event_types))
+        page = inner.order_by(*order).limit(limit).subquery("page")
+    hidden = {"response_body", "request_headers", "response_headers"}
+    columns = [c for c in page.c if c.name not in hidden]
+    outer_order = [page.c.attempted_at.desc()] if filters.by_time else []
     return (
         sa.select(
             *columns,
             _octets(page.c.response_body, dialect).label("response_body_bytes"),
+            _octets(page.c.request_headers, dialect).label("request_headers_bytes"),
+            _octets(page.c.response_headers, dialect).label("response_headers_bytes"),
             _octets(_E.c.payload, dialect).label("payload_bytes"),
             _E.c.ordering_key,
             _E.c.sequence,
+            _C.c.deleted_at.label("endpoint_deleted_at"),
         )
-        .select_from(page.join(_E, _E.c.pk == page.c.event_pk))
-        .order_by(page.c.id.desc())
+        .select_from(
+            page.join(_E, _E.c.pk == page.c.event_pk).outerjoin(_C, _C.c.id == page.c.config_id)
+        )
+        .order_by(*outer_order, page.c.id.desc())
     )
 
 
-def _bodies(conn: sa.Connection, ids: list[int]) -> dict[int, tuple[str, str]]:
-    """attempt id -> (request body, response body), by primary key."""
+@dataclass(frozen=True)
+class _Full:
+    request_body: str = ""
+    response_body: str = ""
+    request_headers: tuple[Header, ...] = ()
+    response_headers: tuple[Header, ...] = ()
+
+
+_NOT_FULL = _Full()
+
+
+def _bodies(conn: sa.Connection, ids: list[int]) -> dict[int, _Full]:
+    """attempt id -> its bodies and headers, by primary key."""
     if not ids:
         return {}
     rows = conn.execute(
-        sa.select(_A.c.id, _E.c.payload, _A.c.response_body)
+        sa.select(
+            _A.c.id, _E.c.payload, _A.c.response_body, _A.c.request_headers, _A.c.response_headers
+        )
         .select_from(_A.join(_E, _E.c.pk == _A.c.event_pk))
         .where(_A.c.id.in_(ids))
     )
-    return {r.id: (r.payload, r.response_body) for r in rows}
+    return {
+        r.id: _Full(
+            r.payload,
+            r.response_body,
+            headers_from_json(r.request_headers),
+            headers_from_json(r.response_headers),
+        )
+        for r in rows
+    }
 
 
 def list_page(
@@ -151,7 +261,7 @@ def list_page(
     organisation_id: str,
     filters: LogFilters,
     *,
-    before_id: int | None,
+    before_id: Position | None,
     limit: int,
 ) -> list[LogRow]:
     """Up to ``limit`` attempts of the organisation with id < ``before_id``, newest
@@ -165,7 +275,7 @@ def bounded_page(
     organisation_id: str,
     filters: LogFilters,
     *,
-    before_id: int | None,
+    before_id: Position | None,
     limit: int,
     max_bytes: int | None = None,
     full: bool = True,
@@ -185,31 +295,37 @@ def bounded_page(
             size = ENTRY_OVERHEAD_BYTES + len(r.url) + len(r.error) + len(r.event_id)
             if full:
                 size += int(r.payload_bytes or 0) + int(r.response_body_bytes or 0)
+                size += int(r.request_headers_bytes or 0) + int(r.response_headers_bytes or 0)
             if n > 0 and used + size > max_bytes:
                 rows, cut = rows[:n], True
                 break
             used += size
     bodies = _bodies(conn, [r.id for r in rows]) if full else {}
-    return [
-        LogRow(
-            id=r.id,
-            delivery_id=r.delivery_id,
-            event_id=r.event_id,
-            event_type=r.event_type,
-            config_id=r.config_id,
-            attempt=r.attempt,
-            url=r.url,
-            request_body=bodies.get(r.id, ("", ""))[0],
-            response_status_code=r.response_status_code,
-            response_body=bodies.get(r.id, ("", ""))[1],
-            response_body_truncated=bool(r.response_body_truncated),
-            error=r.error,
-            duration_ms=r.duration_ms,
-            outcome=r.outcome,
-            attempted_at=r.attempted_at,
-            next_attempt_at=r.next_attempt_at,
-            ordering_key=r.ordering_key,
-            sequence=r.sequence,
-        )
-        for r in rows
-    ], cut
+    return [_row(r, bodies.get(r.id, _NOT_FULL)) for r in rows], cut
+
+
+def _row(r: Any, full: _Full) -> LogRow:
+    return LogRow(
+        id=r.id,
+        delivery_id=r.delivery_id,
+        event_id=r.event_id,
+        event_type=r.event_type,
+        config_id=r.config_id,
+        attempt=r.attempt,
+        url=r.url,
+        request_body=full.request_body,
+        response_status_code=r.response_status_code,
+        response_body=full.response_body,
+        response_body_truncated=bool(r.response_body_truncated),
+        error=r.error,
+        duration_ms=r.duration_ms,
+        outcome=r.outcome,
+        attempted_at=r.attempted_at,
+        next_attempt_at=r.next_attempt_at,
+        request_headers=full.request_headers,
+        response_headers=full.response_headers,
+        response_headers_truncated=bool(r.response_headers_truncated),
+        endpoint_deleted=r.endpoint_deleted_at is not None,
+        ordering_key=r.ordering_key,
+        sequence=r.sequence,
+    )

@@ -336,6 +336,17 @@ class DeliveryAttempt(Base):
         Index("ix_attempts_org_event", "organisation_id", "event_id", "id"),
         Index("ix_attempts_org_type", "organisation_id", "event_type", "id"),
         Index("ix_attempts_org_outcome", "organisation_id", "outcome", "id"),
+        # ListDeliveryLogs with status_class (issue 20): the class is the expression
+        # status_hundreds, so an equality on it walks this index in id order.
+        Index(
+            "ix_attempts_org_status_class",
+            "organisation_id",
+            text("(response_status_code / 100)"),
+            "id",
+        ),
+        # ListDeliveryLogs with since/until and no other indexed filter (issue 20):
+        # newest attempt time first.
+        Index("ix_attempts_org_time", "organisation_id", "attempted_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -364,6 +375,35 @@ class DeliveryAttempt(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     attempted_at: Mapped[datetime]
     next_attempt_at: Mapped[datetime | None]
+    # The request headers as sent (signatures shortened, secret-looking custom values
+    # masked) and the response headers as received (capped): JSON lists of
+    # [name, value]; "" for attempts without a request, or logged before issue 20.
+    request_headers: Mapped[str] = mapped_column(Text, default="", server_default="")
+    response_headers: Mapped[str] = mapped_column(Text, default="", server_default="")
+    response_headers_truncated: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false")
+    )
+
+
+class EndpointStatsHour(Base):
+    """One hour of one endpoint's attempts in one latency bucket (GetEndpointStats).
+
+    Folded in by ``queue.finish_batch`` (``storage/endpoint_stats.py``), one
+    set-based upsert per batch like ``endpoint_health``; reading an endpoint's
+    last 24 hours reads at most 24 x the number of latency buckets rows,
+    whatever its volume. ``bucket`` is the index of the latency bucket
+    (``endpoint_stats.LATENCY_BOUNDS_MS``). Pruned by retention after two days.
+    """
+
+    __tablename__ = "endpoint_stats"
+
+    config_id: Mapped[str] = mapped_column(
+        ForeignKey("webhook_configs.id", ondelete="CASCADE"), primary_key=True
+    )
+    hour: Mapped[datetime] = mapped_column(primary_key=True, index=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    attempts: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    failures: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class ServiceKey(Base):
@@ -403,3 +443,5 @@ ATTEMPT_COLUMNS = (
     "attempted_at",
     "next_attempt_at",
 )
+# Written by finish_batch after ATTEMPT_COLUMNS (the other writers leave their defaults).
+ATTEMPT_HEADER_COLUMNS = ("request_headers", "response_headers", "response_headers_truncated")

@@ -42,6 +42,7 @@ from webhooks_service.domain import (
 from webhooks_service.storage import db, endpoint_health, ordering
 from webhooks_service.storage.models import (
     ATTEMPT_COLUMNS,
+    ATTEMPT_HEADER_COLUMNS,
     DeliveryAttempt,
     Event,
     UTCDateTime,
@@ -261,11 +262,16 @@ _PG_RECORD_TYPES = {
     "outcome": "text",
     "attempted_at": "timestamptz",
     "next_attempt_at": "timestamptz",
+    "request_headers": "text",
+    "response_headers": "text",
+    "response_headers_truncated": "boolean",
     "claim_token": "text",
     "status": "text",
     "next_due": "timestamptz",
 }
-_COLS = ", ".join(ATTEMPT_COLUMNS)
+# What finish_batch writes of an attempt: the common columns and the headers.
+_LOGGED = ATTEMPT_COLUMNS + ATTEMPT_HEADER_COLUMNS
+_COLS = ", ".join(_LOGGED)
 
 # PostgreSQL: one statement, one round trip. The data-modifying CTE moves the
 # deliveries that still carry our claim token; the INSERT logs exactly those.
@@ -289,7 +295,7 @@ _PG_FINISH = sa.text(
         RETURNING d.id, d.status, d.organisation_id, d.config_id, d.ordering_key
     ), logged AS (
         INSERT INTO delivery_attempts ({_COLS})
-        SELECT {", ".join("v." + c for c in ATTEMPT_COLUMNS)}
+        SELECT {", ".join("v." + c for c in _LOGGED)}
         FROM v JOIN moved ON moved.id = v.delivery_id
         RETURNING 1
     )
@@ -311,7 +317,7 @@ _PG_FINISH = sa.text(
 # The attempt columns as FinishedAttempt attributes, read in one C call; the
 # two timestamps are rendered per backend and go last.
 _TIMES = ("attempted_at", "next_attempt_at")
-_PLAIN = tuple(c for c in ATTEMPT_COLUMNS if c not in _TIMES)
+_PLAIN = tuple(c for c in _LOGGED if c not in _TIMES)
 _plain_values = operator.attrgetter(*_PLAIN)
 
 
@@ -322,7 +328,7 @@ _plain_values = operator.attrgetter(*_PLAIN)
 # per value in the storage format of SQLAlchemy's SQLite DATETIME.
 _SQLITE_LOG = f"""
     INSERT INTO delivery_attempts ({", ".join(_PLAIN + _TIMES)})
-    SELECT {", ".join("?" for _ in ATTEMPT_COLUMNS)}
+    SELECT {", ".join("?" for _ in _LOGGED)}
     WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = ? AND claim_token = ?)
 """
 _SQLITE_MOVE = """

@@ -83,6 +83,16 @@ class WebhookAdminStub:
                 request_serializer=webhooks_dot_v1_dot_admin__pb2.ListEventTypesRequest.SerializeToString,
                 response_deserializer=webhooks_dot_v1_dot_admin__pb2.ListEventTypesResponse.FromString,
                 _registered_method=True)
+        self.GetEvent = channel.unary_unary(
+                '/webhooks.v1.WebhookAdmin/GetEvent',
+                request_serializer=webhooks_dot_v1_dot_admin__pb2.GetEventRequest.SerializeToString,
+                response_deserializer=webhooks_dot_v1_dot_admin__pb2.GetEventResponse.FromString,
+                _registered_method=True)
+        self.GetEndpointStats = channel.unary_unary(
+                '/webhooks.v1.WebhookAdmin/GetEndpointStats',
+                request_serializer=webhooks_dot_v1_dot_admin__pb2.GetEndpointStatsRequest.SerializeToString,
+                response_deserializer=webhooks_dot_v1_dot_admin__pb2.GetEndpointStatsResponse.FromString,
+                _registered_method=True)
         self.CreatePortalSession = channel.unary_unary(
                 '/webhooks.v1.WebhookAdmin/CreatePortalSession',
                 request_serializer=webhooks_dot_v1_dot_admin__pb2.CreatePortalSessionRequest.SerializeToString,
@@ -183,7 +193,13 @@ class WebhookAdminServicer:
     def SendTestEvent(self, request, context):
         """Sends a test event to one endpoint and returns the attempt.
 
-        The event has the reserved type `webhook.ping` (payload
+        With `event_type`, the event is of that type, which the endpoint must
+        subscribe to (its `event_types` name it or a wildcard covering it), with
+        `data` (default: the catalog example of the type), validated as
+        PublishEvent validates it (INVALID_ARGUMENT with field violations named
+        `data.<field>` otherwise); it is delivered to this endpoint only and
+        attempted like the ping below. Without `event_type`:
+        the event has the reserved type `webhook.ping` (payload
         webhooks.v1.WebhookPing; it cannot be published or subscribed to, and it
         is delivered whatever the configuration's `event_types`), a new id `evt_…` and the data
         `{"config_id": "whc_…"}`; it is signed like every delivery. The service
@@ -218,6 +234,29 @@ class WebhookAdminServicer:
         `webhook.delivery_failed`, sent by the service itself, and
         `webhook.ping`, the test event, which cannot be subscribed to). The same
         for every organisation; needs scope `webhooks:read`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEvent(self, request, context):
+        """One event and every endpoint's delivery of it (the message view): its
+        type, time and exact payload, and per delivery the endpoint (its URL,
+        also when the endpoint was deleted since), the delivery's state and its
+        latest attempts (bodies left out: ListDeliveryLogs with `event_id` has
+        them). Only the caller's organisation's events: another organisation's
+        event id is NOT_FOUND, as is an unknown one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEndpointStats(self, request, context):
+        """Delivery statistics of one endpoint for charts: the last 24 hours in
+        hourly buckets (attempts, failures) and the latency percentiles of those
+        attempts. Served from hourly aggregates the service keeps as it records
+        attempts, so the cost does not grow with the endpoint's volume. Also for
+        a deleted endpoint while its log is kept.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -296,6 +335,16 @@ def add_WebhookAdminServicer_to_server(servicer, server):
                     servicer.ListEventTypes,
                     request_deserializer=webhooks_dot_v1_dot_admin__pb2.ListEventTypesRequest.FromString,
                     response_serializer=webhooks_dot_v1_dot_admin__pb2.ListEventTypesResponse.SerializeToString,
+            ),
+            'GetEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEvent,
+                    request_deserializer=webhooks_dot_v1_dot_admin__pb2.GetEventRequest.FromString,
+                    response_serializer=webhooks_dot_v1_dot_admin__pb2.GetEventResponse.SerializeToString,
+            ),
+            'GetEndpointStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEndpointStats,
+                    request_deserializer=webhooks_dot_v1_dot_admin__pb2.GetEndpointStatsRequest.FromString,
+                    response_serializer=webhooks_dot_v1_dot_admin__pb2.GetEndpointStatsResponse.SerializeToString,
             ),
             'CreatePortalSession': grpc.unary_unary_rpc_method_handler(
                     servicer.CreatePortalSession,
@@ -555,6 +604,60 @@ class WebhookAdmin:
             '/webhooks.v1.WebhookAdmin/ListEventTypes',
             webhooks_dot_v1_dot_admin__pb2.ListEventTypesRequest.SerializeToString,
             webhooks_dot_v1_dot_admin__pb2.ListEventTypesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/webhooks.v1.WebhookAdmin/GetEvent',
+            webhooks_dot_v1_dot_admin__pb2.GetEventRequest.SerializeToString,
+            webhooks_dot_v1_dot_admin__pb2.GetEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEndpointStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/webhooks.v1.WebhookAdmin/GetEndpointStats',
+            webhooks_dot_v1_dot_admin__pb2.GetEndpointStatsRequest.SerializeToString,
+            webhooks_dot_v1_dot_admin__pb2.GetEndpointStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

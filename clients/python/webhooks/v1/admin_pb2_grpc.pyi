@@ -94,7 +94,13 @@ class WebhookAdminStub:
     SendTestEvent: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SendTestEventRequest, _admin_pb2.SendTestEventResponse]
     """Sends a test event to one endpoint and returns the attempt.
 
-    The event has the reserved type `webhook.ping` (payload
+    With `event_type`, the event is of that type, which the endpoint must
+    subscribe to (its `event_types` name it or a wildcard covering it), with
+    `data` (default: the catalog example of the type), validated as
+    PublishEvent validates it (INVALID_ARGUMENT with field violations named
+    `data.<field>` otherwise); it is delivered to this endpoint only and
+    attempted like the ping below. Without `event_type`:
+    the event has the reserved type `webhook.ping` (payload
     webhooks.v1.WebhookPing; it cannot be published or subscribed to, and it
     is delivered whatever the configuration's `event_types`), a new id `evt_…` and the data
     `{"config_id": "whc_…"}`; it is signed like every delivery. The service
@@ -121,6 +127,21 @@ class WebhookAdminStub:
     `webhook.delivery_failed`, sent by the service itself, and
     `webhook.ping`, the test event, which cannot be subscribed to). The same
     for every organisation; needs scope `webhooks:read`.
+    """
+    GetEvent: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetEventRequest, _admin_pb2.GetEventResponse]
+    """One event and every endpoint's delivery of it (the message view): its
+    type, time and exact payload, and per delivery the endpoint (its URL,
+    also when the endpoint was deleted since), the delivery's state and its
+    latest attempts (bodies left out: ListDeliveryLogs with `event_id` has
+    them). Only the caller's organisation's events: another organisation's
+    event id is NOT_FOUND, as is an unknown one.
+    """
+    GetEndpointStats: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetEndpointStatsRequest, _admin_pb2.GetEndpointStatsResponse]
+    """Delivery statistics of one endpoint for charts: the last 24 hours in
+    hourly buckets (attempts, failures) and the latency percentiles of those
+    attempts. Served from hourly aggregates the service keeps as it records
+    attempts, so the cost does not grow with the endpoint's volume. Also for
+    a deleted endpoint while its log is kept.
     """
     CreatePortalSession: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CreatePortalSessionRequest, _admin_pb2.CreatePortalSessionResponse]
     """--- Portal sessions (the dashboard) ---
@@ -207,7 +228,13 @@ class WebhookAdminAsyncStub(WebhookAdminStub):
     SendTestEvent: _aio.UnaryUnaryMultiCallable[_admin_pb2.SendTestEventRequest, _admin_pb2.SendTestEventResponse]  # type: ignore[assignment]
     """Sends a test event to one endpoint and returns the attempt.
 
-    The event has the reserved type `webhook.ping` (payload
+    With `event_type`, the event is of that type, which the endpoint must
+    subscribe to (its `event_types` name it or a wildcard covering it), with
+    `data` (default: the catalog example of the type), validated as
+    PublishEvent validates it (INVALID_ARGUMENT with field violations named
+    `data.<field>` otherwise); it is delivered to this endpoint only and
+    attempted like the ping below. Without `event_type`:
+    the event has the reserved type `webhook.ping` (payload
     webhooks.v1.WebhookPing; it cannot be published or subscribed to, and it
     is delivered whatever the configuration's `event_types`), a new id `evt_…` and the data
     `{"config_id": "whc_…"}`; it is signed like every delivery. The service
@@ -234,6 +261,21 @@ class WebhookAdminAsyncStub(WebhookAdminStub):
     `webhook.delivery_failed`, sent by the service itself, and
     `webhook.ping`, the test event, which cannot be subscribed to). The same
     for every organisation; needs scope `webhooks:read`.
+    """
+    GetEvent: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetEventRequest, _admin_pb2.GetEventResponse]  # type: ignore[assignment]
+    """One event and every endpoint's delivery of it (the message view): its
+    type, time and exact payload, and per delivery the endpoint (its URL,
+    also when the endpoint was deleted since), the delivery's state and its
+    latest attempts (bodies left out: ListDeliveryLogs with `event_id` has
+    them). Only the caller's organisation's events: another organisation's
+    event id is NOT_FOUND, as is an unknown one.
+    """
+    GetEndpointStats: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetEndpointStatsRequest, _admin_pb2.GetEndpointStatsResponse]  # type: ignore[assignment]
+    """Delivery statistics of one endpoint for charts: the last 24 hours in
+    hourly buckets (attempts, failures) and the latency percentiles of those
+    attempts. Served from hourly aggregates the service keeps as it records
+    attempts, so the cost does not grow with the endpoint's volume. Also for
+    a deleted endpoint while its log is kept.
     """
     CreatePortalSession: _aio.UnaryUnaryMultiCallable[_admin_pb2.CreatePortalSessionRequest, _admin_pb2.CreatePortalSessionResponse]  # type: ignore[assignment]
     """--- Portal sessions (the dashboard) ---
@@ -359,7 +401,13 @@ class WebhookAdminServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_admin_pb2.SendTestEventResponse, _abc.Awaitable[_admin_pb2.SendTestEventResponse]]:
         """Sends a test event to one endpoint and returns the attempt.
 
-        The event has the reserved type `webhook.ping` (payload
+        With `event_type`, the event is of that type, which the endpoint must
+        subscribe to (its `event_types` name it or a wildcard covering it), with
+        `data` (default: the catalog example of the type), validated as
+        PublishEvent validates it (INVALID_ARGUMENT with field violations named
+        `data.<field>` otherwise); it is delivered to this endpoint only and
+        attempted like the ping below. Without `event_type`:
+        the event has the reserved type `webhook.ping` (payload
         webhooks.v1.WebhookPing; it cannot be published or subscribed to, and it
         is delivered whatever the configuration's `event_types`), a new id `evt_…` and the data
         `{"config_id": "whc_…"}`; it is signed like every delivery. The service
@@ -398,6 +446,33 @@ class WebhookAdminServicer(metaclass=_abc_1.ABCMeta):
         `webhook.delivery_failed`, sent by the service itself, and
         `webhook.ping`, the test event, which cannot be subscribed to). The same
         for every organisation; needs scope `webhooks:read`.
+        """
+
+    @_abc_1.abstractmethod
+    def GetEvent(
+        self,
+        request: _admin_pb2.GetEventRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.GetEventResponse, _abc.Awaitable[_admin_pb2.GetEventResponse]]:
+        """One event and every endpoint's delivery of it (the message view): its
+        type, time and exact payload, and per delivery the endpoint (its URL,
+        also when the endpoint was deleted since), the delivery's state and its
+        latest attempts (bodies left out: ListDeliveryLogs with `event_id` has
+        them). Only the caller's organisation's events: another organisation's
+        event id is NOT_FOUND, as is an unknown one.
+        """
+
+    @_abc_1.abstractmethod
+    def GetEndpointStats(
+        self,
+        request: _admin_pb2.GetEndpointStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.GetEndpointStatsResponse, _abc.Awaitable[_admin_pb2.GetEndpointStatsResponse]]:
+        """Delivery statistics of one endpoint for charts: the last 24 hours in
+        hourly buckets (attempts, failures) and the latency percentiles of those
+        attempts. Served from hourly aggregates the service keeps as it records
+        attempts, so the cost does not grow with the endpoint's volume. Also for
+        a deleted endpoint while its log is kept.
         """
 
     @_abc_1.abstractmethod

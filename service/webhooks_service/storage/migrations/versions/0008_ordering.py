@@ -4,7 +4,7 @@ publisher's ordering key and its sequence number, configurations an
 index finds a key's pending deliveries of a configuration in sequence order
 
 Revision ID: 0008_ordering
-Revises: 0007_fair_delivery
+Revises: 0008_portal_api (chained after main's 0008 at the merge)
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_ordering"
-down_revision: str | None = "0007_fair_delivery"
+down_revision: str | None = "0008_portal_api"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
