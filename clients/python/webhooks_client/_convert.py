@@ -48,6 +48,7 @@ def webhook_config(c: admin_pb2.WebhookConfig) -> models.WebhookConfig:
         disabled_reason=c.disabled_reason,
         health=endpoint_health(c.health),
         header_names=tuple(c.header_names),
+        ordered=c.ordered,
     )
 
 
@@ -82,6 +83,8 @@ def delivery_log(e: admin_pb2.DeliveryLog) -> models.DeliveryLog:
         outcome=models.DeliveryOutcome(_enum(models.DeliveryOutcome, e.outcome)),
         attempted_at=timestamp(e, "attempted_at"),
         next_attempt_at=timestamp(e, "next_attempt_at"),
+        ordering_key=e.ordering_key,
+        sequence=e.sequence,
     )
 
 
@@ -100,6 +103,9 @@ def delivery(d: admin_pb2.Delivery) -> models.Delivery:
         status=models.DeliveryStatus(_enum(models.DeliveryStatus, d.status)),
         attempts=d.attempts,
         next_attempt_at=timestamp(d, "next_attempt_at"),
+        ordering_key=d.ordering_key,
+        sequence=d.sequence,
+        waiting_for_turn=d.waiting_for_turn,
     )
 
 

@@ -99,6 +99,8 @@ class WebhookConfig:
     health: EndpointHealth = field(default_factory=EndpointHealth)
     # Names of the custom request headers sent on every attempt (values never returned).
     header_names: tuple[str, ...] = ()
+    # Ordered delivery per ordering key (events sharing a key: one at a time, in order).
+    ordered: bool = False
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,8 @@ class DeliveryLog:
     outcome: DeliveryOutcome
     attempted_at: datetime | None
     next_attempt_at: datetime | None  # set only for DeliveryOutcome.RETRY_SCHEDULED
+    ordering_key: str = ""  # the event's ordering key ("" without one)
+    sequence: int = 0  # its number for (organisation, ordering key); 0 without a key
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,9 @@ class Delivery:
     status: DeliveryStatus
     attempts: int
     next_attempt_at: datetime | None
+    ordering_key: str = ""
+    sequence: int = 0
+    waiting_for_turn: bool = False  # pending behind an earlier delivery of its key
 
 
 @dataclass(frozen=True)

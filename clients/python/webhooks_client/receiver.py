@@ -19,6 +19,13 @@ re-serialising parsed JSON (key order, spacing, number formats) would break it.
 Why a timestamp tolerance: without it a captured request could be replayed
 forever; with it, only within the window, where the event-id dedupe catches it.
 
+Ordered delivery: a delivery of an event published with an ordering key also
+carries ``webhook-ordering-key`` (the key) and ``webhook-sequence`` (1, 2, 3, …
+per organisation and key, in the order the service accepted the events).
+``ordering(headers)`` reads them; ``SequenceCheck`` tells a receiver whether a
+delivery is the next of its key, a redelivery of one already seen (a retry or
+a replay: same ``webhook-id``, lower number), or comes after a gap.
+
 This module is self-contained (stdlib only): it must not import the service.
 """
 
@@ -32,14 +39,17 @@ import json
 import secrets as _secrets
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 __all__ = [
     "DEFAULT_TOLERANCE",
+    "Ordering",
     "Secret",
     "Secrets",
+    "SequenceCheck",
     "WebhookVerificationError",
     "event_id",
+    "ordering",
     "sign",
     "signed_headers",
     "verify",
@@ -166,6 +176,53 @@ def _pick(headers: dict[str, str], name: str) -> str:
 def event_id(headers: HeaderSource) -> str:
     """The ``webhook-id`` (or ``svix-id``) header: the event id, stable across retries."""
     return _pick(_lowered(headers), "id")
+
+
+ORDERING_KEY_HEADER = "webhook-ordering-key"
+SEQUENCE_HEADER = "webhook-sequence"
+
+
+class Ordering(NamedTuple):
+    """Where a delivery stands in its key's order."""
+
+    key: str
+    sequence: int
+
+
+def ordering(headers: HeaderSource) -> Ordering | None:
+    """The ``webhook-ordering-key`` and ``webhook-sequence`` of a delivery; None when
+    the event has no ordering key. Raises WebhookVerificationError for a key
+    without a valid sequence number."""
+    lowered = _lowered(headers)
+    key = lowered.get(ORDERING_KEY_HEADER, "").strip()
+    if not key:
+        return None
+    value = lowered.get(SEQUENCE_HEADER, "").strip()
+    if not value.isascii() or not value.isdigit():
+        raise WebhookVerificationError(f"{SEQUENCE_HEADER} is not a positive integer")
+    return Ordering(key, int(value))
+
+
+class SequenceCheck:
+    """The last sequence number seen per ordering key, for a receiver that wants
+    to know whether deliveries arrive in order (in memory: persist ``last`` with
+    your data if it must survive a restart).
+
+    ``check`` answers ``"next"`` (the number after the last one, or the first
+    seen), ``"seen"`` (at or below the last one: a redelivery — a retry, a
+    replay — of an event you may already have applied) or ``"gap"`` (numbers
+    were skipped: e.g. the endpoint was created or made ordered after the key's
+    first events, or those events did not match its types)."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, int] = {}
+
+    def check(self, position: Ordering) -> str:
+        last = self.last.get(position.key)
+        if last is not None and position.sequence <= last:
+            return "seen"
+        self.last[position.key] = position.sequence
+        return "next" if last is None or position.sequence == last + 1 else "gap"
 
 
 def _check_timestamp(value: str, tolerance: timedelta, now: datetime) -> None:
