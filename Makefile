@@ -11,7 +11,7 @@ export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 # this machine) Python would otherwise recompile them at every start (issue 15).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help venv run test pytest gen check-gen lint format clean bench-logs bench bench-cpu bench-fairness demo bench-gateway proto-snapshot
+.PHONY: help venv run test pytest gen check-gen lint format clean bench-logs bench bench-cpu bench-fairness demo bench-gateway proto-snapshot bench-ordering
 
 help:
 	@echo "make run        gRPC API (127.0.0.1:50051) + REST gateway (127.0.0.1:8080) on SQLite"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench-cpu  CPU per delivery: serve (SQLite, PostgreSQL), workers vs a raw loop"
 	@echo "make bench-fairness  a tenant's flood to a hanging receiver vs another's latency"
 	@echo "make bench-gateway  GET /webhooks/configs through Envoy vs direct gRPC"
+	@echo "make bench-ordering  an ordered endpoint (1,000 keys) vs the same unordered"
 
 $(UV):
 	python3 -m venv $(VENV)
@@ -75,6 +76,7 @@ bench-logs: $(SYNCED)
 bench: $(SYNCED)
 	$(PY) scripts/bench_delivery.py $(BENCH_ARGS)
 	$(PY) scripts/bench_cpu.py $(CPU_ARGS)
+	$(PY) scripts/bench_ordering.py $(ORDERING_ARGS)
 
 # CPU s per 1,000 deliveries of `webhooks serve` (SQLite; PostgreSQL with its processes) and of
 # serve + N `webhooks worker`, against a raw aiohttp loop (issue 15).
@@ -97,3 +99,8 @@ bench-gateway: $(SYNCED)
 
 clean:
 	rm -rf $(VENV) .webhooks .pytest_cache .mypy_cache .ruff_cache
+
+# Ordered delivery (issue 22): an ordered endpoint with 1,000 ordering keys vs the same events
+# to an unordered one, live (hand-off) and from a backlog, alternating rounds (target >= 0.8x).
+bench-ordering: $(SYNCED)
+	$(PY) scripts/bench_ordering.py $(ORDERING_ARGS)

@@ -160,31 +160,42 @@ _KEYS_SQLITE = (
     "SELECT json_extract(j.value, '$[0]') AS config_id,"
     " json_extract(j.value, '$[1]') AS ordering_key FROM json_each(:keys) AS j"
 )
-# For each key without an active delivery, its lowest-sequence held one becomes
-# active: due at :due, under :token when the caller claims it at once. Both
-# lookups are ranges of ix_deliveries_ordering (config, key, next_attempt_at,
-# sequence): the active check reads at most one entry, the next held one too.
+# For each key, its first pending delivery in ix_deliveries_ordering's order
+# (config, key, next_attempt_at, sequence): the active one if there is one
+# (due, claimed or backing off: next_attempt_at < HELD_UNTIL), else the held
+# one with the lowest sequence number — which then becomes active: due at
+# :due, under :token when the caller claims it at once. One index probe per
+# key, spelled in the index's order so that the planner takes that index even
+# with stale statistics (ix_deliveries_due also has next_attempt_at and
+# config_id, and is the wrong one: it walks every held row of the
+# configuration); "ordering_key IS NOT NULL" is the partial index's predicate.
+# The UPDATE then finds the rows by primary key only: its re-check that the
+# row is still pending (a concurrent DeleteWebhookConfig cancels without the
+# key locks) is wrapped in a CASE so that no partial index "status = 'pending'"
+# is matched to it (PostgreSQL would AND a scan of every pending row in).
 _PROMOTE = """
     WITH k AS ({keys}),
     nxt AS (
-        SELECT (SELECT h.id FROM deliveries AS h
+        SELECT (SELECT CASE WHEN h.next_attempt_at = :held THEN h.id END
+                FROM deliveries AS h
                 WHERE h.config_id = k.config_id AND h.ordering_key = k.ordering_key
-                  AND h.status = 'pending' AND h.next_attempt_at = :held
-                ORDER BY h.sequence LIMIT 1) AS id
+                  AND h.status = 'pending' AND h.ordering_key IS NOT NULL
+                ORDER BY h.next_attempt_at, h.sequence LIMIT 1) AS id
         FROM k
-        WHERE NOT EXISTS (
-            SELECT 1 FROM deliveries AS a
-            WHERE a.config_id = k.config_id AND a.ordering_key = k.ordering_key
-              AND a.status = 'pending' AND a.next_attempt_at < :held)
     )
     UPDATE deliveries SET next_attempt_at = :due, claim_token = :token, updated_at = :now
-    WHERE id IN (SELECT id FROM nxt) AND status = 'pending' AND next_attempt_at = :held
+    WHERE {ids} AND (CASE WHEN status = 'pending' THEN true END)
     RETURNING id
 """
 
 
 def _promote_statement(pg: bool) -> sa.TextClause:
-    return sa.text(_PROMOTE.format(keys=_KEYS_PG if pg else _KEYS_SQLITE)).bindparams(
+    # PostgreSQL: = ANY(ARRAY(...)) makes the UPDATE look the few ids up by key
+    # (IN (subquery) may become a hash join over every held row).
+    ids = "id = ANY(ARRAY(SELECT id FROM nxt WHERE id IS NOT NULL))"
+    if not pg:
+        ids = "id IN (SELECT id FROM nxt WHERE id IS NOT NULL)"
+    return sa.text(_PROMOTE.format(keys=_KEYS_PG if pg else _KEYS_SQLITE, ids=ids)).bindparams(
         sa.bindparam("held", type_=UTCDateTime()),
         sa.bindparam("due", type_=UTCDateTime()),
         sa.bindparam("now", type_=UTCDateTime()),
@@ -248,6 +259,7 @@ def start_ordering(conn: sa.Connection, organisation_id: str, config_id: str, no
         d2.c.config_id == _D.c.config_id,
         d2.c.ordering_key == _D.c.ordering_key,
         d2.c.status == DeliveryStatus.PENDING,
+        d2.c.ordering_key.is_not(None),
         d2.c.id != _D.c.id,
         sa.or_(d2.c.claim_token.is_not(None), d2.c.sequence < _D.c.sequence),
     )
