@@ -180,8 +180,8 @@ _BUSY_SQLITE = sa.text(_BUSY.format(keys=_KEYS_SQLITE))
 # configuration per key (0.17x the unordered rate in bench_ordering); and
 # "ordering_key IS NOT NULL" (the partial index's predicate) must be written,
 # the planner does not infer it from the join. The UPDATE then finds the
-# rows by primary key only: its re-check that the row is still pending (a concurrent DeleteWebhookConfig cancels without the
-# key locks) is wrapped in a CASE so that no partial index "status = 'pending'"
+# rows by primary key only: its re-check that the row is still pending (a
+# concurrent DeleteWebhookConfig cancels without the key locks) is wrapped in a CASE so that no partial index "status = 'pending'"
 # is matched to it (PostgreSQL would AND a scan of every pending row in).
 _PROMOTE = """
     WITH k AS ({keys}),
