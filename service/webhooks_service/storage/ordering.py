@@ -181,8 +181,9 @@ _BUSY_SQLITE = sa.text(_BUSY.format(keys=_KEYS_SQLITE))
 # "ordering_key IS NOT NULL" (the partial index's predicate) must be written,
 # the planner does not infer it from the join. The UPDATE then finds the
 # rows by primary key only: its re-check that the row is still pending (a
-# concurrent DeleteWebhookConfig cancels without the key locks) is wrapped in a CASE so that no partial index "status = 'pending'"
-# is matched to it (PostgreSQL would AND a scan of every pending row in).
+# concurrent DeleteWebhookConfig cancels without the key locks) is wrapped in
+# a CASE so that no partial index "status = 'pending'" is matched to it
+# (PostgreSQL would AND a scan of every pending row in).
 _PROMOTE = """
     WITH k AS ({keys}),
     nxt AS (SELECT {head} AS id FROM k)
