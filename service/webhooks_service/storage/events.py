@@ -254,10 +254,14 @@ class PublishWriter:
         ]
         if not keyed:
             return _NO_ORDER
+        stored = ordering.already_stored(self.conn, [(o, e) for o, e, _ in keyed])
+        fresh = [k for k in keyed if (k[0], k[1]) not in stored]
+        if not fresh:
+            return _NO_ORDER
         if not self.sqlite and not self.began:
             self.conn.exec_driver_sql("BEGIN")
             self.began = True
-        sequences = ordering.sequence_events(self.conn, keyed)
+        sequences = ordering.sequence_events(self.conn, fresh)
         wanted = {
             (t.config_id, p.event.ordering_key)
             for p in planned

@@ -36,6 +36,7 @@ publish leaves no gap.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import cast
@@ -65,21 +66,36 @@ def _pg(conn: sa.Connection) -> bool:
     return conn.dialect.name == "postgresql"
 
 
+def already_stored(conn: sa.Connection, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which (organisation_id, event_id) are stored already (duplicates get no
+    number). Read before the keys are locked, to keep the lock short: a
+    duplicate published at that very moment by another publisher can still
+    cost a number (a gap), never a reuse."""
+    wanted = sorted(set(pairs))
+    if not wanted:
+        return set()
+    rows = conn.execute(_STORED_PG if _pg(conn) else _STORED_SQLITE, {"pairs": json.dumps(wanted)})
+    return {(r[0], r[1]) for r in rows}
+
+
 def sequence_events(
     conn: sa.Connection, keyed: Sequence[tuple[str, str, str]]
 ) -> dict[tuple[str, str], int]:
-    """Number the keyed events about to be stored: ``(organisation_id,
-    event_id, ordering_key)`` in acceptance order in, ``{(organisation_id,
-    event_id): sequence}`` out. Locks the keys' rows until the transaction
-    ends (the upsert, in key order); event ids the organisation already
-    stored get no number (they are duplicates)."""
+    """Number the new keyed events about to be stored: ``(organisation_id,
+    event_id, ordering_key)`` in acceptance order in (no duplicates),
+    ``{(organisation_id, event_id): sequence}`` out. One upsert adds each
+    key's count to its last number and locks the keys' rows (in key order)
+    until the transaction ends."""
     if not keyed:
         return {}
-    keys = sorted({(org, key) for org, _, key in keyed})
+    counts = Counter((org, key) for org, _, key in keyed)
     insert = (postgresql.insert if _pg(conn) else sqlite.insert)(_S)
     upsert = (
         insert.values(
-            [{"organisation_id": o, "ordering_key": k, "last_sequence": 0} for o, k in keys]
+            [
+                {"organisation_id": o, "ordering_key": k, "last_sequence": n}
+                for (o, k), n in sorted(counts.items())
+            ]
         )
         .on_conflict_do_update(
             index_elements=[_S.c.organisation_id, _S.c.ordering_key],
@@ -87,37 +103,12 @@ def sequence_events(
         )
         .returning(_S.c.organisation_id, _S.c.ordering_key, _S.c.last_sequence)
     )
-    last = {(r[0], r[1]): int(r[2]) for r in conn.execute(upsert)}
-    # A later statement: its snapshot sees every publish of these keys committed
-    # before the lock was ours (a duplicate id published meanwhile, too).
-    stored = {
-        (r[0], r[1])
-        for r in conn.execute(
-            sa.select(_E.c.organisation_id, _E.c.event_id).where(
-                sa.tuple_(_E.c.organisation_id, _E.c.event_id).in_(
-                    sorted({(org, event_id) for org, event_id, _ in keyed})
-                )
-            )
-        )
-    }
+    # The first number of each key in this batch.
+    nxt = {(r[0], r[1]): int(r[2]) - counts[(r[0], r[1])] + 1 for r in conn.execute(upsert)}
     numbered: dict[tuple[str, str], int] = {}
-    moved: set[OrgKey] = set()
     for org, event_id, key in keyed:
-        if (org, event_id) in stored or (org, event_id) in numbered:
-            continue
-        last[(org, key)] += 1
-        numbered[(org, event_id)] = last[(org, key)]
-        moved.add((org, key))
-    changed = [{"o": o, "k": k, "last": last[(o, k)]} for o, k in sorted(moved)]
-    if changed:
-        conn.execute(
-            sa.update(_S)
-            .where(
-                _S.c.organisation_id == sa.bindparam("o"), _S.c.ordering_key == sa.bindparam("k")
-            )
-            .values(last_sequence=sa.bindparam("last")),
-            changed,
-        )
+        numbered[(org, event_id)] = nxt[(org, key)]
+        nxt[(org, key)] += 1
     return numbered
 
 
@@ -154,6 +145,24 @@ _KEYS_PG = (
 _KEYS_SQLITE = (
     "SELECT json_extract(j.value, '$[0]') AS config_id,"
     " json_extract(j.value, '$[1]') AS ordering_key FROM json_each(:keys) AS j"
+)
+# Stored events among (organisation_id, event_id) pairs: one probe of the
+# unique index per pair.
+_STORED = (
+    "SELECT e.organisation_id, e.event_id FROM ({pairs}) AS x"
+    " JOIN events AS e ON e.organisation_id = x.a AND e.event_id = x.b"
+)
+_STORED_PG = sa.text(
+    _STORED.format(
+        pairs="SELECT v ->> 0 AS a, v ->> 1 AS b"
+        " FROM json_array_elements(CAST(:pairs AS json)) AS v"
+    )
+)
+_STORED_SQLITE = sa.text(
+    _STORED.format(
+        pairs="SELECT json_extract(j.value, '$[0]') AS a, json_extract(j.value, '$[1]') AS b"
+        " FROM json_each(:pairs) AS j"
+    )
 )
 # A key's first pending delivery of a configuration in ix_deliveries_ordering's
 # order (config, key, next_attempt_at, sequence): a correlated probe written in
