@@ -59,3 +59,40 @@ class ResourceExhausted(WebhooksError):
 
 class Unavailable(WebhooksError):
     """A dependency (the database) cannot be reached; the client may retry."""
+
+
+class Conflict(WebhooksError):
+    """The request lost to a concurrent change of the same data (gRPC ABORTED):
+    the client may read again and retry."""
+
+
+class DatabaseError(WebhooksError):
+    """The database failed a statement or a transaction. Raised by storage only:
+    ``storage/errors.py`` maps the driver's exceptions to these at the storage
+    edge, ``raise … from`` the original. The message is safe to show a client;
+    ``detail`` (the driver's first line) is for the server log. The subclasses
+    say what a caller may do; this class itself is a bug or a schema mismatch."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail or message
+
+
+class DatabaseUnavailable(DatabaseError, Unavailable):
+    """The database cannot be reached or used right now (connection refused or
+    lost, pool timeout, the server shutting down): the same call may succeed
+    later."""
+
+
+class TransactionConflict(DatabaseUnavailable):
+    """The transaction lost to a concurrent one (PostgreSQL deadlock or
+    serialization failure, SQLite still busy after its timeout) and was rolled
+    back: running it again may succeed."""
+
+
+class DuplicateKey(DatabaseError, Conflict):
+    """A write broke a uniqueness rule: a concurrent writer stored the same key."""
+
+
+class MissingReference(DatabaseError, NotFound):
+    """A write refers to a row that is gone (deleted concurrently)."""

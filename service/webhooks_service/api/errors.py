@@ -1,7 +1,7 @@
 """The one mapping from the service's exceptions to gRPC status.
 
-Code everywhere else raises ``webhooks_service.errors`` exceptions (or lets
-SQLAlchemy's connection errors through); the auth interceptor calls
+Code everywhere else raises ``webhooks_service.errors`` exceptions (storage
+maps the database driver's to them, ``storage/errors.py``); the auth interceptor calls
 :func:`abort_with_error` for anything a servicer raises. The client gets a
 ``google.rpc.Status`` (code, message, details) in the
 ``grpc-status-details-bin`` trailer, which is what the Envoy gateway turns
@@ -11,7 +11,9 @@ into the JSON error envelope:
   violations (one per offending field, named as in the proto);
 - ResourceExhausted -> RESOURCE_EXHAUSTED with ``google.rpc.RetryInfo`` and a
   ``retry-after`` metadata entry (whole seconds; HTTP Retry-After via Envoy);
-- database connection trouble -> UNAVAILABLE (the client may retry);
+- the database unreachable, or a transaction lost to a concurrent one ->
+  UNAVAILABLE (the client may retry); a concurrent write of the same key ->
+  ABORTED; the database's own detail goes to the log only;
 - anything unexpected -> INTERNAL with a generic message; the traceback goes
   to the log, never to the client;
 - messages and field violations are capped (:data:`MAX_MESSAGE_CHARS`,
@@ -32,7 +34,6 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from webhooks_service import errors
 from webhooks_service.api.ratelimit import retry_after_header
-from webhooks_service.storage import db
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ _CODES: tuple[tuple[type[errors.WebhooksError], grpc.StatusCode], ...] = (
     (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (errors.Conflict, grpc.StatusCode.ABORTED),
     # A configuration problem discovered while serving is the operator's, not
     # the caller's: answer like any other internal failure, but say so.
     (errors.ConfigurationError, grpc.StatusCode.INTERNAL),
@@ -59,7 +61,6 @@ INTERNAL_MESSAGE = "internal error"
 # into an opaque RESOURCE_EXHAUSTED. So both are capped.
 MAX_MESSAGE_CHARS = 512
 MAX_VIOLATIONS = 20
-UNAVAILABLE_MESSAGE = "the database is unavailable; retry later"
 
 
 def to_status(exc: BaseException) -> tuple[grpc.StatusCode, status_pb2.Status]:
@@ -100,9 +101,8 @@ def to_status(exc: BaseException) -> tuple[grpc.StatusCode, status_pb2.Status]:
             details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
         if isinstance(exc, errors.ConfigurationError):
             log.error("configuration error while serving: %s", exc)
-    if code is None and db.is_unavailable(exc):
-        log.warning("database unavailable: %s", exc)
-        code, message = grpc.StatusCode.UNAVAILABLE, UNAVAILABLE_MESSAGE
+        if isinstance(exc, errors.DatabaseError) and code is not None:
+            log.warning("database: %s (%s)", exc, exc.detail)
     if code is None:
         incident = uuid.uuid4().hex[:12]
         log.error("unexpected error (incident %s)", incident, exc_info=exc)

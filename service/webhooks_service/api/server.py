@@ -37,8 +37,9 @@ from webhooks_service.api.reflection import add_reflection
 from webhooks_service.config import Settings
 from webhooks_service.core.publishing import Lend
 from webhooks_service.core.secrets_at_rest import check_key
-from webhooks_service.delivery.target_guard import register_own_listener
 from webhooks_service.errors import ConfigurationError
+from webhooks_service.hostport import parse_address
+from webhooks_service.netpolicy import register_own_listener
 from webhooks_service.observability import tracing
 from webhooks_service.observability.health import run_database_probe
 from webhooks_service.storage.models import utcnow
@@ -89,19 +90,6 @@ class ApiServer:
         await self.server.wait_for_termination()
 
 
-def split_listen(listen: str) -> tuple[str, int]:
-    """``127.0.0.1:50051`` / ``[::1]:0`` -> (host, port); ConfigurationError otherwise."""
-    host, sep, port_text = listen.rpartition(":")
-    host = host.strip("[]")
-    try:
-        port = int(port_text)
-    except ValueError:
-        port = -1
-    if not sep or not host or not 0 <= port <= 65535:
-        raise ConfigurationError(f"listen address {listen!r}: expected HOST:PORT")
-    return host, port
-
-
 async def start_server(
     settings: Settings,
     engine: Engine,
@@ -120,7 +108,7 @@ async def start_server(
     sessions are checked and minted against.
     """
     listen = listen or settings.grpc_listen
-    host, _ = split_listen(listen)
+    host = parse_address(listen, what="listen address", allow_zero_port=True).host
     # A missing or wrong WEBHOOKS_SECRET_KEY stops start-up with one clear line.
     await asyncio.to_thread(check_key, engine, settings.secret_key)
     clock = wall_clock or utcnow
@@ -161,6 +149,6 @@ async def start_server(
     # From now on the status follows the database (observability/health.py).
     probe = asyncio.create_task(run_database_probe(engine, health, names))
     log.info("gRPC API listening on %s:%d", host, port)
-    # No delivery may reach this listener, whatever the allow-list (target_guard.py).
+    # No delivery may reach this listener, whatever the allow-list (netpolicy.py).
     forget = register_own_listener(host, port)
     return ApiServer(server, port, host, health, probe, forget)

@@ -10,40 +10,15 @@ making a fresh empty database whose keys the running service never sees.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import sqlalchemy as sa
-import sqlalchemy.exc
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
 from webhooks_service.core import secrets_at_rest
-from webhooks_service.errors import ConfigurationError
+from webhooks_service.errors import ConfigurationError, DatabaseError
 from webhooks_service.storage import db
+from webhooks_service.storage.db import shown_url
 
 CREATE_HINT = "create it with `webhooks db upgrade` (or start `webhooks serve`)"
-
-
-def _sqlite_file(url: str) -> Path | None:
-    """The file of a SQLite URL (None for other databases and in-memory ones)."""
-    try:
-        parsed = make_url(url)
-    except sqlalchemy.exc.ArgumentError:
-        return None  # db.create_engine reports it
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    return Path(parsed.database).expanduser().resolve()
-
-
-def shown_url(url: str) -> str:
-    """The URL as the operator should read it: SQLite paths absolute, password hidden."""
-    path = _sqlite_file(url)
-    if path is not None:
-        return f"sqlite:///{path}"
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except sqlalchemy.exc.ArgumentError:
-        return url
 
 
 def open_database(settings: Settings, *, create: bool = False) -> Engine:
@@ -57,7 +32,7 @@ def open_database(settings: Settings, *, create: bool = False) -> Engine:
     """
     url = settings.database_url
     shown = shown_url(url)
-    sqlite_file = _sqlite_file(url)
+    sqlite_file = db.sqlite_file(url)
     if not create and sqlite_file is not None and not sqlite_file.is_file():
         raise ConfigurationError(
             f"no database at {shown}: {CREATE_HINT}, or set WEBHOOKS_DATABASE_URL "
@@ -65,17 +40,14 @@ def open_database(settings: Settings, *, create: bool = False) -> Engine:
         )
     engine = db.create_engine(url)
     try:
-        if not create:
-            with engine.connect() as conn:
-                has_schema = sa.inspect(conn).has_table("alembic_version")
-            if not has_schema:
-                raise ConfigurationError(
-                    f"the database at {shown} has no webhooks schema: {CREATE_HINT}"
-                )
+        if not create and not db.has_schema(engine):
+            raise ConfigurationError(
+                f"the database at {shown} has no webhooks schema: {CREATE_HINT}"
+            )
         db.upgrade(engine)
-    except sqlalchemy.exc.DBAPIError as exc:
+    except DatabaseError as exc:
         engine.dispose()
-        first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        first = exc.detail
         hint = (
             " (create the database, e.g. with createdb, then its schema with `webhooks db upgrade`)"
             if "does not exist" in first

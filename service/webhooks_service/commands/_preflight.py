@@ -12,17 +12,12 @@ import socket
 
 from webhooks_service.config import Settings
 from webhooks_service.errors import ConfigurationError
+from webhooks_service.hostport import parse_address
 
 
 def _split(text: str, option: str) -> tuple[str, int]:
-    host, sep, port_text = text.strip().rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port_text.isdigit():
-        raise ConfigurationError(f"{option} {text!r}: expected HOST:PORT, e.g. 127.0.0.1:50051")
-    port = int(port_text)
-    if port > 65535:
-        raise ConfigurationError(f"{option} {text!r}: the port must be 0 to 65535")
-    return host, port
+    address = parse_address(text, what=option, allow_zero_port=True, example="127.0.0.1:50051")
+    return address.host, address.port
 
 
 def check_listen(text: str, option: str, variable: str, *, other: str = "") -> None:

@@ -6,7 +6,8 @@ import argparse
 from typing import Any
 
 from webhooks_service import config
-from webhooks_service.commands._database import open_database, shown_url
+from webhooks_service.commands._database import open_database
+from webhooks_service.storage.db import shown_url
 
 
 def register(sub: Any) -> None:

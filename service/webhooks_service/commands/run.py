@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 from webhooks_service import config
 from webhooks_service.commands import _event_loop
 from webhooks_service.commands import gateway as gateway_command
-from webhooks_service.commands._database import open_service_database, shown_url
+from webhooks_service.commands._database import open_service_database
 from webhooks_service.commands._preflight import check_service_addresses
 from webhooks_service.commands.dashboard import mint_link
 from webhooks_service.commands.serve import configure_logging, serve
@@ -34,6 +34,7 @@ from webhooks_service.config import Settings
 from webhooks_service.core import keys, orgs
 from webhooks_service.gateway.process import EnvoyProcess
 from webhooks_service.observability import tracing
+from webhooks_service.storage.db import shown_url
 
 DESCRIPTION = """\
 The development stack in one command (what `make run` runs): `webhooks serve`

@@ -26,6 +26,7 @@ from webhooks_service.commands import _event_loop
 from webhooks_service.commands._database import open_service_database
 from webhooks_service.commands._preflight import check_service_addresses
 from webhooks_service.config import Settings
+from webhooks_service.core.server_keys import keyring
 from webhooks_service.delivery import runner
 from webhooks_service.delivery.worker import LocalWorker
 from webhooks_service.observability import logging as observability_logging
@@ -85,7 +86,9 @@ async def serve(
     wakeup = local.wakeup
     api = await start_server(settings, engine, notify=wakeup.set, lend=local.lend)
     # Prometheus metrics on their own port (metrics_listen) + the queue gauges.
-    metrics = start_process_metrics(settings.metrics_listen, engine, stop)
+    metrics = start_process_metrics(
+        settings.metrics_listen, engine, stop, public_ids=lambda: keyring(engine).ids.delivery
+    )
 
     # The worker runs until `stop` is set; `wakeup` is set by the EventPublisher
     # after each commit that left deliveries unclaimed (notify=wakeup.set).

@@ -25,6 +25,7 @@ from webhooks_service.commands import _event_loop
 from webhooks_service.commands._database import open_service_database
 from webhooks_service.commands._preflight import check_service_addresses
 from webhooks_service.config import Settings
+from webhooks_service.core.server_keys import keyring
 from webhooks_service.delivery.runner import run_worker
 from webhooks_service.observability import tracing
 from webhooks_service.observability.logging import configure_logging
@@ -92,7 +93,9 @@ async def work(settings: Settings, engine: Engine, stop: asyncio.Event | None = 
         file=sys.stderr,
         flush=True,
     )
-    metrics = start_process_metrics(settings.metrics_listen, engine, stop)
+    metrics = start_process_metrics(
+        settings.metrics_listen, engine, stop, public_ids=lambda: keyring(engine).ids.delivery
+    )
     try:
         await run_worker(settings, engine, stop, observer=metrics.observer)
     finally:

@@ -28,8 +28,8 @@ from webhooks_service.core import catalog, endpoint_headers, listing, operationa
 from webhooks_service.core.ids import check_config_id, new_id
 from webhooks_service.core.secrets_at_rest import cipher_for
 from webhooks_service.core.server_keys import keyring
-from webhooks_service.delivery.target_guard import TargetGuard, literal_target_problem
 from webhooks_service.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from webhooks_service.netpolicy import TargetGuard, literal_target_problem
 from webhooks_service.storage import config_deletion, db, endpoint_health, ordering
 from webhooks_service.storage import configs as store
 from webhooks_service.storage.configs import ConfigRow

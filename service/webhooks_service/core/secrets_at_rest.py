@@ -46,7 +46,6 @@ from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
-import sqlalchemy as sa
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -54,7 +53,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
-from webhooks_service.errors import ConfigurationError
+from webhooks_service.errors import ConfigurationError, DatabaseError
 from webhooks_service.storage import configs as store
 from webhooks_service.storage import db
 
@@ -146,7 +145,7 @@ def check_key(engine: Engine, key: str) -> None:
     try:
         with db.read_transaction(engine) as conn:
             sample = store.sample_encrypted_secret(conn, ENCRYPTED_PREFIX)
-    except sa.exc.DBAPIError as exc:
+    except DatabaseError as exc:
         # The database being down must not stop start-up (the API answers
         # UNAVAILABLE, the worker backs off); the key is then checked at use.
         log.warning("could not check WEBHOOKS_SECRET_KEY against the database now: %s", exc)

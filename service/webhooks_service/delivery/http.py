@@ -26,12 +26,8 @@ from yarl import URL
 from webhooks_service import __version__
 from webhooks_service.config import Settings
 from webhooks_service.delivery.retry_policy import AttemptResult, ErrorKind
-from webhooks_service.delivery.target_guard import (
-    BlockedTarget,
-    GuardedConnector,
-    TargetGuard,
-    canonical_url,
-)
+from webhooks_service.delivery.target_guard import GuardedConnector
+from webhooks_service.netpolicy import BlockedTarget, TargetGuard, canonical_url
 
 URLS_KEPT = 4096
 USER_AGENT = f"webhooks-service/{__version__}"

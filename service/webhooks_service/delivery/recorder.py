@@ -33,7 +33,8 @@ from webhooks_service.config import Settings
 from webhooks_service.core import operational
 from webhooks_service.delivery.wake import ClaimWake
 from webhooks_service.domain import ClaimedDelivery, Clock, FinishedAttempt, new_lease
-from webhooks_service.storage import db, queue
+from webhooks_service.errors import Unavailable
+from webhooks_service.storage import queue
 
 if TYPE_CHECKING:
     from webhooks_service.observability.metrics import DeliveryObserver
@@ -146,7 +147,7 @@ class Recorder:
                     if self._final:
                         return  # the leases expire; the deliveries run again
                     await asyncio.sleep(min(1.0, self.settings.poll_interval))
-                    if db.is_unavailable(exc):
+                    if isinstance(exc, Unavailable):
                         # A passing outage (server restart, SQLite lock): keep the
                         # whole batch and try again, rather than dropping records
                         # and re-attempting those deliveries after their lease.

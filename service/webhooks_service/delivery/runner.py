@@ -7,7 +7,7 @@ worker wakes up within milliseconds of a publish:
   (``webhooks serve`` passes one event to both the publisher servicer, as its
   ``notify`` callback ``wakeup.set``, and to ``run_worker``);
 * across processes on PostgreSQL, the publish transaction sends
-  ``NOTIFY webhooks_deliveries``, and ``listen_for_deliveries`` holds a
+  ``NOTIFY webhooks_deliveries``, and ``storage.listen.listen_for_deliveries`` holds a
   dedicated psycopg connection that LISTENs and sets the same event.
 
 Faster still, a publish in the same process hands its new deliveries to
@@ -22,48 +22,22 @@ notifications, SQLite across processes).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
-import psycopg
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
 from webhooks_service.core.endpoint_health import run_health_sweep
 from webhooks_service.core.retention import run_retention
 from webhooks_service.core.secrets_at_rest import check_key
-from webhooks_service.delivery.target_guard import register_own_listen_address
 from webhooks_service.delivery.worker import DeliveryWorker, LocalWorker
 from webhooks_service.domain import Clock, utcnow
+from webhooks_service.netpolicy import register_own_listen_address
 from webhooks_service.observability.metrics import DeliveryObserver
 from webhooks_service.storage import db
-from webhooks_service.storage.events import NOTIFY_CHANNEL, PROCESS_TOKEN
+from webhooks_service.storage.listen import listen_for_deliveries
 
 log = logging.getLogger(__name__)
-
-
-async def listen_for_deliveries(engine: Engine, wakeup: asyncio.Event) -> None:
-    """LISTEN on PostgreSQL and set ``wakeup`` on every notification; reconnects."""
-    conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    while True:
-        try:
-            conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
-        except psycopg.Error as exc:
-            log.warning("LISTEN connection failed (%s); polling meanwhile", exc)
-            await asyncio.sleep(1.0)
-            continue
-        try:
-            await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-            wakeup.set()  # anything published while we were not listening
-            async for note in conn.notifies():
-                if note.payload != PROCESS_TOKEN:  # our own publishes woke us already
-                    wakeup.set()
-        except psycopg.Error as exc:
-            log.warning("LISTEN connection lost (%s); reconnecting", exc)
-            await asyncio.sleep(0.2)
-        finally:
-            with contextlib.suppress(Exception):
-                await conn.close()
 
 
 async def run_worker(

@@ -14,7 +14,6 @@ scalar holes and two generated lists; a dependency for that is not worth it.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from pathlib import Path
 from string import Template
 
 from webhooks_service.errors import ConfigurationError
+from webhooks_service.hostport import Address, parse_address
 
 __all__ = [
     "DEFAULT_MAX_REQUEST_BYTES",
@@ -61,37 +61,6 @@ GRPC_CODE_FOR_HTTP_STATUS: dict[int, int] = {
     504: 4,  # DEADLINE_EXCEEDED: upstream timeout
 }
 _UNKNOWN = 2  # google.rpc.Code.UNKNOWN, for any other error status
-
-
-@dataclass(frozen=True)
-class Address:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-    @property
-    def is_ip(self) -> bool:
-        try:
-            ipaddress.ip_address(self.host)
-        except ValueError:
-            return False
-        return True
-
-
-def parse_address(text: str, *, what: str, allow_zero_port: bool = False) -> Address:
-    """``"127.0.0.1:8080"``, ``"[::1]:8080"`` or ``"localhost:8080"`` -> Address."""
-    text = text.strip()
-    host, sep, port_text = text.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not host or not port_text.isdigit():
-        raise ConfigurationError(f"{what} {text!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
-    port = int(port_text)
-    if not (0 if allow_zero_port else 1) <= port <= 65535:
-        raise ConfigurationError(f"{what} {text!r}: port out of range")
-    return Address(host, port)
 
 
 @dataclass(frozen=True)

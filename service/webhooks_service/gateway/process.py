@@ -53,9 +53,10 @@ from importlib import metadata
 from pathlib import Path
 from types import TracebackType
 
-from webhooks_service.delivery.target_guard import register_own_listener
 from webhooks_service.errors import ConfigurationError
-from webhooks_service.gateway.config import Address, GatewayConfig, render
+from webhooks_service.gateway.config import GatewayConfig, render
+from webhooks_service.hostport import Address, parse_address
+from webhooks_service.netpolicy import register_own_listener
 
 TMP_PREFIX = "webhooks-gateway-"
 STATE_FILE = "gateway.json"
@@ -366,8 +367,7 @@ class EnvoyProcess:
             if self.admin_socket is None and self.admin is None and admin_path.exists():
                 text = admin_path.read_text().strip()
                 if text:
-                    host, _, port = text.rpartition(":")
-                    self.admin = Address(host.strip("[]"), int(port))
+                    self.admin = parse_address(text, what="Envoy's admin address")
             admin_known = self.admin is not None or (
                 self.admin_socket is not None and self.admin_socket.exists()
             )
@@ -386,7 +386,7 @@ class EnvoyProcess:
         )
 
     def _register_listeners(self) -> None:
-        """No delivery may reach the gateway's listeners (delivery/target_guard.py)."""
+        """No delivery may reach the gateway's listeners (netpolicy.py)."""
         for address in (self.listen, self.grpc_listen, self.admin):
             if address is not None:
                 self._forget.append(register_own_listener(address.host, address.port))

@@ -16,10 +16,11 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 from sqlalchemy.engine import Engine
+
+from webhooks_service.storage import db
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,7 @@ PROBE_TIMEOUT_SECONDS = 3.0
 def database_reachable(engine: Engine) -> bool:
     """One round trip to the database (a fresh connection if the pooled one broke)."""
     try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
+        db.ping(engine)
     except Exception as exc:
         log.debug("database probe failed: %s", exc)
         return False

@@ -43,10 +43,10 @@ from prometheus_client import (
 )
 from sqlalchemy.engine import Engine
 
-from webhooks_service.core.server_keys import keyring
-from webhooks_service.delivery.target_guard import register_own_listener
 from webhooks_service.domain import Outcome
 from webhooks_service.errors import ConfigurationError
+from webhooks_service.hostport import parse_address
+from webhooks_service.netpolicy import register_own_listener
 from webhooks_service.observability.logging import log_attempts
 from webhooks_service.storage.models import utcnow
 from webhooks_service.storage.queue_stats import queue_stats
@@ -106,18 +106,24 @@ class Metrics:
         )
 
 
+# Reads the database's keyring (core/server_keys.py, given by the commands, a
+# floor above): delivery number -> its public dlv_ id. It may fail while the
+# database is away; it is asked again for the next batch.
+PublicIds = Callable[[], Callable[[int], str]]
+
+
 class DeliveryObserver:
     """What the delivery worker reports to: metrics and the per-attempt log line."""
 
-    def __init__(self, metrics: Metrics | None = None, engine: Engine | None = None) -> None:
+    def __init__(self, metrics: Metrics | None = None, public_ids: PublicIds | None = None) -> None:
         self.metrics = metrics or Metrics()
-        self._engine = engine  # for the public (opaque) delivery ids in the log lines
+        self._public_ids = public_ids  # for the public (opaque) delivery ids in the log lines
         self._public_id: Callable[[int], str] | None = None
 
     def _delivery_ids(self) -> Callable[[int], str] | None:
-        if self._public_id is None and self._engine is not None:
+        if self._public_id is None and self._public_ids is not None:
             try:
-                self._public_id = keyring(self._engine).ids.delivery
+                self._public_id = self._public_ids()
             except Exception as exc:  # the database is away: internal numbers this time
                 log.debug("public ids not available for the log yet: %s", exc)
         return self._public_id
@@ -153,15 +159,14 @@ class MetricsServer:
 
 def start_metrics_server(listen: str, metrics: Metrics) -> MetricsServer:
     """Serve ``GET /metrics`` on ``listen`` (``HOST:PORT``; port 0 picks one)."""
-    from webhooks_service.api.server import split_listen
-
-    host, port = split_listen(listen)
+    address = parse_address(listen, what="--metrics-listen", allow_zero_port=True)
+    host, port = address.host, address.port
     try:
         server, _thread = start_http_server(port, addr=host, registry=metrics.registry)
     except OSError as exc:
         raise ConfigurationError(f"cannot serve metrics on {listen}: {exc.strerror}") from exc
     bound = int(server.server_port)
-    # Deliveries never go to our own listeners (delivery/target_guard.py).
+    # Deliveries never go to our own listeners (netpolicy.py).
     return MetricsServer(host, bound, server, register_own_listener(host, bound))
 
 
@@ -204,7 +209,12 @@ class ProcessMetrics:
 
 
 def start_process_metrics(
-    listen: str, engine: Engine, stop: asyncio.Event, *, clock: Clock = utcnow
+    listen: str,
+    engine: Engine,
+    stop: asyncio.Event,
+    *,
+    clock: Clock = utcnow,
+    public_ids: PublicIds | None = None,
 ) -> ProcessMetrics:
     """The metrics server (unless ``listen`` is empty) and the queue gauges' task.
 
@@ -222,4 +232,4 @@ def start_process_metrics(
         else:
             log.info("metrics on http://%s:%d/metrics", server.host, server.port)
     gauges = asyncio.create_task(run_queue_gauges(metrics, engine, stop, clock=clock))
-    return ProcessMetrics(DeliveryObserver(metrics, engine), server, gauges)
+    return ProcessMetrics(DeliveryObserver(metrics, public_ids), server, gauges)

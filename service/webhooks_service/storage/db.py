@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from webhooks_service.errors import ConfigurationError
+from webhooks_service.storage.errors import mapped
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -114,15 +115,17 @@ def write_transaction(engine: Engine) -> Iterator[sa.Connection]:
     and then the database's write lock at BEGIN (``BEGIN IMMEDIATE``, waiting
     up to the busy timeout for other processes). On PostgreSQL it is an
     ordinary transaction.
+
+    The driver's errors leave as the service's own (``storage/errors.py``).
     """
     if not is_sqlite(engine):
-        with engine.connect() as conn, conn.begin():
+        with mapped(), engine.connect() as conn, conn.begin():
             yield conn
         return
     key = str(engine.url)
     with _SQLITE_LOCKS_GUARD:
         lock = _SQLITE_LOCKS.setdefault(key, threading.RLock())
-    with lock, engine.connect() as conn:
+    with mapped(), lock, engine.connect() as conn:
         conn.execution_options(sqlite_write=True)
         with conn.begin():
             yield conn
@@ -131,24 +134,52 @@ def write_transaction(engine: Engine) -> Iterator[sa.Connection]:
 @contextmanager
 def read_transaction(engine: Engine) -> Iterator[sa.Connection]:
     """A transaction that only reads (a consistent snapshot on both backends)."""
-    with engine.connect() as conn, conn.begin():
+    with mapped(), engine.connect() as conn, conn.begin():
         yield conn
 
 
-def is_unavailable(exc: BaseException) -> bool:
-    """True for errors that mean "the database cannot be reached or used right
-    now" (connection refused or lost, pool timeout, SQLite busy): the same call
-    may succeed later. The API answers UNAVAILABLE for them; the worker keeps
-    its results and writes them again once the database is back."""
-    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(
-        exc,
-        sa.exc.OperationalError
-        | sa.exc.InterfaceError
-        | sa.exc.TimeoutError
-        | sa.exc.DisconnectionError,
-    )
+@contextmanager
+def connection(engine: Engine) -> Iterator[sa.Connection]:
+    """A connection without a transaction of ours (autocommit, LISTEN, probes),
+    the driver's errors mapped like the transactions'."""
+    with mapped(), engine.connect() as conn:
+        yield conn
+
+
+def has_schema(engine: Engine) -> bool:
+    """Whether the database has been migrated at least once (``alembic_version``)."""
+    with connection(engine) as conn:
+        return sa.inspect(conn).has_table("alembic_version")
+
+
+def ping(engine: Engine) -> None:
+    """One round trip to the database (a fresh connection if the pooled one
+    broke); DatabaseError if it fails."""
+    with connection(engine) as conn:
+        conn.execute(sa.text("SELECT 1"))
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for other databases, in-memory ones and
+    URLs that do not parse: ``create_engine`` reports those)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).expanduser().resolve()
+
+
+def shown_url(url: str) -> str:
+    """The URL as the operator should read it: SQLite paths absolute, password hidden."""
+    path = sqlite_file(url)
+    if path is not None:
+        return f"sqlite:///{path}"
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -33,7 +33,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -309,14 +309,15 @@ def publish_transaction(engine: Engine) -> Iterator[PublishWriter]:
         with db.write_transaction(engine) as conn:
             yield PublishWriter(conn, True)
         return
-    with engine.connect() as conn:
+    with db.connection(engine) as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT")
         writer = PublishWriter(conn, False)
         try:
             yield writer
         except BaseException:
             if writer.began:
-                conn.exec_driver_sql("ROLLBACK")
+                with suppress(Exception):  # a broken connection: the server rolls back
+                    conn.exec_driver_sql("ROLLBACK")
             raise
         if writer.began:
             conn.exec_driver_sql("COMMIT")
