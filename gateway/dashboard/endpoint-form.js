@@ -135,8 +135,29 @@ export const ENDPOINT_FIELDS = [
       return { node, body: () => ({ enabled: input.checked }) };
     },
   },
+  { name: "ordered", render: (config) => orderedField(config) },
   { name: "headers", render: (config) => headersField(config) },
 ];
+
+// Ordered delivery per ordering key (issue 22). Sent only when it differs from
+// what the server holds (absent keeps it), so an untouched dialog sends nothing.
+function orderedField(config) {
+  const heldValue = config ? Boolean(config.ordered) : false;
+  const input = h("input", { type: "checkbox", id: "ordered", checked: heldValue, "aria-describedby": "ordered-help" });
+  const node = h(
+    "div",
+    { class: "check field", dataset: { field: "ordered" } },
+    input,
+    h(
+      "label",
+      { for: "ordered" },
+      "Ordered per key",
+      h("span", { class: "help", id: "ordered-help" }, " Events that share an ordering key (e.g. a user id) arrive one at a time, in publish order; a key that is retrying holds back only its own events."),
+    ),
+    h("p", { class: "field-error", id: "ordered-error", role: "alert", hidden: true }),
+  );
+  return { node, body: () => (input.checked === heldValue ? {} : { ordered: input.checked }) };
+}
 
 // The request the dialog sends: every field's part, in the list's order.
 export function endpointBody(config, fields) {
