@@ -229,7 +229,9 @@ def count_attempts(engine: Engine, config_id: str | None = None, after_id: int =
         return int(conn.execute(sa.text(q), params).scalar_one())
 
 
-def add_config(engine: Engine, settings: Settings, org: str, url: str) -> str:
+def add_config(
+    engine: Engine, settings: Settings, org: str, url: str, *, ordered: bool = False
+) -> str:
     result = configs.put_config(
         engine,
         settings,
@@ -240,6 +242,7 @@ def add_config(engine: Engine, settings: Settings, org: str, url: str) -> str:
         secret=None,
         enabled=None,
         description="bench",
+        ordered=ordered,
     )
     return result.config.id
 

@@ -278,25 +278,38 @@ def start_ordering(conn: sa.Connection, organisation_id: str, config_id: str, no
         d2.c.id != _D.c.id,
         sa.or_(d2.c.claim_token.is_not(None), d2.c.sequence < _D.c.sequence),
     )
-    return int(
-        conn.execute(
-            sa.update(_D)
-            .where(
-                _D.c.config_id == config_id,
-                _D.c.organisation_id == organisation_id,
-                _D.c.status == DeliveryStatus.PENDING,
-                _D.c.ordering_key.is_not(None),
-                _D.c.claim_token.is_(None),
-                _D.c.next_attempt_at < HELD_UNTIL,
-                busy_or_earlier,
-            )
-            .values(next_attempt_at=HELD_UNTIL, updated_at=now)
-        ).rowcount
+    return _move(
+        conn,
+        organisation_id,
+        config_id,
+        [
+            _D.c.ordering_key.is_not(None),
+            _D.c.claim_token.is_(None),
+            _D.c.next_attempt_at < HELD_UNTIL,
+            busy_or_earlier,
+        ],
+        due=HELD_UNTIL,
+        now=now,
     )
 
 
 def stop_ordering(conn: sa.Connection, organisation_id: str, config_id: str, now: datetime) -> int:
     """A configuration is no longer ordered: every held delivery is due now."""
+    return _move(
+        conn, organisation_id, config_id, [_D.c.next_attempt_at == HELD_UNTIL], due=now, now=now
+    )
+
+
+def _move(
+    conn: sa.Connection,
+    organisation_id: str,
+    config_id: str,
+    where: list[sa.ColumnElement[bool]],
+    *,
+    due: datetime,
+    now: datetime,
+) -> int:
+    """Set ``next_attempt_at`` of the configuration's pending deliveries matching ``where``."""
     return int(
         conn.execute(
             sa.update(_D)
@@ -304,8 +317,8 @@ def stop_ordering(conn: sa.Connection, organisation_id: str, config_id: str, now
                 _D.c.config_id == config_id,
                 _D.c.organisation_id == organisation_id,
                 _D.c.status == DeliveryStatus.PENDING,
-                _D.c.next_attempt_at == HELD_UNTIL,
+                *where,
             )
-            .values(next_attempt_at=now, updated_at=now)
+            .values(next_attempt_at=due, updated_at=now)
         ).rowcount
     )
