@@ -432,8 +432,6 @@ def finish_batch(
                     recorded = int(r.recorded)
                 else:
                     ended.append((r.organisation_id, r.config_id, r.ordering_key))
-        if ended:
-            _promote(conn, ended, now, claim_next, promoted)
         endpoint_health.record(conn, finished)  # one set-based UPDATE per batch
         disabled = {f.config_id: f.disable_reason for f in finished if f.disable_reason}
         newly_disabled: list[str] = []
@@ -447,6 +445,8 @@ def finish_batch(
                 newly_disabled.append(config_id)
         if after_write is not None:  # hook: operational webhooks (core/operational.py)
             after_write(conn, finished, newly_disabled, now=now)
+        if ended:  # last: the keys' locks (ordering.promote) are held until the commit
+            _promote(conn, ended, now, claim_next, promoted)
     return int(recorded)
 
 
