@@ -53,6 +53,7 @@ from webhooks_service.core import configs, keys, orgs, publishing
 from webhooks_service.delivery.runner import run_worker
 from webhooks_service.delivery.signing import webhook_headers
 from webhooks_service.delivery.worker import LocalWorker
+from webhooks_service.domain import SigningScheme
 from webhooks_service.storage import db
 from webhooks_service.storage.models import utcnow
 
@@ -230,7 +231,13 @@ def count_attempts(engine: Engine, config_id: str | None = None, after_id: int =
 
 
 def add_config(
-    engine: Engine, settings: Settings, org: str, url: str, *, ordered: bool = False
+    engine: Engine,
+    settings: Settings,
+    org: str,
+    url: str,
+    signing_scheme: SigningScheme = SigningScheme.HMAC_SHA256,
+    *,
+    ordered: bool = False,
 ) -> str:
     result = configs.put_config(
         engine,
@@ -243,6 +250,7 @@ def add_config(
         enabled=None,
         description="bench",
         ordered=ordered,
+        signing_scheme=signing_scheme,
     )
     return result.config.id
 
@@ -527,11 +535,9 @@ async def fairness_run(
     }
 
 
-def run_backend(
-    backend: str, args: argparse.Namespace, rx: Rx, fast: int, hang: int, tmp: str
-) -> dict[str, Any]:
-    url, engine = fresh_database(backend, args.postgres_url, tmp)
-    settings = Settings(
+def bench_settings(url: str) -> Settings:
+    """The service's settings for a benchmark on ``url`` (loopback receivers allowed)."""
+    return Settings(
         database_url=url,
         allowed_target_networks=("127.0.0.0/8",),
         max_in_flight=256,
@@ -539,6 +545,13 @@ def run_backend(
         shutdown_grace=0.5,
         attempt_timeout=15.0,
     )
+
+
+def run_backend(
+    backend: str, args: argparse.Namespace, rx: Rx, fast: int, hang: int, tmp: str
+) -> dict[str, Any]:
+    url, engine = fresh_database(backend, args.postgres_url, tmp)
+    settings = bench_settings(url)
     phases = args.phases
     out: dict[str, Any] = {}
     try:

@@ -13,7 +13,13 @@ so the organisation prefix of every index matters), and then times pages of
   out there);
 - ``type``: the first page filtered by ``event_type`` (1 row in 22);
 - ``dead``: the first page filtered by ``outcome`` = dead (1 row in 100);
-- ``config+deep``: a page half-way through one configuration's walk.
+- ``config+deep``: a page half-way through one configuration's walk;
+- issue 20's filters: ``5xx`` (``status_class``, 1 row in 10), ``no-resp``
+  (no response, 1 row in 25), ``reward.*`` (a category wildcard, 4 types in
+  25), ``range`` (a bare one-minute ``since``/``until`` half-way back in
+  time), ``range+deep`` (half-way through a range covering the older half),
+  ``cfg+range`` (a configuration within that minute), ``cfg+since`` (a
+  configuration's last minute), ``5xx+since`` (5xx within the last hour).
 
 Each case is timed two ways: ``use case`` calls ``core.logs.list_logs``
 directly (validation, token, query, row mapping: the server's work minus
@@ -30,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import statistics
 import sys
@@ -43,10 +50,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import grpc
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
-from webhooks_client import AdminClient
+from webhooks.v1 import admin_pb2, admin_pb2_grpc
+from webhooks_service.api.convert import outcome_to_proto
 from webhooks_service.api.server import start_server
 from webhooks_service.config import Settings
 from webhooks_service.core import catalog, configs, keys, logs, orgs, pagetokens
@@ -61,6 +70,8 @@ PG_ADMIN_URL = os.environ.get(
 OUTCOMES = ["delivered"] * 85 + ["retry_scheduled"] * 10 + ["failed"] * 4 + ["dead"]
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ATTEMPTS_PER_DELIVERY = 2
+# Response status per outcome: failed attempts got no response (a status class of their own).
+STATUS = {"delivered": 200, "retry_scheduled": 503, "failed": 0, "dead": 503}
 DELIVERIES_PER_EVENT = 2
 
 
@@ -113,7 +124,7 @@ def _rows(
                 yield (
                     "attempt",
                     (attempt_id, org, delivery_id, event_pk, event_id, event_type, config_id, n,
-                     "https://example.com/hooks/receive", 200 if outcome == "delivered" else 503,
+                     "https://example.com/hooks/receive", STATUS[outcome],
                      "ok", False, "", 42, outcome, at,
                      at + timedelta(seconds=30) if outcome == "retry_scheduled" else None),
                 )  # fmt: skip
@@ -239,6 +250,9 @@ class Case:
     name: str
     filters: logs.LogFilters
     deep: bool
+    # (since, until) as fractions of the organisation's time span back from its newest
+    # attempt (0: the newest, 1: the oldest), filled in by _resolve.
+    span: tuple[float | None, float | None] | None = None
 
 
 CASES = [
@@ -247,13 +261,36 @@ CASES = [
     Case("type", logs.LogFilters(event_type="reward.claimed"), deep=False),
     Case("dead", logs.LogFilters(outcome="dead"), deep=False),
     Case("config+deep", logs.LogFilters(config_id="{config}"), deep=True),
+    Case("5xx", logs.LogFilters(status_class="5xx"), deep=False),
+    Case("no-resp", logs.LogFilters(status_class="no_response"), deep=False),
+    Case("reward.*", logs.LogFilters(event_type="reward.*"), deep=False),
+    Case("range", logs.LogFilters(), deep=False, span=(0.5, 0.49)),
+    Case("range+deep", logs.LogFilters(), deep=True, span=(1.0, 0.5)),
+    Case("cfg+range", logs.LogFilters(config_id="{config}"), deep=False, span=(0.5, 0.49)),
+    Case("cfg+since", logs.LogFilters(config_id="{config}"), deep=False, span=(0.01, None)),
+    Case("5xx+since", logs.LogFilters(status_class="5xx"), deep=False, span=(0.06, None)),
 ]
+
+
+def _bounds(fx: Fixture) -> tuple[datetime, datetime]:
+    with fx.engine.connect() as conn:
+        query = sa.text(
+            "SELECT min(attempted_at), max(attempted_at) FROM delivery_attempts "
+            "WHERE organisation_id = :o"
+        )
+        low, high = conn.execute(query, {"o": fx.org_id}).one()
+    parse = (lambda v: v) if isinstance(low, datetime) else datetime.fromisoformat
+    return parse(low).replace(tzinfo=UTC), parse(high).replace(tzinfo=UTC)
 
 
 def _resolve(case: Case, fx: Fixture) -> logs.LogFilters:
     f = case.filters
     if f.config_id == "{config}":
-        f = logs.LogFilters(config_id=fx.config_ids[0])
+        f = dataclasses.replace(f, config_id=fx.config_ids[0])
+    if case.span is not None:
+        low, high = _bounds(fx)
+        since, until = (None if frac is None else high - (high - low) * frac for frac in case.span)
+        f = dataclasses.replace(f, since=since, until=until)
     return f
 
 
@@ -261,6 +298,25 @@ def _token(case: Case, fx: Fixture, filters: logs.LogFilters) -> str:
     """The token a client holds half-way through this case's walk."""
     if not case.deep:
         return ""
+    bound = pagetokens.binding("logs", fx.org_id, *filters.key())
+    if filters.by_time:  # half-way through the range, in attempt-time order
+        with fx.engine.connect() as conn:
+            query = sa.text(
+                "SELECT attempted_at, id FROM delivery_attempts WHERE organisation_id = :o"
+                " AND attempted_at >= :s AND attempted_at < :u"
+                " ORDER BY attempted_at DESC, id DESC LIMIT 1 OFFSET :n"
+            )
+            since, until = filters.since, filters.until
+            assert since is not None and until is not None
+            render = sqlite_time if db.is_sqlite(fx.engine) else (lambda v: v)
+            at, row_id = conn.execute(
+                query, {"o": fx.org_id, "s": render(since), "u": render(until), "n": fx.rows // 4}
+            ).one()
+        at = at if isinstance(at, datetime) else datetime.fromisoformat(at)
+        micros = (at.replace(tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(
+            microseconds=1
+        )
+        return pagetokens.encode([micros, int(row_id)], bound, keyring(fx.engine).tokens)
     with fx.engine.connect() as conn:
         query = sa.text(
             "SELECT id FROM delivery_attempts WHERE organisation_id = :o"
@@ -270,7 +326,6 @@ def _token(case: Case, fx: Fixture, filters: logs.LogFilters) -> str:
         middle = conn.execute(
             query, {"o": fx.org_id, "c": filters.config_id, "n": fx.rows // 4}
         ).scalar_one()  # half-way through a config's walk: configs get half the rows
-    bound = pagetokens.binding("logs", fx.org_id, *filters.key())
     return pagetokens.encode(int(middle), bound, keyring(fx.engine).tokens)
 
 
@@ -320,7 +375,9 @@ def grpc_server(fx: Fixture) -> Iterator[str]:
 
 def measure(label: str, fx: Fixture, iterations: int, rounds: int) -> list[str]:
     lines = []
-    with grpc_server(fx) as target, AdminClient(target, fx.key) as client:
+    with grpc_server(fx) as target, grpc.insecure_channel(target) as channel:
+        stub = admin_pb2_grpc.WebhookAdminStub(channel)
+        meta = (("authorization", f"Bearer {fx.key}"),)
         for case in CASES:
             filters = _resolve(case, fx)
             token = _token(case, fx, filters)
@@ -332,13 +389,24 @@ def measure(label: str, fx: Fixture, iterations: int, rounds: int) -> list[str]:
                 return len(rows)
 
             def over_grpc(filters: logs.LogFilters = filters, token: str = token) -> int:
-                page = client.list_delivery_logs(
+                request = admin_pb2.ListDeliveryLogsRequest(
                     page_size=50,
                     page_token=token,
                     config_id=filters.config_id,
                     event_type=filters.event_type,
-                    outcome=filters.outcome or None,
+                    outcome=outcome_to_proto(filters.outcome)
+                    if filters.outcome
+                    else admin_pb2.OUTCOME_UNSPECIFIED,
+                    status_class=admin_pb2.StatusClass.Value(
+                        "STATUS_CLASS_" + filters.status_class.upper()
+                    )
+                    if filters.status_class
+                    else admin_pb2.STATUS_CLASS_UNSPECIFIED,
                 )
+                for field, value in (("since", filters.since), ("until", filters.until)):
+                    if value is not None:
+                        getattr(request, field).FromDatetime(value)
+                page = stub.ListDeliveryLogs(request, metadata=meta, timeout=30)
                 return len(page.logs)
 
             uc50, uc99, n1 = _time(use_case, iterations, rounds)

@@ -31,6 +31,8 @@ from typing import Any
 from google.api import field_behavior_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
+from webhooks_service.protojson import json_schema  # the one proto -> JSON table
+
 FDP = descriptor_pb2.FieldDescriptorProto
 # googleapis-common-protos' stubs type these extensions too loosely for mypy.
 FIELD_BEHAVIOR_EXT: Any = field_behavior_pb2.field_behavior
@@ -41,35 +43,6 @@ EVENTS_FILE = "webhooks/v1/events.proto"
 PACKAGE = "webhooks.v1"
 CATALOG_ENUM = f"{PACKAGE}.EventType"
 
-INT32: JsonObj = {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1}
-UINT32: JsonObj = {"type": "integer", "minimum": 0, "maximum": 2**32 - 1}
-INT64: JsonObj = {
-    "type": "string",
-    "pattern": "^-?[0-9]+$",
-    "description": "A 64-bit integer as a decimal string (proto JSON), exact at any size.",
-}
-UINT64: JsonObj = {
-    "type": "string",
-    "pattern": "^[0-9]+$",
-    "description": "An unsigned 64-bit integer as a decimal string (proto JSON).",
-}
-SCALARS: dict[int, JsonObj] = {
-    FDP.TYPE_DOUBLE: {"type": "number"},
-    FDP.TYPE_FLOAT: {"type": "number"},
-    FDP.TYPE_INT32: INT32,
-    FDP.TYPE_SINT32: INT32,
-    FDP.TYPE_SFIXED32: INT32,
-    FDP.TYPE_UINT32: UINT32,
-    FDP.TYPE_FIXED32: UINT32,
-    FDP.TYPE_INT64: INT64,
-    FDP.TYPE_SINT64: INT64,
-    FDP.TYPE_SFIXED64: INT64,
-    FDP.TYPE_UINT64: UINT64,
-    FDP.TYPE_FIXED64: UINT64,
-    FDP.TYPE_BOOL: {"type": "boolean"},
-    FDP.TYPE_STRING: {"type": "string"},
-    FDP.TYPE_BYTES: {"type": "string", "contentEncoding": "base64"},
-}
 WELL_KNOWN: dict[str, JsonObj] = {
     ".google.protobuf.Timestamp": {
         "type": "string",
@@ -206,7 +179,7 @@ class SchemaBuilder:
         elif field.type == FDP.TYPE_ENUM:
             item = self.enum_schema(field.type_name, required=required)
         else:
-            item = dict(SCALARS[field.type])
+            item = json_schema(field.type, describe=True)
             if required and field.type == FDP.TYPE_STRING:
                 item["minLength"] = 1
             pattern = self.pattern(field)

@@ -16,7 +16,8 @@ describing what Envoy's gRPC-JSON transcoder serves, as configured in
   request schemas, ``OUTPUT_ONLY`` -> ``readOnly``; ``page_size`` query
   parameters are non-negative (AIP-158);
 - every error is the ``Status`` envelope ``{"code", "message", "details"}``;
-- bearer authentication (``authorization: Bearer <API key>``).
+- bearer authentication (``authorization: Bearer <API key>``), except the
+  operations in :data:`PUBLIC_OPERATIONS` (``security: []``).
 
 Why our own: no offline OpenAPI 3 generator is available from the package
 registries we use; protoc-gen-openapiv2 emits Swagger 2.0 and needs Go.
@@ -39,32 +40,14 @@ from google.api import annotations_pb2, field_behavior_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
 
+from webhooks_service.protojson import json_schema  # the one proto -> JSON table
+
 FDP = descriptor_pb2.FieldDescriptorProto
 # googleapis-common-protos' stubs type these extensions too loosely for mypy.
 FIELD_BEHAVIOR_EXT: Any = field_behavior_pb2.field_behavior
 HTTP_EXT: Any = annotations_pb2.http
 JsonObj = dict[str, Any]
 
-INT32 = {"type": "integer", "format": "int32", "minimum": -(2**31), "maximum": 2**31 - 1}
-UINT32 = {"type": "integer", "format": "int64", "minimum": 0, "maximum": 2**32 - 1}
-SCALARS: dict[int, JsonObj] = {
-    FDP.TYPE_DOUBLE: {"type": "number", "format": "double"},
-    FDP.TYPE_FLOAT: {"type": "number", "format": "float"},
-    FDP.TYPE_INT32: INT32,
-    FDP.TYPE_SINT32: INT32,
-    FDP.TYPE_SFIXED32: INT32,
-    FDP.TYPE_UINT32: UINT32,
-    FDP.TYPE_FIXED32: UINT32,
-    # proto3 JSON writes 64-bit integers as decimal strings
-    FDP.TYPE_INT64: {"type": "string", "format": "int64", "pattern": "^-?[0-9]+$"},
-    FDP.TYPE_SINT64: {"type": "string", "format": "int64", "pattern": "^-?[0-9]+$"},
-    FDP.TYPE_SFIXED64: {"type": "string", "format": "int64", "pattern": "^-?[0-9]+$"},
-    FDP.TYPE_UINT64: {"type": "string", "format": "uint64", "pattern": "^[0-9]+$"},
-    FDP.TYPE_FIXED64: {"type": "string", "format": "uint64", "pattern": "^[0-9]+$"},
-    FDP.TYPE_BOOL: {"type": "boolean"},
-    FDP.TYPE_STRING: {"type": "string"},
-    FDP.TYPE_BYTES: {"type": "string", "contentEncoding": "base64"},
-}
 WELL_KNOWN: dict[str, JsonObj] = {
     ".google.protobuf.Timestamp": {
         "type": "string",
@@ -203,7 +186,7 @@ class Builder:
         elif field.type == FDP.TYPE_ENUM:
             item = self.ref(field.type_name, response=response)
         else:
-            item = dict(SCALARS[field.type])
+            item = json_schema(field.type, formats=True)
         if field.label == FDP.LABEL_REPEATED:
             return {"type": "array", "items": item}
         return item
@@ -432,6 +415,11 @@ def build(
     return spec
 
 
+# Served without an API key: the same methods as webhooks_service.api.auth
+# PUBLIC_METHODS (tests/test_signing_ed25519.py holds them equal).
+PUBLIC_OPERATIONS = frozenset({"GetSigningKeys"})
+
+
 def _operation(
     builder: Builder,
     index: Index,
@@ -448,6 +436,8 @@ def _operation(
         "summary": doc.split(". ")[0].split("\n\n")[0].replace("\n", " ").rstrip("."),
         "description": doc,
     }
+    if method.name in PUBLIC_OPERATIONS:
+        op["security"] = []
     request_msg = index.messages[method.input_type]
     # "{name}" or "{name=pattern}", also before a custom verb ("{name}:retry").
     path_params = set(re.findall(r"\{([^}=]+)", path))
@@ -529,8 +519,9 @@ STANDARD_WEBHOOKS_HEADERS = [
     (
         "webhook-signature",
         'Space-separated "v1,<base64 HMAC-SHA256 of {id}.{timestamp}.{body}>" '
-        "(Standard Webhooks), one per signing secret (two during a rotation).",
-        {"type": "string", "pattern": "^v1,"},
+        "(Standard Webhooks), one per signing secret (two during a rotation); "
+        'with the ed25519 scheme "v1a,<base64 ed25519 signature of the same>".',
+        {"type": "string", "pattern": "^v1a?,"},
     ),
 ]
 
@@ -617,12 +608,16 @@ def _webhooks_section(entries: list[Any], schemas: JsonObj) -> JsonObj:
     return webhooks
 
 
+# Sent only to the one endpoint concerned (EVENT_ORIGIN_TEST): never subscribed to.
+RESERVED_TYPES = frozenset({"webhook.ping", "webhook.verification"})
+
+
 def _event_type_values(spec: JsonObj, entries: list[Any]) -> None:
     """``event_types`` of configurations: a catalog type, ``category.*`` or ``*``; the
-    ``event_type`` log filter: any type (``webhook.ping`` included). Listed as
+    ``event_type`` log filter: any type (the reserved ones included). Listed as
     ``examples``, not an ``enum``: the API checks them and answers with the closest
     valid names, and generated clients keep taking plain strings."""
-    subscribable = [e.name for e in entries if e.name != "webhook.ping"]
+    subscribable = [e.name for e in entries if e.name not in RESERVED_TYPES]
     categories = list(dict.fromkeys(e.category for e in entries if e.name in subscribable))
     patterns = ["*", *(f"{c}.*" for c in categories), *subscribable]
     schemas = spec["components"]["schemas"]

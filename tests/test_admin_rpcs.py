@@ -10,8 +10,6 @@ one happy path and one error each.
 from __future__ import annotations
 
 import json
-import shutil
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -23,10 +21,9 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from tests.support.delivery_env import DeliveryEnv as Env
-from tests.support.delivery_env import delivery_env
-from tests.support.envoy import running_gateway
-from tests.support.receiver import Reply, running_receiver
-from tests.support.server import make_org_and_keys, running_server
+from tests.support.delivery_env import delivery_env, rest_delivery_env
+from tests.support.receiver import Reply
+from tests.support.server import make_org_and_keys
 from webhooks_client import (
     AdminClient,
     DeliveryOutcome,
@@ -89,7 +86,7 @@ def test_retry_twice_while_pending_makes_one_attempt(env: Env) -> None:
     assert (first.scheduled, second.scheduled) == (True, False)
     assert second.delivery.status == Status.PENDING
     env.wait_logs(1, outcome="delivered")
-    time.sleep(0.3)
+    env.settled()
     assert env.rx.count("/slow") == 2
 
 
@@ -161,8 +158,10 @@ def test_replay_puts_failed_and_dead_deliveries_of_a_range_back(env: Env) -> Non
     env.wait_logs(1, config_id=config.id, outcome="dead")
     env.wait_logs(3, config_id=other.id, outcome="failed")
 
-    assert env.admin.replay_deliveries(config.id, since=start, outcomes=["dead"]) == 1
+    # The endpoint recovers before the replay: the replayed attempt may start before
+    # the call returns.
     env.rx.program("/outage", Reply(200, delay=0.3))
+    assert env.admin.replay_deliveries(config.id, since=start, outcomes=["dead"]) == 1
     env.rx.wait_for(6, "/outage")  # 5 attempts before, the dead one's retry now
     assert env.admin.replay_deliveries(config.id, since=start) == 2  # the failed ones
     # Again at once: they are pending (or in flight), nothing more to replay.
@@ -171,7 +170,7 @@ def test_replay_puts_failed_and_dead_deliveries_of_a_range_back(env: Env) -> Non
     assert {r.headers["webhook-id"] for r in got[5:]} == {"evt_r0", "evt_r1", "evt_r2"}
     assert len(env.wait_logs(3, config_id=config.id, outcome="delivered")) == 3
     # The other configuration's failures were not touched.
-    time.sleep(0.2)
+    env.settled()
     assert env.rx.count("/other") == 3
     # A range after the events replays nothing.
     later = datetime.now(UTC)
@@ -212,7 +211,7 @@ def test_replay_past_the_cap_replays_nothing(env: Env, monkeypatch: pytest.Monke
     monkeypatch.setattr(redelivery, "MAX_REPLAY_DELIVERIES", 10)
     with pytest.raises(FailedPreconditionError, match="disabled"):
         env.admin.replay_deliveries(config.id, since=start)
-    time.sleep(0.2)
+    env.settled()
     assert env.rx.count("/cap") == 3
 
 
@@ -229,7 +228,7 @@ def test_replay_is_budgeted_per_organisation(env: Env) -> None:
     # 1 left of 4 per hour: 3 match, nothing is replayed, the error says why.
     with pytest.raises(RateLimitedError, match="1 left of 4 per hour"):
         env.admin.replay_deliveries(config.id, since=start)
-    time.sleep(0.2)
+    env.settled()
     assert env.rx.count("/budget") == 6
     with other_org_admin(env) as other:  # another organisation has its own budget
         other_config = other.put_webhook_config(url=env.rx.url("/o"), event_types=["*"])
@@ -293,7 +292,7 @@ def test_a_failing_test_event_is_failed_and_not_retried(env: Env) -> None:
     entry = env.admin.send_test_event(config.id)
     assert (entry.outcome, entry.response_status_code) == (Out.FAILED, 503)
     assert entry.response_body == "maintenance" and entry.next_attempt_at is None
-    time.sleep(0.3)  # several retry periods
+    env.settled()
     assert env.rx.count("/broken") == 1
     assert len(list(env.admin.iter_delivery_logs(config_id=config.id))) == 1
 
@@ -370,19 +369,8 @@ def test_rotation_errors(env: Env) -> None:
 def rest_env(
     sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Env, str]]:
-    path = tmp_path_factory.mktemp("admin-rpcs-db") / "webhooks.db"
-    shutil.copyfile(sqlite_template, path)
-    with (
-        running_receiver() as rx,
-        running_server(f"sqlite:///{path}", FAST, worker=True) as srv,
-        running_gateway([srv.target]) as gw,
-    ):
-        e = Env(srv, rx)
-        try:
-            yield e, gw.base_url
-        finally:
-            e.admin.close()
-            e.publisher.close()
+    with rest_delivery_env(sqlite_template, tmp_path_factory, "admin-rpcs-db", FAST) as pair:
+        yield pair
 
 
 @pytest.fixture

@@ -75,9 +75,9 @@ class Floor:
 FLOORS: tuple[Floor, ...] = (
     Floor(
         "base",
-        ("", "errors", "domain", "config", "hostport", "netpolicy"),
-        "the vocabulary, settings, errors, HOST:PORT and the address policy: "
-        "no database, no network framework, no gRPC",
+        ("", "errors", "domain", "config", "hostport", "netpolicy", "protojson", "signing_keys"),
+        "the vocabulary, settings, errors, HOST:PORT, the address policy, proto JSON and "
+        "the ed25519 key formats: no database, no network framework, no gRPC",
     ),
     Floor("storage", ("storage",), "SQLAlchemy: rows never leave; the driver's errors stop here"),
     Floor("gateway", ("gateway",), "Envoy's configuration and process: base only"),

@@ -18,6 +18,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from tests.support.polling import eventually
 from tests.support.server import running_server
 from webhooks_client import AdminClient, PermissionDeniedError
 from webhooks_service import cli
@@ -170,16 +171,17 @@ def free_port() -> int:
 def wait_serving(target: str, deadline: float) -> None:
     with grpc.insecure_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        while True:
+
+        def serving() -> bool:
             try:
                 reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
             except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"server on {target} did not become SERVING")
-            time.sleep(0.1)
+                return False
+            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+        eventually(
+            serving, max(0.0, deadline - time.monotonic()), f"{target} SERVING", interval=0.1
+        )
 
 
 @pytest.mark.slow
@@ -236,3 +238,24 @@ def assert_one_line_error_last(result: subprocess.CompletedProcess[str], text: s
     assert result.returncode == 2, result
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(f"webhooks: error: {text}")
+
+
+def test_orgs_verification_from_the_command_line(
+    webhooks: Callable[..., Result], database_url: str
+) -> None:
+    from webhooks_service.storage import configs as config_store
+    from webhooks_service.storage import db
+
+    env = {"WEBHOOKS_DATABASE_URL": database_url}
+    org_id = webhooks("orgs", "create", "Verifies", env=env).stdout.strip()
+    engine = db.create_engine(database_url)
+    try:
+        for state, required in (("on", True), ("off", False)):
+            done = webhooks("orgs", "verification", org_id, state, env=env)
+            assert done.returncode == 0, done.stderr
+            with engine.connect() as conn:
+                assert config_store.requires_verification(conn, org_id) is required
+    finally:
+        engine.dispose()
+    missing = webhooks("orgs", "verification", "org_00000000000000000000", "on", env=env)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr

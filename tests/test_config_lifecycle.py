@@ -9,8 +9,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import shutil
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -22,10 +20,10 @@ import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook
 
 from tests.support.delivery_env import DeliveryEnv as Env
-from tests.support.delivery_env import delivery_env
-from tests.support.envoy import running_gateway
-from tests.support.receiver import Reply, running_receiver
-from tests.support.server import make_org_and_keys, running_server
+from tests.support.delivery_env import delivery_env, rest_delivery_env
+from tests.support.polling import eventually
+from tests.support.receiver import Reply
+from tests.support.server import make_org_and_keys
 from webhooks_client import (
     AdminClient,
     DeliveryOutcome,
@@ -96,7 +94,7 @@ def test_delete_cancels_pending_deliveries_keeps_the_log_and_frees_the_quota(env
     # new events are not queued for it
     assert env.publish(id="evt_after").deliveries == 2  # keep + third
     env.rx.wait_for(1, "/third")
-    time.sleep(0.3)
+    env.settled()
     assert env.rx.count("/down") == 3
 
     # its secret is erased
@@ -128,7 +126,7 @@ def test_an_attempt_in_flight_is_logged_and_not_retried(env: Env) -> None:
     assert env.admin.delete_webhook_config(config.id).cancelled_deliveries == 1
     [entry] = env.wait_logs(1, config_id=config.id)
     assert entry.outcome == DeliveryOutcome.RETRY_SCHEDULED and entry.response_status_code == 500
-    time.sleep(0.5)  # well past the 0.05 s retry
+    env.settled()  # cancelled: nothing pending, so no retry can come
     assert env.rx.count("/slow") == 1
     with pytest.raises(FailedPreconditionError, match="cancelled"):
         env.admin.retry_delivery(entry.delivery_id)
@@ -252,18 +250,8 @@ def test_headers_are_sealed_at_rest_with_the_secret_key(env: Env) -> None:
 def rest_env(
     sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Env, str]]:
-    path = tmp_path_factory.mktemp("lifecycle-db") / "webhooks.db"
-    shutil.copyfile(sqlite_template, path)
-    with (
-        running_receiver() as rx,
-        running_server(f"sqlite:///{path}", SLOW_RETRY, worker=True) as srv,
-        running_gateway([srv.target]) as gw,
-    ):
-        e = Env(srv, rx)
-        try:
-            yield e, gw.base_url
-        finally:
-            e.close()
+    with rest_delivery_env(sqlite_template, tmp_path_factory, "lifecycle-db", SLOW_RETRY) as pair:
+        yield pair
 
 
 @pytest.fixture
@@ -360,7 +348,8 @@ def test_rest_operational_webhook_and_a_revoked_key(
                 cli.main(["keys", "revoke", key, "--database-url", env.srv.settings.database_url])
                 == 0
             )
-        start = time.monotonic()
-        while client.get("/webhooks/configs").status_code != 401:
-            assert time.monotonic() - start < 1.0, "the gateway still accepts the revoked key"
-            time.sleep(0.02)
+        eventually(
+            lambda: client.get("/webhooks/configs").status_code == 401,
+            1.0,
+            "the gateway to refuse the revoked key (within a second)",
+        )

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,7 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.support.payloads import example
+from tests.support.polling import eventually
 from tests.support.receiver import Reply, running_receiver
+from tests.support.serve_process import read_target
 from tests.support.server import make_org_and_keys
 from tests.support.server import test_settings as make_settings
 from webhooks_client import PublisherClient, make_publish_request
@@ -49,23 +50,13 @@ def serving(database_url: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
         [WEBHOOKS, "serve"], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
     )
     try:
-        assert proc.stderr is not None
-        target = ""
-        deadline = time.monotonic() + 30
-        while not target and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line:
-                break
-            if "serving gRPC on " in line:
-                target = line.rsplit(" ", 1)[1].strip()
+        target = read_target(proc)  # its stderr is drained from then on
         assert target, "webhooks serve did not start"
         yield proc, target
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait(10)
-        if proc.stderr is not None:
-            proc.stderr.close()
 
 
 def statuses(engine: Engine) -> dict[str, int]:
@@ -111,10 +102,12 @@ def test_sigkill_while_2000_events_are_in_flight_loses_nothing(database_url: str
         assert before.get("pending", 0) > 0
 
         with serving(database_url) as (proc, _target):
-            deadline = time.monotonic() + 90
-            while statuses(engine).get("delivered", 0) < EVENTS:
-                assert time.monotonic() < deadline, f"stuck at {statuses(engine)}"
-                time.sleep(0.1)
+            eventually(
+                lambda: statuses(engine).get("delivered", 0) >= EVENTS,
+                90,
+                "every event delivered after the restart",
+                interval=0.1,
+            )
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(30) == 0
 

@@ -4,8 +4,10 @@ receiver. It does what an admin does: opens the portal-session link, creates
 an endpoint, watches attempts arrive, opens one, retries a failure, sends a
 test event, and never sees another organisation's endpoints.
 
-Screenshots of the main screens (1280 px and 360 px wide) are written to
-artifacts/screenshots/; docs/ has one of each, for the README.
+Screenshots of every screen (1280 px and 360 px wide) are written to
+artifacts/screenshots/ (``make screenshots``: docs/screenshots/, which
+docs/dashboard.md shows), each after an axe-core check of the screen
+(tests/support/browser.py): no serious or critical violation.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,20 +65,30 @@ class Stack:
             return pub.publish_event(self.org, type_, example(type_)).event_id
 
 
-@pytest.fixture(scope="module")
-def stack(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with chromium() as browser:
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def stack(
+    request: pytest.FixtureRequest,
+    sqlite_template: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    """The whole stack, once on SQLite and once on PostgreSQL (each test makes
+    organisations of its own, so the session's PostgreSQL database is shared)."""
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+    else:
         path = tmp_path_factory.mktemp("browser-db") / "webhooks.db"
         shutil.copyfile(sqlite_template, path)
-        with (
-            running_receiver() as rx,
-            running_server(
-                f"sqlite:///{path}", {"retry_schedule": (30.0,), "poll_interval": 0.2}, worker=True
-            ) as srv,
-            running_gateway([srv.target]) as gw,
-        ):
-            org, keys = make_org_and_keys(srv.engine, "Acme")
-            yield Stack(srv, gw, rx, browser, org, keys)
+        url = f"sqlite:///{path}"
+    with (
+        chromium() as browser,
+        running_receiver() as rx,
+        running_server(url, {"retry_schedule": (30.0,), "poll_interval": 0.2}, worker=True) as srv,
+        running_gateway([srv.target]) as gw,
+    ):
+        org, keys = make_org_and_keys(srv.engine, "Acme")
+        yield Stack(srv, gw, rx, browser, org, keys)
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +159,12 @@ def held(config: Any) -> dict[str, Any]:
     }
 
 
+def assert_fits(box: Any) -> None:
+    """The whole value is visible: nothing scrolled out of the box."""
+    sizes = box.evaluate("el => [el.scrollWidth, el.clientWidth, el.scrollHeight, el.clientHeight]")
+    assert sizes[0] <= sizes[1] and sizes[2] <= sizes[3], sizes
+
+
 def signin_heading(page: Any) -> Any:
     return page.get_by_role("heading", name="Sign in to your dashboard", exact=True)
 
@@ -188,6 +207,8 @@ def test_admin_journey(stack: Stack, other_org: str) -> None:
     dialog.get_by_role("button", name="Create endpoint").click()
     secret_dialog = page.get_by_role("dialog", name="Signing secret — shown once")
     expect(secret_dialog.get_by_label("Secret")).to_have_value(re.compile(r"^whsec_"))
+    assert_fits(secret_dialog.get_by_label("Secret"))
+    screenshot(page, "secret-desktop", full_page=False)
     secret_dialog.get_by_role("button", name="I have stored it").click()
     card = page.locator("article.endpoint")
     expect(card).to_have_count(1)
@@ -217,7 +238,7 @@ def test_admin_journey(stack: Stack, other_org: str) -> None:
     expect(detail.get_by_label("Request body")).to_contain_text('"type": "reward.redeemed"')
     expect(detail.get_by_label("Response body")).to_contain_text("unknown user")
     expect(detail).to_contain_text("none scheduled")
-    screenshot(page, "attempt-desktop", full_page=False)
+    screenshot(page, "attempt-failed-desktop", full_page=False)
 
     # retry it: the new attempt appears
     detail.get_by_role("button", name="Retry delivery").click()
@@ -245,6 +266,11 @@ def test_admin_journey(stack: Stack, other_org: str) -> None:
     # send a test event from the endpoint, and see its attempt in the log
     page.get_by_role("link", name="Endpoints").click()
     page.get_by_role("button", name="Send test event").click()
+    tester = page.get_by_role("dialog", name="Send a test event")
+    tester.get_by_label("Event type").select_option("")  # the ping
+    tester.get_by_role("button", name="Send test event").click()
+    expect(tester.get_by_role("status")).to_contain_text("Test event delivered: HTTP 200")
+    page.keyboard.press("Escape")
     expect(card.get_by_role("status")).to_contain_text("Test event delivered: HTTP 200")
     page.get_by_role("link", name="Delivery log").click()
     expect(page.locator(".log-row", has_text="webhook.ping")).to_have_count(1)
@@ -291,7 +317,9 @@ def test_admin_journey(stack: Stack, other_org: str) -> None:
     ).click()
     expect(card.locator(".pill")).to_have_text("Disabled")
     card.get_by_role("button", name="Send test event").click()
-    expect(card.get_by_role("status")).to_contain_text(re.compile("disabled", re.I))
+    tester.get_by_role("button", name="Send test event").click()
+    expect(tester.get_by_role("alert")).to_contain_text(re.compile("disabled", re.I))
+    page.keyboard.press("Escape")
     card.get_by_role("button", name="Enable").click()
     expect(card.locator(".pill")).not_to_have_text("Disabled")
 
@@ -302,6 +330,7 @@ def test_admin_journey(stack: Stack, other_org: str) -> None:
     wait_for_outcome(stack, lost, "OUTCOME_FAILED")
     card.get_by_role("button", name="Replay failed…").click()
     replay = page.get_by_role("dialog", name="Replay failed deliveries")
+    screenshot(page, "replay-desktop", full_page=False)
     since = replay.get_by_label("From").input_value()
     until_default = replay.get_by_label("Until").input_value()
     replay.get_by_label("From").fill("2030-01-02T00:00")
@@ -369,6 +398,18 @@ def test_phone_width_and_keyboard(stack: Stack, other_org: str) -> None:
     screenshot(page, "form-phone", full_page=False)
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
+    # the secret fits its box at 360 px too
+    page.locator("article.endpoint").first.get_by_role("button", name="Rotate secret").click()
+    page.get_by_role("dialog", name="Rotate the signing secret?").get_by_role(
+        "button", name="Rotate secret"
+    ).click()
+    secret_box = page.get_by_role("dialog", name="Signing secret — shown once").get_by_label(
+        "Secret"
+    )
+    expect(secret_box).to_have_value(re.compile(r"^whsec_"))
+    assert_fits(secret_box)
+    screenshot(page, "secret-phone", full_page=False)
+    page.get_by_role("button", name="I have stored it").click()
 
     page.get_by_role("link", name="Delivery log").click()
     expect(page.locator(".log-row").first).to_be_visible()
@@ -377,6 +418,12 @@ def test_phone_width_and_keyboard(stack: Stack, other_org: str) -> None:
     page.locator(".log-row").first.get_by_role("button").click()
     expect(page.get_by_role("dialog", name="Delivery attempt")).to_be_visible()
     screenshot(page, "attempt-phone", full_page=False)
+    page.keyboard.press("Escape")
+    page.get_by_role("link", name="Event types").click()
+    expect(page.locator("details.catalog-type").first).to_be_visible()
+    page.locator("details.catalog-type summary").first.click()
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
+    screenshot(page, "catalog-phone")
     assert page.js_errors == []
 
 
@@ -462,7 +509,7 @@ def test_log_pages_and_filters_by_endpoint(stack: Stack) -> None:
     page.get_by_role("link", name="Endpoints").click()
     expect(page.locator("#read-only")).to_have_text("Read-only")
     expect(page.locator("article.endpoint")).to_have_count(2)
-    for name in ("Add endpoint", "Edit", "Disable", "Rotate secret", "Send test event"):
+    for name in ("Add endpoint", "Edit", "Disable", "Rotate secret", "Send test event", "Delete"):
         expect(page.get_by_role("button", name=name)).to_have_count(0)
     expect(page.get_by_text("Portal session · until")).to_be_visible()
     assert page.js_errors == []
@@ -509,6 +556,11 @@ def test_saving_an_unchanged_endpoint_keeps_everything(stack: Stack) -> None:
             description="  spaced out  ",
         )
         before = {c.id: held(c) for c in admin.list_webhook_configs()}
+    resp = httpx.get(
+        f"{stack.gw.base_url}/webhooks/configs",
+        headers={"authorization": f"Bearer {keys['all']}"},
+    )
+    rest = {c["id"]: c for c in resp.json()["configs"]}  # what the dashboard was given
     page = new_page(stack, DESKTOP)
     page.goto(portal_for(stack, keys["all"]))
     cards = page.locator("article.endpoint")
@@ -523,9 +575,10 @@ def test_saving_an_unchanged_endpoint_keeps_everything(stack: Stack) -> None:
         ) as sent:
             form.get_by_role("button", name="Save changes").click()
         expect(form).to_be_hidden()
-        assert sent.value.post_data_json == {
-            k: config[k] for k in ("id", "url", "event_types", "description", "enabled")
-        }
+        body = sent.value.post_data_json
+        # every field sent is the server's own value; nothing else (headers left out: kept)
+        assert {"id", "url", "event_types", "description", "enabled"} <= body.keys()
+        assert body == {k: rest[config_id][k] for k in body}
     with AdminClient(stack.srv.target, keys["all"]) as admin:
         after = {c.id: held(c) for c in admin.list_webhook_configs()}
         assert after == before
@@ -585,6 +638,11 @@ def test_endpoint_headers_disable_delete(stack: Stack) -> None:
     # health counts test events: the card leaves "No deliveries yet"
     expect(card.locator(".pill")).to_have_text("No deliveries yet")
     card.get_by_role("button", name="Send test event").click()
+    tester = page.get_by_role("dialog", name="Send a test event")
+    tester.get_by_label("Event type").select_option("")  # the ping
+    tester.get_by_role("button", name="Send test event").click()
+    expect(tester.get_by_role("status")).to_contain_text("Test event delivered: HTTP 200")
+    page.keyboard.press("Escape")
     expect(card.get_by_role("status")).to_contain_text("Test event delivered: HTTP 200")
     got = rx.wait_for(1, path="/ep/headers")[-1]
     assert got.headers["authorization"] == "Bearer ep-s3cret-2"
@@ -607,6 +665,7 @@ def test_endpoint_headers_disable_delete(stack: Stack) -> None:
     card.get_by_role("button", name="Disable").click()
     confirm = page.get_by_role("dialog", name="Disable this endpoint?")
     expect(confirm).to_contain_text(kept.url)
+    screenshot(page, "disable-desktop", full_page=False)
     expect(confirm.get_by_role("button", name="Cancel")).to_be_focused()
     confirm.get_by_role("button", name="Cancel").click()
     expect(card.locator(".pill")).to_have_text("Healthy")
@@ -710,8 +769,8 @@ def test_event_catalog_and_picker(stack: Stack) -> None:
 
 
 def test_endpoint_ordered_is_shown_and_edited_in_the_dialog(stack: Stack) -> None:
-    """Ordered delivery (issue 22): the dialog shows the held setting, sends
-    `ordered` only when it changes, and the server keeps what was saved."""
+    """Ordered delivery (issue 22): the dialog shows the held setting, sends it
+    (the value held when untouched), and the server keeps what was saved."""
     from playwright.sync_api import expect
 
     _, keys = make_org_and_keys(stack.srv.engine, "Ordered")
@@ -727,7 +786,7 @@ def test_endpoint_ordered_is_shown_and_edited_in_the_dialog(stack: Stack) -> Non
         card.get_by_role("button", name="Edit").click()
         form = page.get_by_role("dialog", name="Edit endpoint")
         box = form.get_by_role("checkbox", name=re.compile("Ordered per key"))
-        expect(box).to_be_checked(checked=expected_body.get("ordered", True) != toggle)
+        expect(box).to_be_checked(checked=expected_body["ordered"] != toggle)
         if toggle:
             box.click()
         with page.expect_request(
@@ -738,7 +797,7 @@ def test_endpoint_ordered_is_shown_and_edited_in_the_dialog(stack: Stack) -> Non
         body = sent.value.post_data_json
         assert {k: v for k, v in body.items() if k == "ordered"} == expected_body
 
-    save({}, toggle=False)  # unchanged: not sent, so kept
+    save({"ordered": True}, toggle=False)  # unchanged: the value held
     with AdminClient(stack.srv.target, keys["all"]) as admin:
         assert admin.list_webhook_configs()[0].ordered
     save({"ordered": False}, toggle=True)
@@ -747,4 +806,447 @@ def test_endpoint_ordered_is_shown_and_edited_in_the_dialog(stack: Stack) -> Non
     save({"ordered": True}, toggle=True)
     with AdminClient(stack.srv.target, keys["all"]) as admin:
         assert admin.list_webhook_configs()[0].ordered
+    assert page.js_errors == []
+
+
+def test_signing_scheme_and_ownership_on_the_card(stack: Stack) -> None:
+    """Issue 23: the scheme and public key shown, switching scheme with the grace
+    window, the verification state and "Verify again"."""
+    from playwright.sync_api import expect
+
+    from webhooks_client import verification_answer
+    from webhooks_service.core import orgs
+
+    org, keys = make_org_and_keys(stack.srv.engine, "Signs")
+    orgs.set_endpoint_verification(stack.srv.engine, org, True)
+    rx = stack.rx
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        created = admin.put_webhook_config(url=rx.url("/sig/own"), event_types=["*"])
+    rx.wait_for(1, path="/sig/own")  # the challenge, answered "ok": not a proof
+    page = new_page(stack, DESKTOP)
+    page.goto(portal_for(stack, keys["all"]))
+    card = page.locator(f"article.endpoint[data-config-id={created.config.id}]")
+    expect(card.locator(".pill")).to_have_text("Awaiting verification")
+    expect(card.locator(".endpoint-signing")).to_contain_text("HMAC-SHA256 (v1)")
+    expect(card.locator(".endpoint-signing")).to_contain_text("Ownership not verified")
+    expect(card.locator(".endpoint-signing")).to_contain_text("did not echo the challenge")
+
+    # switch to ed25519: confirmed first; the public key and the grace are shown
+    card.get_by_role("button", name="Switch to ed25519").click()
+    page.get_by_role("dialog", name="Sign with ed25519?").get_by_role(
+        "button", name="Switch to ed25519"
+    ).click()
+    expect(card.locator(".scheme")).to_have_text("ed25519 (v1a)")
+    expect(card.locator(".public-key")).to_contain_text("whpk_")
+    expect(card.locator(".endpoint-signing")).to_contain_text("previous secret also signs until")
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        public_key = admin.list_webhook_configs()[0].secret_hint
+    assert public_key.startswith("whpk_")  # the hint of the public key, never the private one
+    assert "whsk_" not in page.content()
+
+    # the receiver learns to answer (with the secret that still signs during the grace)
+    def answer(request: Any) -> Reply:
+        body = verification_answer(created.secret, request.headers, request.body)
+        return Reply(200, body or b"ok", {"content-type": "application/json"})
+
+    rx.respond("/sig/own", answer)
+    card.get_by_role("button", name="Verify again").click()
+    expect(card.get_by_role("status")).to_contain_text("Verified")
+    expect(card.locator(".endpoint-signing")).to_contain_text("Ownership verified")
+    expect(card.locator(".pill")).not_to_have_text("Awaiting verification")
+    screenshot(page, "signing-desktop", full_page=False)
+    rx.respond("/sig/own", None)
+
+
+def test_endpoint_filter_with_its_dry_run(stack: Stack) -> None:
+    """The dialog's payload filter: the dry run beside it says what the endpoint would
+    have received of the recent events (the same answer as the API's), a bad filter
+    is shown beside the field (from the dry run and from saving), and the saved
+    endpoint receives only the matching events; an untouched filter is kept."""
+    from playwright.sync_api import expect
+
+    org, keys = make_org_and_keys(stack.srv.engine, "Filters")
+    with PublisherClient(stack.srv.target, keys["events:publish"]) as pub:
+        for i, points in enumerate(["50", "250", "101", "7"]):
+            pub.publish_event(org, "reward.claimed", example(points=points), id=f"evt_f{i}")
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        expected = admin.test_webhook_filter("event.data.points > 100", ["*"])
+    assert (expected.examined, expected.matched) == (4, 2)
+    page = new_page(stack, DESKTOP)
+    page.goto(portal_for(stack, keys["all"]))
+    page.get_by_role("button", name="Add endpoint").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Endpoint URL").fill(stack.rx.url("/filtered"))
+    dialog.get_by_label("All events").check()
+    box = dialog.get_by_label("Payload filter")
+    error = dialog.locator("#filter-error")
+
+    box.fill("event.data.pointz > 1")
+    dialog.get_by_role("button", name="Try on recent events").click()
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("undefined field 'pointz'")
+    expect(box).to_have_attribute("aria-invalid", "true")
+
+    box.fill("event.data.points > 100")
+    dialog.get_by_role("button", name="Try on recent events").click()
+    expect(error).to_be_hidden()
+    expect(dialog.locator("#filter-result")).to_contain_text(
+        "Would have received 2 of the last 4 events. Latest: reward.claimed evt_f2, "
+        "reward.claimed evt_f1"
+    )
+    screenshot(page, "endpoint-filter", full_page=False)
+
+    box.fill("event.data.points >")  # refused on save too, beside the field
+    dialog.get_by_role("button", name="Create endpoint").click()
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("Syntax error")
+    box.fill("event.data.points > 100")
+    dialog.get_by_role("button", name="Create endpoint").click()
+    page.get_by_role("button", name="I have stored it").click()
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        [config] = admin.list_webhook_configs()
+        assert config.filter == "event.data.points > 100"
+    with PublisherClient(stack.srv.target, keys["events:publish"]) as pub:
+        pub.publish_event(org, "reward.claimed", example(points="1"), id="evt_small")
+        pub.publish_event(org, "reward.claimed", example(points="900"), id="evt_large")
+    [got] = stack.rx.wait_for(1, "/filtered")
+    assert json.loads(got.body)["id"] == "evt_large"
+
+    # saving the dialog untouched keeps the filter
+    card = page.locator("article.endpoint")
+    card.get_by_role("button", name="Edit").click()
+    form = page.get_by_role("dialog", name="Edit endpoint")
+    expect(form.get_by_label("Payload filter")).to_have_value("event.data.points > 100")
+    form.get_by_role("button", name="Save changes").click()
+    expect(form).to_be_hidden()
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        assert admin.list_webhook_configs()[0].filter == "event.data.points > 100"
+    assert stack.rx.count("/filtered") == 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_states_loading_unreachable_and_messages(stack: Stack) -> None:
+    """Loading is shown while the first list is on its way; an API that cannot
+    be reached is said so, with a retry, and never next to an empty state; a
+    refused filter is explained beside it without the API's RPC names."""
+    from playwright.sync_api import expect
+
+    _, keys = make_org_and_keys(stack.srv.engine, "States")
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        admin.put_webhook_config(url=stack.rx.url("/states"), event_types=["*"])
+    link = portal_for(stack, keys["all"])
+    page = new_page(stack, DESKTOP)
+    held: list[Any] = []
+    page.route("**/webhooks/configs?*", lambda route: held.append(route))
+    page.goto(link)
+    expect(page.get_by_role("status").filter(has_text="Loading your endpoints")).to_be_visible()
+    expect(page.get_by_text("No endpoints yet")).to_have_count(0)
+    screenshot(page, "loading-desktop")
+    for route in held:
+        route.continue_()
+    page.unroute("**/webhooks/configs?*")
+    expect(page.locator("article.endpoint")).to_have_count(1)
+
+    # the network drops: the failure, its retry, and no "No endpoints yet"
+    page.route("**/webhooks/configs?*", lambda route: route.abort())
+    page.reload()
+    failure = page.get_by_role("alert").filter(has_text="The API cannot be reached")
+    expect(failure).to_be_visible()
+    expect(page.get_by_text("No endpoints yet")).to_have_count(0)
+    page.unroute("**/webhooks/configs?*")
+    failure.get_by_role("button", name="Try again").click()
+    expect(page.locator("article.endpoint")).to_have_count(1)
+
+    # a refused filter: said beside the field in words, the list says why it is empty
+    page.get_by_role("link", name="Delivery log").click()
+    expect(page.get_by_role("heading", name="Delivery log", exact=True)).to_be_visible()
+    page.get_by_label("Event type", exact=True).fill("nope.nothing")
+    page.get_by_label("Event type", exact=True).press("Enter")
+    expect(page.locator("[data-field=filter-type] .field-error")).to_be_visible()
+    expect(page.locator("#log-list")).to_contain_text("fix the event type filter")
+    expect(page.get_by_text("No attempts yet")).to_have_count(0)
+    expect(page.get_by_label("Event type", exact=True)).to_have_attribute("aria-invalid", "true")
+    assert not re.search(r"[A-Z][a-z]+(Deliver|Log|Config)[A-Za-z]*", page.inner_text("main"))
+
+    # a gateway whose API is down (the real Envoy, no upstream): every screen says so
+    token = parse_qs(urlsplit(link).fragment)["token"][0]
+    with running_gateway([f"127.0.0.1:{free_port()}"]) as dead:
+        down = new_page(stack, DESKTOP)
+        down.goto(f"{dead.base_url}/dashboard/#token={token}")
+        expect(down.get_by_role("alert")).to_contain_text("The API cannot be reached")
+        expect(down.get_by_text("No endpoints yet")).to_have_count(0)
+        screenshot(down, "unreachable-desktop")
+        down.get_by_role("link", name="Delivery log").click()
+        expect(down.get_by_role("alert")).to_contain_text("The API cannot be reached")
+        expect(down.get_by_text("No attempts")).to_have_count(0)
+        down.get_by_role("link", name="Event types").click()
+        expect(down.get_by_role("alert")).to_contain_text("The API cannot be reached")
+        assert down.js_errors == []
+    assert page.js_errors == []
+
+
+def test_message_view_and_attempt_detail(stack: Stack) -> None:
+    from playwright.sync_api import expect
+
+    org, keys = make_org_and_keys(stack.srv.engine, "Messages")
+    rx = stack.rx
+    rx.program("/mv/b", Reply(400, b'{"error": "not yet"}'), Reply(200))
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        a = admin.put_webhook_config(url=rx.url("/mv/a"), event_types=["reward.*"]).config
+        b = admin.put_webhook_config(url=rx.url("/mv/b"), event_types=["*"]).config
+    with PublisherClient(stack.srv.target, keys["events:publish"]) as pub:
+        event_id = pub.publish_event(org, "reward.claimed", example()).event_id
+    wait_for_outcome_of(stack, keys["all"], event_id, "OUTCOME_FAILED")
+    page = new_page(stack, DESKTOP)
+    page.goto(portal_for(stack, keys["all"]))
+    page.get_by_role("link", name="Delivery log").click()
+    failed = page.locator(".log-row[data-outcome=OUTCOME_FAILED]")
+    expect(failed).to_have_count(1)
+    failed.get_by_role("button").click()
+    detail = page.get_by_role("dialog", name="Delivery attempt")
+    # it opens at the top: focus on its heading, not on Retry
+    expect(detail.get_by_role("heading", name="Delivery attempt")).to_be_focused()
+    assert detail.evaluate("el => el.scrollTop") == 0
+    expect(detail).to_contain_text(b.url)
+    expect(detail.locator(".details")).to_contain_text("400")
+    expect(detail.get_by_label("Response body")).to_contain_text("not yet")
+
+    # from the attempt to the event: its payload and every endpoint's delivery
+    detail.get_by_role("link", name="All deliveries of this event").click()
+    expect(page.get_by_role("heading", name=event_id)).to_be_visible()
+    expect(page.get_by_label("Payload")).to_contain_text('"type": "reward.claimed"')
+    cards = page.locator("article.event-delivery")
+    expect(cards).to_have_count(2)
+    to_a = page.locator(f"article.event-delivery[data-config-id={a.id}]")
+    to_b = page.locator(f"article.event-delivery[data-config-id={b.id}]")
+    expect(to_a).to_contain_text(a.url)
+    expect(to_a.locator(".pill").first).to_have_text("Delivered")
+    expect(to_b.locator(".endpoint-head .pill")).to_have_text("Failed")
+    screenshot(page, "event-desktop")
+    # retry to one endpoint only
+    to_b.get_by_role("button", name="Retry to this endpoint").click()
+    expect(to_b.get_by_role("status")).to_contain_text("Retry scheduled")
+    expect(to_b.locator(".endpoint-head .pill")).to_have_text("Delivered")
+    expect(to_b.locator(".log-row")).to_have_count(2)
+    expect(to_a.locator(".log-row")).to_have_count(1)
+    assert rx.count("/mv/a") == 1
+    # an attempt opened from here has its bodies (from the log)
+    to_b.locator(".log-row[data-outcome=OUTCOME_FAILED]").get_by_role("button").click()
+    expect(detail.get_by_label("Response body")).to_contain_text("not yet")
+    page.keyboard.press("Escape")
+
+    # by event id, in a new page; a deleted endpoint is named by its URL
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        admin.delete_webhook_config(a.id)
+    other = new_page(stack, PHONE)
+    other.goto(portal_for(stack, keys["all"]))
+    other.get_by_role("link", name="Events").click()
+    other.get_by_label("Event id").fill(event_id)
+    other.get_by_role("button", name="Show the event").click()
+    expect(other.locator("article.event-delivery")).to_have_count(2)
+    expect(other.locator(f"article.event-delivery[data-config-id={a.id}]")).to_contain_text(
+        f"{a.url} (deleted)"
+    )
+    assert other.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
+    screenshot(other, "event-phone")
+    other.get_by_label("Event id").fill("evt_nothing_here")
+    other.get_by_role("button", name="Show the event").click()
+    expect(other.get_by_role("alert")).to_contain_text("No such event")
+    assert page.js_errors == [] and other.js_errors == []
+
+
+def row_ids(page: Any) -> list[str]:
+    ids: list[str] = page.eval_on_selector_all(".log-row", "rows => rows.map(r => r.dataset.logId)")
+    return ids
+
+
+def test_log_filters_in_the_address_headers_and_test_events(stack: Stack) -> None:
+    from playwright.sync_api import expect
+
+    org, keys = make_org_and_keys(stack.srv.engine, "Log filters")
+    rx = stack.rx
+    rx.program("/lf/bad", *[Reply(500, b"broken")] * 6)
+    rx.program("/lf/gone", *[Reply(503, b"later")] * 6)
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        ok = admin.put_webhook_config(
+            url=rx.url("/lf/ok"),
+            event_types=["*"],
+            headers={"authorization": "Bearer lf-s3cret", "x-team": "billing"},
+        ).config
+        admin.put_webhook_config(url=rx.url("/lf/bad"), event_types=["reward.*"])
+        gone = admin.put_webhook_config(url=rx.url("/lf/gone"), event_types=["user.*"]).config
+    with PublisherClient(stack.srv.target, keys["events:publish"]) as pub:
+        for type_ in ("reward.claimed", "reward.redeemed", "user.authenticated"):
+            pub.publish_event(org, type_, example(type_))
+    rx.wait_for(3, path="/lf/ok")
+    rx.wait_for(2, path="/lf/bad")
+    rx.wait_for(1, path="/lf/gone")
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        wait_for_logs = time.monotonic() + 15
+        while len(admin.list_delivery_logs().logs) < 6 and time.monotonic() < wait_for_logs:
+            time.sleep(0.1)
+        assert admin.delete_webhook_config(gone.id).cancelled_deliveries == 1
+    page = new_page(stack, DESKTOP)
+    page.goto(portal_for(stack, keys["all"]))
+    page.get_by_role("link", name="Delivery log").click()
+    rows = page.locator(".log-row")
+    expect(rows).to_have_count(7)
+
+    # cancelled: a human label that does not run into the event type; the deleted endpoint by URL
+    page.get_by_label("Outcome").select_option(label="Cancelled")
+    expect(rows).to_have_count(1)
+    pill = rows.first.locator(".log-outcome .pill")
+    expect(pill).to_have_text("Cancelled")
+    assert "OUTCOME_" not in page.inner_text("#log-list")
+    assert (
+        pill.bounding_box()["x"] + pill.bounding_box()["width"]
+        <= (rows.first.locator(".log-type").bounding_box()["x"])
+    )
+    expect(rows.first.locator(".log-endpoint")).to_have_text(
+        gone.url.removeprefix("http://") + " (deleted)"
+    )
+    expect(rows.first.locator(".log-status")).to_have_text("Not sent")
+    page.get_by_label("Outcome").select_option(label="Any outcome")
+
+    # type wildcard, status class, time range: all in the address
+    page.get_by_label("Event type", exact=True).fill("reward.*")
+    page.get_by_label("Event type", exact=True).press("Enter")
+    expect(rows).to_have_count(4)
+    page.get_by_label("Response").select_option(label="5xx server error")
+    expect(rows).to_have_count(2)
+    expect(rows.filter(has_text="HTTP 500")).to_have_count(2)
+    page.get_by_role("button", name="Last hour").click()
+    expect(rows).to_have_count(2)
+    url = page.url
+    assert {"event_type=reward.*", "status_class=STATUS_CLASS_5XX", "since="} <= {
+        part.split("=")[0] + "=" + (part.split("=")[1] if "since" not in part else "")
+        for part in urlsplit(url).fragment.split("?")[1].replace("%2A", "*").split("&")
+    }
+    shown = row_ids(page)
+    screenshot(page, "log-filtered-desktop")
+    # the link in another page (signed in there too) shows the same rows and filters
+    again = new_page(stack, PHONE)
+    again.goto(portal_for(stack, keys["all"]))
+    expect(again.get_by_role("heading", name="Endpoints", exact=True)).to_be_visible()
+    again.goto(url)
+    expect(again.locator(".log-row")).to_have_count(2)
+    assert row_ids(again) == shown
+    expect(again.get_by_label("Event type", exact=True)).to_have_value("reward.*")
+    expect(again.get_by_label("Response")).to_have_value("STATUS_CLASS_5XX")
+    expect(again.get_by_label("From")).not_to_have_value("")
+    screenshot(again, "log-filtered-phone")
+    # a time range with nothing in it: empty, saying so, with a way back
+    page.get_by_label("From").fill("2020-01-01T00:00")
+    page.get_by_label("Until").fill("2020-01-02T00:00")
+    page.get_by_label("Until").dispatch_event("change")
+    expect(page.locator("#log-list")).to_contain_text("No attempts match these filters")
+    page.get_by_role("button", name="Clear filters").click()
+    expect(rows).to_have_count(7)
+
+    # the attempt as sent: request headers (signature shortened, secret masked), response headers
+    rows.filter(has_text="user.authenticated").filter(has_text="/lf/ok").get_by_role(
+        "button"
+    ).click()
+    detail = page.get_by_role("dialog", name="Delivery attempt")
+    sent = detail.get_by_role("table", name="Request headers")
+    expect(sent).to_contain_text("webhook-id")
+    expect(sent).to_contain_text("x-team")
+    expect(sent).to_contain_text("billing")
+    signature = sent.locator("tr", has_text="webhook-signature").locator("td").inner_text()
+    assert signature.startswith("v1,") and "…" in signature and len(signature) < 30
+    assert "lf-s3cret" not in page.content()
+    received = detail.get_by_role("table", name="Response headers")
+    expect(received).to_contain_text(re.compile("content-type", re.I))
+    screenshot(page, "attempt-desktop", full_page=False)
+    page.keyboard.press("Escape")
+
+    # a test event of a chosen type: the example to start from, the server's verdict beside it
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        claimed = next(t for t in admin.list_event_types() if t.name == "reward.claimed")
+    page.get_by_role("link", name="Endpoints").click()
+    page.locator(f"article.endpoint[data-config-id={ok.id}]").get_by_role(
+        "button", name="Send test event"
+    ).click()
+    tester = page.get_by_role("dialog", name="Send a test event")
+    options = tester.get_by_label("Event type").locator("option")
+    assert "webhook.endpoint_disabled" not in options.all_inner_texts()  # * does not cover it
+    tester.get_by_label("Event type").select_option("reward.claimed")
+    editor = tester.get_by_label("Data")
+    assert json.loads(editor.input_value()) == dict(claimed.example)
+    data = dict(claimed.example) | {"points": "lots", "user_id": "usr_from_the_test"}
+    editor.fill(json.dumps(data, indent=2))
+    tester.get_by_role("button", name="Send test event").click()
+    expect(tester.locator("ul.violations")).to_contain_text("points")
+    expect(editor).to_have_attribute("aria-invalid", "true")
+    screenshot(page, "test-event-desktop", full_page=False)
+    before = rx.count("/lf/ok")
+    editor.fill(json.dumps(data | {"points": "75"}, indent=2))
+    tester.get_by_role("button", name="Send test event").click()
+    expect(tester.get_by_role("status")).to_contain_text("Test event delivered: HTTP 200")
+    got = rx.wait_for(before + 1, path="/lf/ok")[-1]
+    body = json.loads(got.body)
+    assert body["type"] == "reward.claimed"
+    assert body["data"]["user_id"] == "usr_from_the_test" and body["data"]["points"] == "75"
+    tester.get_by_role("button", name="Open the attempt").click()
+    expect(page.get_by_role("dialog", name="Delivery attempt")).to_contain_text("reward.claimed")
+    assert page.js_errors == [] and again.js_errors == []
+
+
+def test_endpoint_charts(stack: Stack) -> None:
+    from playwright.sync_api import expect
+
+    org, keys = make_org_and_keys(stack.srv.engine, "Charts")
+    rx = stack.rx
+    rx.program("/charts", Reply(200), Reply(503), Reply(200), Reply(400), Reply(200, delay=0.05))
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        config = admin.put_webhook_config(url=rx.url("/charts"), event_types=["reward.*"]).config
+        admin.put_webhook_config(url=rx.url("/charts-quiet"), event_types=["user.*"])
+    with PublisherClient(stack.srv.target, keys["events:publish"]) as pub:
+        pub.publish_events(
+            [make_publish_request(org, "reward.claimed", example()) for _ in range(5)]
+        )
+    rx.wait_for(5, path="/charts")
+
+    def stats() -> dict[str, Any]:
+        resp = httpx.get(
+            f"{stack.gw.base_url}/webhooks/configs/{config.id}/stats",
+            headers={"authorization": f"Bearer {keys['all']}"},
+        )
+        assert resp.status_code == 200, resp.text
+        data: dict[str, Any] = resp.json()
+        return data
+
+    deadline = time.monotonic() + 15
+    while int(stats()["attempts"]) < 5 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    served = stats()
+    assert (int(served["attempts"]), int(served["failures"])) == (5, 2)
+    page = new_page(stack, DESKTOP)
+    page.goto(portal_for(stack, keys["all"]))
+    card = page.locator(f"article.endpoint[data-config-id={config.id}]")
+    chart = card.locator("svg.activity")
+    expect(chart).to_have_attribute(
+        "aria-label", re.compile(r"^Last 24 hours: 5 attempts, 2 failed; busiest hour")
+    )
+    expect(chart.locator("g.hour")).to_have_count(len(served["buckets"]))
+    expect(chart.locator("rect.bad-bar")).to_have_count(
+        sum(1 for b in served["buckets"] if int(b["failures"]))
+    )
+    for label in ("p50", "p90", "p99"):
+        row = card.locator(".latency-row", has_text=label)
+        expect(row).to_contain_text(f"{int(served[f'latency_{label}_ms']):,} ms")
+    quiet = page.locator("article.endpoint", has_text="/charts-quiet")
+    quiet.scroll_into_view_if_needed()  # charts load when their card is seen
+    expect(quiet.locator("svg.activity")).to_have_attribute(
+        "aria-label", "Last 24 hours: no attempts."
+    )
+    screenshot(page, "charts-desktop")
+    page.set_viewport_size(PHONE)
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
+    screenshot(page, "charts-phone")
     assert page.js_errors == []

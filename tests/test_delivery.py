@@ -75,7 +75,7 @@ def test_three_500s_then_success_on_the_fourth_attempt(env: Env) -> None:
     assert all(e.next_attempt_at is not None for e in oldest_first[:3])
     assert oldest_first[3].next_attempt_at is None
     assert len({e.delivery_id for e in logs}) == 1
-    time.sleep(0.2)
+    env.settled()
     assert env.rx.count("/flaky") == 4
 
 
@@ -86,7 +86,7 @@ def test_400_is_one_attempt_and_a_final_failure(env: Env) -> None:
     (entry,) = env.wait_logs(1)
     assert (entry.outcome, entry.response_status_code) == (Out.FAILED, 400)
     assert entry.response_body == "no\ufffdpe"
-    time.sleep(0.3)  # several retry periods: nothing more happens
+    env.settled()  # nothing pending: nothing more can happen
     assert env.rx.count("/bad") == 1 and len(env.logs()) == 1
 
 
@@ -182,7 +182,7 @@ def test_loopback_target_is_refused_without_the_allow_list(env: Env) -> None:
     assert [v.field for v in caught.value.field_violations] == ["url"]
     assert "loopback address" in caught.value.field_violations[0].description
     env.publish()
-    time.sleep(0.2)
+    env.settled()
     assert env.rx.count() == 0 and env.logs() == []
 
 

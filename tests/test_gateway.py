@@ -430,9 +430,14 @@ def test_openapi_description_is_served(rest: httpx.Client) -> None:
         "/webhooks/configs/{config_id}:rotate-secret",
         "/webhooks/configs/{config_id}:test",
         "/webhooks/deliveries/{delivery_id}:retry",
+        "/webhooks/configs/{config_id}/stats",
+        "/webhooks/events/{event_id}",
         "/webhooks/event-types",
+        "/webhooks/filters:test",
         "/webhooks/portal-sessions",
         "/webhooks/portal-sessions/{session_id}:revoke",
+        "/webhooks/configs/{config_id}:verify",
+        "/webhooks/orgs/{organisation_id}/jwks.json",
     }
 
 

@@ -66,7 +66,7 @@ def test_1000_bad_key_calls_end_in_429s_with_retry_after(
         assert statuses[before:].count(429) >= len(statuses[before:]) - 10
         assert first_429 is not None and int(first_429.headers["retry-after"]) >= 1
         assert first_429.json()["code"] == 8  # RESOURCE_EXHAUSTED
-        # A working key from the same address still works (it was verified recently).
+        # A working key from the same address still works (valid credentials are never throttled).
         ok = rest.get("/webhooks/configs", headers={"authorization": f"Bearer {good}"})
         assert ok.status_code == 200, ok.text
 

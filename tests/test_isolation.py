@@ -162,7 +162,7 @@ EXPLICIT = {
     "/webhooks.v1.WebhookAdmin/CreatePortalSession",
     "/webhooks.v1.WebhookAdmin/RevokePortalSession",
 }
-ID_FIELDS = ("config_id", "delivery_id")
+ID_FIELDS = ("config_id", "delivery_id", "event_id")
 # Methods that read nothing of any organisation (the event catalog).
 SAME_FOR_EVERY_ORGANISATION = {"/webhooks.v1.WebhookAdmin/ListEventTypes"}
 
@@ -204,8 +204,12 @@ def test_id_taking_methods_treat_another_orgs_ids_as_unknown(world: World, metho
     request_cls = getattr(admin_pb2, desc.input_type.name)
     response_cls = getattr(admin_pb2, desc.output_type.name)
     g = world.globex
-    theirs = {"config_id": g.config_id, "delivery_id": g.delivery_id}
-    made_up = {"config_id": MADE_UP_CONFIG, "delivery_id": "dlv_000000003ade68b1"}
+    theirs = {"config_id": g.config_id, "delivery_id": g.delivery_id, "event_id": g.event_id}
+    made_up = {
+        "config_id": MADE_UP_CONFIG,
+        "delivery_id": "dlv_000000003ade68b1",
+        "event_id": MADE_UP_EVENT,
+    }
     before = world.globex_state()
     answers = []
     with grpc.insecure_channel(world.srv.target) as channel:
@@ -446,7 +450,7 @@ def _id_paths() -> list[str]:
     return sorted(
         f"{method.upper()} {p}"
         for p, operations in spec["paths"].items()
-        if "{config_id}" in p or "{delivery_id}" in p
+        if "{config_id}" in p or "{delivery_id}" in p or "{event_id}" in p
         for method in operations
     )
 
@@ -463,11 +467,13 @@ def test_rest_id_paths_treat_another_orgs_ids_as_unknown(
     g = world.globex
     before = world.globex_state()
     answers = []
-    for config_id, delivery_id in (
-        (g.config_id, g.delivery_id),
-        (MADE_UP_CONFIG, "dlv_000000003ade68b1"),
+    for config_id, delivery_id, event_id in (
+        (g.config_id, g.delivery_id, g.event_id),
+        (MADE_UP_CONFIG, "dlv_000000003ade68b1", MADE_UP_EVENT),
     ):
-        url = gw.base_url + path.format(config_id=config_id, delivery_id=delivery_id)
+        url = gw.base_url + path.format(
+            config_id=config_id, delivery_id=delivery_id, event_id=event_id
+        )
         since = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
         resp = httpx.request(
             method,
@@ -479,7 +485,7 @@ def test_rest_id_paths_treat_another_orgs_ids_as_unknown(
             timeout=30,
         )
         text = resp.text
-        for value in (config_id, delivery_id):
+        for value in (config_id, delivery_id, event_id):
             text = text.replace(value, "<id>")
         answers.append((resp.status_code, text))
     assert answers[0] == answers[1]

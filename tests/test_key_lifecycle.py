@@ -10,23 +10,19 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import subprocess
-import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from tests.support.serve_process import serve_process
 from tests.support.server import running_server
 from webhooks_client import AdminClient, UnauthenticatedError
 from webhooks_service import cli as webhooks_cli
 
-WEBHOOKS = os.path.join(os.path.dirname(sys.executable), "webhooks")
 pytestmark = pytest.mark.timeout(120)
 
 
@@ -42,42 +38,9 @@ def cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
-@contextmanager
-def second_process(database_url: str) -> Iterator[str]:
+def second_process(database_url: str) -> AbstractContextManager[str]:
     """``webhooks serve`` as a child process on the same database; yields its gRPC target."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOKS_")}
-    env.update(
-        WEBHOOKS_DATABASE_URL=database_url,
-        WEBHOOKS_GRPC_LISTEN="127.0.0.1:0",
-        WEBHOOKS_METRICS_LISTEN="",
-        WEBHOOKS_RATE_LIMIT_PER_SECOND="0",
-        WEBHOOKS_LOG_LEVEL="WARNING",
-    )
-    proc = subprocess.Popen(
-        [WEBHOOKS, "serve"], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
-    )
-    assert proc.stderr is not None
-    target = ""
-    deadline = time.monotonic() + 30
-    while not target and time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        if "serving gRPC on " in line:
-            target = line.rsplit(" ", 1)[1].strip()
-    # keep draining its stderr so that the child never blocks on a full pipe
-    drain = threading.Thread(target=proc.stderr.read, daemon=True)
-    drain.start()
-    try:
-        assert target, "the second webhooks serve did not start"
-        yield target
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    return serve_process(database_url)
 
 
 def works(target: str, key: str) -> bool:

@@ -168,16 +168,19 @@ def test_operational_types_cannot_be_published(env: Env) -> None:
 
 def test_operational_types_are_in_the_catalog_and_subscribable(env: Env) -> None:
     listed = env.admin.list_event_types(category="webhook")
-    # webhook.ping is listed too (receivers get it and need its schema), not subscribable
+    # webhook.ping and webhook.verification are listed too (receivers get them and
+    # need their schemas), not subscribable
     assert [t.name for t in listed] == [
         "webhook.endpoint_disabled",
         "webhook.delivery_failed",
         "webhook.ping",
+        "webhook.verification",
     ]
     for pattern in (["webhook.*"], ["webhook.endpoint_disabled", "webhook.delivery_failed"]):
         assert env.admin.put_webhook_config(url=env.rx.url("/o"), event_types=pattern).created
-    with pytest.raises(InvalidArgumentError):
-        env.admin.put_webhook_config(url=env.rx.url("/o"), event_types=["webhook.ping"])
+    for reserved in ("webhook.ping", "webhook.verification"):
+        with pytest.raises(InvalidArgumentError):
+            env.admin.put_webhook_config(url=env.rx.url("/o"), event_types=[reserved])
 
 
 def test_a_failing_operational_hook_never_costs_the_attempt_records(

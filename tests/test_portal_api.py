@@ -25,15 +25,18 @@ import sqlalchemy as sa
 from google.protobuf import struct_pb2, timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 
+from tests.support.clients import ClientFactory, admin_client, client_kind  # noqa: F401
 from tests.support.envoy import running_gateway
 from tests.support.payloads import example
 from tests.support.polling import eventually
 from tests.support.receiver import Receiver, Reply, running_receiver
 from tests.support.server import RunningServer, make_org_and_keys, running_server
 from webhooks.v1 import admin_pb2, admin_pb2_grpc
-from webhooks_client import PublisherClient
+from webhooks_client import InvalidArgumentError, PublisherClient
+from webhooks_service.core import retention
+from webhooks_service.domain import FinishedAttempt, Outcome
 from webhooks_service.gateway import EnvoyProcess
-from webhooks_service.storage import db
+from webhooks_service.storage import db, queue
 from webhooks_service.storage.models import Delivery, DeliveryAttempt, Event
 
 pytestmark = pytest.mark.gateway
@@ -203,20 +206,25 @@ def seed(engine: sa.Engine, org_id: str, config_ids: Sequence[str], count: int) 
     return rows
 
 
-def walk(stack: Stack, page_size: int = 4, **filters: Any) -> list[str]:
-    """Every page of ListDeliveryLogs over gRPC with ``filters``: the event ids."""
-    out: list[str] = []
+def walk_entries(stack: Stack, page_size: int = 4, **filters: Any) -> list[admin_pb2.DeliveryLog]:
+    """Every page of ListDeliveryLogs over gRPC with ``filters``."""
+    out: list[admin_pb2.DeliveryLog] = []
     token = ""
     for _ in range(100):
         page = stack.call(
             "ListDeliveryLogs",
             admin_pb2.ListDeliveryLogsRequest(page_size=page_size, page_token=token, **filters),
         )
-        out += [entry.event_id for entry in page.logs]
+        out += list(page.logs)
         token = page.next_page_token
         if not token:
             return out
     raise AssertionError("the walk did not end")
+
+
+def walk(stack: Stack, page_size: int = 4, **filters: Any) -> list[str]:
+    """The event ids of every page of ListDeliveryLogs with ``filters``."""
+    return [entry.event_id for entry in walk_entries(stack, page_size, **filters)]
 
 
 def rest_walk(stack: Stack, **params: Any) -> list[str]:
@@ -504,3 +512,240 @@ def test_test_events_of_a_subscribed_type_with_example_or_given_data(stack: Stac
         "POST", f"/webhooks/configs/{config_id}:test", json={"event_type": "user.authenticated"}
     )
     assert "event_type" in rest_violations(bad)
+
+
+# -- 4. The event view, and 6. deleted endpoints named by their URL -------------------
+
+
+def test_event_view_every_endpoint_deleted_ones_included_within_the_org(stack: Stack) -> None:
+    stack.rx.program("/ev-b", Reply(500), Reply(200))
+    a, b = stack.config("/ev-a"), stack.config("/ev-b")
+    with publisher(stack) as pub:
+        event_id = pub.publish_event(
+            stack.org_id, "reward.claimed", example("reward.claimed")
+        ).event_id
+
+    def delivered() -> bool:
+        view = stack.call("GetEvent", admin_pb2.GetEventRequest(event_id=event_id))
+        done = admin_pb2.DELIVERY_STATUS_DELIVERED
+        return all(d.delivery.status == done for d in view.deliveries)
+
+    eventually(delivered, timeout=20, what="both deliveries delivered")
+    stack.call("DeleteWebhookConfig", admin_pb2.DeleteWebhookConfigRequest(config_id=b))
+    view = stack.call("GetEvent", admin_pb2.GetEventRequest(event_id=event_id))
+    assert view.event_type == "reward.claimed" and view.payload
+    assert view.payload.encode() == stack.rx.requests("/ev-a")[0].body
+    assert json.loads(view.payload)["data"] == example("reward.claimed")
+    by_config = {d.delivery.config_id: d for d in view.deliveries}
+    assert set(by_config) == {a, b}
+    assert by_config[a].url == stack.rx.url("/ev-a") and not by_config[a].endpoint_deleted
+    assert by_config[b].url == stack.rx.url("/ev-b") and by_config[b].endpoint_deleted
+    assert [x.response_status_code for x in by_config[b].attempts] == [200, 500]
+    assert by_config[b].delivery.attempts == 2 and all(
+        x.endpoint_deleted for x in by_config[b].attempts
+    )
+    assert not by_config[b].attempts[0].request_body  # the BASIC view
+
+    # Through Envoy.
+    rest = stack.rest("GET", f"/webhooks/events/{event_id}")
+    assert rest.status_code == 200, rest.text
+    deliveries = {d["delivery"]["config_id"]: d for d in rest.json()["deliveries"]}
+    assert deliveries[b]["endpoint_deleted"] and deliveries[b]["url"] == stack.rx.url("/ev-b")
+    # Another organisation's id and an unknown one: the same NOT_FOUND; a malformed one
+    # INVALID_ARGUMENT naming event_id.
+    for key, eid in ((stack.other_keys["all"], event_id), (None, "evt_unknown")):
+        with pytest.raises(grpc.RpcError) as err:
+            stack.call("GetEvent", admin_pb2.GetEventRequest(event_id=eid), key=key)
+        assert err.value.code() is grpc.StatusCode.NOT_FOUND
+        assert stack.rest("GET", f"/webhooks/events/{eid}", key=key).status_code == 404
+    with pytest.raises(grpc.RpcError) as err:
+        stack.call("GetEvent", admin_pb2.GetEventRequest(event_id="bad id!"))
+    assert "event_id" in violations(err.value)
+
+
+def test_the_log_names_deleted_endpoints_by_the_url_of_each_attempt(stack: Stack) -> None:
+    config_id = stack.config("/old")
+    first = stack.call("SendTestEvent", admin_pb2.SendTestEventRequest(config_id=config_id)).log
+    stack.call(
+        "PutWebhookConfig",
+        admin_pb2.PutWebhookConfigRequest(
+            id=config_id, url=stack.rx.url("/new"), event_types=["*"]
+        ),
+    )
+    second = stack.call("SendTestEvent", admin_pb2.SendTestEventRequest(config_id=config_id)).log
+    # A pending delivery (its retry due far ahead) that the deletion cancels.
+    with db.write_transaction(stack.srv.engine) as conn:
+        pk = conn.execute(
+            sa.insert(EVENTS)
+            .values(
+                organisation_id=stack.org_id,
+                event_id="evt_pending_one",
+                event_type="reward.claimed",
+                occurred_at=T0,
+                payload="{}",
+                created_at=T0,
+            )
+            .returning(EVENTS.c.pk)
+        ).scalar_one()
+        conn.execute(
+            sa.insert(DELIVERIES).values(
+                organisation_id=stack.org_id,
+                event_pk=pk,
+                config_id=config_id,
+                status="pending",
+                attempts=1,
+                next_attempt_at=datetime.now(UTC) + timedelta(days=1),
+                created_at=T0,
+                updated_at=T0,
+            )
+        )
+    deleted = stack.call(
+        "DeleteWebhookConfig", admin_pb2.DeleteWebhookConfigRequest(config_id=config_id)
+    )
+    assert deleted.cancelled_deliveries == 1
+    logs = {e.event_id: e for e in walk_entries(stack, config_id=config_id)}
+    assert logs[first.event_id].url == stack.rx.url("/old")
+    assert logs[second.event_id].url == stack.rx.url("/new")
+    cancelled = logs["evt_pending_one"]
+    assert cancelled.outcome == admin_pb2.OUTCOME_CANCELLED and cancelled.url == stack.rx.url(
+        "/new"
+    )
+    assert all(e.endpoint_deleted for e in logs.values())
+    rest = stack.rest("GET", "/webhooks/logs", params={"config_id": config_id}).json()["logs"]
+    assert {e["url"] for e in rest} == {stack.rx.url("/old"), stack.rx.url("/new")}
+    assert all(e["endpoint_deleted"] for e in rest)
+
+
+# -- 5. Per-endpoint stats -------------------------------------------------------------
+
+
+def finished_attempt(
+    config_id: str, org_id: str, at: datetime, ms: int, ok: bool
+) -> FinishedAttempt:
+    return FinishedAttempt(
+        delivery_id=0,
+        claim_token="none",
+        attempt=1,
+        organisation_id=org_id,
+        config_id=config_id,
+        event_pk=0,
+        event_id="evt_x",
+        event_type="reward.claimed",
+        url="https://example.com",
+        outcome=Outcome.DELIVERED if ok else Outcome.FAILED,
+        attempted_at=at,
+        response_status_code=200 if ok else 500,
+        duration_ms=ms,
+    )
+
+
+def test_endpoint_stats_hourly_buckets_and_latency_percentiles(stack: Stack) -> None:
+    config_id = stack.config("/s")
+    other = stack.config("/s2")
+    now = datetime.now(UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    # Recorded as the worker records them (queue.finish_batch, in batches):
+    # 100 attempts 3 hours ago taking 1..100 ms, every 4th failing; 7 a day and
+    # a half ago (outside the window); 50 slow ones to another endpoint.
+    three_ago = hour - timedelta(hours=3) + timedelta(minutes=5)
+    batch = [
+        finished_attempt(config_id, stack.org_id, three_ago, ms, ms % 4 != 0)
+        for ms in range(1, 101)
+    ]
+    batch += [
+        finished_attempt(config_id, stack.org_id, now - timedelta(hours=36), 5, False)
+        for _ in range(7)
+    ]
+    batch += [finished_attempt(other, stack.org_id, three_ago, 9000, True) for _ in range(50)]
+    for n in range(0, len(batch), 40):
+        queue.finish_batch(stack.srv.engine, batch[n : n + 40], now=now)
+    # And real attempts through the server: two test events now, one failing.
+    stack.rx.program("/s", Reply(200, delay=0.02), Reply(503))
+    for _ in range(2):
+        stack.call("SendTestEvent", admin_pb2.SendTestEventRequest(config_id=config_id))
+
+    stats = stack.call("GetEndpointStats", admin_pb2.GetEndpointStatsRequest(config_id=config_id))
+    assert len(stats.buckets) == 24
+    starts = [b.start.ToDatetime(tzinfo=UTC) for b in stats.buckets]
+    # The window ends with the hour of the call (the test may cross an hour).
+    last = starts[-1]
+    assert last in (hour, hour + timedelta(hours=1))
+    assert starts == [last - timedelta(hours=23 - n) for n in range(24)]
+    assert stats.until.ToDatetime(tzinfo=UTC) == last + timedelta(hours=1)
+    by_start = {b.start.ToDatetime(tzinfo=UTC): (b.attempts, b.failures) for b in stats.buckets}
+    assert by_start[hour - timedelta(hours=3)] == (100, 25)
+    recent = [v for start, v in by_start.items() if start >= hour]  # the two test events
+    assert (sum(a for a, _ in recent), sum(f for _, f in recent)) == (2, 1)
+    assert sum(b.attempts for b in stats.buckets) == stats.attempts == 102
+    assert stats.failures == 26
+    # True p50 / p90 / p99 of the 102 durations are ~50, ~90, ~99 ms: each estimate
+    # lies within the histogram bucket of the true value.
+    assert 40 <= stats.latency_p50_ms <= 60
+    assert 60 <= stats.latency_p90_ms <= 100 and 60 <= stats.latency_p99_ms <= 100
+    slow = stack.call("GetEndpointStats", admin_pb2.GetEndpointStatsRequest(config_id=other))
+    assert slow.attempts == 50 and 6000 <= slow.latency_p50_ms <= 10000
+
+    # Through Envoy, and NOT_FOUND for another organisation's endpoint.
+    rest = stack.rest("GET", f"/webhooks/configs/{config_id}/stats")
+    assert rest.status_code == 200, rest.text
+    assert int(rest.json()["attempts"]) == 102 and len(rest.json()["buckets"]) == 24
+    assert (
+        stack.rest(
+            "GET", f"/webhooks/configs/{config_id}/stats", key=stack.other_keys["all"]
+        ).status_code
+        == 404
+    )
+    with pytest.raises(grpc.RpcError) as err:
+        stack.call("GetEndpointStats", admin_pb2.GetEndpointStatsRequest(config_id="nope"))
+    assert "config_id" in violations(err.value)
+    # A deleted endpoint keeps its stats while its log is kept.
+    stack.call("DeleteWebhookConfig", admin_pb2.DeleteWebhookConfigRequest(config_id=other))
+    kept = stack.call("GetEndpointStats", admin_pb2.GetEndpointStatsRequest(config_id=other))
+    assert kept.attempts == 50
+
+
+def test_retention_drops_stats_hours_older_than_two_days(stack: Stack) -> None:
+    config_id = stack.config("/r")
+    now = datetime.now(UTC)
+    old = [finished_attempt(config_id, stack.org_id, now - timedelta(hours=50), 5, True)]
+    recent = [finished_attempt(config_id, stack.org_id, now - timedelta(hours=2), 5, True)]
+    queue.finish_batch(stack.srv.engine, old + recent, now=now)
+    with stack.srv.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM endpoint_stats")).scalar_one() == 2
+    retention.prune(stack.srv.engine, stack.srv.settings, now=now)
+    with stack.srv.engine.connect() as conn:
+        hours = conn.execute(sa.text("SELECT hour FROM endpoint_stats")).scalars().all()
+    assert len(hours) == 1
+    stats = stack.call("GetEndpointStats", admin_pb2.GetEndpointStatsRequest(config_id=config_id))
+    assert stats.attempts == 1
+
+
+# -- the Python clients (blocking and asyncio) ------------------------------------------
+
+
+def test_clients_take_the_new_filters_and_typed_test_events(
+    stack: Stack,
+    admin_client: ClientFactory,  # noqa: F811
+) -> None:
+    config_id = stack.config("/c", ("reward.*",), headers={"x-token": "t0p"})
+    with admin_client(stack.srv.target, stack.keys["all"]) as admin:
+        log = admin.send_test_event(
+            config_id, event_type="reward.claimed", data=example("reward.claimed")
+        )
+        assert log.event_type == "reward.claimed"
+        assert dict(log.request_headers)["x-token"] == "••••••••"
+        assert dict(log.response_headers) and not log.endpoint_deleted
+        ping = admin.send_test_event(config_id)
+        since = log.attempted_at - timedelta(seconds=1)
+        entries = list(
+            admin.iter_delivery_logs(since=since, status_class="2xx", event_type="reward.*")
+        )
+        assert [e.id for e in entries] == [log.id]
+        assert [e.id for e in admin.iter_delivery_logs(event_type="webhook.*")] == [ping.id]
+        page = admin.list_delivery_logs(
+            until=log.attempted_at, status_class="STATUS_CLASS_2XX", bodies=False
+        )
+        assert page.logs == ()
+        with pytest.raises(InvalidArgumentError) as err:
+            admin.send_test_event(config_id, event_type="user.authenticated")
+        assert "event_type" in str(err.value)

@@ -31,7 +31,7 @@ from webhooks_client import (
     PermissionDeniedError,
     UnauthenticatedError,
 )
-from webhooks_service.core import keys, portal
+from webhooks_service.core import credentials, keys, portal
 from webhooks_service.errors import PermissionDenied, Unauthenticated
 from webhooks_service.gateway import EnvoyProcess
 from webhooks_service.storage.models import PortalSession
@@ -354,21 +354,21 @@ def test_core_session_lifecycle(engine: Engine) -> None:
     caller = portal.Caller(key_row.id, org, key_row.scopes)
     now = datetime(2026, 1, 1, tzinfo=UTC)
     made = portal.create_session(engine, caller, ttl_seconds=60, now=now)
-    assert portal.authenticate(engine, made.token, now).organisation_id == org
+    assert credentials.authenticate(engine, made.token, now).organisation_id == org
     with pytest.raises(Unauthenticated, match="expired"):
-        portal.authenticate(engine, made.token, now + timedelta(seconds=60))
+        credentials.authenticate(engine, made.token, now + timedelta(seconds=60))
     again = portal.create_session(engine, caller, now=now)
     assert again.row.expires_at == now + timedelta(seconds=portal.DEFAULT_TTL_SECONDS)
     assert portal.revoke_session(engine, caller, again.row.id, now=now)
     with pytest.raises(Unauthenticated, match="revoked"):
-        portal.authenticate(engine, again.token, now)
+        credentials.authenticate(engine, again.token, now)
     session_caller = portal.Caller(made.row.id, org, made.row.scopes, is_portal=True)
     with pytest.raises(PermissionDenied):
         portal.create_session(engine, session_caller, now=now)
     # ended sessions are cleared out a week after they end, when the next is minted
     portal.create_session(engine, caller, now=now + timedelta(days=8))
     with pytest.raises(Unauthenticated, match="invalid"):
-        portal.authenticate(engine, made.token, now)
+        credentials.authenticate(engine, made.token, now)
 
 
 def test_grpc_status_codes_are_the_contracts(api: RunningServer) -> None:

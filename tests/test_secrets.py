@@ -28,8 +28,9 @@ from tests.support.server import RunningServer, make_org, make_org_and_keys, run
 from tests.support.server import test_settings as make_settings
 from webhooks_client import AdminClient, InvalidArgumentError, PublisherClient
 from webhooks_service.api.server import start_server
+from webhooks_service.core import keys as core_keys
 from webhooks_service.core.configs import generate_secret
-from webhooks_service.core.keys import split_key
+from webhooks_service.core.credentials import split_token
 from webhooks_service.core.secrets_at_rest import ENCRYPTED_PREFIX, SecretCipher, reseal_all
 from webhooks_service.errors import ConfigurationError, DuplicateKey
 from webhooks_service.storage import db
@@ -147,7 +148,7 @@ def test_api_keys_are_stored_hashed(env: Env) -> None:
     assert len(rows) >= len(env.keys)
     dump = repr(rows)
     for key in env.keys.values():
-        parts = split_key(key)
+        parts = split_token(key, core_keys.KEY_PREFIX, core_keys.ID_PREFIX)
         assert parts is not None
         secret_part = parts[1]
         assert len(secret_part) >= 32

@@ -32,6 +32,7 @@ from tests.support.delivery_env import DeliveryEnv as Env
 from tests.support.delivery_env import delivery_env
 from tests.support.payloads import example
 from tests.support.receiver import Reply, running_receiver
+from tests.support.serve_process import read_target, stop
 from tests.support.server import make_org_and_keys
 from webhooks.v1 import admin_pb2, admin_pb2_grpc
 from webhooks_client import PublisherClient
@@ -231,16 +232,7 @@ def test_serve_exports_spans_over_otlp_when_the_endpoint_is_set(
             text=True,
         )
         try:
-            assert proc.stderr is not None
-            target = ""
-            deadline = time.monotonic() + 60
-            while not target and time.monotonic() < deadline:
-                line = proc.stderr.readline()
-                if not line:
-                    break
-                if "serving gRPC on " in line:
-                    target = line.rsplit(" ", 1)[1].strip()
-            threading.Thread(target=proc.stderr.read, daemon=True).start()
+            target = read_target(proc, 60)
             assert target, "webhooks serve did not start"
             parent, trace_id, _ = new_traceparent()
             with PublisherClient(target, keys["events:publish"]) as publisher:
@@ -254,10 +246,6 @@ def test_serve_exports_spans_over_otlp_when_the_endpoint_is_set(
                 time.sleep(0.1)
             assert {"publish", "attempt", "webhooks.v1.EventPublisher/PublishEvent"} <= names
         finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
             server.stop(0)
             engine.dispose()

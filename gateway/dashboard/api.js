@@ -1,22 +1,72 @@
 // The REST API of the gateway that serves the dashboard (same origin), the
 // session's token, and the state the screens share.
 
+// Every value of the API's Outcome enum (but UNSPECIFIED), in an admin's words.
 export const OUTCOMES = {
-  OUTCOME_DELIVERED: { label: "Delivered", tone: "ok" },
-  OUTCOME_RETRY_SCHEDULED: { label: "Retrying", tone: "warn" },
-  OUTCOME_FAILED: { label: "Failed", tone: "bad" },
-  OUTCOME_DEAD: { label: "Dead", tone: "dead" },
+  OUTCOME_DELIVERED: { label: "Delivered", tone: "ok", help: "The endpoint answered 2xx." },
+  OUTCOME_RETRY_SCHEDULED: { label: "Retrying", tone: "warn", help: "Failed; another attempt is scheduled." },
+  OUTCOME_FAILED: { label: "Failed", tone: "bad", help: "Failed for good (e.g. HTTP 400); no retry." },
+  OUTCOME_DEAD: { label: "Dead", tone: "dead", help: "Failed, and every retry was used up." },
+  OUTCOME_CANCELLED: { label: "Cancelled", tone: "muted", help: "Not sent: the endpoint was deleted while it waited." },
 };
+
+// The API's field names in an admin's words, for messages that name a field.
+const FIELD_LABELS = {
+  url: "URL",
+  event_types: "Events",
+  event_type: "Event type",
+  event_id: "Event id",
+  config_id: "Endpoint",
+  description: "Description",
+  headers: "Custom headers",
+  secret: "Secret",
+  since: "From",
+  until: "Until",
+  outcome: "Outcome",
+  outcomes: "Which deliveries",
+  status_class: "Status",
+  data: "Data",
+  page_size: "Page size",
+  page_token: "Page",
+};
+
+export function fieldLabel(field) {
+  const name = String(field || "").split(/[.[]/)[0];
+  return FIELD_LABELS[name] || name.replace(/_/g, " ");
+}
+
+const UNREACHABLE = "The webhooks API cannot be reached. Check your connection, then try again.";
+
+// What an admin reads for an error: never an RPC name ("invalid
+// ListDeliveryLogs request: …") nor a proxy's own wording.
+export function adminMessage(status, body) {
+  const raw = String(body.message || "");
+  if (status === 503 && /database/i.test(raw)) return "The webhooks service cannot reach its database just now. Try again shortly.";
+  if (status === 0 || status === 502 || status === 503 || status === 504) return UNREACHABLE; // the gateway's upstream is down
+  if (status === 401) return raw || "Your session has ended. Sign in again.";
+  if (status === 403) return canWrite() ? raw.replace(/^permission denied:?\s*/i, "Not allowed: ") || "Not allowed." : "This session may only look: it cannot make changes.";
+  if (status === 429) return `Too many requests just now. ${raw.replace(/^.*?(retry|try again)/i, "Try again") || "Try again in a moment."}`;
+  if (status >= 500) return `Something went wrong on the service's side${/incident (\w+)/.test(raw) ? ` (incident ${raw.match(/incident (\w+)/)[1]})` : ""}. Try again; if it persists, tell your platform.`;
+  const violations = violationsOf(body);
+  if (violations.length) return violations.map((v) => `${fieldLabel(v.field)}: ${v.description}`).join(" ");
+  let text = raw.replace(/^invalid [A-Z][A-Za-z]+ request:?\s*/, "").replace(/\b[A-Z][a-z]+(?:[A-Z][a-z]+)+\b/g, "this request");
+  text = text || `The request was refused (HTTP ${status}).`;
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+function violationsOf(body) {
+  const out = [];
+  for (const detail of body.details || []) for (const v of detail.field_violations || []) out.push(v);
+  return out;
+}
 
 export class ApiError extends Error {
   constructor(status, body) {
-    super(body.message || `HTTP ${status}`);
+    super(adminMessage(status, body));
     this.status = status;
     this.code = body.code;
-    this.violations = [];
-    for (const detail of body.details || []) {
-      for (const v of detail.field_violations || []) this.violations.push(v);
-    }
+    this.unreachable = status === 0 || status === 502 || status === 503 || status === 504;
+    this.violations = violationsOf(body);
   }
 }
 
@@ -42,7 +92,7 @@ export async function api(method, path, body) {
   try {
     resp = await fetch(path, init);
   } catch {
-    throw new ApiError(0, { message: "The gateway cannot be reached. Check your connection." });
+    throw new ApiError(0, {});
   }
   const text = await resp.text();
   let data = {};

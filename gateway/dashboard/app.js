@@ -12,6 +12,7 @@ import { api, canWrite, session, state, stopTimers } from "./api.js";
 import { absolute, h, icon, relative, showError } from "./dom.js";
 import { renderCatalog } from "./catalog.js";
 import { renderEndpoints } from "./endpoints.js";
+import { renderEvent } from "./event.js";
 import { renderLogs } from "./logs.js";
 
 const TOKEN_KEY = "webhooks.dashboard.token";
@@ -134,7 +135,7 @@ function renderShell() {
       { class: "account" },
       canWrite() ? null : h("span", { class: "pill muted", id: "read-only" }, "Read-only"),
       h("span", { class: "session-kind", title: "How you are signed in" }, kind),
-      h("button", { class: "btn ghost", type: "button", onclick: () => signOut() }, icon("out"), h("span", {}, "Sign out")),
+      h("button", { class: "btn ghost", type: "button", "aria-label": "Sign out", onclick: () => signOut() }, icon("out"), h("span", {}, "Sign out")),
     ),
   );
   const ending = h("div", { class: "session-ending", role: "status", hidden: true });
@@ -168,6 +169,7 @@ function navLink(view, label) {
 const VIEWS = {
   endpoints: { title: "Endpoints", nav: true, render: () => renderEndpoints() },
   logs: { title: "Delivery log", nav: true, render: (params) => renderLogs(params) },
+  event: { title: "Events", nav: true, render: (params) => renderEvent(params) },
   catalog: { title: "Event types", nav: true, render: (params) => renderCatalog(params) },
 };
 

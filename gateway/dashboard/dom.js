@@ -1,5 +1,8 @@
 // Small DOM helpers shared by every screen: elements, icons, times, fields,
-// dialogs. Untrusted text is only ever set with textContent, never parsed as HTML.
+// dialogs, states. Untrusted text is only ever set with textContent, never
+// parsed as HTML.
+
+import { OUTCOMES } from "./api.js";
 
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -94,7 +97,8 @@ export function note(slot, text, tone = "ok") {
 
 export const NOTE_KEEP_MS = 20000; // a success note stays this long; an error until the next action
 
-export function dialog(title, body, { wide = false, onClose } = {}) {
+// A modal dialog. `focusTitle`: it opens at its top, focus on its heading.
+export function dialog(title, body, { wide = false, onClose, focusTitle = false } = {}) {
   const closeBtn = h("button", { class: "icon-btn", type: "button", "aria-label": "Close" }, icon("x"));
   const el = h(
     "dialog",
@@ -109,6 +113,12 @@ export function dialog(title, body, { wide = false, onClose } = {}) {
   });
   document.body.append(el);
   el.showModal();
+  if (focusTitle) {
+    const heading = el.querySelector("#dialog-title");
+    heading.tabIndex = -1;
+    heading.focus();
+    el.scrollTop = 0;
+  }
   return el;
 }
 
@@ -147,14 +157,12 @@ export function toLocalInput(date) {
 
 // A screen's failure: what went wrong in words, and a way to try again.
 export function renderFailure(err, retry) {
-  const unreachable = !err.status || err.status >= 502;
   const again = retry ? h("button", { class: "btn", type: "button", onclick: retry }, icon("refresh"), h("span", {}, "Try again")) : null;
   return h(
     "div",
     { class: "failure", role: "alert" },
-    h("h2", {}, unreachable ? "The API cannot be reached" : "This could not be loaded"),
-    h("p", {}, unreachable ? "The dashboard could not reach the webhooks API. Check your connection; it may also be restarting." : err.message),
-    unreachable && err.message ? h("p", { class: "muted" }, err.message) : null,
+    h("h2", {}, err.unreachable ? "The API cannot be reached" : "This could not be loaded"),
+    h("p", {}, err.message),
     again,
   );
 }
@@ -162,4 +170,9 @@ export function renderFailure(err, retry) {
 // Shown while a screen's first data is on its way.
 export function loading(text) {
   return h("p", { class: "loading", role: "status" }, h("span", { class: "spinner", "aria-hidden": "true" }), text);
+}
+
+export function outcomePill(outcome) {
+  const o = OUTCOMES[outcome] || { label: "Unknown", tone: "muted" };
+  return h("span", { class: `pill ${o.tone}`, title: o.help || "" }, o.label);
 }

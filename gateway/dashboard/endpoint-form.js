@@ -7,10 +7,13 @@
 // nothing: an unchanged field sends exactly the value the server holds, or
 // nothing at all (the API keeps an absent optional field). `body()` may throw
 // a FormError naming the field, shown beside it like a server violation.
-// Adding a field of the API to the dialog is adding one entry here.
+// Adding a field of the API to the dialog is adding one entry here; for a
+// plain text or boolean field, `textField`/`checkField` are the whole entry:
+//   { name: "ordered", render: (c) => checkField("ordered", "Deliver in order", c, { help: "…" }) },
 
 import { api, state } from "./api.js";
 import { dialog, field, h, shortUrl, showError } from "./dom.js";
+import { filterField } from "./filter-field.js";
 import { eventPicker } from "./picker.js";
 
 export class FormError extends Error {
@@ -23,6 +26,32 @@ export class FormError extends Error {
 // Saved as typed, or as held when the admin left it alone (no trimming of a held value).
 function keptOrTyped(held, typed) {
   return held !== undefined && typed === held ? held : typed.trim();
+}
+
+// A one-line text field of the configuration, by its API name. Untouched, it
+// sends the held value (or nothing when the server holds none).
+export function textField(name, label, config, { help, placeholder = "", maxlength } = {}) {
+  const held = config ? config[name] : undefined;
+  const input = h("input", { type: "text", maxlength, placeholder, value: held ?? "" });
+  const body = () => {
+    if (config && input.value === (held ?? "")) return held === undefined ? {} : { [name]: held };
+    return { [name]: input.value.trim() };
+  };
+  return { node: field(name, label, input, help), body };
+}
+
+// A checkbox of the configuration, by its API name; `defaultValue` when adding.
+export function checkField(name, label, config, { help, defaultValue = false } = {}) {
+  const held = config ? config[name] : undefined;
+  const input = h("input", { type: "checkbox", id: name, checked: config ? Boolean(held) : defaultValue, "aria-describedby": help ? `${name}-help ${name}-error` : `${name}-error` });
+  const node = h(
+    "div",
+    { class: "check field", dataset: { field: name } },
+    input,
+    h("div", {}, h("label", { for: name }, label), help ? h("p", { class: "help", id: `${name}-help` }, help) : null, h("p", { class: "field-error", id: `${name}-error`, role: "alert", hidden: true })),
+  );
+  const body = () => (config && held === undefined && !input.checked ? {} : { [name]: input.checked });
+  return { node, body };
 }
 
 const SECRET_LOOKING = /auth|token|key|secret|pass|cookie|session|signature|credential/i;
@@ -108,8 +137,9 @@ export const ENDPOINT_FIELDS = [
   },
   {
     name: "event_types",
-    render(config, { catalog }) {
-      const picker = eventPicker(config ? config.event_types || [] : [], catalog);
+    render(config, ctx) {
+      const picker = eventPicker(config ? config.event_types || [] : [], ctx.catalog);
+      ctx.patterns = () => picker.patterns(); // the filter's dry run tries these types
       const node = h(
         "div",
         { class: "field", dataset: { field: "event_types" } },
@@ -120,44 +150,13 @@ export const ENDPOINT_FIELDS = [
       return { node, body: () => ({ event_types: picker.patterns() }), invalid: picker };
     },
   },
-  {
-    name: "description",
-    render(config) {
-      const input = h("input", { type: "text", maxlength: "256", value: config ? config.description || "" : "", placeholder: "What this endpoint is for" });
-      return { node: field("description", "Description", input), body: () => ({ description: keptOrTyped(config ? config.description || "" : undefined, input.value) }) };
-    },
-  },
-  {
-    name: "enabled",
-    render(config) {
-      const input = h("input", { type: "checkbox", id: "enabled", checked: config ? Boolean(config.enabled) : true });
-      const node = h("div", { class: "check field", dataset: { field: "enabled" } }, input, h("label", { for: "enabled" }, "Enabled"), h("p", { class: "field-error", id: "enabled-error", role: "alert", hidden: true }));
-      return { node, body: () => ({ enabled: input.checked }) };
-    },
-  },
-  { name: "ordered", render: (config) => orderedField(config) },
+  { name: "filter", render: (config, ctx) => filterField(config, ctx) },
+  { name: "description", render: (config) => textField("description", "Description", config, { maxlength: 256, placeholder: "What this endpoint is for" }) },
+  { name: "enabled", render: (config) => checkField("enabled", "Enabled", config, { defaultValue: true }) },
+  // Ordered delivery per ordering key (issue 22).
+  { name: "ordered", render: (config) => checkField("ordered", "Ordered per key", config, { help: "Events that share an ordering key (e.g. a user id) arrive one at a time, in publish order; a key that is retrying holds back only its own events." }) },
   { name: "headers", render: (config) => headersField(config) },
 ];
-
-// Ordered delivery per ordering key (issue 22). Sent only when it differs from
-// what the server holds (absent keeps it), so an untouched dialog sends nothing.
-function orderedField(config) {
-  const heldValue = config ? Boolean(config.ordered) : false;
-  const input = h("input", { type: "checkbox", id: "ordered", checked: heldValue, "aria-describedby": "ordered-help" });
-  const node = h(
-    "div",
-    { class: "check field", dataset: { field: "ordered" } },
-    input,
-    h(
-      "label",
-      { for: "ordered" },
-      "Ordered per key",
-      h("span", { class: "help", id: "ordered-help" }, " Events that share an ordering key (e.g. a user id) arrive one at a time, in publish order; a key that is retrying holds back only its own events."),
-    ),
-    h("p", { class: "field-error", id: "ordered-error", role: "alert", hidden: true }),
-  );
-  return { node, body: () => (input.checked === heldValue ? {} : { ordered: input.checked }) };
-}
 
 // The request the dialog sends: every field's part, in the list's order.
 export function endpointBody(config, fields) {
@@ -178,7 +177,8 @@ function placeViolation(form, name, text, fallback) {
 
 export function openEndpointForm(config, { catalog, onSaved }) {
   const editing = Boolean(config);
-  const fields = ENDPOINT_FIELDS.map((spec) => ({ name: spec.name, ...spec.render(config, { catalog, state }) }));
+  const ctx = { catalog, state }; // shared by the fields (the filter asks the picker's types)
+  const fields = ENDPOINT_FIELDS.map((spec) => ({ name: spec.name, ...spec.render(config, ctx) }));
   const formError = h("p", { class: "inline-error", id: "form-error", role: "alert", hidden: true });
   const submit = h("button", { class: "btn primary", type: "submit" }, editing ? "Save changes" : "Create endpoint");
   const cancel = h("button", { class: "btn", type: "button" }, "Cancel");

@@ -1,9 +1,12 @@
 // The endpoints screen: one card per configuration, the endpoint dialog,
 // replay, secret rotation, test events.
 
-import { api, canWrite, loadCatalog, loadConfigs, OUTCOMES, state } from "./api.js";
+import { api, canWrite, loadCatalog, loadConfigs, state } from "./api.js";
 import { openEndpointForm } from "./endpoint-form.js";
-import { absolute, confirmDialog, dialog, field, h, icon, note, NOTE_KEEP_MS, relative, shortUrl, showError, time, toLocalInput } from "./dom.js";
+import { absolute, confirmDialog, dialog, field, h, icon, loading, note, NOTE_KEEP_MS, relative, renderFailure, shortUrl, showError, time, toLocalInput } from "./dom.js";
+import { awaitingVerification, isEd25519, signingActions, signingBlock } from "./signing.js";
+import { openTestEvent, testSummary } from "./testevent.js";
+import { endpointCharts, forgetStats } from "./charts.js";
 
 const CONFIG_POLL_MS = 5000;
 
@@ -34,6 +37,7 @@ export function healthOf(config) {
 export function statusOf(config) {
   if (!config.enabled && config.disabled_reason) return { label: "Disabled by the service", tone: "bad" };
   if (!config.enabled) return { label: "Disabled", tone: "muted" };
+  if (awaitingVerification(config)) return { label: "Awaiting verification", tone: "warn" };
   const hl = healthOf(config);
   if (hl.failing_since) return { label: "Failing", tone: "warn" };
   if (!hl.attempts) return { label: "No deliveries yet", tone: "muted" };
@@ -43,7 +47,8 @@ export function statusOf(config) {
 export function renderEndpoints() {
   const main = document.getElementById("main");
   const addError = h("p", { class: "inline-error", role: "alert", hidden: true });
-  const list = h("div", { class: "endpoint-list", id: "endpoint-list", "aria-busy": "true" });
+  const list = h("div", { class: "endpoint-list", id: "endpoint-list", "aria-busy": "true" }, loading("Loading your endpoints…"));
+  const stale = h("p", { class: "inline-note bad", id: "endpoints-stale", role: "alert", hidden: true });
   main.replaceChildren(
     h(
       "div",
@@ -52,14 +57,31 @@ export function renderEndpoints() {
       canWrite() ? h("div", { class: "head-actions" }, h("button", { class: "btn primary", type: "button", id: "add-endpoint", onclick: () => editEndpoint(null) }, icon("plus"), h("span", {}, "Add endpoint")), addError) : null,
     ),
     h("p", { class: "inline-note", id: "page-note", role: "status", hidden: true }),
+    stale,
     list,
   );
+  // Until the first list arrives: loading, or the failure with a retry (never
+  // "No endpoints yet"). After that a failed refresh keeps the list, saying so.
+  let shown = false;
   const refresh = async () => {
     try {
       await loadConfigs();
+      stale.hidden = true;
+      if (!shown) list.dataset.drawn = "";
+      shown = true;
       drawEndpointList(list);
     } catch (err) {
-      if (err.status !== 401) list.replaceChildren(h("p", { class: "inline-error", role: "alert" }, err.message));
+      if (err.status === 401) return;
+      if (shown) {
+        stale.textContent = `Not up to date: ${err.message}`;
+        stale.hidden = false;
+      } else {
+        list.removeAttribute("aria-busy");
+        list.replaceChildren(renderFailure(err, () => {
+          list.replaceChildren(loading("Loading your endpoints…"));
+          refresh();
+        }));
+      }
     }
   };
   refresh();
@@ -161,6 +183,7 @@ export function endpointCard(config) {
       stat("Last success", hl.last_success_at ? time(hl.last_success_at) : "never"),
     ),
     h("p", { class: "help health-note" }, HEALTH_NOTE),
+    endpointCharts(config.id),
     hl.last_error
       ? h("p", { class: "last-error" }, h("strong", {}, "Last error "), hl.last_error_at ? time(hl.last_error_at) : null, ": ", h("span", { class: "mono" }, hl.last_error))
       : null,
@@ -168,8 +191,9 @@ export function endpointCard(config) {
       "div",
       { class: "endpoint-meta muted" },
       h("span", { class: "mono" }, config.id),
-      h("span", {}, "Secret ", h("span", { class: "mono" }, config.secret_hint || "—")),
+      isEd25519(config) ? null : h("span", {}, "Secret ", h("span", { class: "mono" }, config.secret_hint || "—")),
     ),
+    signingBlock(config, slot),
     headerList(config),
     h(
       "div",
@@ -178,7 +202,8 @@ export function endpointCard(config) {
       canWrite() ? action("Send test event", "play", sendTest, "test") : null,
       action("Delivery log", "list", (c) => (location.hash = `#/logs?config_id=${encodeURIComponent(c.id)}`), "log"),
       canWrite() ? action("Replay failed…", "refresh", openReplay, "replay") : null,
-      canWrite() ? action("Rotate secret", "key", rotateSecret, "rotate") : null,
+      canWrite() ? action(isEd25519(config) ? "Rotate key" : "Rotate secret", "key", rotateSecret, "rotate") : null,
+      ...signingActions(config, slot, action),
       canWrite() ? action(config.enabled ? "Disable" : "Enable", config.enabled ? "pause" : "play", toggleEnabled, "toggle") : null,
       canWrite() ? action("Delete", "trash", deleteEndpoint, "delete") : null,
     ),
@@ -231,17 +256,12 @@ export async function deleteEndpoint(config, slot) {
   }
 }
 
-export async function sendTest(config, slot) {
-  note(slot, "Sending a test event…", "muted");
-  try {
-    const { log } = await api("POST", `/webhooks/configs/${config.id}:test`, {});
-    const outcome = OUTCOMES[log.outcome] || { label: log.outcome, tone: "muted" };
-    const what = log.response_status_code ? `HTTP ${log.response_status_code}` : log.error || "no response";
-    note(slot, `Test event ${outcome.label.toLowerCase()}: ${what} in ${log.duration_ms} ms. It is in the delivery log.`, outcome.tone === "ok" ? "ok" : "bad");
+export function sendTest(config, slot) {
+  openTestEvent(config, (log) => {
+    note(slot, `${testSummary(log)} It is in the delivery log.`, log.outcome === "OUTCOME_DELIVERED" ? "ok" : "bad");
+    forgetStats(config.id);
     state.refreshEndpoints(); // the attempt counts in the endpoint's health
-  } catch (err) {
-    note(slot, err.message, "bad");
-  }
+  });
 }
 
 export async function toggleEnabled(config, slot) {
@@ -272,15 +292,18 @@ export async function toggleEnabled(config, slot) {
 
 export async function rotateSecret(config, slot) {
   const ok = await confirmDialog(
-    "Rotate the signing secret?",
-    "A new secret is generated and shown once. The current one keeps signing alongside it for the grace period, so your receiver can switch without missing a delivery.",
-    "Rotate secret",
+    isEd25519(config) ? "Rotate the signing key?" : "Rotate the signing secret?",
+    isEd25519(config)
+      ? "A new ed25519 key pair is generated; the service keeps the private key and your key set lists the new public key. The current key keeps signing alongside it for the grace period."
+      : "A new secret is generated and shown once. The current one keeps signing alongside it for the grace period, so your receiver can switch without missing a delivery.",
+    isEd25519(config) ? "Rotate key" : "Rotate secret",
   );
   if (!ok) return;
   try {
     const resp = await api("POST", `/webhooks/configs/${config.id}:rotate-secret`, {});
     const until = resp.previous_secret_expires_at ? ` The previous secret also signs until ${absolute(resp.previous_secret_expires_at)}.` : "";
-    showSecret(resp.secret, `New signing secret for ${shortUrl(config.url)}.${until}`);
+    if (resp.secret) showSecret(resp.secret, `New signing secret for ${shortUrl(config.url)}.${until}`);
+    else note(slot, `New ed25519 key ${resp.config.public_key}.${until.replace("secret", "key")}`, "ok"); // the service keeps the private key
     state.refreshEndpoints();
   } catch (err) {
     note(slot, err.message, "bad");
@@ -289,7 +312,9 @@ export async function rotateSecret(config, slot) {
 
 
 export function showSecret(secret, text) {
-  const field = h("input", { id: "new-secret", class: "mono", readonly: true, value: secret, "aria-describedby": "secret-help" });
+  // A box that wraps the whole secret, however long (whsec_ and up to 88 characters).
+  const field = h("textarea", { id: "new-secret", class: "mono secret-box", readonly: true, rows: "2", spellcheck: "false", "aria-describedby": "secret-help" });
+  field.value = secret;
   const copied = h("span", { class: "inline-note ok", role: "status", hidden: true }, "Copied");
   const copy = h(
     "button",
@@ -323,6 +348,13 @@ export function showSecret(secret, text) {
     ),
   );
   done.addEventListener("click", () => el.close());
+  const fit = () => {
+    field.style.height = "auto";
+    field.style.height = `${field.scrollHeight + 2}px`;
+  };
+  fit();
+  window.addEventListener("resize", fit);
+  el.addEventListener("close", () => window.removeEventListener("resize", fit));
   field.focus();
   field.select();
 }

@@ -225,9 +225,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "trusted_proxies",
         "127.0.0.0/8,::1/128",
-        "CIDR list of gateways whose x-webhooks-client-address header names the client "
+        "CIDR list of the addresses the gateway connects from; a call from one of them "
+        "carrying the gateway secret names its client in x-webhooks-client-address "
         "(for per-address limits); empty trusts none",
         parse_networks,
+    ),
+    Setting(
+        "gateway_secret",
+        "",
+        "shared secret the gateway (Envoy) sends to serve in x-webhooks-gateway-secret, "
+        "so that only calls through it may name their client's address; set the same on "
+        "`gateway` and `serve` (`run` makes one when empty; empty: no call may)",
+        str,
+        True,
     ),
     Setting(
         "publish_rate_limit_per_second",
@@ -279,14 +289,29 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "replay_deliveries_per_hour",
         "10000",
-        "deliveries one organisation may replay per hour, per API process (0: unlimited)",
+        "deliveries one organisation may replay per hour, across all API processes (0: unlimited)",
         float,
     ),
     Setting(
         "test_events_per_minute",
         "60",
         "test events one organisation may send per minute, half of them at once, "
-        "per API process (0: unlimited)",
+        "across all API processes (0: unlimited)",
+        float,
+    ),
+    # --- signing keys (issue 23) ---
+    Setting(
+        "jwks_cache_seconds",
+        "60",
+        "seconds an organisation's published key set (jwks.json) is cached, per API process, "
+        "and its Cache-Control max-age",
+        float,
+    ),
+    Setting(
+        "jwks_reads_per_second",
+        "20",
+        "key-set database reads (cache misses) per second per API process, in bursts of "
+        "twice that; past it the path answers 429 (0: unlimited)",
         float,
     ),
     # --- the dashboard (portal sessions, CORS) ---
@@ -341,6 +366,7 @@ class Settings:
     auth_failure_per_second: float = 1.0
     auth_failure_burst: int = 20
     trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    gateway_secret: str = ""
     publish_rate_limit_per_second: float = 0.0
     retention_days: int = 30
     prune_batch_size: int = 1000
@@ -352,6 +378,8 @@ class Settings:
     endpoint_failure_disable_after: float = 432000.0
     replay_deliveries_per_hour: float = 10000.0
     test_events_per_minute: float = 60.0
+    jwks_cache_seconds: float = 60.0
+    jwks_reads_per_second: float = 20.0
     portal_session_ttl: float = 3600.0
     dashboard_url: str = ""
     cors_allowed_origins: tuple[str, ...] = ()

@@ -105,6 +105,27 @@ def is_held(next_attempt_at: datetime) -> bool:
     return next_attempt_at >= HELD_UNTIL
 
 
+class SigningScheme(enum.StrEnum):
+    """How an endpoint's deliveries are signed (``webhook_configs.signing_scheme``)."""
+
+    HMAC_SHA256 = "hmac_sha256"  # Standard Webhooks v1, a shared whsec_ secret (the default)
+    ED25519 = "ed25519"  # Standard Webhooks v1a, a whsk_ key held by the service
+
+
+class VerificationStatus(enum.StrEnum):
+    """Whether an endpoint proved it wants the traffic (``webhook_configs.verification_status``)."""
+
+    NOT_REQUIRED = "not_required"  # its organisation does not require ownership verification
+    PENDING = "pending"  # deliveries wait until the endpoint echoes a challenge
+    VERIFIED = "verified"  # it echoed the challenge for its current URL
+
+
+# The due time of deliveries waiting for their endpoint's verification: after
+# every real due time, so the claim query never reaches them; verification
+# makes them due now (storage/configs.py).
+PARKED_UNTIL = datetime(9999, 1, 1, tzinfo=UTC)
+
+
 def previous_secret_signs(expires_at: datetime | None, now: datetime) -> bool:
     """Whether a replaced secret still signs at ``now`` (None: until it is cleared)."""
     return expires_at is None or expires_at > now

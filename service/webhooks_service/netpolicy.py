@@ -112,6 +112,13 @@ class SelfTarget(BlockedTarget):
 _own_lock = threading.Lock()
 # (port, listener host or None for "any address") -> how many registrations
 _own: Counter[tuple[int, IPAddress | None]] = Counter()
+_own_version = 0  # changes whenever a listener is registered or forgotten
+
+
+def own_listeners_version() -> int:
+    """A number that changes whenever the own listeners change: a decision on an
+    address taken at one version holds until the version moves."""
+    return _own_version
 
 
 def _local_addresses() -> set[IPAddress]:
@@ -147,15 +154,19 @@ def register_own_listener(host: str, port: int) -> Callable[[], None]:
     key = _listener_key(host, port)
     if key is None:
         return lambda: None
+    global _own_version
     with _own_lock:
         _own[key] += 1
+        _own_version += 1
     done = False
 
     def unregister() -> None:
         nonlocal done
+        global _own_version
         with _own_lock:
             if not done:
                 done = True
+                _own_version += 1
                 _own[key] -= 1
                 if _own[key] <= 0:
                     del _own[key]
@@ -171,11 +182,6 @@ def register_own_listen_address(listen: str) -> Callable[[], None]:
     except ConfigurationError:
         return lambda: None
     return register_own_listener(address.host, address.port)
-
-
-def own_listeners() -> set[tuple[int, IPAddress | None]]:
-    with _own_lock:
-        return set(_own)
 
 
 def _unwrap(ip: IPAddress) -> IPAddress:
@@ -334,7 +340,7 @@ def literal_target_problem(guard: TargetGuard, url: str) -> str | None:
     refuses, for a field violation at configuration time; None otherwise.
 
     Only what the URL itself says: a name that resolves to a refused address is
-    still caught by :class:`GuardedConnector` at delivery time.
+    still caught at delivery time (``delivery/target_guard.py``).
     """
     try:
         host = canonical_url(url).raw_host or ""

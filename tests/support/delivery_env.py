@@ -3,15 +3,23 @@ the setting of the end-to-end delivery tests."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from tests.support.envoy import running_gateway
 from tests.support.payloads import example
+from tests.support.polling import eventually
 from tests.support.receiver import Receiver, running_receiver
 from tests.support.server import RunningServer, make_org_and_keys, running_server
 from webhooks_client import AdminClient, DeliveryLog, PublisherClient, PublishResult, WebhookConfig
+from webhooks_service.domain import utcnow
+from webhooks_service.storage.queue_stats import queue_stats
 
 
 class DeliveryEnv:
@@ -50,6 +58,18 @@ class DeliveryEnv:
                 raise AssertionError(f"expected {count} log entries, got {logs}")
             time.sleep(0.02)
 
+    def settled(self, timeout: float = 15.0) -> None:
+        """Until nothing is pending in the queue: the service's own count behind
+        the ``webhooks_queue_pending_deliveries`` gauge (``storage.queue_stats``).
+        A delivery due, claimed, in flight or waiting for a retry is pending, so
+        once it is 0 no further attempt can happen: "nothing more happens" is
+        checked against this, not by sleeping."""
+        eventually(
+            lambda: queue_stats(self.srv.engine, utcnow()).pending == 0,
+            timeout,
+            "nothing pending in the queue",
+        )
+
     def close(self) -> None:
         self.admin.close()
         self.publisher.close()
@@ -61,5 +81,28 @@ def delivery_env(database_url: str, overrides: Mapping[str, Any]) -> Iterator[De
         env = DeliveryEnv(srv, rx)
         try:
             yield env
+        finally:
+            env.close()
+
+
+@contextmanager
+def rest_delivery_env(
+    sqlite_template: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    overrides: Mapping[str, Any],
+) -> Iterator[tuple[DeliveryEnv, str]]:
+    """:func:`delivery_env` on a copy of the migrated SQLite template, behind a real
+    Envoy: (the environment, the gateway's base URL). For module-scoped REST fixtures."""
+    path = tmp_path_factory.mktemp(name) / "webhooks.db"
+    shutil.copyfile(sqlite_template, path)
+    with (
+        running_receiver() as rx,
+        running_server(f"sqlite:///{path}", overrides, worker=True) as srv,
+        running_gateway([srv.target]) as gw,
+    ):
+        env = DeliveryEnv(srv, rx)
+        try:
+            yield env, gw.base_url
         finally:
             env.close()

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 
 import pytest
 
+from tests.support.server import TEST_GATEWAY_SECRET
 from webhooks_service.errors import ConfigurationError
 from webhooks_service.gateway import (
     EnvoyProcess,
@@ -47,6 +48,7 @@ def running_gateway(
     health_check_interval_s: float = 0.5,
     grpc_proxy: bool = False,
     cors_allowed_origins: Sequence[str] = (),
+    gateway_secret: str = TEST_GATEWAY_SECRET,
 ) -> Iterator[EnvoyProcess]:
     """Envoy on 127.0.0.1:<free port> in front of ``upstreams`` ("host:port");
     ``grpc_proxy``: also the native gRPC listener (``gw.grpc_listen``)."""
@@ -58,6 +60,7 @@ def running_gateway(
         health_check_interval_s=health_check_interval_s,
         max_request_bytes=max_request_bytes,
         cors_allowed_origins=tuple(cors_allowed_origins),
+        gateway_secret=gateway_secret,
         grpc_proxy_listen=(
             parse_address("127.0.0.1:0", what="grpc", allow_zero_port=True) if grpc_proxy else None
         ),

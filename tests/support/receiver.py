@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -49,6 +49,7 @@ class Receiver:
         self.host = "127.0.0.1"
         self.port = 0
         self._replies: dict[str, list[Reply]] = {}
+        self._responders: dict[str, Callable[[Received], Reply]] = {}
         self._received: list[Received] = []
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -62,6 +63,14 @@ class Receiver:
         """Answer requests to ``path`` with ``replies`` in turn; the last repeats."""
         with self._lock:
             self._replies[path] = list(replies) or [Reply()]
+
+    def respond(self, path: str, responder: Callable[[Received], Reply] | None) -> None:
+        """Answer requests to ``path`` with ``responder(request)`` (None: stop)."""
+        with self._lock:
+            if responder is None:
+                self._responders.pop(path, None)
+            else:
+                self._responders[path] = responder
 
     def requests(self, path: str | None = None) -> list[Received]:
         with self._lock:
@@ -99,17 +108,14 @@ class Receiver:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
+        received = Received(
+            request.path, {k.lower(): v for k, v in request.headers.items()}, body, time.time()
+        )
         with self._cond:
-            self._received.append(
-                Received(
-                    request.path,
-                    {k.lower(): v for k, v in request.headers.items()},
-                    body,
-                    time.time(),
-                )
-            )
+            self._received.append(received)
             self._cond.notify_all()
-        reply = self._next_reply(request.path)
+            responder = self._responders.get(request.path)
+        reply = responder(received) if responder else self._next_reply(request.path)
         if reply.hang:
             await asyncio.Event().wait()
         if reply.delay:

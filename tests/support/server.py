@@ -37,6 +37,8 @@ T = TypeVar("T")
 
 ALL_SCOPES: tuple[str, ...] = keys.SCOPES
 TEST_ALLOWED_NETWORKS: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+TEST_GATEWAY_SECRET = "test-gateway-secret-0123456789abcdef"
+"""What tests/support/envoy.py's gateway tells these servers (api/throttle.py)."""
 
 
 @dataclass
@@ -68,6 +70,7 @@ def test_settings(database_url: str, overrides: Mapping[str, Any] | None = None)
         # Tests poll the API fast with one key; rate-limit tests opt in.
         rate_limit_per_second=0.0,
         auth_failure_per_second=0.0,
+        gateway_secret=TEST_GATEWAY_SECRET,
     )
     return dataclasses.replace(base, **dict(overrides or {}))
 

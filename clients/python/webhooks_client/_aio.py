@@ -127,6 +127,8 @@ class AsyncAdminClient(_AsyncClient):
         description: str | None = None,
         headers: Mapping[str, str] | None = None,
         clear_headers: bool = False,
+        signing_scheme: models.SigningScheme | None = None,
+        filter: str | None = None,
         timeout: float | None = None,
         ordered: bool | None = None,
     ) -> models.PutWebhookConfigResult:
@@ -141,9 +143,33 @@ class AsyncAdminClient(_AsyncClient):
             headers=headers,
             clear_headers=clear_headers,
             ordered=ordered,
+            signing_scheme=signing_scheme,
+            filter=filter,
         )
         return calls.put_config_result(
             await self._call(self._stub.PutWebhookConfig, request, timeout)
+        )
+
+    async def test_webhook_filter(
+        self,
+        filter: str,
+        event_types: Sequence[str],
+        *,
+        limit: int = 0,
+        example_data: Mapping[str, Any] | None = None,
+        example_type: str = "",
+        timeout: float | None = None,
+    ) -> models.FilterTestResult:
+        """Try a payload filter on the organisation's recent events (and an example)."""
+        request = calls.filter_test_request(
+            filter=filter,
+            event_types=event_types,
+            limit=limit,
+            example_data=example_data,
+            example_type=example_type,
+        )
+        return calls.filter_test_result(
+            await self._call(self._stub.TestWebhookFilter, request, timeout)
         )
 
     async def delete_webhook_config(
@@ -165,6 +191,9 @@ class AsyncAdminClient(_AsyncClient):
         event_type: str = "",
         outcome: str | int | None = None,
         bodies: bool = True,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        status_class: str | int | None = None,
         timeout: float | None = None,
     ) -> models.DeliveryLogPage:
         """One page of the delivery log, newest first (``bodies=False``: the BASIC view)."""
@@ -176,6 +205,9 @@ class AsyncAdminClient(_AsyncClient):
             event_type=event_type,
             outcome_filter=outcome,
             bodies=bodies,
+            since=since,
+            until=until,
+            status_class=status_class,
         )
         return calls.logs_page_result(
             await self._call(self._stub.ListDeliveryLogs, request, timeout)
@@ -190,6 +222,9 @@ class AsyncAdminClient(_AsyncClient):
         event_type: str = "",
         outcome: str | int | None = None,
         bodies: bool = True,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        status_class: str | int | None = None,
         timeout: float | None = None,
     ) -> AsyncIterator[models.DeliveryLog]:
         """Every matching log entry, newest first, fetching pages as needed."""
@@ -203,6 +238,9 @@ class AsyncAdminClient(_AsyncClient):
                 event_type=event_type,
                 outcome_filter=outcome,
                 bodies=bodies,
+                since=since,
+                until=until,
+                status_class=status_class,
             )
             items, token = calls.logs_page(
                 await self._call(self._stub.ListDeliveryLogs, request, timeout)
@@ -234,13 +272,29 @@ class AsyncAdminClient(_AsyncClient):
         return calls.replay_result(await self._call(self._stub.ReplayDeliveries, request, timeout))
 
     async def send_test_event(
-        self, config_id: str, *, timeout: float | None = None
+        self,
+        config_id: str,
+        *,
+        event_type: str = "",
+        data: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> models.DeliveryLog:
         """Send a ``webhook.ping`` to the config now; returns the logged attempt."""
-        request = calls.test_event_request(config_id)
+        request = calls.test_event_request(config_id, event_type, data)
         deadline = calls.test_event_timeout(self._timeout, timeout)
         return calls.test_event_result(
             await self._call(self._stub.SendTestEvent, request, deadline)
+        )
+
+    async def verify_webhook_endpoint(
+        self, config_id: str, *, timeout: float | None = None
+    ) -> models.VerifyWebhookEndpointResult:
+        """Send the ownership challenge now (``webhook.verification``); the config after
+        it and whether the endpoint echoed it. Lasts up to the attempt timeout."""
+        request = calls.verify_request(config_id)
+        deadline = calls.test_event_timeout(self._timeout, timeout)
+        return calls.verify_result(
+            await self._call(self._stub.VerifyWebhookEndpoint, request, deadline)
         )
 
     async def rotate_webhook_secret(

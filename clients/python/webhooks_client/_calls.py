@@ -76,6 +76,8 @@ def put_config_request(
     headers: Mapping[str, str] | None = None,
     clear_headers: bool = False,
     ordered: bool | None = None,
+    signing_scheme: models.SigningScheme | None = None,
+    filter: str | None = None,
 ) -> admin_pb2.PutWebhookConfigRequest:
     request = admin_pb2.PutWebhookConfigRequest(
         id=id,
@@ -92,7 +94,32 @@ def put_config_request(
         request.description = description
     if ordered is not None:
         request.ordered = ordered
+    if signing_scheme is not None:
+        request.signing_scheme = int(signing_scheme)  # type: ignore[assignment]
+    if filter is not None:
+        request.filter = filter
     return request
+
+
+def filter_test_request(
+    *,
+    filter: str,
+    event_types: Sequence[str],
+    limit: int = 0,
+    example_data: Mapping[str, Any] | None = None,
+    example_type: str = "",
+) -> admin_pb2.TestWebhookFilterRequest:
+    request = admin_pb2.TestWebhookFilterRequest(
+        filter=filter, event_types=list(event_types), limit=limit, example_type=example_type
+    )
+    if example_data is not None:
+        request.example_data.SetInParent()  # an empty example is still an example
+        request.example_data.update(dict(example_data))
+    return request
+
+
+def filter_test_result(response: admin_pb2.TestWebhookFilterResponse) -> models.FilterTestResult:
+    return _convert.filter_test(response)
 
 
 def put_config_result(
@@ -120,9 +147,13 @@ def list_logs_request(
     event_type: str,
     outcome_filter: str | int | None,
     bodies: bool = True,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    status_class: str | int | None = None,
 ) -> admin_pb2.ListDeliveryLogsRequest:
-    """``bodies=False``: the BASIC view (no request/response bodies)."""
-    return admin_pb2.ListDeliveryLogsRequest(
+    """``bodies=False``: the BASIC view (no request/response bodies or headers);
+    ``status_class``: "2xx" … "5xx", "no_response" or the enum value."""
+    request = admin_pb2.ListDeliveryLogsRequest(
         page_size=page_size,
         page_token=page_token,
         config_id=config_id,
@@ -130,6 +161,24 @@ def list_logs_request(
         event_type=event_type,
         outcome=outcome(outcome_filter),  # type: ignore[arg-type]
         view=admin_pb2.DELIVERY_LOG_VIEW_FULL if bodies else admin_pb2.DELIVERY_LOG_VIEW_BASIC,
+        status_class=status_class_value(status_class),  # type: ignore[arg-type]
+    )
+    if since is not None:
+        request.since.CopyFrom(timestamp(since))
+    if until is not None:
+        request.until.CopyFrom(timestamp(until))
+    return request
+
+
+def status_class_value(value: str | int | None) -> int:
+    """A status class filter as the enum value: "5xx", "STATUS_CLASS_5XX", an int."""
+    if value is None or value == "":
+        return admin_pb2.STATUS_CLASS_UNSPECIFIED
+    if isinstance(value, int):
+        return value
+    name = value.upper()
+    return admin_pb2.StatusClass.Value(
+        name if name.startswith("STATUS_CLASS_") else f"STATUS_CLASS_{name}"
     )
 
 
@@ -170,8 +219,13 @@ def replay_result(response: admin_pb2.ReplayDeliveriesResponse) -> int:
     return response.replayed
 
 
-def test_event_request(config_id: str) -> admin_pb2.SendTestEventRequest:
-    return admin_pb2.SendTestEventRequest(config_id=config_id)
+def test_event_request(
+    config_id: str, event_type: str = "", data: Mapping[str, Any] | None = None
+) -> admin_pb2.SendTestEventRequest:
+    request = admin_pb2.SendTestEventRequest(config_id=config_id, event_type=event_type)
+    if data is not None:
+        request.data.update(dict(data))
+    return request
 
 
 def test_event_timeout(default: float, timeout: float | None) -> float:
@@ -180,6 +234,16 @@ def test_event_timeout(default: float, timeout: float | None) -> float:
 
 def test_event_result(response: admin_pb2.SendTestEventResponse) -> models.DeliveryLog:
     return _convert.delivery_log(response.log)
+
+
+def verify_request(config_id: str) -> admin_pb2.VerifyWebhookEndpointRequest:
+    return admin_pb2.VerifyWebhookEndpointRequest(config_id=config_id)
+
+
+def verify_result(
+    response: admin_pb2.VerifyWebhookEndpointResponse,
+) -> models.VerifyWebhookEndpointResult:
+    return _convert.verify_webhook_endpoint(response)
 
 
 def rotate_request(config_id: str, secret: str | None) -> admin_pb2.RotateWebhookSecretRequest:

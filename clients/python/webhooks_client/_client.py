@@ -143,6 +143,8 @@ class AdminClient(_Client):
         description: str | None = None,
         headers: Mapping[str, str] | None = None,
         clear_headers: bool = False,
+        signing_scheme: models.SigningScheme | None = None,
+        filter: str | None = None,
         timeout: float | None = None,
         ordered: bool | None = None,
     ) -> models.PutWebhookConfigResult:
@@ -155,6 +157,8 @@ class AdminClient(_Client):
         generated one, the only time it is shown. ``headers``: custom request
         headers sent on every attempt (on update a non-empty set replaces them
         all, absent or empty keeps them; ``clear_headers`` removes them).
+        ``filter``: a CEL payload filter (``event.data.points > 100``); None
+        keeps the current one on update, "" removes it.
         """
         request = calls.put_config_request(
             url=url,
@@ -166,8 +170,30 @@ class AdminClient(_Client):
             headers=headers,
             clear_headers=clear_headers,
             ordered=ordered,
+            signing_scheme=signing_scheme,
+            filter=filter,
         )
         return calls.put_config_result(self._call(self._stub.PutWebhookConfig, request, timeout))
+
+    def test_webhook_filter(
+        self,
+        filter: str,
+        event_types: Sequence[str],
+        *,
+        limit: int = 0,
+        example_data: Mapping[str, Any] | None = None,
+        example_type: str = "",
+        timeout: float | None = None,
+    ) -> models.FilterTestResult:
+        """Try a payload filter on the organisation's recent events (and an example)."""
+        request = calls.filter_test_request(
+            filter=filter,
+            event_types=event_types,
+            limit=limit,
+            example_data=example_data,
+            example_type=example_type,
+        )
+        return calls.filter_test_result(self._call(self._stub.TestWebhookFilter, request, timeout))
 
     def delete_webhook_config(
         self, config_id: str, *, timeout: float | None = None
@@ -186,6 +212,9 @@ class AdminClient(_Client):
         event_type: str = "",
         outcome: str | int | None = None,
         bodies: bool = True,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        status_class: str | int | None = None,
         timeout: float | None = None,
     ) -> models.DeliveryLogPage:
         """One page of the delivery log, newest first; pass ``next_page_token`` back
@@ -201,6 +230,9 @@ class AdminClient(_Client):
             event_type=event_type,
             outcome_filter=outcome,
             bodies=bodies,
+            since=since,
+            until=until,
+            status_class=status_class,
         )
         return calls.logs_page_result(self._call(self._stub.ListDeliveryLogs, request, timeout))
 
@@ -213,6 +245,9 @@ class AdminClient(_Client):
         event_type: str = "",
         outcome: str | int | None = None,
         bodies: bool = True,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        status_class: str | int | None = None,
         timeout: float | None = None,
     ) -> Iterator[models.DeliveryLog]:
         """Every matching log entry, newest first, fetching pages as needed."""
@@ -226,6 +261,9 @@ class AdminClient(_Client):
                 event_type=event_type,
                 outcome_filter=outcome,
                 bodies=bodies,
+                since=since,
+                until=until,
+                status_class=status_class,
             )
             items, token = calls.logs_page(
                 self._call(self._stub.ListDeliveryLogs, request, timeout)
@@ -259,7 +297,12 @@ class AdminClient(_Client):
         return calls.replay_result(self._call(self._stub.ReplayDeliveries, request, timeout))
 
     def send_test_event(
-        self, config_id: str, *, timeout: float | None = None
+        self,
+        config_id: str,
+        *,
+        event_type: str = "",
+        data: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> models.DeliveryLog:
         """Send a ``webhook.ping`` to the config now; returns the logged attempt.
 
@@ -267,9 +310,18 @@ class AdminClient(_Client):
         timeout, 15 s by default), so its default deadline is at least
         :data:`TEST_EVENT_TIMEOUT` seconds.
         """
-        request = calls.test_event_request(config_id)
+        request = calls.test_event_request(config_id, event_type, data)
         deadline = calls.test_event_timeout(self._timeout, timeout)
         return calls.test_event_result(self._call(self._stub.SendTestEvent, request, deadline))
+
+    def verify_webhook_endpoint(
+        self, config_id: str, *, timeout: float | None = None
+    ) -> models.VerifyWebhookEndpointResult:
+        """Send the ownership challenge now (``webhook.verification``); the config after
+        it and whether the endpoint echoed it. Lasts up to the attempt timeout."""
+        request = calls.verify_request(config_id)
+        deadline = calls.test_event_timeout(self._timeout, timeout)
+        return calls.verify_result(self._call(self._stub.VerifyWebhookEndpoint, request, deadline))
 
     def rotate_webhook_secret(
         self, config_id: str, *, secret: str | None = None, timeout: float | None = None

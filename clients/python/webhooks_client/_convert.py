@@ -49,7 +49,35 @@ def webhook_config(c: admin_pb2.WebhookConfig) -> models.WebhookConfig:
         health=endpoint_health(c.health),
         header_names=tuple(c.header_names),
         ordered=c.ordered,
+        signing_scheme=models.SigningScheme(_enum(models.SigningScheme, c.signing_scheme)),
+        public_key=c.public_key,
+        public_key_id=c.public_key_id,
+        verification_status=models.VerificationStatus(
+            _enum(models.VerificationStatus, c.verification_status)
+        ),
+        verification_error=c.verification_error,
+        filter=c.filter,
     )
+
+
+def filter_test(r: admin_pb2.TestWebhookFilterResponse) -> models.FilterTestResult:
+    return models.FilterTestResult(
+        examined=r.examined,
+        matched=r.matched,
+        matches=tuple(
+            models.FilterMatch(m.event_id, m.event_type, timestamp(m, "occurred_at"))
+            for m in r.matches
+        ),
+        errors=r.errors,
+        example_matches=r.example_matches if r.HasField("example_matches") else None,
+        example_error=r.example_error,
+    )
+
+
+def verify_webhook_endpoint(
+    r: admin_pb2.VerifyWebhookEndpointResponse,
+) -> models.VerifyWebhookEndpointResult:
+    return models.VerifyWebhookEndpointResult(webhook_config(r.config), r.verified, r.error)
 
 
 def put_webhook_config(r: admin_pb2.PutWebhookConfigResponse) -> models.PutWebhookConfigResult:
@@ -85,6 +113,10 @@ def delivery_log(e: admin_pb2.DeliveryLog) -> models.DeliveryLog:
         next_attempt_at=timestamp(e, "next_attempt_at"),
         ordering_key=e.ordering_key,
         sequence=e.sequence,
+        request_headers=tuple((h.name, h.value) for h in e.request_headers),
+        response_headers=tuple((h.name, h.value) for h in e.response_headers),
+        response_headers_truncated=e.response_headers_truncated,
+        endpoint_deleted=e.endpoint_deleted,
     )
 
 

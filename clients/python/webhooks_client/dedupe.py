@@ -40,6 +40,7 @@ from webhooks_client.receiver import (
     HeaderSource,
     Secrets,
     WebhookVerificationError,
+    challenge_answer,
     event_id,
     verify,
 )
@@ -288,12 +289,19 @@ class Deduplicator:
         *,
         tolerance: timedelta = DEFAULT_TOLERANCE,
     ) -> Reply:
-        """Verify, dedupe on the event id, process; return the reply to send."""
+        """Verify, dedupe on the event id, process; return the reply to send.
+
+        The service's ownership challenge (``webhook.verification``) is answered
+        here, without ``process``: the reply echoes it, which proves the
+        endpoint wants the traffic."""
         try:
             event = verify(secret, headers, body, tolerance=tolerance)
             key = event_id(headers)
+            answer = challenge_answer(event)
         except WebhookVerificationError as exc:
             return Reply(400, f"rejected: {exc}", {})
+        if answer is not None:
+            return Reply(200, answer.decode(), {"content-type": "application/json"})
         try:
             outcome = self.run(key, lambda: process(event))
         except Exception:

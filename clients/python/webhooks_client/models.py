@@ -34,6 +34,9 @@ __all__ = [
     "PutWebhookConfigResult",
     "RetryDeliveryResult",
     "RotateWebhookSecretResult",
+    "SigningScheme",
+    "VerificationStatus",
+    "VerifyWebhookEndpointResult",
     "WebhookConfig",
 ]
 
@@ -70,6 +73,23 @@ class DeliveryStatus(_NamedIntEnum):
     CANCELLED = 5  # its configuration was deleted before it ended
 
 
+class SigningScheme(_NamedIntEnum):
+    """How an endpoint's deliveries are signed (``webhooks.v1.SigningScheme``)."""
+
+    UNSPECIFIED = 0  # in a request: keep the current scheme (HMAC on create)
+    HMAC_SHA256 = 1  # v1, the shared whsec_ secret
+    ED25519 = 2  # v1a, verified with public_key or the organisation's key set
+
+
+class VerificationStatus(_NamedIntEnum):
+    """Whether an endpoint proved it wants the traffic (``webhooks.v1.VerificationStatus``)."""
+
+    UNSPECIFIED = 0
+    NOT_REQUIRED = 1  # its organisation does not require it
+    PENDING = 2  # deliveries wait until it echoes the challenge
+    VERIFIED = 3
+
+
 @dataclass(frozen=True)
 class EndpointHealth:
     """Delivery attempt counters of one endpoint, and its latest success and error."""
@@ -101,6 +121,43 @@ class WebhookConfig:
     header_names: tuple[str, ...] = ()
     # Ordered delivery per ordering key (events sharing a key: one at a time, in order).
     ordered: bool = False
+    signing_scheme: SigningScheme = SigningScheme.HMAC_SHA256
+    public_key: str = ""  # ed25519: whpk_…, the key receivers verify v1a with
+    public_key_id: str = ""  # its kid in the key set (and in webhook-key-id)
+    verification_status: VerificationStatus = VerificationStatus.NOT_REQUIRED
+    verification_error: str = ""  # why the latest ownership challenge failed
+    # The payload filter (a CEL expression); "" when the endpoint gets every event.
+    filter: str = ""
+
+
+@dataclass(frozen=True)
+class VerifyWebhookEndpointResult:
+    """The configuration after the ownership challenge; ``error`` says why not verified."""
+
+    config: WebhookConfig
+    verified: bool
+    error: str
+
+
+@dataclass(frozen=True)
+class FilterMatch:
+    """A recent event a payload filter accepts (TestWebhookFilter)."""
+
+    event_id: str
+    event_type: str
+    occurred_at: datetime | None
+
+
+@dataclass(frozen=True)
+class FilterTestResult:
+    """A payload filter tried on the organisation's recent events (and an example)."""
+
+    examined: int
+    matched: int
+    matches: tuple[FilterMatch, ...]
+    errors: int
+    example_matches: bool | None  # None when no example was given
+    example_error: str = ""
 
 
 @dataclass(frozen=True)
@@ -142,6 +199,12 @@ class DeliveryLog:
     next_attempt_at: datetime | None  # set only for DeliveryOutcome.RETRY_SCHEDULED
     ordering_key: str = ""  # the event's ordering key ("" without one)
     sequence: int = 0  # its number for (organisation, ordering key); 0 without a key
+    # (name, value) in order, the FULL view only: request headers as sent (signatures
+    # shortened, secret-looking values masked) and response headers (capped).
+    request_headers: tuple[tuple[str, str], ...] = ()
+    response_headers: tuple[tuple[str, str], ...] = ()
+    response_headers_truncated: bool = False
+    endpoint_deleted: bool = False  # the endpoint was deleted since; ``url`` names it
 
 
 @dataclass(frozen=True)

@@ -24,14 +24,18 @@ from webhooks_service.api.convert import (
     log_to_proto,
     optional_time,
     outcome_from_proto,
+    signing_scheme_from_proto,
     status_class_from_proto,
+    timestamp,
     view_is_full,
 )
 from webhooks_service.api.insights import AdminInsights
 from webhooks_service.api.operations import AdminOperations
 from webhooks_service.api.portal import PortalOperations
+from webhooks_service.api.signing import SigningOperations
 from webhooks_service.config import Settings
-from webhooks_service.core import configs, event_types, logs
+from webhooks_service.core import configs, event_types, filters, logs
+from webhooks_service.core.publishing import struct_to_dict
 from webhooks_service.core.server_keys import keyring
 from webhooks_service.storage.models import utcnow
 
@@ -39,10 +43,15 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class WebhookAdminServicer(
-    AdminOperations, AdminInsights, PortalOperations, admin_pb2_grpc.WebhookAdminServicer
+    AdminOperations,
+    AdminInsights,
+    PortalOperations,
+    SigningOperations,
+    admin_pb2_grpc.WebhookAdminServicer,
 ):
     """Configs and logs here; retry, replay, test event, rotation in ``api/operations.py``;
-    the event view and endpoint stats in ``api/insights.py``.
+    the event view and endpoint stats in ``api/insights.py``; the key set and the
+    ownership challenge in ``api/signing.py``.
 
     ``notify`` wakes the in-process delivery worker after a retry or replay.
     """
@@ -58,6 +67,7 @@ class WebhookAdminServicer(
         self._engine = engine
         self._notify = notify
         self._clock = clock  # wall clock of portal sessions (tests move it)
+        self._init_signing()
 
     async def ListWebhookConfigs(
         self, request: admin_pb2.ListWebhookConfigsRequest, context: Context
@@ -93,7 +103,11 @@ class WebhookAdminServicer(
             headers=dict(request.headers),
             clear_headers=request.clear_headers,
             ordered=request.ordered if request.HasField("ordered") else None,
+            signing_scheme=signing_scheme_from_proto(request.signing_scheme),
+            filter_expression=request.filter if request.HasField("filter") else None,
         )
+        self.keys_changed(org)
+        self.challenge_in_background(result.config)
         return admin_pb2.PutWebhookConfigResponse(
             config=config_to_proto(result.config),
             secret=result.generated_secret,
@@ -144,3 +158,38 @@ class WebhookAdminServicer(
         # webhooks:read may read it (no organisation required).
         types = event_types.list_event_types(request.category)
         return admin_pb2.ListEventTypesResponse(event_types=[event_type_to_proto(t) for t in types])
+
+    async def TestWebhookFilter(
+        self, request: admin_pb2.TestWebhookFilterRequest, context: Context
+    ) -> admin_pb2.TestWebhookFilterResponse:
+        org = require_organisation()
+        result = await asyncio.to_thread(
+            filters.dry_run,
+            self._engine,
+            self._settings,
+            org,
+            expression=request.filter,
+            patterns=list(request.event_types),
+            limit=request.limit,
+            example_data=(
+                struct_to_dict(request.example_data) if request.HasField("example_data") else None
+            ),
+            example_type=request.example_type,
+        )
+        response = admin_pb2.TestWebhookFilterResponse(
+            examined=result.examined,
+            matched=result.matched,
+            matches=[
+                admin_pb2.FilterMatch(
+                    event_id=m.event_id,
+                    event_type=m.event_type,
+                    occurred_at=timestamp(m.occurred_at),
+                )
+                for m in result.matches
+            ],
+            errors=result.errors,
+            example_error=result.example_error,
+        )
+        if result.example_matches is not None:
+            response.example_matches = result.example_matches
+        return response

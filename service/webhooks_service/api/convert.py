@@ -15,8 +15,17 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from webhooks.v1 import admin_pb2
 from webhooks_service.core import configs, endpoint_headers, event_types, logs, redelivery
 from webhooks_service.core.ids import PublicIds
-from webhooks_service.domain import DeliveryStatus, Outcome, StatusClass
+from webhooks_service.domain import (
+    DeliveryStatus,
+    Outcome,
+    SigningScheme,
+    StatusClass,
+    VerificationStatus,
+    previous_secret_signs,
+    utcnow,
+)
 from webhooks_service.errors import FieldViolation, InvalidArgument
+from webhooks_service.signing_keys import kid
 from webhooks_service.storage.endpoint_health import EndpointHealth
 
 __all__ = [
@@ -29,6 +38,8 @@ __all__ = [
     "outcome_from_proto",
     "outcome_to_proto",
     "replay_outcomes_from_proto",
+    "signing_scheme_from_proto",
+    "signing_scheme_to_proto",
     "status_class_from_proto",
     "struct",
     "timestamp",
@@ -69,6 +80,53 @@ def view_is_full(value: int) -> bool:
     )
 
 
+def signing_scheme_to_proto(scheme: str) -> admin_pb2.SigningScheme.ValueType:
+    return admin_pb2.SigningScheme.Value("SIGNING_SCHEME_" + SigningScheme(scheme).name)
+
+
+def signing_scheme_from_proto(value: int) -> SigningScheme | None:
+    """The scheme asked for; None for UNSPECIFIED (keep the current one)."""
+    if value == admin_pb2.SIGNING_SCHEME_UNSPECIFIED:
+        return None
+    try:
+        name = admin_pb2.SigningScheme.Name(value)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise InvalidArgument(
+            "invalid signing scheme",
+            [
+                FieldViolation(
+                    "signing_scheme",
+                    f"unknown value {value}; SIGNING_SCHEME_HMAC_SHA256 or SIGNING_SCHEME_ED25519",
+                )
+            ],
+        ) from exc
+    return SigningScheme[name.removeprefix("SIGNING_SCHEME_")]
+
+
+def verification_to_proto(status: str) -> admin_pb2.VerificationStatus.ValueType:
+    return admin_pb2.VerificationStatus.Value(
+        "VERIFICATION_STATUS_" + VerificationStatus(status).name
+    )
+
+
+def _signing_fields(row: configs.ConfigRow) -> dict[str, Any]:
+    """The signing scheme, public keys and verification state of a config."""
+    fields: dict[str, Any] = {
+        "signing_scheme": signing_scheme_to_proto(row.signing_scheme),
+        "public_key": row.public_key or "",
+        "public_key_id": kid(row.public_key) if row.public_key else "",
+        "verification_status": verification_to_proto(row.verification_status),
+        "verification_error": row.verification_error,
+    }
+    expires = row.previous_secret_expires_at
+    if expires is not None and previous_secret_signs(expires, utcnow()):
+        fields["previous_key_expires_at"] = timestamp(expires)
+        fields["previous_public_key"] = row.previous_public_key or ""
+    if row.verified_at is not None:
+        fields["verified_at"] = timestamp(row.verified_at)
+    return fields
+
+
 def config_to_proto(row: configs.ConfigRow) -> admin_pb2.WebhookConfig:
     return admin_pb2.WebhookConfig(
         id=row.id,
@@ -76,7 +134,9 @@ def config_to_proto(row: configs.ConfigRow) -> admin_pb2.WebhookConfig:
         event_types=list(row.event_types),
         enabled=row.enabled,
         description=row.description,
-        secret_hint=configs.secret_hint(row.secret),
+        # ed25519: a hint of the public key, never of the private one.
+        secret_hint=configs.secret_hint(row.public_key or row.secret),
+        **_signing_fields(row),
         created_at=timestamp(row.created_at),
         updated_at=timestamp(row.updated_at),
         disabled_reason=row.disabled_reason,
@@ -84,6 +144,7 @@ def config_to_proto(row: configs.ConfigRow) -> admin_pb2.WebhookConfig:
         # Rows from core/configs carry their headers opened: names only, never values.
         header_names=endpoint_headers.header_names(row.headers, str),
         ordered=row.ordered,
+        filter=row.filter,
     )
 
 

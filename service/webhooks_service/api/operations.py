@@ -46,6 +46,7 @@ class AdminOperations:
     _settings: Settings
     _engine: Engine
     _notify: Callable[[], Any] | None
+    keys_changed: Callable[[str], None]  # api/signing.py
 
     def _wake_worker(self) -> None:
         if self._notify is not None:
@@ -77,7 +78,7 @@ class AdminOperations:
             since=request.since.ToDatetime(tzinfo=UTC) if request.HasField("since") else None,
             until=request.until.ToDatetime(tzinfo=UTC) if request.HasField("until") else None,
             outcomes=replay_outcomes_from_proto(list(request.outcomes)),
-            budgets=redelivery.default_budgets(self._settings),
+            budgets=redelivery.default_budgets(self._settings, self._engine),
         )
         if replayed:
             self._wake_worker()
@@ -110,6 +111,7 @@ class AdminOperations:
             request.config_id,
             secret=request.secret if request.HasField("secret") else None,
         )
+        self.keys_changed(org)
         response = admin_pb2.RotateWebhookSecretResponse(
             config=config_to_proto(result.config), secret=result.generated_secret
         )

@@ -72,6 +72,7 @@ class ApiServer:
     health: HealthServicer
     probe: asyncio.Task[None] | None = None  # database reachability -> health status
     forget: Callable[[], None] = lambda: None  # leaves the target guard's own listeners
+    admin: WebhookAdminServicer | None = None  # its background challenges end with the server
 
     @property
     def target(self) -> str:
@@ -84,6 +85,8 @@ class ApiServer:
             self.probe.cancel()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.admin is not None:
+            await self.admin.end_challenges(grace or 0.0)
         self.forget()
 
     async def wait(self) -> None:
@@ -118,9 +121,8 @@ async def start_server(
     if tracing.enabled():  # outermost: the span covers auth and the error mapping
         interceptors.insert(0, tracing.TracingInterceptor())
     server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
-    admin_pb2_grpc.add_WebhookAdminServicer_to_server(
-        WebhookAdminServicer(settings, engine, notify=notify, clock=clock), server
-    )
+    admin = WebhookAdminServicer(settings, engine, notify=notify, clock=clock)
+    admin_pb2_grpc.add_WebhookAdminServicer_to_server(admin, server)
     publisher_pb2_grpc.add_EventPublisherServicer_to_server(
         EventPublisherServicer(settings=settings, engine=engine, notify=notify, lend=lend), server
     )
@@ -151,4 +153,4 @@ async def start_server(
     log.info("gRPC API listening on %s:%d", host, port)
     # No delivery may reach this listener, whatever the allow-list (netpolicy.py).
     forget = register_own_listener(host, port)
-    return ApiServer(server, port, host, health, probe, forget)
+    return ApiServer(server, port, host, health, probe, forget, admin)

@@ -21,7 +21,7 @@ from webhooks_service.config import Settings
 from webhooks_service.core import portal
 from webhooks_service.storage.models import utcnow
 
-OPERATOR = "operator"  # created_by of sessions the CLI mints
+OPERATOR = portal.OPERATOR  # created_by of sessions the CLI mints
 
 
 def register(sub: Any) -> None:

@@ -114,7 +114,10 @@ def add_gateway_arguments(parser: argparse.ArgumentParser, *, listen_option: str
     )
 
 
-def build_config(args: argparse.Namespace, upstreams: list[str]) -> GatewayConfig:
+def build_config(
+    args: argparse.Namespace, upstreams: list[str], *, gateway_secret: str | None = None
+) -> GatewayConfig:
+    """``gateway_secret``: what the gateway tells serve (default: the setting)."""
     settings = config.from_args(args)
     grpc_proxy = getattr(args, "grpc_proxy_listen", None)
     return GatewayConfig(
@@ -130,6 +133,7 @@ def build_config(args: argparse.Namespace, upstreams: list[str]) -> GatewayConfi
         max_request_bytes=args.max_request_bytes,
         max_response_bytes=args.max_response_bytes,
         cors_allowed_origins=settings.cors_allowed_origins,
+        gateway_secret=settings.gateway_secret if gateway_secret is None else gateway_secret,
     )
 
 

@@ -30,6 +30,21 @@ def register(sub: Any) -> None:
     )
     config.add_arguments(listing, ["database_url"])
     listing.set_defaults(handler=_list)
+    verification = orgsub.add_parser(
+        "verification",
+        help="require endpoint ownership verification (on) or not (off)",
+        description=(
+            "With 'on', the organisation's new and re-pointed endpoints must echo a signed "
+            "webhook.verification challenge before they receive events (their deliveries "
+            "wait meanwhile); 'off' (the default) does not require it and releases the "
+            "endpoints still pending (their deliveries are sent). Turning it on leaves "
+            "existing endpoints as they are."
+        ),
+    )
+    verification.add_argument("org_id", help="the organisation, org_…")
+    verification.add_argument("state", choices=("on", "off"))
+    config.add_arguments(verification, ["database_url"])
+    verification.set_defaults(handler=_verification)
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -48,4 +63,15 @@ def _list(args: argparse.Namespace) -> int:
             print(f"{org.id}\t{org.created_at.isoformat(timespec='seconds')}\t{org.name}")
     finally:
         engine.dispose()
+    return 0
+
+
+def _verification(args: argparse.Namespace) -> int:
+    engine = open_database(config.from_args(args))
+    try:
+        released = orgs.set_endpoint_verification(engine, args.org_id, args.state == "on")
+    finally:
+        engine.dispose()
+    if released:
+        print(f"released {released} waiting deliveries")
     return 0

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import secrets
 import shlex
 import sys
 from pathlib import Path
@@ -144,6 +146,10 @@ def _banner(
 
 def _run(args: argparse.Namespace) -> int:
     settings = config.from_args(args)
+    if not settings.gateway_secret:
+        # Envoy and serve are both ours: a fresh secret tells serve a call came
+        # through the gateway (api/throttle.py), so only those name their client.
+        settings = dataclasses.replace(settings, gateway_secret=secrets.token_urlsafe(32))
     configure_logging(settings.log_level, settings.log_format)
     check_service_addresses(settings)
     event_loop = _event_loop.choose(settings.event_loop)  # fails before any migration
@@ -175,7 +181,9 @@ async def _supervise(
 
     async def start_gateway(grpc_target: str) -> None:
         nonlocal envoy, watcher
-        gw_config = gateway_command.build_config(args, [grpc_target])
+        gw_config = gateway_command.build_config(
+            args, [grpc_target], gateway_secret=settings.gateway_secret
+        )
         proc = EnvoyProcess(
             gw_config,
             log_level=gateway_command.envoy_log_level(settings.log_level),

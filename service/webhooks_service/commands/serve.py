@@ -26,6 +26,7 @@ from webhooks_service.commands import _event_loop
 from webhooks_service.commands._database import open_service_database
 from webhooks_service.commands._preflight import check_service_addresses
 from webhooks_service.config import Settings
+from webhooks_service.core import filters
 from webhooks_service.core.server_keys import keyring
 from webhooks_service.delivery import runner
 from webhooks_service.delivery.worker import LocalWorker
@@ -87,7 +88,11 @@ async def serve(
     api = await start_server(settings, engine, notify=wakeup.set, lend=local.lend)
     # Prometheus metrics on their own port (metrics_listen) + the queue gauges.
     metrics = start_process_metrics(
-        settings.metrics_listen, engine, stop, public_ids=lambda: keyring(engine).ids.delivery
+        settings.metrics_listen,
+        engine,
+        stop,
+        public_ids=lambda: keyring(engine).ids.delivery,
+        filter_counts=filters.counts,  # publishing runs the filters in this process
     )
 
     # The worker runs until `stop` is set; `wakeup` is set by the EventPublisher

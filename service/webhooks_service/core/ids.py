@@ -79,9 +79,6 @@ class PublicIds:
         """The key behind ``dlv_…``; None when it is not one this service could issue."""
         return self._parse(public, DELIVERY_PREFIX, self._delivery)
 
-    def parse_attempt(self, public: str) -> int | None:
-        return self._parse(public, ATTEMPT_PREFIX, self._attempt)
-
     @staticmethod
     def _parse(public: str, prefix: str, perm: _Permutation) -> int | None:
         head, sep, body = public.partition("_")

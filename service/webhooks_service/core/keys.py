@@ -11,12 +11,13 @@ A key belongs to one organisation; a *platform* key (organisation ``None``)
 may only publish events, for any organisation.
 
 **Lifecycle.** A key may expire (``expires_in`` at creation) and be revoked
-(:func:`revoke_key`); either way it is refused from then on. Its visible
+(:func:`revoke_key`); either way it is refused from then on, and so are the
+portal sessions it opened (``core/credentials.py`` authenticates both). Its visible
 prefix (:func:`key_prefix`, ``whk_<id part>_``) is the first characters of
 the key itself, so a leaked key is found in ``webhooks keys list`` (and
 revoked with ``webhooks keys revoke``) from its first characters. Each
 process re-checks a key against the database at least every
-``api/auth.py``'s ``KEY_CACHE_SECONDS`` (0.5 s), so a revocation or an
+``api/credentials.py``'s ``CACHE_SECONDS`` (0.5 s), so a revocation or an
 expiry reaches every running process within a second, on SQLite and
 PostgreSQL alike, for one primary-key read per key and process every half
 second. ``last_used_at`` is written at most once a minute per key and process.
@@ -25,7 +26,6 @@ second. ``last_used_at`` is written at most once a minute per key and process.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 import secrets
 import threading
@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Engine
 
 from webhooks_service.core.ids import new_id
-from webhooks_service.errors import InvalidArgument, NotFound, Unauthenticated
+from webhooks_service.errors import InvalidArgument, NotFound
 from webhooks_service.storage import db
 from webhooks_service.storage import keys as store
 from webhooks_service.storage import orgs as org_store
@@ -45,17 +45,19 @@ from webhooks_service.storage.models import utcnow
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "ID_PREFIX",
     "KEY_PREFIX",
     "SCOPES",
     "SCOPE_EVENTS_PUBLISH",
     "SCOPE_WEBHOOKS_READ",
     "SCOPE_WEBHOOKS_WRITE",
     "ApiKeyRow",
-    "authenticate",
     "create_key",
     "create_platform_key",
+    "digest",
     "key_prefix",
     "list_keys",
+    "note_use",
     "parse_scopes",
     "revoke_key",
 ]
@@ -66,12 +68,13 @@ SCOPE_EVENTS_PUBLISH = "events:publish"
 SCOPES: tuple[str, ...] = (SCOPE_WEBHOOKS_READ, SCOPE_WEBHOOKS_WRITE, SCOPE_EVENTS_PUBLISH)
 
 KEY_PREFIX = "whk_"
-_ID_PREFIX = "key_"
+ID_PREFIX = "key_"
 # last_used_at is refreshed when older than this (one write per key a minute).
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
-def _hash(secret: str) -> str:
+def digest(secret: str) -> str:
+    """The SHA-256 (hex) a key's or portal token's secret part is stored as."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
@@ -90,7 +93,7 @@ def parse_scopes(scopes: Iterable[str]) -> frozenset[str]:
 
 def key_prefix(key_id: str) -> str:
     """The first characters of the whole key: ``whk_<id part>_`` (shown in listings)."""
-    return f"{KEY_PREFIX}{key_id.removeprefix(_ID_PREFIX)}_"
+    return f"{KEY_PREFIX}{key_id.removeprefix(ID_PREFIX)}_"
 
 
 def _create(
@@ -104,7 +107,7 @@ def _create(
         raise InvalidArgument("--expires-in must be a positive duration (e.g. 90d, 12h, 30m)")
     key_id = new_id("key")
     secret = secrets.token_urlsafe(32)
-    raw = f"{KEY_PREFIX}{key_id.removeprefix(_ID_PREFIX)}_{secret}"
+    raw = f"{KEY_PREFIX}{key_id.removeprefix(ID_PREFIX)}_{secret}"
     now = utcnow()
     with db.write_transaction(engine) as conn:
         if organisation_id is not None and org_store.get(conn, organisation_id) is None:
@@ -114,7 +117,7 @@ def _create(
             key_id=key_id,
             organisation_id=organisation_id,
             name=name,
-            secret_hash=_hash(secret),
+            secret_hash=digest(secret),
             scopes=scopes,
             created_at=now,
             expires_at=None if expires_in is None else now + expires_in,
@@ -163,7 +166,7 @@ def _key_id(text: str) -> str:
     text = text.strip()
     if text.startswith(KEY_PREFIX):
         id_part = text[len(KEY_PREFIX) :].split("_", 1)[0]
-        return _ID_PREFIX + id_part
+        return ID_PREFIX + id_part
     return text
 
 
@@ -182,44 +185,11 @@ def revoke_key(engine: Engine, key: str, *, clock: Callable[[], datetime] = utcn
     return row
 
 
-def split_key(raw: str) -> tuple[str, str] | None:
-    """``whk_<id>_<secret>`` -> (``key_<id>``, secret), or None if malformed."""
-    if not raw.startswith(KEY_PREFIX):
-        return None
-    id_part, sep, secret = raw[len(KEY_PREFIX) :].partition("_")
-    if not sep or not id_part or not secret or len(id_part) > 27:
-        return None
-    return _ID_PREFIX + id_part, secret
-
-
-def authenticate(engine: Engine, raw: str) -> ApiKeyRow:
-    """The key row for a presented key; Unauthenticated for anything else."""
-    parts = split_key(raw)
-    row = None
-    if parts is not None:
-        with db.read_transaction(engine) as conn:
-            row = store.get(conn, parts[0])
-    # Compare even when the row is missing so both paths cost the same.
-    expected = row.secret_hash if row is not None else _hash("")
-    presented = _hash(parts[1]) if parts is not None else _hash("-")
-    if row is None or not hmac.compare_digest(expected, presented):
-        raise Unauthenticated("invalid API key")
-    if row.revoked_at is not None:
-        raise Unauthenticated("API key revoked")
-    now = utcnow()
-    if row.expires_at is not None and row.expires_at <= now:
-        raise Unauthenticated("API key expired")
+def note_use(engine: Engine, row: ApiKeyRow, now: datetime) -> None:
+    """Record that ``row`` authenticated (``core/credentials.py``), at most once a
+    minute, off the caller's path: a busy database must not delay the call."""
     if row.last_used_at is None or row.last_used_at < now - LAST_USED_RESOLUTION:
-        # Off the caller's path: a busy database must not delay the call.
         threading.Thread(target=_touch, args=(engine, row.id, now), daemon=True).start()
-    return row
-
-
-def cache_seconds(row: ApiKeyRow, longest: float) -> float:
-    """How long a process may trust a verified key: ``longest``, never past its expiry."""
-    if row.expires_at is None:
-        return longest
-    return max(0.0, min(longest, (row.expires_at - utcnow()).total_seconds()))
 
 
 def _touch(engine: Engine, key_id: str, now: datetime) -> None:

@@ -56,6 +56,7 @@ from google.protobuf.message import DecodeError, Message
 from webhooks.v1 import events_pb2, payloads_pb2
 from webhooks_service.core import catalog
 from webhooks_service.errors import FieldViolation
+from webhooks_service.protojson import SCALARS
 
 __all__ = ["Resolved", "message_class", "render_data", "resolve", "validate"]
 
@@ -69,18 +70,9 @@ _PATTERN_EXT: Any = events_pb2.pattern
 _EXACT = 2**53
 _INT_RE = re.compile(r"-?[0-9]+")
 _RANGES: dict[int, tuple[int, int]] = {
-    FD.TYPE_INT32: (-(2**31), 2**31 - 1),
-    FD.TYPE_SINT32: (-(2**31), 2**31 - 1),
-    FD.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
-    FD.TYPE_UINT32: (0, 2**32 - 1),
-    FD.TYPE_FIXED32: (0, 2**32 - 1),
-    FD.TYPE_INT64: (-(2**63), 2**63 - 1),
-    FD.TYPE_SINT64: (-(2**63), 2**63 - 1),
-    FD.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
-    FD.TYPE_UINT64: (0, 2**64 - 1),
-    FD.TYPE_FIXED64: (0, 2**64 - 1),
+    kind: (s.low, s.high) for kind, s in SCALARS.items() if s.low is not None and s.high is not None
 }
-_SIXTY_FOUR = {FD.TYPE_INT64, FD.TYPE_SINT64, FD.TYPE_SFIXED64, FD.TYPE_UINT64, FD.TYPE_FIXED64}
+_SIXTY_FOUR = {kind for kind, s in SCALARS.items() if s.as_string}
 _TIMESTAMP = "google.protobuf.Timestamp"
 _ANY_PREFIX = "type.googleapis.com/"
 
@@ -388,7 +380,8 @@ def _check_type(event_type: str, prefix: str) -> FieldViolation | None:
     if info is not None and info.origin == events_pb2.EVENT_ORIGIN_TEST:
         return FieldViolation(
             field,
-            f"{event_type!r} is the test event: SendTestEvent sends it, it cannot be published",
+            f"{event_type!r} is sent by the service to one endpoint (the test event or the "
+            "verification challenge): it cannot be published",
         )
     if info is not None:
         return FieldViolation(

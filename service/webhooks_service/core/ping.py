@@ -88,7 +88,8 @@ async def send_test_event(
     """
     check_config_id(config_id)
     type_, data_json = _test_data(settings, event_type, data)
-    (budgets or default_budgets(settings)).spend_test_event(organisation_id, clock())
+    spend = (budgets or default_budgets(settings, engine)).spend_test_event
+    await asyncio.to_thread(spend, organisation_id, clock())
     send = _send(
         engine, settings, organisation_id, config_id, clock, attempt_session, type_, data_json
     )
@@ -139,7 +140,7 @@ def _store(
 ) -> tuple[Target | None, ClaimedDelivery | None]:
     with publish_transaction(engine) as tx:
         target = tx.target(event.organisation_id, config_id)
-        if target is None or not target.enabled:
+        if target is None or not target.enabled or target.waits:
             return target, None
         if event.event_type != PING_TYPE and not catalog.matches_any(
             target.event_types, event.event_type
@@ -180,6 +181,11 @@ async def _send(
     target, claimed = await asyncio.to_thread(_store, engine, settings, event, config_id)
     if target is None:
         raise NotFound(f"webhook configuration {config_id!r} not found")
+    if claimed is None and target.waits:
+        raise FailedPrecondition(
+            f"webhook configuration {config_id} has not proved ownership of its URL yet; "
+            "VerifyWebhookEndpoint sends it the challenge"
+        )
     if claimed is None:
         raise FailedPrecondition(
             f"webhook configuration {config_id} is disabled; re-enable it with "

@@ -9,20 +9,20 @@ browser. The session:
 - carries ``webhooks:read`` and/or ``webhooks:write``, never more than the
   caller has (the *scope ceiling*), and never ``events:publish``;
 - expires (default :data:`DEFAULT_TTL_SECONDS`, the operator's
-  ``portal_session_ttl``; a request may ask for 60 s to 24 h) and can be
-  revoked; an ended session is UNAUTHENTICATED with a message saying so;
+  ``portal_session_ttl``; a request may ask for 60 s to 24 h), never after
+  the key that minted it, and can be revoked; it also ends when that key is
+  revoked or expires (``core/credentials.py``); an ended session is
+  UNAUTHENTICATED with a message saying so;
 - cannot mint further sessions (a leaked token must not outlive itself).
 
 The token reads ``wpt_<id part>_<secret part>``, like an API key: the id part
 finds the row ``wps_<id part>``; only the SHA-256 of the secret part is
-stored and it is compared in constant time. Every function takes ``now`` so
-that tests can move the clock.
+stored and it is compared in constant time (``core/credentials.py``). Every
+function takes ``now`` so that tests can move the clock.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -46,23 +46,28 @@ from webhooks_service.storage.portal_sessions import PortalSessionRow
 
 __all__ = [
     "DEFAULT_TTL_SECONDS",
+    "ID_PREFIX",
     "MAX_TTL_SECONDS",
     "MIN_TTL_SECONDS",
+    "OPERATOR",
     "PORTAL_SCOPES",
     "TOKEN_PREFIX",
     "Caller",
     "NewSession",
     "PortalSessionRow",
-    "authenticate",
+    "check_live",
     "create_session",
     "is_portal_token",
     "revoke_session",
+    "stamp",
 ]
 
 TOKEN_PREFIX = "wpt_"
-_ID_PREFIX = "wps_"
+ID_PREFIX = "wps_"
 PORTAL_SCOPES: tuple[str, ...] = (keys.SCOPE_WEBHOOKS_READ, keys.SCOPE_WEBHOOKS_WRITE)
 DEFAULT_TTL_SECONDS = 3600
+OPERATOR = "operator"
+"""``created_by`` of the sessions ``webhooks dashboard`` mints: no key behind them."""
 MIN_TTL_SECONDS = 60
 MAX_TTL_SECONDS = 86400
 
@@ -76,16 +81,13 @@ class Caller:
     organisation_id: str | None
     scopes: frozenset[str]
     is_portal: bool = False
+    expires_at: datetime | None = None  # the key's expiry: no session outlives it
 
 
 @dataclass(frozen=True)
 class NewSession:
     row: PortalSessionRow
     token: str  # the whole bearer token, shown once
-
-
-def _hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def is_portal_token(raw: str) -> bool:
@@ -164,17 +166,22 @@ def create_session(
             "this API key has neither webhooks:read nor webhooks:write to hand to a portal session"
         )
     lifetime = _ttl(ttl_seconds, default_ttl_seconds)
+    expires_at = now + timedelta(seconds=lifetime)
+    if caller.expires_at is not None:
+        if caller.expires_at <= now:
+            raise Unauthenticated("API key expired")
+        expires_at = min(expires_at, caller.expires_at)
     session_id = new_id("wps")
     secret = secrets.token_urlsafe(32)
-    token = f"{TOKEN_PREFIX}{session_id.removeprefix(_ID_PREFIX)}_{secret}"
+    token = f"{TOKEN_PREFIX}{session_id.removeprefix(ID_PREFIX)}_{secret}"
     row = PortalSessionRow(
         id=session_id,
         organisation_id=org,
-        secret_hash=_hash(secret),
+        secret_hash=keys.digest(secret),
         scopes=granted,
         created_by=caller.key_id,
         created_at=now,
-        expires_at=now + timedelta(seconds=lifetime),
+        expires_at=expires_at,
         revoked_at=None,
     )
     with db.write_transaction(engine) as conn:
@@ -185,16 +192,8 @@ def create_session(
     return NewSession(row, token)
 
 
-def _split(raw: str) -> tuple[str, str] | None:
-    if not raw.startswith(TOKEN_PREFIX):
-        return None
-    id_part, sep, secret = raw[len(TOKEN_PREFIX) :].partition("_")
-    if not sep or not id_part or not secret or len(id_part) > 27:
-        return None
-    return _ID_PREFIX + id_part, secret
-
-
-def _stamp(value: datetime) -> str:
+def stamp(value: datetime) -> str:
+    """A time as shown in the messages of ended sessions."""
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -202,29 +201,14 @@ def check_live(row: PortalSessionRow, now: datetime) -> None:
     """Unauthenticated, saying why, when the session has ended."""
     if row.revoked_at is not None:
         raise Unauthenticated(
-            f"portal session revoked at {_stamp(row.revoked_at)}; "
+            f"portal session revoked at {stamp(row.revoked_at)}; "
             "open the dashboard again from your platform, or sign in with an API key"
         )
     if row.expires_at <= now:
         raise Unauthenticated(
-            f"portal session expired at {_stamp(row.expires_at)}; "
+            f"portal session expired at {stamp(row.expires_at)}; "
             "open the dashboard again from your platform, or sign in with an API key"
         )
-
-
-def authenticate(engine: Engine, raw: str, now: datetime) -> PortalSessionRow:
-    """The live session for a presented token; Unauthenticated otherwise."""
-    parts = _split(raw)
-    row = None
-    if parts is not None:
-        with db.read_transaction(engine) as conn:
-            row = store.get(conn, parts[0])
-    expected = row.secret_hash if row is not None else _hash("")
-    presented = _hash(parts[1]) if parts is not None else _hash("-")
-    if row is None or not hmac.compare_digest(expected, presented):
-        raise Unauthenticated("invalid portal session token")
-    check_live(row, now)
-    return row
 
 
 def revoke_session(engine: Engine, caller: Caller, session_id: str, *, now: datetime) -> bool:
@@ -232,7 +216,7 @@ def revoke_session(engine: Engine, caller: Caller, session_id: str, *, now: date
     platform key); True if this call ended it. Another organisation's session
     is NOT_FOUND, like every other id."""
     session_id = session_id.strip()
-    if not session_id.startswith(_ID_PREFIX):
+    if not session_id.startswith(ID_PREFIX):
         raise InvalidArgument(
             "invalid portal session id",
             [FieldViolation("session_id", "a portal session id, wps_…")],

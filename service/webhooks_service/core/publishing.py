@@ -47,7 +47,7 @@ from google.protobuf import any_pb2, struct_pb2
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
-from webhooks_service.core import catalog, payloads
+from webhooks_service.core import catalog, filters, payloads
 from webhooks_service.domain import (
     MAX_ORDERING_KEY,
     ClaimedDelivery,
@@ -281,28 +281,42 @@ def plan(
     targets: Mapping[str, Sequence[Target]],
     handoff: HandOff | None,
 ) -> list[PlannedEvent]:
-    """Which configurations get a delivery of each event, and which are handed over."""
+    """Which configurations get a delivery of each event, and which are handed over.
+
+    A configuration gets one when one of its patterns covers the event's type
+    and its payload filter, if any, accepts the event (core/filters.py: the
+    payload is parsed at most once per event, for the first filter asked).
+    """
     destinations: dict[str, Destination] = {}
+    matcher: filters.Matcher | None = None
 
     def handed(t: Target) -> bool:
-        if handoff is None:
+        if handoff is None or t.waits:  # waiting for its verification: parked, not handed
             return False
         dest = destinations.get(t.url)
         if dest is None:
             dest = destinations[t.url] = Destination.of(t.url)
         return handoff.take(dest)
 
-    return [
-        PlannedEvent(
-            e,
-            [
-                (t, handed(t))
-                for t in targets.get(e.organisation_id, ())
-                if catalog.matches_any(t.event_types, e.event_type)
-            ],
-        )
-        for e in events
-    ]
+    planned: list[PlannedEvent] = []
+    for e in events:
+        matching = [
+            t
+            for t in targets.get(e.organisation_id, ())
+            if catalog.matches_any(t.event_types, e.event_type)
+        ]
+        filtered = [(t.config_id, t.filter) for t in matching if t.filter]
+        if filtered:
+            if matcher is None:
+                matcher = filters.Matcher()
+            view = filters.EventView(e.event_id, e.event_type, e.occurred_at, e.payload, body=True)
+            rejected = matcher.rejected(view, filtered)
+            if rejected:
+                matching = [t for t in matching if t.config_id not in rejected]
+        planned.append(PlannedEvent(e, [(t, handed(t)) for t in matching]))
+    if matcher is not None:
+        matcher.flush()
+    return planned
 
 
 def store_events(

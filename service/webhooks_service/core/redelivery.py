@@ -22,13 +22,19 @@ other (``storage/replay.py`` does the writes). What we chose, and why:
   call, so one request is one short transaction; past the cap nothing is
   replayed (FAILED_PRECONDITION) and the error says how to narrow the range.
 - **Replays and test events are budgeted per organisation** (``OrgBudgets``,
-  token buckets in this process): ``replay_deliveries_per_hour`` replayed
-  deliveries (a full hour's worth at once, then refilled steadily) and
+  token buckets shared by every process, ``core/limits.py``):
+  ``replay_deliveries_per_hour`` replayed deliveries (a full hour's worth
+  at once, then refilled steadily) and
   ``test_events_per_minute`` test events (half a minute's worth at once).
   Past the budget nothing is replayed or sent and the call is
   RESOURCE_EXHAUSTED with how long to wait. Replayed work then goes through
   the worker's fair scheduler like any other: the budget protects the
   database, the scheduler the other tenants.
+- **The filter as it is now decides** (issue 21): a retry of a delivery whose
+  event the configuration's payload filter does not accept any more is a
+  FAILED_PRECONDITION saying so; a replay moves back only the deliveries
+  whose events the filter accepts now (the others stay as they ended). An
+  automatic retry of a delivery already created is not re-filtered.
 - **The range is on when the delivery was created** (its event published):
   "everything published during the outage" is what admins ask for, and the
   ``(config_id, created_at)`` index serves it.
@@ -38,8 +44,6 @@ from __future__ import annotations
 
 import math
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -47,7 +51,9 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
+from webhooks_service.core import filters
 from webhooks_service.core.ids import PublicIds, check_config_id, id_problem
+from webhooks_service.core.limits import SharedBuckets
 from webhooks_service.core.server_keys import keyring
 from webhooks_service.domain import DeliveryStatus, utcnow
 from webhooks_service.errors import (
@@ -79,64 +85,39 @@ REPLAYABLE = (DeliveryStatus.FAILED, DeliveryStatus.DEAD)
 _DELIVERY_ID = re.compile(r"dlv_[0-9a-f]{16}")
 
 Clock = Callable[[], datetime]
-_MAX_ORGS = 100_000
-
-
-class _Bucket:
-    """A token bucket: ``capacity`` at once, refilled at ``rate`` per second."""
-
-    def __init__(self, capacity: float, rate: float, now: float) -> None:
-        self.capacity, self.rate, self.tokens, self.at = capacity, rate, capacity, now
-
-    def available(self, now: float) -> float:
-        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        return self.tokens
-
-    def wait_for(self, amount: float) -> float:
-        """Seconds until ``amount`` tokens are there."""
-        return max(0.0, (amount - self.tokens) / self.rate) if self.rate > 0 else math.inf
 
 
 class OrgBudgets:
-    """Per-organisation budgets of replayed deliveries and test events (this process).
+    """Per-organisation budgets of replayed deliveries and test events, shared by
+    every process of the deployment (``core/limits.py``). A budget of 0 is
+    unlimited. Synchronous: replays are decided in worker threads."""
 
-    Thread-safe: replays are decided in worker threads. A budget of 0 is
-    unlimited.
-    """
-
-    def __init__(self, replay_per_hour: float, test_events_per_minute: float) -> None:
+    def __init__(
+        self, buckets: SharedBuckets, replay_per_hour: float, test_events_per_minute: float
+    ) -> None:
+        self._buckets = buckets
         self.replay_per_hour = replay_per_hour
         self.test_events_per_minute = test_events_per_minute
-        self._lock = threading.Lock()
-        self._buckets: OrderedDict[tuple[str, str], _Bucket] = OrderedDict()
-
-    def _bucket(self, kind: str, org: str, capacity: float, rate: float, now: float) -> _Bucket:
-        key = (kind, org)
-        b = self._buckets.get(key)
-        if b is None:
-            b = self._buckets[key] = _Bucket(capacity, rate, now)
-            while len(self._buckets) > _MAX_ORGS:
-                self._buckets.popitem(last=False)
-        self._buckets.move_to_end(key)
-        return b
 
     def spend_test_event(self, organisation_id: str, now: datetime) -> None:
         """Take one test event from the budget, or raise RESOURCE_EXHAUSTED."""
         per_minute = self.test_events_per_minute
         if per_minute <= 0:
             return
-        t = now.timestamp()
-        with self._lock:
-            b = self._bucket("test", organisation_id, max(1.0, per_minute / 2), per_minute / 60, t)
-            if b.available(t) >= 1:
-                b.tokens -= 1
-                return
-            wait = b.wait_for(1)
+        capacity = max(1.0, per_minute / 2)
+        taken = self._buckets.take(
+            f"test:{organisation_id}",
+            want=1,
+            rate=per_minute / 60,
+            capacity=capacity,
+            now=now.timestamp(),
+        )
+        if taken.granted:
+            return
         raise ResourceExhausted(
             f"too many test events for this organisation: at most {per_minute:g} per minute "
-            f"({b.capacity:g} at once); retry in {math.ceil(wait)} s",
-            retry_after=wait,
+            f"({capacity:g} at once); retry in {math.ceil(taken.wait)} s",
+            retry_after=taken.wait,
         )
 
     def reserve_replay(self, organisation_id: str, now: datetime) -> int:
@@ -145,41 +126,39 @@ class OrgBudgets:
         per_hour = self.replay_per_hour
         if per_hour <= 0:
             return -1
-        t = now.timestamp()
-        with self._lock:
-            b = self._bucket("replay", organisation_id, per_hour, per_hour / 3600, t)
-            taken = math.floor(b.available(t))
-            if taken >= 1:
-                b.tokens -= taken
-                return taken
-            wait = b.wait_for(1)
+        taken = self._buckets.take(
+            f"replay:{organisation_id}",
+            want=int(per_hour),
+            rate=per_hour / 3600,
+            capacity=per_hour,
+            now=now.timestamp(),
+        )
+        if taken.granted:
+            return taken.granted
         raise ResourceExhausted(
             f"this organisation replayed its budget of {per_hour:g} deliveries per hour; "
-            f"retry in {math.ceil(wait)} s",
-            retry_after=wait,
+            f"retry in {math.ceil(taken.wait)} s",
+            retry_after=taken.wait,
         )
 
     def refund_replay(self, organisation_id: str, amount: int, now: datetime) -> None:
-        if amount <= 0:
+        if amount <= 0 or self.replay_per_hour <= 0:
             return
-        with self._lock:
-            b = self._buckets.get(("replay", organisation_id))
-            if b is not None:
-                b.tokens = min(b.capacity, b.available(now.timestamp()) + amount)
+        per_hour = self.replay_per_hour
+        self._buckets.give(
+            f"replay:{organisation_id}",
+            amount,
+            rate=per_hour / 3600,
+            capacity=per_hour,
+            now=now.timestamp(),
+        )
 
 
-_DEFAULT: dict[tuple[float, float], OrgBudgets] = {}
-_DEFAULT_LOCK = threading.Lock()
-
-
-def default_budgets(settings: Settings) -> OrgBudgets:
-    """The process's budgets for these settings (one per distinct setting pair)."""
-    key = (settings.replay_deliveries_per_hour, settings.test_events_per_minute)
-    with _DEFAULT_LOCK:
-        budgets = _DEFAULT.get(key)
-        if budgets is None:
-            budgets = _DEFAULT[key] = OrgBudgets(*key)
-    return budgets
+def default_budgets(settings: Settings, engine: Engine) -> OrgBudgets:
+    """The deployment's budgets for these settings, on ``engine``'s shared buckets."""
+    return OrgBudgets(
+        SharedBuckets(engine), settings.replay_deliveries_per_hour, settings.test_events_per_minute
+    )
 
 
 @dataclass(frozen=True)
@@ -216,6 +195,14 @@ def retry_delivery(
     number = parse_delivery_id(keyring(engine).ids, delivery_id)
     if number is None:
         raise NotFound(f"delivery {delivery_id} not found")
+    found = store.filter_input(engine, organisation_id, number)
+    if found is not None and found[0]:
+        expression, event = found
+        if not filters.accepts_stored(expression, [event]):
+            raise FailedPrecondition(
+                f"delivery {delivery_id}: the endpoint's filter does not accept event "
+                f"{event.event_id} any more; change or clear the filter to send it"
+            )
     state, scheduled = store.retry_delivery(engine, organisation_id, number, clock())
     if state is None:
         raise NotFound(f"delivery {delivery_id} not found")
@@ -274,8 +261,14 @@ def replay_deliveries(
     limit = MAX_REPLAY_DELIVERIES if budget < 0 else min(budget, MAX_REPLAY_DELIVERIES)
     used = 0
     try:
+        only: list[int] | None = None
+        expression, stored = store.range_filter_input(
+            engine, organisation_id, config_id, statuses, since, end, limit=limit
+        )
+        if expression and len(stored) <= limit:
+            only = filters.accepts_stored(expression, stored)
         result = store.replay_range(
-            engine, organisation_id, config_id, statuses, since, end, now, limit=limit
+            engine, organisation_id, config_id, statuses, since, end, now, limit=limit, only=only
         )
         used = result.replayed
     finally:

@@ -23,8 +23,9 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
+from webhooks_service.core import endpoint_stats as endpoint_stats_core
 from webhooks_service.errors import ConfigurationError, InvalidArgument
-from webhooks_service.storage import config_deletion, db
+from webhooks_service.storage import config_deletion, db, endpoint_stats
 from webhooks_service.storage import retention as store
 from webhooks_service.storage.models import utcnow
 from webhooks_service.storage.retention import PruneResult
@@ -79,7 +80,14 @@ def prune(
         sleep=sleep,
     )
     purge_deleted_configs(engine, cutoff)
+    prune_endpoint_stats(engine, now or utcnow())
     return result
+
+
+def prune_endpoint_stats(engine: Engine, now: datetime) -> int:
+    """Drop the hourly endpoint stats older than GetEndpointStats reads (two days)."""
+    with db.write_transaction(engine) as conn:
+        return endpoint_stats.prune(conn, now - endpoint_stats_core.KEPT)
 
 
 def purge_deleted_configs(engine: Engine, cutoff: datetime) -> int:
@@ -114,6 +122,7 @@ async def _prune_once(
                 await asyncio.wait_for(stop.wait(), settings.prune_pause)
     if not stop.is_set():
         await asyncio.to_thread(purge_deleted_configs, engine, cutoff)
+        await asyncio.to_thread(prune_endpoint_stats, engine, now)
     return total
 
 

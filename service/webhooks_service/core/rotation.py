@@ -26,6 +26,7 @@ from webhooks_service.config import Settings
 from webhooks_service.core import configs
 from webhooks_service.core.ids import check_config_id
 from webhooks_service.core.secrets_at_rest import cipher_for
+from webhooks_service.domain import SigningScheme
 from webhooks_service.errors import FieldViolation, InvalidArgument, NotFound
 from webhooks_service.storage import configs as store
 from webhooks_service.storage import db
@@ -66,12 +67,25 @@ def rotate_secret(
         current = store.get(conn, organisation_id, config_id)
     if current is None:
         raise NotFound(f"webhook configuration {config_id!r} not found")
+    ed25519 = current.signing_scheme == SigningScheme.ED25519
+    if ed25519 and secret is not None:
+        raise InvalidArgument(
+            "invalid secret",
+            [
+                FieldViolation(
+                    "secret",
+                    "this endpoint signs with ed25519: the service generates its new key "
+                    "(leave secret out)",
+                )
+            ],
+        )
     if secret is not None and secret == cipher_for(settings.secret_key).open(current.secret):
         raise InvalidArgument(
             "the new secret equals the current one",
             [FieldViolation("secret", "must differ from the current secret (or omit it)")],
         )
-    generated = "" if secret is not None else configs.generate_secret()
+    # ed25519: a new key pair (put_config's new_key); the replaced one keeps signing.
+    generated = "" if secret is not None or ed25519 else configs.generate_secret()
     result = configs.put_config(
         engine,
         settings,
@@ -79,9 +93,10 @@ def rotate_secret(
         config_id=config_id,
         url=current.url,
         event_types=current.event_types,
-        secret=secret or generated,
+        secret=secret or generated or None,
         enabled=None,
         description=None,
+        new_key=ed25519,
         clock=clock,
     )
     return RotateResult(result.config, generated, result.config.previous_secret_expires_at)

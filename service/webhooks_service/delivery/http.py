@@ -3,8 +3,9 @@
 aiohttp directly (see docs/decisions.md, "Delivery transport": on this machine
 it is ~3x faster than httpx over the httpx-aiohttp transport and ~12x faster
 than httpx's own pool). One ``ClientSession`` per worker keeps connections
-alive per endpoint; the connector is the target guard's, so every connection
-goes to an allowed address.
+alive per endpoint; the connector's resolver and socket factory are the
+target guard's (``target_guard.py``), so every connection goes to an allowed
+address.
 
 Per attempt: connect timeout (``connect_timeout``), a whole-attempt timeout
 (``attempt_timeout`` or the config's override) covering connect, request and
@@ -17,8 +18,10 @@ becomes a result, never an exception: the caller logs each attempt.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import aiohttp
 from yarl import URL
@@ -26,8 +29,13 @@ from yarl import URL
 from webhooks_service import __version__
 from webhooks_service.config import Settings
 from webhooks_service.delivery.retry_policy import AttemptResult, ErrorKind
-from webhooks_service.delivery.target_guard import GuardedConnector
-from webhooks_service.netpolicy import BlockedTarget, TargetGuard, canonical_url
+from webhooks_service.delivery.target_guard import GuardedResolver, guarded_socket_factory
+from webhooks_service.netpolicy import (
+    BlockedTarget,
+    TargetGuard,
+    canonical_url,
+    own_listeners_version,
+)
 
 URLS_KEPT = 4096
 USER_AGENT = f"webhooks-service/{__version__}"
@@ -45,6 +53,8 @@ def _describe(exc: BaseException) -> str:
 
 def classify_error(exc: BaseException, timeout: float) -> tuple[ErrorKind, str]:
     """A transport exception as (kind, one-line message for the log)."""
+    if isinstance(exc, BlockedTarget):  # an IP literal refused before connecting
+        return ErrorKind.BLOCKED, str(exc)
     if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, BlockedTarget):
         return ErrorKind.BLOCKED, str(exc.os_error)
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
@@ -99,6 +109,26 @@ async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, b
     return b"".join(chunks)[:cap], truncated
 
 
+@dataclass
+class _Target:
+    """A URL as the transport sends to it (``canonical_url``), and for an IP
+    literal the own-listener version at which the guard last allowed it."""
+
+    url: URL
+    literal: str | None
+    allowed_at: int | None = None
+
+
+def _target(url: str) -> _Target:
+    canonical = canonical_url(url)
+    host = canonical.raw_host or ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return _Target(canonical, None)
+    return _Target(canonical, host)
+
+
 class Transport:
     """Pooled keep-alive POSTs with the service's timeouts, caps and guard."""
 
@@ -106,8 +136,9 @@ class Transport:
         self.settings = settings
         self.guard = guard or TargetGuard(settings.allowed_target_networks)
         self._session: aiohttp.ClientSession | None = None
+        self._resolver: GuardedResolver | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
-        self._urls: dict[str, URL] = {}  # canonical_url of the URLs seen recently
+        self._urls: dict[str, _Target] = {}  # the URLs seen recently
 
     async def __aenter__(self) -> Transport:
         await self.start()
@@ -117,8 +148,10 @@ class Transport:
         await self.close()
 
     async def start(self) -> None:
-        connector = GuardedConnector(
-            self.guard,
+        self._resolver = GuardedResolver(self.guard)
+        connector = aiohttp.TCPConnector(
+            resolver=self._resolver,
+            socket_factory=guarded_socket_factory(self.guard),
             limit=0,  # the worker enforces the global and per-endpoint limits
             ttl_dns_cache=30,
             keepalive_timeout=30,
@@ -134,6 +167,9 @@ class Transport:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._resolver is not None:  # the connector closes only resolvers it made
+            await self._resolver.close()
+            self._resolver = None
 
     def _timeout(self, total: float) -> aiohttp.ClientTimeout:
         t = self._timeouts.get(total)
@@ -143,12 +179,24 @@ class Transport:
         return t
 
     def _url(self, url: str) -> URL:
-        u = self._urls.get(url)
-        if u is None:
+        """``url`` canonical; an IP literal checked by the guard (BlockedTarget).
+
+        aiohttp never hands a literal to the resolver, and the guard's socket
+        factory runs only once the connection is being made; so a literal is
+        judged here, before any connection, and again only when the own
+        listeners change (the allow-list does not).
+        """
+        t = self._urls.get(url)
+        if t is None:
             if len(self._urls) >= URLS_KEPT:
                 self._urls.clear()
-            u = self._urls[url] = canonical_url(url)
-        return u
+            t = self._urls[url] = _target(url)
+        if t.literal is not None:
+            version = own_listeners_version()
+            if t.allowed_at != version:
+                self.guard.filter(t.literal, [t.literal], t.url.port or 0)
+                t.allowed_at = version
+        return t.url
 
     async def post(
         self,
@@ -163,8 +211,9 @@ class Transport:
         cap = self.settings.response_body_cap
         started = time.perf_counter()
         try:
+            target = self._url(url)
             async with self._session.post(
-                self._url(url),
+                target,
                 data=body,
                 headers=headers,
                 allow_redirects=False,

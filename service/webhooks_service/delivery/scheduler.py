@@ -60,7 +60,7 @@ from __future__ import annotations
 import enum
 import math
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
@@ -208,10 +208,6 @@ class FairScheduler(Generic[T]):
     def waiting(self) -> int:
         return self._waiting
 
-    def running_for(self, organisation_id: str) -> int:
-        org = self._orgs.get(organisation_id)
-        return org.running if org else 0
-
     def destination_limit(self, organisation_id: str, destination: Destination) -> float:
         d = self._dests.get((organisation_id, destination))
         return d.limit if d else float(self.limits.destination_max)
@@ -312,14 +308,6 @@ class FairScheduler(Generic[T]):
                 return self._start(org, d, item)
         return None
 
-    def start_now(self, item: T) -> Started[T]:
-        """Mark ``item`` running without queueing it (a handed-over delivery the
-        caller reserved a slot for)."""
-        org = self._org(item.organisation_id)
-        d = self._dest(item.organisation_id, item.destination)
-        d.configs.add(item.config_id)
-        return self._start(org, d, item)
-
     def _start(self, org: _Org[T], d: _Dest, item: T) -> Started[T]:
         if not d.running:
             d.progress_seq = self._seq  # nothing running: nothing can be stalled yet
@@ -349,11 +337,6 @@ class FairScheduler(Generic[T]):
                 self._ready.pop(org_id, None)
             self._maybe_forget(org_id)
         return removed
-
-    def waiting_items(self) -> Iterator[T]:
-        for org in self._orgs.values():
-            for queue in org.queues.values():
-                yield from queue
 
     def done(self, started: Started[T], signal: Signal, seconds: float) -> None:
         """An attempt ended: free its slots and adapt its destination's limit (rule 3)."""

@@ -2,42 +2,65 @@
 
 The policy (which addresses deliveries may reach, this service's own
 listeners) is ``webhooks_service/netpolicy.py``; this module applies it where
-the connection is made. The check runs on the addresses the connection is
-actually made to, not on the URL: ``GuardedConnector`` filters the result of
-name resolution inside aiohttp's connector, right before it connects, so a
-name that resolves to a public address at validation time and to 127.0.0.1 at
-delivery time (DNS rebinding) is still refused. IP literals in URLs take the
-same path.
+connections are made, through two public hooks of aiohttp's ``TCPConnector``:
+
+- ``resolver``: :class:`GuardedResolver` answers a name with only the
+  addresses the guard allows (``BlockedTarget`` when none is), so a name that
+  resolved to a public address when it was registered and resolves to
+  127.0.0.1 at delivery time (DNS rebinding) is still refused, and the
+  tenant's error names the host, never the addresses (the server log does);
+- ``socket_factory``: :func:`guarded_socket_factory` checks the address of
+  every socket the connector opens, right before it connects. IP literals
+  (which aiohttp never hands to the resolver) are judged here, and so is
+  every address taken from aiohttp's DNS cache, which keeps a name's answer
+  for ``ttl_dns_cache`` seconds: a listener of ours registered meanwhile is
+  refused all the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import socket
 
 import aiohttp
-from aiohttp.abc import ResolveResult
+from aiohappyeyeballs import AddrInfoType, SocketFactoryType
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from webhooks_service.netpolicy import BlockedTarget, SelfTarget, TargetGuard
 
-__all__ = ["BlockedTarget", "GuardedConnector", "SelfTarget", "TargetGuard"]
+__all__ = [
+    "BlockedTarget",
+    "GuardedResolver",
+    "SelfTarget",
+    "TargetGuard",
+    "guarded_socket_factory",
+]
 
 
-class GuardedConnector(aiohttp.TCPConnector):
-    """An aiohttp connector that connects only to addresses the guard allows.
+class GuardedResolver(AbstractResolver):
+    """aiohttp's default resolver, answering only the addresses ``guard`` allows."""
 
-    It filters the output of the connector's own resolution step (which also
-    serves IP literals and the DNS cache), so every TCP connection the
-    session opens goes to an address that passed the guard.
-    """
-
-    def __init__(self, guard: TargetGuard, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, guard: TargetGuard, resolver: AbstractResolver | None = None) -> None:
         self._guard = guard
+        self._resolver = resolver or aiohttp.DefaultResolver()
 
-    async def _resolve_host(
-        self, host: str, port: int, traces: Sequence[Any] | None = None
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        results = await super()._resolve_host(host, port, traces=traces)
+        results = await self._resolver.resolve(host, port, family)
         allowed = set(self._guard.filter(host, [r["host"] for r in results], port))
         return [r for r in results if r["host"] in allowed]
+
+    async def close(self) -> None:
+        await self._resolver.close()
+
+
+def guarded_socket_factory(guard: TargetGuard) -> SocketFactoryType:
+    """The connector's ``socket_factory``: a socket only for an allowed address."""
+
+    def make_socket(addr_info: AddrInfoType) -> socket.socket:
+        family, kind, proto, _, address = addr_info
+        ip = str(address[0])
+        guard.filter(ip, [ip], int(address[1]))  # BlockedTarget / SelfTarget
+        return socket.socket(family=family, type=kind, proto=proto)
+
+    return make_socket

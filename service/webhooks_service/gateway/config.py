@@ -137,6 +137,9 @@ class GatewayConfig:
     max_request_headers_kb: int = 16  # larger headers: 431
     health_check_interval_s: float = 1.0
     cors_allowed_origins: tuple[str, ...] = ()  # pages of these origins may call the API
+    # Sent to every upstream call (x-webhooks-gateway-secret): serve believes the
+    # client address header only with it (api/throttle.py). Empty: never sent.
+    gateway_secret: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -455,6 +458,7 @@ def _grpc_listener(config: GatewayConfig, indent: int) -> str:
     text = Template(config.files.grpc_listener.read_text()).substitute(
         grpc_host=config.grpc_proxy_listen.host,
         grpc_port=config.grpc_proxy_listen.port,
+        gateway_secret_header=_gateway_secret_header(config.gateway_secret, 10),
         **_edge_values(config),
     )
     pad = " " * indent
@@ -619,12 +623,36 @@ def _cors_filter(origins: tuple[str, ...], indent: int) -> str:
     if not origins:
         return ""
     lines = [
+        "# With CORS, every answer depends on the request's Origin: say so to caches",
+        "# (before the CORS filter, so its preflight answers get it too).",
+        "- name: webhooks.vary_origin",
+        "  typed_config:",
+        '    "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.'
+        "HeaderMutation",
+        "    mutations:",
+        "      response_mutations:",
+        "      - append:",
+        "          header: {key: vary, value: Origin}",
+        "          append_action: APPEND_IF_EXISTS_OR_ADD",
         "# Preflights from the allowed origins are answered here; other origins get",
         "# no Access-Control-* header at all.",
         "- name: envoy.filters.http.cors",
         "  typed_config:",
         '    "@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors',
     ]
+    pad = " " * indent
+    return "\n".join(pad + line for line in lines)
+
+
+def _gateway_secret_header(secret: str, indent: int) -> str:
+    """Tells serve the call came through this gateway (never the client's value)."""
+    if secret:
+        lines = [
+            "- header: {key: x-webhooks-gateway-secret, value: " + _q(secret) + "}",
+            "  append_action: OVERWRITE_IF_EXISTS_OR_ADD",
+        ]
+    else:
+        lines = []
     pad = " " * indent
     return "\n".join(pad + line for line in lines)
 
@@ -659,6 +687,7 @@ def render(config: GatewayConfig) -> str:
         "cors_filter": _cors_filter(config.cors_allowed_origins, 10),
         "cors_routes": _cors_routes(config.cors_allowed_origins, 14),
         "cors_request_routes": _cors_request_routes(config.cors_allowed_origins, 14),
+        "gateway_secret_header": _gateway_secret_header(config.gateway_secret, 12),
         **config.extra,
     }
     try:

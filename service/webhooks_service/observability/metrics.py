@@ -16,6 +16,13 @@ threaded HTTP server, so a slow scrape never touches the event loop.
   and ``webhooks_queue_oldest_due_age_seconds``: the queue as a whole
   (every process reports the same values), read every ``QUEUE_POLL_SECONDS``
   by ``run_queue_gauges``, never on the scrape or delivery path.
+* ``webhooks_filter_events_total{config_id, reason}``: events of a
+  subscribed type that a configuration's payload filter kept from it, in
+  this process (``reason``: ``not_matched``, or ``error`` when the filter
+  failed at run time); read on the scrape from the counts the commands
+  inject (``filter_counts``: ``core.filters.counts``, a floor above; one
+  series pair per configuration whose filter skipped something, at most
+  ``filters.COUNTED_CONFIGS``).
 
 The worker calls ``DeliveryObserver.claimed`` after each claim and
 ``recorded`` after each batch is written: per batch, not per request.
@@ -26,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -41,6 +48,8 @@ from prometheus_client import (
     ProcessCollector,
     start_http_server,
 )
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 
 from webhooks_service.domain import Outcome
@@ -66,7 +75,9 @@ Clock = Callable[[], datetime]
 class Metrics:
     """The process's metrics (one registry)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, filter_counts: FilterCounts | None = None
+    ) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         # The standard process_* (CPU, memory, open files) and python_* series:
@@ -104,6 +115,30 @@ class Metrics:
             "How long the oldest due, unclaimed delivery has been waiting (0: none)",
             registry=r,
         )
+        if filter_counts is not None:
+            r.register(FilterCollector(filter_counts))
+
+
+# (config id, events its filter skipped, of which evaluation errors) in this process.
+FilterCounts = Callable[[], Iterable[tuple[str, int, int]]]
+
+
+class FilterCollector(Collector):
+    """``webhooks_filter_events_total`` from the process's filter counts (core/filters.py)."""
+
+    def __init__(self, counts: FilterCounts) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "webhooks_filter_events",
+            "Events of a subscribed type kept from a configuration by its payload filter",
+            labels=["config_id", "reason"],
+        )
+        for config_id, skipped, errors in self._counts():
+            family.add_metric([config_id, "not_matched"], skipped - errors)
+            family.add_metric([config_id, "error"], errors)
+        yield family
 
 
 # Reads the database's keyring (core/server_keys.py, given by the commands, a
@@ -215,13 +250,14 @@ def start_process_metrics(
     *,
     clock: Clock = utcnow,
     public_ids: PublicIds | None = None,
+    filter_counts: FilterCounts | None = None,
 ) -> ProcessMetrics:
     """The metrics server (unless ``listen`` is empty) and the queue gauges' task.
 
     A metrics address that cannot be bound (two processes on one host with the
     default port) is logged as an error and the process runs without metrics.
     """
-    metrics = Metrics()
+    metrics = Metrics(filter_counts=filter_counts)
     server: MetricsServer | None = None
     if listen:
         try:

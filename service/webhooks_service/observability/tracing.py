@@ -38,6 +38,8 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from webhooks_service.errors import ConfigurationError
+
 if TYPE_CHECKING:
     from webhooks_service.domain import ClaimedDelivery, FinishedAttempt
 
@@ -84,10 +86,17 @@ def configure_from_env(service_name: str = "webhooks") -> bool:
     global _provider
     if not any(os.environ.get(v) for v in ENDPOINT_VARIABLES):
         return False
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    try:  # the optional webhooks-service[otel] extra
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"tracing is on ({_endpoint_variable()} is set) but the OpenTelemetry SDK and "
+            "OTLP exporter are not installed: install the otel extra, "
+            "pip install 'webhooks-service[otel]' (or unset the variable)"
+        ) from exc
 
     resource = Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME", service_name)})
     provider = TracerProvider(resource=resource)
@@ -96,6 +105,10 @@ def configure_from_env(service_name: str = "webhooks") -> bool:
     enable(provider)
     log.info("OpenTelemetry tracing on: OTLP export to %s", _endpoint())
     return True
+
+
+def _endpoint_variable() -> str:
+    return next(v for v in ENDPOINT_VARIABLES if os.environ.get(v))
 
 
 def _endpoint() -> str:

@@ -14,16 +14,24 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 
+from webhooks_service.domain import (
+    HELD_UNTIL,
+    PARKED_UNTIL,
+    DeliveryStatus,
+    SigningScheme,
+    VerificationStatus,
+)
 from webhooks_service.storage.endpoint_health import (
     CONFIGS_WITH_HEALTH,
     HEALTH_COLUMNS,
     EndpointHealth,
     health_from_row,
 )
-from webhooks_service.storage.models import Organisation, WebhookConfig
+from webhooks_service.storage.models import Delivery, Organisation, WebhookConfig
 
 _T = cast(sa.Table, WebhookConfig.__table__)
 _ORGS = cast(sa.Table, Organisation.__table__)
+_DELIVERIES = cast(sa.Table, Delivery.__table__)
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,17 @@ class ConfigRow:
     headers: str | None = field(default=None, repr=False)
     # Ordered delivery per ordering key (issue 22, storage/ordering.py).
     ordered: bool = False
+    # Signing (issue 23): a domain.SigningScheme value; with ed25519 the secrets
+    # are whsk_ private keys and these their whpk_ public halves.
+    signing_scheme: str = SigningScheme.HMAC_SHA256
+    public_key: str | None = None
+    previous_public_key: str | None = None
+    # Ownership: a domain.VerificationStatus value.
+    verification_status: str = VerificationStatus.NOT_REQUIRED
+    verification_error: str = ""
+    verified_at: datetime | None = None
+    # The payload filter (a CEL expression, core/filters.py); "" for none.
+    filter: str = ""
 
 
 _COLUMNS = (
@@ -64,6 +83,13 @@ _COLUMNS = (
     _T.c.previous_secret_expires_at,
     _T.c.headers,
     _T.c.ordered,
+    _T.c.signing_scheme,
+    _T.c.public_key,
+    _T.c.previous_public_key,
+    _T.c.verification_status,
+    _T.c.verification_error,
+    _T.c.verified_at,
+    _T.c.filter,
     *HEALTH_COLUMNS,
 )
 _LIVE = _T.c.deleted_at.is_(None)
@@ -86,6 +112,13 @@ def _row(r: Any) -> ConfigRow:
         health=health_from_row(r),
         headers=r.headers,
         ordered=bool(r.ordered),
+        signing_scheme=r.signing_scheme,
+        public_key=r.public_key,
+        previous_public_key=r.previous_public_key,
+        verification_status=r.verification_status,
+        verification_error=r.verification_error,
+        verified_at=r.verified_at,
+        filter=r.filter,
     )
 
 
@@ -178,24 +211,38 @@ def set_secrets(
     )
 
 
+def _editable(row: ConfigRow) -> dict[str, Any]:
+    """The columns a put writes, on insert and update alike."""
+    return {
+        "url": row.url,
+        "event_types": list(row.event_types),
+        "enabled": row.enabled,
+        "description": row.description,
+        "secret": row.secret,
+        "previous_secret": row.previous_secret,
+        "previous_secret_expires_at": row.previous_secret_expires_at,
+        "disabled_reason": row.disabled_reason,
+        "headers": row.headers,
+        "signing_scheme": row.signing_scheme,
+        "public_key": row.public_key,
+        "previous_public_key": row.previous_public_key,
+        "verification_status": row.verification_status,
+        "verification_error": row.verification_error,
+        "verified_at": row.verified_at,
+        "filter": row.filter,
+        "ordered": row.ordered,
+        "updated_at": row.updated_at,
+    }
+
+
 def insert(conn: sa.Connection, row: ConfigRow) -> None:
     conn.execute(
         sa.insert(_T).values(
             id=row.id,
             organisation_id=row.organisation_id,
-            url=row.url,
-            event_types=list(row.event_types),
-            enabled=row.enabled,
-            description=row.description,
-            secret=row.secret,
-            previous_secret=row.previous_secret,
-            previous_secret_expires_at=row.previous_secret_expires_at,
-            disabled_reason=row.disabled_reason,
-            headers=row.headers,
-            ordered=row.ordered,
             timeout_seconds=None,
             created_at=row.created_at,
-            updated_at=row.updated_at,
+            **_editable(row),
         )
     )
 
@@ -205,17 +252,117 @@ def update(conn: sa.Connection, row: ConfigRow) -> None:
     conn.execute(
         sa.update(_T)
         .where(_T.c.organisation_id == row.organisation_id, _T.c.id == row.id, _LIVE)
-        .values(
-            url=row.url,
-            event_types=list(row.event_types),
-            enabled=row.enabled,
-            description=row.description,
-            secret=row.secret,
-            previous_secret=row.previous_secret,
-            previous_secret_expires_at=row.previous_secret_expires_at,
-            disabled_reason=row.disabled_reason,
-            headers=row.headers,
-            ordered=row.ordered,
-            updated_at=row.updated_at,
-        )
+        .values(**_editable(row))
     )
+
+
+# --- signing keys and ownership verification (issue 23) ---------------------
+
+
+def public_keys(
+    conn: sa.Connection, organisation_id: str, *, limit: int
+) -> list[tuple[str | None, str | None, datetime | None]]:
+    """(public_key, previous_public_key, previous_secret_expires_at) of the
+    organisation's live ed25519 configurations, oldest first, at most ``limit``.
+    Only public halves are read: the private keys never leave their column."""
+    query = (
+        sa.select(_T.c.public_key, _T.c.previous_public_key, _T.c.previous_secret_expires_at)
+        .where(
+            _T.c.organisation_id == organisation_id,
+            _LIVE,
+            sa.or_(_T.c.public_key.is_not(None), _T.c.previous_public_key.is_not(None)),
+        )
+        .order_by(_T.c.created_at, _T.c.id)
+        .limit(limit)
+    )
+    return [(r[0], r[1], r[2]) for r in conn.execute(query)]
+
+
+def requires_verification(conn: sa.Connection, organisation_id: str) -> bool:
+    """Whether the organisation requires new endpoints to prove ownership."""
+    value = conn.execute(
+        sa.select(_ORGS.c.require_endpoint_verification).where(_ORGS.c.id == organisation_id)
+    ).scalar()
+    return bool(value)
+
+
+def set_verification(
+    conn: sa.Connection,
+    organisation_id: str,
+    config_id: str,
+    *,
+    url: str,
+    status: str,
+    error: str,
+    verified_at: datetime | None,
+) -> bool:
+    """Record a challenge's result for the configuration, if it still points at
+    ``url`` (a re-point meanwhile needs its own challenge); True if recorded."""
+    changed = conn.execute(
+        sa.update(_T)
+        .where(
+            _T.c.organisation_id == organisation_id,
+            _T.c.id == config_id,
+            _T.c.url == url,
+            _LIVE,
+        )
+        .values(verification_status=status, verification_error=error[:500], verified_at=verified_at)
+    ).rowcount
+    return bool(changed)
+
+
+def park_deliveries(conn: sa.Connection, config_id: str) -> int:
+    """Make the configuration's pending deliveries wait (PARKED_UNTIL), claimed ones
+    too: their claim ends, so an attempt in flight (to the old URL) is not recorded
+    and schedules no retry to the new one; the delivery waits for the new URL's proof."""
+    return int(
+        conn.execute(
+            sa.update(_DELIVERIES)
+            .where(
+                _DELIVERIES.c.config_id == config_id,
+                _DELIVERIES.c.status == DeliveryStatus.PENDING,
+                # Ordered delivery: a key's held successors stay held (only its
+                # head waits parked), so unparking keeps one delivery per key.
+                _DELIVERIES.c.next_attempt_at < HELD_UNTIL,
+            )
+            .values(next_attempt_at=PARKED_UNTIL, claim_token=None)
+        ).rowcount
+    )
+
+
+def unpark_deliveries(conn: sa.Connection, config_id: str, now: datetime) -> int:
+    """Make the deliveries that waited for the configuration's verification due now."""
+    return int(
+        conn.execute(
+            sa.update(_DELIVERIES)
+            .where(
+                _DELIVERIES.c.config_id == config_id,
+                _DELIVERIES.c.status == DeliveryStatus.PENDING,
+                _DELIVERIES.c.next_attempt_at >= PARKED_UNTIL,
+                _DELIVERIES.c.next_attempt_at < HELD_UNTIL,  # held ones wait for their turn
+            )
+            .values(next_attempt_at=now, updated_at=now)
+        ).rowcount
+    )
+
+
+def release_pending(conn: sa.Connection, organisation_id: str, now: datetime) -> int:
+    """The organisation stopped requiring verification: its pending endpoints are
+    not required to verify any more and their waiting deliveries are due now."""
+    pending = [
+        r[0]
+        for r in conn.execute(
+            sa.select(_T.c.id).where(
+                _T.c.organisation_id == organisation_id,
+                _T.c.verification_status == VerificationStatus.PENDING,
+            )
+        )
+    ]
+    if not pending:
+        return 0
+    conn.execute(
+        sa.update(_T)
+        .where(_T.c.id.in_(pending))
+        .values(verification_status=VerificationStatus.NOT_REQUIRED, verification_error="")
+    )
+    return sum(unpark_deliveries(conn, config_id, now) for config_id in pending)

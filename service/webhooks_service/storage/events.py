@@ -41,7 +41,13 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from webhooks_service.domain import HELD_UNTIL, ClaimedDelivery, Lease
+from webhooks_service.domain import (
+    HELD_UNTIL,
+    PARKED_UNTIL,
+    ClaimedDelivery,
+    Lease,
+    VerificationStatus,
+)
 from webhooks_service.errors import NotFound
 from webhooks_service.storage import db, ordering
 from webhooks_service.storage.models import (
@@ -69,9 +75,10 @@ def _columns(*names: str) -> list[sa.ColumnClause[Any]]:
 # Every input event carries its planned deliveries ("targets", each perhaps
 # handed over); only events actually inserted (not duplicates) get theirs.
 # The events come as a JSON array of arrays [organisation_id, event_id,
-# event_type, occurred_at, traceparent, [[config_id, claimed, held], ...],
-# ordering_key, sequence] (held: waiting behind its key's head, see
-# storage/ordering.py) and, in
+# event_type, occurred_at, traceparent, [[config_id, claimed, parked, held],
+# ...], ordering_key, sequence] (parked: waiting for the endpoint's
+# verification; held: waiting behind its key's head, storage/ordering.py)
+# and, in
 # the same order, their payloads as one text joined by the ASCII record
 # separator (``PG_PAYLOAD_SEPARATOR``), which JSON text never contains raw: so
 # neither Python nor the server escapes or unescapes the payloads. ``ROWS
@@ -104,8 +111,9 @@ _PG_INSERT = (
                                 next_attempt_at, claim_token, created_at, updated_at,
                                 ordering_key, sequence)
         SELECT e.organisation_id, e.pk, t.value ->> 0, 'pending', 0,
-               CASE WHEN CAST(t.value ->> 2 AS boolean) THEN :held
-                    WHEN CAST(t.value ->> 1 AS boolean) THEN :lease_end ELSE :now END,
+               CASE WHEN CAST(t.value ->> 3 AS boolean) THEN :held
+                    WHEN CAST(t.value ->> 1 AS boolean) THEN :lease_end
+                    WHEN CAST(t.value ->> 2 AS boolean) THEN :parked ELSE :now END,
                CASE WHEN CAST(t.value ->> 1 AS boolean) THEN :claim_token END, :now, :now,
                v.ordering_key, v.sequence
         FROM e JOIN v ON v.organisation_id = e.organisation_id AND v.event_id = e.event_id
@@ -132,6 +140,7 @@ _PG_INSERT = (
         sa.bindparam("now", type_=UTCDateTime()),
         sa.bindparam("lease_end", type_=UTCDateTime()),
         sa.bindparam("held", type_=UTCDateTime()),
+        sa.bindparam("parked", type_=UTCDateTime()),
     )
     .columns(*_columns("kind", "pk", "organisation_id", "event_id", "delivery_id", "config_id"))
 )
@@ -168,6 +177,10 @@ class Target:
     enabled: bool
     headers: str | None = None  # custom request headers (stored form)
     ordered: bool = False  # ordered delivery per ordering key (storage/ordering.py)
+    # Pending ownership verification: its deliveries are stored parked
+    # (domain.PARKED_UNTIL) and never handed over, until it is verified.
+    waits: bool = False
+    filter: str = ""  # the payload filter (core/filters.py); "" for none
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +349,8 @@ def _target(r: Any, organisation_id: str, enabled: bool) -> Target:
         enabled=enabled,
         headers=r.headers,
         ordered=bool(r.ordered),
+        waits=r.verification_status == VerificationStatus.PENDING,
+        filter=r.filter,
     )
 
 
@@ -353,6 +368,8 @@ _TARGETS = (
         configs.c.timeout_seconds,
         configs.c.headers,
         configs.c.ordered,
+        configs.c.verification_status,
+        configs.c.filter,
     )
     .select_from(
         organisations.outerjoin(
@@ -377,6 +394,8 @@ _TARGET = sa.select(
     configs.c.enabled,
     configs.c.headers,
     configs.c.ordered,
+    configs.c.verification_status,
+    configs.c.filter,
 ).where(
     configs.c.id == sa.bindparam("config_id"),
     configs.c.organisation_id == sa.bindparam("org_id"),
@@ -386,7 +405,7 @@ _TARGET = sa.select(
 # that there is no per-row parameter processing. Events are arrays
 # [organisation_id, event_id, event_type, occurred_at, payload, traceparent,
 # ordering_key, sequence], deliveries [organisation_id, event_pk, config_id,
-# claimed, held, ordering_key, sequence]; timestamps are
+# claimed, parked, held, ordering_key, sequence]; timestamps are
 # given in the storage format of SQLAlchemy's SQLite DATETIME (``models.sqlite_time``).
 # json_each yields the rows in array order, and an INSERT ... SELECT inserts
 # them in the order the SELECT yields (no ORDER BY: it would add a sort), so
@@ -412,16 +431,19 @@ _SQLITE_INSERT_DELIVERIES_SELECT = """
                             ordering_key, sequence)
     SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'),
            json_extract(j.value, '$[2]'), 'pending', 0,
-           CASE WHEN json_extract(j.value, '$[4]') THEN :held
-                WHEN json_extract(j.value, '$[3]') THEN :lease_end ELSE :now END,
+           CASE WHEN json_extract(j.value, '$[5]') THEN :held
+                WHEN json_extract(j.value, '$[3]') THEN :lease_end
+                WHEN json_extract(j.value, '$[4]') THEN :parked ELSE :now END,
            CASE WHEN json_extract(j.value, '$[3]') THEN :claim_token END, :now, :now,
-           json_extract(j.value, '$[5]'), json_extract(j.value, '$[6]')
+           json_extract(j.value, '$[6]'), json_extract(j.value, '$[7]')
     FROM json_each(:rows) AS j
 """
 _SQLITE_INSERT_DELIVERIES = sa.text(_SQLITE_INSERT_DELIVERIES_SELECT)
 _SQLITE_INSERT_DELIVERIES_RETURNING = sa.text(
     _SQLITE_INSERT_DELIVERIES_SELECT + "RETURNING id, event_pk, config_id, claim_token"
 ).columns(*_columns("id", "event_pk", "config_id", "claim_token"))
+
+_SQLITE_PARKED = sqlite_time(PARKED_UNTIL)
 
 Handed = list[tuple[int, int, str]]  # (delivery id, event pk, config id) handed over
 _HELD_SQLITE = sqlite_time(HELD_UNTIL)
@@ -475,6 +497,7 @@ def _insert_sqlite(
                     pk,
                     target.config_id,
                     claimed,
+                    target.waits,
                     held,
                     p.event.ordering_key,
                     sequence,
@@ -488,6 +511,7 @@ def _insert_sqlite(
         "lease_end": sqlite_time(lease.until) if lease is not None else now_text,
         "claim_token": lease.token if lease is not None else None,
         "held": _HELD_SQLITE,
+        "parked": _SQLITE_PARKED,
     }
     if not claimed_any:
         conn.execute(_SQLITE_INSERT_DELIVERIES, params)
@@ -522,7 +546,7 @@ def _insert_pg(
                 occurred,
                 e.traceparent,
                 [
-                    (t.config_id, claimed and not held, held)
+                    (t.config_id, claimed and not held, t.waits, held)
                     for t, claimed in p.deliveries
                     for held in (order.is_held(e, t),)
                 ],
@@ -543,6 +567,7 @@ def _insert_pg(
             "lease_end": lease.until if lease else now,
             "claim_token": lease.token if lease else None,
             "held": HELD_UNTIL,
+            "parked": PARKED_UNTIL,
         },
     )
     stored: dict[tuple[str, str], int] = {}

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -30,6 +31,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -103,6 +105,11 @@ class Organisation(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime]
+    # Endpoint ownership (issue 23): new and re-pointed endpoints must echo a
+    # challenge before they receive events (core/verification.py).
+    require_endpoint_verification: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
 
 class ApiKey(Base):
@@ -183,11 +190,28 @@ class WebhookConfig(Base):
     # JSON {"name": "value"}, sealed like the secret when WEBHOOKS_SECRET_KEY
     # is set; NULL when none.
     headers: Mapped[str | None] = mapped_column(Text)
+    # The payload filter, a CEL expression (core/filters.py); "" for none.
+    filter: Mapped[str] = mapped_column(Text, default="", server_default="")
     # Set by DeleteWebhookConfig: the row stays (its deliveries and attempts
     # reference it) but is invisible to the API and the quota.
     deleted_at: Mapped[datetime | None]
     # Ordered delivery per ordering key (issue 22, storage/ordering.py).
     ordered: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # A domain.SigningScheme value. With ed25519 ``secret`` (and, in a
+    # rotation, ``previous_secret``) hold whsk_ private keys, sealed like
+    # secrets; the public halves are kept in clear for the key set (JWKS).
+    signing_scheme: Mapped[str] = mapped_column(
+        String(16), default="hmac_sha256", server_default="hmac_sha256"
+    )
+    public_key: Mapped[str | None] = mapped_column(Text)
+    previous_public_key: Mapped[str | None] = mapped_column(Text)
+    # A domain.VerificationStatus value, the latest challenge's error, when it
+    # last succeeded.
+    verification_status: Mapped[str] = mapped_column(
+        String(16), default="not_required", server_default="not_required"
+    )
+    verification_error: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    verified_at: Mapped[datetime | None]
 
 
 class EndpointHealth(Base):
@@ -220,7 +244,11 @@ class Event(Base):
     """A published event. ``payload`` is the exact JSON body sent to endpoints."""
 
     __tablename__ = "events"
-    __table_args__ = (UniqueConstraint("organisation_id", "event_id"),)
+    __table_args__ = (
+        UniqueConstraint("organisation_id", "event_id"),
+        # An organisation's recent events of one type, newest first (the filter dry run).
+        Index("ix_events_org_type_pk", "organisation_id", "event_type", "pk"),
+    )
 
     pk: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
@@ -421,6 +449,24 @@ class ServiceKey(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime]
+
+
+class RateBucket(Base):
+    """A token bucket shared by every process of a deployment (``core/limits.py``):
+    per-key call limits, failed authentications per client address, and the
+    organisations' replay and test-event budgets.
+
+    ``name`` is ``<kind>:<who>`` (e.g. ``admin:key_…``, ``auth:203.0.113.9``).
+    Times are seconds since the epoch. ``full_at`` is when the bucket is full
+    again, i.e. when the row means nothing any more: rows past it are deleted.
+    """
+
+    __tablename__ = "rate_buckets"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    full_at: Mapped[float] = mapped_column(Float, index=True)
 
 
 # The columns of an attempt row written by INSERT ... SELECT (storage/queue.py

@@ -23,6 +23,7 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 
+from webhooks_service.domain import PARKED_UNTIL, VerificationStatus
 from webhooks_service.storage.endpoint_health import CONFIGS_WITH_HEALTH
 from webhooks_service.storage.events import NOTIFY_CHANNEL
 from webhooks_service.storage.models import Delivery, Event, WebhookConfig
@@ -108,8 +109,9 @@ def insert_operational(
         return 0
     orgs = sorted({e.organisation_id for e in new_events})
     targets: dict[str, list[tuple[str, list[str]]]] = {}
+    waiting: set[str] = set()  # pending ownership verification: their deliveries wait
     for r in conn.execute(
-        sa.select(_C.c.id, _C.c.organisation_id, _C.c.event_types)
+        sa.select(_C.c.id, _C.c.organisation_id, _C.c.event_types, _C.c.verification_status)
         .where(
             _C.c.organisation_id.in_(orgs),
             _C.c.enabled.is_(True),
@@ -118,6 +120,8 @@ def insert_operational(
         .order_by(_C.c.created_at, _C.c.id)
     ):
         targets.setdefault(r.organisation_id, []).append((r.id, list(r.event_types)))
+        if r.verification_status == VerificationStatus.PENDING:
+            waiting.add(r.id)
     created = 0
     for e in new_events:
         to = [
@@ -146,7 +150,7 @@ def insert_operational(
                 "config_id": config_id,
                 "status": "pending",
                 "attempts": 0,
-                "next_attempt_at": now,
+                "next_attempt_at": PARKED_UNTIL if config_id in waiting else now,
                 "claim_token": None,
                 "created_at": now,
                 "updated_at": now,

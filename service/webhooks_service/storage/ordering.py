@@ -227,17 +227,20 @@ def promote(
     *,
     now: datetime,
     claim: tuple[str, datetime] | None = None,
+    due: datetime | None = None,
 ) -> list[int]:
     """Make the next held delivery of each ``(organisation_id, config_id,
-    ordering_key)`` active where none is: due now, or, with ``claim`` (token,
-    lease end), claimed by the caller. Locks the keys first. Returns the ids
-    promoted. Harmless for a key that still has an active delivery."""
+    ordering_key)`` active where none is: due at ``due`` (default now; an
+    endpoint waiting for its verification gives PARKED_UNTIL), or, with
+    ``claim`` (token, lease end), claimed by the caller. Locks the keys first.
+    Returns the ids promoted. Harmless for a key that still has an active
+    delivery."""
     wanted = sorted(set(keys))
     if not wanted:
         return []
     pg = _pg(conn)
     lock_keys(conn, [(org, key) for org, _, key in wanted])
-    token, due = claim if claim is not None else (None, now)
+    token, due = claim if claim is not None else (None, due or now)
     rows = conn.execute(
         _PROMOTE_PG if pg else _PROMOTE_SQLITE,
         {

@@ -37,3 +37,11 @@ def list_all(conn: sa.Connection) -> list[OrganisationRow]:
         sa.select(_T.c.id, _T.c.name, _T.c.created_at).order_by(_T.c.created_at, _T.c.id)
     )
     return [OrganisationRow(r.id, r.name, r.created_at) for r in rows]
+
+
+def set_require_verification(conn: sa.Connection, org_id: str, required: bool) -> bool:
+    """Require (or not) endpoint ownership verification; False if no such organisation."""
+    changed = conn.execute(
+        sa.update(_T).where(_T.c.id == org_id).values(require_endpoint_verification=required)
+    ).rowcount
+    return bool(changed)

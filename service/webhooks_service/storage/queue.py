@@ -39,7 +39,7 @@ from webhooks_service.domain import (
     Lease,
     new_lease,
 )
-from webhooks_service.storage import db, endpoint_health, ordering
+from webhooks_service.storage import db, endpoint_health, endpoint_stats, ordering
 from webhooks_service.storage.models import (
     ATTEMPT_COLUMNS,
     ATTEMPT_HEADER_COLUMNS,
@@ -389,7 +389,8 @@ def finish_batch(
     was lost are dropped: the new owner attempts and logs them itself.
     Endpoints that answered 410 are disabled in the same transaction, and
     every endpoint's health counters are updated in it (one more set-based
-    statement, ``storage/endpoint_health.py``).
+    statement, ``storage/endpoint_health.py``), and its hourly stats (one
+    upsert, ``storage/endpoint_stats.py``).
     Returns the number of attempts recorded.
 
     Ordered delivery (``storage/ordering.py``): where an attempt ended its
@@ -433,6 +434,7 @@ def finish_batch(
                 else:
                     ended.append((r.organisation_id, r.config_id, r.ordering_key))
         endpoint_health.record(conn, finished)  # one set-based UPDATE per batch
+        endpoint_stats.record(conn, finished)  # one upsert per batch (GetEndpointStats)
         disabled = {f.config_id: f.disable_reason for f in finished if f.disable_reason}
         newly_disabled: list[str] = []
         for config_id, reason in disabled.items():

@@ -29,10 +29,18 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from webhooks_service.domain import ENDED, HELD_UNTIL, DeliveryStatus, is_held
+from webhooks_service.domain import (
+    ENDED,
+    HELD_UNTIL,
+    PARKED_UNTIL,
+    DeliveryStatus,
+    VerificationStatus,
+    is_held,
+)
 from webhooks_service.storage import db, ordering
 from webhooks_service.storage.events import NOTIFY_CHANNEL, PROCESS_TOKEN
 from webhooks_service.storage.models import Delivery, Event, UTCDateTime, WebhookConfig
+from webhooks_service.storage.recent_events import StoredEvent
 
 _D = cast(sa.Table, Delivery.__table__)
 _E = cast(sa.Table, Event.__table__)
@@ -143,17 +151,20 @@ def schedule_now(conn: sa.Connection, state: DeliveryState, now: datetime) -> bo
     for its turn is left waiting (False).
     """
     update = sa.update(_D).where(_D.c.id == state.id)
+    due = now
     if state.status in ENDED:
+        # An endpoint pending ownership verification: the delivery waits for it.
+        due = PARKED_UNTIL if _waits(conn, state.config_id) else now
         update = update.where(_D.c.status == state.status).values(
             status=DeliveryStatus.PENDING,
-            next_attempt_at=HELD_UNTIL if state.ordered else now,
+            next_attempt_at=HELD_UNTIL if state.ordered else due,
             claim_token=None,
             updated_at=now,
         )
     elif (
         state.status is DeliveryStatus.PENDING
         and not state.claimed
-        and now < state.next_attempt_at < HELD_UNTIL
+        and now < state.next_attempt_at < PARKED_UNTIL  # parked or held: keeps waiting
     ):
         update = update.where(
             _D.c.status == DeliveryStatus.PENDING,
@@ -166,7 +177,7 @@ def schedule_now(conn: sa.Connection, state: DeliveryState, now: datetime) -> bo
     changed = bool(conn.execute(update).rowcount)
     if changed and state.status in ENDED and state.ordered and state.ordering_key:
         ordering.promote(
-            conn, [(state.organisation_id, state.config_id, state.ordering_key)], now=now
+            conn, [(state.organisation_id, state.config_id, state.ordering_key)], now=now, due=due
         )
     return changed
 
@@ -193,6 +204,12 @@ def retry_delivery(
             notify_workers(conn)
             state = get_delivery(conn, organisation_id, delivery_id)
     return state, scheduled
+
+
+def _waits(conn: sa.Connection, config_id: str) -> bool:
+    """Whether the configuration waits for its ownership verification."""
+    status = conn.execute(sa.select(_C.c.verification_status).where(_C.c.id == config_id)).scalar()
+    return status == VerificationStatus.PENDING
 
 
 def config_enabled(conn: sa.Connection, organisation_id: str, config_id: str) -> bool | None:
@@ -232,6 +249,62 @@ def _range_clause(
     ]
 
 
+def _stored(conn: sa.Connection, query: sa.Select[Any]) -> list[StoredEvent]:
+    rows = conn.execute(
+        query.add_columns(_E.c.event_id, _E.c.event_type, _E.c.occurred_at, _E.c.payload).join(
+            _E, _E.c.pk == _D.c.event_pk
+        )
+    )
+    return [StoredEvent(r.id, r.event_id, r.event_type, r.occurred_at, r.payload) for r in rows]
+
+
+def config_filter(conn: sa.Connection, organisation_id: str, config_id: str) -> str:
+    """The configuration's payload filter as it is now ("" for none or no such config)."""
+    value = conn.execute(
+        sa.select(_C.c.filter).where(_C.c.id == config_id, _C.c.organisation_id == organisation_id)
+    ).scalar()
+    return str(value or "")
+
+
+def filter_input(
+    engine: Engine, organisation_id: str, delivery_id: int
+) -> tuple[str, StoredEvent] | None:
+    """(its configuration's filter now, the delivery's event); None if absent or another's."""
+    with db.read_transaction(engine) as conn:
+        row = conn.execute(
+            sa.select(
+                _D.c.id, _E.c.event_id, _E.c.event_type, _E.c.occurred_at, _E.c.payload, _C.c.filter
+            )
+            .join(_E, _E.c.pk == _D.c.event_pk)
+            .join(_C, _C.c.id == _D.c.config_id)
+            .where(_D.c.id == delivery_id, _D.c.organisation_id == organisation_id)
+        ).first()
+    if row is None:
+        return None
+    event = StoredEvent(row.id, row.event_id, row.event_type, row.occurred_at, row.payload)
+    return str(row.filter or ""), event
+
+
+def range_filter_input(
+    engine: Engine,
+    organisation_id: str,
+    config_id: str,
+    statuses: Sequence[str],
+    since: datetime,
+    until: datetime,
+    *,
+    limit: int,
+) -> tuple[str, list[StoredEvent]]:
+    """The configuration's filter now and, when it has one, the events of the range's
+    deliveries (at most ``limit`` + 1, the replay's cap)."""
+    where = _range_clause(organisation_id, config_id, statuses, since, until)
+    with db.read_transaction(engine) as conn:
+        expression = config_filter(conn, organisation_id, config_id)
+        if not expression:
+            return "", []
+        return expression, _stored(conn, sa.select(_D.c.id).where(*where).limit(limit + 1))
+
+
 @dataclass(frozen=True, slots=True)
 class ReplayResult:
     config_enabled: bool | None  # None: no such configuration (nothing written)
@@ -249,10 +322,12 @@ def replay_range(
     now: datetime,
     *,
     limit: int,
+    only: Sequence[int] | None = None,
 ) -> ReplayResult:
     """Move the configuration's ended deliveries with ``statuses``, created in
     [since, until), back to pending and due now — unless more than ``limit``
     match (then nothing is written and ``matched`` is ``limit + 1``).
+    ``only``: of those, only these deliveries (the ones its filter accepts now).
 
     On an ordered configuration the replayed deliveries with an ordering key
     go back into their keys' queues (held; each idle key's lowest sequence
@@ -268,24 +343,34 @@ def replay_range(
         matched = int(conn.execute(sa.select(sa.func.count()).select_from(capped)).scalar_one())
         if matched == 0 or matched > limit:
             return ReplayResult(True, matched, 0)
-        due: Any = now
+        due: Any = PARKED_UNTIL if _waits(conn, config_id) else now  # waits for verification
+        first = due
         if ordered:
             due = sa.case(
                 (_D.c.ordering_key.is_not(None), sa.literal(HELD_UNTIL, UTCDateTime())),
-                else_=sa.literal(now, UTCDateTime()),
+                else_=sa.literal(first, UTCDateTime()),
             )
-        keys = conn.execute(
-            sa.update(_D)
-            .where(*where)
-            .values(
-                status=DeliveryStatus.PENDING, next_attempt_at=due, claim_token=None, updated_at=now
-            )
-            .returning(_D.c.ordering_key)
-        ).all()
-        replayed = len(keys)
-        if ordered:
+        values = {
+            "status": DeliveryStatus.PENDING,
+            "next_attempt_at": due,
+            "claim_token": None,
+            "updated_at": now,
+        }
+        chunks: list[list[sa.ColumnElement[bool]]] = [[]]
+        if only is not None:
+            ids = list(only)
+            chunks = [[_D.c.id.in_(ids[i : i + 500])] for i in range(0, len(ids), 500)]
+        keys: list[str] = []
+        replayed = 0
+        for extra in chunks:  # bounded IN lists
+            rows = conn.execute(
+                sa.update(_D).where(*where, *extra).values(**values).returning(_D.c.ordering_key)
+            ).all()
+            replayed += len(rows)
+            keys.extend(r[0] for r in rows if r[0])
+        if ordered and keys:
             ordering.promote(
-                conn, [(organisation_id, config_id, k[0]) for k in keys if k[0]], now=now
+                conn, [(organisation_id, config_id, k) for k in keys], now=now, due=first
             )
         if replayed:
             notify_workers(conn)

@@ -21,6 +21,68 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _SigningScheme:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SigningSchemeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SigningScheme.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SIGNING_SCHEME_UNSPECIFIED: _SigningScheme.ValueType  # 0
+    """Absent from a request: the current scheme (HMAC on create)."""
+    SIGNING_SCHEME_HMAC_SHA256: _SigningScheme.ValueType  # 1
+    """`v1,<base64 HMAC-SHA256>` with the endpoint's `whsec_` secret (the default)."""
+    SIGNING_SCHEME_ED25519: _SigningScheme.ValueType  # 2
+    """`v1a,<base64 ed25519 signature>` with a key the service holds; receivers
+    verify with the `whpk_` public key or the organisation's key set.
+    """
+
+class SigningScheme(_SigningScheme, metaclass=_SigningSchemeEnumTypeWrapper):
+    """How an endpoint's deliveries are signed (Standard Webhooks)."""
+
+SIGNING_SCHEME_UNSPECIFIED: SigningScheme.ValueType  # 0
+"""Absent from a request: the current scheme (HMAC on create)."""
+SIGNING_SCHEME_HMAC_SHA256: SigningScheme.ValueType  # 1
+"""`v1,<base64 HMAC-SHA256>` with the endpoint's `whsec_` secret (the default)."""
+SIGNING_SCHEME_ED25519: SigningScheme.ValueType  # 2
+"""`v1a,<base64 ed25519 signature>` with a key the service holds; receivers
+verify with the `whpk_` public key or the organisation's key set.
+"""
+Global___SigningScheme: _TypeAlias = SigningScheme  # noqa: Y015
+
+class _VerificationStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _VerificationStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_VerificationStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    VERIFICATION_STATUS_UNSPECIFIED: _VerificationStatus.ValueType  # 0
+    VERIFICATION_STATUS_NOT_REQUIRED: _VerificationStatus.ValueType  # 1
+    """Its organisation does not require ownership verification: it receives
+    events as usual.
+    """
+    VERIFICATION_STATUS_PENDING: _VerificationStatus.ValueType  # 2
+    """Waiting for the endpoint to echo the challenge: its deliveries wait
+    (they are kept, not dropped) and are sent once it is verified.
+    """
+    VERIFICATION_STATUS_VERIFIED: _VerificationStatus.ValueType  # 3
+    """The endpoint echoed the challenge for its current URL."""
+
+class VerificationStatus(_VerificationStatus, metaclass=_VerificationStatusEnumTypeWrapper):
+    """Whether an endpoint has proved it wants the traffic."""
+
+VERIFICATION_STATUS_UNSPECIFIED: VerificationStatus.ValueType  # 0
+VERIFICATION_STATUS_NOT_REQUIRED: VerificationStatus.ValueType  # 1
+"""Its organisation does not require ownership verification: it receives
+events as usual.
+"""
+VERIFICATION_STATUS_PENDING: VerificationStatus.ValueType  # 2
+"""Waiting for the endpoint to echo the challenge: its deliveries wait
+(they are kept, not dropped) and are sent once it is verified.
+"""
+VERIFICATION_STATUS_VERIFIED: VerificationStatus.ValueType  # 3
+"""The endpoint echoed the challenge for its current URL."""
+Global___VerificationStatus: _TypeAlias = VerificationStatus  # noqa: Y015
+
 class _Outcome:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -166,6 +228,122 @@ DELIVERY_STATUS_CANCELLED: DeliveryStatus.ValueType  # 5
 Global___DeliveryStatus: _TypeAlias = DeliveryStatus  # noqa: Y015
 
 @_typing.final
+class TestWebhookFilterRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTER_FIELD_NUMBER: _builtins.int
+    EVENT_TYPES_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    EXAMPLE_DATA_FIELD_NUMBER: _builtins.int
+    EXAMPLE_TYPE_FIELD_NUMBER: _builtins.int
+    filter: _builtins.str
+    """The CEL expression to try, as PutWebhookConfig's `filter`."""
+    limit: _builtins.int
+    """How many of the organisation's most recent events of those types to
+    examine: default 200, at most 1000.
+    """
+    example_type: _builtins.str
+    @_builtins.property
+    def event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The event types it is meant for, as PutWebhookConfig's `event_types`."""
+
+    @_builtins.property
+    def example_data(self) -> _struct_pb2.Struct:
+        """An example payload to try the filter on (as PublishEvent's `data`);
+        `example_type` names its type (default: the first exact type of
+        `event_types`).
+        """
+
+    def __init__(
+        self,
+        *,
+        filter: _builtins.str = ...,
+        event_types: _abc.Iterable[_builtins.str] | None = ...,
+        limit: _builtins.int = ...,
+        example_data: _struct_pb2.Struct | None = ...,
+        example_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["example_data", b"example_data"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_types", b"event_types", "example_data", b"example_data", "example_type", b"example_type", "filter", b"filter", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TestWebhookFilterRequest: _TypeAlias = TestWebhookFilterRequest  # noqa: Y015
+
+@_typing.final
+class TestWebhookFilterResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXAMINED_FIELD_NUMBER: _builtins.int
+    MATCHED_FIELD_NUMBER: _builtins.int
+    MATCHES_FIELD_NUMBER: _builtins.int
+    ERRORS_FIELD_NUMBER: _builtins.int
+    EXAMPLE_MATCHES_FIELD_NUMBER: _builtins.int
+    EXAMPLE_ERROR_FIELD_NUMBER: _builtins.int
+    examined: _builtins.int
+    """Recent events examined (at most the request's `limit`)."""
+    matched: _builtins.int
+    """How many of them the filter accepts."""
+    errors: _builtins.int
+    """Events for which the filter failed at run time (counted as not matching)."""
+    example_matches: _builtins.bool
+    """Whether `example_data` matches; absent when no example was given."""
+    example_error: _builtins.str
+    """Why the example could not be evaluated, when it could not."""
+    @_builtins.property
+    def matches(self) -> _containers.RepeatedCompositeFieldContainer[Global___FilterMatch]:
+        """The matching events, newest first."""
+
+    def __init__(
+        self,
+        *,
+        examined: _builtins.int = ...,
+        matched: _builtins.int = ...,
+        matches: _abc.Iterable[Global___FilterMatch] | None = ...,
+        errors: _builtins.int = ...,
+        example_matches: _builtins.bool | None = ...,
+        example_error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_example_matches", b"_example_matches", "example_matches", b"example_matches"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_example_matches", b"_example_matches", "errors", b"errors", "examined", b"examined", "example_error", b"example_error", "example_matches", b"example_matches", "matched", b"matched", "matches", b"matches"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__example_matches: _TypeAlias = _typing.Literal["example_matches"]  # noqa: Y015
+    _WhichOneofArgType__example_matches: _TypeAlias = _typing.Literal["_example_matches", b"_example_matches"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__example_matches) -> _WhichOneofReturnType__example_matches | None: ...
+
+Global___TestWebhookFilterResponse: _TypeAlias = TestWebhookFilterResponse  # noqa: Y015
+
+@_typing.final
+class FilterMatch(_message.Message):
+    """One recent event a filter accepts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    EVENT_TYPE_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    event_type: _builtins.str
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        event_type: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "event_type", b"event_type", "occurred_at", b"occurred_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FilterMatch: _TypeAlias = FilterMatch  # noqa: Y015
+
+@_typing.final
 class WebhookConfig(_message.Message):
     """A webhook endpoint of an organisation."""
 
@@ -183,6 +361,15 @@ class WebhookConfig(_message.Message):
     HEALTH_FIELD_NUMBER: _builtins.int
     HEADER_NAMES_FIELD_NUMBER: _builtins.int
     ORDERED_FIELD_NUMBER: _builtins.int
+    SIGNING_SCHEME_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_ID_FIELD_NUMBER: _builtins.int
+    PREVIOUS_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    PREVIOUS_KEY_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    VERIFICATION_STATUS_FIELD_NUMBER: _builtins.int
+    VERIFICATION_ERROR_FIELD_NUMBER: _builtins.int
+    VERIFIED_AT_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned id, `whc_…`."""
     url: _builtins.str
@@ -209,6 +396,34 @@ class WebhookConfig(_message.Message):
     whose head delivery is retrying holds back only that key. Events
     without a key are delivered as on an unordered endpoint.
     """
+    signing_scheme: Global___SigningScheme.ValueType
+    """How deliveries are signed: SIGNING_SCHEME_HMAC_SHA256 (`v1`, the shared
+    `whsec_` secret) or SIGNING_SCHEME_ED25519 (`v1a`, verified with
+    `public_key` or the organisation's key set).
+    """
+    public_key: _builtins.str
+    """With SIGNING_SCHEME_ED25519: the public key, `whpk_` + base64 of its 32
+    bytes. Empty with HMAC.
+    """
+    public_key_id: _builtins.str
+    """The kid `public_key` is listed under in the key set (its RFC 7638
+    thumbprint, also sent in the `webhook-key-id` header).
+    """
+    previous_public_key: _builtins.str
+    """During a rotation: the replaced ed25519 public key, which still signs
+    until `previous_key_expires_at`; empty otherwise (or when the replaced
+    key was an HMAC secret).
+    """
+    verification_status: Global___VerificationStatus.ValueType
+    """Whether the endpoint proved it wants the traffic (VerifyWebhookEndpoint)."""
+    verification_error: _builtins.str
+    """Why the latest challenge failed; empty once verified."""
+    filter: _builtins.str
+    """The payload filter: a CEL expression over `event` (`event.type`,
+    `event.id`, `event.occurred_at`, `event.data`, the typed payload, e.g.
+    `event.data.points > 100`); empty when the endpoint receives every
+    event of its types.
+    """
     @_builtins.property
     def event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Event types delivered to this endpoint: dotted catalog names
@@ -231,6 +446,14 @@ class WebhookConfig(_message.Message):
         sorted). Their values are never returned.
         """
 
+    @_builtins.property
+    def previous_key_expires_at(self) -> _timestamp_pb2.Timestamp:
+        """Until when the replaced secret or key also signs; unset when none does."""
+
+    @_builtins.property
+    def verified_at(self) -> _timestamp_pb2.Timestamp:
+        """When the endpoint last echoed the challenge; unset if it never did."""
+
     def __init__(
         self,
         *,
@@ -246,10 +469,19 @@ class WebhookConfig(_message.Message):
         health: Global___EndpointHealth | None = ...,
         header_names: _abc.Iterable[_builtins.str] | None = ...,
         ordered: _builtins.bool = ...,
+        signing_scheme: Global___SigningScheme.ValueType = ...,
+        public_key: _builtins.str = ...,
+        public_key_id: _builtins.str = ...,
+        previous_public_key: _builtins.str = ...,
+        previous_key_expires_at: _timestamp_pb2.Timestamp | None = ...,
+        verification_status: Global___VerificationStatus.ValueType = ...,
+        verification_error: _builtins.str = ...,
+        verified_at: _timestamp_pb2.Timestamp | None = ...,
+        filter: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "health", b"health", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "health", b"health", "previous_key_expires_at", b"previous_key_expires_at", "updated_at", b"updated_at", "verified_at", b"verified_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "disabled_reason", b"disabled_reason", "enabled", b"enabled", "event_types", b"event_types", "header_names", b"header_names", "health", b"health", "id", b"id", "ordered", b"ordered", "secret_hint", b"secret_hint", "updated_at", b"updated_at", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "disabled_reason", b"disabled_reason", "enabled", b"enabled", "event_types", b"event_types", "filter", b"filter", "header_names", b"header_names", "health", b"health", "id", b"id", "ordered", b"ordered", "previous_key_expires_at", b"previous_key_expires_at", "previous_public_key", b"previous_public_key", "public_key", b"public_key", "public_key_id", b"public_key_id", "secret_hint", b"secret_hint", "signing_scheme", b"signing_scheme", "updated_at", b"updated_at", "url", b"url", "verification_error", b"verification_error", "verification_status", b"verification_status", "verified_at", b"verified_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -403,6 +635,8 @@ class PutWebhookConfigRequest(_message.Message):
     HEADERS_FIELD_NUMBER: _builtins.int
     CLEAR_HEADERS_FIELD_NUMBER: _builtins.int
     ORDERED_FIELD_NUMBER: _builtins.int
+    SIGNING_SCHEME_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Empty to create a configuration; the id of an existing one (`whc_…`) to
     update it.
@@ -427,6 +661,29 @@ class PutWebhookConfigRequest(_message.Message):
     ordered: _builtins.bool
     """Ordered delivery per ordering key (see WebhookConfig.ordered). Defaults
     to false on create; on update an absent value keeps the current setting.
+    """
+    signing_scheme: Global___SigningScheme.ValueType
+    """How deliveries are signed; absent (or UNSPECIFIED) keeps the current
+    scheme, HMAC on create. For SIGNING_SCHEME_ED25519 the service generates
+    the key pair (answered as `config.public_key`; `secret` must then be
+    absent). Switching scheme on update is a rotation: the replaced secret or
+    key keeps signing next to the new one for the grace period.
+    """
+    filter: _builtins.str
+    """A payload filter: a Common Expression Language (CEL) expression over
+    `event`, true for the events the endpoint should receive: `event.type`
+    and `event.id` (strings), `event.occurred_at` (a timestamp) and
+    `event.data`, the typed payload message of the event's type with the
+    field names of the protos and the JSON Schema (an int64 such as
+    `points` compares as an integer: `event.data.points > 100`; timestamps
+    as timestamps). Checked against the payload of every subscribed type:
+    refused (INVALID_ARGUMENT on `filter`) when it does not parse, is not a
+    boolean, names a field no subscribed type has, compares mistyped
+    values, or exceeds the limits (1024 characters, 32 levels of nesting,
+    4 comprehension macros, none inside another). An event of a type the
+    filter does not type-check against, or for which it fails at run time
+    (e.g. a division by zero), is not delivered (and is counted). Absent on
+    update keeps the current filter; empty removes it.
     """
     @_builtins.property
     def event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -457,27 +714,37 @@ class PutWebhookConfigRequest(_message.Message):
         headers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         clear_headers: _builtins.bool = ...,
         ordered: _builtins.bool | None = ...,
+        signing_scheme: Global___SigningScheme.ValueType | None = ...,
+        filter: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_enabled", b"_enabled", "_ordered", b"_ordered", "_secret", b"_secret", "description", b"description", "enabled", b"enabled", "ordered", b"ordered", "secret", b"secret"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_enabled", b"_enabled", "_filter", b"_filter", "_ordered", b"_ordered", "_secret", b"_secret", "_signing_scheme", b"_signing_scheme", "description", b"description", "enabled", b"enabled", "filter", b"filter", "ordered", b"ordered", "secret", b"secret", "signing_scheme", b"signing_scheme"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_enabled", b"_enabled", "_ordered", b"_ordered", "_secret", b"_secret", "clear_headers", b"clear_headers", "description", b"description", "enabled", b"enabled", "event_types", b"event_types", "headers", b"headers", "id", b"id", "ordered", b"ordered", "secret", b"secret", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_enabled", b"_enabled", "_filter", b"_filter", "_ordered", b"_ordered", "_secret", b"_secret", "_signing_scheme", b"_signing_scheme", "clear_headers", b"clear_headers", "description", b"description", "enabled", b"enabled", "event_types", b"event_types", "filter", b"filter", "headers", b"headers", "id", b"id", "ordered", b"ordered", "secret", b"secret", "signing_scheme", b"signing_scheme", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
     _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
     _WhichOneofReturnType__enabled: _TypeAlias = _typing.Literal["enabled"]  # noqa: Y015
     _WhichOneofArgType__enabled: _TypeAlias = _typing.Literal["_enabled", b"_enabled"]  # noqa: Y015
+    _WhichOneofReturnType__filter: _TypeAlias = _typing.Literal["filter"]  # noqa: Y015
+    _WhichOneofArgType__filter: _TypeAlias = _typing.Literal["_filter", b"_filter"]  # noqa: Y015
     _WhichOneofReturnType__ordered: _TypeAlias = _typing.Literal["ordered"]  # noqa: Y015
     _WhichOneofArgType__ordered: _TypeAlias = _typing.Literal["_ordered", b"_ordered"]  # noqa: Y015
     _WhichOneofReturnType__secret: _TypeAlias = _typing.Literal["secret"]  # noqa: Y015
     _WhichOneofArgType__secret: _TypeAlias = _typing.Literal["_secret", b"_secret"]  # noqa: Y015
+    _WhichOneofReturnType__signing_scheme: _TypeAlias = _typing.Literal["signing_scheme"]  # noqa: Y015
+    _WhichOneofArgType__signing_scheme: _TypeAlias = _typing.Literal["_signing_scheme", b"_signing_scheme"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__enabled) -> _WhichOneofReturnType__enabled | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__filter) -> _WhichOneofReturnType__filter | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__ordered) -> _WhichOneofReturnType__ordered | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__secret) -> _WhichOneofReturnType__secret | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__signing_scheme) -> _WhichOneofReturnType__signing_scheme | None: ...
 
 Global___PutWebhookConfigRequest: _TypeAlias = PutWebhookConfigRequest  # noqa: Y015
 
@@ -555,7 +822,11 @@ class ListDeliveryLogsRequest(_message.Message):
     """
     @_builtins.property
     def since(self) -> _timestamp_pb2.Timestamp:
-        """Only attempts made at or after this time (`attempted_at >= since`)."""
+        """Only attempts made at or after this time (`attempted_at >= since`).
+        With `since` or `until` (and no `event_id`) the entries are ordered by
+        `attempted_at`, newest first, and a page reads at most the attempts of
+        the range.
+        """
 
     @_builtins.property
     def until(self) -> _timestamp_pb2.Timestamp:
@@ -1178,8 +1449,9 @@ class GetEndpointStatsResponse(_message.Message):
     failures: _builtins.int
     latency_p50_ms: _builtins.int
     """Latency (`duration_ms`) percentiles of the attempts in the buckets,
-    estimated from a histogram (within one bucket's width: 5 ms at 10 ms,
-    about a third of the value above); 0 without attempts.
+    estimated from a latency histogram (bounds 5, 10, 15, 25, 40, 60, 100 ms
+    and so on, about 1.6x apart, up to 60 s): the estimate lies within the
+    histogram bucket of the true value; 0 without attempts.
     """
     latency_p90_ms: _builtins.int
     latency_p99_ms: _builtins.int
@@ -1310,6 +1582,140 @@ class RotateWebhookSecretResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RotateWebhookSecretResponse: _TypeAlias = RotateWebhookSecretResponse  # noqa: Y015
+
+@_typing.final
+class VerifyWebhookEndpointRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIG_ID_FIELD_NUMBER: _builtins.int
+    config_id: _builtins.str
+    """The configuration, `whc_…`."""
+    def __init__(
+        self,
+        *,
+        config_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_id", b"config_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyWebhookEndpointRequest: _TypeAlias = VerifyWebhookEndpointRequest  # noqa: Y015
+
+@_typing.final
+class VerifyWebhookEndpointResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIG_FIELD_NUMBER: _builtins.int
+    VERIFIED_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    verified: _builtins.bool
+    """True when the endpoint echoed the challenge in this call."""
+    error: _builtins.str
+    """Why not: the HTTP status, the body it answered, or the connection error."""
+    @_builtins.property
+    def config(self) -> Global___WebhookConfig:
+        """The configuration after the challenge (its `verification_status`)."""
+
+    def __init__(
+        self,
+        *,
+        config: Global___WebhookConfig | None = ...,
+        verified: _builtins.bool = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "error", b"error", "verified", b"verified"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyWebhookEndpointResponse: _TypeAlias = VerifyWebhookEndpointResponse  # noqa: Y015
+
+@_typing.final
+class GetSigningKeysRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    """The organisation, `org_…`."""
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisation_id", b"organisation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSigningKeysRequest: _TypeAlias = GetSigningKeysRequest  # noqa: Y015
+
+@_typing.final
+class JsonWebKeySet(_message.Message):
+    """A JSON Web Key Set (RFC 7517 section 5)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEYS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___JsonWebKey]: ...
+    def __init__(
+        self,
+        *,
+        keys: _abc.Iterable[Global___JsonWebKey] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JsonWebKeySet: _TypeAlias = JsonWebKeySet  # noqa: Y015
+
+@_typing.final
+class JsonWebKey(_message.Message):
+    """One public ed25519 key as a JWK (RFC 7517, RFC 8037)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KTY_FIELD_NUMBER: _builtins.int
+    CRV_FIELD_NUMBER: _builtins.int
+    X_FIELD_NUMBER: _builtins.int
+    KID_FIELD_NUMBER: _builtins.int
+    USE_FIELD_NUMBER: _builtins.int
+    ALG_FIELD_NUMBER: _builtins.int
+    kty: _builtins.str
+    """"OKP"."""
+    crv: _builtins.str
+    """"Ed25519"."""
+    x: _builtins.str
+    """The public key: base64url (no padding) of its 32 bytes."""
+    kid: _builtins.str
+    """The RFC 7638 thumbprint, named by the `webhook-key-id` request header."""
+    use: _builtins.str
+    """"sig"."""
+    alg: _builtins.str
+    """"EdDSA"."""
+    def __init__(
+        self,
+        *,
+        kty: _builtins.str = ...,
+        crv: _builtins.str = ...,
+        x: _builtins.str = ...,
+        kid: _builtins.str = ...,
+        use: _builtins.str = ...,
+        alg: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alg", b"alg", "crv", b"crv", "kid", b"kid", "kty", b"kty", "use", b"use", "x", b"x"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JsonWebKey: _TypeAlias = JsonWebKey  # noqa: Y015
 
 @_typing.final
 class ListEventTypesRequest(_message.Message):

@@ -83,6 +83,21 @@ class WebhookAdminStub:
                 request_serializer=webhooks_dot_v1_dot_admin__pb2.ListEventTypesRequest.SerializeToString,
                 response_deserializer=webhooks_dot_v1_dot_admin__pb2.ListEventTypesResponse.FromString,
                 _registered_method=True)
+        self.VerifyWebhookEndpoint = channel.unary_unary(
+                '/webhooks.v1.WebhookAdmin/VerifyWebhookEndpoint',
+                request_serializer=webhooks_dot_v1_dot_admin__pb2.VerifyWebhookEndpointRequest.SerializeToString,
+                response_deserializer=webhooks_dot_v1_dot_admin__pb2.VerifyWebhookEndpointResponse.FromString,
+                _registered_method=True)
+        self.TestWebhookFilter = channel.unary_unary(
+                '/webhooks.v1.WebhookAdmin/TestWebhookFilter',
+                request_serializer=webhooks_dot_v1_dot_admin__pb2.TestWebhookFilterRequest.SerializeToString,
+                response_deserializer=webhooks_dot_v1_dot_admin__pb2.TestWebhookFilterResponse.FromString,
+                _registered_method=True)
+        self.GetSigningKeys = channel.unary_unary(
+                '/webhooks.v1.WebhookAdmin/GetSigningKeys',
+                request_serializer=webhooks_dot_v1_dot_admin__pb2.GetSigningKeysRequest.SerializeToString,
+                response_deserializer=webhooks_dot_v1_dot_admin__pb2.JsonWebKeySet.FromString,
+                _registered_method=True)
         self.GetEvent = channel.unary_unary(
                 '/webhooks.v1.WebhookAdmin/GetEvent',
                 request_serializer=webhooks_dot_v1_dot_admin__pb2.GetEventRequest.SerializeToString,
@@ -239,6 +254,56 @@ class WebhookAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyWebhookEndpoint(self, request, context):
+        """Sends the ownership challenge to one endpoint now and returns the
+        configuration with its verification state. The request is a signed POST
+        of a `webhook.verification` event (payload webhooks.v1.WebhookVerification:
+        `config_id` and a random `challenge`) to the endpoint's URL, through the
+        same guard as every delivery (no non-public address); the endpoint must
+        answer 2xx with the JSON body `{"challenge": "<challenge>"}` within the
+        attempt timeout. On success the endpoint is VERIFICATION_STATUS_VERIFIED
+        and the deliveries that waited for it become due now; otherwise only
+        `verification_error` changes (a pending endpoint stays pending, a
+        verified one stays verified). Works whatever the organisation's setting
+        (an endpoint that is not required to verify may still prove it). Bounded
+        per organisation like SendTestEvent. The endpoint must be enabled
+        (FAILED_PRECONDITION). An organisation requires verification with
+        `webhooks orgs verification ORG on`; its new and re-pointed endpoints are
+        then sent the challenge by themselves.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TestWebhookFilter(self, request, context):
+        """Tries a payload filter (the CEL expression of a configuration's
+        `filter`) before saving it: checks it as PutWebhookConfig would
+        (INVALID_ARGUMENT with a violation on `filter` otherwise), then runs it
+        over the organisation's most recent events of the given types (at most
+        `limit`, 200 by default and 1000 at most, within the log's retention)
+        and answers how many were examined and matched, with the matching
+        events' ids and types, newest first; given an example `data`, also
+        whether that payload matches. Nothing is stored or sent. Scope
+        `webhooks:read`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSigningKeys(self, request, context):
+        """The organisation's published ed25519 public keys as a JSON Web Key Set
+        (RFC 7517; `kty` OKP, `crv` Ed25519, RFC 8037): the current key of every
+        endpoint on SIGNING_SCHEME_ED25519 and the replaced keys still in their
+        rotation grace, never a private key. `kid` is the key's RFC 7638
+        thumbprint; each request names the kids that signed it in its
+        `webhook-key-id` header. Needs no API key (receivers fetch it), answers
+        `cache-control: public, max-age=…`; an organisation that does not exist
+        answers exactly like one without ed25519 endpoints (`{"keys": []}`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetEvent(self, request, context):
         """One event and every endpoint's delivery of it (the message view): its
         type, time and exact payload, and per delivery the endpoint (its URL,
@@ -335,6 +400,21 @@ def add_WebhookAdminServicer_to_server(servicer, server):
                     servicer.ListEventTypes,
                     request_deserializer=webhooks_dot_v1_dot_admin__pb2.ListEventTypesRequest.FromString,
                     response_serializer=webhooks_dot_v1_dot_admin__pb2.ListEventTypesResponse.SerializeToString,
+            ),
+            'VerifyWebhookEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyWebhookEndpoint,
+                    request_deserializer=webhooks_dot_v1_dot_admin__pb2.VerifyWebhookEndpointRequest.FromString,
+                    response_serializer=webhooks_dot_v1_dot_admin__pb2.VerifyWebhookEndpointResponse.SerializeToString,
+            ),
+            'TestWebhookFilter': grpc.unary_unary_rpc_method_handler(
+                    servicer.TestWebhookFilter,
+                    request_deserializer=webhooks_dot_v1_dot_admin__pb2.TestWebhookFilterRequest.FromString,
+                    response_serializer=webhooks_dot_v1_dot_admin__pb2.TestWebhookFilterResponse.SerializeToString,
+            ),
+            'GetSigningKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSigningKeys,
+                    request_deserializer=webhooks_dot_v1_dot_admin__pb2.GetSigningKeysRequest.FromString,
+                    response_serializer=webhooks_dot_v1_dot_admin__pb2.JsonWebKeySet.SerializeToString,
             ),
             'GetEvent': grpc.unary_unary_rpc_method_handler(
                     servicer.GetEvent,
@@ -604,6 +684,87 @@ class WebhookAdmin:
             '/webhooks.v1.WebhookAdmin/ListEventTypes',
             webhooks_dot_v1_dot_admin__pb2.ListEventTypesRequest.SerializeToString,
             webhooks_dot_v1_dot_admin__pb2.ListEventTypesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyWebhookEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/webhooks.v1.WebhookAdmin/VerifyWebhookEndpoint',
+            webhooks_dot_v1_dot_admin__pb2.VerifyWebhookEndpointRequest.SerializeToString,
+            webhooks_dot_v1_dot_admin__pb2.VerifyWebhookEndpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TestWebhookFilter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/webhooks.v1.WebhookAdmin/TestWebhookFilter',
+            webhooks_dot_v1_dot_admin__pb2.TestWebhookFilterRequest.SerializeToString,
+            webhooks_dot_v1_dot_admin__pb2.TestWebhookFilterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSigningKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/webhooks.v1.WebhookAdmin/GetSigningKeys',
+            webhooks_dot_v1_dot_admin__pb2.GetSigningKeysRequest.SerializeToString,
+            webhooks_dot_v1_dot_admin__pb2.JsonWebKeySet.FromString,
             options,
             channel_credentials,
             insecure,

@@ -128,6 +128,44 @@ class WebhookAdminStub:
     `webhook.ping`, the test event, which cannot be subscribed to). The same
     for every organisation; needs scope `webhooks:read`.
     """
+    VerifyWebhookEndpoint: _grpc.UnaryUnaryMultiCallable[_admin_pb2.VerifyWebhookEndpointRequest, _admin_pb2.VerifyWebhookEndpointResponse]
+    """Sends the ownership challenge to one endpoint now and returns the
+    configuration with its verification state. The request is a signed POST
+    of a `webhook.verification` event (payload webhooks.v1.WebhookVerification:
+    `config_id` and a random `challenge`) to the endpoint's URL, through the
+    same guard as every delivery (no non-public address); the endpoint must
+    answer 2xx with the JSON body `{"challenge": "<challenge>"}` within the
+    attempt timeout. On success the endpoint is VERIFICATION_STATUS_VERIFIED
+    and the deliveries that waited for it become due now; otherwise only
+    `verification_error` changes (a pending endpoint stays pending, a
+    verified one stays verified). Works whatever the organisation's setting
+    (an endpoint that is not required to verify may still prove it). Bounded
+    per organisation like SendTestEvent. The endpoint must be enabled
+    (FAILED_PRECONDITION). An organisation requires verification with
+    `webhooks orgs verification ORG on`; its new and re-pointed endpoints are
+    then sent the challenge by themselves.
+    """
+    TestWebhookFilter: _grpc.UnaryUnaryMultiCallable[_admin_pb2.TestWebhookFilterRequest, _admin_pb2.TestWebhookFilterResponse]
+    """Tries a payload filter (the CEL expression of a configuration's
+    `filter`) before saving it: checks it as PutWebhookConfig would
+    (INVALID_ARGUMENT with a violation on `filter` otherwise), then runs it
+    over the organisation's most recent events of the given types (at most
+    `limit`, 200 by default and 1000 at most, within the log's retention)
+    and answers how many were examined and matched, with the matching
+    events' ids and types, newest first; given an example `data`, also
+    whether that payload matches. Nothing is stored or sent. Scope
+    `webhooks:read`.
+    """
+    GetSigningKeys: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetSigningKeysRequest, _admin_pb2.JsonWebKeySet]
+    """The organisation's published ed25519 public keys as a JSON Web Key Set
+    (RFC 7517; `kty` OKP, `crv` Ed25519, RFC 8037): the current key of every
+    endpoint on SIGNING_SCHEME_ED25519 and the replaced keys still in their
+    rotation grace, never a private key. `kid` is the key's RFC 7638
+    thumbprint; each request names the kids that signed it in its
+    `webhook-key-id` header. Needs no API key (receivers fetch it), answers
+    `cache-control: public, max-age=…`; an organisation that does not exist
+    answers exactly like one without ed25519 endpoints (`{"keys": []}`).
+    """
     GetEvent: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetEventRequest, _admin_pb2.GetEventResponse]
     """One event and every endpoint's delivery of it (the message view): its
     type, time and exact payload, and per delivery the endpoint (its URL,
@@ -261,6 +299,44 @@ class WebhookAdminAsyncStub(WebhookAdminStub):
     `webhook.delivery_failed`, sent by the service itself, and
     `webhook.ping`, the test event, which cannot be subscribed to). The same
     for every organisation; needs scope `webhooks:read`.
+    """
+    VerifyWebhookEndpoint: _aio.UnaryUnaryMultiCallable[_admin_pb2.VerifyWebhookEndpointRequest, _admin_pb2.VerifyWebhookEndpointResponse]  # type: ignore[assignment]
+    """Sends the ownership challenge to one endpoint now and returns the
+    configuration with its verification state. The request is a signed POST
+    of a `webhook.verification` event (payload webhooks.v1.WebhookVerification:
+    `config_id` and a random `challenge`) to the endpoint's URL, through the
+    same guard as every delivery (no non-public address); the endpoint must
+    answer 2xx with the JSON body `{"challenge": "<challenge>"}` within the
+    attempt timeout. On success the endpoint is VERIFICATION_STATUS_VERIFIED
+    and the deliveries that waited for it become due now; otherwise only
+    `verification_error` changes (a pending endpoint stays pending, a
+    verified one stays verified). Works whatever the organisation's setting
+    (an endpoint that is not required to verify may still prove it). Bounded
+    per organisation like SendTestEvent. The endpoint must be enabled
+    (FAILED_PRECONDITION). An organisation requires verification with
+    `webhooks orgs verification ORG on`; its new and re-pointed endpoints are
+    then sent the challenge by themselves.
+    """
+    TestWebhookFilter: _aio.UnaryUnaryMultiCallable[_admin_pb2.TestWebhookFilterRequest, _admin_pb2.TestWebhookFilterResponse]  # type: ignore[assignment]
+    """Tries a payload filter (the CEL expression of a configuration's
+    `filter`) before saving it: checks it as PutWebhookConfig would
+    (INVALID_ARGUMENT with a violation on `filter` otherwise), then runs it
+    over the organisation's most recent events of the given types (at most
+    `limit`, 200 by default and 1000 at most, within the log's retention)
+    and answers how many were examined and matched, with the matching
+    events' ids and types, newest first; given an example `data`, also
+    whether that payload matches. Nothing is stored or sent. Scope
+    `webhooks:read`.
+    """
+    GetSigningKeys: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetSigningKeysRequest, _admin_pb2.JsonWebKeySet]  # type: ignore[assignment]
+    """The organisation's published ed25519 public keys as a JSON Web Key Set
+    (RFC 7517; `kty` OKP, `crv` Ed25519, RFC 8037): the current key of every
+    endpoint on SIGNING_SCHEME_ED25519 and the replaced keys still in their
+    rotation grace, never a private key. `kid` is the key's RFC 7638
+    thumbprint; each request names the kids that signed it in its
+    `webhook-key-id` header. Needs no API key (receivers fetch it), answers
+    `cache-control: public, max-age=…`; an organisation that does not exist
+    answers exactly like one without ed25519 endpoints (`{"keys": []}`).
     """
     GetEvent: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetEventRequest, _admin_pb2.GetEventResponse]  # type: ignore[assignment]
     """One event and every endpoint's delivery of it (the message view): its
@@ -446,6 +522,62 @@ class WebhookAdminServicer(metaclass=_abc_1.ABCMeta):
         `webhook.delivery_failed`, sent by the service itself, and
         `webhook.ping`, the test event, which cannot be subscribed to). The same
         for every organisation; needs scope `webhooks:read`.
+        """
+
+    @_abc_1.abstractmethod
+    def VerifyWebhookEndpoint(
+        self,
+        request: _admin_pb2.VerifyWebhookEndpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.VerifyWebhookEndpointResponse, _abc.Awaitable[_admin_pb2.VerifyWebhookEndpointResponse]]:
+        """Sends the ownership challenge to one endpoint now and returns the
+        configuration with its verification state. The request is a signed POST
+        of a `webhook.verification` event (payload webhooks.v1.WebhookVerification:
+        `config_id` and a random `challenge`) to the endpoint's URL, through the
+        same guard as every delivery (no non-public address); the endpoint must
+        answer 2xx with the JSON body `{"challenge": "<challenge>"}` within the
+        attempt timeout. On success the endpoint is VERIFICATION_STATUS_VERIFIED
+        and the deliveries that waited for it become due now; otherwise only
+        `verification_error` changes (a pending endpoint stays pending, a
+        verified one stays verified). Works whatever the organisation's setting
+        (an endpoint that is not required to verify may still prove it). Bounded
+        per organisation like SendTestEvent. The endpoint must be enabled
+        (FAILED_PRECONDITION). An organisation requires verification with
+        `webhooks orgs verification ORG on`; its new and re-pointed endpoints are
+        then sent the challenge by themselves.
+        """
+
+    @_abc_1.abstractmethod
+    def TestWebhookFilter(
+        self,
+        request: _admin_pb2.TestWebhookFilterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.TestWebhookFilterResponse, _abc.Awaitable[_admin_pb2.TestWebhookFilterResponse]]:
+        """Tries a payload filter (the CEL expression of a configuration's
+        `filter`) before saving it: checks it as PutWebhookConfig would
+        (INVALID_ARGUMENT with a violation on `filter` otherwise), then runs it
+        over the organisation's most recent events of the given types (at most
+        `limit`, 200 by default and 1000 at most, within the log's retention)
+        and answers how many were examined and matched, with the matching
+        events' ids and types, newest first; given an example `data`, also
+        whether that payload matches. Nothing is stored or sent. Scope
+        `webhooks:read`.
+        """
+
+    @_abc_1.abstractmethod
+    def GetSigningKeys(
+        self,
+        request: _admin_pb2.GetSigningKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.JsonWebKeySet, _abc.Awaitable[_admin_pb2.JsonWebKeySet]]:
+        """The organisation's published ed25519 public keys as a JSON Web Key Set
+        (RFC 7517; `kty` OKP, `crv` Ed25519, RFC 8037): the current key of every
+        endpoint on SIGNING_SCHEME_ED25519 and the replaced keys still in their
+        rotation grace, never a private key. `kid` is the key's RFC 7638
+        thumbprint; each request names the kids that signed it in its
+        `webhook-key-id` header. Needs no API key (receivers fetch it), answers
+        `cache-control: public, max-age=…`; an organisation that does not exist
+        answers exactly like one without ed25519 endpoints (`{"keys": []}`).
         """
 
     @_abc_1.abstractmethod

@@ -36,7 +36,8 @@ class _EventOriginEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventOrig
     name.
     """
     EVENT_ORIGIN_TEST: _EventOrigin.ValueType  # 2
-    """Sent only by SendTestEvent, to the one endpoint asked for: it cannot be
+    """Sent only to the one endpoint concerned, by SendTestEvent (the ping) or
+    by the ownership handshake (the verification challenge): it cannot be
     published or subscribed to.
     """
 
@@ -51,7 +52,8 @@ themselves); PublishEvent refuses it. Configurations subscribe to it by
 name.
 """
 EVENT_ORIGIN_TEST: EventOrigin.ValueType  # 2
-"""Sent only by SendTestEvent, to the one endpoint asked for: it cannot be
+"""Sent only to the one endpoint concerned, by SendTestEvent (the ping) or
+by the ownership handshake (the verification challenge): it cannot be
 published or subscribed to.
 """
 Global___EventOrigin: _TypeAlias = EventOrigin  # noqa: Y015
@@ -123,6 +125,12 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     """
     EVENT_TYPE_WEBHOOK_PING: _EventType.ValueType  # 62
     """A test event, sent by SendTestEvent to the one endpoint asked for."""
+    EVENT_TYPE_WEBHOOK_VERIFICATION: _EventType.ValueType  # 63
+    """The ownership challenge (VerifyWebhookEndpoint, and on create when the
+    organisation requires verification): the endpoint must answer 2xx with
+    the JSON body {"challenge": "<data.challenge>"} before it receives
+    events (docs/events.md, "Endpoint verification").
+    """
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
     """The event catalog: every event type the platform publishes, in six
@@ -193,6 +201,12 @@ its retries ran out (OUTCOME_DEAD).
 """
 EVENT_TYPE_WEBHOOK_PING: EventType.ValueType  # 62
 """A test event, sent by SendTestEvent to the one endpoint asked for."""
+EVENT_TYPE_WEBHOOK_VERIFICATION: EventType.ValueType  # 63
+"""The ownership challenge (VerifyWebhookEndpoint, and on create when the
+organisation requires verification): the endpoint must answer 2xx with
+the JSON body {"challenge": "<data.challenge>"} before it receives
+events (docs/events.md, "Endpoint verification").
+"""
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 
 @_typing.final

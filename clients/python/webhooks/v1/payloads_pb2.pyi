@@ -1201,6 +1201,36 @@ class WebhookPing(_message.Message):
 Global___WebhookPing: _TypeAlias = WebhookPing  # noqa: Y015
 
 @_typing.final
+class WebhookVerification(_message.Message):
+    """The ownership challenge. The endpoint proves it wants the traffic by
+    answering 2xx with the JSON body {"challenge": "<challenge>"} (the same
+    string), like the CloudEvents webhook validation handshake; until it does,
+    its deliveries wait.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIG_ID_FIELD_NUMBER: _builtins.int
+    CHALLENGE_FIELD_NUMBER: _builtins.int
+    config_id: _builtins.str
+    """The configuration being verified, `whc_…`."""
+    challenge: _builtins.str
+    """43 random characters (base64url of 32 bytes) to echo back."""
+    def __init__(
+        self,
+        *,
+        config_id: _builtins.str = ...,
+        challenge: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["challenge", b"challenge", "config_id", b"config_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WebhookVerification: _TypeAlias = WebhookVerification  # noqa: Y015
+
+@_typing.final
 class WebhookEndpointDisabled(_message.Message):
     """An endpoint was disabled: it receives nothing until re-enabled."""
 

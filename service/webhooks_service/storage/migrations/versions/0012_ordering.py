@@ -3,8 +3,8 @@ publisher's ordering key and its sequence number, configurations an
 ``ordered`` flag; ordering_sequences holds each key's last number; a partial
 index finds a key's pending deliveries of a configuration in sequence order
 
-Revision ID: 0008_ordering
-Revises: 0008_portal_api (chained after main's 0008 at the merge)
+Revision ID: 0012_ordering
+Revises: 0011_filters
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008_ordering"
-down_revision: str | None = "0008_portal_api"
+revision: str = "0012_ordering"
+down_revision: str | None = "0011_filters"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
