@@ -356,8 +356,17 @@ def event_attempts(
         .subquery("numbered")
     )
     query = (
-        sa.select(numbered, _C.c.deleted_at.label("endpoint_deleted_at"))
-        .select_from(numbered.outerjoin(_C, _C.c.id == numbered.c.config_id))
+        sa.select(
+            numbered,
+            _C.c.deleted_at.label("endpoint_deleted_at"),
+            _E.c.ordering_key,
+            _E.c.sequence,
+        )
+        .select_from(
+            numbered.outerjoin(_C, _C.c.id == numbered.c.config_id).join(
+                _E, _E.c.pk == numbered.c.event_pk
+            )
+        )
         .where(numbered.c.n <= per_delivery)
         .order_by(numbered.c.id.desc())
     )
