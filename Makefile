@@ -11,7 +11,7 @@ export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 # this machine) Python would otherwise recompile them at every start (issue 15).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help venv run test pytest gen check-gen lint format clean bench-logs bench-stats bench bench-cpu bench-fairness demo bench-gateway proto-snapshot bench-auth-limits bench-signing bench-filters screenshots
+.PHONY: help venv run test pytest gen check-gen lint format clean bench-logs bench-stats bench bench-cpu bench-fairness demo bench-gateway proto-snapshot bench-auth-limits bench-signing bench-filters screenshots bench-ordering
 
 help:
 	@echo "make run        gRPC API (127.0.0.1:50051) + REST gateway (127.0.0.1:8080) on SQLite"
@@ -31,6 +31,7 @@ help:
 	@echo "make bench-filters  publish CPU per event, 100 filtered configs vs type matching alone"
 
 	@echo "make screenshots  the dashboard's browser tests, writing docs/screenshots/ (commit them)"
+	@echo "make bench-ordering  an ordered endpoint (1,000 keys) vs the same unordered"
 
 $(UV):
 	python3 -m venv $(VENV)
@@ -95,6 +96,7 @@ bench: $(SYNCED)
 	$(PY) scripts/bench_auth_limits.py
 	$(PY) scripts/bench_signing.py $(SIGNING_ARGS)
 	$(PY) scripts/bench_filters.py $(FILTER_ARGS)
+	$(PY) scripts/bench_ordering.py $(ORDERING_ARGS)
 
 # What a limit shared by every serve process costs per call (issue 26), vs the in-process bucket.
 bench-auth-limits: $(SYNCED)
@@ -131,3 +133,8 @@ bench-filters: $(SYNCED)
 
 clean:
 	rm -rf $(VENV) .webhooks .pytest_cache .mypy_cache .ruff_cache
+
+# Ordered delivery (issue 22): an ordered endpoint with 1,000 ordering keys vs the same events
+# to an unordered one, live (hand-off) and from a backlog, alternating rounds (target >= 0.8x).
+bench-ordering: $(SYNCED)
+	$(PY) scripts/bench_ordering.py $(ORDERING_ARGS)

@@ -236,6 +236,8 @@ def add_config(
     org: str,
     url: str,
     signing_scheme: SigningScheme = SigningScheme.HMAC_SHA256,
+    *,
+    ordered: bool = False,
 ) -> str:
     result = configs.put_config(
         engine,
@@ -247,6 +249,7 @@ def add_config(
         secret=None,
         enabled=None,
         description="bench",
+        ordered=ordered,
         signing_scheme=signing_scheme,
     )
     return result.config.id

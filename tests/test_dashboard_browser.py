@@ -768,6 +768,47 @@ def test_event_catalog_and_picker(stack: Stack) -> None:
     assert page.js_errors == []
 
 
+def test_endpoint_ordered_is_shown_and_edited_in_the_dialog(stack: Stack) -> None:
+    """Ordered delivery (issue 22): the dialog shows the held setting, sends it
+    (the value held when untouched), and the server keeps what was saved."""
+    from playwright.sync_api import expect
+
+    _, keys = make_org_and_keys(stack.srv.engine, "Ordered")
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        config_id = admin.put_webhook_config(
+            url=stack.rx.url("/ordered"), event_types=["*"], ordered=True
+        ).config.id
+    page = new_page(stack, DESKTOP)
+    page.goto(portal_for(stack, keys["all"]))
+    card = page.locator(f"article.endpoint[data-config-id={config_id}]")
+
+    def save(expected_body: dict[str, Any], toggle: bool) -> None:
+        card.get_by_role("button", name="Edit").click()
+        form = page.get_by_role("dialog", name="Edit endpoint")
+        box = form.get_by_role("checkbox", name=re.compile("Ordered per key"))
+        expect(box).to_be_checked(checked=expected_body["ordered"] != toggle)
+        if toggle:
+            box.click()
+        with page.expect_request(
+            lambda r: r.method == "PUT" and r.url.endswith("/webhooks/configs")
+        ) as sent:
+            form.get_by_role("button", name="Save changes").click()
+        expect(form).to_be_hidden()
+        body = sent.value.post_data_json
+        assert {k: v for k, v in body.items() if k == "ordered"} == expected_body
+
+    save({"ordered": True}, toggle=False)  # unchanged: the value held
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        assert admin.list_webhook_configs()[0].ordered
+    save({"ordered": False}, toggle=True)
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        assert not admin.list_webhook_configs()[0].ordered
+    save({"ordered": True}, toggle=True)
+    with AdminClient(stack.srv.target, keys["all"]) as admin:
+        assert admin.list_webhook_configs()[0].ordered
+    assert page.js_errors == []
+
+
 def test_signing_scheme_and_ownership_on_the_card(stack: Stack) -> None:
     """Issue 23: the scheme and public key shown, switching scheme with the grace
     window, the verification state and "Verify again"."""

@@ -153,6 +153,8 @@ export const ENDPOINT_FIELDS = [
   { name: "filter", render: (config, ctx) => filterField(config, ctx) },
   { name: "description", render: (config) => textField("description", "Description", config, { maxlength: 256, placeholder: "What this endpoint is for" }) },
   { name: "enabled", render: (config) => checkField("enabled", "Enabled", config, { defaultValue: true }) },
+  // Ordered delivery per ordering key (issue 22).
+  { name: "ordered", render: (config) => checkField("ordered", "Ordered per key", config, { help: "Events that share an ordering key (e.g. a user id) arrive one at a time, in publish order; a key that is retrying holds back only its own events." }) },
   { name: "headers", render: (config) => headersField(config) },
 ];
 

@@ -87,6 +87,24 @@ STATUS_AFTER: dict[Outcome, DeliveryStatus] = {
 ENDED = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.FAILED, DeliveryStatus.DEAD})
 
 
+# Ordered delivery per key (issue 22, docs/reliability.md). A pending delivery
+# of an ordered endpoint that waits behind an earlier delivery of its ordering
+# key is *held*: its next_attempt_at is this instant, which the claim query's
+# range (next_attempt_at <= now) never reaches, so the claim neither takes nor
+# scans it. When the key's active delivery ends, the next one in sequence order
+# is promoted (storage/ordering.py). At most one delivery per (configuration,
+# key) is ever not held.
+HELD_UNTIL = datetime(9999, 12, 31, tzinfo=UTC)
+MAX_ORDERING_KEY = 128  # characters
+ORDERING_KEY_HEADER = "webhook-ordering-key"
+SEQUENCE_HEADER = "webhook-sequence"
+
+
+def is_held(next_attempt_at: datetime) -> bool:
+    """Whether a pending delivery waits for its turn behind its key's head."""
+    return next_attempt_at >= HELD_UNTIL
+
+
 class SigningScheme(enum.StrEnum):
     """How an endpoint's deliveries are signed (``webhook_configs.signing_scheme``)."""
 
@@ -177,6 +195,8 @@ class ClaimedDelivery:
     retries: bool = True  # False: one attempt only (the test event)
     headers: str | None = None  # the endpoint's custom request headers, stored form
     traceparent: str | None = None  # the publish span's, while tracing is on
+    ordering_key: str | None = None  # the event's (issue 22), sent as a header
+    sequence: int | None = None  # per (organisation, ordering key), with the key
     destination: Destination = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -212,6 +232,9 @@ class FinishedAttempt:
     error: str = ""
     duration_ms: int = 0
     disable_reason: str | None = None  # set: also disable the endpoint
+    # The event's ordering key: when this attempt ends the delivery and the
+    # endpoint is ordered, the key's next delivery is promoted (issue 22).
+    ordering_key: str | None = None
     # JSON lists of [name, value] (storage keeps them as text): the request headers
     # as shown in the log, the response headers up to their cap.
     request_headers: str = ""

@@ -34,7 +34,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MODES = ("ok", "error500", "throttle429", "reset", "hang", "huge", "garbage")
 SUCCESS_MODES = frozenset({"ok", "slow", "huge"})  # a 2xx status line reaches the client
@@ -52,6 +52,7 @@ class Hit:
     arrived: float  # time.time() when the whole request was read
     ended: float = 0.0  # when the answer was finished (or the connection dropped)
     sent: int = 0  # body bytes written (``huge``)
+    headers: dict[str, str] = field(default_factory=dict)  # lower-cased names
 
 
 def seeded_plan(seed: int, weights: dict[str, float] | None = None) -> Plan:
@@ -129,7 +130,7 @@ class ChaosReceiver:
             with self._lock:
                 n = self._counts[event_id]
                 self._counts[event_id] += 1
-                hit = Hit(event_id, self.plan(event_id, n), n, time.time())
+                hit = Hit(event_id, self.plan(event_id, n), n, time.time(), headers=headers)
                 self.hits.append(hit)
             await self._answer(hit, reader, writer)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):

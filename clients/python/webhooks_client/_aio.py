@@ -130,6 +130,7 @@ class AsyncAdminClient(_AsyncClient):
         signing_scheme: models.SigningScheme | None = None,
         filter: str | None = None,
         timeout: float | None = None,
+        ordered: bool | None = None,
     ) -> models.PutWebhookConfigResult:
         """Create (no ``id``) or update a configuration (see AdminClient)."""
         request = calls.put_config_request(
@@ -141,6 +142,7 @@ class AsyncAdminClient(_AsyncClient):
             description=description,
             headers=headers,
             clear_headers=clear_headers,
+            ordered=ordered,
             signing_scheme=signing_scheme,
             filter=filter,
         )
@@ -353,6 +355,7 @@ class AsyncPublisherClient(_AsyncClient):
         timestamp: datetime | None = None,
         timeout: float | None = None,
         traceparent: str | None = None,
+        ordering_key: str | None = None,
     ) -> models.PublishResult:
         """Publish one typed event; the type is the payload message's."""
         request = make_publish_request(organisation_id, payload, id=id, timestamp=timestamp)
@@ -370,9 +373,12 @@ class AsyncPublisherClient(_AsyncClient):
         timestamp: datetime | None = None,
         timeout: float | None = None,
         traceparent: str | None = None,
+        ordering_key: str | None = None,
     ) -> models.PublishResult:
         """Publish one event given as a type and its JSON ``data``."""
-        request = make_publish_request(organisation_id, type, data, id=id, timestamp=timestamp)
+        request = make_publish_request(
+            organisation_id, type, data, id=id, timestamp=timestamp, ordering_key=ordering_key
+        )
         return calls.publish_result(
             await self._call(self._stub.PublishEvent, request, timeout, traceparent)
         )

@@ -75,6 +75,7 @@ def put_config_request(
     description: str | None,
     headers: Mapping[str, str] | None = None,
     clear_headers: bool = False,
+    ordered: bool | None = None,
     signing_scheme: models.SigningScheme | None = None,
     filter: str | None = None,
 ) -> admin_pb2.PutWebhookConfigRequest:
@@ -91,6 +92,8 @@ def put_config_request(
         request.enabled = enabled
     if description is not None:
         request.description = description
+    if ordered is not None:
+        request.ordered = ordered
     if signing_scheme is not None:
         request.signing_scheme = int(signing_scheme)  # type: ignore[assignment]
     if filter is not None:
@@ -292,14 +295,16 @@ def make_publish_request(
     *,
     id: str | None = None,
     timestamp: datetime | None = None,
+    ordering_key: str | None = None,
 ) -> publisher_pb2.PublishEventRequest:
     """A PublishEventRequest (for ``publish_events``).
 
     ``type`` is the dotted type with ``data`` a dict (JSON, checked by the
     service), or a payload message (``RewardClaimed(...)``; the type is
-    inferred and ``data`` must be None).
+    inferred and ``data`` must be None). ``ordering_key`` (e.g. the user id):
+    ordered endpoints get the events of one key one at a time, in order.
     """
-    event = events_pb2.Event(id=id or "")
+    event = events_pb2.Event(id=id or "", ordering_key=ordering_key or "")
     if isinstance(type, Message):
         if data is not None:
             raise ValueError("give a payload message or a type and data, not both")

@@ -146,6 +146,7 @@ class AdminClient(_Client):
         signing_scheme: models.SigningScheme | None = None,
         filter: str | None = None,
         timeout: float | None = None,
+        ordered: bool | None = None,
     ) -> models.PutWebhookConfigResult:
         """Create (no ``id``) or update a configuration.
 
@@ -168,6 +169,7 @@ class AdminClient(_Client):
             description=description,
             headers=headers,
             clear_headers=clear_headers,
+            ordered=ordered,
             signing_scheme=signing_scheme,
             filter=filter,
         )
@@ -380,6 +382,7 @@ class PublisherClient(_Client):
         timestamp: datetime | None = None,
         timeout: float | None = None,
         traceparent: str | None = None,
+        ordering_key: str | None = None,
     ) -> models.PublishResult:
         """Publish one typed event: ``publish(org, RewardClaimed(user_id=…, …))``.
 
@@ -402,13 +405,16 @@ class PublisherClient(_Client):
         timestamp: datetime | None = None,
         timeout: float | None = None,
         traceparent: str | None = None,
+        ordering_key: str | None = None,
     ) -> models.PublishResult:
         """Publish one event given as a type and its JSON ``data`` (checked by the
         service against the type's payload). Give ``id`` to make retries safe: the
         same id twice is stored once and answers ``duplicate=True``. ``traceparent``
         (W3C) makes the service's spans of this event (publish, every attempt) part
         of your trace."""
-        request = make_publish_request(organisation_id, type, data, id=id, timestamp=timestamp)
+        request = make_publish_request(
+            organisation_id, type, data, id=id, timestamp=timestamp, ordering_key=ordering_key
+        )
         return calls.publish_result(
             self._call(self._stub.PublishEvent, request, timeout, traceparent)
         )

@@ -48,6 +48,7 @@ def webhook_config(c: admin_pb2.WebhookConfig) -> models.WebhookConfig:
         disabled_reason=c.disabled_reason,
         health=endpoint_health(c.health),
         header_names=tuple(c.header_names),
+        ordered=c.ordered,
         signing_scheme=models.SigningScheme(_enum(models.SigningScheme, c.signing_scheme)),
         public_key=c.public_key,
         public_key_id=c.public_key_id,
@@ -110,6 +111,8 @@ def delivery_log(e: admin_pb2.DeliveryLog) -> models.DeliveryLog:
         outcome=models.DeliveryOutcome(_enum(models.DeliveryOutcome, e.outcome)),
         attempted_at=timestamp(e, "attempted_at"),
         next_attempt_at=timestamp(e, "next_attempt_at"),
+        ordering_key=e.ordering_key,
+        sequence=e.sequence,
         request_headers=tuple((h.name, h.value) for h in e.request_headers),
         response_headers=tuple((h.name, h.value) for h in e.response_headers),
         response_headers_truncated=e.response_headers_truncated,
@@ -132,6 +135,9 @@ def delivery(d: admin_pb2.Delivery) -> models.Delivery:
         status=models.DeliveryStatus(_enum(models.DeliveryStatus, d.status)),
         attempts=d.attempts,
         next_attempt_at=timestamp(d, "next_attempt_at"),
+        ordering_key=d.ordering_key,
+        sequence=d.sequence,
+        waiting_for_turn=d.waiting_for_turn,
     )
 
 

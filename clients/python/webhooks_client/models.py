@@ -119,6 +119,8 @@ class WebhookConfig:
     health: EndpointHealth = field(default_factory=EndpointHealth)
     # Names of the custom request headers sent on every attempt (values never returned).
     header_names: tuple[str, ...] = ()
+    # Ordered delivery per ordering key (events sharing a key: one at a time, in order).
+    ordered: bool = False
     signing_scheme: SigningScheme = SigningScheme.HMAC_SHA256
     public_key: str = ""  # ed25519: whpk_…, the key receivers verify v1a with
     public_key_id: str = ""  # its kid in the key set (and in webhook-key-id)
@@ -195,6 +197,8 @@ class DeliveryLog:
     outcome: DeliveryOutcome
     attempted_at: datetime | None
     next_attempt_at: datetime | None  # set only for DeliveryOutcome.RETRY_SCHEDULED
+    ordering_key: str = ""  # the event's ordering key ("" without one)
+    sequence: int = 0  # its number for (organisation, ordering key); 0 without a key
     # (name, value) in order, the FULL view only: request headers as sent (signatures
     # shortened, secret-looking values masked) and response headers (capped).
     request_headers: tuple[tuple[str, str], ...] = ()
@@ -223,6 +227,9 @@ class Delivery:
     status: DeliveryStatus
     attempts: int
     next_attempt_at: datetime | None
+    ordering_key: str = ""
+    sequence: int = 0
+    waiting_for_turn: bool = False  # pending behind an earlier delivery of its key
 
 
 @dataclass(frozen=True)

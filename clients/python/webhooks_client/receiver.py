@@ -30,6 +30,13 @@ sets mix freely in the ``secret`` argument: any one matching passes. ``v1a``
 needs the ``cryptography`` package (``pip install webhooks-client[ed25519]``);
 everything else here is the standard library.
 
+Ordered delivery: a delivery of an event published with an ordering key also
+carries ``webhook-ordering-key`` (the key) and ``webhook-sequence`` (1, 2, 3, …
+per organisation and key, in the order the service accepted the events).
+``ordering(headers)`` reads them; ``SequenceCheck`` tells a receiver whether a
+delivery is the next of its key, a redelivery of one already seen (a retry or
+a replay: same ``webhook-id``, lower number), or comes after a gap.
+
 This module is self-contained: it must not import the service.
 """
 
@@ -47,16 +54,19 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, TypeAlias
+from typing import Any, NamedTuple, Protocol, TypeAlias
 
 __all__ = [
     "DEFAULT_TOLERANCE",
     "KeySet",
+    "Ordering",
     "Secret",
     "Secrets",
+    "SequenceCheck",
     "WebhookVerificationError",
     "challenge_answer",
     "event_id",
+    "ordering",
     "sign",
     "signed_headers",
     "verification_answer",
@@ -314,6 +324,53 @@ def _pick(headers: dict[str, str], name: str) -> str:
 def event_id(headers: HeaderSource) -> str:
     """The ``webhook-id`` (or ``svix-id``) header: the event id, stable across retries."""
     return _pick(_lowered(headers), "id")
+
+
+ORDERING_KEY_HEADER = "webhook-ordering-key"
+SEQUENCE_HEADER = "webhook-sequence"
+
+
+class Ordering(NamedTuple):
+    """Where a delivery stands in its key's order."""
+
+    key: str
+    sequence: int
+
+
+def ordering(headers: HeaderSource) -> Ordering | None:
+    """The ``webhook-ordering-key`` and ``webhook-sequence`` of a delivery; None when
+    the event has no ordering key. Raises WebhookVerificationError for a key
+    without a valid sequence number."""
+    lowered = _lowered(headers)
+    key = lowered.get(ORDERING_KEY_HEADER, "").strip()
+    if not key:
+        return None
+    value = lowered.get(SEQUENCE_HEADER, "").strip()
+    if not value.isascii() or not value.isdigit():
+        raise WebhookVerificationError(f"{SEQUENCE_HEADER} is not a positive integer")
+    return Ordering(key, int(value))
+
+
+class SequenceCheck:
+    """The last sequence number seen per ordering key, for a receiver that wants
+    to know whether deliveries arrive in order (in memory: persist ``last`` with
+    your data if it must survive a restart).
+
+    ``check`` answers ``"next"`` (the number after the last one, or the first
+    seen), ``"seen"`` (at or below the last one: a redelivery — a retry, a
+    replay — of an event you may already have applied) or ``"gap"`` (numbers
+    were skipped: e.g. the endpoint was created or made ordered after the key's
+    first events, or those events did not match its types)."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, int] = {}
+
+    def check(self, position: Ordering) -> str:
+        last = self.last.get(position.key)
+        if last is not None and position.sequence <= last:
+            return "seen"
+        self.last[position.key] = position.sequence
+        return "next" if last is None or position.sequence == last + 1 else "gap"
 
 
 def _check_timestamp(value: str, tolerance: timedelta, now: datetime) -> None:

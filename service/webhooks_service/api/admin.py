@@ -105,6 +105,7 @@ class WebhookAdminServicer(
             description=request.description if request.HasField("description") else None,
             headers=dict(request.headers),
             clear_headers=request.clear_headers,
+            ordered=request.ordered if request.HasField("ordered") else None,
             signing_scheme=signing_scheme_from_proto(request.signing_scheme),
             filter_expression=request.filter if request.HasField("filter") else None,
         )

@@ -143,6 +143,7 @@ def config_to_proto(row: configs.ConfigRow) -> admin_pb2.WebhookConfig:
         health=health_to_proto(row.health),
         # Rows from core/configs carry their headers opened: names only, never values.
         header_names=endpoint_headers.header_names(row.headers, str),
+        ordered=row.ordered,
         filter=row.filter,
     )
 
@@ -179,6 +180,8 @@ def log_to_proto(row: logs.LogRow, ids: PublicIds) -> admin_pb2.DeliveryLog:
         duration_ms=row.duration_ms,
         outcome=outcome_to_proto(row.outcome),
         attempted_at=timestamp(row.attempted_at),
+        ordering_key=row.ordering_key or "",
+        sequence=row.sequence or 0,
         request_headers=[admin_pb2.HttpHeader(name=n, value=v) for n, v in row.request_headers],
         response_headers=[admin_pb2.HttpHeader(name=n, value=v) for n, v in row.response_headers],
         response_headers_truncated=row.response_headers_truncated,
@@ -221,8 +224,11 @@ def delivery_to_proto(state: redelivery.DeliveryState, ids: PublicIds) -> admin_
             "DELIVERY_STATUS_" + DeliveryStatus(state.status).name
         ),
         attempts=state.attempts,
+        ordering_key=state.ordering_key or "",
+        sequence=state.sequence or 0,
+        waiting_for_turn=state.waiting_for_turn,
     )
-    if state.status is DeliveryStatus.PENDING:
+    if state.status is DeliveryStatus.PENDING and not state.waiting_for_turn:
         message.next_attempt_at.CopyFrom(timestamp(state.next_attempt_at))
     return message
 

@@ -33,6 +33,7 @@ def to_input(request: publisher_pb2.PublishEventRequest) -> publishing.EventInpu
         timestamp=event.timestamp.ToDatetime(tzinfo=UTC) if event.HasField("timestamp") else None,
         data=publishing.struct_to_dict(event.data) if event.HasField("data") else None,
         payload=event.payload if event.HasField("payload") else None,
+        ordering_key=event.ordering_key,
     )
 
 

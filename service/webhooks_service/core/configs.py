@@ -47,7 +47,7 @@ from webhooks_service.domain import SigningScheme, VerificationStatus
 from webhooks_service.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from webhooks_service.netpolicy import TargetGuard, literal_target_problem
 from webhooks_service.signing_keys import generate_private_key, public_key_of
-from webhooks_service.storage import config_deletion, db, endpoint_health
+from webhooks_service.storage import config_deletion, db, endpoint_health, ordering
 from webhooks_service.storage import configs as store
 from webhooks_service.storage.configs import ConfigRow
 from webhooks_service.storage.models import utcnow
@@ -199,6 +199,7 @@ def put_config(
     new_key: bool = False,
     filter_expression: str | None = None,
     clock: Clock = utcnow,
+    ordered: bool | None = None,
 ) -> PutResult:
     """Create (empty ``config_id``) or update a configuration of the organisation.
 
@@ -213,7 +214,10 @@ def put_config(
     on create); ``new_key`` generates a new ed25519 key (the rotation of an
     ed25519 endpoint). ``filter_expression`` (the payload filter) follows
     the optional fields' rule (empty removes it); a kept filter is checked
-    again against new event types.
+    again against new event types. ``ordered`` follows the optional fields'
+    rule; switching it re-shapes the pending queue (``storage/ordering.py``:
+    on, every key keeps one active delivery and the rest wait their turn; off,
+    every waiting delivery is due now).
     """
     check_config_id(config_id, "id", required=False)
     secret = secret or None
@@ -334,10 +338,14 @@ def put_config(
                 # Re-enabling by an admin clears the service's own reason.
                 disabled_reason="" if new_enabled else current.disabled_reason,
                 headers=stored_headers,
+                ordered=current.ordered if ordered is None else ordered,
                 filter=new_filter,
                 updated_at=now,
             )
             store.update(conn, row)
+            if row.ordered != current.ordered:
+                switch = ordering.start_ordering if row.ordered else ordering.stop_ordering
+                switch(conn, organisation_id, config_id, now)
             if url_changed and verification == VerificationStatus.PENDING:
                 store.park_deliveries(conn, config_id)  # they wait for the new URL's proof
             elif current.verification_status == VerificationStatus.PENDING and (
@@ -384,6 +392,7 @@ def put_config(
             disabled_reason="",
             created_at=now,
             updated_at=now,
+            ordered=bool(ordered),
             headers=(
                 None
                 if new_headers is None

@@ -48,7 +48,13 @@ from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
 from webhooks_service.core import catalog, filters, payloads
-from webhooks_service.domain import ClaimedDelivery, Destination, new_lease, utcnow
+from webhooks_service.domain import (
+    MAX_ORDERING_KEY,
+    ClaimedDelivery,
+    Destination,
+    new_lease,
+    utcnow,
+)
 from webhooks_service.errors import FieldViolation, InvalidArgument, PermissionDenied
 from webhooks_service.observability import tracing
 from webhooks_service.storage.events import (
@@ -61,6 +67,8 @@ from webhooks_service.storage.events import (
 MAX_BATCH = 500
 _ID_CHARS = r"[A-Za-z0-9_.:\-]"  # what an event id is made of; JSON writes it unescaped
 EVENT_ID_RE = re.compile(_ID_CHARS + "{1,128}")
+# Visible ASCII: it travels as the webhook-ordering-key header value, unchanged.
+ORDERING_KEY_RE = re.compile(r"[\x21-\x7e]{1," + str(MAX_ORDERING_KEY) + "}")
 # A double is an integer no other integer rounds to only within ±(2^53 - 1)
 # (JavaScript's MAX_SAFE_INTEGER): 2^53 is also what 2^53 + 1 becomes in a
 # Struct, so from 2^53 on a number stays a float and a 64-bit field refuses it.
@@ -94,6 +102,7 @@ class EventInput:
     timestamp: datetime | None
     data: Mapping[str, Any] | None
     payload: any_pb2.Any | None = None  # the typed payload message, packed
+    ordering_key: str = ""  # empty: not ordered (issue 22)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +248,14 @@ def prepare(
             )
     else:
         event_id = generated_id or new_event_id()
+    if item.ordering_key and not ORDERING_KEY_RE.fullmatch(item.ordering_key):
+        violations.append(
+            FieldViolation(
+                f"{prefix}event.ordering_key",
+                f"1 to {MAX_ORDERING_KEY} visible ASCII characters (no spaces or control "
+                f"characters); got {len(item.ordering_key)} characters",
+            )
+        )
     # The type, and data checked against its payload message (core/payloads.py).
     resolved, problems = payloads.resolve(item.event_type, item.data, item.payload, prefix=prefix)
     violations.extend(problems)
@@ -256,7 +273,10 @@ def prepare(
         return None, violations
     occurred = item.timestamp or now
     payload = build_payload(event_id, event_type, occurred, data_json)
-    return NewEvent(org, event_id, event_type, occurred, payload), []
+    new = NewEvent(org, event_id, event_type, occurred, payload)
+    if item.ordering_key:
+        new = replace(new, ordering_key=item.ordering_key)
+    return new, []
 
 
 def plan(

@@ -45,7 +45,15 @@ from webhooks_service.delivery.http import SESSION_HEADERS, Transport
 from webhooks_service.delivery.retry_policy import AttemptResult, ErrorKind, RetryPolicy
 from webhooks_service.delivery.scheduler import Signal
 from webhooks_service.delivery.signing import webhook_headers
-from webhooks_service.domain import ClaimedDelivery, Clock, FinishedAttempt, Outcome, utcnow
+from webhooks_service.domain import (
+    ORDERING_KEY_HEADER,
+    SEQUENCE_HEADER,
+    ClaimedDelivery,
+    Clock,
+    FinishedAttempt,
+    Outcome,
+    utcnow,
+)
 from webhooks_service.observability import tracing
 
 SecretDecoder = Callable[[str], str]
@@ -124,6 +132,12 @@ def request_for(d: ClaimedDelivery, opened: OpenedForms, now: datetime) -> Reque
     signed = webhook_headers(secrets, d.event_id, int(now.timestamp()), body)
     # the endpoint's custom headers (core/endpoint_headers.py)
     headers = request_headers(signed, opened.headers(d.config_id, d.headers))
+    if d.ordering_key is not None:
+        headers = {
+            **headers,
+            ORDERING_KEY_HEADER: d.ordering_key,
+            SEQUENCE_HEADER: str(d.sequence or 0),
+        }
     return Request(d.url, body, headers, d.timeout_seconds)
 
 
@@ -182,6 +196,7 @@ def finished(
         error=result.error,
         duration_ms=result.duration_ms,
         disable_reason=decision.disabled_reason if decision.disable_endpoint else None,
+        ordering_key=d.ordering_key,
         request_headers=sent_headers,
         response_headers=(
             json.dumps(result.response_headers, separators=(",", ":"), ensure_ascii=False)
@@ -208,6 +223,7 @@ def not_attempted(d: ClaimedDelivery, now: datetime) -> FinishedAttempt:
         attempted_at=now,
         attempted=False,
         error=NOT_ATTEMPTED_ERROR,
+        ordering_key=d.ordering_key,
     )
 
 

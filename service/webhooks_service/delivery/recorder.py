@@ -6,6 +6,10 @@ batch is written the next accumulates, so under load batches grow by
 themselves. A batch that fails is kept whole through a passing outage, else
 written one attempt at a time so that one bad row cannot hold back the
 others. The retries a batch schedules tell the claim loop when to look again.
+On an ordered endpoint a batch that ends a key's head delivery promotes the
+key's next one (``storage/ordering.py``): while the worker runs, finish_batch
+claims it for this worker at once and ``adopt`` starts it (no claim query, no
+wake-up); once the worker stops it is left due for whoever claims.
 
 ``Releases``: claimed deliveries that will not be attempted here (their
 lease would run out before they could finish, the worker stops) go back to
@@ -20,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
@@ -28,7 +32,7 @@ from sqlalchemy.engine import Engine
 from webhooks_service.config import Settings
 from webhooks_service.core import operational
 from webhooks_service.delivery.wake import ClaimWake
-from webhooks_service.domain import ClaimedDelivery, Clock, FinishedAttempt
+from webhooks_service.domain import ClaimedDelivery, Clock, FinishedAttempt, new_lease
 from webhooks_service.errors import Unavailable
 from webhooks_service.storage import queue
 
@@ -105,6 +109,9 @@ class Recorder:
         self._results: list[FinishedAttempt] = []
         self._ready = asyncio.Event()
         self._final = False
+        # Starts the deliveries finish_batch promoted and claimed for this worker
+        # (ordered delivery); None: leave them due (set by DeliveryWorker).
+        self.adopt: Callable[[list[ClaimedDelivery]], None] | None = None
 
     def finish(self, finished: FinishedAttempt) -> None:
         """Buffer one finished attempt for the flusher."""
@@ -128,13 +135,9 @@ class Recorder:
             if self._results:
                 batch, self._results = self._results, []
                 try:
-                    self.attempts_recorded += await asyncio.to_thread(
-                        queue.finish_batch,
-                        self.engine,
-                        batch,
-                        now=self.clock(),
-                        after_write=self.operational,
-                    )
+                    promoted = await self._write(batch)
+                    if promoted:
+                        self._adopt(promoted)
                     if self.operational.take_created():
                         self.wake.poke()  # operational webhooks were queued
                     if self.observer is not None:
@@ -161,6 +164,26 @@ class Recorder:
             if self._final and not self._results:
                 return
 
+    async def _write(self, batch: list[FinishedAttempt]) -> list[ClaimedDelivery]:
+        """One ``finish_batch``; the ordered deliveries it promoted and claimed here."""
+        now = self.clock()
+        adopting = self.adopt is not None and not self._final
+        promoted: list[ClaimedDelivery] = []
+        self.attempts_recorded += await asyncio.to_thread(
+            queue.finish_batch,
+            self.engine,
+            batch,
+            now=now,
+            after_write=self.operational,
+            claim_next=new_lease(now, self.settings.lease_seconds) if adopting else None,
+            promoted=promoted if adopting else None,
+        )
+        return promoted
+
+    def _adopt(self, promoted: list[ClaimedDelivery]) -> None:
+        if self.adopt is not None:  # only then were they claimed here
+            self.adopt(promoted)
+
     async def _record_one_by_one(self, batch: list[FinishedAttempt]) -> None:
         """After a failed batch: write its attempts singly, so that one bad row
         (or a passing database outage) cannot hold back the others forever.
@@ -168,13 +191,9 @@ class Recorder:
         and the delivery is attempted again."""
         for finished in batch:
             try:
-                self.attempts_recorded += await asyncio.to_thread(
-                    queue.finish_batch,
-                    self.engine,
-                    [finished],
-                    now=self.clock(),
-                    after_write=self.operational,
-                )
+                promoted = await self._write([finished])
+                if promoted:
+                    self._adopt(promoted)
                 if self.observer is not None:
                     self.observer.recorded([finished])
             except Exception:

@@ -138,6 +138,21 @@ class DeliveryWorker:
         )
         # finish_batch's after_write hook: operational webhooks (core/operational.py)
         self.operational = self.recorder.operational
+        self.recorder.adopt = self._adopt_promoted
+        self._releasing: set[asyncio.Task[None]] = set()
+
+    def _adopt_promoted(self, promoted: list[ClaimedDelivery]) -> None:
+        """Start the ordered deliveries finish_batch promoted and claimed for this
+        worker (the next of their keys); after a stop, hand them back instead."""
+        if self.lifecycle.accepting:
+            if self.observer is not None:
+                self.observer.claimed(len(promoted))
+            self.senders.dispatch(promoted)
+            return
+        self.releases.add(promoted)
+        task = asyncio.get_running_loop().create_task(self.releases.release())
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
 
     @property
     def in_flight(self) -> int:

@@ -15,6 +15,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 
 from webhooks_service.domain import (
+    HELD_UNTIL,
     PARKED_UNTIL,
     DeliveryStatus,
     SigningScheme,
@@ -52,6 +53,8 @@ class ConfigRow:
     health: EndpointHealth = field(default_factory=EndpointHealth)
     # Custom request headers, stored form (sealed JSON) or None; never logged.
     headers: str | None = field(default=None, repr=False)
+    # Ordered delivery per ordering key (issue 22, storage/ordering.py).
+    ordered: bool = False
     # Signing (issue 23): a domain.SigningScheme value; with ed25519 the secrets
     # are whsk_ private keys and these their whpk_ public halves.
     signing_scheme: str = SigningScheme.HMAC_SHA256
@@ -79,6 +82,7 @@ _COLUMNS = (
     _T.c.previous_secret,
     _T.c.previous_secret_expires_at,
     _T.c.headers,
+    _T.c.ordered,
     _T.c.signing_scheme,
     _T.c.public_key,
     _T.c.previous_public_key,
@@ -107,6 +111,7 @@ def _row(r: Any) -> ConfigRow:
         previous_secret_expires_at=r.previous_secret_expires_at,
         health=health_from_row(r),
         headers=r.headers,
+        ordered=bool(r.ordered),
         signing_scheme=r.signing_scheme,
         public_key=r.public_key,
         previous_public_key=r.previous_public_key,
@@ -225,6 +230,7 @@ def _editable(row: ConfigRow) -> dict[str, Any]:
         "verification_error": row.verification_error,
         "verified_at": row.verified_at,
         "filter": row.filter,
+        "ordered": row.ordered,
         "updated_at": row.updated_at,
     }
 
@@ -315,6 +321,9 @@ def park_deliveries(conn: sa.Connection, config_id: str) -> int:
             .where(
                 _DELIVERIES.c.config_id == config_id,
                 _DELIVERIES.c.status == DeliveryStatus.PENDING,
+                # Ordered delivery: a key's held successors stay held (only its
+                # head waits parked), so unparking keeps one delivery per key.
+                _DELIVERIES.c.next_attempt_at < HELD_UNTIL,
             )
             .values(next_attempt_at=PARKED_UNTIL, claim_token=None)
         ).rowcount
@@ -330,6 +339,7 @@ def unpark_deliveries(conn: sa.Connection, config_id: str, now: datetime) -> int
                 _DELIVERIES.c.config_id == config_id,
                 _DELIVERIES.c.status == DeliveryStatus.PENDING,
                 _DELIVERIES.c.next_attempt_at >= PARKED_UNTIL,
+                _DELIVERIES.c.next_attempt_at < HELD_UNTIL,  # held ones wait for their turn
             )
             .values(next_attempt_at=now, updated_at=now)
         ).rowcount

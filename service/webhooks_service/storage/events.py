@@ -33,7 +33,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -41,9 +41,15 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from webhooks_service.domain import PARKED_UNTIL, ClaimedDelivery, Lease, VerificationStatus
+from webhooks_service.domain import (
+    HELD_UNTIL,
+    PARKED_UNTIL,
+    ClaimedDelivery,
+    Lease,
+    VerificationStatus,
+)
 from webhooks_service.errors import NotFound
-from webhooks_service.storage import db
+from webhooks_service.storage import db, ordering
 from webhooks_service.storage.models import (
     Delivery,
     Event,
@@ -69,7 +75,10 @@ def _columns(*names: str) -> list[sa.ColumnClause[Any]]:
 # Every input event carries its planned deliveries ("targets", each perhaps
 # handed over); only events actually inserted (not duplicates) get theirs.
 # The events come as a JSON array of arrays [organisation_id, event_id,
-# event_type, occurred_at, traceparent, [[config_id, claimed], ...]] and, in
+# event_type, occurred_at, traceparent, [[config_id, claimed, parked, held],
+# ...], ordering_key, sequence] (parked: waiting for the endpoint's
+# verification; held: waiting behind its key's head, storage/ordering.py)
+# and, in
 # the same order, their payloads as one text joined by the ASCII record
 # separator (``PG_PAYLOAD_SEPARATOR``), which JSON text never contains raw: so
 # neither Python nor the server escapes or unescapes the payloads. ``ROWS
@@ -81,30 +90,36 @@ _PG_INSERT = (
     WITH v AS (
         SELECT x.n, x.value ->> 0 AS organisation_id, x.value ->> 1 AS event_id,
                x.value ->> 2 AS event_type, CAST(x.value ->> 3 AS timestamptz) AS occurred_at,
-               x.value ->> 4 AS traceparent, x.value -> 5 AS targets, x.payload
+               x.value ->> 4 AS traceparent, x.value -> 5 AS targets,
+               x.value ->> 6 AS ordering_key, CAST(x.value ->> 7 AS bigint) AS sequence,
+               x.payload
         FROM ROWS FROM (
             json_array_elements(CAST(:rows AS json)),
             string_to_table(CAST(:payloads AS text), chr({ord(PG_PAYLOAD_SEPARATOR)}))
         ) WITH ORDINALITY AS x(value, payload, n)
     ), e AS (
         INSERT INTO events (organisation_id, event_id, event_type, occurred_at, payload,
-                            traceparent, created_at)
-        SELECT organisation_id, event_id, event_type, occurred_at, payload, traceparent, :now
+                            traceparent, created_at, ordering_key, sequence)
+        SELECT organisation_id, event_id, event_type, occurred_at, payload, traceparent, :now,
+               ordering_key, sequence
         FROM v
         ORDER BY n
         ON CONFLICT (organisation_id, event_id) DO NOTHING
         RETURNING pk, organisation_id, event_id
     ), d AS (
         INSERT INTO deliveries (organisation_id, event_pk, config_id, status, attempts,
-                                next_attempt_at, claim_token, created_at, updated_at)
+                                next_attempt_at, claim_token, created_at, updated_at,
+                                ordering_key, sequence)
         SELECT e.organisation_id, e.pk, t.value ->> 0, 'pending', 0,
-               CASE WHEN CAST(t.value ->> 1 AS boolean) THEN :lease_end
+               CASE WHEN CAST(t.value ->> 3 AS boolean) THEN :held
+                    WHEN CAST(t.value ->> 1 AS boolean) THEN :lease_end
                     WHEN CAST(t.value ->> 2 AS boolean) THEN :parked ELSE :now END,
-               CASE WHEN CAST(t.value ->> 1 AS boolean) THEN :claim_token END, :now, :now
+               CASE WHEN CAST(t.value ->> 1 AS boolean) THEN :claim_token END, :now, :now,
+               v.ordering_key, v.sequence
         FROM e JOIN v ON v.organisation_id = e.organisation_id AND v.event_id = e.event_id
         CROSS JOIN LATERAL json_array_elements(v.targets) WITH ORDINALITY AS t(value, n)
         ORDER BY v.n, t.n
-        RETURNING id, event_pk, config_id, claim_token
+        RETURNING id, event_pk, config_id, claim_token, next_attempt_at
     )
     -- the events stored (the others were duplicates) ...
     SELECT 'event' AS kind, pk, organisation_id, event_id, NULL AS delivery_id,
@@ -117,13 +132,14 @@ _PG_INSERT = (
     -- ... and a wake-up for the other processes if any delivery is left for them
     SELECT 'notified', NULL, NULL, NULL, NULL, NULL FROM (
         SELECT pg_notify('{NOTIFY_CHANNEL}', :token)
-        WHERE EXISTS (SELECT 1 FROM d WHERE claim_token IS NULL)
+        WHERE EXISTS (SELECT 1 FROM d WHERE claim_token IS NULL AND next_attempt_at <= :now)
     ) AS notified
     """
     )
     .bindparams(
         sa.bindparam("now", type_=UTCDateTime()),
         sa.bindparam("lease_end", type_=UTCDateTime()),
+        sa.bindparam("held", type_=UTCDateTime()),
         sa.bindparam("parked", type_=UTCDateTime()),
     )
     .columns(*_columns("kind", "pk", "organisation_id", "event_id", "delivery_id", "config_id"))
@@ -143,6 +159,7 @@ class NewEvent:
     occurred_at: datetime
     payload: str  # the exact JSON body every endpoint receives
     traceparent: str | None = None  # the publish span's (observability/tracing.py)
+    ordering_key: str | None = None  # the publisher's (issue 22)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +176,7 @@ class Target:
     timeout_seconds: float | None
     enabled: bool
     headers: str | None = None  # custom request headers (stored form)
+    ordered: bool = False  # ordered delivery per ordering key (storage/ordering.py)
     # Pending ownership verification: its deliveries are stored parked
     # (domain.PARKED_UNTIL) and never handed over, until it is verified.
     waits: bool = False
@@ -186,6 +204,7 @@ class PublishWriter:
     def __init__(self, conn: sa.Connection, sqlite_db: bool) -> None:
         self.conn = conn
         self.sqlite = sqlite_db
+        self.began = False  # PostgreSQL: an explicit transaction (keyed events)
 
     def targets(self, org_ids: Sequence[str]) -> dict[str, list[Target]]:
         """The organisations' enabled configurations (NotFound for a missing organisation)."""
@@ -220,19 +239,80 @@ class PublishWriter:
             by_key.setdefault((p.event.organisation_id, p.event.event_id), p)
         if len(by_key) < len(planned):
             planned = list(by_key.values())
+        order = self._order(planned)
         if self.sqlite:
-            stored, handed = _insert_sqlite(self.conn, planned, now, lease)
+            stored, handed = _insert_sqlite(self.conn, planned, now, lease, order)
         else:
-            stored, handed = _insert_pg(self.conn, planned, now, lease)
+            stored, handed = _insert_pg(self.conn, planned, now, lease, order)
         if lease is None or not handed:
             return Inserted(frozenset(stored), [])
         by_pk = {pk: key for key, pk in stored.items()}
         out: list[ClaimedDelivery] = []
         for delivery_id, pk, config_id in handed:
-            plan = by_key[by_pk[pk]]
+            key = by_pk[pk]
+            plan = by_key[key]
             target = next(t for t, _ in plan.deliveries if t.config_id == config_id)
-            out.append(_handed_over(delivery_id, pk, plan.event, target, lease))
+            sequence = order.sequences.get(key)
+            out.append(_handed_over(delivery_id, pk, plan.event, target, lease, sequence))
         return Inserted(frozenset(stored), out)
+
+    def _order(self, planned: Sequence[PlannedEvent]) -> _Order:
+        """Sequence numbers for the keyed events and which of their deliveries to
+        ordered configurations wait behind their key's head (storage/ordering.py).
+        On PostgreSQL this opens a transaction (the key locks last until the commit)."""
+        keyed = [
+            (p.event.organisation_id, p.event.event_id, p.event.ordering_key)
+            for p in planned
+            if p.event.ordering_key
+        ]
+        if not keyed:
+            return _NO_ORDER
+        stored = ordering.already_stored(self.conn, [(o, e) for o, e, _ in keyed])
+        fresh = [k for k in keyed if (k[0], k[1]) not in stored]
+        if not fresh:
+            return _NO_ORDER
+        if not self.sqlite and not self.began:
+            self.conn.exec_driver_sql("BEGIN")
+            self.began = True
+        sequences = ordering.sequence_events(self.conn, fresh)
+        wanted = {
+            (t.config_id, p.event.ordering_key)
+            for p in planned
+            if p.event.ordering_key
+            for t, _ in p.deliveries
+            if t.ordered
+        }
+        busy = ordering.busy_keys(self.conn, wanted)
+        held: set[tuple[str, str, str]] = set()
+        for p in planned:
+            e = p.event
+            if not e.ordering_key or (e.organisation_id, e.event_id) not in sequences:
+                continue
+            for t, _ in p.deliveries:
+                if not t.ordered:
+                    continue
+                if (t.config_id, e.ordering_key) in busy:
+                    held.add((e.organisation_id, e.event_id, t.config_id))
+                else:
+                    busy.add((t.config_id, e.ordering_key))  # this one is the key's head
+        return _Order(sequences, held)
+
+
+@dataclass(frozen=True, slots=True)
+class _Order:
+    """The ordering decisions of one insert: ``sequences`` by (organisation_id,
+    event_id), ``held`` as (organisation_id, event_id, config_id)."""
+
+    sequences: dict[tuple[str, str], int]
+    held: set[tuple[str, str, str]]
+
+    def is_held(self, event: NewEvent, target: Target) -> bool:
+        return bool(self.held) and (event.organisation_id, event.event_id, target.config_id) in (
+            self.held
+        )
+
+
+_NO_ORDER = _Order({}, set())
 
 
 @contextmanager
@@ -244,7 +324,16 @@ def publish_transaction(engine: Engine) -> Iterator[PublishWriter]:
         return
     with db.connection(engine) as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT")
-        yield PublishWriter(conn, False)
+        writer = PublishWriter(conn, False)
+        try:
+            yield writer
+        except BaseException:
+            if writer.began:
+                with suppress(Exception):  # a broken connection: the server rolls back
+                    conn.exec_driver_sql("ROLLBACK")
+            raise
+        if writer.began:
+            conn.exec_driver_sql("COMMIT")
 
 
 def _target(r: Any, organisation_id: str, enabled: bool) -> Target:
@@ -259,6 +348,7 @@ def _target(r: Any, organisation_id: str, enabled: bool) -> Target:
         timeout_seconds=r.timeout_seconds,
         enabled=enabled,
         headers=r.headers,
+        ordered=bool(r.ordered),
         waits=r.verification_status == VerificationStatus.PENDING,
         filter=r.filter,
     )
@@ -277,6 +367,7 @@ _TARGETS = (
         configs.c.previous_secret_expires_at,
         configs.c.timeout_seconds,
         configs.c.headers,
+        configs.c.ordered,
         configs.c.verification_status,
         configs.c.filter,
     )
@@ -302,6 +393,7 @@ _TARGET = sa.select(
     configs.c.timeout_seconds,
     configs.c.enabled,
     configs.c.headers,
+    configs.c.ordered,
     configs.c.verification_status,
     configs.c.filter,
 ).where(
@@ -311,8 +403,9 @@ _TARGET = sa.select(
 )
 # SQLite: the batch as one JSON parameter per statement (``json_each``), so
 # that there is no per-row parameter processing. Events are arrays
-# [organisation_id, event_id, event_type, occurred_at, payload, traceparent],
-# deliveries [organisation_id, event_pk, config_id, claimed]; timestamps are
+# [organisation_id, event_id, event_type, occurred_at, payload, traceparent,
+# ordering_key, sequence], deliveries [organisation_id, event_pk, config_id,
+# claimed, parked, held, ordering_key, sequence]; timestamps are
 # given in the storage format of SQLAlchemy's SQLite DATETIME (``models.sqlite_time``).
 # json_each yields the rows in array order, and an INSERT ... SELECT inserts
 # them in the order the SELECT yields (no ORDER BY: it would add a sort), so
@@ -321,10 +414,11 @@ _TARGET = sa.select(
 _SQLITE_INSERT_EVENTS = sa.text(
     """
     INSERT INTO events (organisation_id, event_id, event_type, occurred_at, payload,
-                        traceparent, created_at)
+                        traceparent, created_at, ordering_key, sequence)
     SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'),
            json_extract(j.value, '$[2]'), json_extract(j.value, '$[3]'),
-           json_extract(j.value, '$[4]'), json_extract(j.value, '$[5]'), :now
+           json_extract(j.value, '$[4]'), json_extract(j.value, '$[5]'), :now,
+           json_extract(j.value, '$[6]'), json_extract(j.value, '$[7]')
     FROM json_each(:rows) AS j
     WHERE true
     ON CONFLICT (organisation_id, event_id) DO NOTHING
@@ -333,12 +427,15 @@ _SQLITE_INSERT_EVENTS = sa.text(
 ).columns(*_columns("organisation_id", "event_id", "pk"))
 _SQLITE_INSERT_DELIVERIES_SELECT = """
     INSERT INTO deliveries (organisation_id, event_pk, config_id, status, attempts,
-                            next_attempt_at, claim_token, created_at, updated_at)
+                            next_attempt_at, claim_token, created_at, updated_at,
+                            ordering_key, sequence)
     SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'),
            json_extract(j.value, '$[2]'), 'pending', 0,
-           CASE WHEN json_extract(j.value, '$[3]') THEN :lease_end
+           CASE WHEN json_extract(j.value, '$[5]') THEN :held
+                WHEN json_extract(j.value, '$[3]') THEN :lease_end
                 WHEN json_extract(j.value, '$[4]') THEN :parked ELSE :now END,
-           CASE WHEN json_extract(j.value, '$[3]') THEN :claim_token END, :now, :now
+           CASE WHEN json_extract(j.value, '$[3]') THEN :claim_token END, :now, :now,
+           json_extract(j.value, '$[6]'), json_extract(j.value, '$[7]')
     FROM json_each(:rows) AS j
 """
 _SQLITE_INSERT_DELIVERIES = sa.text(_SQLITE_INSERT_DELIVERIES_SELECT)
@@ -349,10 +446,15 @@ _SQLITE_INSERT_DELIVERIES_RETURNING = sa.text(
 _SQLITE_PARKED = sqlite_time(PARKED_UNTIL)
 
 Handed = list[tuple[int, int, str]]  # (delivery id, event pk, config id) handed over
+_HELD_SQLITE = sqlite_time(HELD_UNTIL)
 
 
 def _insert_sqlite(
-    conn: sa.Connection, planned: Sequence[PlannedEvent], now: datetime, lease: Lease | None
+    conn: sa.Connection,
+    planned: Sequence[PlannedEvent],
+    now: datetime,
+    lease: Lease | None,
+    order: _Order,
 ) -> tuple[dict[tuple[str, str], int], Handed]:
     now_text = sqlite_time(now)
     times: dict[datetime, str] = {now: now_text}  # most events occurred "now"
@@ -363,7 +465,16 @@ def _insert_sqlite(
         if occurred is None:
             occurred = times[e.occurred_at] = sqlite_time(e.occurred_at)
         rows.append(
-            (e.organisation_id, e.event_id, e.event_type, occurred, e.payload, e.traceparent)
+            (
+                e.organisation_id,
+                e.event_id,
+                e.event_type,
+                occurred,
+                e.payload,
+                e.traceparent,
+                e.ordering_key,
+                order.sequences.get((e.organisation_id, e.event_id)),
+            )
         )
     inserted_events = conn.execute(_SQLITE_INSERT_EVENTS, {"rows": _json(rows), "now": now_text})
     stored = {(r[0], r[1]): r[2] for r in inserted_events}
@@ -375,11 +486,22 @@ def _insert_sqlite(
         pk = stored.get((p.event.organisation_id, p.event.event_id))
         if pk is None:
             continue
+        sequence = order.sequences.get((p.event.organisation_id, p.event.event_id))
         for target, claimed in p.deliveries:
-            claimed = claimed and lease is not None
+            held = order.is_held(p.event, target)
+            claimed = claimed and lease is not None and not held
             claimed_any = claimed_any or claimed
             planned_rows.append(
-                (p.event.organisation_id, pk, target.config_id, claimed, target.waits)
+                (
+                    p.event.organisation_id,
+                    pk,
+                    target.config_id,
+                    claimed,
+                    target.waits,
+                    held,
+                    p.event.ordering_key,
+                    sequence,
+                )
             )
     if not planned_rows:
         return stored, []
@@ -388,6 +510,7 @@ def _insert_sqlite(
         "now": now_text,
         "lease_end": sqlite_time(lease.until) if lease is not None else now_text,
         "claim_token": lease.token if lease is not None else None,
+        "held": _HELD_SQLITE,
         "parked": _SQLITE_PARKED,
     }
     if not claimed_any:
@@ -402,7 +525,11 @@ _json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _insert_pg(
-    conn: sa.Connection, planned: Sequence[PlannedEvent], now: datetime, lease: Lease | None
+    conn: sa.Connection,
+    planned: Sequence[PlannedEvent],
+    now: datetime,
+    lease: Lease | None,
+    order: _Order,
 ) -> tuple[dict[tuple[str, str], int], Handed]:
     times: dict[datetime, str] = {}  # most events occurred "now"
     rows = []
@@ -418,7 +545,13 @@ def _insert_pg(
                 e.event_type,
                 occurred,
                 e.traceparent,
-                [(t.config_id, claimed, t.waits) for t, claimed in p.deliveries],
+                [
+                    (t.config_id, claimed and not held, t.waits, held)
+                    for t, claimed in p.deliveries
+                    for held in (order.is_held(e, t),)
+                ],
+                e.ordering_key,
+                order.sequences.get((e.organisation_id, e.event_id)),
             )
         )
     payloads = PG_PAYLOAD_SEPARATOR.join([p.event.payload for p in planned])
@@ -433,6 +566,7 @@ def _insert_pg(
             "token": PROCESS_TOKEN,
             "lease_end": lease.until if lease else now,
             "claim_token": lease.token if lease else None,
+            "held": HELD_UNTIL,
             "parked": PARKED_UNTIL,
         },
     )
@@ -447,7 +581,12 @@ def _insert_pg(
 
 
 def _handed_over(
-    delivery_id: int, event_pk: int, event: NewEvent, target: Target, lease: Lease
+    delivery_id: int,
+    event_pk: int,
+    event: NewEvent,
+    target: Target,
+    lease: Lease,
+    sequence: int | None,
 ) -> ClaimedDelivery:
     """The claim record of a delivery inserted under ``lease`` (its first attempt)."""
     return ClaimedDelivery(
@@ -469,4 +608,6 @@ def _handed_over(
         lease_until=lease.until,
         headers=target.headers,
         traceparent=event.traceparent,
+        ordering_key=event.ordering_key,
+        sequence=sequence,
     )

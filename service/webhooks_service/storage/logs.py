@@ -99,6 +99,8 @@ class LogRow:
     outcome: str
     attempted_at: datetime
     next_attempt_at: datetime | None
+    ordering_key: str | None = None  # the event's (issue 22)
+    sequence: int | None = None
     request_headers: tuple[Header, ...] = ()
     response_headers: tuple[Header, ...] = ()
     response_headers_truncated: bool = False
@@ -218,6 +220,8 @@ def page_query(
             _octets(page.c.request_headers, dialect).label("request_headers_bytes"),
             _octets(page.c.response_headers, dialect).label("response_headers_bytes"),
             _octets(_E.c.payload, dialect).label("payload_bytes"),
+            _E.c.ordering_key,
+            _E.c.sequence,
             _C.c.deleted_at.label("endpoint_deleted_at"),
         )
         .select_from(
@@ -330,6 +334,8 @@ def _row(r: Any, full: _Full) -> LogRow:
         response_headers=full.response_headers,
         response_headers_truncated=bool(r.response_headers_truncated),
         endpoint_deleted=r.endpoint_deleted_at is not None,
+        ordering_key=r.ordering_key,
+        sequence=r.sequence,
     )
 
 
@@ -350,8 +356,17 @@ def event_attempts(
         .subquery("numbered")
     )
     query = (
-        sa.select(numbered, _C.c.deleted_at.label("endpoint_deleted_at"))
-        .select_from(numbered.outerjoin(_C, _C.c.id == numbered.c.config_id))
+        sa.select(
+            numbered,
+            _C.c.deleted_at.label("endpoint_deleted_at"),
+            _E.c.ordering_key,
+            _E.c.sequence,
+        )
+        .select_from(
+            numbered.outerjoin(_C, _C.c.id == numbered.c.config_id).join(
+                _E, _E.c.pk == numbered.c.event_pk
+            )
+        )
         .where(numbered.c.n <= per_delivery)
         .order_by(numbered.c.id.desc())
     )

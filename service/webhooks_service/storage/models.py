@@ -195,6 +195,8 @@ class WebhookConfig(Base):
     # Set by DeleteWebhookConfig: the row stays (its deliveries and attempts
     # reference it) but is invisible to the API and the quota.
     deleted_at: Mapped[datetime | None]
+    # Ordered delivery per ordering key (issue 22, storage/ordering.py).
+    ordered: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     # A domain.SigningScheme value. With ed25519 ``secret`` (and, in a
     # rotation, ``previous_secret``) hold whsk_ private keys, sealed like
     # secrets; the public halves are kept in clear for the key set (JWKS).
@@ -296,6 +298,29 @@ class Event(Base):
     # W3C traceparent of the publish span (only while tracing is on), so
     # that every attempt's span joins the publisher's trace.
     traceparent: Mapped[str | None] = mapped_column(String(64))
+    # The publisher's ordering key and the event's number in it (per
+    # organisation and key, from ordering_sequences); NULL without a key.
+    ordering_key: Mapped[str | None] = mapped_column(String(128))
+    sequence: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class OrderingSequence(Base):
+    """The last sequence number given to an ordering key of an organisation.
+
+    Incremented in the publish transaction; its row lock is what serialises
+    publishers of one key (sequence = acceptance order) and, with the worker's
+    promotion and the admin's retries, the "is there a head already?" checks
+    of ``storage/ordering.py``. One small row per key ever used; never pruned,
+    so that a key's sequence never restarts.
+    """
+
+    __tablename__ = "ordering_sequences"
+
+    organisation_id: Mapped[str] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True
+    )
+    ordering_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    last_sequence: Mapped[int] = mapped_column(BigInteger)
 
 
 class Delivery(Base):
@@ -325,6 +350,18 @@ class Delivery(Base):
             sqlite_where=text("status = 'pending'"),
         ),
         Index(None, "config_id", "created_at"),
+        # Ordered delivery (storage/ordering.py): a key's pending deliveries of a
+        # configuration, the active one (due, claimed or backing off) first and
+        # then the held ones (next_attempt_at = HELD_UNTIL) in sequence order.
+        Index(
+            "ix_deliveries_ordering",
+            "config_id",
+            "ordering_key",
+            "next_attempt_at",
+            "sequence",
+            postgresql_where=text("status = 'pending' AND ordering_key IS NOT NULL"),
+            sqlite_where=text("status = 'pending' AND ordering_key IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -343,6 +380,9 @@ class Delivery(Base):
     claim_token: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # Copied from the event (issue 22): the queue orders a key's deliveries by them.
+    ordering_key: Mapped[str | None] = mapped_column(String(128))
+    sequence: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class DeliveryAttempt(Base):

@@ -32,8 +32,14 @@ from typing import Any, Protocol, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from webhooks_service.domain import ClaimedDelivery, DeliveryStatus, FinishedAttempt, new_lease
-from webhooks_service.storage import db, endpoint_health, endpoint_stats
+from webhooks_service.domain import (
+    ClaimedDelivery,
+    DeliveryStatus,
+    FinishedAttempt,
+    Lease,
+    new_lease,
+)
+from webhooks_service.storage import db, endpoint_health, endpoint_stats, ordering
 from webhooks_service.storage.models import (
     ATTEMPT_COLUMNS,
     ATTEMPT_HEADER_COLUMNS,
@@ -45,6 +51,7 @@ from webhooks_service.storage.models import (
     sqlite_time,
 )
 from webhooks_service.storage.models import Delivery as DeliveryRow
+from webhooks_service.storage.replay import notify_workers
 
 deliveries = cast(sa.Table, DeliveryRow.__table__)
 attempts_table = cast(sa.Table, DeliveryAttempt.__table__)
@@ -131,7 +138,7 @@ _PG_CLAIM = sa.text(
     RETURNING d.id, d.attempts, d.organisation_id, d.config_id, d.event_pk,
               e.event_id, e.event_type, e.payload, c.url, c.secret, c.previous_secret,
               c.previous_secret_expires_at, c.timeout_seconds, c.enabled, c.headers,
-              e.traceparent
+              e.traceparent, d.ordering_key, d.sequence
     """
 ).bindparams(
     sa.bindparam("now", type_=UTCDateTime()), sa.bindparam("lease_end", type_=UTCDateTime())
@@ -158,6 +165,8 @@ def _claimed(r: Any, token: str, lease_end: datetime) -> ClaimedDelivery:
         lease_until=lease_end,
         headers=r.headers,
         traceparent=r.traceparent,
+        ordering_key=r.ordering_key,
+        sequence=r.sequence,
     )
 
 
@@ -192,30 +201,39 @@ def _sqlite_claim(
         ids = list(conn.execute(claim).scalars())
         if not ids:
             return []
-        rows = conn.execute(
-            sa.select(
-                deliveries.c.id,
-                deliveries.c.attempts,
-                deliveries.c.organisation_id,
-                deliveries.c.config_id,
-                deliveries.c.event_pk,
-                events.c.event_id,
-                events.c.event_type,
-                events.c.payload,
-                configs.c.url,
-                configs.c.secret,
-                configs.c.previous_secret,
-                configs.c.previous_secret_expires_at,
-                configs.c.timeout_seconds,
-                configs.c.enabled,
-                configs.c.headers,
-                events.c.traceparent,
-            )
-            .join(events, events.c.pk == deliveries.c.event_pk)
-            .join(configs, configs.c.id == deliveries.c.config_id)
-            .where(deliveries.c.id.in_(ids))
-            .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
-        ).all()
+        return _read_claimed(conn, ids, token, lease_end)
+
+
+def _read_claimed(
+    conn: sa.Connection, ids: list[int], token: str, lease_end: datetime
+) -> list[ClaimedDelivery]:
+    """The claim records of deliveries just leased under ``token``."""
+    rows = conn.execute(
+        sa.select(
+            deliveries.c.id,
+            deliveries.c.attempts,
+            deliveries.c.organisation_id,
+            deliveries.c.config_id,
+            deliveries.c.event_pk,
+            events.c.event_id,
+            events.c.event_type,
+            events.c.payload,
+            configs.c.url,
+            configs.c.secret,
+            configs.c.previous_secret,
+            configs.c.previous_secret_expires_at,
+            configs.c.timeout_seconds,
+            configs.c.enabled,
+            configs.c.headers,
+            events.c.traceparent,
+            deliveries.c.ordering_key,
+            deliveries.c.sequence,
+        )
+        .join(events, events.c.pk == deliveries.c.event_pk)
+        .join(configs, configs.c.id == deliveries.c.config_id)
+        .where(deliveries.c.id.in_(ids))
+        .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+    ).all()
     return [_claimed(r, token, lease_end) for r in rows]
 
 
@@ -257,6 +275,8 @@ _COLS = ", ".join(_LOGGED)
 
 # PostgreSQL: one statement, one round trip. The data-modifying CTE moves the
 # deliveries that still carry our claim token; the INSERT logs exactly those.
+# It answers the number logged and, for ordered delivery (storage/ordering.py),
+# the keys whose active delivery this batch ended on a configuration ordered now.
 _PG_FINISH = sa.text(
     f"""
     WITH v AS (
@@ -272,12 +292,25 @@ _PG_FINISH = sa.text(
         FROM v, relaxed
         WHERE relaxed.setting = 'off' AND d.id = v.delivery_id
           AND d.claim_token = v.claim_token
-        RETURNING d.id
+        RETURNING d.id, d.status, d.organisation_id, d.config_id, d.ordering_key
+    ), logged AS (
+        INSERT INTO delivery_attempts ({_COLS})
+        SELECT {", ".join("v." + c for c in _LOGGED)}
+        FROM v JOIN moved ON moved.id = v.delivery_id
+        RETURNING 1
     )
-    INSERT INTO delivery_attempts ({_COLS})
-    SELECT {", ".join("v." + c for c in _LOGGED)}
-    FROM v JOIN moved ON moved.id = v.delivery_id
+    SELECT (SELECT count(*) FROM logged) AS recorded, NULL AS organisation_id,
+           NULL AS config_id, NULL AS ordering_key
+    UNION ALL
+    SELECT NULL, m.organisation_id, m.config_id, m.ordering_key
+    FROM moved AS m JOIN webhook_configs AS c ON c.id = m.config_id
+    WHERE m.ordering_key IS NOT NULL AND m.status <> 'pending' AND c.ordered
     """
+).columns(
+    sa.column("recorded"),
+    sa.column("organisation_id"),
+    sa.column("config_id"),
+    sa.column("ordering_key"),
 )
 
 
@@ -344,6 +377,8 @@ def finish_batch(
     *,
     now: datetime,
     after_write: AfterWrite | None = None,
+    claim_next: Lease | None = None,
+    promoted: list[ClaimedDelivery] | None = None,
 ) -> int:
     """Record a batch of attempts and their outcomes in ONE transaction.
 
@@ -358,6 +393,13 @@ def finish_batch(
     upsert, ``storage/endpoint_stats.py``).
     Returns the number of attempts recorded.
 
+    Ordered delivery (``storage/ordering.py``): where an attempt ended its
+    delivery (not a retry) on an ordered configuration, the key's next held
+    delivery is promoted in the same transaction. With ``claim_next`` the
+    promoted deliveries are claimed under that lease and appended to
+    ``promoted`` (the caller starts them: no claim query needed); without it
+    they are due now, and other processes are woken.
+
     The whole batch travels as one JSON parameter and is applied set-wise
     (``json_to_recordset`` / ``json_each``): two statements per batch instead
     of two per attempt, and little Python work while the event loop waits.
@@ -371,10 +413,26 @@ def finish_batch(
     sqlite = db.is_sqlite(engine)
     payload = "" if sqlite else _pg_rows(finished)
     with db.write_transaction(engine) as conn:
+        ended: list[tuple[str, str, str]] = []
         if sqlite:
             recorded = _sqlite_finish(conn, finished, now)
+            keyed = [
+                f for f in finished if f.ordering_key and f.status is not DeliveryStatus.PENDING
+            ]
+            if keyed:
+                ordered = ordering.ordered_configs(conn, [f.config_id for f in keyed])
+                ended = [
+                    (f.organisation_id, f.config_id, f.ordering_key)
+                    for f in keyed
+                    if f.config_id in ordered and f.ordering_key
+                ]
         else:
-            recorded = conn.execute(_PG_FINISH, {"rows": payload, "now": pg_time(now)}).rowcount
+            recorded = 0
+            for r in conn.execute(_PG_FINISH, {"rows": payload, "now": pg_time(now)}):
+                if r.recorded is not None:
+                    recorded = int(r.recorded)
+                else:
+                    ended.append((r.organisation_id, r.config_id, r.ordering_key))
         endpoint_health.record(conn, finished)  # one set-based UPDATE per batch
         endpoint_stats.record(conn, finished)  # one upsert per batch (GetEndpointStats)
         disabled = {f.config_id: f.disable_reason for f in finished if f.disable_reason}
@@ -389,7 +447,25 @@ def finish_batch(
                 newly_disabled.append(config_id)
         if after_write is not None:  # hook: operational webhooks (core/operational.py)
             after_write(conn, finished, newly_disabled, now=now)
+        if ended:  # last: the keys' locks (ordering.promote) are held until the commit
+            _promote(conn, ended, now, claim_next, promoted)
     return int(recorded)
+
+
+def _promote(
+    conn: sa.Connection,
+    ended: list[tuple[str, str, str]],
+    now: datetime,
+    claim_next: Lease | None,
+    promoted: list[ClaimedDelivery] | None,
+) -> None:
+    """The next delivery of each ended ordered key: claimed for the caller, or due now."""
+    if claim_next is not None and promoted is not None:
+        ids = ordering.promote(conn, ended, now=now, claim=(claim_next.token, claim_next.until))
+        if ids:
+            promoted.extend(_read_claimed(conn, ids, claim_next.token, claim_next.until))
+    elif ordering.promote(conn, ended, now=now):
+        notify_workers(conn)
 
 
 def _pg_rows(finished: Sequence[FinishedAttempt]) -> str:

@@ -29,10 +29,17 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from webhooks_service.domain import ENDED, PARKED_UNTIL, DeliveryStatus, VerificationStatus
-from webhooks_service.storage import db
+from webhooks_service.domain import (
+    ENDED,
+    HELD_UNTIL,
+    PARKED_UNTIL,
+    DeliveryStatus,
+    VerificationStatus,
+    is_held,
+)
+from webhooks_service.storage import db, ordering
 from webhooks_service.storage.events import NOTIFY_CHANNEL, PROCESS_TOKEN
-from webhooks_service.storage.models import Delivery, Event, WebhookConfig
+from webhooks_service.storage.models import Delivery, Event, UTCDateTime, WebhookConfig
 from webhooks_service.storage.recent_events import StoredEvent
 
 _D = cast(sa.Table, Delivery.__table__)
@@ -54,6 +61,19 @@ class DeliveryState:
     next_attempt_at: datetime
     claimed: bool  # a worker holds it under lease (or held it and died)
     config_enabled: bool
+    ordering_key: str | None = None
+    sequence: int | None = None
+    config_ordered: bool = False
+
+    @property
+    def waiting_for_turn(self) -> bool:
+        """Pending behind an earlier delivery of its ordering key (storage/ordering.py)."""
+        return self.status is DeliveryStatus.PENDING and is_held(self.next_attempt_at)
+
+    @property
+    def ordered(self) -> bool:
+        """Whether the ordering rule applies to it now."""
+        return self.config_ordered and self.ordering_key is not None
 
 
 def _state(r: Any) -> DeliveryState:
@@ -68,6 +88,9 @@ def _state(r: Any) -> DeliveryState:
         next_attempt_at=r.next_attempt_at,
         claimed=r.claim_token is not None,
         config_enabled=bool(r.enabled),
+        ordering_key=r.ordering_key,
+        sequence=r.sequence,
+        config_ordered=bool(r.ordered),
     )
 
 
@@ -84,6 +107,9 @@ def _select_state() -> sa.Select[Any]:
             _D.c.next_attempt_at,
             _D.c.claim_token,
             _C.c.enabled,
+            _D.c.ordering_key,
+            _D.c.sequence,
+            _C.c.ordered,
         )
         .join(_E, _E.c.pk == _D.c.event_pk)
         .join(_C, _C.c.id == _D.c.config_id)
@@ -119,27 +145,41 @@ def schedule_now(conn: sa.Connection, state: DeliveryState, now: datetime) -> bo
     Ended: back to pending. Pending, unclaimed and due later: due now.
     Pending and claimed, or already due: unchanged. The WHERE clause repeats
     the condition, so a concurrent claim or retry wins cleanly.
+
+    Ordered delivery: an ended delivery of an ordered key goes back into its
+    key's queue (held, then promoted at once if the key is idle); one waiting
+    for its turn is left waiting (False).
     """
     update = sa.update(_D).where(_D.c.id == state.id)
+    due = now
     if state.status in ENDED:
         # An endpoint pending ownership verification: the delivery waits for it.
         due = PARKED_UNTIL if _waits(conn, state.config_id) else now
         update = update.where(_D.c.status == state.status).values(
-            status=DeliveryStatus.PENDING, next_attempt_at=due, claim_token=None, updated_at=now
+            status=DeliveryStatus.PENDING,
+            next_attempt_at=HELD_UNTIL if state.ordered else due,
+            claim_token=None,
+            updated_at=now,
         )
     elif (
         state.status is DeliveryStatus.PENDING
         and not state.claimed
-        and now < state.next_attempt_at < PARKED_UNTIL  # a parked one keeps waiting
+        and now < state.next_attempt_at < PARKED_UNTIL  # parked or held: keeps waiting
     ):
         update = update.where(
             _D.c.status == DeliveryStatus.PENDING,
             _D.c.claim_token.is_(None),
             _D.c.next_attempt_at > now,
+            _D.c.next_attempt_at < HELD_UNTIL,
         ).values(next_attempt_at=now, updated_at=now)
     else:
         return False
-    return bool(conn.execute(update).rowcount)
+    changed = bool(conn.execute(update).rowcount)
+    if changed and state.status in ENDED and state.ordered and state.ordering_key:
+        ordering.promote(
+            conn, [(state.organisation_id, state.config_id, state.ordering_key)], now=now, due=due
+        )
+    return changed
 
 
 def retry_delivery(
@@ -174,14 +214,22 @@ def _waits(conn: sa.Connection, config_id: str) -> bool:
 
 def config_enabled(conn: sa.Connection, organisation_id: str, config_id: str) -> bool | None:
     """Whether the organisation's configuration is enabled; None if absent or another's."""
-    value = conn.execute(
-        sa.select(_C.c.enabled).where(
+    flags = _config_flags(conn, organisation_id, config_id)
+    return None if flags is None else flags[0]
+
+
+def _config_flags(
+    conn: sa.Connection, organisation_id: str, config_id: str
+) -> tuple[bool, bool] | None:
+    """(enabled, ordered) of the organisation's configuration; None if absent or another's."""
+    row = conn.execute(
+        sa.select(_C.c.enabled, _C.c.ordered).where(
             _C.c.id == config_id,
             _C.c.organisation_id == organisation_id,
             _C.c.deleted_at.is_(None),
         )
-    ).scalar()
-    return None if value is None else bool(value)
+    ).first()
+    return None if row is None else (bool(row[0]), bool(row[1]))
 
 
 def _range_clause(
@@ -279,33 +327,51 @@ def replay_range(
     """Move the configuration's ended deliveries with ``statuses``, created in
     [since, until), back to pending and due now — unless more than ``limit``
     match (then nothing is written and ``matched`` is ``limit + 1``).
-    ``only``: of those, only these deliveries (the ones its filter accepts now)."""
+    ``only``: of those, only these deliveries (the ones its filter accepts now).
+
+    On an ordered configuration the replayed deliveries with an ordering key
+    go back into their keys' queues (held; each idle key's lowest sequence
+    number is promoted at once): replayed events keep their sequence numbers
+    and, per key, are delivered one at a time in sequence order."""
     where = _range_clause(organisation_id, config_id, statuses, since, until)
     with db.write_transaction(engine) as conn:
-        enabled = config_enabled(conn, organisation_id, config_id)
-        if not enabled:
-            return ReplayResult(enabled, 0, 0)
+        flags = _config_flags(conn, organisation_id, config_id)
+        if flags is None or not flags[0]:
+            return ReplayResult(None if flags is None else False, 0, 0)
+        ordered = flags[1]
         capped = sa.select(_D.c.id).where(*where).limit(limit + 1).subquery()
         matched = int(conn.execute(sa.select(sa.func.count()).select_from(capped)).scalar_one())
         if matched == 0 or matched > limit:
             return ReplayResult(True, matched, 0)
-        due = PARKED_UNTIL if _waits(conn, config_id) else now  # waits for verification
+        due: Any = PARKED_UNTIL if _waits(conn, config_id) else now  # waits for verification
+        first = due
+        if ordered:
+            due = sa.case(
+                (_D.c.ordering_key.is_not(None), sa.literal(HELD_UNTIL, UTCDateTime())),
+                else_=sa.literal(first, UTCDateTime()),
+            )
         values = {
             "status": DeliveryStatus.PENDING,
             "next_attempt_at": due,
             "claim_token": None,
             "updated_at": now,
         }
-        if only is None:
-            replayed = conn.execute(sa.update(_D).where(*where).values(**values)).rowcount
-        else:
-            replayed = 0
+        chunks: list[list[sa.ColumnElement[bool]]] = [[]]
+        if only is not None:
             ids = list(only)
-            for i in range(0, len(ids), 500):  # bounded IN lists
-                chunk = ids[i : i + 500]
-                replayed += conn.execute(
-                    sa.update(_D).where(*where, _D.c.id.in_(chunk)).values(**values)
-                ).rowcount
+            chunks = [[_D.c.id.in_(ids[i : i + 500])] for i in range(0, len(ids), 500)]
+        keys: list[str] = []
+        replayed = 0
+        for extra in chunks:  # bounded IN lists
+            rows = conn.execute(
+                sa.update(_D).where(*where, *extra).values(**values).returning(_D.c.ordering_key)
+            ).all()
+            replayed += len(rows)
+            keys.extend(r[0] for r in rows if r[0])
+        if ordered and keys:
+            ordering.promote(
+                conn, [(organisation_id, config_id, k) for k in keys], now=now, due=first
+            )
         if replayed:
             notify_workers(conn)
     return ReplayResult(True, matched, int(replayed))

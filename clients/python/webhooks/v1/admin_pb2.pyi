@@ -360,6 +360,7 @@ class WebhookConfig(_message.Message):
     DISABLED_REASON_FIELD_NUMBER: _builtins.int
     HEALTH_FIELD_NUMBER: _builtins.int
     HEADER_NAMES_FIELD_NUMBER: _builtins.int
+    ORDERED_FIELD_NUMBER: _builtins.int
     SIGNING_SCHEME_FIELD_NUMBER: _builtins.int
     PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     PUBLIC_KEY_ID_FIELD_NUMBER: _builtins.int
@@ -386,6 +387,14 @@ class WebhookConfig(_message.Message):
     disabled_reason: _builtins.str
     """Why the service disabled the endpoint by itself (e.g. it answered
     410 Gone); empty when enabled or disabled by an admin.
+    """
+    ordered: _builtins.bool
+    """Ordered delivery per key (default false): deliveries of events that
+    share an `ordering_key` are attempted strictly one at a time, in the
+    order the events were accepted; the next starts only when the previous
+    one is delivered, has failed for good, is dead or was cancelled. A key
+    whose head delivery is retrying holds back only that key. Events
+    without a key are delivered as on an unordered endpoint.
     """
     signing_scheme: Global___SigningScheme.ValueType
     """How deliveries are signed: SIGNING_SCHEME_HMAC_SHA256 (`v1`, the shared
@@ -459,6 +468,7 @@ class WebhookConfig(_message.Message):
         disabled_reason: _builtins.str = ...,
         health: Global___EndpointHealth | None = ...,
         header_names: _abc.Iterable[_builtins.str] | None = ...,
+        ordered: _builtins.bool = ...,
         signing_scheme: Global___SigningScheme.ValueType = ...,
         public_key: _builtins.str = ...,
         public_key_id: _builtins.str = ...,
@@ -471,7 +481,7 @@ class WebhookConfig(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "health", b"health", "previous_key_expires_at", b"previous_key_expires_at", "updated_at", b"updated_at", "verified_at", b"verified_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "disabled_reason", b"disabled_reason", "enabled", b"enabled", "event_types", b"event_types", "filter", b"filter", "header_names", b"header_names", "health", b"health", "id", b"id", "previous_key_expires_at", b"previous_key_expires_at", "previous_public_key", b"previous_public_key", "public_key", b"public_key", "public_key_id", b"public_key_id", "secret_hint", b"secret_hint", "signing_scheme", b"signing_scheme", "updated_at", b"updated_at", "url", b"url", "verification_error", b"verification_error", "verification_status", b"verification_status", "verified_at", b"verified_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "disabled_reason", b"disabled_reason", "enabled", b"enabled", "event_types", b"event_types", "filter", b"filter", "header_names", b"header_names", "health", b"health", "id", b"id", "ordered", b"ordered", "previous_key_expires_at", b"previous_key_expires_at", "previous_public_key", b"previous_public_key", "public_key", b"public_key", "public_key_id", b"public_key_id", "secret_hint", b"secret_hint", "signing_scheme", b"signing_scheme", "updated_at", b"updated_at", "url", b"url", "verification_error", b"verification_error", "verification_status", b"verification_status", "verified_at", b"verified_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -624,6 +634,7 @@ class PutWebhookConfigRequest(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     HEADERS_FIELD_NUMBER: _builtins.int
     CLEAR_HEADERS_FIELD_NUMBER: _builtins.int
+    ORDERED_FIELD_NUMBER: _builtins.int
     SIGNING_SCHEME_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
     id: _builtins.str
@@ -647,6 +658,10 @@ class PutWebhookConfigRequest(_message.Message):
     """
     clear_headers: _builtins.bool
     """On update: remove every custom header (with an empty `headers`)."""
+    ordered: _builtins.bool
+    """Ordered delivery per ordering key (see WebhookConfig.ordered). Defaults
+    to false on create; on update an absent value keeps the current setting.
+    """
     signing_scheme: Global___SigningScheme.ValueType
     """How deliveries are signed; absent (or UNSPECIFIED) keeps the current
     scheme, HMAC on create. For SIGNING_SCHEME_ED25519 the service generates
@@ -698,12 +713,13 @@ class PutWebhookConfigRequest(_message.Message):
         description: _builtins.str | None = ...,
         headers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         clear_headers: _builtins.bool = ...,
+        ordered: _builtins.bool | None = ...,
         signing_scheme: Global___SigningScheme.ValueType | None = ...,
         filter: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_enabled", b"_enabled", "_filter", b"_filter", "_secret", b"_secret", "_signing_scheme", b"_signing_scheme", "description", b"description", "enabled", b"enabled", "filter", b"filter", "secret", b"secret", "signing_scheme", b"signing_scheme"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_enabled", b"_enabled", "_filter", b"_filter", "_ordered", b"_ordered", "_secret", b"_secret", "_signing_scheme", b"_signing_scheme", "description", b"description", "enabled", b"enabled", "filter", b"filter", "ordered", b"ordered", "secret", b"secret", "signing_scheme", b"signing_scheme"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_enabled", b"_enabled", "_filter", b"_filter", "_secret", b"_secret", "_signing_scheme", b"_signing_scheme", "clear_headers", b"clear_headers", "description", b"description", "enabled", b"enabled", "event_types", b"event_types", "filter", b"filter", "headers", b"headers", "id", b"id", "secret", b"secret", "signing_scheme", b"signing_scheme", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_enabled", b"_enabled", "_filter", b"_filter", "_ordered", b"_ordered", "_secret", b"_secret", "_signing_scheme", b"_signing_scheme", "clear_headers", b"clear_headers", "description", b"description", "enabled", b"enabled", "event_types", b"event_types", "filter", b"filter", "headers", b"headers", "id", b"id", "ordered", b"ordered", "secret", b"secret", "signing_scheme", b"signing_scheme", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
     _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
@@ -711,6 +727,8 @@ class PutWebhookConfigRequest(_message.Message):
     _WhichOneofArgType__enabled: _TypeAlias = _typing.Literal["_enabled", b"_enabled"]  # noqa: Y015
     _WhichOneofReturnType__filter: _TypeAlias = _typing.Literal["filter"]  # noqa: Y015
     _WhichOneofArgType__filter: _TypeAlias = _typing.Literal["_filter", b"_filter"]  # noqa: Y015
+    _WhichOneofReturnType__ordered: _TypeAlias = _typing.Literal["ordered"]  # noqa: Y015
+    _WhichOneofArgType__ordered: _TypeAlias = _typing.Literal["_ordered", b"_ordered"]  # noqa: Y015
     _WhichOneofReturnType__secret: _TypeAlias = _typing.Literal["secret"]  # noqa: Y015
     _WhichOneofArgType__secret: _TypeAlias = _typing.Literal["_secret", b"_secret"]  # noqa: Y015
     _WhichOneofReturnType__signing_scheme: _TypeAlias = _typing.Literal["signing_scheme"]  # noqa: Y015
@@ -721,6 +739,8 @@ class PutWebhookConfigRequest(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__enabled) -> _WhichOneofReturnType__enabled | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__filter) -> _WhichOneofReturnType__filter | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ordered) -> _WhichOneofReturnType__ordered | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__secret) -> _WhichOneofReturnType__secret | None: ...
     @_typing.overload
@@ -888,6 +908,8 @@ class DeliveryLog(_message.Message):
     OUTCOME_FIELD_NUMBER: _builtins.int
     ATTEMPTED_AT_FIELD_NUMBER: _builtins.int
     NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
+    ORDERING_KEY_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
     REQUEST_HEADERS_FIELD_NUMBER: _builtins.int
     RESPONSE_HEADERS_FIELD_NUMBER: _builtins.int
     RESPONSE_HEADERS_TRUNCATED_FIELD_NUMBER: _builtins.int
@@ -920,6 +942,14 @@ class DeliveryLog(_message.Message):
     duration_ms: _builtins.int
     """Time from the start of the request to the end of reading the response."""
     outcome: Global___Outcome.ValueType
+    ordering_key: _builtins.str
+    """The event's ordering key (the `webhook-ordering-key` header sent);
+    empty when the event has none.
+    """
+    sequence: _builtins.int
+    """The event's sequence number for its organisation and ordering key (the
+    `webhook-sequence` header sent); 0 when the event has no key.
+    """
     response_headers_truncated: _builtins.bool
     """True when `response_headers` was cut at its cap."""
     endpoint_deleted: _builtins.bool
@@ -969,6 +999,8 @@ class DeliveryLog(_message.Message):
         outcome: Global___Outcome.ValueType = ...,
         attempted_at: _timestamp_pb2.Timestamp | None = ...,
         next_attempt_at: _timestamp_pb2.Timestamp | None = ...,
+        ordering_key: _builtins.str = ...,
+        sequence: _builtins.int = ...,
         request_headers: _abc.Iterable[Global___HttpHeader] | None = ...,
         response_headers: _abc.Iterable[Global___HttpHeader] | None = ...,
         response_headers_truncated: _builtins.bool = ...,
@@ -976,7 +1008,7 @@ class DeliveryLog(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["attempted_at", b"attempted_at", "next_attempt_at", b"next_attempt_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "attempted_at", b"attempted_at", "config_id", b"config_id", "delivery_id", b"delivery_id", "duration_ms", b"duration_ms", "endpoint_deleted", b"endpoint_deleted", "error", b"error", "event_id", b"event_id", "event_type", b"event_type", "id", b"id", "next_attempt_at", b"next_attempt_at", "outcome", b"outcome", "request_body", b"request_body", "request_headers", b"request_headers", "response_body", b"response_body", "response_body_truncated", b"response_body_truncated", "response_headers", b"response_headers", "response_headers_truncated", b"response_headers_truncated", "response_status_code", b"response_status_code", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "attempted_at", b"attempted_at", "config_id", b"config_id", "delivery_id", b"delivery_id", "duration_ms", b"duration_ms", "endpoint_deleted", b"endpoint_deleted", "error", b"error", "event_id", b"event_id", "event_type", b"event_type", "id", b"id", "next_attempt_at", b"next_attempt_at", "ordering_key", b"ordering_key", "outcome", b"outcome", "request_body", b"request_body", "request_headers", b"request_headers", "response_body", b"response_body", "response_body_truncated", b"response_body_truncated", "response_headers", b"response_headers", "response_headers_truncated", b"response_headers_truncated", "response_status_code", b"response_status_code", "sequence", b"sequence", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1020,6 +1052,9 @@ class Delivery(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
+    ORDERING_KEY_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    WAITING_FOR_TURN_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """`dlv_…`, the `delivery_id` of its log entries."""
     event_id: _builtins.str
@@ -1028,9 +1063,20 @@ class Delivery(_message.Message):
     status: Global___DeliveryStatus.ValueType
     attempts: _builtins.int
     """Attempts made so far."""
+    ordering_key: _builtins.str
+    """The event's ordering key; empty when it has none."""
+    sequence: _builtins.int
+    """The event's sequence number for its ordering key; 0 without a key."""
+    waiting_for_turn: _builtins.bool
+    """Pending on an ordered endpoint behind an earlier delivery of the same
+    ordering key: it starts when that one ends.
+    """
     @_builtins.property
     def next_attempt_at(self) -> _timestamp_pb2.Timestamp:
-        """When the next attempt is due; unset unless `status` is pending."""
+        """When the next attempt is due; unset unless `status` is pending, and
+        unset while the delivery waits behind an earlier one of its ordering
+        key (`waiting_for_turn`).
+        """
 
     def __init__(
         self,
@@ -1042,10 +1088,13 @@ class Delivery(_message.Message):
         status: Global___DeliveryStatus.ValueType = ...,
         attempts: _builtins.int = ...,
         next_attempt_at: _timestamp_pb2.Timestamp | None = ...,
+        ordering_key: _builtins.str = ...,
+        sequence: _builtins.int = ...,
+        waiting_for_turn: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["next_attempt_at", b"next_attempt_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "config_id", b"config_id", "event_id", b"event_id", "event_type", b"event_type", "id", b"id", "next_attempt_at", b"next_attempt_at", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "config_id", b"config_id", "event_id", b"event_id", "event_type", b"event_type", "id", b"id", "next_attempt_at", b"next_attempt_at", "ordering_key", b"ordering_key", "sequence", b"sequence", "status", b"status", "waiting_for_turn", b"waiting_for_turn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -222,6 +222,7 @@ class Event(_message.Message):
     TIMESTAMP_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
     PAYLOAD_FIELD_NUMBER: _builtins.int
+    ORDERING_KEY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique id of the event within its organisation, and the deterministic
     nonce receivers dedupe on (sent as the `webhook-id` header). Optional on
@@ -232,6 +233,17 @@ class Event(_message.Message):
     """Dotted wire name from the catalog, e.g. "reward.claimed" (see
     ListEventTypes or docs/events.md). May be empty when `payload` is set:
     it is then the payload message's type.
+    """
+    ordering_key: _builtins.str
+    """Optional ordering key, 1 to 128 visible ASCII characters (no spaces: it
+    is sent as an HTTP header value): the thing whose events must be seen in order, e.g. the id
+    of the user or account the event is about ("user_42"). Not a type and
+    not an event id: one key per entity, many events per key, many keys in
+    parallel. Endpoints with `ordered: true` receive the events that share
+    a key one at a time, in the order the service accepted them; every
+    delivery of a keyed event carries the `webhook-ordering-key` and
+    `webhook-sequence` headers (sequence: 1, 2, 3, … per organisation and
+    key, in acceptance order). Events without a key are not ordered.
     """
     @_builtins.property
     def timestamp(self) -> _timestamp_pb2.Timestamp:
@@ -266,10 +278,11 @@ class Event(_message.Message):
         timestamp: _timestamp_pb2.Timestamp | None = ...,
         data: _struct_pb2.Struct | None = ...,
         payload: _any_pb2.Any | None = ...,
+        ordering_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "payload", b"payload", "timestamp", b"timestamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "id", b"id", "payload", b"payload", "timestamp", b"timestamp", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "id", b"id", "ordering_key", b"ordering_key", "payload", b"payload", "timestamp", b"timestamp", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
