@@ -14,7 +14,14 @@ this shared 2-core machine weighs on both sides alike) runs, in this order:
    ``webhook_headers`` and POST ``reward.claimed`` bodies with aiohttp at
    concurrency 64, on asyncio and (when ``uvloop`` is importable) on uvloop.
    CPU = the subprocess's own user+sys (``getrusage(RUSAGE_SELF)``) around
-   the loop; deliveries/s over the same span.
+   the loop; deliveries/s over the same span. Then, for each backend, the
+   **durable raw loop** (issue 25): the same loop on asyncio, plus one
+   minimal attempt row per delivery (id, event id, status, time) into a
+   scratch table of a scratch database (a SQLite file through the service's
+   ``db.create_engine``, a PostgreSQL database created and dropped), batched
+   as the service's recorder batches (``FLUSH_ROWS`` / ``FLUSH_DELAY_SECONDS``,
+   one ``executemany`` transaction per batch in a thread); on PostgreSQL the
+   server's CPU over the loop counts as it counts for serve (``Meter``).
 2. **serve** on SQLite and on PostgreSQL: a real ``webhooks serve``
    subprocess (settings through WEBHOOKS_* variables: gRPC on an ephemeral
    port, metrics on a free one of 56400-56499, 256 in flight, 64 per
@@ -38,7 +45,9 @@ this shared 2-core machine weighs on both sides alike) runs, in this order:
    with ``--pg-this-database-only``). Printed: deliveries/s, CPU s per 1,000
    deliveries, and against the same round's raw asyncio loop the **CPU
    ratio** (service CPU per delivery / raw CPU per delivery; target <= 2.0 on
-   both databases) and the **throughput ratio** (target >= 0.6).
+   SQLite), the **throughput ratio** (target >= 0.6) and against the same
+   round's durable raw loop on the same database the **CPU vs durable** ratio
+   (target <= 1.5 on PostgreSQL, which replaces its ratio to the raw loop).
 3. **scale-out** on PostgreSQL: ``webhooks serve`` + N ``webhooks worker``
    processes (``--workers 0,1,2``; N = 0 is the serve run of step 2 when that
    ran with the same settings), the same window and CPU (every service process
@@ -105,6 +114,7 @@ import sqlalchemy as sa
 from bench_delivery import (
     CONCURRENCY,
     PAD,
+    RawAttempt,
     Rx,
     add_config,
     claim,
@@ -119,6 +129,7 @@ from sqlalchemy.engine import make_url
 
 from webhooks_service.config import Settings
 from webhooks_service.core import keys, orgs
+from webhooks_service.storage import db
 
 PHASES = ("raw", "serve", "scaleout")
 BATCH = 500  # PublishEvents' maximum
@@ -126,6 +137,8 @@ PUBLISH_THREADS = 4  # batches in flight at once
 MAX_IN_FLIGHT = 256
 PER_ENDPOINT = 64
 CPU_RATIO_TARGET = 2.0
+DURABLE_RATIO_TARGET = 1.5  # issue 25: serve on PostgreSQL vs the durable raw loop
+DURABLE_TABLE = "bench_raw_attempts"  # the durable raw loop's scratch table
 THROUGHPUT_RATIO_TARGET = 0.6
 WINDOW_TIMEOUT = 300.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -426,16 +439,47 @@ def publisher_main(conn: Connection, target: str, key: str, org: str, n: int) ->
         channel.close()
 
 
-def raw_main(conn: Connection, port: int, n: int, loop: str) -> None:
-    """bench_delivery's raw aiohttp loop; send back (deliveries/s, CPU seconds)."""
+def durable_table(engine: sa.Engine) -> Callable[[list[RawAttempt]], None]:
+    """Create the durable raw loop's scratch table; return its batch insert."""
+    sqlite = engine.dialect.name == "sqlite"
+    pk = "INTEGER PRIMARY KEY" if sqlite else "bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            f"CREATE TABLE {DURABLE_TABLE} (id {pk}, event_id text NOT NULL, "
+            f"status integer NOT NULL, attempted_at {'text' if sqlite else 'timestamptz'} NOT NULL)"
+        )
+    marks = ", ".join(["?" if sqlite else "%s"] * 3)
+    insert = f"INSERT INTO {DURABLE_TABLE} (event_id, status, attempted_at) VALUES ({marks})"
+
+    def record(rows: list[RawAttempt]) -> None:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(insert, rows)
+
+    return record
+
+
+def raw_main(conn: Connection, port: int, n: int, loop: str, url: str) -> None:
+    """bench_delivery's raw aiohttp loop, durable with a database ``url`` (one minimal
+    attempt row per delivery, in batches, into a scratch table there). Starts on "go";
+    sends back (deliveries/s, CPU seconds, rows written)."""
     factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     if loop == "uvloop":
         factory = importlib.import_module("uvloop").new_event_loop
+    engine = db.create_engine(url) if url else None
+    record = durable_table(engine) if engine is not None else None
+    conn.send("ready")
+    conn.recv()
     with asyncio.Runner(loop_factory=factory) as runner:
         before = resource.getrusage(resource.RUSAGE_SELF)
-        rate = runner.run(raw_loop(port, n))
+        rate = runner.run(raw_loop(port, n, record))
         after = resource.getrusage(resource.RUSAGE_SELF)
-    conn.send((rate, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime))
+    rows = n
+    if engine is not None:
+        with engine.begin() as c:
+            rows = c.exec_driver_sql(f"SELECT count(*) FROM {DURABLE_TABLE}").scalar_one()
+            c.exec_driver_sql(f"DROP TABLE {DURABLE_TABLE}")
+        engine.dispose()
+    conn.send((rate, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, rows))
 
 
 # -- runs ---------------------------------------------------------------------------------
@@ -469,23 +513,52 @@ class Run:
         return self.cpu.total / self.n * 1000
 
 
-def raw_run(rx: Rx, port: int, n: int, loop: str) -> Run:
+def raw_run(
+    rx: Rx,
+    port: int,
+    n: int,
+    loop: str,
+    url: str = "",
+    database: str | None = None,
+    this_database_only: bool = False,
+) -> Run:
+    """The raw loop; durable with ``url``, and with ``database`` (PostgreSQL) the
+    server's CPU counted as for serve (``Meter``)."""
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=raw_main, args=(child, port, n, loop), daemon=True)
-    rx.ask("reset")
+    proc = ctx.Process(target=raw_main, args=(child, port, n, loop, url), daemon=True)
     proc.start()
     try:
-        rate, cpu = parent.recv()
+        if parent.recv() != "ready":
+            raise RuntimeError("the raw loop did not start")
+        rx.ask("reset")
+        meter = Meter([], database, this_database_only)
+        meter.start()
+        parent.send("go")
+        rate, cpu, rows = parent.recv()
+        server = meter.stop()
     finally:
         proc.join(10)
         if proc.is_alive():
             proc.kill()
     received = rx.ask("count")
-    run = Run(rate, Cpu(cpu, 0.0, 0.0), n)
-    if received != n:
-        run.problems.append(f"raw {loop}: receiver got {received} of {n}")
+    run = Run(rate, Cpu(cpu, server.postgres, server.foreign), n)
+    name = f"durable raw {make_url(url).get_backend_name()}" if url else f"raw {loop}"
+    if received != n or rows != n:
+        run.problems.append(f"{name}: receiver got {received}, {rows} rows of {n}")
     return run
+
+
+def durable_run(backend: str, args: argparse.Namespace, rx: Rx, port: int, tmp: str) -> Run:
+    """The durable raw loop on asyncio (the loop the ratios are taken against) into a
+    scratch database of ``backend``, dropped after."""
+    url, engine = fresh_database(backend, args.postgres_url, tmp, migrate=False)
+    engine.dispose()
+    try:
+        database = make_url(url).database if backend == "postgres" else None
+        return raw_run(rx, port, args.events, "asyncio", url, database, args.pg_this_database_only)
+    finally:
+        drop_database(url, args.postgres_url)
 
 
 def service_run(
@@ -775,7 +848,7 @@ def main(argv: list[str] | None = None) -> int:
     if not set(backends) <= {"sqlite", "postgres"}:
         parser.error("--backends: sqlite and/or postgres")
     worker_counts = sorted({int(w) for w in args.workers.split(",") if w})
-    if "serve" not in phases:
+    if not phases & {"raw", "serve"}:
         backends = []
     scaleout = worker_counts if "scaleout" in phases else []
     if "postgres" in backends or scaleout:
@@ -784,6 +857,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"PostgreSQL at {args.postgres_url} unreachable ({why}): skipping it")
             backends = [b for b in backends if b != "postgres"]
             scaleout = []
+    durable_backends = backends if "raw" in phases else []
+    if "serve" not in phases:
+        backends = []
     loops = ["asyncio"]
     if importlib.util.find_spec("uvloop") is not None:
         loops.append("uvloop")
@@ -797,6 +873,7 @@ def main(argv: list[str] | None = None) -> int:
     port, _ = parent.recv()
     rx = Rx(parent)
     raw: dict[str, list[Run]] = {loop: [] for loop in loops}
+    durable: dict[str, list[Run]] = {b: [] for b in durable_backends}
     serve: dict[str, list[Run]] = {b: [] for b in backends}
     scale: dict[int, list[Run]] = {w: [] for w in scaleout}
     problems: list[str] = []
@@ -806,6 +883,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"round {round_ + 1}/{args.rounds} ...", file=sys.stderr, flush=True)
                 for loop in loops:
                     raw[loop].append(raw_run(rx, port, args.events, loop))
+                for backend in durable_backends:
+                    durable[backend].append(durable_run(backend, args, rx, port, tmp))
                 for backend in backends:
                     serve[backend].append(
                         service_run(backend, 0, args, rx, port, tmp, receiver_pid=receiver.pid or 0)
@@ -833,7 +912,11 @@ def main(argv: list[str] | None = None) -> int:
         if receiver.is_alive():
             receiver.kill()
 
-    every = [r for runs in (*raw.values(), *serve.values(), *scale.values()) for r in runs]
+    every = [
+        r
+        for runs in (*raw.values(), *durable.values(), *serve.values(), *scale.values())
+        for r in runs
+    ]
     for r in every:
         problems.extend(r.problems)
     startup = [s for runs in (*serve.values(), *scale.values()) for r in runs for s in r.startup]
@@ -848,50 +931,73 @@ def main(argv: list[str] | None = None) -> int:
         f"{PER_ENDPOINT} per endpoint; published over gRPC in batches of {BATCH}, "
         f"{PUBLISH_THREADS} in flight (publisher not counted)"
     )
-    head = f"{'':34} {'deliv/s':>8} {'CPU s/1000':>11} {'CPU ratio':>10} {'rate ratio':>11}"
+    print(
+        "durable raw loop: the raw loop (asyncio) + one minimal attempt row per delivery, "
+        "batched as the recorder batches, into a scratch table of the same database"
+    )
+    head = (
+        f"{'':42} {'deliv/s':>8} {'CPU s/1000':>11} {'CPU ratio':>10} {'rate ratio':>11} "
+        f"{'CPU vs durable':>15}"
+    )
     print(head)
     base = raw.get("asyncio", [])
 
-    def ratios(runs: list[Run]) -> tuple[float, float]:
-        if len(base) != len(runs) or not runs:
-            return float("nan"), float("nan")
-        cpu = [r.per_1000 / b.per_1000 for r, b in zip(runs, base, strict=True)]
-        rate = [r.rate / b.rate for r, b in zip(runs, base, strict=True)]
-        return med(cpu), med(rate)
+    def ratio(runs: list[Run], against: list[Run], of: Callable[[Run], float]) -> float:
+        if len(against) != len(runs) or not runs:
+            return float("nan")
+        return med([of(r) / of(b) for r, b in zip(runs, against, strict=True)])
 
-    def row(name: str, runs: list[Run]) -> tuple[float, float]:
-        cpu_ratio, rate_ratio = ratios(runs)
+    def row(name: str, runs: list[Run], against: list[Run] | None = None) -> float:
+        """Print one row; return its CPU ratio against the durable runs ``against``."""
+        vs_durable = ratio(runs, against or [], lambda r: r.per_1000)
         print(
-            f"{name:34} {med([r.rate for r in runs]):8,.0f} "
-            f"{med([r.per_1000 for r in runs]):11.3f} {cpu_ratio:10.2f} {rate_ratio:11.2f}"
+            f"{name:42} {med([r.rate for r in runs]):8,.0f} "
+            f"{med([r.per_1000 for r in runs]):11.3f} "
+            f"{ratio(runs, base, lambda r: r.per_1000):10.2f} "
+            f"{ratio(runs, base, lambda r: r.rate):11.2f}"
+            + (f" {vs_durable:15.2f}" if against else "")
         )
-        return cpu_ratio, rate_ratio
+        return vs_durable
 
     for loop, runs in raw.items():
         row(f"raw aiohttp loop ({loop})", runs)
     if "raw" in phases and "uvloop" not in raw:
-        print(f"{'raw aiohttp loop (uvloop)':34} skipped: uvloop is not importable")
-    names = {"sqlite": "serve on SQLite", "postgres": "serve on PostgreSQL (+ its CPU)"}
+        print(f"{'raw aiohttp loop (uvloop)':42} skipped: uvloop is not importable")
+    names = {"sqlite": "on SQLite", "postgres": "on PostgreSQL (+ its CPU)"}
+    for backend, runs in durable.items():
+        row(f"durable raw loop {names[backend]}", runs)
     for backend, runs in serve.items():
-        cpu_ratio, rate_ratio = row(names[backend], runs)
+        vs_durable = row(f"serve {names[backend]}", runs, durable.get(backend))
         if base:
-            checks[f"{backend} CPU ratio <= {CPU_RATIO_TARGET}"] = cpu_ratio <= CPU_RATIO_TARGET
+            cpu_ratio = ratio(runs, base, lambda r: r.per_1000)
+            rate_ratio = ratio(runs, base, lambda r: r.rate)
+            if backend == "postgres" and durable.get(backend):
+                checks[f"{backend} CPU vs durable <= {DURABLE_RATIO_TARGET}"] = (
+                    vs_durable <= DURABLE_RATIO_TARGET
+                )
+            else:
+                checks[f"{backend} CPU ratio <= {CPU_RATIO_TARGET}"] = cpu_ratio <= CPU_RATIO_TARGET
             checks[f"{backend} rate ratio >= {THROUGHPUT_RATIO_TARGET}"] = (
                 rate_ratio >= THROUGHPUT_RATIO_TARGET
             )
     print("  rounds (deliv/s, CPU s/1000):")
     for name, runs in [
         *((f"raw {k}", v) for k, v in raw.items()),
+        *((f"durable raw {k}", v) for k, v in durable.items()),
         *((f"serve {k}", v) for k, v in serve.items()),
     ]:
-        print(f"    {name:16} " + "  ".join(f"{r.rate:,.0f} {r.per_1000:.3f}" for r in runs))
-    for backend, runs in serve.items():
-        if backend == "postgres":
+        print(f"    {name:20} " + "  ".join(f"{r.rate:,.0f} {r.per_1000:.3f}" for r in runs))
+    for label, part, runs in (
+        ("durable raw loop", "loop", durable.get("postgres", [])),
+        ("serve", "serve", serve.get("postgres", [])),
+    ):
+        if runs:
             print(
-                "  serve on PostgreSQL, CPU s/1000 split: serve "
+                f"  {label} on PostgreSQL, CPU s/1000 split: {part} "
                 f"{med([r.cpu.service / r.n * 1000 for r in runs]):.3f} + PostgreSQL "
                 f"{med([r.cpu.postgres / r.n * 1000 for r in runs]):.3f}"
             )
+    for backend, runs in serve.items():
         print(
             f"  serve on {backend}: publishing {args.events:,} events took "
             f"{med([r.publish_seconds for r in runs]):.2f} s of the window"

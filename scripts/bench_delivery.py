@@ -41,6 +41,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -50,6 +52,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from webhooks_service.config import Settings
 from webhooks_service.core import configs, keys, orgs, publishing
+from webhooks_service.delivery.recorder import FLUSH_DELAY_SECONDS, FLUSH_ROWS
 from webhooks_service.delivery.runner import run_worker
 from webhooks_service.delivery.signing import webhook_headers
 from webhooks_service.delivery.worker import LocalWorker
@@ -191,7 +194,9 @@ class Rx:
         return self.conn.recv()
 
 
-def fresh_database(backend: str, pg_admin: str, tmp: str) -> tuple[str, Engine]:
+def fresh_database(
+    backend: str, pg_admin: str, tmp: str, migrate: bool = True
+) -> tuple[str, Engine]:
     if backend == "sqlite":
         url = f"sqlite:///{tmp}/bench-{uuid.uuid4().hex[:6]}.db"
     else:
@@ -202,7 +207,8 @@ def fresh_database(backend: str, pg_admin: str, tmp: str) -> tuple[str, Engine]:
         admin.dispose()
         url = make_url(pg_admin).set(database=name).render_as_string(hide_password=False)
     engine = db.create_engine(url)
-    db.upgrade(engine)
+    if migrate:
+        db.upgrade(engine)
     return url, engine
 
 
@@ -300,11 +306,38 @@ async def drain(
     return expected / elapsed, elapsed
 
 
-async def raw_loop(port: int, n: int) -> float:
-    """The fastest client available here (aiohttp) posting the same signed bodies."""
+# One attempt of the raw loop: (event id, HTTP status, when).
+RawAttempt = tuple[str, int, datetime]
+
+
+async def raw_loop(
+    port: int, n: int, record: Callable[[list[RawAttempt]], object] | None = None
+) -> float:
+    """The fastest client available here (aiohttp) posting the same signed bodies.
+
+    With ``record``, the *durable* raw loop (bench_cpu, issue 25): every
+    attempt goes into a buffer that one task hands to ``record`` in a thread,
+    in batches as the service's recorder writes them (``FLUSH_ROWS`` waiting,
+    or ``FLUSH_DELAY_SECONDS`` after the first); the rate counts the last batch.
+    """
     secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
     url = f"http://127.0.0.1:{port}/"
     left = n
+    rows: list[RawAttempt] = []
+    waiting = asyncio.Event()
+    done = False
+
+    async def flusher() -> None:
+        nonlocal rows
+        assert record is not None
+        while not done or rows:
+            await waiting.wait()
+            waiting.clear()
+            if len(rows) < FLUSH_ROWS and not done:
+                await asyncio.sleep(FLUSH_DELAY_SECONDS)
+            if rows:
+                batch, rows = rows, []
+                await asyncio.to_thread(record, batch)
 
     async with aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0),
@@ -316,18 +349,27 @@ async def raw_loop(port: int, n: int) -> float:
             while left > 0:
                 left -= 1
                 event_id = f"raw_{left}"
+                now = utcnow()
                 body = publishing.build_payload(
                     event_id,
                     "reward.claimed",
-                    utcnow(),
+                    now,
                     json.dumps(claim(0, PAD), separators=(",", ":")),
                 ).encode()
                 headers = webhook_headers([secret], event_id, int(time.time()), body)
                 async with session.post(url, data=body, headers=headers) as resp:
                     await resp.read()
+                if record is not None:
+                    rows.append((event_id, resp.status, now))
+                    waiting.set()
 
         started = time.perf_counter()
+        flushing = asyncio.create_task(flusher()) if record is not None else None
         await asyncio.gather(*(one_client() for _ in range(CONCURRENCY)))
+        if flushing is not None:
+            done = True
+            waiting.set()
+            await flushing
         return n / (time.perf_counter() - started)
 
 
