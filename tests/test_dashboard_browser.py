@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from tests.support.browser import chromium, screenshot
-from tests.support.envoy import running_gateway
+from tests.support.envoy import free_listen_address, running_gateway
 from tests.support.payloads import example
 from tests.support.receiver import Receiver, Reply, running_receiver
 from tests.support.server import RunningServer, make_org_and_keys, running_server
@@ -81,11 +81,15 @@ def stack(
         path = tmp_path_factory.mktemp("browser-db") / "webhooks.db"
         shutil.copyfile(sqlite_template, path)
         url = f"sqlite:///{path}"
+    # The dashboard links the server mints name the gateway's configured address
+    # (gateway_listen), never the request's Host: the gateway listens there.
+    listen = free_listen_address()
+    settings = {"retry_schedule": (30.0,), "poll_interval": 0.2, "gateway_listen": listen}
     with (
         chromium() as browser,
         running_receiver() as rx,
-        running_server(url, {"retry_schedule": (30.0,), "poll_interval": 0.2}, worker=True) as srv,
-        running_gateway([srv.target]) as gw,
+        running_server(url, settings, worker=True) as srv,
+        running_gateway([srv.target], listen=listen) as gw,
     ):
         org, keys = make_org_and_keys(srv.engine, "Acme")
         yield Stack(srv, gw, rx, browser, org, keys)
