@@ -26,6 +26,7 @@ once per configuration and keeps in a cache bounded in bytes
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -167,8 +168,10 @@ SIGNATURE_HEADER = "webhook-signature"
 SIGNATURE_CHARS_SHOWN = 8
 
 
+@functools.lru_cache(maxsize=1024)  # names are at most MAX_NAME_LENGTH characters
 def looks_secret(name: str) -> bool:
-    """Whether a header's value is a credential to be masked wherever it is shown."""
+    """Whether a header's value is a credential to be masked wherever it is shown
+    (asked for every header of every attempt the log records: decided once per name)."""
     lowered = name.lower()
     return any(word in lowered for word in _SECRET_WORDS)
 
