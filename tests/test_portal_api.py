@@ -32,7 +32,14 @@ from tests.support.polling import eventually
 from tests.support.receiver import Receiver, Reply, running_receiver
 from tests.support.server import RunningServer, make_org_and_keys, running_server
 from webhooks.v1 import admin_pb2, admin_pb2_grpc
-from webhooks_client import InvalidArgumentError, PublisherClient
+from webhooks_client import (
+    DeliveryOutcome,
+    DeliveryStatus,
+    EventView,
+    InvalidArgumentError,
+    NotFoundError,
+    PublisherClient,
+)
 from webhooks_service.core import retention
 from webhooks_service.domain import FinishedAttempt, Outcome
 from webhooks_service.gateway import EnvoyProcess
@@ -749,3 +756,52 @@ def test_clients_take_the_new_filters_and_typed_test_events(
         with pytest.raises(InvalidArgumentError) as err:
             admin.send_test_event(config_id, event_type="user.authenticated")
         assert "event_type" in str(err.value)
+
+
+def test_clients_read_the_event_view_and_the_endpoint_stats(
+    stack: Stack,
+    admin_client: ClientFactory,  # noqa: F811
+) -> None:
+    stack.rx.program("/cv", Reply(503), Reply(200))
+    config_id = stack.config("/cv")
+    with publisher(stack) as pub:
+        event_id = pub.publish_event(
+            stack.org_id, "reward.claimed", example("reward.claimed")
+        ).event_id
+    with admin_client(stack.srv.target, stack.keys["all"]) as admin:
+
+        def delivered() -> EventView | None:
+            view: EventView = admin.get_event(event_id)
+            done = [d.delivery.status for d in view.deliveries] == [DeliveryStatus.DELIVERED]
+            return view if done else None
+
+        view = eventually(delivered, timeout=20, what="the event delivered on its 2nd attempt")
+        assert view.event_id == event_id and view.event_type == "reward.claimed"
+        assert view.payload.encode() == stack.rx.requests("/cv")[-1].body
+        assert view.occurred_at is not None and view.created_at is not None
+        (one,) = view.deliveries
+        assert one.url == stack.rx.url("/cv") and not one.endpoint_deleted
+        assert one.delivery.config_id == config_id and one.delivery.attempts == 2
+        assert [a.response_status_code for a in one.attempts] == [200, 503]  # newest first
+        assert [a.outcome for a in one.attempts] == [
+            DeliveryOutcome.DELIVERED,
+            DeliveryOutcome.RETRY_SCHEDULED,
+        ]
+
+        stats = admin.get_endpoint_stats(config_id)
+        assert len(stats.buckets) == 24 and stats.since and stats.until
+        assert (stats.attempts, stats.failures) == (2, 1)
+        assert sum(b.attempts for b in stats.buckets) == 2
+        assert stats.buckets[-1].start and stats.buckets[-1].start <= datetime.now(UTC)
+        assert stats.latency_p99_ms >= stats.latency_p50_ms > 0
+
+        with pytest.raises(NotFoundError):
+            admin.get_event("evt_unknown")
+        with pytest.raises(InvalidArgumentError) as err:
+            admin.get_endpoint_stats("not a config id!")
+        assert "config_id" in str(err.value)
+    with (
+        admin_client(stack.srv.target, stack.other_keys["all"]) as other,
+        pytest.raises(NotFoundError),  # another organisation's event
+    ):
+        other.get_event(event_id)

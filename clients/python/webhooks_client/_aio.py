@@ -250,6 +250,20 @@ class AsyncAdminClient(_AsyncClient):
             if not token:
                 return
 
+    async def get_event(self, event_id: str, *, timeout: float | None = None) -> models.EventView:
+        """One event and every endpoint's delivery of it (see ``AdminClient.get_event``)."""
+        request = calls.get_event_request(event_id)
+        return calls.get_event_result(await self._call(self._stub.GetEvent, request, timeout))
+
+    async def get_endpoint_stats(
+        self, config_id: str, *, timeout: float | None = None
+    ) -> models.EndpointStats:
+        """An endpoint's last 24 hours (see ``AdminClient.get_endpoint_stats``)."""
+        request = calls.endpoint_stats_request(config_id)
+        return calls.endpoint_stats_result(
+            await self._call(self._stub.GetEndpointStats, request, timeout)
+        )
+
     async def retry_delivery(
         self, delivery_id: str, *, timeout: float | None = None
     ) -> models.RetryDeliveryResult:

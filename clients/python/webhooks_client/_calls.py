@@ -236,6 +236,22 @@ def test_event_result(response: admin_pb2.SendTestEventResponse) -> models.Deliv
     return _convert.delivery_log(response.log)
 
 
+def get_event_request(event_id: str) -> admin_pb2.GetEventRequest:
+    return admin_pb2.GetEventRequest(event_id=event_id)
+
+
+def get_event_result(response: admin_pb2.GetEventResponse) -> models.EventView:
+    return _convert.event_view(response)
+
+
+def endpoint_stats_request(config_id: str) -> admin_pb2.GetEndpointStatsRequest:
+    return admin_pb2.GetEndpointStatsRequest(config_id=config_id)
+
+
+def endpoint_stats_result(response: admin_pb2.GetEndpointStatsResponse) -> models.EndpointStats:
+    return _convert.endpoint_stats(response)
+
+
 def verify_request(config_id: str) -> admin_pb2.VerifyWebhookEndpointRequest:
     return admin_pb2.VerifyWebhookEndpointRequest(config_id=config_id)
 

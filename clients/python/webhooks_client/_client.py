@@ -272,6 +272,25 @@ class AdminClient(_Client):
             if not token:
                 return
 
+    def get_event(self, event_id: str, *, timeout: float | None = None) -> models.EventView:
+        """One event (``evt_…``, as published) and every endpoint's delivery of it: the
+        exact payload sent, each delivery's state and latest attempts (bodies: use
+        ``list_delivery_logs(event_id=…)``). Another organisation's event is
+        :class:`NotFoundError`, as is an unknown one."""
+        request = calls.get_event_request(event_id)
+        return calls.get_event_result(self._call(self._stub.GetEvent, request, timeout))
+
+    def get_endpoint_stats(
+        self, config_id: str, *, timeout: float | None = None
+    ) -> models.EndpointStats:
+        """An endpoint's last 24 hours in hourly buckets (attempts, failures) and latency
+        percentiles, from aggregates the service keeps (cheap at any volume); also for
+        a deleted endpoint while its log is kept."""
+        request = calls.endpoint_stats_request(config_id)
+        return calls.endpoint_stats_result(
+            self._call(self._stub.GetEndpointStats, request, timeout)
+        )
+
     def retry_delivery(
         self, delivery_id: str, *, timeout: float | None = None
     ) -> models.RetryDeliveryResult:

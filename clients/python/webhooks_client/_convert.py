@@ -141,6 +141,40 @@ def delivery(d: admin_pb2.Delivery) -> models.Delivery:
     )
 
 
+def event_view(r: admin_pb2.GetEventResponse) -> models.EventView:
+    return models.EventView(
+        event_id=r.event_id,
+        event_type=r.event_type,
+        occurred_at=timestamp(r, "occurred_at"),
+        created_at=timestamp(r, "created_at"),
+        payload=r.payload,
+        deliveries=tuple(
+            models.EventDelivery(
+                delivery=delivery(d.delivery),
+                url=d.url,
+                endpoint_deleted=d.endpoint_deleted,
+                attempts=tuple(delivery_log(a) for a in d.attempts),
+            )
+            for d in r.deliveries
+        ),
+    )
+
+
+def endpoint_stats(r: admin_pb2.GetEndpointStatsResponse) -> models.EndpointStats:
+    return models.EndpointStats(
+        since=timestamp(r, "since"),
+        until=timestamp(r, "until"),
+        buckets=tuple(
+            models.StatsBucket(timestamp(b, "start"), b.attempts, b.failures) for b in r.buckets
+        ),
+        attempts=r.attempts,
+        failures=r.failures,
+        latency_p50_ms=r.latency_p50_ms,
+        latency_p90_ms=r.latency_p90_ms,
+        latency_p99_ms=r.latency_p99_ms,
+    )
+
+
 def retry_delivery(r: admin_pb2.RetryDeliveryResponse) -> models.RetryDeliveryResult:
     return models.RetryDeliveryResult(delivery=delivery(r.delivery), scheduled=r.scheduled)
 

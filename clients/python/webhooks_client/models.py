@@ -28,13 +28,17 @@ __all__ = [
     "DeliveryOutcome",
     "DeliveryStatus",
     "EndpointHealth",
+    "EndpointStats",
+    "EventDelivery",
     "EventTypeDefinition",
+    "EventView",
     "PortalSession",
     "PublishResult",
     "PutWebhookConfigResult",
     "RetryDeliveryResult",
     "RotateWebhookSecretResult",
     "SigningScheme",
+    "StatsBucket",
     "VerificationStatus",
     "VerifyWebhookEndpointResult",
     "WebhookConfig",
@@ -230,6 +234,56 @@ class Delivery:
     ordering_key: str = ""
     sequence: int = 0
     waiting_for_turn: bool = False  # pending behind an earlier delivery of its key
+
+
+@dataclass(frozen=True)
+class EventDelivery:
+    """One event to one endpoint, within :class:`EventView`: the delivery, the endpoint's
+    URL (the one it had when deleted, with ``endpoint_deleted``) and its latest attempts
+    (newest first, at most 20, without bodies or headers)."""
+
+    delivery: Delivery
+    url: str
+    endpoint_deleted: bool
+    attempts: tuple[DeliveryLog, ...]
+
+
+@dataclass(frozen=True)
+class EventView:
+    """One event (GetEvent): its type, times, the exact JSON body every endpoint
+    received, and each endpoint's delivery of it, oldest delivery first."""
+
+    event_id: str
+    event_type: str
+    occurred_at: datetime | None
+    created_at: datetime | None
+    payload: str
+    deliveries: tuple[EventDelivery, ...]
+
+
+@dataclass(frozen=True)
+class StatsBucket:
+    """One hour of an endpoint's HTTP attempts (test events included)."""
+
+    start: datetime | None
+    attempts: int
+    failures: int  # non-2xx, timeout, connection error
+
+
+@dataclass(frozen=True)
+class EndpointStats:
+    """An endpoint's last 24 hours (GetEndpointStats): 24 hourly buckets, oldest first,
+    their totals, and latency percentiles estimated from a histogram (0 without
+    attempts)."""
+
+    since: datetime | None
+    until: datetime | None
+    buckets: tuple[StatsBucket, ...]
+    attempts: int
+    failures: int
+    latency_p50_ms: int
+    latency_p90_ms: int
+    latency_p99_ms: int
 
 
 @dataclass(frozen=True)
