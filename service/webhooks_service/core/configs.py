@@ -35,7 +35,7 @@ from webhooks_service.config import Settings
 from webhooks_service.core import (
     catalog,
     endpoint_headers,
-    filters,
+    filter_check,
     listing,
     operational,
     pagetokens,
@@ -172,7 +172,7 @@ def validate(
             )
         )
     if filter_expression and not any(p.field.startswith("event_types") for p in problems):
-        problems.extend(filters.check(filter_expression, event_types))
+        problems.extend(filter_check.check(filter_expression, event_types))
     if headers:
         problems.extend(endpoint_headers.validate_headers(headers))
         if clear_headers:
@@ -260,7 +260,7 @@ def put_config(
                 )
             new_filter = current.filter if filter_expression is None else filter_expression
             if filter_expression is None and new_filter:
-                kept = filters.check(new_filter, types)
+                kept = filter_check.check(new_filter, types)
                 if kept:
                     raise InvalidArgument(
                         "invalid webhook configuration",
