@@ -34,7 +34,7 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 
-from webhooks_service.domain import PARKED_UNTIL, VerificationStatus
+from webhooks_service.domain import PARKED_UNTIL, DeliveryStatus, VerificationStatus
 from webhooks_service.storage import dialect
 from webhooks_service.storage.endpoint_health import CONFIGS_WITH_HEALTH
 from webhooks_service.storage.events import NOTIFY_CHANNEL
@@ -229,7 +229,7 @@ def insert_operational(
                 "organisation_id": org,
                 "event_pk": event_pk,
                 "config_id": config_id,
-                "status": "pending",
+                "status": DeliveryStatus.PENDING,
                 "attempts": 0,
                 "next_attempt_at": PARKED_UNTIL if config_id in waiting else now,
                 "claim_token": None,
