@@ -47,7 +47,7 @@ from bench_delivery import (  # scripts/ is on sys.path when run as a script
 
 from webhooks_client import receiver as helpers
 from webhooks_service.config import Settings
-from webhooks_service.core import configs, orgs, publishing
+from webhooks_service.core import config_validation, orgs, publishing
 from webhooks_service.delivery.attempt import OpenedForms, request_for
 from webhooks_service.domain import ClaimedDelivery, SigningScheme
 from webhooks_service.signing_keys import generate_private_key, public_key_of
@@ -90,7 +90,7 @@ def sign_phase(rounds: int, n: int) -> dict[str, tuple[float, float]]:
         datetime.now(UTC),
         json.dumps(claim(0, PAD)),
     )
-    hmac_a, hmac_b = configs.generate_secret(), configs.generate_secret()
+    hmac_a, hmac_b = config_validation.generate_secret(), config_validation.generate_secret()
     ed_a, ed_b = generate_private_key(), generate_private_key()
     cases = {
         "hmac": (hmac_a, None, hmac_a),

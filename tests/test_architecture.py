@@ -80,6 +80,7 @@ FLOORS: tuple[Floor, ...] = (
             "errors",
             "domain",
             "config",
+            "config_values",
             "hostport",
             "netpolicy",
             "protojson",

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 from tests.support.server import make_org
 from webhooks_service.config import Settings
 from webhooks_service.core import catalog, configs
+from webhooks_service.core.config_validation import validate
 from webhooks_service.core.secrets_at_rest import ENCRYPTED_PREFIX, SecretCipher
 
 KEY = "property-test-key-0123456789-abcdefghij"
@@ -59,9 +60,7 @@ def _top(field: str) -> str:
 def test_validation_is_total_and_names_real_fields(
     url: str, event_types: list[str], secret: str | None, description: str
 ) -> None:
-    problems = configs.validate(
-        url=url, event_types=event_types, secret=secret, description=description
-    )
+    problems = validate(url=url, event_types=event_types, secret=secret, description=description)
     assert {_top(p.field) for p in problems} <= FIELDS
     assert all(p.description for p in problems)
     if secret is not None and len(secret) > 8:
@@ -80,18 +79,13 @@ def test_validation_is_total_and_names_real_fields(
 def test_well_formed_configurations_are_accepted(
     url: str, event_types: list[str], secret: str | None, description: str
 ) -> None:
-    assert (
-        configs.validate(url=url, event_types=event_types, secret=secret, description=description)
-        == []
-    )
+    assert validate(url=url, event_types=event_types, secret=secret, description=description) == []
 
 
 @given(raw=st.binary(max_size=100))
 def test_secret_length_rule(raw: bytes) -> None:
     secret = "whsec_" + base64.b64encode(raw).decode()
-    problems = configs.validate(
-        url="https://a.example/", event_types=["*"], secret=secret, description=""
-    )
+    problems = validate(url="https://a.example/", event_types=["*"], secret=secret, description="")
     ok = 24 <= len(raw) <= 64
     assert (problems == []) == ok
     assert all(p.field == "secret" for p in problems)
@@ -99,9 +93,7 @@ def test_secret_length_rule(raw: bytes) -> None:
 
 @given(secret=st.text(min_size=1, max_size=100))
 def test_malformed_secrets_are_refused_without_echo(secret: str) -> None:
-    problems = configs.validate(
-        url="https://a.example/", event_types=["*"], secret=secret, description=""
-    )
+    problems = validate(url="https://a.example/", event_types=["*"], secret=secret, description="")
     try:
         body = secret.removeprefix("whsec_")
         valid = secret.startswith("whsec_") and len(base64.b64decode(body, validate=True)) >= 24
@@ -116,7 +108,7 @@ def test_malformed_secrets_are_refused_without_echo(secret: str) -> None:
 
 @given(pattern=st.text(max_size=30))
 def test_event_type_patterns_follow_the_catalog(pattern: str) -> None:
-    problems = configs.validate(
+    problems = validate(
         url="https://a.example/", event_types=[pattern], secret=None, description=""
     )
     assert (problems == []) == catalog.is_valid_pattern(pattern)
@@ -131,13 +123,13 @@ def test_event_type_patterns_follow_the_catalog(pattern: str) -> None:
 def test_urls_with_whitespace_or_controls_are_refused(url: str, bad: str, at: int) -> None:
     position = min(at, len(url))
     broken = url[:position] + bad + url[position:]
-    problems = configs.validate(url=broken, event_types=["*"], secret=None, description="")
+    problems = validate(url=broken, event_types=["*"], secret=None, description="")
     assert [p.field for p in problems] == ["url"]
 
 
 @given(extra=st.integers(min_value=1, max_value=500))
 def test_descriptions_past_256_are_refused(extra: int) -> None:
-    problems = configs.validate(
+    problems = validate(
         url="https://a.example/", event_types=["*"], secret=None, description="d" * (256 + extra)
     )
     assert [p.field for p in problems] == ["description"]

@@ -20,7 +20,8 @@ from tests.support.receiver import Receiver, Reply, running_receiver
 from tests.support.server import make_org_and_keys, running_server
 from tests.support.server import test_settings as make_settings
 from webhooks_client import AdminClient, PublisherClient, WebhookConfig
-from webhooks_service.config import Settings, parse_duration
+from webhooks_service.config import Settings
+from webhooks_service.config_values import parse_duration
 from webhooks_service.core import configs
 from webhooks_service.core.endpoint_health import disable_failing_endpoints
 from webhooks_service.delivery.attempt import NOT_ATTEMPTED_ERROR

@@ -29,7 +29,7 @@ from webhooks.v1 import admin_pb2, admin_pb2_grpc, publisher_pb2_grpc
 from webhooks_client import SigningScheme, make_publish_request
 from webhooks_client import VerificationStatus as ClientVerification
 from webhooks_client import receiver as helpers
-from webhooks_service.core import configs, orgs, verification
+from webhooks_service.core import config_validation, configs, orgs, verification
 from webhooks_service.delivery.verification import challenge_sender
 from webhooks_service.domain import PARKED_UNTIL, VerificationStatus
 from webhooks_service.storage.models import Delivery
@@ -242,14 +242,14 @@ def test_verify_again_on_an_endpoint_that_need_not_verify_changes_no_delivery(
 
 
 def test_the_receiver_helper_answers_only_a_genuine_challenge() -> None:
-    secret = configs.generate_secret()
+    secret = config_validation.generate_secret()
     event = {"id": "evt_1", "type": "webhook.verification", "timestamp": "2026-01-01T00:00:00Z"}
     body = json.dumps({**event, "data": {"config_id": "whc_1", "challenge": "abc"}}).encode()
     headers = helpers.signed_headers(secret, body, msg_id="evt_1")
     answer = helpers.verification_answer(secret, headers, body)
     assert answer is not None and json.loads(answer) == {"challenge": "abc"}
     with pytest.raises(helpers.WebhookVerificationError):  # forged: not ours to agree to
-        helpers.verification_answer(configs.generate_secret(), headers, body)
+        helpers.verification_answer(config_validation.generate_secret(), headers, body)
     other = json.dumps({**event, "type": "reward.claimed", "data": {}}).encode()
     assert helpers.verification_answer(secret, helpers.signed_headers(secret, other), other) is None
 

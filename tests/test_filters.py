@@ -24,7 +24,7 @@ from tests.support.payloads import example
 from tests.support.polling import eventually
 from tests.support.receiver import Received, Reply
 from webhooks_client import FailedPreconditionError, InvalidArgumentError, make_publish_request
-from webhooks_service.core import filters
+from webhooks_service.core import filter_cache, filters
 from webhooks_service.observability.metrics import Metrics
 from webhooks_service.storage.models import utcnow
 
@@ -376,7 +376,7 @@ def test_one_failing_filter_among_many_leaves_the_others_their_answer() -> None:
 
 def test_the_compiled_program_cache_is_bounded() -> None:
     expression = "event.data.points > 0"
-    cache = filters._Cache(3 * filters.program_bytes(expression))
+    cache = filter_cache.ProgramCache(3 * filter_cache.program_bytes(expression))
     for i in range(10):
         cache.program(f"event.data.points > {i}", "reward.claimed")
     assert len(cache) == 3

@@ -30,6 +30,7 @@ from tests.support.receiver import Reply
 from webhooks_service.core.endpoint_health import report_unreported_failures
 from webhooks_service.storage import db
 from webhooks_service.storage import operational as store
+from webhooks_service.storage import operational_failures as failures
 from webhooks_service.storage.models import Delivery, DeliveryAttempt, Event, utcnow
 
 N = 100
@@ -176,8 +177,8 @@ def test_failures_of_a_window_are_reported_together(env: Env) -> None:
     assert env.rx.count("/ops") == 1
     # the sweep reports them once the window is over (moved 31 s into the past)
     with db.write_transaction(env.srv.engine) as conn:
-        reported = conn.execute(sa.select(store._F.c.reported_at)).scalar_one()
-        conn.execute(sa.update(store._F).values(reported_at=reported - timedelta(seconds=31)))
+        reported = conn.execute(sa.select(failures._F.c.reported_at)).scalar_one()
+        conn.execute(sa.update(failures._F).values(reported_at=reported - timedelta(seconds=31)))
     later = utcnow()
     assert report_unreported_failures(env.srv.engine, env.srv.settings, now=later) == 1
     requests = env.rx.wait_for(2, "/ops")
@@ -214,7 +215,7 @@ def test_the_next_failure_after_the_window_carries_the_count(env: Env) -> None:
 
 def _window_over(env: Env) -> bool:
     with db.write_transaction(env.srv.engine) as conn:
-        row = conn.execute(sa.select(store._F.c.reported_at)).first()
+        row = conn.execute(sa.select(failures._F.c.reported_at)).first()
     return row is not None and utcnow() - row[0] > timedelta(seconds=3.05)
 
 

@@ -9,7 +9,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from webhooks_service.config import parse_schedule
+from webhooks_service.config_values import parse_schedule
 from webhooks_service.delivery.retry_policy import (
     AttemptResult,
     ErrorKind,

@@ -29,7 +29,7 @@ from tests.support.server import test_settings as make_settings
 from webhooks_client import AdminClient, InvalidArgumentError, PublisherClient
 from webhooks_service.api.server import start_server
 from webhooks_service.core import keys as core_keys
-from webhooks_service.core.configs import generate_secret
+from webhooks_service.core.config_validation import generate_secret
 from webhooks_service.core.credentials import split_token
 from webhooks_service.core.secrets_at_rest import ENCRYPTED_PREFIX, SecretCipher, reseal_all
 from webhooks_service.errors import ConfigurationError, DuplicateKey

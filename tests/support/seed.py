@@ -16,6 +16,7 @@ from typing import cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from webhooks_service.domain import STATUS_AFTER, Outcome, utcnow
 from webhooks_service.storage import db
 from webhooks_service.storage.models import Delivery, DeliveryAttempt, Event
 
@@ -36,8 +37,14 @@ def seed_attempts(
     outcomes: Sequence[str] = ("delivered", "retry_scheduled", "failed", "dead"),
 ) -> list[int]:
     """Insert ``count`` attempts (one event and delivery each), cycling through
-    configs, types and outcomes; returns the attempt ids in insertion order."""
+    configs, types and outcomes; returns the attempt ids in insertion order.
+
+    Each delivery has the status its attempt's outcome leaves
+    (``domain.STATUS_AFTER``); a retry-scheduled one is pending, its retry due
+    a day from now, so that a running worker does not attempt it meanwhile.
+    """
     ids: list[int] = []
+    retry_at = utcnow() + timedelta(days=1)
     cycle = zip(
         itertools.cycle(config_ids),
         itertools.cycle(event_types),
@@ -45,7 +52,9 @@ def seed_attempts(
         strict=False,
     )
     with db.write_transaction(engine) as conn:
-        for i, (config_id, event_type, outcome) in zip(range(count), cycle, strict=False):
+        for i, (config_id, event_type, name) in zip(range(count), cycle, strict=False):
+            outcome = Outcome(name)
+            retried = outcome is Outcome.RETRY_SCHEDULED
             when = T0 + timedelta(seconds=i)
             event_id = f"evt_{uuid.uuid4().hex[:16]}"
             body = json.dumps(
@@ -69,9 +78,9 @@ def seed_attempts(
                     organisation_id=org_id,
                     event_pk=event_pk,
                     config_id=config_id,
-                    status="delivered" if outcome == "delivered" else outcome,
+                    status=STATUS_AFTER[outcome],
                     attempts=1,
-                    next_attempt_at=when,
+                    next_attempt_at=retry_at if retried else when,
                     claim_token=None,
                     created_at=when,
                     updated_at=when,
@@ -89,16 +98,14 @@ def seed_attempts(
                     config_id=config_id,
                     attempt=1,
                     url="https://example.com/hook",
-                    response_status_code=200 if outcome == "delivered" else 500,
+                    response_status_code=200 if outcome is Outcome.DELIVERED else 500,
                     response_body="ok",
                     response_body_truncated=False,
                     error="",
                     duration_ms=12,
                     outcome=outcome,
                     attempted_at=when,
-                    next_attempt_at=when + timedelta(seconds=30)
-                    if outcome == "retry_scheduled"
-                    else None,
+                    next_attempt_at=retry_at if retried else None,
                 )
                 .returning(ATTEMPTS.c.id)
             ).scalar_one()

@@ -34,7 +34,7 @@ from webhooks_service.api.operations import AdminOperations
 from webhooks_service.api.portal import PortalOperations
 from webhooks_service.api.signing import SigningOperations
 from webhooks_service.config import Settings
-from webhooks_service.core import configs, event_types, filters, logs
+from webhooks_service.core import configs, event_types, filter_dry_run, logs
 from webhooks_service.core.publishing import struct_to_dict
 from webhooks_service.core.server_keys import keyring
 from webhooks_service.storage.models import utcnow
@@ -171,7 +171,7 @@ class WebhookAdminServicer(
     ) -> admin_pb2.TestWebhookFilterResponse:
         org = require_organisation()
         result = await asyncio.to_thread(
-            filters.dry_run,
+            filter_dry_run.dry_run,
             self._engine,
             self._settings,
             org,

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from webhooks_service import config
+from webhooks_service import config, config_values
 from webhooks_service.api.portal import link_for
 from webhooks_service.commands._database import open_database
 from webhooks_service.config import Settings
@@ -69,7 +69,7 @@ def mint_link(
 
 def _run(args: argparse.Namespace) -> int:
     settings = config.from_args(args)
-    ttl = config.parse_portal_ttl(args.ttl) if args.ttl else None
+    ttl = config_values.parse_portal_ttl(args.ttl) if args.ttl else None
     engine = open_database(settings)
     try:
         url, row = mint_link(engine, settings, args.org, read_only=args.read_only, ttl_seconds=ttl)

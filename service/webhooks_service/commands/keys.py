@@ -15,7 +15,7 @@ import sys
 from datetime import datetime, timedelta
 from typing import Any
 
-from webhooks_service import config
+from webhooks_service import config, config_values
 from webhooks_service.commands._database import open_database
 from webhooks_service.core import keys
 from webhooks_service.core.publishing import rfc3339
@@ -94,7 +94,7 @@ def register(sub: Any) -> None:
 def _expires_in(text: str | None) -> timedelta | None:
     if text is None:
         return None
-    seconds = config.parse_duration(text)  # ConfigurationError names the problem
+    seconds = config_values.parse_duration(text)  # ConfigurationError names the problem
     if seconds <= 0:
         raise InvalidArgument("--expires-in must be a positive duration (e.g. 90d, 12h, 30m)")
     return timedelta(seconds=seconds)

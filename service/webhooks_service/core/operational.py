@@ -74,6 +74,7 @@ from webhooks_service.core.publishing import build_payload, new_event_id, rfc333
 from webhooks_service.core.server_keys import keyring_on
 from webhooks_service.domain import STATUS_AFTER, FinishedAttempt
 from webhooks_service.storage import operational as store
+from webhooks_service.storage import operational_failures as failure_store
 from webhooks_service.storage.configs import ConfigRow
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ def _disabled_event(
     return _event(subject.organisation_id, ENDPOINT_DISABLED, subject.id, data, now)
 
 
-def _failure(f: FinishedAttempt, ids: PublicIds) -> store.Failure:
+def _failure(f: FinishedAttempt, ids: PublicIds) -> failure_store.Failure:
     """A final failure and its own event data (the fields of one delivery)."""
     code = f.response_status_code
     data = {
@@ -164,12 +165,14 @@ def _failure(f: FinishedAttempt, ids: PublicIds) -> store.Failure:
         "last_status_code": code,
         "last_error": f.error or (f"HTTP {code}" if code else ""),
     }
-    return store.Failure(
+    return failure_store.Failure(
         f.config_id, f.organisation_id, f.delivery_id, f.attempted_at, json.dumps(data)
     )
 
 
-def _report_event(report: store.Report, ids: PublicIds, now: datetime) -> store.OperationalEvent:
+def _report_event(
+    report: failure_store.Report, ids: PublicIds, now: datetime
+) -> store.OperationalEvent:
     data = json.loads(report.data)
     data["failed_deliveries"] = report.count
     data["first_delivery_id"] = ids.delivery(report.first_delivery_id)
@@ -254,7 +257,7 @@ def _after_finish(
         recorded = store.final_deliveries(conn, expected)
         ids = keyring_on(conn).ids
         failures = [_failure(f, ids) for f in failed if f.delivery_id in recorded]
-        reports, coalesced = store.coalesce_failures(
+        reports, coalesced = failure_store.coalesce_failures(
             conn, failures, now=now, window=_window(window)
         )
         events.extend(_report_event(r, ids, now) for r in reports)
@@ -266,7 +269,7 @@ def report_due(conn: sa.Connection, *, now: datetime, window: float = WINDOW_SEC
     endpoint's window ended (no later failure came to carry them)."""
 
     def work() -> Counts:
-        reports = store.due_reports(conn, now=now, window=_window(window))
+        reports = failure_store.due_reports(conn, now=now, window=_window(window))
         if not reports:
             return Counts()
         ids = keyring_on(conn).ids

@@ -65,7 +65,7 @@ from webhooks_service.errors import (
 )
 from webhooks_service.storage import replay as store
 from webhooks_service.storage.config_deletion import CANCELLED_OUTCOME
-from webhooks_service.storage.replay import DeliveryState
+from webhooks_service.storage.delivery_state import DeliveryState
 
 __all__ = [
     "MAX_REPLAY_DELIVERIES",

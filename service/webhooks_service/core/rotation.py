@@ -23,7 +23,7 @@ from datetime import datetime
 from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
-from webhooks_service.core import configs
+from webhooks_service.core import config_validation, configs
 from webhooks_service.core.ids import check_config_id
 from webhooks_service.core.secrets_at_rest import cipher_for
 from webhooks_service.domain import SigningScheme
@@ -58,7 +58,7 @@ def rotate_secret(
     check_config_id(config_id)
     secret = secret or None
     if secret is not None:
-        problems = configs.validate(
+        problems = config_validation.validate(
             url="https://placeholder.invalid/", event_types=["*"], secret=secret, description=None
         )
         if problems:
@@ -85,7 +85,7 @@ def rotate_secret(
             [FieldViolation("secret", "must differ from the current secret (or omit it)")],
         )
     # ed25519: a new key pair (put_config's new_key); the replaced one keeps signing.
-    generated = "" if secret is not None or ed25519 else configs.generate_secret()
+    generated = "" if secret is not None or ed25519 else config_validation.generate_secret()
     result = configs.put_config(
         engine,
         settings,

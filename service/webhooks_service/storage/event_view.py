@@ -17,8 +17,8 @@ from typing import cast
 import sqlalchemy as sa
 
 from webhooks_service.storage import logs
+from webhooks_service.storage.delivery_state import DeliveryState, select_state, state_of
 from webhooks_service.storage.models import Delivery, Event, WebhookConfig
-from webhooks_service.storage.replay import DeliveryState, _select_state, _state
 
 _D = cast(sa.Table, Delivery.__table__)
 _E = cast(sa.Table, Event.__table__)
@@ -55,7 +55,7 @@ def get_event(
     if event is None:
         return None
     rows = conn.execute(
-        _select_state()
+        select_state()
         .add_columns(_C.c.url, _C.c.deleted_at)
         .where(_D.c.event_pk == event.pk, _D.c.organisation_id == organisation_id)
         .order_by(_D.c.id)
@@ -70,7 +70,7 @@ def get_event(
         created_at=event.created_at,
         payload=event.payload,
         deliveries=[
-            EventDelivery(_state(r), r.url, r.deleted_at is not None, attempts.get(r.id, []))
+            EventDelivery(state_of(r), r.url, r.deleted_at is not None, attempts.get(r.id, []))
             for r in rows
         ],
     )

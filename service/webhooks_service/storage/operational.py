@@ -13,52 +13,43 @@ match (``matches``, the catalog's rule), except the configuration the event
 is about. Deliveries are pending and due now; on PostgreSQL a NOTIFY with a
 payload of its own wakes every worker, this process's included.
 
-Bounds (issue 26.1; the rule is core/operational.py's):
+Bounds (issue 26.1; the rule is core/operational.py's): an organisation's
+operational deliveries per window are at most its live configurations,
+enabled or not (N; at least ``MIN_BUDGET``) (``operational_budgets``); an
+event whose fan-out does not fit is not stored (``suppressed_total``). An
+endpoint's failures are coalesced into reports before they get here
+(storage/operational_failures.py).
 
-- :func:`insert_operational` keeps an organisation's operational deliveries
-  per window at most its live configurations, enabled or not (N; at least
-  ``MIN_BUDGET``) (``operational_budgets``); an
-  event whose fan-out does not fit is not stored (``suppressed_total``).
-- :func:`coalesce_failures` keeps each endpoint's failures not reported yet
-  (``operational_failures``): the first of a window is reported, the others
-  are counted into the next report; :func:`due_reports` takes those whose
-  window has ended (the health sweep).
-
-Their rows are locked (``FOR UPDATE`` on PostgreSQL; SQLite has one writer)
-in key order, after everything else the calling transaction writes, so
-concurrent batches of several processes serialise on them without deadlocks.
+The budget rows are locked in key order (``dialect.locked_in_key_order``),
+after everything else the calling transaction writes, so concurrent batches
+of several processes serialise on them without deadlocks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
-from webhooks_service.domain import PARKED_UNTIL, VerificationStatus
+from webhooks_service.domain import PARKED_UNTIL, DeliveryStatus, VerificationStatus
+from webhooks_service.storage import dialect
 from webhooks_service.storage.endpoint_health import CONFIGS_WITH_HEALTH
 from webhooks_service.storage.events import NOTIFY_CHANNEL
 from webhooks_service.storage.models import (
     Delivery,
     Event,
     OperationalBudget,
-    OperationalFailure,
     WebhookConfig,
 )
 from webhooks_service.storage.models import EndpointHealth as HealthRow
 
 __all__ = [
-    "Failure",
     "OperationalEvent",
-    "Report",
     "Stored",
     "Subject",
-    "coalesce_failures",
-    "due_reports",
     "final_deliveries",
     "insert_operational",
     "operational_totals",
@@ -70,8 +61,6 @@ _H = cast(sa.Table, HealthRow.__table__)
 _D = cast(sa.Table, Delivery.__table__)
 _E = cast(sa.Table, Event.__table__)
 _B = cast(sa.Table, OperationalBudget.__table__)
-_F = cast(sa.Table, OperationalFailure.__table__)
-_NEVER = datetime(1970, 1, 1, tzinfo=UTC)  # a failure row never reported
 # An organisation's operational deliveries per window: its live configurations
 # (N), and at least this many (so that a small organisation hears of a disabling).
 MIN_BUDGET = 10
@@ -103,30 +92,6 @@ class Subject:
 
 
 @dataclass(frozen=True, slots=True)
-class Failure:
-    """One final failure to report: ``data`` is its own event data (JSON)."""
-
-    config_id: str
-    organisation_id: str
-    delivery_id: int
-    failed_at: datetime
-    data: str
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    """Failures of one endpoint reported together; ``data`` is the newest's."""
-
-    config_id: str
-    organisation_id: str
-    count: int
-    first_delivery_id: int
-    first_failed_at: datetime
-    last_failed_at: datetime
-    data: str
-
-
-@dataclass(frozen=True, slots=True)
 class Stored:
     """What :func:`insert_operational` did: deliveries created, events stored
     (with at least one delivery) and events left out over the budget."""
@@ -134,122 +99,6 @@ class Stored:
     created: int = 0
     sent: int = 0
     suppressed: int = 0
-
-
-def _dialect_insert(conn: sa.Connection, table: sa.Table) -> Any:
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
-
-
-def _locked(conn: sa.Connection, table: sa.Table, key: sa.Column[Any], keys: list[str]) -> Any:
-    """The rows of ``keys`` (which exist), locked in key order on PostgreSQL."""
-    query = sa.select(table).where(key.in_(keys)).order_by(key)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    return conn.execute(query)
-
-
-def coalesce_failures(
-    conn: sa.Connection, failures: Sequence[Failure], *, now: datetime, window: float
-) -> tuple[list[Report], dict[str, int]]:
-    """The reports due for ``failures`` and, per organisation, how many
-    failures were coalesced (counted into another report instead of their own).
-
-    Per endpoint: when its last report is at least ``window`` seconds old, one
-    report now (every failure not reported yet, these included); otherwise they
-    are added to what the next report will carry.
-    """
-    groups: dict[str, list[Failure]] = {}
-    for f in failures:
-        groups.setdefault(f.config_id, []).append(f)
-    if not groups:
-        return [], {}
-    ids = sorted(groups)
-    conn.execute(
-        _dialect_insert(conn, _F)
-        .values(
-            [
-                {"config_id": c, "organisation_id": groups[c][0].organisation_id}
-                | {"reported_at": _NEVER, "pending": 0}
-                for c in ids
-            ]
-        )
-        .on_conflict_do_nothing(index_elements=["config_id"])
-    )
-    rows = {r.config_id: r for r in _locked(conn, _F, _F.c.config_id, ids)}
-    due = now - timedelta(seconds=window)
-    reports: list[Report] = []
-    coalesced: dict[str, int] = {}
-    for config_id in ids:
-        row = rows.get(config_id)
-        if row is None:  # the configuration is gone (deleted for good): nothing to report
-            continue
-        items = sorted(groups[config_id], key=lambda f: (f.failed_at, f.delivery_id))
-        org, last = row.organisation_id, items[-1]
-        if row.pending:
-            first_id, first_at = row.first_delivery_id, row.first_failed_at
-        else:
-            first_id, first_at = items[0].delivery_id, items[0].failed_at
-        if row.reported_at <= due:
-            count = row.pending + len(items)
-            reports.append(
-                Report(config_id, org, count, first_id, first_at, last.failed_at, last.data)
-            )
-            values: dict[str, Any] = {"reported_at": now, "pending": 0}
-            values |= {"first_delivery_id": None, "first_failed_at": None}
-            values |= {"last_data": None, "last_failed_at": None}
-            folded = len(items) - 1
-        else:
-            values = {"pending": row.pending + len(items)}
-            values |= {"first_delivery_id": first_id, "first_failed_at": first_at}
-            values |= {"last_data": last.data, "last_failed_at": last.failed_at}
-            folded = len(items)
-        conn.execute(sa.update(_F).where(_F.c.config_id == config_id).values(**values))
-        if folded:
-            coalesced[org] = coalesced.get(org, 0) + folded
-    return reports, coalesced
-
-
-def due_reports(conn: sa.Connection, *, now: datetime, window: float) -> list[Report]:
-    """Reports of the failures still unreported when their window ended (the
-    health sweep calls this), their rows reset."""
-    query = (
-        sa.select(_F)
-        .where(
-            _F.c.last_failed_at.is_not(None),  # indexed: set only while some are pending
-            _F.c.pending > 0,
-            _F.c.reported_at <= now - timedelta(seconds=window),
-        )
-        .order_by(_F.c.config_id)
-        .limit(1000)
-    )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    reports = [
-        Report(
-            r.config_id,
-            r.organisation_id,
-            r.pending,
-            r.first_delivery_id,
-            r.first_failed_at,
-            r.last_failed_at,
-            r.last_data,
-        )
-        for r in conn.execute(query)
-    ]
-    if reports:
-        conn.execute(
-            sa.update(_F)
-            .where(_F.c.config_id.in_([r.config_id for r in reports]))
-            .values(
-                reported_at=now,
-                pending=0,
-                first_delivery_id=None,
-                first_failed_at=None,
-                last_data=None,
-                last_failed_at=None,
-            )
-        )
-    return reports
 
 
 def operational_totals(conn: sa.Connection, organisation_id: str) -> dict[str, int]:
@@ -331,11 +180,14 @@ def insert_operational(
             if r.verification_status == VerificationStatus.PENDING:
                 waiting.add(r.id)
     conn.execute(
-        _dialect_insert(conn, _B)
+        dialect.insert(conn, _B)
         .values([{"organisation_id": o, "window_started_at": now, "deliveries": 0} for o in orgs])
         .on_conflict_do_nothing(index_elements=["organisation_id"])
     )
-    budgets = {r.organisation_id: r for r in _locked(conn, _B, _B.c.organisation_id, orgs)}
+    budgets = {
+        r.organisation_id: r
+        for r in dialect.locked_in_key_order(conn, _B, _B.c.organisation_id, orgs)
+    }
     window_start = now - timedelta(seconds=window)
     used: dict[str, int] = {}
     started: dict[str, datetime] = {}
@@ -377,7 +229,7 @@ def insert_operational(
                 "organisation_id": org,
                 "event_pk": event_pk,
                 "config_id": config_id,
-                "status": "pending",
+                "status": DeliveryStatus.PENDING,
                 "attempts": 0,
                 "next_attempt_at": PARKED_UNTIL if config_id in waiting else now,
                 "claim_token": None,

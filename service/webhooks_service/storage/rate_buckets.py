@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
+from webhooks_service.storage import dialect
 from webhooks_service.storage.models import RateBucket
 
 _T = cast(sa.Table, RateBucket.__table__)
@@ -51,9 +51,8 @@ def _locked(conn: sa.Connection, name: str, capacity: float, now: float) -> tupl
     row = conn.execute(query).first()
     if row is not None:
         return float(row.tokens), float(row.updated_at)
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     conn.execute(
-        dialect_insert(_T)
+        dialect.insert(conn, _T)
         .values(name=name, tokens=capacity, updated_at=now, full_at=now)
         .on_conflict_do_nothing(index_elements=["name"])
     )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
+from webhooks_service.storage import dialect
 from webhooks_service.storage.models import ServiceKey, utcnow
 
 _T = cast(sa.Table, ServiceKey.__table__)
@@ -19,8 +19,5 @@ def get_or_create(conn: sa.Connection, name: str, candidate: str) -> str:
     insert (``ON CONFLICT DO NOTHING``, then a read).
     """
     values = {"name": name, "value": candidate, "created_at": utcnow()}
-    if conn.dialect.name == "postgresql":
-        conn.execute(postgresql.insert(_T).values(**values).on_conflict_do_nothing())
-    else:
-        conn.execute(sqlite.insert(_T).values(**values).on_conflict_do_nothing())
+    conn.execute(dialect.insert(conn, _T).values(**values).on_conflict_do_nothing())
     return str(conn.execute(sa.select(_T.c.value).where(_T.c.name == name)).scalar_one())
