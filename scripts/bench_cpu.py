@@ -67,12 +67,6 @@ this shared 2-core machine weighs on both sides alike) runs, in this order:
    burst is handed to serve's own worker. No target: the table says what 2
    cores allow.
 
-``--baseline-tree DIR`` adds, in every round right after each serve run, one serve
-round of another checkout on the same backend, run by that checkout's own
-``bench_cpu.py`` and ``.venv`` (its own schema and receiver): issue 25's check
-that CPU per delivery is <= 0.75x the service at the issue's starting commit
-(``git worktree add --detach /tmp/start 4c2af50 && make -C /tmp/start venv``).
-
 Also printed once: the start-up CPU of ``webhooks serve`` (user+sys from exec
 until it prints that it serves, median over every start of the run) and how
 much of ``.venv`` has compiled bytecode (with PYTHONDONTWRITEBYTECODE set, as
@@ -83,7 +77,7 @@ Exit status 1 if a target is missed or a run lost a delivery or an attempt.
 Not a test: figures depend on the machine. Run: ``make bench-cpu
 CPU_ARGS="--events 3000 --rounds 2"`` or ``.venv/bin/python scripts/bench_cpu.py
 [--events N] [--rounds R] [--backends sqlite,postgres] [--workers 0,1,2]
-[--phases raw,serve,scaleout] [--serve-in-flight K] [--baseline-tree DIR]``.
+[--phases raw,serve,scaleout] [--serve-in-flight K]``.
 """
 
 from __future__ import annotations
@@ -146,8 +140,6 @@ CPU_RATIO_TARGET = 2.0
 DURABLE_RATIO_TARGET = 1.5  # issue 25: serve on PostgreSQL vs the durable raw loop
 DURABLE_TABLE = "bench_raw_attempts"  # the durable raw loop's scratch table
 THROUGHPUT_RATIO_TARGET = 0.6
-# issue 25: serve's CPU per delivery vs the service at the issue's starting commit
-BASELINE_RATIO_TARGET = 0.75
 WINDOW_TIMEOUT = 300.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVING = "webhooks: serving gRPC on "
@@ -678,33 +670,6 @@ def service_run(
         drop_database(url, args.postgres_url)
 
 
-def baseline_run(tree: Path, backend: str, args: argparse.Namespace) -> tuple[float, float]:
-    """(deliveries/s, CPU s/1000) of ``serve`` on ``backend`` at another checkout.
-
-    The other checkout's own ``bench_cpu.py`` runs one serve round with its own code,
-    schema and receiver (``--baseline-tree``: e.g. the commit an issue started from, in a
-    temporary worktree with its own ``make venv``), so both versions are measured in the
-    same rounds of one run, alternating.
-    """
-    python = tree / ".venv" / "bin" / "python"
-    command = [str(python), str(tree / "scripts" / "bench_cpu.py"), "--phases", "serve"]
-    command += ["--rounds", "1", "--backends", backend, "--events", str(args.events)]
-    command += ["--postgres-url", args.postgres_url]
-    if args.pg_this_database_only:
-        command.append("--pg-this-database-only")
-    done = subprocess.run(command, cwd=tree, capture_output=True, text=True, timeout=900)
-    label = "serve on SQLite" if backend == "sqlite" else "serve on PostgreSQL"
-    for line in done.stdout.splitlines():
-        if line.startswith(label):
-            # the name column's width differs between versions: the first two numbers
-            rate, per_1000 = re.findall(r"\d[\d,]*(?:\.\d+)?", line[len(label) :])[:2]
-            return float(rate.replace(",", "")), float(per_1000)
-    raise RuntimeError(
-        f"the baseline tree {tree} printed no {label!r} row:\n{done.stdout[-2000:]}"
-        f"{done.stderr[-2000:]}"
-    )
-
-
 # -- report -------------------------------------------------------------------------------
 
 
@@ -875,17 +840,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="leave out PostgreSQL backends of other databases (someone else's load)",
     )
-    parser.add_argument(
-        "--baseline-tree",
-        type=Path,
-        help=(
-            "another checkout with its own .venv (e.g. an issue's starting commit): its serve "
-            f"runs in the same rounds; checks CPU per delivery <= {BASELINE_RATIO_TARGET}x it"
-        ),
-    )
     args = parser.parse_args(argv)
-    if args.baseline_tree and not (args.baseline_tree / ".venv" / "bin" / "python").exists():
-        parser.error(f"--baseline-tree: {args.baseline_tree}/.venv is missing (make venv there)")
     phases = set(args.phases.split(","))
     if not phases <= set(PHASES):
         parser.error(f"--phases: choose from {', '.join(PHASES)}")
@@ -921,9 +876,6 @@ def main(argv: list[str] | None = None) -> int:
     durable: dict[str, list[Run]] = {b: [] for b in durable_backends}
     serve: dict[str, list[Run]] = {b: [] for b in backends}
     scale: dict[int, list[Run]] = {w: [] for w in scaleout}
-    baseline: dict[str, list[tuple[float, float]]] = {
-        b: [] for b in (backends if args.baseline_tree else [])
-    }
     problems: list[str] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -937,8 +889,6 @@ def main(argv: list[str] | None = None) -> int:
                     serve[backend].append(
                         service_run(backend, 0, args, rx, port, tmp, receiver_pid=receiver.pid or 0)
                     )
-                    if backend in baseline:
-                        baseline[backend].append(baseline_run(args.baseline_tree, backend, args))
                 for w in scaleout:
                     if w == 0 and "postgres" in serve and args.serve_in_flight == MAX_IN_FLIGHT:
                         scale[0].append(serve["postgres"][-1])
@@ -1030,17 +980,6 @@ def main(argv: list[str] | None = None) -> int:
             checks[f"{backend} rate ratio >= {THROUGHPUT_RATIO_TARGET}"] = (
                 rate_ratio >= THROUGHPUT_RATIO_TARGET
             )
-    for backend, pairs in baseline.items():
-        cpu_vs = med([r.per_1000 / b[1] for r, b in zip(serve[backend], pairs, strict=True)])
-        rate_vs = med([r.rate / b[0] for r, b in zip(serve[backend], pairs, strict=True)])
-        print(
-            f"{'serve at ' + args.baseline_tree.name + ' ' + names[backend]:42} "
-            f"{med([b[0] for b in pairs]):8,.0f} {med([b[1] for b in pairs]):11.3f}"
-            f"   this tree vs it: CPU {cpu_vs:.2f}x, rate {rate_vs:.2f}x"
-        )
-        checks[f"{backend} CPU vs baseline tree <= {BASELINE_RATIO_TARGET}"] = (
-            cpu_vs <= BASELINE_RATIO_TARGET
-        )
     print("  rounds (deliv/s, CPU s/1000):")
     for name, runs in [
         *((f"raw {k}", v) for k, v in raw.items()),
@@ -1048,8 +987,6 @@ def main(argv: list[str] | None = None) -> int:
         *((f"serve {k}", v) for k, v in serve.items()),
     ]:
         print(f"    {name:20} " + "  ".join(f"{r.rate:,.0f} {r.per_1000:.3f}" for r in runs))
-    for k, pairs in baseline.items():
-        print(f"    {'baseline ' + k:20} " + "  ".join(f"{b[0]:,.0f} {b[1]:.3f}" for b in pairs))
     for label, part, runs in (
         ("durable raw loop", "loop", durable.get("postgres", [])),
         ("serve", "serve", serve.get("postgres", [])),
