@@ -2,12 +2,12 @@
 
 * Each case's bootstrap equals, as parsed data, the one recorded in
   ``tests/data/gateway_bootstrap.json``. The record was made by the text
-  renderer of today (``envoy.yaml.tmpl`` filled with ``string.Template``,
-  parsed with PyYAML), so that its rewrite as data (issue 24.4) can show it
-  changes nothing Envoy reads. It is
-  rendered over the small gateway folder ``tests/data/gateway/`` (four REST
-  paths, a stand-in request check, a dashboard of four files and one that is
-  not served), so that a new endpoint or dashboard file does not change it.
+  renderer that the data renderer replaced (issue 24.4: ``envoy.yaml.tmpl``
+  filled with ``string.Template``, parsed with PyYAML), so the rewrite changed
+  nothing Envoy reads. It is rendered over the small gateway folder
+  ``tests/data/gateway/`` (four REST paths, a stand-in request check, a
+  dashboard of four files and one that is not served), so that a new endpoint
+  or dashboard file does not change it.
   A change of the configuration made on purpose is re-recorded with
   ``WEBHOOKS_RECORD_BOOTSTRAP=1 pytest tests/test_gateway_bootstrap.py``, and
   the diff of the record is what a reviewer reads.
@@ -29,8 +29,15 @@ from typing import Any
 import pytest
 
 from tests.support.envoy import require_envoy
-from webhooks_service.gateway import GatewayConfig, GatewayFiles, find_envoy, find_gateway_dir
-from webhooks_service.gateway.config import render
+from webhooks_service.errors import ConfigurationError
+from webhooks_service.gateway import (
+    GatewayConfig,
+    GatewayFiles,
+    find_envoy,
+    find_gateway_dir,
+    request_checks,
+)
+from webhooks_service.gateway.config import bootstrap, render
 from webhooks_service.hostport import parse_address
 
 pytestmark = [pytest.mark.gateway, pytest.mark.timeout(120)]
@@ -117,15 +124,9 @@ def _placeholders(value: Any, folder: str) -> Any:
     return value
 
 
-def _parsed(text: str) -> Any:
-    import yaml  # type: ignore[import-untyped]  # the text renderer writes YAML
-
-    return yaml.safe_load(text)
-
-
 def _rendered(case: str) -> Any:
     files = GatewayFiles.in_dir(FIXTURE)
-    return _placeholders(_parsed(render(CASES[case](files))), str(FIXTURE.resolve()))
+    return _placeholders(json.loads(render(CASES[case](files))), str(FIXTURE.resolve()))
 
 
 def test_record_is_complete() -> None:
@@ -145,7 +146,7 @@ def test_bootstrap_equals_the_record(case: str) -> None:
 def test_envoy_accepts_the_bootstrap(case: str, tmp_path: Path) -> None:
     require_envoy()
     config = CASES[case](GatewayFiles.in_dir(find_gateway_dir()))
-    path = tmp_path / "envoy.yaml"
+    path = tmp_path / "envoy.json"
     path.write_text(render(config))
     result = subprocess.run(
         [str(find_envoy()), "--mode", "validate", "-c", str(path), "--disable-hot-restart"],
@@ -156,3 +157,29 @@ def test_envoy_accepts_the_bootstrap(case: str, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:] + result.stdout[-2000:]
     assert "OK" in result.stdout + result.stderr
+
+
+def test_the_request_checks_come_before_the_transcoder_in_their_order() -> None:
+    """request_checks.py names the checks in the order a request meets them."""
+    config = CASES["cors"](GatewayFiles.in_dir(FIXTURE))
+    manager = bootstrap(config)["static_resources"]["listeners"][0]["filter_chains"][0]
+    filters = [f["name"] for f in manager["filters"][0]["typed_config"]["http_filters"]]
+    assert filters == [
+        "webhooks.vary_origin",
+        "envoy.filters.http.cors",
+        "envoy.filters.http.header_mutation",
+        "envoy.filters.http.buffer",  # 2. body size
+        "envoy.filters.http.lua",  # 3. header names
+        request_checks.REQUEST_CHECK_FILTER,  # 4. request shape
+        "envoy.filters.http.grpc_json_transcoder",  # 5. the transcoder's own
+        "envoy.filters.http.router",
+    ]
+
+
+def test_an_openapi_file_that_is_not_one_is_named(tmp_path: Path) -> None:
+    for name in ("descriptor.pb", "request_check.lua"):
+        (tmp_path / name).write_text("")
+    for text in ("{not json", '["a list"]', '{"paths": 3}'):
+        (tmp_path / "openapi.json").write_text(text)
+        with pytest.raises(ConfigurationError, match=r"openapi\.json: not an OpenAPI description"):
+            render(_config(GatewayFiles.in_dir(tmp_path)))
