@@ -35,6 +35,7 @@ from webhooks_service.gateway import (
     GatewayFiles,
     find_envoy,
     find_gateway_dir,
+    replies,
     request_checks,
 )
 from webhooks_service.gateway.config import bootstrap, render
@@ -183,3 +184,11 @@ def test_an_openapi_file_that_is_not_one_is_named(tmp_path: Path) -> None:
         (tmp_path / "openapi.json").write_text(text)
         with pytest.raises(ConfigurationError, match=r"openapi\.json: not an OpenAPI description"):
             render(_config(GatewayFiles.in_dir(tmp_path)))
+
+
+def test_the_request_check_marks_its_replies_where_the_mappers_look() -> None:
+    """The request check's 400s pass through the local-reply mappers unchanged
+    only if the Lua sets the metadata replies.py matches on."""
+    lua = (find_gateway_dir() / "request_check.lua").read_text()
+    mark = f'dynamicMetadata():set("{replies.METADATA_NAMESPACE}", "{replies.API_ERROR_KEY}", "1")'
+    assert mark in lua

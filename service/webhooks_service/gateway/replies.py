@@ -36,7 +36,9 @@ GRPC_CODE_FOR_HTTP_STATUS: dict[int, int] = {
 }
 _UNKNOWN = 2  # google.rpc.Code.UNKNOWN, for any other error status
 
-# Where the request check (request_checks.py) marks its own replies.
+# The dynamic metadata where the request check marks its own replies
+# (refuse() in gateway/request_check.lua sets webhooks.gateway.api_error = "1");
+# the OpenAPI route keeps its server address in the same namespace (routes.py).
 METADATA_NAMESPACE = "webhooks.gateway"
 API_ERROR_KEY = "api_error"
 

@@ -19,6 +19,7 @@ import re
 from typing import Any
 
 from webhooks_service.errors import ConfigurationError
+from webhooks_service.gateway.replies import METADATA_NAMESPACE
 from webhooks_service.gateway.request_checks import OPENAPI_PATH, REQUEST_CHECK_FILTER
 from webhooks_service.gateway.settings import GatewayConfig
 
@@ -225,11 +226,11 @@ def _openapi_servers_lua() -> str:
     return f"""\
 function envoy_on_request(handle)
   local here = handle:streamInfo():downstreamLocalAddress() or ""
-  handle:streamInfo():dynamicMetadata():set("webhooks.gateway", "server",
+  handle:streamInfo():dynamicMetadata():set({json.dumps(METADATA_NAMESPACE)}, "server",
     "http://" .. here)
 end
 function envoy_on_response(handle)
-  local meta = handle:streamInfo():dynamicMetadata():get("webhooks.gateway")
+  local meta = handle:streamInfo():dynamicMetadata():get({json.dumps(METADATA_NAMESPACE)})
   local server = meta and meta["server"]
   if not server or not server:match("^https?://[%w%.%-%[%]:]+$") then return end
   handle:headers():remove("content-length")
