@@ -4,7 +4,7 @@ protoc hands a plugin a ``CodeGeneratorRequest`` on stdin (every .proto file
 involved, with comments in ``source_code_info``) and reads a
 ``CodeGeneratorResponse`` from stdout. This one writes ``openapi.json``
 describing what Envoy's gRPC-JSON transcoder serves, as configured in
-``gateway/envoy.yaml.tmpl``:
+``webhooks_service/gateway/bootstrap.py``:
 
 - one operation per RPC with a ``google.api.http`` rule (GET query parameters
   from the request's scalar fields, ``body: "*"`` as the JSON request body);

