@@ -75,11 +75,14 @@ def _columns(*names: str) -> list[sa.ColumnClause[Any]]:
 # Every input event carries its planned deliveries ("targets", each perhaps
 # handed over); only events actually inserted (not duplicates) get theirs.
 # The events come as a JSON array of arrays [organisation_id, event_id,
-# event_type, occurred_at, traceparent, [[config_id, claimed, parked, held],
-# ...], ordering_key, sequence] (parked: waiting for the endpoint's
-# verification; held: waiting behind its key's head, storage/ordering.py)
-# and, in
-# the same order, their payloads as one text joined by the ASCII record
+# event_type, occurred_at, traceparent, [[config_id, claimed, parked, held,
+# head], ...], ordering_key, sequence] (parked: waiting for the endpoint's
+# verification; held: waiting behind its key's head, storage/ordering.py;
+# head: the first of the batch for its ordered key, held only if the key
+# already has a pending delivery, which this statement reads: it runs after
+# the upsert that locked the keys, so its snapshot sees every delivery of the
+# key committed before, one round trip less under the lock) and, in the same
+# order, their payloads as one text joined by the ASCII record
 # separator (``PG_PAYLOAD_SEPARATOR``), which JSON text never contains raw: so
 # neither Python nor the server escapes or unescapes the payloads. ``ROWS
 # FROM`` reads the two side by side.
@@ -106,19 +109,27 @@ _PG_INSERT = (
         ORDER BY n
         ON CONFLICT (organisation_id, event_id) DO NOTHING
         RETURNING pk, organisation_id, event_id
+    ), t AS (
+        SELECT e.organisation_id, e.pk, t.value ->> 0 AS config_id, v.ordering_key,
+               v.sequence, v.n, t.n AS tn, CAST(t.value ->> 1 AS boolean) AS claimed,
+               CAST(t.value ->> 2 AS boolean) AS parked,
+               CASE WHEN CAST(t.value ->> 3 AS boolean) THEN true
+                    WHEN CAST(t.value ->> 4 AS boolean)
+                    THEN {ordering.busy_probe("t.value ->> 0", "v.ordering_key")}
+                    ELSE false END AS held
+        FROM e JOIN v ON v.organisation_id = e.organisation_id AND v.event_id = e.event_id
+        CROSS JOIN LATERAL json_array_elements(v.targets) WITH ORDINALITY AS t(value, n)
     ), d AS (
         INSERT INTO deliveries (organisation_id, event_pk, config_id, status, attempts,
                                 next_attempt_at, claim_token, created_at, updated_at,
                                 ordering_key, sequence)
-        SELECT e.organisation_id, e.pk, t.value ->> 0, 'pending', 0,
-               CASE WHEN CAST(t.value ->> 3 AS boolean) THEN :held
-                    WHEN CAST(t.value ->> 1 AS boolean) THEN :lease_end
-                    WHEN CAST(t.value ->> 2 AS boolean) THEN :parked ELSE :now END,
-               CASE WHEN CAST(t.value ->> 1 AS boolean) THEN :claim_token END, :now, :now,
-               v.ordering_key, v.sequence
-        FROM e JOIN v ON v.organisation_id = e.organisation_id AND v.event_id = e.event_id
-        CROSS JOIN LATERAL json_array_elements(v.targets) WITH ORDINALITY AS t(value, n)
-        ORDER BY v.n, t.n
+        SELECT organisation_id, pk, config_id, 'pending', 0,
+               CASE WHEN held THEN :held WHEN claimed THEN :lease_end
+                    WHEN parked THEN :parked ELSE :now END,
+               CASE WHEN claimed AND NOT held THEN :claim_token END, :now, :now,
+               ordering_key, sequence
+        FROM t
+        ORDER BY n, tn
         RETURNING id, event_pk, config_id, claim_token, next_attempt_at
     )
     -- the events stored (the others were duplicates) ...
@@ -282,8 +293,11 @@ class PublishWriter:
             for t, _ in p.deliveries
             if t.ordered
         }
-        busy = ordering.busy_keys(self.conn, wanted)
+        # SQLite reads which keys are busy here; PostgreSQL's insert statement
+        # does, for the batch's first delivery of each key (``heads``).
+        busy = ordering.busy_keys(self.conn, wanted) if self.sqlite else set()
         held: set[tuple[str, str, str]] = set()
+        heads: set[tuple[str, str, str]] = set()
         for p in planned:
             e = p.event
             if not e.ordering_key or (e.organisation_id, e.event_id) not in sequences:
@@ -295,24 +309,34 @@ class PublishWriter:
                     held.add((e.organisation_id, e.event_id, t.config_id))
                 else:
                     busy.add((t.config_id, e.ordering_key))  # this one is the key's head
-        return _Order(sequences, held)
+                    if not self.sqlite:
+                        heads.add((e.organisation_id, e.event_id, t.config_id))
+        return _Order(sequences, held, heads)
 
 
 @dataclass(frozen=True, slots=True)
 class _Order:
     """The ordering decisions of one insert: ``sequences`` by (organisation_id,
-    event_id), ``held`` as (organisation_id, event_id, config_id)."""
+    event_id), ``held`` as (organisation_id, event_id, config_id), and
+    ``heads`` (PostgreSQL): deliveries held only if their key is busy, which
+    the insert statement reads."""
 
     sequences: dict[tuple[str, str], int]
     held: set[tuple[str, str, str]]
+    heads: set[tuple[str, str, str]]
 
     def is_held(self, event: NewEvent, target: Target) -> bool:
         return bool(self.held) and (event.organisation_id, event.event_id, target.config_id) in (
             self.held
         )
 
+    def is_head(self, event: NewEvent, target: Target) -> bool:
+        return bool(self.heads) and (event.organisation_id, event.event_id, target.config_id) in (
+            self.heads
+        )
 
-_NO_ORDER = _Order({}, set())
+
+_NO_ORDER = _Order({}, set(), set())
 
 
 @contextmanager
@@ -546,7 +570,7 @@ def _insert_pg(
                 occurred,
                 e.traceparent,
                 [
-                    (t.config_id, claimed and not held, t.waits, held)
+                    (t.config_id, claimed and not held, t.waits, held, order.is_head(e, t))
                     for t, claimed in p.deliveries
                     for held in (order.is_held(e, t),)
                 ],

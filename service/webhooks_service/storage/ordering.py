@@ -168,10 +168,19 @@ _STORED_SQLITE = sa.text(
 # order (config, key, next_attempt_at, sequence): a correlated probe written in
 # the index's order, so that the planner takes that index even with stale
 # statistics (see _PROMOTE).
-_HEAD = """(SELECT {column} FROM deliveries AS h
-        WHERE h.config_id = k.config_id AND h.ordering_key = k.ordering_key
+_HEAD_OF = """(SELECT {{column}} FROM deliveries AS h
+        WHERE h.config_id = {config} AND h.ordering_key = {key}
           AND h.status = 'pending' AND h.ordering_key IS NOT NULL
         ORDER BY h.next_attempt_at, h.sequence LIMIT 1)"""
+_HEAD = _HEAD_OF.format(config="k.config_id", key="k.ordering_key")
+
+
+def busy_probe(config: str, key: str) -> str:
+    """SQL true when (``config``, ``key``), two SQL expressions, has a pending
+    delivery (active or held): the probe of ``busy_keys`` for a statement of
+    its own (PostgreSQL's publish insert, ``storage/events.py``). Its snapshot
+    must come after the key's lock (``sequence_events``), as for ``busy_keys``."""
+    return _HEAD_OF.format(config=config, key=key).format(column="h.id") + " IS NOT NULL"
 _BUSY = (
     "WITH k AS ({keys}) SELECT k.config_id, k.ordering_key, "
     + _HEAD.format(column="h.id")
