@@ -35,11 +35,12 @@ publish leaves no gap.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -202,23 +203,33 @@ _BUSY_SQLITE = sa.text(_BUSY.format(keys=_KEYS_SQLITE))
 # concurrent DeleteWebhookConfig cancels without the key locks) is wrapped in
 # a CASE so that no partial index "status = 'pending'" is matched to it
 # (PostgreSQL would AND a scan of every pending row in).
+# PostgreSQL's claiming promotion (``promote_claimed``) joins the event and the
+# configuration to RETURN the claim data itself: no read after it.
 _PROMOTE = """
     WITH k AS ({keys}),
     nxt AS (SELECT {head} AS id FROM k)
-    UPDATE deliveries SET next_attempt_at = :due, claim_token = :token, updated_at = :now
-    WHERE {ids} AND (CASE WHEN status = 'pending' THEN true END)
-    RETURNING id
+    UPDATE deliveries AS d SET next_attempt_at = :due, claim_token = :token, updated_at = :now
+    {joins}
+    WHERE {ids} AND (CASE WHEN d.status = 'pending' THEN true END) {join_on}
+    RETURNING {returning}
 """
 
 
-def _promote_statement(pg: bool) -> sa.TextClause:
+def _promote_statement(pg: bool, returning: str = "") -> sa.TextClause:
     # PostgreSQL: = ANY(ARRAY(...)) makes the UPDATE look the few ids up by key
     # (IN (subquery) may become a hash join over every held row).
-    ids = "id = ANY(ARRAY(SELECT id FROM nxt WHERE id IS NOT NULL))"
+    ids = "d.id = ANY(ARRAY(SELECT id FROM nxt WHERE id IS NOT NULL))"
     if not pg:
-        ids = "id IN (SELECT id FROM nxt WHERE id IS NOT NULL)"
+        ids = "d.id IN (SELECT id FROM nxt WHERE id IS NOT NULL)"
     head = _HEAD.format(column="CASE WHEN h.next_attempt_at = :held THEN h.id END")
-    sql = _PROMOTE.format(keys=_KEYS_PG if pg else _KEYS_SQLITE, ids=ids, head=head)
+    sql = _PROMOTE.format(
+        keys=_KEYS_PG if pg else _KEYS_SQLITE,
+        ids=ids,
+        head=head,
+        joins="FROM events AS e, webhook_configs AS c" if returning else "",
+        join_on="AND e.pk = d.event_pk AND c.id = d.config_id" if returning else "",
+        returning=returning or ("d.id" if pg else "id"),  # SQLite: no alias in RETURNING
+    )
     return sa.text(sql).bindparams(
         sa.bindparam("held", type_=UTCDateTime()),
         sa.bindparam("due", type_=UTCDateTime()),
@@ -230,6 +241,53 @@ _PROMOTE_PG = _promote_statement(True)
 _PROMOTE_SQLITE = _promote_statement(False)
 
 
+def lock_ended_cte(ended: str) -> str:
+    """PostgreSQL: a CTE body that locks, in key order, the sequence rows of
+    the keys in ``ended`` (a CTE with organisation_id and ordering_key): for
+    ``finish_batch``'s statement, so that its promotion (``promote_claimed`` or
+    ``promote`` with ``locked``, a later statement) needs no ``lock_keys`` round
+    trip. The CTE must be referenced (a SELECT in WITH runs only when read)."""
+    return (
+        "SELECT s.organisation_id FROM ordering_sequences AS s"
+        " WHERE (s.organisation_id, s.ordering_key) IN"
+        f" (SELECT organisation_id, ordering_key FROM {ended})"
+        " ORDER BY s.organisation_id, s.ordering_key FOR UPDATE OF s"
+    )
+
+
+@functools.cache
+def _promote_returning(returning: str) -> sa.TextClause:
+    return _promote_statement(True, returning)
+
+
+def promote_claimed(
+    conn: sa.Connection,
+    keys: Iterable[tuple[str, str, str]],
+    *,
+    now: datetime,
+    claim: tuple[str, datetime],
+    returning: str,
+) -> Sequence[sa.Row[Any]]:
+    """PostgreSQL: ``promote`` under ``claim`` for keys the caller has locked
+    already (``lock_ended_cte``), in one statement that RETURNs ``returning``
+    (columns of ``deliveries AS d``, ``events AS e``, ``webhook_configs AS c``):
+    the promoted deliveries' claim data."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return []
+    token, until = claim
+    return conn.execute(
+        _promote_returning(returning),
+        {
+            "keys": json.dumps([[c, k] for _, c, k in wanted]),
+            "held": HELD_UNTIL,
+            "due": until,
+            "token": token,
+            "now": now,
+        },
+    ).all()
+
+
 def promote(
     conn: sa.Connection,
     keys: Iterable[tuple[str, str, str]],
@@ -237,18 +295,20 @@ def promote(
     now: datetime,
     claim: tuple[str, datetime] | None = None,
     due: datetime | None = None,
+    locked: bool = False,
 ) -> list[int]:
     """Make the next held delivery of each ``(organisation_id, config_id,
     ordering_key)`` active where none is: due at ``due`` (default now; an
     endpoint waiting for its verification gives PARKED_UNTIL), or, with
-    ``claim`` (token, lease end), claimed by the caller. Locks the keys first.
-    Returns the ids promoted. Harmless for a key that still has an active
+    ``claim`` (token, lease end), claimed by the caller. Locks the keys first
+    (unless ``locked``: the caller's earlier statement did). Returns the ids promoted. Harmless for a key that still has an active
     delivery."""
     wanted = sorted(set(keys))
     if not wanted:
         return []
     pg = _pg(conn)
-    lock_keys(conn, [(org, key) for org, _, key in wanted])
+    if not locked:
+        lock_keys(conn, [(org, key) for org, _, key in wanted])
     token, due = claim if claim is not None else (None, due or now)
     rows = conn.execute(
         _PROMOTE_PG if pg else _PROMOTE_SQLITE,
