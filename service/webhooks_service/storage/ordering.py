@@ -113,6 +113,50 @@ def sequence_events(
     return numbered
 
 
+# PostgreSQL: sequence_events as one textual statement for the pipelined publish
+# (storage/events.py): each (organisation_id, ordering_key, count) adds its count,
+# the rows locked in the database's key order (that of lock_keys and
+# lock_ended_cte, so publisher and finisher never deadlock), with no RETURNING:
+# the insert that follows reads the numbers under the lock itself
+# (``SEQUENCE_OF``).
+PG_SEQUENCE_UPSERT = sa.text(
+    """
+    INSERT INTO ordering_sequences AS s (organisation_id, ordering_key, last_sequence)
+    SELECT x.value ->> 0, x.value ->> 1, CAST(x.value ->> 2 AS bigint)
+    FROM json_array_elements(CAST(:counts AS json)) AS x(value)
+    ORDER BY 1, 2
+    ON CONFLICT (organisation_id, ordering_key)
+    DO UPDATE SET last_sequence = s.last_sequence + excluded.last_sequence
+    """
+)
+
+
+def sequence_counts(
+    keyed: Sequence[tuple[str, str, str]],
+) -> tuple[str, dict[tuple[str, str], int]]:
+    """PostgreSQL's pipelined numbering: ``(organisation_id, event_id,
+    ordering_key)`` in acceptance order in (no duplicates); out, the
+    ``:counts`` of ``PG_SEQUENCE_UPSERT`` and, by (organisation_id, event_id),
+    how far below its key's new last number each event's number is (the
+    insert computes ``SEQUENCE_OF``)."""
+    counts = Counter((org, key) for org, _, key in keyed)
+    left = dict(counts)
+    below: dict[tuple[str, str], int] = {}
+    for org, event_id, key in keyed:
+        left[(org, key)] -= 1
+        below[(org, event_id)] = left[(org, key)]
+    return json.dumps([[o, k, n] for (o, k), n in sorted(counts.items())]), below
+
+
+def sequence_of(org: str, key: str, below: str) -> str:
+    """SQL: an event's number in the statement after ``PG_SEQUENCE_UPSERT``, from
+    its key's locked row (``below``: ``sequence_counts``' offset)."""
+    return (
+        f"(SELECT q.last_sequence FROM ordering_sequences AS q"
+        f" WHERE q.organisation_id = {org} AND q.ordering_key = {key}) - {below}"
+    )
+
+
 def busy_keys(conn: sa.Connection, pairs: Iterable[ConfigKey]) -> set[ConfigKey]:
     """The (configuration, key) pairs that have a pending delivery (active or held):
     one probe of ix_deliveries_ordering per pair (see ``_HEAD``)."""
@@ -182,6 +226,8 @@ def busy_probe(config: str, key: str) -> str:
     its own (PostgreSQL's publish insert, ``storage/events.py``). Its snapshot
     must come after the key's lock (``sequence_events``), as for ``busy_keys``."""
     return _HEAD_OF.format(config=config, key=key).format(column="h.id") + " IS NOT NULL"
+
+
 _BUSY = (
     "WITH k AS ({keys}) SELECT k.config_id, k.ordering_key, "
     + _HEAD.format(column="h.id")
@@ -301,8 +347,8 @@ def promote(
     ordering_key)`` active where none is: due at ``due`` (default now; an
     endpoint waiting for its verification gives PARKED_UNTIL), or, with
     ``claim`` (token, lease end), claimed by the caller. Locks the keys first
-    (unless ``locked``: the caller's earlier statement did). Returns the ids promoted. Harmless for a key that still has an active
-    delivery."""
+    (unless ``locked``: the caller's earlier statement did). Returns the ids
+    promoted. Harmless for a key that still has an active delivery."""
     wanted = sorted(set(keys))
     if not wanted:
         return []

@@ -476,7 +476,9 @@ def _promote(
     if claim_next is not None and promoted is not None:
         claim = (claim_next.token, claim_next.until)
         if pg:
-            rows = ordering.promote_claimed(conn, ended, now=now, claim=claim, returning=_CLAIMED_PG)
+            rows = ordering.promote_claimed(
+                conn, ended, now=now, claim=claim, returning=_CLAIMED_PG
+            )
             got = [_claimed(r, claim_next.token, claim_next.until) for r in rows]
             promoted.extend(sorted(got, key=operator.attrgetter("id")))
             return
