@@ -94,6 +94,8 @@ def _columns(*names: str) -> list[sa.ColumnClause[Any]]:
 # neither Python nor the server escapes or unescapes the payloads. ``ROWS
 # FROM`` reads the two side by side.
 PG_PAYLOAD_SEPARATOR = "\x1e"
+_SEQUENCE = ordering.sequence_of("x.value ->> 0", "x.value ->> 6", "CAST(x.value ->> 7 AS bigint)")
+_BUSY = ordering.busy_probe("t.value ->> 0", "v.ordering_key")
 _PG_INSERT = (
     sa.text(
         f"""
@@ -102,10 +104,7 @@ _PG_INSERT = (
                x.value ->> 2 AS event_type, CAST(x.value ->> 3 AS timestamptz) AS occurred_at,
                x.value ->> 4 AS traceparent, x.value -> 5 AS targets,
                x.value ->> 6 AS ordering_key,
-               CASE WHEN x.value ->> 7 IS NOT NULL THEN {
-            ordering.sequence_of("x.value ->> 0", "x.value ->> 6", "CAST(x.value ->> 7 AS bigint)")
-        } END
-               AS sequence,
+               CASE WHEN x.value ->> 7 IS NOT NULL THEN {_SEQUENCE} END AS sequence,
                x.payload
         FROM ROWS FROM (
             json_array_elements(CAST(:rows AS json)),
@@ -126,7 +125,7 @@ _PG_INSERT = (
                CAST(t.value ->> 2 AS boolean) AS parked,
                CASE WHEN CAST(t.value ->> 3 AS boolean) THEN true
                     WHEN CAST(t.value ->> 4 AS boolean)
-                    THEN {ordering.busy_probe("t.value ->> 0", "v.ordering_key")}
+                    THEN {_BUSY}
                     ELSE false END AS held
         FROM e JOIN v ON v.organisation_id = e.organisation_id AND v.event_id = e.event_id
         CROSS JOIN LATERAL json_array_elements(v.targets) WITH ORDINALITY AS t(value, n)

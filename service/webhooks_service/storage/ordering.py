@@ -12,7 +12,8 @@ share an ordering key are attempted one at a time in sequence order. It is kept
   backoff holds back only its own key: the other keys' heads are due.
 - Publishing (``storage/events.py``) inserts a keyed delivery to an ordered
   configuration active only if its key has no pending delivery there yet (and
-  only the first of a batch): else held. Only active ones may be handed over
+  only the first of a batch): else held (PostgreSQL: the insert statement
+  probes, ``busy_probe``; SQLite: ``busy_keys`` before it). Only active ones may be handed over
   to the local worker, so the hand-off never overtakes a waiting delivery.
 - When an active delivery ends (delivered, failed, dead, cancelled),
   ``promote`` makes the key's lowest-sequence held delivery active: due now,
@@ -22,10 +23,13 @@ Races on PostgreSQL (READ COMMITTED, many processes): "is the key busy?" at
 publish and "promote the next one" at finish must not miss each other's
 uncommitted rows, else a delivery stays held for ever. Both take the key's
 ``ordering_sequences`` row lock first (publish: the upsert that numbers the
-events; finish, retry, replay: ``lock_keys``, in key order, so no deadlock)
-and then read in a *later statement*, whose snapshot sees what the other side
-committed before releasing the lock. On SQLite the write transaction (BEGIN
-IMMEDIATE) serialises everything already.
+events, ``PG_SEQUENCE_UPSERT``; finish: its own statement, ``lock_ended_cte``;
+retry, replay: ``lock_keys``; all in the database's key order, so no
+deadlock) and then read in a *later statement*, whose snapshot sees what the
+other side committed before releasing the lock (a statement's snapshot is
+taken before it waits for a lock, so the lock and the read cannot be one
+statement). On SQLite the write transaction (BEGIN IMMEDIATE) serialises
+everything already.
 
 Sequence numbers are per (organisation, key), 1, 2, 3, …, given in the publish
 transaction under that lock: in acceptance (commit) order, no duplicates. An
