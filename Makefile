@@ -21,7 +21,7 @@ help:
 	@echo "make proto-snapshot  record the protos as the contract (refuses breaking changes)"
 	@echo "make lint       ruff + mypy (strict)"
 	@echo "make demo       deliver signed events to a local receiver and print the log"
-	@echo "make bench      delivery throughput, latency and isolation, then CPU per delivery"
+	@echo "make bench      delivery throughput, latency and isolation, CPU per delivery, then stats, limits, signing, filters, ordering"
 	@echo "make bench-cpu  CPU per delivery: serve (SQLite, PostgreSQL), workers vs a raw loop"
 	@echo "make bench-signing  ed25519 vs HMAC: sign/verify CPU and CPU per delivery, same run"
 	@echo "make bench-fairness  a tenant's flood to a hanging receiver vs another's latency"
@@ -88,7 +88,8 @@ bench-stats: $(SYNCED)
 	$(PY) scripts/bench_stats.py $(BENCH_ARGS)
 
 # Delivery throughput vs a raw client, publish-to-receipt latency, isolation (SQLite, PostgreSQL);
-# then the CPU benchmark below.
+# then the CPU benchmark below, and the stats, limits, signing, filters and ordering ones
+# (bench-ordering: an ordered endpoint with 1,000 keys vs unordered, target >= 0.8x).
 bench: $(SYNCED)
 	$(PY) scripts/bench_delivery.py $(BENCH_ARGS)
 	$(PY) scripts/bench_cpu.py $(CPU_ARGS)

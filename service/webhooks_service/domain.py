@@ -87,13 +87,20 @@ STATUS_AFTER: dict[Outcome, DeliveryStatus] = {
 ENDED = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.FAILED, DeliveryStatus.DEAD})
 
 
-# Ordered delivery per key (issue 22, docs/reliability.md). A pending delivery
-# of an ordered endpoint that waits behind an earlier delivery of its ordering
-# key is *held*: its next_attempt_at is this instant, which the claim query's
-# range (next_attempt_at <= now) never reaches, so the claim neither takes nor
-# scans it. When the key's active delivery ends, the next one in sequence order
-# is promoted (storage/ordering.py). At most one delivery per (configuration,
-# key) is ever not held.
+# The two sentinels of deliveries.next_attempt_at, defined here only (storage
+# renders them per backend from these). Both lie after every real due time, so
+# the claim query's range (next_attempt_at <= now) never reaches them: the
+# claim neither takes nor scans such a delivery. PARKED_UNTIL < HELD_UNTIL, and
+# the queries rely on it ("parked" is PARKED_UNTIL <= t < HELD_UNTIL).
+#
+# Parked: waiting for the endpoint's ownership verification; verification
+# makes them due now (storage/configs.py).
+PARKED_UNTIL = datetime(9999, 1, 1, tzinfo=UTC)
+# Held, for ordered delivery per key (issue 22, docs/reliability.md): a pending
+# delivery of an ordered endpoint that waits behind an earlier delivery of its
+# ordering key. When the key's active delivery ends, the next one in sequence
+# order is promoted (storage/ordering.py). At most one delivery per
+# (configuration, key) is ever not held.
 HELD_UNTIL = datetime(9999, 12, 31, tzinfo=UTC)
 MAX_ORDERING_KEY = 128  # characters
 ORDERING_KEY_HEADER = "webhook-ordering-key"
@@ -118,12 +125,6 @@ class VerificationStatus(enum.StrEnum):
     NOT_REQUIRED = "not_required"  # its organisation does not require ownership verification
     PENDING = "pending"  # deliveries wait until the endpoint echoes a challenge
     VERIFIED = "verified"  # it echoed the challenge for its current URL
-
-
-# The due time of deliveries waiting for their endpoint's verification: after
-# every real due time, so the claim query never reaches them; verification
-# makes them due now (storage/configs.py).
-PARKED_UNTIL = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 def previous_secret_signs(expires_at: datetime | None, now: datetime) -> bool:

@@ -24,20 +24,25 @@ All of it is atomic: an event is never visible without its deliveries. On
 SQLite that is one write transaction; on PostgreSQL, where every round trip
 counts in publish latency, the write is one statement run in autocommit mode
 (after reading the configurations), so that psycopg sends no BEGIN and no
-COMMIT of their own: three round trips (pool ping, read, write).
+COMMIT of their own: three round trips (pool ping, read, write). Keyed
+events (storage/ordering.py) add a read of the duplicates, and their write is
+a transaction: BEGIN, the numbering upsert that locks the keys, the insert and
+COMMIT, sent as one psycopg pipeline (``_numbered_pg``): still one round trip.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -75,15 +80,22 @@ def _columns(*names: str) -> list[sa.ColumnClause[Any]]:
 # Every input event carries its planned deliveries ("targets", each perhaps
 # handed over); only events actually inserted (not duplicates) get theirs.
 # The events come as a JSON array of arrays [organisation_id, event_id,
-# event_type, occurred_at, traceparent, [[config_id, claimed, parked, held],
-# ...], ordering_key, sequence] (parked: waiting for the endpoint's
-# verification; held: waiting behind its key's head, storage/ordering.py)
-# and, in
-# the same order, their payloads as one text joined by the ASCII record
+# event_type, occurred_at, traceparent, [[config_id, claimed, parked, held,
+# head], ...], ordering_key, below] (parked: waiting for the endpoint's
+# verification; held: waiting behind its key's head, storage/ordering.py;
+# head: the first of the batch for its ordered key, held only if the key
+# already has a pending delivery, which this statement reads: it runs after
+# the upsert that locked the keys, so its snapshot sees every delivery of the
+# key committed before, one round trip less under the lock; below: how far
+# below its key's new last number the event's number is, read from the row
+# ``ordering.PG_SEQUENCE_UPSERT`` just locked, see ``_insert_pg``) and, in the same
+# order, their payloads as one text joined by the ASCII record
 # separator (``PG_PAYLOAD_SEPARATOR``), which JSON text never contains raw: so
 # neither Python nor the server escapes or unescapes the payloads. ``ROWS
 # FROM`` reads the two side by side.
 PG_PAYLOAD_SEPARATOR = "\x1e"
+_SEQUENCE = ordering.sequence_of("x.value ->> 0", "x.value ->> 6", "CAST(x.value ->> 7 AS bigint)")
+_BUSY = ordering.busy_probe("t.value ->> 0", "v.ordering_key")
 _PG_INSERT = (
     sa.text(
         f"""
@@ -91,7 +103,8 @@ _PG_INSERT = (
         SELECT x.n, x.value ->> 0 AS organisation_id, x.value ->> 1 AS event_id,
                x.value ->> 2 AS event_type, CAST(x.value ->> 3 AS timestamptz) AS occurred_at,
                x.value ->> 4 AS traceparent, x.value -> 5 AS targets,
-               x.value ->> 6 AS ordering_key, CAST(x.value ->> 7 AS bigint) AS sequence,
+               x.value ->> 6 AS ordering_key,
+               CASE WHEN x.value ->> 7 IS NOT NULL THEN {_SEQUENCE} END AS sequence,
                x.payload
         FROM ROWS FROM (
             json_array_elements(CAST(:rows AS json)),
@@ -106,31 +119,40 @@ _PG_INSERT = (
         ORDER BY n
         ON CONFLICT (organisation_id, event_id) DO NOTHING
         RETURNING pk, organisation_id, event_id
+    ), t AS (
+        SELECT e.organisation_id, e.pk, t.value ->> 0 AS config_id, v.ordering_key,
+               v.sequence, v.n, t.n AS tn, CAST(t.value ->> 1 AS boolean) AS claimed,
+               CAST(t.value ->> 2 AS boolean) AS parked,
+               CASE WHEN CAST(t.value ->> 3 AS boolean) THEN true
+                    WHEN CAST(t.value ->> 4 AS boolean)
+                    THEN {_BUSY}
+                    ELSE false END AS held
+        FROM e JOIN v ON v.organisation_id = e.organisation_id AND v.event_id = e.event_id
+        CROSS JOIN LATERAL json_array_elements(v.targets) WITH ORDINALITY AS t(value, n)
     ), d AS (
         INSERT INTO deliveries (organisation_id, event_pk, config_id, status, attempts,
                                 next_attempt_at, claim_token, created_at, updated_at,
                                 ordering_key, sequence)
-        SELECT e.organisation_id, e.pk, t.value ->> 0, 'pending', 0,
-               CASE WHEN CAST(t.value ->> 3 AS boolean) THEN :held
-                    WHEN CAST(t.value ->> 1 AS boolean) THEN :lease_end
-                    WHEN CAST(t.value ->> 2 AS boolean) THEN :parked ELSE :now END,
-               CASE WHEN CAST(t.value ->> 1 AS boolean) THEN :claim_token END, :now, :now,
-               v.ordering_key, v.sequence
-        FROM e JOIN v ON v.organisation_id = e.organisation_id AND v.event_id = e.event_id
-        CROSS JOIN LATERAL json_array_elements(v.targets) WITH ORDINALITY AS t(value, n)
-        ORDER BY v.n, t.n
-        RETURNING id, event_pk, config_id, claim_token, next_attempt_at
+        SELECT organisation_id, pk, config_id, 'pending', 0,
+               CASE WHEN held THEN :held WHEN claimed THEN :lease_end
+                    WHEN parked THEN :parked ELSE :now END,
+               CASE WHEN claimed AND NOT held THEN :claim_token END, :now, :now,
+               ordering_key, sequence
+        FROM t
+        ORDER BY n, tn
+        RETURNING id, event_pk, config_id, claim_token, next_attempt_at, sequence
     )
     -- the events stored (the others were duplicates) ...
     SELECT 'event' AS kind, pk, organisation_id, event_id, NULL AS delivery_id,
-           NULL AS config_id
+           NULL AS config_id, NULL AS sequence
     FROM e
     UNION ALL
     -- ... the deliveries handed to this process's worker ...
-    SELECT 'handed', event_pk, NULL, NULL, id, config_id FROM d WHERE claim_token IS NOT NULL
+    SELECT 'handed', event_pk, NULL, NULL, id, config_id, sequence
+    FROM d WHERE claim_token IS NOT NULL
     UNION ALL
     -- ... and a wake-up for the other processes if any delivery is left for them
-    SELECT 'notified', NULL, NULL, NULL, NULL, NULL FROM (
+    SELECT 'notified', NULL, NULL, NULL, NULL, NULL, NULL FROM (
         SELECT pg_notify('{NOTIFY_CHANNEL}', :token)
         WHERE EXISTS (SELECT 1 FROM d WHERE claim_token IS NULL AND next_attempt_at <= :now)
     ) AS notified
@@ -142,7 +164,11 @@ _PG_INSERT = (
         sa.bindparam("held", type_=UTCDateTime()),
         sa.bindparam("parked", type_=UTCDateTime()),
     )
-    .columns(*_columns("kind", "pk", "organisation_id", "event_id", "delivery_id", "config_id"))
+    .columns(
+        *_columns(
+            "kind", "pk", "organisation_id", "event_id", "delivery_id", "config_id", "sequence"
+        )
+    )
 )
 
 events = cast(sa.Table, Event.__table__)
@@ -204,7 +230,6 @@ class PublishWriter:
     def __init__(self, conn: sa.Connection, sqlite_db: bool) -> None:
         self.conn = conn
         self.sqlite = sqlite_db
-        self.began = False  # PostgreSQL: an explicit transaction (keyed events)
 
     def targets(self, org_ids: Sequence[str]) -> dict[str, list[Target]]:
         """The organisations' enabled configurations (NotFound for a missing organisation)."""
@@ -240,10 +265,11 @@ class PublishWriter:
         if len(by_key) < len(planned):
             planned = list(by_key.values())
         order = self._order(planned)
+        sequences: dict[int, int | None] = {}  # PostgreSQL: of the handed deliveries
         if self.sqlite:
             stored, handed = _insert_sqlite(self.conn, planned, now, lease, order)
         else:
-            stored, handed = _insert_pg(self.conn, planned, now, lease, order)
+            stored, handed = _insert_pg(self.conn, planned, now, lease, order, sequences)
         if lease is None or not handed:
             return Inserted(frozenset(stored), [])
         by_pk = {pk: key for key, pk in stored.items()}
@@ -252,14 +278,15 @@ class PublishWriter:
             key = by_pk[pk]
             plan = by_key[key]
             target = next(t for t, _ in plan.deliveries if t.config_id == config_id)
-            sequence = order.sequences.get(key)
+            sequence = order.sequences.get(key) if self.sqlite else sequences.get(delivery_id)
             out.append(_handed_over(delivery_id, pk, plan.event, target, lease, sequence))
         return Inserted(frozenset(stored), out)
 
     def _order(self, planned: Sequence[PlannedEvent]) -> _Order:
         """Sequence numbers for the keyed events and which of their deliveries to
         ordered configurations wait behind their key's head (storage/ordering.py).
-        On PostgreSQL this opens a transaction (the key locks last until the commit)."""
+        On SQLite it numbers them here; on PostgreSQL it only plans: the insert
+        numbers them in its pipelined transaction (``_insert_pg``)."""
         keyed = [
             (p.event.organisation_id, p.event.event_id, p.event.ordering_key)
             for p in planned
@@ -271,10 +298,12 @@ class PublishWriter:
         fresh = [k for k in keyed if (k[0], k[1]) not in stored]
         if not fresh:
             return _NO_ORDER
-        if not self.sqlite and not self.began:
-            self.conn.exec_driver_sql("BEGIN")
-            self.began = True
-        sequences = ordering.sequence_events(self.conn, fresh)
+        counts: str | None = None
+        if self.sqlite:
+            sequences = ordering.sequence_events(self.conn, fresh)
+        else:
+            counts, below = ordering.sequence_counts(fresh)
+            sequences = below
         wanted = {
             (t.config_id, p.event.ordering_key)
             for p in planned
@@ -282,8 +311,11 @@ class PublishWriter:
             for t, _ in p.deliveries
             if t.ordered
         }
-        busy = ordering.busy_keys(self.conn, wanted)
+        # SQLite reads which keys are busy here; PostgreSQL's insert statement
+        # does, for the batch's first delivery of each key (``heads``).
+        busy = ordering.busy_keys(self.conn, wanted) if self.sqlite else set()
         held: set[tuple[str, str, str]] = set()
+        heads: set[tuple[str, str, str]] = set()
         for p in planned:
             e = p.event
             if not e.ordering_key or (e.organisation_id, e.event_id) not in sequences:
@@ -295,45 +327,50 @@ class PublishWriter:
                     held.add((e.organisation_id, e.event_id, t.config_id))
                 else:
                     busy.add((t.config_id, e.ordering_key))  # this one is the key's head
-        return _Order(sequences, held)
+                    if not self.sqlite:
+                        heads.add((e.organisation_id, e.event_id, t.config_id))
+        return _Order(sequences, held, heads, counts)
 
 
 @dataclass(frozen=True, slots=True)
 class _Order:
     """The ordering decisions of one insert: ``sequences`` by (organisation_id,
-    event_id), ``held`` as (organisation_id, event_id, config_id)."""
+    event_id) (on PostgreSQL the offsets below the key's new last number,
+    ``ordering.sequence_counts``), ``held`` as (organisation_id, event_id,
+    config_id), and on PostgreSQL ``heads``, deliveries held only if their key
+    is busy, which the insert statement reads, and ``counts``, the keys to
+    number (``ordering.PG_SEQUENCE_UPSERT``)."""
 
     sequences: dict[tuple[str, str], int]
     held: set[tuple[str, str, str]]
+    heads: set[tuple[str, str, str]]
+    counts: str | None = None
 
     def is_held(self, event: NewEvent, target: Target) -> bool:
         return bool(self.held) and (event.organisation_id, event.event_id, target.config_id) in (
             self.held
         )
 
+    def is_head(self, event: NewEvent, target: Target) -> bool:
+        return bool(self.heads) and (event.organisation_id, event.event_id, target.config_id) in (
+            self.heads
+        )
 
-_NO_ORDER = _Order({}, set())
+
+_NO_ORDER = _Order({}, set(), set())
 
 
 @contextmanager
 def publish_transaction(engine: Engine) -> Iterator[PublishWriter]:
-    """THE publish transaction: SQLite's write transaction, PostgreSQL autocommit."""
+    """THE publish transaction: SQLite's write transaction, PostgreSQL autocommit
+    (keyed events: a transaction ``insert`` opens and commits in one pipeline)."""
     if db.is_sqlite(engine):
         with db.write_transaction(engine) as conn:
             yield PublishWriter(conn, True)
         return
     with db.connection(engine) as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT")
-        writer = PublishWriter(conn, False)
-        try:
-            yield writer
-        except BaseException:
-            if writer.began:
-                with suppress(Exception):  # a broken connection: the server rolls back
-                    conn.exec_driver_sql("ROLLBACK")
-            raise
-        if writer.began:
-            conn.exec_driver_sql("COMMIT")
+        yield PublishWriter(conn, False)
 
 
 def _target(r: Any, organisation_id: str, enabled: bool) -> Target:
@@ -530,6 +567,7 @@ def _insert_pg(
     now: datetime,
     lease: Lease | None,
     order: _Order,
+    sequences: dict[int, int | None],
 ) -> tuple[dict[tuple[str, str], int], Handed]:
     times: dict[datetime, str] = {}  # most events occurred "now"
     rows = []
@@ -546,7 +584,7 @@ def _insert_pg(
                 occurred,
                 e.traceparent,
                 [
-                    (t.config_id, claimed and not held, t.waits, held)
+                    (t.config_id, claimed and not held, t.waits, held, order.is_head(e, t))
                     for t, claimed in p.deliveries
                     for held in (order.is_held(e, t),)
                 ],
@@ -557,19 +595,20 @@ def _insert_pg(
     payloads = PG_PAYLOAD_SEPARATOR.join([p.event.payload for p in planned])
     if payloads.count(PG_PAYLOAD_SEPARATOR) != len(planned) - 1 or not payloads:
         raise ValueError("an event payload is not JSON text (empty, or a raw U+001E in it)")
-    result = conn.execute(
-        _PG_INSERT,
-        {
-            "rows": _json(rows),
-            "payloads": payloads,
-            "now": now,
-            "token": PROCESS_TOKEN,
-            "lease_end": lease.until if lease else now,
-            "claim_token": lease.token if lease else None,
-            "held": HELD_UNTIL,
-            "parked": PARKED_UNTIL,
-        },
-    )
+    params = {
+        "rows": _json(rows),
+        "payloads": payloads,
+        "now": now,
+        "token": PROCESS_TOKEN,
+        "lease_end": lease.until if lease else now,
+        "claim_token": lease.token if lease else None,
+        "held": HELD_UNTIL,
+        "parked": PARKED_UNTIL,
+    }
+    if order.counts is None:
+        result: Sequence[Any] = conn.execute(_PG_INSERT, params).all()
+    else:
+        result = _numbered_pg(conn, order.counts, params)
     stored: dict[tuple[str, str], int] = {}
     handed: Handed = []
     for r in result:
@@ -577,7 +616,44 @@ def _insert_pg(
             stored[(r[2], r[3])] = r[1]
         elif r[0] == "handed":
             handed.append((r[4], r[1], r[5]))
+            sequences[r[4]] = r[6]
     return stored, handed
+
+
+@functools.cache
+def _pg_compiled(dialect: sa.Dialect) -> tuple[str, str, tuple[str, ...]]:
+    """The SQL of the upsert and the insert in the driver's parameter style, and
+    the insert's timestamp parameters (``UTCDateTime``: checked aware, in UTC)."""
+    insert = _PG_INSERT.compile(dialect=dialect)
+    upsert = ordering.PG_SEQUENCE_UPSERT.compile(dialect=dialect)
+    return upsert.string, insert.string, ("now", "lease_end", "held", "parked")
+
+
+def _numbered_pg(conn: sa.Connection, counts: str, params: dict[str, Any]) -> Sequence[Any]:
+    """Keyed events on PostgreSQL: BEGIN, number the keys (their rows locked until
+    the commit: ``ordering.PG_SEQUENCE_UPSERT``), insert, COMMIT, sent as one
+    psycopg pipeline. The server runs them in order, so the insert's snapshot is
+    taken after the locks (it sees every delivery of those keys committed
+    before: storage/ordering.py) and it computes the numbers from the locked
+    rows itself; the keys stay locked for the server's time only, with no round
+    trip of this process (and its wait for the GIL) in between. A failure
+    rolls back (the COMMIT of a failed transaction is a ROLLBACK)."""
+    upsert_sql, insert_sql, times = _pg_compiled(conn.dialect)
+    bound = dict(params)
+    for name in times:
+        bound[name] = bound[name].astimezone(UTC)
+    driver = cast(psycopg.Connection[Any], conn.connection.driver_connection)
+    try:
+        with driver.pipeline():
+            driver.execute("BEGIN")
+            driver.execute(upsert_sql, {"counts": counts})
+            cursor = driver.execute(insert_sql, bound)
+            driver.execute("COMMIT")
+        return cursor.fetchall()
+    except psycopg.Error as exc:
+        with suppress(psycopg.Error):
+            driver.execute("ROLLBACK")  # a failed BEGIN..COMMIT may leave it open
+        raise sa.exc.DBAPIError.instance(insert_sql, None, exc, psycopg.Error) from exc
 
 
 def _handed_over(

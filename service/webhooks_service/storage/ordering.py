@@ -12,7 +12,8 @@ share an ordering key are attempted one at a time in sequence order. It is kept
   backoff holds back only its own key: the other keys' heads are due.
 - Publishing (``storage/events.py``) inserts a keyed delivery to an ordered
   configuration active only if its key has no pending delivery there yet (and
-  only the first of a batch): else held. Only active ones may be handed over
+  only the first of a batch): else held (PostgreSQL: the insert statement
+  probes, ``busy_probe``; SQLite: ``busy_keys`` before it). Only active ones may be handed over
   to the local worker, so the hand-off never overtakes a waiting delivery.
 - When an active delivery ends (delivered, failed, dead, cancelled),
   ``promote`` makes the key's lowest-sequence held delivery active: due now,
@@ -22,10 +23,13 @@ Races on PostgreSQL (READ COMMITTED, many processes): "is the key busy?" at
 publish and "promote the next one" at finish must not miss each other's
 uncommitted rows, else a delivery stays held for ever. Both take the key's
 ``ordering_sequences`` row lock first (publish: the upsert that numbers the
-events; finish, retry, replay: ``lock_keys``, in key order, so no deadlock)
-and then read in a *later statement*, whose snapshot sees what the other side
-committed before releasing the lock. On SQLite the write transaction (BEGIN
-IMMEDIATE) serialises everything already.
+events, ``PG_SEQUENCE_UPSERT``; finish: its own statement, ``lock_ended_cte``;
+retry, replay: ``lock_keys``; all in the database's key order, so no
+deadlock) and then read in a *later statement*, whose snapshot sees what the
+other side committed before releasing the lock (a statement's snapshot is
+taken before it waits for a lock, so the lock and the read cannot be one
+statement). On SQLite the write transaction (BEGIN IMMEDIATE) serialises
+everything already.
 
 Sequence numbers are per (organisation, key), 1, 2, 3, …, given in the publish
 transaction under that lock: in acceptance (commit) order, no duplicates. An
@@ -35,11 +39,12 @@ publish leaves no gap.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -112,6 +117,50 @@ def sequence_events(
     return numbered
 
 
+# PostgreSQL: sequence_events as one textual statement for the pipelined publish
+# (storage/events.py): each (organisation_id, ordering_key, count) adds its count,
+# the rows locked in the database's key order (that of lock_keys and
+# lock_ended_cte, so publisher and finisher never deadlock), with no RETURNING:
+# the insert that follows reads the numbers under the lock itself
+# (``SEQUENCE_OF``).
+PG_SEQUENCE_UPSERT = sa.text(
+    """
+    INSERT INTO ordering_sequences AS s (organisation_id, ordering_key, last_sequence)
+    SELECT x.value ->> 0, x.value ->> 1, CAST(x.value ->> 2 AS bigint)
+    FROM json_array_elements(CAST(:counts AS json)) AS x(value)
+    ORDER BY 1, 2
+    ON CONFLICT (organisation_id, ordering_key)
+    DO UPDATE SET last_sequence = s.last_sequence + excluded.last_sequence
+    """
+)
+
+
+def sequence_counts(
+    keyed: Sequence[tuple[str, str, str]],
+) -> tuple[str, dict[tuple[str, str], int]]:
+    """PostgreSQL's pipelined numbering: ``(organisation_id, event_id,
+    ordering_key)`` in acceptance order in (no duplicates); out, the
+    ``:counts`` of ``PG_SEQUENCE_UPSERT`` and, by (organisation_id, event_id),
+    how far below its key's new last number each event's number is (the
+    insert computes ``SEQUENCE_OF``)."""
+    counts = Counter((org, key) for org, _, key in keyed)
+    left = dict(counts)
+    below: dict[tuple[str, str], int] = {}
+    for org, event_id, key in keyed:
+        left[(org, key)] -= 1
+        below[(org, event_id)] = left[(org, key)]
+    return json.dumps([[o, k, n] for (o, k), n in sorted(counts.items())]), below
+
+
+def sequence_of(org: str, key: str, below: str) -> str:
+    """SQL: an event's number in the statement after ``PG_SEQUENCE_UPSERT``, from
+    its key's locked row (``below``: ``sequence_counts``' offset)."""
+    return (
+        f"(SELECT q.last_sequence FROM ordering_sequences AS q"
+        f" WHERE q.organisation_id = {org} AND q.ordering_key = {key}) - {below}"
+    )
+
+
 def busy_keys(conn: sa.Connection, pairs: Iterable[ConfigKey]) -> set[ConfigKey]:
     """The (configuration, key) pairs that have a pending delivery (active or held):
     one probe of ix_deliveries_ordering per pair (see ``_HEAD``)."""
@@ -168,10 +217,21 @@ _STORED_SQLITE = sa.text(
 # order (config, key, next_attempt_at, sequence): a correlated probe written in
 # the index's order, so that the planner takes that index even with stale
 # statistics (see _PROMOTE).
-_HEAD = """(SELECT {column} FROM deliveries AS h
-        WHERE h.config_id = k.config_id AND h.ordering_key = k.ordering_key
+_HEAD_OF = """(SELECT {{column}} FROM deliveries AS h
+        WHERE h.config_id = {config} AND h.ordering_key = {key}
           AND h.status = 'pending' AND h.ordering_key IS NOT NULL
         ORDER BY h.next_attempt_at, h.sequence LIMIT 1)"""
+_HEAD = _HEAD_OF.format(config="k.config_id", key="k.ordering_key")
+
+
+def busy_probe(config: str, key: str) -> str:
+    """SQL true when (``config``, ``key``), two SQL expressions, has a pending
+    delivery (active or held): the probe of ``busy_keys`` for a statement of
+    its own (PostgreSQL's publish insert, ``storage/events.py``). Its snapshot
+    must come after the key's lock (``sequence_events``), as for ``busy_keys``."""
+    return _HEAD_OF.format(config=config, key=key).format(column="h.id") + " IS NOT NULL"
+
+
 _BUSY = (
     "WITH k AS ({keys}) SELECT k.config_id, k.ordering_key, "
     + _HEAD.format(column="h.id")
@@ -193,23 +253,33 @@ _BUSY_SQLITE = sa.text(_BUSY.format(keys=_KEYS_SQLITE))
 # concurrent DeleteWebhookConfig cancels without the key locks) is wrapped in
 # a CASE so that no partial index "status = 'pending'" is matched to it
 # (PostgreSQL would AND a scan of every pending row in).
+# PostgreSQL's claiming promotion (``promote_claimed``) joins the event and the
+# configuration to RETURN the claim data itself: no read after it.
 _PROMOTE = """
     WITH k AS ({keys}),
     nxt AS (SELECT {head} AS id FROM k)
-    UPDATE deliveries SET next_attempt_at = :due, claim_token = :token, updated_at = :now
-    WHERE {ids} AND (CASE WHEN status = 'pending' THEN true END)
-    RETURNING id
+    UPDATE deliveries AS d SET next_attempt_at = :due, claim_token = :token, updated_at = :now
+    {joins}
+    WHERE {ids} AND (CASE WHEN d.status = 'pending' THEN true END) {join_on}
+    RETURNING {returning}
 """
 
 
-def _promote_statement(pg: bool) -> sa.TextClause:
+def _promote_statement(pg: bool, returning: str = "") -> sa.TextClause:
     # PostgreSQL: = ANY(ARRAY(...)) makes the UPDATE look the few ids up by key
     # (IN (subquery) may become a hash join over every held row).
-    ids = "id = ANY(ARRAY(SELECT id FROM nxt WHERE id IS NOT NULL))"
+    ids = "d.id = ANY(ARRAY(SELECT id FROM nxt WHERE id IS NOT NULL))"
     if not pg:
-        ids = "id IN (SELECT id FROM nxt WHERE id IS NOT NULL)"
+        ids = "d.id IN (SELECT id FROM nxt WHERE id IS NOT NULL)"
     head = _HEAD.format(column="CASE WHEN h.next_attempt_at = :held THEN h.id END")
-    sql = _PROMOTE.format(keys=_KEYS_PG if pg else _KEYS_SQLITE, ids=ids, head=head)
+    sql = _PROMOTE.format(
+        keys=_KEYS_PG if pg else _KEYS_SQLITE,
+        ids=ids,
+        head=head,
+        joins="FROM events AS e, webhook_configs AS c" if returning else "",
+        join_on="AND e.pk = d.event_pk AND c.id = d.config_id" if returning else "",
+        returning=returning or ("d.id" if pg else "id"),  # SQLite: no alias in RETURNING
+    )
     return sa.text(sql).bindparams(
         sa.bindparam("held", type_=UTCDateTime()),
         sa.bindparam("due", type_=UTCDateTime()),
@@ -221,6 +291,53 @@ _PROMOTE_PG = _promote_statement(True)
 _PROMOTE_SQLITE = _promote_statement(False)
 
 
+def lock_ended_cte(ended: str) -> str:
+    """PostgreSQL: a CTE body that locks, in key order, the sequence rows of
+    the keys in ``ended`` (a CTE with organisation_id and ordering_key): for
+    ``finish_batch``'s statement, so that its promotion (``promote_claimed`` or
+    ``promote`` with ``locked``, a later statement) needs no ``lock_keys`` round
+    trip. The CTE must be referenced (a SELECT in WITH runs only when read)."""
+    return (
+        "SELECT s.organisation_id FROM ordering_sequences AS s"
+        " WHERE (s.organisation_id, s.ordering_key) IN"
+        f" (SELECT organisation_id, ordering_key FROM {ended})"
+        " ORDER BY s.organisation_id, s.ordering_key FOR UPDATE OF s"
+    )
+
+
+@functools.cache
+def _promote_returning(returning: str) -> sa.TextClause:
+    return _promote_statement(True, returning)
+
+
+def promote_claimed(
+    conn: sa.Connection,
+    keys: Iterable[tuple[str, str, str]],
+    *,
+    now: datetime,
+    claim: tuple[str, datetime],
+    returning: str,
+) -> Sequence[sa.Row[Any]]:
+    """PostgreSQL: ``promote`` under ``claim`` for keys the caller has locked
+    already (``lock_ended_cte``), in one statement that RETURNs ``returning``
+    (columns of ``deliveries AS d``, ``events AS e``, ``webhook_configs AS c``):
+    the promoted deliveries' claim data."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return []
+    token, until = claim
+    return conn.execute(
+        _promote_returning(returning),
+        {
+            "keys": json.dumps([[c, k] for _, c, k in wanted]),
+            "held": HELD_UNTIL,
+            "due": until,
+            "token": token,
+            "now": now,
+        },
+    ).all()
+
+
 def promote(
     conn: sa.Connection,
     keys: Iterable[tuple[str, str, str]],
@@ -228,18 +345,20 @@ def promote(
     now: datetime,
     claim: tuple[str, datetime] | None = None,
     due: datetime | None = None,
+    locked: bool = False,
 ) -> list[int]:
     """Make the next held delivery of each ``(organisation_id, config_id,
     ordering_key)`` active where none is: due at ``due`` (default now; an
     endpoint waiting for its verification gives PARKED_UNTIL), or, with
-    ``claim`` (token, lease end), claimed by the caller. Locks the keys first.
-    Returns the ids promoted. Harmless for a key that still has an active
-    delivery."""
+    ``claim`` (token, lease end), claimed by the caller. Locks the keys first
+    (unless ``locked``: the caller's earlier statement did). Returns the ids
+    promoted. Harmless for a key that still has an active delivery."""
     wanted = sorted(set(keys))
     if not wanted:
         return []
     pg = _pg(conn)
-    lock_keys(conn, [(org, key) for org, _, key in wanted])
+    if not locked:
+        lock_keys(conn, [(org, key) for org, _, key in wanted])
     token, due = claim if claim is not None else (None, due or now)
     rows = conn.execute(
         _PROMOTE_PG if pg else _PROMOTE_SQLITE,

@@ -116,9 +116,16 @@ def claim_due(
     return [_claimed(r, lease.token, lease.until) for r in rows]
 
 
+# What a claim reads (``_claimed``) on PostgreSQL, from deliveries AS d, events
+# AS e and webhook_configs AS c: the claim query's and the claiming promotion's
+# (storage/ordering.py) RETURNING.
+_CLAIMED_PG = """d.id, d.attempts, d.organisation_id, d.config_id, d.event_pk,
+              e.event_id, e.event_type, e.payload, c.url, c.secret, c.previous_secret,
+              c.previous_secret_expires_at, c.timeout_seconds, c.enabled, c.headers,
+              e.traceparent, d.ordering_key, d.sequence"""
 # PostgreSQL: pick, lease and read in one statement (one round trip).
 _PG_CLAIM = sa.text(
-    """
+    f"""
     WITH due AS (
         SELECT id FROM deliveries
         WHERE status = 'pending' AND next_attempt_at <= :now
@@ -135,10 +142,7 @@ _PG_CLAIM = sa.text(
     SET next_attempt_at = :lease_end, claim_token = :token, updated_at = :now
     FROM due, relaxed, events AS e, webhook_configs AS c
     WHERE relaxed.setting = 'off' AND d.id = due.id AND e.pk = d.event_pk AND c.id = d.config_id
-    RETURNING d.id, d.attempts, d.organisation_id, d.config_id, d.event_pk,
-              e.event_id, e.event_type, e.payload, c.url, c.secret, c.previous_secret,
-              c.previous_secret_expires_at, c.timeout_seconds, c.enabled, c.headers,
-              e.traceparent, d.ordering_key, d.sequence
+    RETURNING {_CLAIMED_PG}
     """
 ).bindparams(
     sa.bindparam("now", type_=UTCDateTime()), sa.bindparam("lease_end", type_=UTCDateTime())
@@ -276,7 +280,9 @@ _COLS = ", ".join(_LOGGED)
 # PostgreSQL: one statement, one round trip. The data-modifying CTE moves the
 # deliveries that still carry our claim token; the INSERT logs exactly those.
 # It answers the number logged and, for ordered delivery (storage/ordering.py),
-# the keys whose active delivery this batch ended on a configuration ordered now.
+# the keys whose active delivery this batch ended on a configuration ordered now,
+# whose sequence rows it locks (``locked``): the promotion, a later statement of
+# this transaction, then sees every delivery of those keys committed before.
 _PG_FINISH = sa.text(
     f"""
     WITH v AS (
@@ -298,16 +304,19 @@ _PG_FINISH = sa.text(
         SELECT {", ".join("v." + c for c in _LOGGED)}
         FROM v JOIN moved ON moved.id = v.delivery_id
         RETURNING 1
-    )
-    SELECT (SELECT count(*) FROM logged) AS recorded, NULL AS organisation_id,
-           NULL AS config_id, NULL AS ordering_key
+    ), ended AS (
+        SELECT m.organisation_id, m.config_id, m.ordering_key
+        FROM moved AS m JOIN webhook_configs AS c ON c.id = m.config_id
+        WHERE m.ordering_key IS NOT NULL AND m.status <> 'pending' AND c.ordered
+    ), locked AS ({ordering.lock_ended_cte("ended")})
+    SELECT (SELECT count(*) FROM logged) AS recorded, (SELECT count(*) FROM locked) AS locked,
+           NULL AS organisation_id, NULL AS config_id, NULL AS ordering_key
     UNION ALL
-    SELECT NULL, m.organisation_id, m.config_id, m.ordering_key
-    FROM moved AS m JOIN webhook_configs AS c ON c.id = m.config_id
-    WHERE m.ordering_key IS NOT NULL AND m.status <> 'pending' AND c.ordered
+    SELECT NULL, NULL, organisation_id, config_id, ordering_key FROM ended
     """
 ).columns(
     sa.column("recorded"),
+    sa.column("locked"),
     sa.column("organisation_id"),
     sa.column("config_id"),
     sa.column("ordering_key"),
@@ -447,8 +456,8 @@ def finish_batch(
                 newly_disabled.append(config_id)
         if after_write is not None:  # hook: operational webhooks (core/operational.py)
             after_write(conn, finished, newly_disabled, now=now)
-        if ended:  # last: the keys' locks (ordering.promote) are held until the commit
-            _promote(conn, ended, now, claim_next, promoted)
+        if ended:  # last: the keys' locks are held until the commit
+            _promote(conn, ended, now, claim_next, promoted, pg=not sqlite)
     return int(recorded)
 
 
@@ -458,13 +467,25 @@ def _promote(
     now: datetime,
     claim_next: Lease | None,
     promoted: list[ClaimedDelivery] | None,
+    *,
+    pg: bool,
 ) -> None:
-    """The next delivery of each ended ordered key: claimed for the caller, or due now."""
+    """The next delivery of each ended ordered key: claimed for the caller, or due
+    now. On PostgreSQL ``_PG_FINISH`` locked the keys already, and the claiming
+    promotion RETURNs the claim data (one statement)."""
     if claim_next is not None and promoted is not None:
-        ids = ordering.promote(conn, ended, now=now, claim=(claim_next.token, claim_next.until))
+        claim = (claim_next.token, claim_next.until)
+        if pg:
+            rows = ordering.promote_claimed(
+                conn, ended, now=now, claim=claim, returning=_CLAIMED_PG
+            )
+            got = [_claimed(r, claim_next.token, claim_next.until) for r in rows]
+            promoted.extend(sorted(got, key=operator.attrgetter("id")))
+            return
+        ids = ordering.promote(conn, ended, now=now, claim=claim)
         if ids:
             promoted.extend(_read_claimed(conn, ids, claim_next.token, claim_next.until))
-    elif ordering.promote(conn, ended, now=now):
+    elif ordering.promote(conn, ended, now=now, locked=pg):
         notify_workers(conn)
 
 
