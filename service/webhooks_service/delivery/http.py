@@ -125,9 +125,11 @@ def curl_error(
         if exchange.status == 0:
             return ErrorKind.CONNECT, "connection closed by the endpoint before a response"
         return ErrorKind.OTHER, f"connection lost while reading the response: {message}"
-    if code in (pycurl.E_URL_MALFORMAT, pycurl.E_UNSUPPORTED_PROTOCOL):
+    if code == pycurl.E_URL_MALFORMAT:
         return ErrorKind.INVALID_URL, f"invalid URL: {message}"
-    if code == _WEIRD_SERVER_REPLY:
+    # the scheme is checked before curl runs: here "unsupported protocol" is a
+    # reply that is not HTTP/1.x ("Received HTTP/0.9 when not allowed")
+    if code in (_WEIRD_SERVER_REPLY, pycurl.E_UNSUPPORTED_PROTOCOL):
         return ErrorKind.OTHER, f"not an HTTP response: {message}"
     if code == pycurl.E_PARTIAL_FILE:
         return ErrorKind.OTHER, f"response ended early: {message}"
