@@ -90,7 +90,11 @@ def https(tmp_path: Path) -> Iterator[tuple[HttpsReceiver, Path]]:
         stop, loop = asyncio.Event(), asyncio.get_running_loop()
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert, key)
-        context.sni_callback = lambda _sock, name, _ctx: rx.sni.append(name)  # type: ignore[func-returns-value]
+
+        def sni(_sock: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+            rx.sni.append(name)
+
+        context.sni_callback = sni
         app = web.Application()
         app.router.add_post("/hook", hook)
         runner = web.AppRunner(app)
