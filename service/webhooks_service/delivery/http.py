@@ -122,7 +122,7 @@ def curl_error(
     if code == pycurl.E_COULDNT_RESOLVE_HOST:
         return ErrorKind.CONNECT, f"DNS: {message}"
     if code in _CLOSED_EARLY:
-        if exchange.status == 0:
+        if exchange.status() == 0:
             return ErrorKind.CONNECT, "connection closed by the endpoint before a response"
         return ErrorKind.OTHER, f"connection lost while reading the response: {message}"
     if code == pycurl.E_URL_MALFORMAT:
@@ -162,7 +162,7 @@ def _trust_store() -> tuple[str | None, str | None]:
 
 class _Exchange:
     """One reusable easy handle and what its current transfer received: the
-    status line, the headers (``HEADERFUNCTION``) and the body up to the cap
+    header lines (``HEADERFUNCTION``) and the body up to the cap
     (``WRITEFUNCTION``: returning 0 at the first byte beyond it stops the
     transfer and drops the connection)."""
 
@@ -174,8 +174,7 @@ class _Exchange:
         self.chunks: list[bytes] = []
         self.size = 0
         self.truncated = False
-        self.status = 0
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.lines: list[bytes] = []  # the header lines as received (all responses)
         self.refused: BlockedTarget | None = None
         self.where = ""
         c.setopt(pycurl.NOSIGNAL, 1)
@@ -191,7 +190,7 @@ class _Exchange:
         if capath:
             c.setopt(pycurl.CAPATH, capath)
         c.setopt(pycurl.OPENSOCKETFUNCTION, self._open_socket)
-        c.setopt(pycurl.HEADERFUNCTION, self._header)
+        c.setopt(pycurl.HEADERFUNCTION, self.lines.append)
         c.setopt(pycurl.WRITEFUNCTION, self._write)
 
     def prepare(
@@ -200,8 +199,7 @@ class _Exchange:
         self.chunks = []
         self.size = 0
         self.truncated = False
-        self.status = 0
-        self.headers = []
+        self.lines.clear()
         self.refused = None
         c = self.curl
         c.setopt(pycurl.URL, url)
@@ -220,19 +218,6 @@ class _Exchange:
             self.refused = exc
             return pycurl.SOCKET_BAD
 
-    def _header(self, line: bytes) -> None:
-        if line.startswith(b"HTTP/"):  # a status line: a new response (after a 1xx) starts
-            self.headers = []
-            parts = line.split(None, 2)
-            self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-            return
-        name, colon, value = line.partition(b":")
-        if colon:
-            self.headers.append((name.strip(), value.strip()))
-        elif line[:1] in (b" ", b"\t") and self.headers:  # obsolete line folding
-            last, previous = self.headers[-1]
-            self.headers[-1] = (last, previous + b" " + line.strip())
-
     def _write(self, data: bytes) -> int | None:
         room = self.cap - self.size
         if len(data) > room:
@@ -245,11 +230,32 @@ class _Exchange:
         self.size += len(data)
         return None
 
-    def retry_after(self) -> str | None:
-        for name, value in self.headers:
-            if name.lower() == b"retry-after":
-                return value.decode("latin-1")
-        return None
+    def status(self) -> int:
+        """The final response's status (0: none)."""
+        return int(self.curl.getinfo(pycurl.RESPONSE_CODE))
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """The final response's headers (after any 1xx), as (name, value) in order."""
+        start = 0
+        for i, line in enumerate(self.lines):
+            if line.startswith(b"HTTP/"):  # a status line: a new response starts
+                start = i + 1
+        headers: list[tuple[bytes, bytes]] = []
+        for line in self.lines[start:]:
+            name, colon, value = line.partition(b":")
+            if colon:
+                headers.append((name.strip(), value.strip()))
+            elif line[:1] in (b" ", b"\t") and headers:  # obsolete line folding
+                last, previous = headers[-1]
+                headers[-1] = (last, previous + b" " + line.strip())
+        return headers
+
+
+def _retry_after(headers: list[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        if name.lower() == b"retry-after":
+            return value.decode("latin-1")
+    return None
 
 
 @dataclass
@@ -394,15 +400,16 @@ class Transport:
                         duration_ms=int((time.perf_counter() - started) * 1000),
                     )
             done = True
-            kept, kept_cut = kept_headers(exchange.headers)
+            headers_in = exchange.headers()
+            kept, kept_cut = kept_headers(headers_in)
             raw = b"".join(exchange.chunks)
             return AttemptResult(
-                status_code=exchange.status,
+                status_code=exchange.status(),
                 # NUL cannot be stored in a PostgreSQL text column
                 response_body=raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
                 response_body_truncated=exchange.truncated,
                 duration_ms=int((time.perf_counter() - started) * 1000),
-                retry_after=exchange.retry_after(),
+                retry_after=_retry_after(headers_in),
                 response_headers=kept,
                 response_headers_truncated=kept_cut,
             )
