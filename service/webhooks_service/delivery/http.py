@@ -83,6 +83,10 @@ _WEIRD_SERVER_REPLY = pycurl.E_FTP_WEIRD_SERVER_REPLY  # code 8, CURLE_WEIRD_SER
 _CLOSED_EARLY = frozenset({pycurl.E_GOT_NOTHING, pycurl.E_RECV_ERROR, pycurl.E_SEND_ERROR})
 
 
+class _BadHeader(ValueError):
+    """A header curl would send with a line break in it (never sent)."""
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -97,6 +101,8 @@ def classify_error(exc: BaseException, timeout: float) -> tuple[ErrorKind, str]:
         return ErrorKind.TIMEOUT, f"timeout: no complete response within {timeout:g} s"
     if isinstance(exc, socket.gaierror):
         return ErrorKind.CONNECT, f"DNS: {_describe(exc)}"
+    if isinstance(exc, _BadHeader):  # cannot be requested either
+        return ErrorKind.INVALID_URL, f"invalid header: {exc}"
     if isinstance(exc, ValueError):
         return ErrorKind.INVALID_URL, f"invalid URL: {_describe(exc)}"
     return ErrorKind.OTHER, _describe(exc)
@@ -116,7 +122,8 @@ def curl_error(
     if code == pycurl.E_COULDNT_CONNECT:
         os_errno = exchange.curl.getinfo(pycurl.OS_ERRNO)
         reason = os.strerror(os_errno) if os_errno else "could not connect"
-        return ErrorKind.CONNECT, f"connect failed: {reason} ({exchange.where})"
+        where = f"{exchange.target.host}:{exchange.target.port}" if exchange.target else "?"
+        return ErrorKind.CONNECT, f"connect failed: {reason} ({where})"
     if code in _TLS_ERRORS:
         return ErrorKind.CONNECT, f"TLS: {message}"
     if code == pycurl.E_COULDNT_RESOLVE_HOST:
@@ -176,7 +183,7 @@ class _Exchange:
         self.truncated = False
         self.lines: list[bytes] = []  # the header lines as received (all responses)
         self.refused: BlockedTarget | None = None
-        self.where = ""
+        self.target: _Target | None = None  # for the error messages
         c.setopt(pycurl.NOSIGNAL, 1)
         c.setopt(pycurl.PROXY, "")  # never a proxy from the environment
         c.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
@@ -376,10 +383,11 @@ class Transport:
         done = False  # cancelled mid-transfer, the handle is dropped, not reused
         try:
             target = self._target(url)
-            exchange.where = f"{target.host}:{target.port}"
-            lines = [*_FIXED_LINES, *(f"{name}: {value}" for name, value in headers.items())]
-            if any("\n" in line or "\r" in line for line in lines):
-                raise ValueError("a header contains a line break")
+            exchange.target = target
+            lines = _FIXED_LINES + [f"{name}: {value}" for name, value in headers.items()]
+            joined = "".join(lines)
+            if "\n" in joined or "\r" in joined:  # curl would send it as it is
+                raise _BadHeader("a header contains a line break")
             if target.literal:
                 resolve: list[str] = []
             else:
