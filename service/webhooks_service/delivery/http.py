@@ -143,21 +143,39 @@ def curl_error(
     return ErrorKind.OTHER, f"curl error {code}: {message}"
 
 
-def kept_headers(
-    raw: list[tuple[bytes, bytes]] | tuple[tuple[bytes, bytes], ...],
-) -> tuple[tuple[tuple[str, str], ...], bool]:
-    """The response's headers in order, at most MAX_RESPONSE_HEADERS and
-    MAX_RESPONSE_HEADER_BYTES of names and values; and whether some were left out."""
+def response_headers(
+    lines: list[bytes],
+) -> tuple[tuple[tuple[str, str], ...], bool, str | None]:
+    """The final response's headers (after any 1xx) from the header lines curl
+    received: in order, at most MAX_RESPONSE_HEADERS and MAX_RESPONSE_HEADER_BYTES
+    of names and values; whether some were left out; and its Retry-After."""
+    start = 0
+    for i in range(len(lines) - 1, -1, -1):  # no header name starts "HTTP/"
+        if lines[i].startswith(b"HTTP/"):
+            start = i + 1
+            break
     kept: list[tuple[str, str]] = []
     used = 0
-    for name, value in raw:
+    left_out = False
+    retry_after: str | None = None
+    for line in lines[start:]:
+        name, colon, value = line.partition(b":")
+        if not colon:
+            if line[:1] in (b" ", b"\t") and kept and not left_out:  # obsolete folding
+                last, previous = kept[-1]
+                kept[-1] = (last, f"{previous} {line.strip().decode('latin-1')}")
+            continue  # and the blank line that ends the headers
+        name, value = name.strip(), value.strip()
+        text = value.decode("latin-1")
+        if retry_after is None and name.lower() == b"retry-after":
+            retry_after = text
         used += len(name) + len(value)
-        if len(kept) >= MAX_RESPONSE_HEADERS or used > MAX_RESPONSE_HEADER_BYTES:
-            return tuple(kept), True
+        if left_out or len(kept) >= MAX_RESPONSE_HEADERS or used > MAX_RESPONSE_HEADER_BYTES:
+            left_out = True
+            continue
         # NUL cannot be stored in a PostgreSQL text column
-        text = value.decode("latin-1").replace("\x00", "\ufffd")
-        kept.append((name.decode("latin-1"), text))
-    return tuple(kept), False
+        kept.append((name.decode("latin-1"), text.replace("\x00", "\ufffd")))
+    return tuple(kept), left_out, retry_after
 
 
 def _trust_store() -> tuple[str | None, str | None]:
@@ -240,29 +258,6 @@ class _Exchange:
     def status(self) -> int:
         """The final response's status (0: none)."""
         return int(self.curl.getinfo(pycurl.RESPONSE_CODE))
-
-    def headers(self) -> list[tuple[bytes, bytes]]:
-        """The final response's headers (after any 1xx), as (name, value) in order."""
-        start = 0
-        for i, line in enumerate(self.lines):
-            if line.startswith(b"HTTP/"):  # a status line: a new response starts
-                start = i + 1
-        headers: list[tuple[bytes, bytes]] = []
-        for line in self.lines[start:]:
-            name, colon, value = line.partition(b":")
-            if colon:
-                headers.append((name.strip(), value.strip()))
-            elif line[:1] in (b" ", b"\t") and headers:  # obsolete line folding
-                last, previous = headers[-1]
-                headers[-1] = (last, previous + b" " + line.strip())
-        return headers
-
-
-def _retry_after(headers: list[tuple[bytes, bytes]]) -> str | None:
-    for name, value in headers:
-        if name.lower() == b"retry-after":
-            return value.decode("latin-1")
-    return None
 
 
 @dataclass
@@ -408,8 +403,7 @@ class Transport:
                         duration_ms=int((time.perf_counter() - started) * 1000),
                     )
             done = True
-            headers_in = exchange.headers()
-            kept, kept_cut = kept_headers(headers_in)
+            kept, kept_cut, retry_after = response_headers(exchange.lines)
             raw = b"".join(exchange.chunks)
             return AttemptResult(
                 status_code=exchange.status(),
@@ -417,7 +411,7 @@ class Transport:
                 response_body=raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
                 response_body_truncated=exchange.truncated,
                 duration_ms=int((time.perf_counter() - started) * 1000),
-                retry_after=_retry_after(headers_in),
+                retry_after=retry_after,
                 response_headers=kept,
                 response_headers_truncated=kept_cut,
             )
@@ -442,4 +436,5 @@ __all__ = [
     "Transport",
     "classify_error",
     "curl_error",
+    "response_headers",
 ]
