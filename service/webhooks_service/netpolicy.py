@@ -100,8 +100,8 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")  # well-known prefix: the IPv4 add
 class BlockedTarget(OSError):
     """Every address of the target is in a refused network.
 
-    An ``OSError`` so that aiohttp's connector passes it through its usual
-    connection-error path (``ClientConnectorError.os_error``).
+    An ``OSError``, like the connection errors it stands for (the guard's
+    resolver and socket factory raise it where a connection would be made).
     """
 
 

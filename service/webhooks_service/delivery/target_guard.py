@@ -1,20 +1,23 @@
-"""The target guard inside aiohttp's connector: no connection to a refused address.
+"""The target guard where connections are made: no connection to a refused address.
 
 The policy (which addresses deliveries may reach, this service's own
-listeners) is ``webhooks_service/netpolicy.py``; this module applies it where
-connections are made, through two public hooks of aiohttp's ``TCPConnector``:
+listeners) is ``webhooks_service/netpolicy.py``; this module applies it in the
+two places the transport (``delivery/http.py``, libcurl) gives it:
 
-- ``resolver``: :class:`GuardedResolver` answers a name with only the
-  addresses the guard allows (``BlockedTarget`` when none is), so a name that
+- the resolver: :class:`GuardedResolver` answers a name with only the
+  addresses the guard allows (``BlockedTarget`` when none is), and the
+  transport hands curl exactly those (``CURLOPT_RESOLVE``), so a name that
   resolved to a public address when it was registered and resolves to
   127.0.0.1 at delivery time (DNS rebinding) is still refused, and the
-  tenant's error names the host, never the addresses (the server log does);
-- ``socket_factory``: :func:`guarded_socket_factory` checks the address of
-  every socket the connector opens, right before it connects. IP literals
-  (which aiohttp never hands to the resolver) are judged here, and so is
-  every address taken from aiohttp's DNS cache, which keeps a name's answer
-  for ``ttl_dns_cache`` seconds: a listener of ours registered meanwhile is
-  refused all the same.
+  tenant's error names the host, never the addresses (the server log does).
+  It is aiohttp's default resolver (``loop.getaddrinfo`` in a thread) under
+  the guard;
+- the socket factory: :func:`guarded_socket_factory` checks the address of
+  every socket curl opens (``CURLOPT_OPENSOCKETFUNCTION``), before the
+  socket exists, so before any byte is sent. IP literals are judged here, and
+  so is every address the transport reuses from its own name cache
+  (``DNS_TTL_SECONDS``): a listener of ours registered meanwhile is refused
+  all the same.
 """
 
 from __future__ import annotations
