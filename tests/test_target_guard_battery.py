@@ -10,8 +10,9 @@ Addresses: ``127.1``, ``0x7f000001``, ``2130706433``, ``[::1]``,
 ``169.254.169.254`` and ``10.0.0.1``; plus an allowed endpoint redirecting to
 a refused one (redirects are not followed).
 
-Safety: a tripwire under the guard (``TCPConnector._wrap_create_connection``)
-refuses, and records, any connection to a non-loopback address, so no case
+Safety: a tripwire under the guard (around the socket factory the transport
+hands libcurl as ``CURLOPT_OPENSOCKETFUNCTION``: it sees every socket the guard
+let curl open) refuses, and records, any connection to a non-loopback address, so no case
 ever sends traffic off this machine — and a guard that let one through fails
 the test on the tripwire instead. Loopback cases have a listener on the very
 address and port: its connection count must stay 0.
@@ -25,8 +26,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import aiohttp
-import aiohttp.connector
 import aiohttp.resolver
 import pytest
 
@@ -35,6 +34,7 @@ from tests.support.payloads import example
 from tests.support.server import make_org_and_keys, running_server
 from webhooks_client import AdminClient, DeliveryOutcome, InvalidArgumentError, PublisherClient
 from webhooks_service.core import configs
+from webhooks_service.delivery import http
 
 Out = DeliveryOutcome
 FAST = (0.05, 0.05)
@@ -66,16 +66,22 @@ class Tripwire:
 @pytest.fixture
 def tripwire(monkeypatch: pytest.MonkeyPatch) -> Tripwire:
     wire = Tripwire()
-    real_connect = aiohttp.connector.TCPConnector._wrap_create_connection
+    real_factory = http.guarded_socket_factory
     real_resolve = aiohttp.resolver.ThreadedResolver.resolve
 
-    async def guarded_connect(self: Any, *args: Any, addr_infos: Any, **kwargs: Any) -> Any:
-        hosts = [info[4][0] for info in addr_infos]
-        outside = [h for h in hosts if not _loopback(h)]
-        if outside:
-            wire.hits.extend(outside)
-            raise OSError(f"tripwire: refused to connect to {outside}")
-        return await real_connect(self, *args, addr_infos=addr_infos, **kwargs)
+    def tripwire_factory(guard: Any) -> Any:
+        make_socket = real_factory(guard)
+
+        def checked(addr_info: Any) -> socket.socket:
+            sock = make_socket(addr_info)  # the guard refuses here first
+            host = str(addr_info[4][0])
+            if not _loopback(host):
+                sock.close()
+                wire.hits.append(host)
+                raise OSError(f"tripwire: refused to connect to {host}")
+            return sock
+
+        return checked
 
     async def fake_resolve(
         self: Any, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
@@ -93,7 +99,7 @@ def tripwire(monkeypatch: pytest.MonkeyPatch) -> Tripwire:
             ]
         return await real_resolve(self, host, port, family)
 
-    monkeypatch.setattr(aiohttp.connector.TCPConnector, "_wrap_create_connection", guarded_connect)
+    monkeypatch.setattr(http, "guarded_socket_factory", tripwire_factory)
     monkeypatch.setattr(aiohttp.resolver.ThreadedResolver, "resolve", fake_resolve)
     return wire
 
