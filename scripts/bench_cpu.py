@@ -67,6 +67,13 @@ this shared 2-core machine weighs on both sides alike) runs, in this order:
    burst is handed to serve's own worker. No target: the table says what 2
    cores allow.
 
+``--baseline-tree DIR`` (another checkout with its own ``.venv``, e.g. a
+worktree of ``main``): each round runs that checkout's ``webhooks serve`` too,
+beside this one's on each backend (alternating which goes first), on a
+database migrated by its own migrations; the table adds its rows and this
+checkout's CPU and rate against it, round by round (issue 25: "against the
+service at this issue's starting commit, in the same rounds").
+
 Also printed once: the start-up CPU of ``webhooks serve`` (user+sys from exec
 until it prints that it serves, median over every start of the run) and how
 much of ``.venv`` has compiled bytecode (with PYTHONDONTWRITEBYTECODE set, as
@@ -340,8 +347,12 @@ atexit.register(_kill_live)
 class Service:
     """One ``webhooks serve`` / ``webhooks worker`` subprocess."""
 
-    def __init__(self, command: str, env: dict[str, str], metrics_port: int) -> None:
-        exe = Path(sys.executable).with_name("webhooks")
+    def __init__(
+        self, command: str, env: dict[str, str], metrics_port: int, tree: str = ""
+    ) -> None:
+        exe = Path(tree, ".venv", "bin", "webhooks") if tree else None
+        if exe is None:
+            exe = Path(sys.executable).with_name("webhooks")
         program = str(exe) if exe.exists() else (shutil.which("webhooks") or "webhooks")
         self.command = command
         self.marker = SERVING if command == "serve" else WORKING
@@ -570,9 +581,24 @@ def service_run(
     tmp: str,
     serve_in_flight: int = MAX_IN_FLIGHT,
     receiver_pid: int = 0,
+    tree: str = "",
 ) -> Run:
+    """One window of serve (+ ``workers``); with ``tree``, the service of that
+    checkout (its ``.venv``), on a database migrated by its own migrations."""
     n = args.events
-    url, engine = fresh_database(backend, args.postgres_url, tmp)
+    url, engine = fresh_database(backend, args.postgres_url, tmp, migrate=not tree)
+    if tree:
+        subprocess.run(
+            [
+                str(Path(tree, ".venv", "bin", "python")),
+                "-c",
+                "import sys; from webhooks_service.storage import db; "
+                "db.upgrade(db.create_engine(sys.argv[1]))",
+                url,
+            ],
+            check=True,
+            capture_output=True,
+        )
     secret_key = secrets.token_urlsafe(32)
     procs: list[Service] = []
     publisher: Any = None
@@ -586,10 +612,10 @@ def service_run(
         env = service_env(url, secret_key)
         ports: set[int] = set()
         serve_env = {**env, "WEBHOOKS_MAX_IN_FLIGHT": str(serve_in_flight)}
-        serve = Service("serve", serve_env, free_metrics_port(ports))
+        serve = Service("serve", serve_env, free_metrics_port(ports), tree)
         procs.append(serve)
         serve.wait_ready()
-        procs.extend(Service("worker", env, free_metrics_port(ports)) for _ in range(workers))
+        procs.extend(Service("worker", env, free_metrics_port(ports), tree) for _ in range(workers))
         for proc in procs[1:]:
             proc.wait_ready()
         time.sleep(1.0)  # let them settle (workers LISTEN, first idle polls)
@@ -840,7 +866,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="leave out PostgreSQL backends of other databases (someone else's load)",
     )
+    parser.add_argument(
+        "--baseline-tree",
+        default="",
+        help=(
+            "another checkout with its own .venv (e.g. a worktree of main): its serve runs "
+            "beside this one's, alternating, and the table adds this one's CPU against it"
+        ),
+    )
     args = parser.parse_args(argv)
+    if args.baseline_tree and not Path(args.baseline_tree, ".venv", "bin", "webhooks").exists():
+        parser.error(f"--baseline-tree: no .venv/bin/webhooks in {args.baseline_tree}")
     phases = set(args.phases.split(","))
     if not phases <= set(PHASES):
         parser.error(f"--phases: choose from {', '.join(PHASES)}")
@@ -875,6 +911,7 @@ def main(argv: list[str] | None = None) -> int:
     raw: dict[str, list[Run]] = {loop: [] for loop in loops}
     durable: dict[str, list[Run]] = {b: [] for b in durable_backends}
     serve: dict[str, list[Run]] = {b: [] for b in backends}
+    based: dict[str, list[Run]] = {b: [] for b in backends} if args.baseline_tree else {}
     scale: dict[int, list[Run]] = {w: [] for w in scaleout}
     problems: list[str] = []
     try:
@@ -886,9 +923,23 @@ def main(argv: list[str] | None = None) -> int:
                 for backend in durable_backends:
                     durable[backend].append(durable_run(backend, args, rx, port, tmp))
                 for backend in backends:
-                    serve[backend].append(
-                        service_run(backend, 0, args, rx, port, tmp, receiver_pid=receiver.pid or 0)
-                    )
+                    # with a baseline tree, the two alternate (first one, then the other)
+                    order = ["", args.baseline_tree] if args.baseline_tree else [""]
+                    if round_ % 2:
+                        order.reverse()
+                    for tree in order:
+                        (based if tree else serve)[backend].append(
+                            service_run(
+                                backend,
+                                0,
+                                args,
+                                rx,
+                                port,
+                                tmp,
+                                receiver_pid=receiver.pid or 0,
+                                tree=tree,
+                            )
+                        )
                 for w in scaleout:
                     if w == 0 and "postgres" in serve and args.serve_in_flight == MAX_IN_FLIGHT:
                         scale[0].append(serve["postgres"][-1])
@@ -914,7 +965,13 @@ def main(argv: list[str] | None = None) -> int:
 
     every = [
         r
-        for runs in (*raw.values(), *durable.values(), *serve.values(), *scale.values())
+        for runs in (
+            *raw.values(),
+            *durable.values(),
+            *serve.values(),
+            *based.values(),
+            *scale.values(),
+        )
         for r in runs
     ]
     for r in every:
@@ -980,16 +1037,26 @@ def main(argv: list[str] | None = None) -> int:
             checks[f"{backend} rate ratio >= {THROUGHPUT_RATIO_TARGET}"] = (
                 rate_ratio >= THROUGHPUT_RATIO_TARGET
             )
+    for backend, runs in based.items():
+        row(f"baseline tree: serve {names[backend]}", runs, durable.get(backend))
+    for backend, runs in based.items():
+        print(
+            f"  serve {names[backend]} vs the baseline tree ({args.baseline_tree}): CPU "
+            f"{ratio(serve[backend], runs, lambda r: r.per_1000):.2f}x, rate "
+            f"{ratio(serve[backend], runs, lambda r: r.rate):.2f}x (same rounds)"
+        )
     print("  rounds (deliv/s, CPU s/1000):")
     for name, runs in [
         *((f"raw {k}", v) for k, v in raw.items()),
         *((f"durable raw {k}", v) for k, v in durable.items()),
         *((f"serve {k}", v) for k, v in serve.items()),
+        *((f"baseline {k}", v) for k, v in based.items()),
     ]:
         print(f"    {name:20} " + "  ".join(f"{r.rate:,.0f} {r.per_1000:.3f}" for r in runs))
     for label, part, runs in (
         ("durable raw loop", "loop", durable.get("postgres", [])),
         ("serve", "serve", serve.get("postgres", [])),
+        ("baseline serve", "serve", based.get("postgres", [])),
     ):
         if runs:
             print(

@@ -31,7 +31,8 @@ def to_input(request: publisher_pb2.PublishEventRequest) -> publishing.EventInpu
         event_id=event.id,
         event_type=event.type,
         timestamp=event.timestamp.ToDatetime(tzinfo=UTC) if event.HasField("timestamp") else None,
-        data=publishing.struct_to_dict(event.data) if event.HasField("data") else None,
+        # the Struct itself: payloads.resolve checks and renders it in one walk
+        data=event.data if event.HasField("data") else None,
         payload=event.payload if event.HasField("payload") else None,
         ordering_key=event.ordering_key,
     )

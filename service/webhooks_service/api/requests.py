@@ -21,6 +21,7 @@ Two kinds of bad input never reach a servicer's own validation:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -80,32 +81,59 @@ def undecodable_error(request: Undecodable) -> InvalidArgument:
 def nul_violations(message: Message, prefix: str = "") -> list[FieldViolation]:
     """A violation per string field (outside event data) containing U+0000,
     and per Timestamp outside years 1-9999 (Python cannot represent those; the
-    conversion used to fail as INTERNAL)."""
-    found: list[FieldViolation] = []
+    conversion used to fail as INTERNAL). At most the first ten, in field order."""
+    return [FieldViolation(prefix + where, why) for where, why in _problems(message)]
+
+
+# What the walk does with a field, decided once per field descriptor.
+_STRING, _MESSAGE, _TIMESTAMP, _SKIP = range(4)
+
+
+@functools.cache
+def _role(field: FieldDescriptor) -> tuple[int, bool]:
+    """(what to check in the field, whether it is repeated)."""
+    repeated = bool(field.is_repeated)
+    if field.type == FieldDescriptor.TYPE_STRING:
+        return _STRING, repeated
+    if field.type != FieldDescriptor.TYPE_MESSAGE:
+        return _SKIP, repeated
+    kind = field.message_type
+    if kind is None or kind.full_name in _DATA_TYPES or kind.GetOptions().map_entry:
+        return _SKIP, repeated
+    if kind.full_name == "google.protobuf.Timestamp":
+        return _TIMESTAMP, repeated
+    return _MESSAGE, repeated
+
+
+def _problems(message: Message) -> list[tuple[str, str]]:
+    """(path relative to ``message``, description) of the first ten problems: paths
+    are only built for a problem, so a clean request costs the walk alone."""
+    found: list[tuple[str, str]] = []
     for field, value in message.ListFields():
-        name = prefix + field.name
-        if field.type == FieldDescriptor.TYPE_STRING:
-            values = value if _is_repeated(field) else [value]
-            for i, text in enumerate(values):
-                if "\x00" in text:
-                    where = f"{name}[{i}]" if _is_repeated(field) else name
-                    found.append(FieldViolation(where, "must not contain NUL (U+0000)"))
-        elif field.type == FieldDescriptor.TYPE_MESSAGE:
-            kind = field.message_type
-            if kind is None or kind.full_name in _DATA_TYPES or kind.GetOptions().map_entry:
-                continue
-            items = value if _is_repeated(field) else [value]
-            for i, item in enumerate(items):
-                where = f"{name}[{i}]" if _is_repeated(field) else name
-                if kind.full_name == "google.protobuf.Timestamp":
-                    problem = _timestamp_problem(item)
-                    if problem:
-                        found.append(FieldViolation(where, problem))
-                    continue
-                found.extend(nul_violations(item, where + "."))
+        role, repeated = _role(field)
+        if role == _SKIP:
+            continue
+        items = value if repeated else (value,)
+        for i, item in enumerate(items):
+            if role == _STRING:
+                if "\x00" in item:
+                    found.append((_where(field, i, repeated), "must not contain NUL (U+0000)"))
+            elif role == _TIMESTAMP:
+                problem = _timestamp_problem(item)
+                if problem:
+                    found.append((_where(field, i, repeated), problem))
+            else:
+                inner = _problems(item)
+                if inner:
+                    where = _where(field, i, repeated)
+                    found.extend((f"{where}.{path}", why) for path, why in inner)
         if len(found) >= _MAX_VIOLATIONS:
             break
     return found[:_MAX_VIOLATIONS]
+
+
+def _where(field: FieldDescriptor, i: int, repeated: bool) -> str:
+    return f"{field.name}[{i}]" if repeated else field.name
 
 
 def _timestamp_problem(ts: Any) -> str | None:
@@ -115,7 +143,3 @@ def _timestamp_problem(ts: Any) -> str | None:
     if not 0 <= ts.nanos <= 999_999_999:
         return "nanos must be 0 to 999999999"
     return None
-
-
-def _is_repeated(field: FieldDescriptor) -> bool:
-    return bool(field.is_repeated)

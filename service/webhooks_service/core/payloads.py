@@ -33,6 +33,12 @@ pass as the checks, over a plan of each message read once from its
 descriptor (no ParseDict/MessageToDict round trip on the hot path). So the
 delivered ``data`` matches the JSON Schema ``ListEventTypes`` publishes.
 
+``data`` is walked once, as it arrived: a ``google.protobuf.Struct`` (the
+gRPC request's, never turned into a dict first: each value is read where its
+field is checked, :func:`_plain`) or a decoded JSON mapping (the REST
+gateway's tests, the service's own events), with the same checks, paths and
+messages either way.
+
 Integers in a Struct are doubles: a 64-bit value beyond ±(2^53 - 1) given as a
 JSON number could have been rounded before it reached us (2^53 + 1 arrives as
 2^53), so it is refused with a hint to send it as a decimal string (exact, as
@@ -51,7 +57,14 @@ from functools import cache
 from typing import Any
 
 from google.api import field_behavior_pb2
-from google.protobuf import any_pb2, descriptor, json_format, message_factory, timestamp_pb2
+from google.protobuf import (
+    any_pb2,
+    descriptor,
+    json_format,
+    message_factory,
+    struct_pb2,
+    timestamp_pb2,
+)
 from google.protobuf.message import DecodeError, Message
 
 from webhooks.v1 import events_pb2, payloads_pb2
@@ -59,7 +72,7 @@ from webhooks_service.core import catalog
 from webhooks_service.errors import FieldViolation
 from webhooks_service.protojson import SCALARS
 
-__all__ = ["Resolved", "message_class", "render_data", "resolve", "validate"]
+__all__ = ["Data", "Resolved", "message_class", "render_data", "resolve", "validate"]
 
 FD = descriptor.FieldDescriptor
 # Descriptors, typed loosely: the stubs' Optional[...] attributes (message_type,
@@ -175,6 +188,31 @@ def _default(field: _Field) -> Any:
     return 0
 
 
+Data = Mapping[str, Any] | struct_pb2.Struct
+_Struct = struct_pb2.Struct
+
+
+def _plain(v: struct_pb2.Value) -> Any:
+    """One Struct value as ``core.publishing.struct_to_dict`` decodes it (integral
+    numbers within ±(2^53 - 1) as ints), except that an object stays a Struct
+    (walked by :func:`_convert` where a message is expected)."""
+    kind = v.WhichOneof("kind")
+    if kind == "string_value":
+        return v.string_value
+    if kind == "number_value":
+        n = v.number_value
+        if math.isfinite(n) and n.is_integer() and abs(n) <= _EXACT:
+            return int(n)
+        return n
+    if kind == "bool_value":
+        return v.bool_value
+    if kind == "struct_value":
+        return v.struct_value
+    if kind == "list_value":
+        return [_plain(item) for item in v.list_value.values]
+    return None
+
+
 def validate(value: Any, desc: MessageDesc, path: str) -> list[FieldViolation]:
     """Violations of ``value`` (decoded JSON) against message ``desc``, paths under ``path``."""
     problems: list[FieldViolation] = []
@@ -185,13 +223,21 @@ def validate(value: Any, desc: MessageDesc, path: str) -> list[FieldViolation]:
 def _convert(
     value: Any, plan: _Message, path: str, problems: list[FieldViolation]
 ) -> dict[str, Any]:
-    """``value`` checked against ``plan`` and rendered as proto JSON, in field order."""
-    if not isinstance(value, Mapping):
+    """``value`` (a Struct or a mapping) checked against ``plan`` and rendered as
+    proto JSON, in field order."""
+    if isinstance(value, _Struct):
+        # keys, then each value by key: both in C (the map's items() view is a
+        # Python-level generator of the same lookups)
+        fields = value.fields
+        items: Any = [(key, _plain(fields[key])) for key in fields]
+    elif isinstance(value, Mapping):
+        items = value.items()
+    else:
         problems.append(FieldViolation(path, f"expected a JSON object ({plan.name})"))
         return {}
     given: dict[str, Any] = {}
     by_key = plan.by_key
-    for key, item in value.items():
+    for key, item in items:
         field = by_key.get(key)
         if field is None:
             known = ", ".join(f.name for f in plan.fields)
@@ -353,7 +399,7 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=F
 
 def resolve(
     event_type: str,
-    data: Mapping[str, Any] | None,
+    data: Data | None,
     payload: any_pb2.Any | None,
     *,
     prefix: str = "",
@@ -394,7 +440,7 @@ def _check_type(event_type: str, prefix: str) -> FieldViolation | None:
 
 
 def _resolve_typed(
-    event_type: str, data: Mapping[str, Any] | None, payload: any_pb2.Any, prefix: str
+    event_type: str, data: Data | None, payload: any_pb2.Any, prefix: str
 ) -> tuple[Resolved | None, list[FieldViolation]]:
     root = f"{prefix}event.payload"
     if data is not None:

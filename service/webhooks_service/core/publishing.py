@@ -100,7 +100,8 @@ class EventInput:
     event_id: str
     event_type: str
     timestamp: datetime | None
-    data: Mapping[str, Any] | None
+    # The request's Struct (walked once by core/payloads.py) or a decoded JSON object.
+    data: payloads.Data | None
     payload: any_pb2.Any | None = None  # the typed payload message, packed
     ordering_key: str = ""  # empty: not ordered (issue 22)
 

@@ -365,9 +365,9 @@ class Delivery(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    organisation_id: Mapped[str] = mapped_column(
-        ForeignKey("organisations.id", ondelete="CASCADE"), index=True
-    )
+    # No index of its own (issue 25): every query of deliveries by organisation
+    # also names the delivery, its event or its configuration (docs/storage.md).
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
     event_pk: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer(), "sqlite"),
         ForeignKey("events.pk", ondelete="CASCADE"),
@@ -416,17 +416,13 @@ class DeliveryAttempt(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
-    delivery_id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer(), "sqlite"),
-        ForeignKey("deliveries.id", ondelete="CASCADE"),
-        index=True,
-    )
-    event_pk: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer(), "sqlite"),
-        ForeignKey("events.pk", ondelete="CASCADE"),
-        index=True,
-    )
+    # No foreign keys and no index on delivery_id / event_pk (issue 25, docs/storage.md):
+    # the service writes an attempt only for a delivery it holds in the same
+    # transaction, and deletes attempts itself before their deliveries and events
+    # (retention, by organisation and event id).
+    organisation_id: Mapped[str] = mapped_column(String(32))
+    delivery_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    event_pk: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
     event_id: Mapped[str] = mapped_column(String(128))
     event_type: Mapped[str] = mapped_column(String(100))
     config_id: Mapped[str] = mapped_column(String(32))

@@ -15,7 +15,9 @@ workers (which write in the same tables) wait at most one batch. A batch:
    a delivery set back to ``pending`` (a retry or replay) after step 1 keeps
    its event; with the rows locked nobody can do so until the batch commits;
 3. deletes attempts, then deliveries, then events of the remaining pks —
-   explicitly, so it does not depend on foreign-key cascades.
+   explicitly: the attempt log has no foreign keys (issue 25), and its
+   attempts are found by organisation and event id (``ix_attempts_org_event``,
+   one statement per organisation of the batch), not by an index of its own.
 
 Successive batches resume at the ``created_at`` of the last event picked, so
 old events that must stay (pending) are not scanned again and again.
@@ -27,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -76,10 +78,10 @@ def _no_pending_delivery() -> sa.ColumnElement[bool]:
     return ~pending
 
 
-def _prunable(cutoff: datetime, resume_from: datetime | None) -> sa.Select[tuple[int, datetime]]:
-    query = sa.select(events.c.pk, events.c.created_at).where(
-        events.c.created_at < cutoff, _no_pending_delivery()
-    )
+def _prunable(cutoff: datetime, resume_from: datetime | None) -> sa.Select[Any]:
+    query = sa.select(
+        events.c.pk, events.c.created_at, events.c.organisation_id, events.c.event_id
+    ).where(events.c.created_at < cutoff, _no_pending_delivery())
     if resume_from is not None:
         query = query.where(events.c.created_at >= resume_from)
     return query
@@ -113,7 +115,21 @@ def prune_batch(
             pks = [pk for pk in pks if pk not in keep]
         if not pks:
             return Batch(PruneResult(), len(rows), resume)
-        n_attempts = conn.execute(sa.delete(attempts).where(attempts.c.event_pk.in_(pks))).rowcount
+        kept = set(pks)
+        by_org: dict[str, list[str]] = {}
+        for r in rows:
+            if r.pk in kept:
+                by_org.setdefault(r.organisation_id, []).append(r.event_id)
+        n_attempts = sum(
+            conn.execute(
+                sa.delete(attempts).where(
+                    attempts.c.organisation_id == org,
+                    attempts.c.event_id.in_(event_ids),
+                    attempts.c.event_pk.in_(pks),
+                )
+            ).rowcount
+            for org, event_ids in by_org.items()
+        )
         n_deliveries = conn.execute(
             sa.delete(deliveries).where(deliveries.c.event_pk.in_(pks))
         ).rowcount
@@ -156,6 +172,13 @@ def count_prunable(engine: Engine, cutoff: datetime) -> PruneResult:
         n_attempts = conn.execute(
             sa.select(sa.func.count())
             .select_from(attempts)
-            .where(attempts.c.event_pk.in_(sa.select(old.c.pk)))
+            .join(
+                old,
+                sa.and_(
+                    attempts.c.organisation_id == old.c.organisation_id,
+                    attempts.c.event_id == old.c.event_id,
+                    attempts.c.event_pk == old.c.pk,
+                ),
+            )
         ).scalar_one()
     return PruneResult(int(n_events), int(n_deliveries), int(n_attempts))
