@@ -71,8 +71,10 @@ this shared 2-core machine weighs on both sides alike) runs, in this order:
 worktree of ``main``): each round runs that checkout's ``webhooks serve`` too,
 beside this one's on each backend (alternating which goes first), on a
 database migrated by its own migrations; the table adds its rows and this
-checkout's CPU and rate against it, round by round (issue 25: "against the
-service at this issue's starting commit, in the same rounds").
+checkout's CPU and rate against it, round by round, and checks CPU per
+delivery <= 0.75x it (issue 25: "against the service at this issue's starting
+commit, in the same rounds": ``git worktree add --detach /tmp/start 4c2af50 &&
+make -C /tmp/start venv``, then ``--baseline-tree /tmp/start``).
 
 Also printed once: the start-up CPU of ``webhooks serve`` (user+sys from exec
 until it prints that it serves, median over every start of the run) and how
@@ -147,6 +149,9 @@ CPU_RATIO_TARGET = 2.0
 DURABLE_RATIO_TARGET = 1.5  # issue 25: serve on PostgreSQL vs the durable raw loop
 DURABLE_TABLE = "bench_raw_attempts"  # the durable raw loop's scratch table
 THROUGHPUT_RATIO_TARGET = 0.6
+# issue 25: serve's CPU per delivery vs the service at the issue's starting commit
+# (4c2af50), run with --baseline-tree in the same rounds
+BASELINE_RATIO_TARGET = 0.75
 WINDOW_TIMEOUT = 300.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVING = "webhooks: serving gRPC on "
@@ -1040,10 +1045,14 @@ def main(argv: list[str] | None = None) -> int:
     for backend, runs in based.items():
         row(f"baseline tree: serve {names[backend]}", runs, durable.get(backend))
     for backend, runs in based.items():
+        vs_baseline = ratio(serve[backend], runs, lambda r: r.per_1000)
         print(
             f"  serve {names[backend]} vs the baseline tree ({args.baseline_tree}): CPU "
-            f"{ratio(serve[backend], runs, lambda r: r.per_1000):.2f}x, rate "
+            f"{vs_baseline:.2f}x, rate "
             f"{ratio(serve[backend], runs, lambda r: r.rate):.2f}x (same rounds)"
+        )
+        checks[f"{backend} CPU vs baseline tree <= {BASELINE_RATIO_TARGET}"] = (
+            vs_baseline <= BASELINE_RATIO_TARGET
         )
     print("  rounds (deliv/s, CPU s/1000):")
     for name, runs in [
