@@ -169,9 +169,11 @@ class DeliveryWorker:
 
     @property
     def idle(self) -> bool:
-        """Nothing in flight and nothing waiting to start: no attempt starts
-        until a claim or a hand-off brings more."""
-        return not self.senders.running and self.scheduler.waiting == 0
+        """Nothing in flight, nothing waiting to start, every finished attempt
+        written: no attempt starts until a claim or a hand-off brings more."""
+        return (
+            not self.senders.running and self.scheduler.waiting == 0 and not self.recorder.unwritten
+        )
 
     def lend(self, organisation_id: str) -> Lending | None:
         """Slots for one publish in this process (``handoff.HandOff.lend``)."""
