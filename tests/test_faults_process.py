@@ -31,6 +31,7 @@ from tests.support.faults import (
     publish,
     report,
     statuses,
+    wait_listening,
     worker_process,
 )
 from tests.support.polling import eventually
@@ -225,7 +226,7 @@ def test_three_workers_racing_never_claim_a_delivery_twice(
             worker_process(database_url, tmp_path, settings) as w2,
             worker_process(database_url, tmp_path, settings) as w3,
         ):
-            time.sleep(0.5)  # let all three LISTEN
+            wait_listening(database_url, 3)
             idle_cpu = [w.cpu_seconds() for w in (w1, w2, w3)]
             publish(srv.target, keys["events:publish"], org_id, event_ids)
             eventually(
