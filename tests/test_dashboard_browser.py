@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from tests.conftest import _truncate_all
 from tests.support.browser import chromium, screenshot
 from tests.support.envoy import free_listen_address, running_gateway
 from tests.support.payloads import example
@@ -74,9 +75,12 @@ def stack(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     """The whole stack, once on SQLite and once on PostgreSQL (each test makes
-    organisations of its own, so the session's PostgreSQL database is shared)."""
+    organisations of its own, so the session's PostgreSQL database is shared by
+    this module's tests; emptied first: whatever module ran before it in this
+    process, e.g. a secret sealed with a key this server lacks, would stop it)."""
     if request.param == "postgres":
         url: str = request.getfixturevalue("postgres_url")
+        _truncate_all(url)
     else:
         path = tmp_path_factory.mktemp("browser-db") / "webhooks.db"
         shutil.copyfile(sqlite_template, path)
