@@ -22,6 +22,7 @@ from standardwebhooks.webhooks import Webhook
 
 from tests.support.delivery_env import DeliveryEnv as Env
 from tests.support.delivery_env import delivery_env
+from tests.support.faults import wait_listening
 from tests.support.payloads import example
 from tests.support.polling import eventually_async
 from tests.support.receiver import Reply, running_receiver
@@ -235,8 +236,14 @@ def test_retry_waits_for_the_injected_clock(database_url: str) -> None:
                 due = datetime.fromisoformat(due)
             assert due.replace(tzinfo=UTC) == start + timedelta(seconds=30)
             clock.now = start + timedelta(seconds=29.9)
-            wake.set()
-            await asyncio.sleep(0.2)
+            claims = worker.claims
+
+            def claimed_at_29_9() -> bool:  # a claim begun after the clock moved came back
+                wake.set()
+                return worker.claims >= claims + 2
+
+            await until(claimed_at_29_9, 5.0)
+            assert worker.idle and worker.attempts_recorded == 1
             assert rx.count("/h") == 1
             clock.now = start + timedelta(seconds=30)
             wake.set()
@@ -276,13 +283,12 @@ def test_separate_worker_process_wakes_on_notify(database_url: str) -> None:
             while line and "delivery worker running" not in line:  # e.g. the no-key warning
                 line = proc.stderr.readline()
             assert "delivery worker running" in line
-            time.sleep(0.5)  # let it LISTEN
+            wait_listening(database_url, 1)
             with PublisherClient(srv.target, keys["events:publish"]) as pub:
-                started = time.monotonic()
                 pub.publish_event(org_id, "reward.claimed", example("reward.claimed"), id="cross")
+            # On PostgreSQL the worker polls every 60 s: within 10 s, NOTIFY woke it.
             (got,) = rx.wait_for(1, "/w", timeout=10)
             assert got.headers["webhook-id"] == "cross"
-            assert time.monotonic() - started < 5
         finally:
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(20)

@@ -37,7 +37,8 @@ from tests.support.server import make_org_and_keys, running_server
 from webhooks_client import AdminClient, PublisherClient, WebhooksClientError
 from webhooks_service.storage import db
 
-pytestmark = [pytest.mark.faults]
+# serial: it restarts the shared PostgreSQL, so `make pytest` runs it alone, after the rest
+pytestmark = [pytest.mark.faults, pytest.mark.serial]
 
 FAST = {"retry_schedule": (0.2, 0.2, 0.2, 0.2), "poll_interval": 0.2}
 

@@ -31,6 +31,7 @@ from tests.support.faults import (
     publish,
     report,
     statuses,
+    wait_listening,
     worker_process,
 )
 from tests.support.polling import eventually
@@ -154,7 +155,10 @@ def test_sigterm_finishes_in_flight_within_grace_and_releases_the_rest(
         assert len(slow) == 6 and len(hung) == 2 and len(hits_at_stop) == 8
         # In flight and fast enough: finished and logged within the grace period.
         assert all([r.outcome for r in logged.get(e, [])] == ["delivered"] for e in slow)
-        assert stopped_in < 3 + 2
+        # The stop waited the grace (3 s) and cut the hanging ones off (the log line
+        # below), not their 30 s attempt timeout. A bound against the timeout, not
+        # grace + 2 s: a loaded machine took 5.2 and 6.7 s (issue 24).
+        assert stopped_in < 30
         # Cut off at the end of the grace period: released, not logged.
         assert "released 2 attempts still running at shutdown" in worker_log
         assert all(e not in logged for e in hung)
@@ -225,7 +229,7 @@ def test_three_workers_racing_never_claim_a_delivery_twice(
             worker_process(database_url, tmp_path, settings) as w2,
             worker_process(database_url, tmp_path, settings) as w3,
         ):
-            time.sleep(0.5)  # let all three LISTEN
+            wait_listening(database_url, 3)
             idle_cpu = [w.cpu_seconds() for w in (w1, w2, w3)]
             publish(srv.target, keys["events:publish"], org_id, event_ids)
             eventually(

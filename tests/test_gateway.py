@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +28,7 @@ import sqlalchemy as sa
 
 from tests.support.envoy import running_gateway
 from tests.support.payloads import example
+from tests.support.polling import eventually
 from tests.support.server import RunningServer, make_key, make_org_and_keys, running_server
 from webhooks.v1 import admin_pb2, admin_pb2_grpc, publisher_pb2, publisher_pb2_grpc
 from webhooks_client import make_publish_request
@@ -517,9 +517,7 @@ def test_stop_with_grace_lets_a_request_in_flight_finish(
                 f"content-length: {len(body)}\r\n\r\n"
             ).encode()
             conn.sendall(head + body[:10])  # the buffer filter now holds the request
-            deadline = time.monotonic() + 10
-            while gw.requests_in_flight() < 1 and time.monotonic() < deadline:
-                time.sleep(0.02)
+            eventually(lambda: gw.requests_in_flight() >= 1, 10, "Envoy to hold the request")
             stopper = threading.Thread(target=gw.stop, kwargs={"grace": 20})
             stopper.start()
             assert gw.draining.wait(10)

@@ -8,7 +8,6 @@ process dies is claimed again when its lease runs out. SQLite and PostgreSQL.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -18,7 +17,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from tests.support.faults import wait_listening
 from tests.support.payloads import example
+from tests.support.polling import eventually, eventually_async
 from tests.support.receiver import Reply, running_receiver
 from tests.support.server import make_org_and_keys, running_server
 from tests.support.server import test_settings as make_settings
@@ -72,13 +73,18 @@ def test_published_delivery_is_attempted_without_a_claim_query(
     ):
         org, keys = make_org_and_keys(srv.engine)
         add_config(srv.engine, org, rx.url("/hook"))
-        # Let the worker's start-up claims (and PostgreSQL's LISTEN wake-up) pass.
-        deadline = time.monotonic() + 10
-        seen = -1
-        while len(claims) != seen or not claims:
-            seen = len(claims)
-            time.sleep(0.3)
-            assert time.monotonic() < deadline
+        # Let the worker's start-up claims (and PostgreSQL's LISTEN wake-up) pass:
+        # until the loop waits, no claim begun and not done, none asked for.
+        wait_listening(database_url, 1)
+        srv.claimed_after()
+        worker = srv.worker
+
+        def waiting() -> bool:
+            asked = srv.wakeup.is_set() or worker.wake.asked
+            return not asked and len(claims) == worker.claims
+
+        eventually(waiting, 10, "the claim loop to wait")
+        seen = len(claims)
         with PublisherClient(srv.target, keys["events:publish"]) as publisher:
             for i in range(3):
                 publisher.publish_event(
@@ -177,12 +183,7 @@ def test_worker_takes_what_it_can_start_and_its_prefetch_and_leaves_the_rest_unc
             local.worker = worker
             stop = asyncio.Event()
             task = asyncio.create_task(worker.run(stop, local.wakeup))
-            for _ in range(1000):  # until the worker runs
-                probe = local.lend(org)
-                if probe is not None:
-                    break
-                await asyncio.sleep(0.01)
-            assert probe is not None
+            probe = await eventually_async(lambda: local.lend(org), 10, "the worker to run")
             assert await probe.settle() == 0  # an unused lending gives its slots back
             items = [
                 publishing.EventInput(org, f"evt_{i}", "reward.claimed", None, example())

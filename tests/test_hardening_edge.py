@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from tests.support.envoy import require_envoy, running_gateway
+from tests.support.polling import eventually
 from tests.support.server import RunningServer, make_org_and_keys, running_server
 from webhooks.v1 import admin_pb2, admin_pb2_grpc
 from webhooks_service.gateway import EnvoyProcess, GatewayConfig, GatewayFiles, find_gateway_dir
@@ -48,6 +49,7 @@ def test_1000_bad_key_calls_end_in_429s_with_retry_after(
     ):
         assert rest.get("/webhooks/configs", headers={"authorization": f"Bearer {good}"}).is_success
         first_429: httpx.Response | None = None
+        started = time.monotonic()
         for n in range(1000):
             # A spoofed client address does not buy a fresh bucket: the gateway overwrites it.
             headers = {
@@ -58,12 +60,17 @@ def test_1000_bad_key_calls_end_in_429s_with_retry_after(
             statuses.append(resp.status_code)
             if resp.status_code == 429 and first_429 is None:
                 first_429 = resp
+        elapsed = time.monotonic() - started
         before = statuses.index(429)
         print(f"\nbad-key calls answered 401 before the first 429: {before}")
-        assert before == LIMITED["auth_failure_burst"]
         assert set(statuses[:before]) == {401}
-        # after the burst, nearly all are 429 (1 per second refills)
-        assert statuses[before:].count(429) >= len(statuses[before:]) - 10
+        # The burst, then one more 401 per refill (1 per second of the run, however
+        # slow a loaded machine makes it); every other call is a 429.
+        refills = int(elapsed * LIMITED["auth_failure_per_second"]) + 1
+        burst = int(LIMITED["auth_failure_burst"])
+        assert burst <= before <= burst + refills
+        assert set(statuses) == {401, 429}
+        assert statuses.count(401) <= burst + refills, (statuses.count(401), elapsed)
         assert first_429 is not None and int(first_429.headers["retry-after"]) >= 1
         assert first_429.json()["code"] == 8  # RESOURCE_EXHAUSTED
         # A working key from the same address still works (valid credentials are never throttled).
@@ -144,8 +151,6 @@ def test_unauthenticated_16_mib_messages_are_refused_without_reading_them(
             if found:
                 target = found.group(1)
         assert target, "serve did not start"
-        time.sleep(1.0)  # start-up allocations settle
-        before = _peak_rss_kib(proc.pid)
         payload = b"\x0a" + b"\xff" * (16 * 1024 * 1024 - 16)  # ~16 MiB, never parsed
         with grpc.insecure_channel(
             target, options=[("grpc.max_send_message_length", 32 * 1024 * 1024)]
@@ -155,6 +160,12 @@ def test_unauthenticated_16_mib_messages_are_refused_without_reading_them(
                 request_serializer=lambda b: b,
                 response_deserializer=lambda b: b,
             )
+            # Start-up allocations done: the server has answered one small call of
+            # the same method (refused: no key) before the baseline is read.
+            with pytest.raises(grpc.RpcError) as small:
+                publish(b"", timeout=20)
+            assert small.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            before = _peak_rss_kib(proc.pid)
 
             def call(_: int) -> grpc.StatusCode:
                 try:
@@ -199,6 +210,13 @@ def _open(gw: EnvoyProcess) -> socket.socket:
     return socket.create_connection(("127.0.0.1", gw.listen.port), timeout=5)
 
 
+def _active_connections(gw: EnvoyProcess) -> int:
+    """Downstream connections Envoy's listener holds now (its own statistic)."""
+    _, body = gw.admin_get("/stats?filter=^listener\\..*\\.downstream_cx_active$")
+    values = [line.rpartition(": ")[2] for line in body.splitlines()]
+    return max((int(v) for v in values if v.isdigit()), default=0)
+
+
 def _closed_within(sock: socket.socket, seconds: float) -> bool:
     sock.settimeout(seconds)
     try:
@@ -215,16 +233,17 @@ def _closed_within(sock: socket.socket, seconds: float) -> bool:
 def test_slow_header_connections_are_closed(tight_gateway: EnvoyProcess) -> None:
     slow = _open(tight_gateway)
     slow.sendall(b"GET /webhooks/configs HTTP/1.1\r\nhost: x\r\n")  # never finishes its headers
-    started = time.monotonic()
     assert _closed_within(slow, 5.0)
-    assert time.monotonic() - started < 4.0
+    # closed by the request-headers timeout (Envoy's own count), not another one
+    _, body = tight_gateway.admin_get("/stats?filter=^http\\.rest\\.downstream_rq_header_timeout$")
+    assert body.strip().endswith(": 1"), body
     slow.close()
 
 
 @pytest.mark.gateway
 def test_connections_past_the_limit_are_refused(tight_gateway: EnvoyProcess) -> None:
     held = [_open(tight_gateway) for _ in range(5)]
-    time.sleep(0.3)
+    eventually(lambda: _active_connections(tight_gateway) >= 5, 10, "Envoy to hold 5 connections")
     extra = _open(tight_gateway)
     assert _closed_within(extra, 2.0)  # closed at once by the overload manager
     for sock in held:

@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 from tests.support.envoy import require_envoy, running_gateway
+from tests.support.polling import eventually
 from webhooks_service.errors import ConfigurationError
 from webhooks_service.gateway import EnvoyProcess, GatewayConfig, GatewayFiles, find_gateway_dir
 from webhooks_service.gateway.config import parse_address
@@ -157,12 +158,11 @@ def test_sigkill_of_run_frees_the_rest_port_within_2_s(stack: Stack) -> None:
     stack.proc.send_signal(signal.SIGKILL)
     stack.proc.wait()
     killed = time.monotonic()
-    while not _refused(stack.port):
-        assert time.monotonic() - killed < 2.0, "Envoy still holds the REST port"
-        time.sleep(0.05)
+    eventually(lambda: _refused(stack.port), 2.0, "Envoy to free the REST port")
     print(f"\nREST port free {time.monotonic() - killed:.2f} s after SIGKILL of webhooks run")
-    # The dead gateway's folder is removed by the next gateway's start.
-    assert folders[0].exists()
+    # The dead gateway's folder is removed by the next gateway's start (ours, or
+    # one another test process started meanwhile: the folders are in the shared
+    # temporary directory, so whether it still exists here is not ours to assert).
     with running_gateway(["127.0.0.1:1"]):
         assert not folders[0].exists()
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -44,6 +43,7 @@ import sqlalchemy as sa
 
 from tests.support.envoy import running_gateway
 from tests.support.payloads import example
+from tests.support.polling import eventually
 from tests.support.receiver import Receiver, running_receiver
 from tests.support.server import RunningServer, make_org_and_keys, running_server
 from webhooks.v1 import admin_pb2, admin_pb2_grpc
@@ -90,10 +90,11 @@ def _tenant(srv: RunningServer, rx: Receiver, name: str) -> Tenant:
     event_id = f"evt_{name.lower()}_1"
     publisher.publish_event(org_id, "reward.claimed", example("reward.claimed"), id=event_id)
     publisher.publish_event(org_id, "reward.claimed", example("reward.claimed"), id=event_id + "b")
-    deadline = time.monotonic() + 15
-    while len(logs := list(admin.iter_delivery_logs())) < 2:
-        assert time.monotonic() < deadline, "deliveries were not logged"
-        time.sleep(0.02)
+    logs = eventually(
+        lambda: logs if len(logs := list(admin.iter_delivery_logs())) >= 2 else None,
+        15,
+        "both deliveries to be logged",
+    )
     first = logs[-1]
     return Tenant(org_id, keys, config_id, event_id, first.id, first.delivery_id, admin, publisher)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -60,9 +59,13 @@ def operational(rx_requests: list[Received], event_type: str) -> list[Received]:
     return [r for r in rx_requests if json.loads(r.body)["type"] == event_type]
 
 
-def settle(seconds: float = 0.5) -> None:
-    """Give the worker time to deliver anything extra (what must not arrive)."""
-    time.sleep(seconds)
+def settle(env: Env) -> None:
+    """Until anything extra (what must not arrive) would have been delivered: nothing
+    pending in the queue (operational events are queued in the transaction that
+    records the attempt they are about, or the admin change) and the worker holds
+    nothing. The service's own state, not a sleep."""
+    env.settled()
+    env.srv.quiet()
 
 
 def test_a_410_sends_exactly_one_endpoint_disabled(env: Env) -> None:
@@ -83,7 +86,7 @@ def test_a_410_sends_exactly_one_endpoint_disabled(env: Env) -> None:
     assert data["reason"] == "ENDPOINT_DISABLED_REASON_GONE"
     assert data["disabled_at"].endswith("Z") and data["failing_since"].endswith("Z")
     env.rx.wait_for(3, "/everything")
-    settle()
+    settle(env)
     assert env.rx.count("/ops") == 1
     # "*" does not include operational events; never to the config it is about
     assert operational(env.rx.requests("/everything"), "webhook.endpoint_disabled") == []
@@ -123,7 +126,7 @@ def test_a_400_sends_one_delivery_failed_and_never_loops(env: Env) -> None:
         "last_failed_at": data["first_failed_at"],
     }
     assert data["first_failed_at"].endswith("Z")
-    settle()
+    settle(env)
     # the failed operational delivery to /ops reported nothing (no loop), and the
     # event about /bad never went to /bad itself
     assert env.rx.count("/ops") == 1
@@ -166,7 +169,7 @@ def test_admin_and_sweep_disabling_are_reported(env: Env) -> None:
     assert "failing_since" not in data  # the re-enable cleared the failure run
     # putting a disabled config again is not a new disabling
     env.admin.put_webhook_config(id=down.id, url=down.url, event_types=["reward.*"], enabled=False)
-    settle()
+    settle(env)
     assert env.rx.count("/ops") == 2
 
 
@@ -210,5 +213,5 @@ def test_a_failing_operational_hook_never_costs_the_attempt_records(
     env.publish(id="evt_kept")
     [entry] = env.wait_logs(1, config_id=bad.id, outcome="failed")
     assert entry.event_id == "evt_kept" and entry.response_status_code == 400
-    settle()
+    settle(env)
     assert env.rx.count("/ops") == 0

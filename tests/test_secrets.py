@@ -12,7 +12,6 @@ import logging
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +22,7 @@ import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.support.payloads import example
+from tests.support.polling import eventually
 from tests.support.receiver import Receiver, running_receiver
 from tests.support.server import RunningServer, make_org, make_org_and_keys, running_server
 from tests.support.server import test_settings as make_settings
@@ -57,11 +57,7 @@ class Env:
         )
 
     def wait_logs(self, timeout: float = 15.0) -> list[Any]:
-        deadline = time.monotonic() + timeout
-        while not (logs := list(self.admin.iter_delivery_logs())):
-            assert time.monotonic() < deadline, "no delivery log entry"
-            time.sleep(0.02)
-        return logs
+        return eventually(lambda: list(self.admin.iter_delivery_logs()), timeout, "a log entry")
 
     def stored_secrets(self, config_id: str) -> tuple[str, str | None]:
         with self.srv.engine.connect() as conn:

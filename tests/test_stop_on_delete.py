@@ -96,7 +96,9 @@ def test_delete_over_rest_stops_every_attempt_at_once(database_url: str, rx: Rec
         assert resp.status_code == 200, resp.text
         seen_at_return = rx.count("/slow")
         eventually(lambda: _settled(srv), 15, "every delivery to end")
-        time.sleep(1.0)  # anything still coming would arrive now; in flight finishes
+        # Nothing more can come: a claim after the delete found nothing, and the
+        # worker has nothing in flight or waiting (its own state, not a sleep).
+        srv.quiet()
         settled = _statuses(srv)
         late = _late(rx, returned_at, IN_TRANSIT)
         print(f"\nrequests: {seen_at_return} before the delete returned, {len(late)} after")
@@ -125,7 +127,7 @@ def test_disable_over_grpc_stops_every_attempt_at_once(database_url: str, rx: Re
             )
             returned_at = time.time()
         eventually(lambda: _settled(srv), 15, "every delivery to end")
-        time.sleep(1.0)
+        srv.quiet()  # nothing in flight or waiting in the worker: nothing more comes
         settled = _statuses(srv)
         late = _late(rx, returned_at, IN_TRANSIT)
         print(f"\n{len(late)} requests after the disable returned")
@@ -144,7 +146,9 @@ def test_a_separate_worker_process_stops_within_a_second(
     _truncate_all(postgres_url)
     with (
         running_server(postgres_url) as srv,  # the API alone; the worker is another process
-        worker_process(postgres_url, tmp_path, {"ALLOWED_TARGET_NETWORKS": "127.0.0.0/8"}),
+        worker_process(
+            postgres_url, tmp_path, {"ALLOWED_TARGET_NETWORKS": "127.0.0.0/8", "LOG_LEVEL": "INFO"}
+        ) as worker,
     ):
         _, keys = _queue(srv, rx)
         config_id = _config_id(srv)
@@ -152,7 +156,14 @@ def test_a_separate_worker_process_stops_within_a_second(
             admin.delete_webhook_config(config_id)
             returned_at = time.time()
         eventually(lambda: _settled(srv), 15, "every delivery to end")
-        time.sleep(1.5)
+        # Nothing more can come once the worker has dropped what waited of the
+        # configuration (its log says so, delivery/worker.py stop_config) and has
+        # stopped: a graceful stop finishes and records what is in flight. The
+        # signals, not a sleep.
+        eventually(
+            lambda: f"deleted {config_id}: " in worker.log(), 15, "the worker to drop the rest"
+        )
+        assert worker.terminate() == 0
         settled = _statuses(srv)
         late = _late(rx, returned_at, 1.0)
         print(

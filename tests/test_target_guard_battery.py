@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,10 +30,13 @@ import pytest
 
 from tests.support.chaos import ChaosReceiver, running_chaos
 from tests.support.payloads import example
+from tests.support.polling import eventually
 from tests.support.server import make_org_and_keys, running_server
 from webhooks_client import AdminClient, DeliveryOutcome, InvalidArgumentError, PublisherClient
 from webhooks_service.core import configs
 from webhooks_service.delivery import http
+from webhooks_service.domain import utcnow
+from webhooks_service.storage.queue_stats import queue_stats
 
 Out = DeliveryOutcome
 FAST = (0.05, 0.05)
@@ -167,14 +169,17 @@ def deliver_once(database_url: str, url: str, allowed: tuple[str, ...]) -> list[
                 description=None,
             )
             pub.publish_event(org_id, "reward.claimed", example("reward.claimed"), id="guarded")
-            deadline = time.monotonic() + 15
-            while True:
+
+            def final() -> bool:
                 logs = list(admin.iter_delivery_logs())
-                if logs and logs[0].outcome != Out.RETRY_SCHEDULED:
-                    time.sleep(0.3)  # several retry periods: nothing more may happen
-                    return list(reversed(list(admin.iter_delivery_logs())))
-                assert time.monotonic() < deadline, f"no final outcome: {logs}"
-                time.sleep(0.02)
+                return bool(logs) and logs[0].outcome != Out.RETRY_SCHEDULED
+
+            eventually(final, 15, "a final outcome")
+            # Nothing more may happen: nothing is pending in the queue (no retry is
+            # scheduled) and the worker holds nothing.
+            eventually(lambda: queue_stats(srv.engine, utcnow()).pending == 0, 15, "an empty queue")
+            srv.quiet()
+            return list(reversed(list(admin.iter_delivery_logs())))
 
 
 @pytest.mark.parametrize(("case", "host", "network", "loopback"), CASES, ids=[c[0] for c in CASES])

@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -31,6 +30,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from tests.support.delivery_env import DeliveryEnv as Env
 from tests.support.delivery_env import delivery_env
 from tests.support.payloads import example
+from tests.support.polling import eventually
 from tests.support.receiver import Reply, running_receiver
 from tests.support.serve_process import read_target, stop
 from tests.support.server import make_org_and_keys
@@ -80,12 +80,11 @@ def spans_of(exporter: InMemorySpanExporter, trace_id: str) -> list[ReadableSpan
 def wait_for_spans(
     exporter: InMemorySpanExporter, trace_id: str, name: str, count: int
 ) -> list[ReadableSpan]:
-    deadline = time.monotonic() + 15
-    while True:
-        found = [s for s in spans_of(exporter, trace_id) if s.name == name]
-        if len(found) >= count or time.monotonic() > deadline:
-            return found
-        time.sleep(0.05)
+    def found() -> list[ReadableSpan] | None:
+        spans = [s for s in spans_of(exporter, trace_id) if s.name == name]
+        return spans if len(spans) >= count else None
+
+    return eventually(found, 15, f"{count} {name!r} spans")
 
 
 def span_id(span: ReadableSpan) -> int:
@@ -238,13 +237,13 @@ def test_serve_exports_spans_over_otlp_when_the_endpoint_is_set(
             with PublisherClient(target, keys["events:publish"]) as publisher:
                 publisher.publish_event(org_id, "reward.claimed", example(), traceparent=parent)
             rx.wait_for(1, "/hook")
-            deadline = time.monotonic() + 20
-            names: set[str] = set()
-            while time.monotonic() < deadline and not {"publish", "attempt"} <= names:
+            expected = {"publish", "attempt", "webhooks.v1.EventPublisher/PublishEvent"}
+
+            def names() -> set[str]:
                 with collector.lock:
-                    names = {s.name for s in collector.spans if s.trace_id.hex() == trace_id}
-                time.sleep(0.1)
-            assert {"publish", "attempt", "webhooks.v1.EventPublisher/PublishEvent"} <= names
+                    return {s.name for s in collector.spans if s.trace_id.hex() == trace_id}
+
+            eventually(lambda: expected <= names(), 20, f"the spans {sorted(expected)}")
         finally:
             stop(proc)
             server.stop(0)

@@ -4,7 +4,6 @@ the setting of the end-to-end delivery tests."""
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,14 +48,12 @@ class DeliveryEnv:
 
     def wait_logs(self, count: int, timeout: float = 15.0, **filters: Any) -> list[DeliveryLog]:
         """At least ``count`` log entries matching ``filters`` (newest first)."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def enough() -> list[DeliveryLog] | None:
             logs = self.logs(**filters)
-            if len(logs) >= count:
-                return logs
-            if time.monotonic() > deadline:
-                raise AssertionError(f"expected {count} log entries, got {logs}")
-            time.sleep(0.02)
+            return logs if len(logs) >= count else None
+
+        return eventually(enough, timeout, f"{count} log entries matching {filters}")
 
     def settled(self, timeout: float = 15.0) -> None:
         """Until nothing is pending in the queue: the service's own count behind

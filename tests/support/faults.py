@@ -128,6 +128,29 @@ def worker_process(
         proc.wait(10)
 
 
+def wait_listening(database_url: str, count: int, timeout: float = 30.0) -> None:
+    """On PostgreSQL, until ``count`` sessions on this database have LISTENed (the
+    worker's wake-up connection: its last statement is a ``LISTEN``, and it waits
+    for notifications from then on, ``storage/listen.py``). SQLite has no LISTEN:
+    the workers poll, nothing to wait for."""
+    if backend(database_url) == "sqlite":
+        return
+    engine = sa.create_engine(database_url)
+    query = sa.text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND query LIKE 'LISTEN %'"
+    )
+
+    def listening() -> bool:
+        with engine.connect() as conn:
+            return int(conn.execute(query).scalar_one()) >= count
+
+    try:
+        eventually(listening, timeout, f"{count} workers to LISTEN")
+    finally:
+        engine.dispose()
+
+
 # -- set-up and publishing ---------------------------------------------------------------
 
 

@@ -28,9 +28,12 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
 
+from tests.support.polling import eventually
 from webhooks_service.api.server import ApiServer, start_server
 from webhooks_service.config import Settings
 from webhooks_service.core import keys, orgs
+from webhooks_service.delivery.handoff import LocalWorker
+from webhooks_service.delivery.worker import DeliveryWorker
 from webhooks_service.storage import db
 
 T = TypeVar("T")
@@ -54,6 +57,37 @@ class RunningServer:
     wakeup: asyncio.Event
     stop_event: asyncio.Event
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    local: LocalWorker | None = None
+
+    @property
+    def worker(self) -> DeliveryWorker:
+        """The delivery worker running in this server (``worker=True``)."""
+        assert self.local is not None, "running_server(..., worker=True) runs a worker"
+        eventually(lambda: self.local is not None and self.local.worker, 15, "the worker to run")
+        worker = self.local.worker
+        assert isinstance(worker, DeliveryWorker)
+        return worker
+
+    def claimed_after(self, timeout: float = 15.0) -> None:
+        """Until a claim that began after this call came back (``DeliveryWorker.claims``,
+        poking the loop meanwhile): whatever was due when called has been claimed."""
+        worker = self.worker
+        start = worker.claims
+
+        def claimed_since() -> bool:
+            if worker.claims >= start + 2:  # start + 1 may have begun before the call
+                return True
+            self.loop.call_soon_threadsafe(self.wakeup.set)  # a poke: claim now
+            return False
+
+        eventually(claimed_since, timeout, "a claim after the call")
+
+    def quiet(self, timeout: float = 15.0) -> None:
+        """:meth:`claimed_after`, then until the worker is idle (nothing in flight or
+        waiting to start): nothing more happens unless something new is published.
+        "Nothing more happens" is checked against this, not by sleeping."""
+        self.claimed_after(timeout)
+        eventually(lambda: self.worker.idle, timeout, "the worker to be idle")
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
         """Run a coroutine on the server's loop and wait for its result."""
@@ -111,6 +145,7 @@ def running_server(
         )
         srv = RunningServer(api.target, api.port, settings, eng, loop, api, wakeup, stop_event)
         if worker:
+            srv.local = local
             # Same loop, like `webhooks serve`.
             srv.tasks.append(
                 asyncio.create_task(

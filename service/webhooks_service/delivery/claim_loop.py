@@ -53,6 +53,10 @@ class ClaimLoop:
         self.senders = senders
         self.releases = releases
         self.observer = observer
+        # Claims done (each query, whatever it found): the loop's heartbeat.
+        # A test that checks "nothing more happens" waits for one more claim
+        # after the event and then looks, instead of sleeping.
+        self.claims = 0
 
     async def watch_stop(self, stop: asyncio.Event) -> None:
         await stop.wait()
@@ -91,6 +95,7 @@ class ClaimLoop:
                     log.exception("claiming deliveries failed; retrying after the poll interval")
                     claimed = []
                     await wake.wait(self.settings.poll_interval, self.clock)
+                self.claims += 1
                 wake.claimed(excluded, len(claimed))
                 if claimed and self.observer is not None:
                     self.observer.claimed(len(claimed))

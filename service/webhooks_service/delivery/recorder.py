@@ -107,6 +107,8 @@ class Recorder:
         # finish_batch's after_write hook: operational webhooks (core/operational.py)
         self.operational = operational.Emitter(window=settings.operational_window)
         self._results: list[FinishedAttempt] = []
+        # finished attempts not yet written (buffered or in the batch being written)
+        self.unwritten = 0
         self._ready = asyncio.Event()
         self._final = False
         # Starts the deliveries finish_batch promoted and claimed for this worker
@@ -116,6 +118,7 @@ class Recorder:
     def finish(self, finished: FinishedAttempt) -> None:
         """Buffer one finished attempt for the flusher."""
         self.pace.count += 1
+        self.unwritten += 1
         self._results.append(finished)
         self._ready.set()
 
@@ -157,7 +160,9 @@ class Recorder:
                         self._ready.set()
                         continue
                     await self._record_one_by_one(batch)
+                    self.unwritten -= len(batch)
                     continue
+                self.unwritten -= len(batch)
                 retries = [f.next_attempt_at for f in batch if f.next_attempt_at is not None]
                 if retries:
                     self.wake.retry_at(min(retries))

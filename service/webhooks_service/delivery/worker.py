@@ -162,6 +162,19 @@ class DeliveryWorker:
     def attempts_recorded(self) -> int:
         return self.recorder.attempts_recorded
 
+    @property
+    def claims(self) -> int:
+        """Claim queries done so far (``ClaimLoop.claims``)."""
+        return self.claim_loop.claims
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in flight, nothing waiting to start, every finished attempt
+        written: no attempt starts until a claim or a hand-off brings more."""
+        return (
+            not self.senders.running and self.scheduler.waiting == 0 and not self.recorder.unwritten
+        )
+
     def lend(self, organisation_id: str) -> Lending | None:
         """Slots for one publish in this process (``handoff.HandOff.lend``)."""
         return self.handoff.lend(organisation_id)
