@@ -34,7 +34,7 @@ from tests.support.polling import eventually
 from tests.support.server import make_org_and_keys, running_server
 from webhooks_client import AdminClient, DeliveryOutcome, InvalidArgumentError, PublisherClient
 from webhooks_service.core import configs
-from webhooks_service.delivery import http
+from webhooks_service.delivery import http, target_guard
 from webhooks_service.domain import utcnow
 from webhooks_service.storage.queue_stats import queue_stats
 
@@ -68,7 +68,7 @@ class Tripwire:
 @pytest.fixture
 def tripwire(monkeypatch: pytest.MonkeyPatch) -> Tripwire:
     wire = Tripwire()
-    real_factory = http.guarded_socket_factory
+    real_factory = target_guard.guarded_socket_factory
     real_resolve = aiohttp.resolver.ThreadedResolver.resolve
 
     def tripwire_factory(guard: Any) -> Any:
