@@ -97,6 +97,7 @@ import atexit
 import contextlib
 import importlib
 import importlib.util
+import json
 import multiprocessing as mp
 import os
 import re
@@ -577,6 +578,43 @@ def durable_run(backend: str, args: argparse.Namespace, rx: Rx, port: int, tmp: 
         drop_database(url, args.postgres_url)
 
 
+# Run by another checkout's Python (``--baseline-tree``): migrate with its own
+# migrations, then an organisation, one configuration on "*" and a publish key
+# through its own use cases (the arguments every version since issue 15 takes).
+_TREE_SETUP = """
+import json, sys
+from webhooks_service.config import Settings
+from webhooks_service.core import configs, keys, orgs
+from webhooks_service.storage import db
+url, secret_key, target = sys.argv[1:4]
+engine = db.create_engine(url)
+db.upgrade(engine)
+settings = Settings(
+    database_url=url, allowed_target_networks=("127.0.0.0/8",), secret_key=secret_key
+)
+org = orgs.create_org(engine, "bench-cpu").id
+configs.put_config(
+    engine, settings, org, config_id="", url=target, event_types=["*"], secret=None,
+    enabled=None, description="bench",
+)
+print(json.dumps([org, keys.create_key(engine, org, ["events:publish"])[1]]))
+"""
+
+
+def tree_setup(tree: str, url: str, secret_key: str, target: str) -> tuple[str, str]:
+    """(organisation id, publish key) in a database that ``tree`` migrated itself."""
+    done = subprocess.run(
+        [str(Path(tree, ".venv", "bin", "python")), "-c", _TREE_SETUP, url, secret_key, target],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"setting up a database with {tree} failed:\n{done.stderr[-2000:]}")
+    org, key = json.loads(done.stdout.strip().splitlines()[-1])
+    return str(org), str(key)
+
+
 def service_run(
     backend: str,
     workers: int,
@@ -592,28 +630,19 @@ def service_run(
     checkout (its ``.venv``), on a database migrated by its own migrations."""
     n = args.events
     url, engine = fresh_database(backend, args.postgres_url, tmp, migrate=not tree)
-    if tree:
-        subprocess.run(
-            [
-                str(Path(tree, ".venv", "bin", "python")),
-                "-c",
-                "import sys; from webhooks_service.storage import db; "
-                "db.upgrade(db.create_engine(sys.argv[1]))",
-                url,
-            ],
-            check=True,
-            capture_output=True,
-        )
     secret_key = secrets.token_urlsafe(32)
     procs: list[Service] = []
     publisher: Any = None
     try:
-        settings = Settings(
-            database_url=url, allowed_target_networks=("127.0.0.0/8",), secret_key=secret_key
-        )
-        org = orgs.create_org(engine, "bench-cpu").id
-        add_config(engine, settings, org, f"http://127.0.0.1:{port}/")
-        key = keys.create_key(engine, org, ["events:publish"])[1]
+        if tree:  # that checkout's own schema and code set the database up
+            org, key = tree_setup(tree, url, secret_key, f"http://127.0.0.1:{port}/")
+        else:
+            settings = Settings(
+                database_url=url, allowed_target_networks=("127.0.0.0/8",), secret_key=secret_key
+            )
+            org = orgs.create_org(engine, "bench-cpu").id
+            add_config(engine, settings, org, f"http://127.0.0.1:{port}/")
+            key = keys.create_key(engine, org, ["events:publish"])[1]
         env = service_env(url, secret_key)
         ports: set[int] = set()
         serve_env = {**env, "WEBHOOKS_MAX_IN_FLIGHT": str(serve_in_flight)}
