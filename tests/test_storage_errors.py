@@ -22,7 +22,8 @@ from sqlalchemy.engine import Engine
 from tests.support.server import make_org
 from webhooks_service import errors
 from webhooks_service.api.errors import to_status
-from webhooks_service.storage import configs, db
+from webhooks_service.storage import config_deletion, configs, db
+from webhooks_service.storage import errors as errors_module
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -125,3 +126,55 @@ def test_a_sqlite_writer_that_stays_busy_is_a_transaction_conflict(tmp_path: Pat
         holder.close()
         engine.dispose()
     assert "locked" in err.value.detail
+
+
+def test_a_write_the_database_aborted_as_a_deadlock_runs_again(engine: Engine) -> None:
+    calls: list[int] = []
+
+    def work(conn: sa.Connection) -> str:
+        calls.append(1)
+        _insert_org(conn, f"org_retry{len(calls)}")
+        if len(calls) < db.CONFLICT_ATTEMPTS:
+            raise errors.TransactionConflict(errors_module.CONFLICT_MESSAGE)
+        return "done"
+
+    assert db.retrying_write(engine, work) == "done"
+    assert len(calls) == db.CONFLICT_ATTEMPTS
+    with db.read_transaction(engine) as conn:  # the aborted runs left nothing behind
+        ids = conn.execute(sa.text("SELECT id FROM organisations WHERE id LIKE 'org_retry%'"))
+        assert [r[0] for r in ids] == [f"org_retry{db.CONFLICT_ATTEMPTS}"]
+
+    def always(conn: sa.Connection) -> None:
+        raise errors.TransactionConflict(errors_module.CONFLICT_MESSAGE)
+
+    with pytest.raises(errors.TransactionConflict):  # not for ever: UNAVAILABLE, retry later
+        db.retrying_write(engine, always)
+
+
+def test_deleting_a_config_leaves_its_foreign_keys_free(engine: Engine) -> None:
+    """DeleteWebhookConfig locks the configuration row FOR NO KEY UPDATE: a worker
+    finishing a batch for that endpoint can still insert rows that reference it (a
+    new hour of its stats), so the deletion waiting for that worker's delivery rows
+    cannot deadlock with it."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row lock modes are PostgreSQL's; SQLite serialises writers")
+    org_id = "org_del_fk"
+    with db.write_transaction(engine) as conn:
+        _insert_org(conn, org_id)
+        configs.insert(
+            conn,
+            configs.ConfigRow(
+                "whc_del_fk", org_id, "https://a.example/", ("*",), True, "", "s", "", NOW, NOW
+            ),
+        )
+    with engine.connect() as deleting, deleting.begin():
+        assert config_deletion.delete_config(deleting, org_id, "whc_del_fk", now=NOW)
+        with engine.connect() as worker, worker.begin():  # while the deletion is open
+            worker.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
+            worker.execute(
+                sa.text(
+                    "INSERT INTO endpoint_stats (config_id, hour, bucket, attempts, failures)"
+                    " VALUES ('whc_del_fk', :hour, 0, 1, 0)"
+                ),
+                {"hour": NOW},
+            )

@@ -311,8 +311,11 @@ def delete_config(
     See ``storage/config_deletion.py`` for what happens to its queue and log.
     """
     check_config_id(config_id)
-    with db.write_transaction(engine) as conn:
-        deleted = config_deletion.delete_config(conn, organisation_id, config_id, now=clock())
+    now = clock()
+    deleted = db.retrying_write(
+        engine,
+        lambda conn: config_deletion.delete_config(conn, organisation_id, config_id, now=now),
+    )
     if deleted is None:
         raise NotFound(f"webhook configuration {config_id!r} not found")
     return deleted.cancelled

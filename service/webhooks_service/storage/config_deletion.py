@@ -102,7 +102,12 @@ def delete_config(
         _C.c.id == config_id, _C.c.organisation_id == organisation_id, _C.c.deleted_at.is_(None)
     )
     if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
+        # FOR NO KEY UPDATE, not FOR UPDATE: a finishing worker inserting a row that
+        # references this one (a new hour of endpoint_stats) takes KEY SHARE on it
+        # while holding the endpoint's delivery rows that this deletion then
+        # updates; FOR UPDATE would wait for them and they for it (a deadlock, seen
+        # under load). core/configs.delete_config runs the rest again if one happens.
+        query = query.with_for_update(key_share=True)
     url = conn.execute(query).scalar()
     if url is None:
         return None

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -20,7 +21,7 @@ from alembic.config import Config
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from webhooks_service.errors import ConfigurationError
+from webhooks_service.errors import ConfigurationError, TransactionConflict
 from webhooks_service.storage.errors import mapped
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -129,6 +130,31 @@ def write_transaction(engine: Engine) -> Iterator[sa.Connection]:
         conn.execution_options(sqlite_write=True)
         with conn.begin():
             yield conn
+
+
+T = TypeVar("T")
+
+# A transaction the database aborted to break a deadlock (or a serialization
+# failure) is run again, at most this many times in all, after a short pause.
+CONFLICT_ATTEMPTS = 3
+CONFLICT_PAUSE_SECONDS = 0.05
+
+
+def retrying_write(engine: Engine, work: Callable[[sa.Connection], T]) -> T:
+    """``work(conn)`` in a write transaction, run again when the database aborted
+    it as one side of a deadlock or a serialization failure (``TransactionConflict``):
+    for admin writes that lock many rows a worker's finish may be writing too
+    (DeleteWebhookConfig and the queue of its endpoint). ``work`` must do nothing
+    outside the transaction that cannot be done twice."""
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            with write_transaction(engine) as conn:
+                return work(conn)
+        except TransactionConflict:
+            if attempt == CONFLICT_ATTEMPTS:
+                raise
+            time.sleep(CONFLICT_PAUSE_SECONDS * attempt)
+    raise AssertionError("unreachable")
 
 
 @contextmanager
