@@ -51,7 +51,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
 from webhooks_service.config import Settings
-from webhooks_service.core import configs, keys, orgs, publishing
+from webhooks_service.core import configs, event_body, keys, orgs, publishing
 from webhooks_service.delivery.recorder import FLUSH_DELAY_SECONDS, FLUSH_ROWS
 from webhooks_service.delivery.runner import run_worker
 from webhooks_service.delivery.signing import webhook_headers
@@ -350,7 +350,7 @@ async def raw_loop(
                 left -= 1
                 event_id = f"raw_{left}"
                 now = utcnow()
-                body = publishing.build_payload(
+                body = event_body.build_payload(
                     event_id,
                     "reward.claimed",
                     now,

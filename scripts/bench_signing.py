@@ -47,7 +47,7 @@ from bench_delivery import (  # scripts/ is on sys.path when run as a script
 
 from webhooks_client import receiver as helpers
 from webhooks_service.config import Settings
-from webhooks_service.core import config_validation, orgs, publishing
+from webhooks_service.core import config_validation, event_body, orgs
 from webhooks_service.delivery.attempt import OpenedForms, request_for
 from webhooks_service.domain import ClaimedDelivery, SigningScheme
 from webhooks_service.signing_keys import generate_private_key, public_key_of
@@ -84,7 +84,7 @@ def _cpu_per_call(fn: Callable[[], object], n: int) -> float:
 
 def sign_phase(rounds: int, n: int) -> dict[str, tuple[float, float]]:
     """{case: (sign µs per attempt, verify µs per request)}, medians of ``rounds``."""
-    payload = publishing.build_payload(
+    payload = event_body.build_payload(
         "evt_0123456789abcdef01234567",
         "reward.claimed",
         datetime.now(UTC),

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.payloads import example
 from tests.support.server import test_settings as make_settings
-from webhooks_service.core import payloads, publishing
+from webhooks_service.core import event_body, payloads, publishing
 
 
 def reference_rfc3339(value: datetime) -> str:
@@ -50,7 +50,7 @@ TIMESTAMPS = [
 
 @pytest.mark.parametrize("timestamp", TIMESTAMPS, ids=str)
 def test_rfc3339_is_unchanged(timestamp: datetime) -> None:
-    assert publishing.rfc3339(timestamp) == reference_rfc3339(timestamp)
+    assert event_body.rfc3339(timestamp) == reference_rfc3339(timestamp)
 
 
 @pytest.mark.parametrize(
@@ -62,7 +62,7 @@ def test_rfc3339_is_unchanged(timestamp: datetime) -> None:
 def test_build_payload_is_unchanged(event_id: str, event_type: str) -> None:
     data = '{"name":"Zoë ✓ 😀","note":"\\u0000"}'
     for timestamp in TIMESTAMPS:
-        got = publishing.build_payload(event_id, event_type, timestamp, data)
+        got = event_body.build_payload(event_id, event_type, timestamp, data)
         assert got == reference_payload(event_id, event_type, timestamp, data)
 
 
@@ -71,7 +71,7 @@ def test_a_published_payload_is_the_reference_bytes() -> None:
     at = datetime(2026, 11, 27, 12, 15, 0, 250_000, tzinfo=timezone(timedelta(hours=2)))
     data = example("reward.claimed", user_id="usr_Zoë")
     item = publishing.EventInput("org_1", "", "reward.claimed", at, data)
-    [generated] = publishing.new_event_ids(1)
+    [generated] = event_body.new_event_ids(1)
     event, problems = publishing.prepare(
         item, caller_org=None, settings=settings, now=at, generated_id=generated
     )
@@ -85,12 +85,12 @@ def test_a_published_payload_is_the_reference_bytes() -> None:
 
 
 def test_batch_ids_have_the_generated_format() -> None:
-    ids = publishing.new_event_ids(500)
+    ids = event_body.new_event_ids(500)
     assert len(set(ids)) == 500
     assert all(
         len(i) == 28 and i.startswith("evt_") and int(i[4:], 16) >= 0 and i == i.lower()
         for i in ids
     )
-    assert publishing.new_event_ids(0) == []
-    one = publishing.new_event_id()
+    assert event_body.new_event_ids(0) == []
+    one = event_body.new_event_id()
     assert len(one) == 28 and one.startswith("evt_")

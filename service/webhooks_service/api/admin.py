@@ -35,7 +35,7 @@ from webhooks_service.api.portal import PortalOperations
 from webhooks_service.api.signing import SigningOperations
 from webhooks_service.config import Settings
 from webhooks_service.core import configs, event_types, filter_dry_run, logs
-from webhooks_service.core.publishing import struct_to_dict
+from webhooks_service.core.event_body import struct_to_dict
 from webhooks_service.core.server_keys import keyring
 from webhooks_service.storage.models import utcnow
 

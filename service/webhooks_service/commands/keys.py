@@ -18,7 +18,7 @@ from typing import Any
 from webhooks_service import config, config_values
 from webhooks_service.commands._database import open_database
 from webhooks_service.core import keys
-from webhooks_service.core.publishing import rfc3339
+from webhooks_service.core.event_body import rfc3339
 from webhooks_service.errors import InvalidArgument
 from webhooks_service.storage.models import utcnow
 

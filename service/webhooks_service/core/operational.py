@@ -69,8 +69,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from webhooks_service.core import catalog, payloads
+from webhooks_service.core.event_body import build_payload, new_event_id, rfc3339
 from webhooks_service.core.ids import PublicIds
-from webhooks_service.core.publishing import build_payload, new_event_id, rfc3339
 from webhooks_service.core.server_keys import keyring_on
 from webhooks_service.domain import STATUS_AFTER, FinishedAttempt
 from webhooks_service.storage import operational as store

@@ -193,7 +193,7 @@ _Struct = struct_pb2.Struct
 
 
 def _plain(v: struct_pb2.Value) -> Any:
-    """One Struct value as ``core.publishing.struct_to_dict`` decodes it (integral
+    """One Struct value as ``core.event_body.struct_to_dict`` decodes it (integral
     numbers within ±(2^53 - 1) as ints), except that an object stays a Struct
     (walked by :func:`_convert` where a message is expected)."""
     kind = v.WhichOneof("kind")

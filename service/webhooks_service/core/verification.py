@@ -44,8 +44,8 @@ from sqlalchemy.engine import Engine
 
 from webhooks_service.config import Settings
 from webhooks_service.core import payloads
+from webhooks_service.core.event_body import build_payload, new_event_id
 from webhooks_service.core.ids import check_config_id
-from webhooks_service.core.publishing import build_payload, new_event_id
 from webhooks_service.core.redelivery import OrgBudgets, default_budgets
 from webhooks_service.domain import Clock, VerificationStatus, utcnow
 from webhooks_service.errors import FailedPrecondition, NotFound
