@@ -144,13 +144,14 @@ def check_order(hits: list[Hit], *, redelivered_ok: bool = False) -> dict[str, A
 # -- end to end ---------------------------------------------------------------------------
 
 
-def test_twenty_keys_of_fifty_arrive_in_sequence_while_heads_retry(database_url: str) -> None:
-    """Every key's 3rd event fails twice (backoff 0.5 s, then 0.5 s): each key
-    waits 1 s behind its head, all keys at the same time — so the whole run takes
-    about one key's backoff, not twenty."""
-    overrides = {"retry_schedule": (0.5, 0.5, 0.5), "poll_interval": 0.1}
+def deliver_keyed(
+    database_url: str, overrides: dict[str, Any], receiver: Callable[[str, int], str]
+) -> tuple[list[Hit], float]:
+    """KEYS x PER_KEY keyed events to one ordered endpoint answering as
+    ``receiver`` does: what it received once every event was delivered, and
+    the seconds from publishing to then."""
     with (
-        running_chaos(fails_third_twice()) as rx,
+        running_chaos(receiver) as rx,
         running_server(database_url, overrides, worker=True) as srv,
     ):
         org_id, keys = make_org_and_keys(srv.engine)
@@ -162,8 +163,15 @@ def test_twenty_keys_of_fifty_arrive_in_sequence_while_heads_retry(database_url:
             60,
             "every event delivered",
         )
-        elapsed = time.monotonic() - started
-        hits = rx.snapshot()
+        return rx.snapshot(), time.monotonic() - started
+
+
+def test_twenty_keys_of_fifty_arrive_in_sequence_while_heads_retry(database_url: str) -> None:
+    """Every key's 3rd event fails twice (backoff 0.5 s, then 0.5 s): each key
+    waits 1 s behind its head, all keys at the same time — so the whole run takes
+    about one key's backoff, not twenty."""
+    overrides = {"retry_schedule": (0.5, 0.5, 0.5), "poll_interval": 0.1}
+    hits, elapsed = deliver_keyed(database_url, overrides, fails_third_twice())
     figures = check_order(hits)
     assert len(hits) == KEYS * PER_KEY + 2 * KEYS  # the two 500s of each key's 3rd event
     # All keys wait at the same time: every key's failing head was first tried
@@ -181,22 +189,7 @@ def test_a_key_backing_off_holds_back_only_itself(database_url: str) -> None:
     go on while user-0 waits at its 3rd (on an idle machine they are all done
     before it; on a loaded one, each of them still moves during its backoff)."""
     overrides = {"retry_schedule": (4.0, 4.0, 4.0), "poll_interval": 0.1}
-    with (
-        running_chaos(fails_third_twice(lambda k: k == 0)) as rx,
-        running_server(database_url, overrides, worker=True) as srv,
-    ):
-        org_id, keys = make_org_and_keys(srv.engine)
-        put_endpoint(srv.engine, database_url, org_id, rx.url())
-        started = time.monotonic()
-        publish_keyed(srv.target, keys["events:publish"], org_id, event_ids())
-
-        eventually(
-            lambda: statuses(srv.engine).get("delivered", 0) == KEYS * PER_KEY,
-            60,
-            "every event delivered, user-0's after its backoff",
-        )
-        all_in = time.monotonic() - started
-        hits = rx.snapshot()
+    hits, all_in = deliver_keyed(database_url, overrides, fails_third_twice(lambda k: k == 0))
     check_order(hits)
     keyed = by_key(hits)
     mine = [(int(h.headers["webhook-sequence"]), h.mode) for h in keyed["user-0"]]

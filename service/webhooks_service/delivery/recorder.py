@@ -138,9 +138,7 @@ class Recorder:
             if self._results:
                 batch, self._results = self._results, []
                 try:
-                    promoted = await self._write(batch)
-                    if promoted:
-                        self._adopt(promoted)
+                    await self._write(batch)
                     if self.operational.take_created():
                         self.wake.poke()  # operational webhooks were queued
                     if self.observer is not None:
@@ -169,10 +167,11 @@ class Recorder:
             if self._final and not self._results:
                 return
 
-    async def _write(self, batch: list[FinishedAttempt]) -> list[ClaimedDelivery]:
-        """One ``finish_batch``; the ordered deliveries it promoted and claimed here."""
+    async def _write(self, batch: list[FinishedAttempt]) -> None:
+        """One ``finish_batch``; the ordered deliveries it promoted and claimed here
+        go to ``adopt``."""
         now = self.clock()
-        adopting = self.adopt is not None and not self._final
+        adopt = None if self._final else self.adopt
         promoted: list[ClaimedDelivery] = []
         self.attempts_recorded += await asyncio.to_thread(
             queue.finish_batch,
@@ -180,14 +179,11 @@ class Recorder:
             batch,
             now=now,
             after_write=self.operational,
-            claim_next=new_lease(now, self.settings.lease_seconds) if adopting else None,
-            promoted=promoted if adopting else None,
+            claim_next=new_lease(now, self.settings.lease_seconds) if adopt else None,
+            promoted=promoted if adopt else None,
         )
-        return promoted
-
-    def _adopt(self, promoted: list[ClaimedDelivery]) -> None:
-        if self.adopt is not None:  # only then were they claimed here
-            self.adopt(promoted)
+        if adopt is not None and promoted:  # claimed here: start them
+            adopt(promoted)
 
     async def _record_one_by_one(self, batch: list[FinishedAttempt]) -> None:
         """After a failed batch: write its attempts singly, so that one bad row
@@ -196,9 +192,7 @@ class Recorder:
         and the delivery is attempted again."""
         for finished in batch:
             try:
-                promoted = await self._write([finished])
-                if promoted:
-                    self._adopt(promoted)
+                await self._write([finished])
                 if self.observer is not None:
                     self.observer.recorded([finished])
             except Exception:

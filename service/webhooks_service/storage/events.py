@@ -56,6 +56,7 @@ from webhooks_service.domain import (
 from webhooks_service.errors import NotFound
 from webhooks_service.storage import db, ordering
 from webhooks_service.storage.models import (
+    DELIVERY_CONFIG_COLUMNS,
     Delivery,
     Event,
     Organisation,
@@ -423,13 +424,7 @@ _TARGETS = (
 _TARGET = sa.select(
     configs.c.id.label("config_id"),
     configs.c.event_types,
-    configs.c.url,
-    configs.c.secret,
-    configs.c.previous_secret,
-    configs.c.previous_secret_expires_at,
-    configs.c.timeout_seconds,
-    configs.c.enabled,
-    configs.c.headers,
+    *(configs.c[name] for name in DELIVERY_CONFIG_COLUMNS),
     configs.c.ordered,
     configs.c.verification_status,
     configs.c.filter,

@@ -523,5 +523,16 @@ ATTEMPT_COLUMNS = (
     "attempted_at",
     "next_attempt_at",
 )
+# What of a configuration a delivery is sent with, in this order: the claim
+# record (storage/queue.py) and a publish's targets (storage/events.py).
+DELIVERY_CONFIG_COLUMNS = (
+    "url",
+    "secret",
+    "previous_secret",
+    "previous_secret_expires_at",
+    "timeout_seconds",
+    "enabled",
+    "headers",
+)
 # Written by finish_batch after ATTEMPT_COLUMNS (the other writers leave their defaults).
 ATTEMPT_HEADER_COLUMNS = ("request_headers", "response_headers", "response_headers_truncated")

@@ -43,6 +43,7 @@ from webhooks_service.storage import db, endpoint_health, endpoint_stats, orderi
 from webhooks_service.storage.models import (
     ATTEMPT_COLUMNS,
     ATTEMPT_HEADER_COLUMNS,
+    DELIVERY_CONFIG_COLUMNS,
     DeliveryAttempt,
     Event,
     UTCDateTime,
@@ -119,10 +120,17 @@ def claim_due(
 # What a claim reads (``_claimed``) on PostgreSQL, from deliveries AS d, events
 # AS e and webhook_configs AS c: the claim query's and the claiming promotion's
 # (storage/ordering.py) RETURNING.
-_CLAIMED_PG = """d.id, d.attempts, d.organisation_id, d.config_id, d.event_pk,
-              e.event_id, e.event_type, e.payload, c.url, c.secret, c.previous_secret,
-              c.previous_secret_expires_at, c.timeout_seconds, c.enabled, c.headers,
-              e.traceparent, d.ordering_key, d.sequence"""
+# A claim record's columns (``_claimed``), once: as SQL text for the statements
+# that RETURN them (``d``, ``e``, ``c`` aliases) and as columns for the SELECT.
+_CLAIMED_COLUMNS = (
+    (deliveries, "d", ("id", "attempts", "organisation_id", "config_id", "event_pk")),
+    (events, "e", ("event_id", "event_type", "payload")),
+    (configs, "c", DELIVERY_CONFIG_COLUMNS),
+    (events, "e", ("traceparent",)),
+    (deliveries, "d", ("ordering_key", "sequence")),
+)
+_CLAIMED_PG = ", ".join(f"{alias}.{n}" for _, alias, names in _CLAIMED_COLUMNS for n in names)
+_CLAIMED_SELECT = tuple(table.c[n] for table, _, names in _CLAIMED_COLUMNS for n in names)
 # PostgreSQL: pick, lease and read in one statement (one round trip).
 _PG_CLAIM = sa.text(
     f"""
@@ -213,26 +221,7 @@ def _read_claimed(
 ) -> list[ClaimedDelivery]:
     """The claim records of deliveries just leased under ``token``."""
     rows = conn.execute(
-        sa.select(
-            deliveries.c.id,
-            deliveries.c.attempts,
-            deliveries.c.organisation_id,
-            deliveries.c.config_id,
-            deliveries.c.event_pk,
-            events.c.event_id,
-            events.c.event_type,
-            events.c.payload,
-            configs.c.url,
-            configs.c.secret,
-            configs.c.previous_secret,
-            configs.c.previous_secret_expires_at,
-            configs.c.timeout_seconds,
-            configs.c.enabled,
-            configs.c.headers,
-            events.c.traceparent,
-            deliveries.c.ordering_key,
-            deliveries.c.sequence,
-        )
+        sa.select(*_CLAIMED_SELECT)
         .join(events, events.c.pk == deliveries.c.event_pk)
         .join(configs, configs.c.id == deliveries.c.config_id)
         .where(deliveries.c.id.in_(ids))
