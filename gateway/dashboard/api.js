@@ -83,7 +83,8 @@ export function canWrite() {
 }
 
 export async function api(method, path, body) {
-  const init = { method, headers: { authorization: `Bearer ${session.token}` } };
+  const token = session.token;
+  const init = { method, headers: { authorization: `Bearer ${token}` } };
   if (body !== undefined) {
     init.headers["content-type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -103,7 +104,12 @@ export async function api(method, path, body) {
   }
   if (!resp.ok) {
     const err = new ApiError(resp.status, data);
-    if (resp.status === 401 && session.onSignedOut) session.onSignedOut(err.message);
+    // Sign out only the session this request was made with: a reply that comes
+    // back after the session already ended (expired, signed out) keeps the
+    // message that ending gave.
+    if (resp.status === 401 && token && session.token === token && session.onSignedOut) {
+      session.onSignedOut(err.message);
+    }
     throw err;
   }
   return data;
