@@ -293,15 +293,21 @@ _plain_values = operator.attrgetter(*_PLAIN)
 _PG_COPY = f"COPY delivery_attempts ({', '.join(_PLAIN + _TIMES)}) FROM STDIN"
 
 
-# SQLite: the write transaction holds the database lock, so "log the owned
-# attempts, then move the owned deliveries" cannot interleave with a claim.
-# Both run as executemany over plain tuples (the C loop of sqlite3, no JSON to
-# parse per column, no per-row type processing): timestamps are rendered once
-# per value in the storage format of SQLAlchemy's SQLite DATETIME.
+# SQLite: the write transaction holds the database lock, so "find the owned
+# deliveries, log their attempts, then move them" cannot interleave with a
+# claim. One SELECT answers which deliveries of the batch still carry the
+# batch's claim tokens; the owned attempts then go in as a plain INSERT …
+# VALUES and the moves as an UPDATE, both executemany over plain tuples (the C
+# loop of sqlite3, no JSON to parse per column, no per-row type processing);
+# timestamps are rendered once per value in the storage format of
+# SQLAlchemy's SQLite DATETIME. (Issue 25: the former INSERT … SELECT … WHERE
+# EXISTS per attempt cost SQLite 29-33 us per row against 9-10 for VALUES.)
+_SQLITE_OWNERS = """
+    SELECT id, claim_token FROM deliveries WHERE id IN (SELECT value FROM json_each(?))
+"""
 _SQLITE_LOG = f"""
     INSERT INTO delivery_attempts ({", ".join(_PLAIN + _TIMES)})
-    SELECT {", ".join("?" for _ in _LOGGED)}
-    WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = ? AND claim_token = ?)
+    VALUES ({", ".join("?" for _ in _LOGGED)})
 """
 _SQLITE_MOVE = """
     UPDATE deliveries
@@ -312,19 +318,26 @@ _SQLITE_MOVE = """
 
 
 def _sqlite_finish(conn: sa.Connection, finished: Sequence[FinishedAttempt], now: datetime) -> int:
+    ids = json.dumps([f.delivery_id for f in finished])
+    tokens: dict[int, str | None] = dict(conn.exec_driver_sql(_SQLITE_OWNERS, (ids,)).all())
     log_rows = []
     move_rows = []
     at_now = sqlite_time(now)
     for f in finished:
+        if tokens.get(f.delivery_id) != f.claim_token:
+            continue  # the lease was lost: the new owner attempts and logs it
+        del tokens[f.delivery_id]  # one attempt per claim
         attempted_at = sqlite_time(f.attempted_at)
         next_at = sqlite_time(f.next_attempt_at) if f.next_attempt_at else None
-        log_rows.append((*_plain_values(f), attempted_at, next_at, f.delivery_id, f.claim_token))
+        log_rows.append((*_plain_values(f), attempted_at, next_at))
         move_rows.append(
             (f.status, f.attempt, next_at or attempted_at, at_now, f.delivery_id, f.claim_token)
         )
-    recorded = conn.exec_driver_sql(_SQLITE_LOG, log_rows).rowcount
+    if not log_rows:
+        return 0
+    conn.exec_driver_sql(_SQLITE_LOG, log_rows)
     conn.exec_driver_sql(_SQLITE_MOVE, move_rows)
-    return int(recorded)
+    return len(log_rows)
 
 
 class AfterWrite(Protocol):
