@@ -92,8 +92,13 @@ def build_payload(event_id: str, event_type: str, timestamp: datetime, data: str
     """
     return (
         f'{{"id":{_json_string(event_id)},"type":{_json_type(event_type)},'
-        f'"timestamp":"{rfc3339(timestamp)}","data":{data}}}'
+        f'"timestamp":"{_batch_rfc3339(timestamp)}","data":{data}}}'
     )
+
+
+# The events of one publish share its "now" (and often their own timestamps):
+# each distinct time rendered once (issue 25: 1-5 us per event otherwise).
+_batch_rfc3339 = functools.lru_cache(maxsize=64)(rfc3339)
 
 
 # Strings JSON writes as they are, between quotes (no escape, ASCII-only or not):
