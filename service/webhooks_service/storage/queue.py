@@ -182,6 +182,43 @@ def _claimed(r: Any, token: str, lease_end: datetime) -> ClaimedDelivery:
     )
 
 
+# SQLite: the same claim in two constant statements under the write lock
+# (BEGIN IMMEDIATE), compiled once. ``status = 'pending'`` is written as a
+# literal, as the partial index ``ix_deliveries_due`` is declared: with the
+# status as a bound parameter SQLite cannot prove the index's WHERE and read
+# the claim 10x slower (0.47 vs 0.05 ms per claim over 200k ended deliveries,
+# issue 25). The exclusions and the claimed ids travel as JSON arrays.
+_SQLITE_CLAIM = sa.text(
+    """
+    UPDATE deliveries
+    SET next_attempt_at = :lease_end, claim_token = :token, updated_at = :now
+    WHERE id IN (
+        SELECT id FROM deliveries
+        WHERE status = 'pending' AND next_attempt_at <= :now
+          AND organisation_id NOT IN (SELECT value FROM json_each(:orgs))
+          AND config_id NOT IN (SELECT value FROM json_each(:configs))
+        ORDER BY next_attempt_at
+        LIMIT :limit)
+    RETURNING id
+    """
+).bindparams(
+    sa.bindparam("now", type_=UTCDateTime()), sa.bindparam("lease_end", type_=UTCDateTime())
+)
+_SQLITE_CLAIMED = (
+    sa.select(*_CLAIMED_SELECT)
+    .join(events, events.c.pk == deliveries.c.event_pk)
+    .join(configs, configs.c.id == deliveries.c.config_id)
+    .where(
+        deliveries.c.id.in_(
+            sa.select(sa.literal_column("value")).select_from(
+                sa.func.json_each(sa.bindparam("ids", type_=sa.String()))
+            )
+        )
+    )
+    .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+)
+
+
 def _sqlite_claim(
     engine: Engine,
     now: datetime,
@@ -192,25 +229,16 @@ def _sqlite_claim(
     config_ids: list[str],
 ) -> list[ClaimedDelivery]:
     """SQLite: the same claim under the database write lock (BEGIN IMMEDIATE)."""
-    due = (
-        sa.select(deliveries.c.id)
-        .where(deliveries.c.status == DeliveryStatus.PENDING, deliveries.c.next_attempt_at <= now)
-        .order_by(deliveries.c.next_attempt_at)
-        .limit(limit)
-    )
-    if orgs:
-        due = due.where(deliveries.c.organisation_id.not_in(orgs))
-    if config_ids:
-        due = due.where(deliveries.c.config_id.not_in(config_ids))
-    due_cte = due.cte("due")
-    claim = (
-        sa.update(deliveries)
-        .where(deliveries.c.id == due_cte.c.id)
-        .values(next_attempt_at=lease_end, claim_token=token, updated_at=now)
-        .returning(deliveries.c.id)
-    )
+    params = {
+        "now": now,
+        "lease_end": lease_end,
+        "token": token,
+        "limit": limit,
+        "orgs": json.dumps(orgs),
+        "configs": json.dumps(config_ids),
+    }
     with db.write_transaction(engine) as conn:
-        ids = list(conn.execute(claim).scalars())
+        ids = list(conn.execute(_SQLITE_CLAIM, params).scalars())
         if not ids:
             return []
         return _read_claimed(conn, ids, token, lease_end)
@@ -219,14 +247,8 @@ def _sqlite_claim(
 def _read_claimed(
     conn: sa.Connection, ids: list[int], token: str, lease_end: datetime
 ) -> list[ClaimedDelivery]:
-    """The claim records of deliveries just leased under ``token``."""
-    rows = conn.execute(
-        sa.select(*_CLAIMED_SELECT)
-        .join(events, events.c.pk == deliveries.c.event_pk)
-        .join(configs, configs.c.id == deliveries.c.config_id)
-        .where(deliveries.c.id.in_(ids))
-        .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
-    ).all()
+    """The claim records of deliveries just leased under ``token`` (SQLite)."""
+    rows = conn.execute(_SQLITE_CLAIMED, {"ids": json.dumps(ids)}).all()
     return [_claimed(r, token, lease_end) for r in rows]
 
 
