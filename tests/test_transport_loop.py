@@ -1,4 +1,4 @@
-"""The transport's own drive of libcurl on the event loop (``http._CurlLoop``).
+"""The transport's own drive of libcurl on the event loop (``delivery/curl_loop.py``).
 
 curl stops watching a connection when its transfer ends and it goes back to
 the pool; the transport leaves the socket in its epoll set meanwhile and
@@ -88,9 +88,7 @@ def test_concurrent_requests_share_the_pooled_connections() -> None:
         async with serving(endpoint) as url, Transport(LOOPBACK) as transport:
             statuses: list[int] = []
             for _ in range(3):
-                results = await asyncio.gather(
-                    *(transport.post(url, b"{}", {}) for _ in range(20))
-                )
+                results = await asyncio.gather(*(transport.post(url, b"{}", {}) for _ in range(20)))
                 statuses += [r.status_code for r in results]
         return statuses, endpoint
 

@@ -2,10 +2,10 @@
 
 libcurl through pycurl (see docs/decisions.md, "CPU per delivery (issue 25):
 the HTTP client": ~0.4x aiohttp's CPU per request here), driven by the event
-loop through libcurl's multi-socket API (``_CurlLoop``: the loop watches
-curl's sockets, one timer stands for curl's timeout, no thread; pycurl's
-``AsyncCurlMulti`` did the same at about twice the Python calls per request,
-see docs/decisions.md, "the transport's CPU"). One multi handle per transport
+loop through libcurl's multi-socket API (``curl_loop.CurlLoop``: curl's
+sockets in one epoll set the loop watches, one loop timer for curl's timeout,
+no thread; it replaced pycurl's ``AsyncCurlMulti``, see docs/decisions.md,
+"CPU per delivery (issue 25): the transport's own work"). One multi handle per transport
 keeps connections alive per destination (libcurl's connection pool); easy
 handles are reused from a free list and keep their options: per request only
 what changes is set.
@@ -33,10 +33,8 @@ caller logs each attempt; libcurl's error codes are mapped to the service's
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import os
-import select
 import socket
 import ssl
 import time
@@ -47,6 +45,7 @@ import pycurl
 
 from webhooks_service import __version__
 from webhooks_service.config import Settings
+from webhooks_service.delivery.curl_loop import CurlLoop
 from webhooks_service.delivery.retry_policy import AttemptResult, ErrorKind
 from webhooks_service.delivery.target_guard import GuardedResolver, guarded_socket_factory
 from webhooks_service.netpolicy import (
@@ -68,16 +67,6 @@ _FIXED_LINES = [f"{name}: {value}" for name, value in SESSION_HEADERS] + ["Expec
 DNS_TTL_SECONDS = 30.0  # how long a name's vetted addresses are reused
 IDLE_SECONDS = 30  # a pooled connection unused this long is closed, not reused
 _NO_RESOLVE: list[str] = []  # an IP literal's resolve entries (never changed)
-# curl's timeout is run when the loop's clock is this close to it (the loop's
-# timers may fire a little early; curl runs only what is due and sets the rest)
-_TIMER_SLACK = 0.001
-# curl's POLL_IN / POLL_OUT / POLL_INOUT as epoll events; what counts as readable
-_EPOLL_EVENTS = {
-    pycurl.POLL_IN: select.EPOLLIN,
-    pycurl.POLL_OUT: select.EPOLLOUT,
-    pycurl.POLL_INOUT: select.EPOLLIN | select.EPOLLOUT,
-}
-_READABLE = select.EPOLLIN | select.EPOLLHUP | select.EPOLLRDHUP | select.EPOLLPRI
 
 _TLS_ERRORS = frozenset(
     {
@@ -200,6 +189,24 @@ def _trust_store() -> tuple[str | None, str | None]:
     return paths.cafile, paths.capath
 
 
+class _HandOver:
+    """A socket handed to curl from ``OPENSOCKETFUNCTION``: pycurl takes a dup of
+    its descriptor and drops this at once, which closes ours, so curl's is the
+    only one (a closed socket then leaves the transport's epoll set by itself)
+    and no socket is left to the GC (a ResourceWarning)."""
+
+    __slots__ = ("sock",)
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def __del__(self) -> None:
+        self.sock.close()
+
+
 class _Exchange:
     """One reusable easy handle and what its current transfer received: the
     header lines (``HEADERFUNCTION``) and the body up to the cap
@@ -217,7 +224,6 @@ class _Exchange:
         self.lines: list[bytes] = []  # the header lines as received (all responses)
         self.refused: BlockedTarget | None = None
         self.target: _Target | None = None  # for the error messages
-        self.handed: list[socket.socket] = []  # opened for curl during this transfer
         # what the handle holds from its last request (set again only when it differs)
         self.url = ""
         self.timeout_ms = 0
@@ -264,21 +270,14 @@ class _Exchange:
 
     def _open_socket(
         self, _purpose: int, address: tuple[int, int, int, tuple[object, ...]]
-    ) -> socket.socket | int:
+    ) -> _HandOver | int:
         family, kind, proto, sockaddr = address
         try:
             sock = self._make_socket((family, kind, proto, "", sockaddr))
         except BlockedTarget as exc:  # before any socket, so before any byte
             self.refused = exc
             return pycurl.SOCKET_BAD
-        self.handed.append(sock)  # curl uses a dup of it: closed after the transfer
-        return sock
-
-    def close_handed(self) -> None:
-        """Close the sockets handed to curl (it keeps its own descriptors)."""
-        for sock in self.handed:
-            sock.close()
-        self.handed.clear()
+        return _HandOver(sock)
 
     def _write(self, data: bytes) -> int | None:
         room = self.cap - self.size
@@ -295,189 +294,6 @@ class _Exchange:
     def status(self) -> int:
         """The final response's status (0: none)."""
         return int(self.curl.getinfo(pycurl.RESPONSE_CODE))
-
-
-class _CurlLoop:
-    """libcurl's multi-socket API on the running event loop.
-
-    Sockets: curl says which of its sockets to watch for what
-    (``M_SOCKETFUNCTION``); they are watched in one epoll set of our own, whose
-    descriptor the loop watches (one ``add_reader`` for the transport's life).
-    curl stops watching a connection when its transfer ends and it goes back
-    to the pool, and watches it again when the next transfer reuses it: the
-    pooled socket stays in the set meanwhile (no syscall), and is taken out
-    only if it becomes ready while idle (the endpoint closed it). The kernel
-    drops a closed socket from the set by itself, so a socket curl watches
-    again is ``modify``-ed, and ``register``-ed when that says it is not there
-    (a new socket with a reused number). Per request that is one
-    ``epoll_ctl`` instead of the loop's add/remove of a watcher (four, and a
-    watcher object, with uvloop).
-
-    Timers: curl says when it next needs a timeout run (``M_TIMERFUNCTION``);
-    that is a deadline, and one loop timer is armed only when the deadline
-    comes before the armed one; one that fires early is re-armed (curl moves
-    its deadline on every transfer: a float, not a timer handle, each time).
-
-    A readiness or the timer drives ``socket_action``; when fewer transfers
-    run than were started the finished ones are collected (``info_read``). A
-    transfer is a future resolved with None or curl's ``(code, message)``:
-    failures are values here, the transport maps them to results."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.multi = m = pycurl.CurlMulti()
-        self.waiting: dict[pycurl.Curl, asyncio.Future[tuple[int, str] | None]] = {}
-        self.epoll = select.epoll()
-        self.wanted: dict[int, int] = {}  # fd -> the epoll events curl wants now (0: idle)
-        self.deadline: float | None = None  # loop time curl wants its timeout run
-        self.timer: asyncio.TimerHandle | None = None
-        self.timer_at = 0.0
-        self.soon = False  # a run "now" is scheduled (call_soon)
-        self.closed = False
-        m.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
-        m.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)
-        self.loop.add_reader(self.epoll.fileno(), self._ready)
-
-    def start(self, curl: pycurl.Curl) -> asyncio.Future[tuple[int, str] | None]:
-        future = self.loop.create_future()
-        self.multi.add_handle(curl)  # curl asks for a timeout run to start it
-        self.waiting[curl] = future
-        return future
-
-    def cancel(self, curl: pycurl.Curl) -> None:
-        """Stop ``curl``'s transfer (its task was cancelled)."""
-        if self.waiting.pop(curl, None) is not None:
-            self.multi.remove_handle(curl)
-
-    def close(self) -> None:
-        self.closed = True  # what curl asks from here on (closing its pool) is ignored
-        for curl, future in list(self.waiting.items()):
-            self.multi.remove_handle(curl)
-            future.cancel()
-        self.waiting.clear()
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        self.multi.close()
-        self.loop.remove_reader(self.epoll.fileno())
-        self.epoll.close()
-
-    def _on_socket(self, what: int, fd: int, _multi: object, _socketp: object) -> None:
-        if self.closed:
-            return
-        if what == pycurl.POLL_REMOVE or what == pycurl.POLL_NONE:
-            if fd in self.wanted:
-                self.wanted[fd] = 0  # left in the set until it is ready or closed
-            return
-        events = _EPOLL_EVENTS[what]
-        before = self.wanted.get(fd)
-        self.wanted[fd] = events
-        if before is None:
-            self._register(fd, events)
-        elif before != events:  # from idle (0): curl may have closed it since
-            try:
-                self.epoll.modify(fd, events)
-            except FileNotFoundError:
-                self._register(fd, events)
-
-    def _register(self, fd: int, events: int) -> None:
-        try:
-            self.epoll.register(fd, events)
-        except FileExistsError:
-            self.epoll.modify(fd, events)
-
-    def _ready(self) -> None:
-        """The set has ready sockets: hand each to curl (idle ones leave the set)."""
-        wanted, act = self.wanted, self.multi.socket_action
-        running = -1
-        try:
-            for fd, events in self.epoll.poll(0):
-                if not wanted.get(fd):  # idle in the pool: the endpoint closed it, say
-                    wanted.pop(fd, None)
-                    with contextlib.suppress(OSError):
-                        self.epoll.unregister(fd)
-                    continue
-                mask = pycurl.CSELECT_IN if events & _READABLE else 0
-                if events & select.EPOLLOUT:
-                    mask |= pycurl.CSELECT_OUT
-                if events & select.EPOLLERR:
-                    mask |= pycurl.CSELECT_ERR
-                running = act(fd, mask)[1]
-        except pycurl.error as exc:
-            self._broken(exc)
-            return
-        if 0 <= running < len(self.waiting):
-            self._collect()
-
-    def _on_timer(self, timeout_ms: int) -> None:
-        if timeout_ms < 0 or self.closed:
-            self.deadline = None
-        elif timeout_ms == 0:
-            self.deadline = 0.0
-            if not self.soon:
-                self.soon = True
-                self.loop.call_soon(self._soon)
-        else:
-            self._arm(self.loop.time() + timeout_ms / 1000)
-
-    def _arm(self, deadline: float) -> None:
-        self.deadline = deadline
-        if self.timer is None or self.timer_at > deadline:
-            if self.timer is not None:
-                self.timer.cancel()
-            self.timer = self.loop.call_at(deadline, self._timer)
-            self.timer_at = deadline
-
-    def _soon(self) -> None:
-        self.soon = False
-        self._due()
-
-    def _timer(self) -> None:
-        self.timer = None
-        self._due()
-
-    def _due(self) -> None:
-        deadline = self.deadline
-        if deadline is None or self.closed:
-            return
-        if deadline > self.loop.time() + _TIMER_SLACK:  # moved on since: wait for it
-            if self.timer is None or self.timer_at > deadline:
-                self._arm(deadline)
-            return
-        self.deadline = None  # curl sets the next one (it does after a timeout run)
-        try:
-            running = self.multi.socket_action(pycurl.SOCKET_TIMEOUT, 0)[1]
-        except pycurl.error as exc:
-            self._broken(exc)
-            return
-        if running < len(self.waiting):
-            self._collect()
-
-    def _collect(self) -> None:
-        multi, waiting = self.multi, self.waiting
-        while True:
-            queued, ok, failed = multi.info_read()
-            for curl in ok:
-                multi.remove_handle(curl)
-                future = waiting.pop(curl, None)
-                if future is not None and not future.done():
-                    future.set_result(None)
-            for curl, code, message in failed:
-                multi.remove_handle(curl)
-                future = waiting.pop(curl, None)
-                if future is not None and not future.done():
-                    future.set_result((code, message))
-            if not queued:
-                return
-
-    def _broken(self, exc: pycurl.error) -> None:
-        """The multi handle failed (not a transfer): every transfer fails."""
-        code, message = exc.args if len(exc.args) == 2 else (0, str(exc))
-        for curl, future in list(self.waiting.items()):
-            del self.waiting[curl]
-            self.multi.remove_handle(curl)
-            if not future.done():
-                future.set_result((code, f"curl multi error: {message}"))
 
 
 @dataclass
@@ -518,7 +334,7 @@ class Transport:
         self.settings = settings
         self.guard = guard or TargetGuard(settings.allowed_target_networks)
         self.trust = _trust_store()
-        self._curl: _CurlLoop | None = None
+        self._curl: CurlLoop | None = None
         self._resolver: GuardedResolver | None = None
         self._free: list[_Exchange] = []
         self._urls: dict[str, _Target] = {}  # the URLs seen recently
@@ -534,7 +350,7 @@ class Transport:
 
     async def start(self) -> None:
         self._resolver = GuardedResolver(self.guard)
-        self._curl = _CurlLoop()
+        self._curl = CurlLoop()
 
     async def close(self) -> None:
         if self._curl is not None:
@@ -634,10 +450,7 @@ class Transport:
                 failure = await transfer
             except BaseException:  # cancelled mid-transfer: the handle is dropped, not reused
                 driver.cancel(curl)
-                exchange.close_handed()
                 raise
-        if exchange.handed:
-            exchange.close_handed()
         self._free.append(exchange)
         if failure is not None and not exchange.truncated:  # not the stop at the cap
             kind, text = curl_error(failure[0], failure[1], exchange, total)
