@@ -26,11 +26,11 @@ without a request (``not_attempted``: ``attempted=False``, ``failed``).
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from json import encoder as json_encoder
 
 from webhooks_service.caches import ByteBoundedLRU
 from webhooks_service.config import Settings
@@ -141,11 +141,22 @@ def request_for(d: ClaimedDelivery, opened: OpenedForms, now: datetime) -> Reque
     return Request(d.url, body, headers, d.timeout_seconds)
 
 
+def json_pairs(pairs: Iterable[tuple[str, str]]) -> str:
+    """``pairs`` as the log stores header lists: ``json.dumps(list(pairs),
+    separators=(",", ":"), ensure_ascii=False)``, with json's own string encoder
+    (the same bytes; json.dumps makes an encoder per call, 2-3x the time)."""
+    return "[" + ",".join([f"[{_string(name)},{_string(value)}]" for name, value in pairs]) + "]"
+
+
+_string = json_encoder.encode_basestring  # what json.dumps(ensure_ascii=False) uses
+_SESSION_LOGGED = json_pairs(SESSION_HEADERS)[:-1]  # "[[..],[..]" : then the request's
+
+
 def logged_headers(headers: Mapping[str, str]) -> str:
     """The request's headers for the log (``FinishedAttempt.request_headers``): the
     session's, then the request's, shown as ``endpoint_headers.shown_headers`` says."""
-    shown = [*SESSION_HEADERS, *shown_headers(headers)]
-    return json.dumps(shown, separators=(",", ":"), ensure_ascii=False)
+    shown = shown_headers(headers)
+    return f"{_SESSION_LOGGED},{json_pairs(shown)[1:]}" if shown else _SESSION_LOGGED + "]"
 
 
 def signal_of(result: AttemptResult) -> Signal:
@@ -198,11 +209,7 @@ def finished(
         disable_reason=decision.disabled_reason if decision.disable_endpoint else None,
         ordering_key=d.ordering_key,
         request_headers=sent_headers,
-        response_headers=(
-            json.dumps(result.response_headers, separators=(",", ":"), ensure_ascii=False)
-            if result.response_headers
-            else ""
-        ),
+        response_headers=json_pairs(result.response_headers) if result.response_headers else "",
         response_headers_truncated=result.response_headers_truncated,
     )
 

@@ -2,10 +2,13 @@
 
 libcurl through pycurl (see docs/decisions.md, "CPU per delivery (issue 25):
 the HTTP client": ~0.4x aiohttp's CPU per request here), driven by the event
-loop through pycurl's own ``AsyncCurlMulti`` (libcurl's multi-socket API: the
-loop watches curl's sockets, no thread). One multi handle per transport keeps
-connections alive per destination (libcurl's connection pool); easy handles
-are reused from a free list.
+loop through libcurl's multi-socket API (``curl_loop.CurlLoop``: curl's
+sockets in one epoll set the loop watches, one loop timer for curl's timeout,
+no thread; it replaced pycurl's ``AsyncCurlMulti``, see docs/decisions.md,
+"CPU per delivery (issue 25): the transport's own work"). One multi handle per transport
+keeps connections alive per destination (libcurl's connection pool); easy
+handles are reused from a free list and keep their options: per request only
+what changes is set.
 
 The target guard (``target_guard.py``) decides where connections go: a name
 is resolved by the guard's resolver, which answers only allowed addresses, and
@@ -39,10 +42,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pycurl
-from pycurl.async_multi import AsyncCurlMulti
 
 from webhooks_service import __version__
 from webhooks_service.config import Settings
+from webhooks_service.delivery.curl_loop import CurlLoop
 from webhooks_service.delivery.retry_policy import AttemptResult, ErrorKind
 from webhooks_service.delivery.target_guard import GuardedResolver, guarded_socket_factory
 from webhooks_service.netpolicy import (
@@ -63,6 +66,7 @@ SESSION_HEADERS = (("user-agent", USER_AGENT), ("content-type", "application/jso
 _FIXED_LINES = [f"{name}: {value}" for name, value in SESSION_HEADERS] + ["Expect:"]
 DNS_TTL_SECONDS = 30.0  # how long a name's vetted addresses are reused
 IDLE_SECONDS = 30  # a pooled connection unused this long is closed, not reused
+_NO_RESOLVE: list[str] = []  # an IP literal's resolve entries (never changed)
 
 _TLS_ERRORS = frozenset(
     {
@@ -185,6 +189,24 @@ def _trust_store() -> tuple[str | None, str | None]:
     return paths.cafile, paths.capath
 
 
+class _HandOver:
+    """A socket handed to curl from ``OPENSOCKETFUNCTION``: pycurl takes a dup of
+    its descriptor and drops this at once, which closes ours, so curl's is the
+    only one (a closed socket then leaves the transport's epoll set by itself)
+    and no socket is left to the GC (a ResourceWarning)."""
+
+    __slots__ = ("sock",)
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def __del__(self) -> None:
+        self.sock.close()
+
+
 class _Exchange:
     """One reusable easy handle and what its current transfer received: the
     header lines (``HEADERFUNCTION``) and the body up to the cap
@@ -202,6 +224,10 @@ class _Exchange:
         self.lines: list[bytes] = []  # the header lines as received (all responses)
         self.refused: BlockedTarget | None = None
         self.target: _Target | None = None  # for the error messages
+        # what the handle holds from its last request (set again only when it differs)
+        self.url = ""
+        self.timeout_ms = 0
+        self.resolve: list[str] = _NO_RESOLVE
         c.setopt(pycurl.NOSIGNAL, 1)
         c.setopt(pycurl.PROXY, "")  # never a proxy from the environment
         c.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
@@ -227,21 +253,31 @@ class _Exchange:
         self.lines.clear()
         self.refused = None
         c = self.curl
-        c.setopt(pycurl.URL, url)
+        if url != self.url:
+            c.setopt(pycurl.URL, url)
+            self.url = url
         c.setopt(pycurl.POSTFIELDS, body)
         c.setopt(pycurl.HTTPHEADER, lines)
-        c.setopt(pycurl.TIMEOUT_MS, timeout_ms)
-        c.setopt(pycurl.RESOLVE, resolve)
+        if timeout_ms != self.timeout_ms:
+            c.setopt(pycurl.TIMEOUT_MS, timeout_ms)
+            self.timeout_ms = timeout_ms
+        # curl loads a handle's resolve entries into the multi's DNS cache at the
+        # first transfer after they are set, so a name's are set on every request
+        # (curl never resolves on its own); an IP literal has none to load
+        if resolve or self.resolve:
+            c.setopt(pycurl.RESOLVE, resolve)
+            self.resolve = resolve
 
     def _open_socket(
         self, _purpose: int, address: tuple[int, int, int, tuple[object, ...]]
-    ) -> socket.socket | int:
+    ) -> _HandOver | int:
         family, kind, proto, sockaddr = address
         try:
-            return self._make_socket((family, kind, proto, "", sockaddr))
+            sock = self._make_socket((family, kind, proto, "", sockaddr))
         except BlockedTarget as exc:  # before any socket, so before any byte
             self.refused = exc
             return pycurl.SOCKET_BAD
+        return _HandOver(sock)
 
     def _write(self, data: bytes) -> int | None:
         room = self.cap - self.size
@@ -298,7 +334,7 @@ class Transport:
         self.settings = settings
         self.guard = guard or TargetGuard(settings.allowed_target_networks)
         self.trust = _trust_store()
-        self._multi: AsyncCurlMulti | None = None
+        self._curl: CurlLoop | None = None
         self._resolver: GuardedResolver | None = None
         self._free: list[_Exchange] = []
         self._urls: dict[str, _Target] = {}  # the URLs seen recently
@@ -314,12 +350,12 @@ class Transport:
 
     async def start(self) -> None:
         self._resolver = GuardedResolver(self.guard)
-        self._multi = AsyncCurlMulti()
+        self._curl = CurlLoop()
 
     async def close(self) -> None:
-        if self._multi is not None:
-            await self._multi.aclose()
-            self._multi = None
+        if self._curl is not None:
+            self._curl.close()
+            self._curl = None
         for exchange in self._free:
             exchange.curl.close()
         self._free.clear()
@@ -343,23 +379,31 @@ class Transport:
                 t.allowed_at = version
         return t
 
+    def _resolved(self, t: _Target) -> list[str] | None:
+        """curl's resolve entry for a name, if its vetted addresses are still
+        reused (DNS_TTL_SECONDS, the own listeners the same); else None."""
+        cached = self._names.get((t.host, t.port))
+        if (
+            cached is not None
+            and cached[1] > time.monotonic()
+            and cached[2] == own_listeners_version()
+        ):
+            return cached[0]
+        return None
+
     async def _resolve(self, t: _Target) -> list[str]:
         """curl's resolve entry for a name: the guard's allowed addresses for it,
         reused for DNS_TTL_SECONDS while the own listeners stay the same."""
-        if t.literal:
-            return []
-        key = (t.host, t.port)
-        now = time.monotonic()
+        cached = self._resolved(t)
+        if cached is not None:
+            return cached
         version = own_listeners_version()
-        cached = self._names.get(key)
-        if cached is not None and cached[1] > now and cached[2] == version:
-            return cached[0]
         assert self._resolver is not None
         results = await self._resolver.resolve(t.host, t.port, socket.AF_UNSPEC)
         entry = [_resolve_entry(t.host, t.port, list(dict.fromkeys(r["host"] for r in results)))]
         if len(self._names) >= URLS_KEPT:
             self._names.clear()
-        self._names[key] = (entry, now + DNS_TTL_SECONDS, version)
+        self._names[(t.host, t.port)] = (entry, time.monotonic() + DNS_TTL_SECONDS, version)
         return entry
 
     async def post(
@@ -370,12 +414,11 @@ class Transport:
         attempt_timeout: float | None = None,
     ) -> AttemptResult:
         """POST ``body`` to ``url``; whatever happens, an AttemptResult."""
-        multi = self._multi
-        assert multi is not None, "Transport.start() was not called"
+        driver = self._curl
+        assert driver is not None, "Transport.start() was not called"
         total = attempt_timeout or self.settings.attempt_timeout
         started = time.perf_counter()
         exchange = self._free.pop() if self._free else _Exchange(self)
-        done = False  # cancelled mid-transfer, the handle is dropped, not reused
         try:
             target = self._target(url)
             exchange.target = target
@@ -383,49 +426,51 @@ class Transport:
             joined = "".join(lines)
             if "\n" in joined or "\r" in joined:  # curl would send it as it is
                 raise _BadHeader("a header contains a line break")
-            if target.literal:
-                resolve: list[str] = []
-            else:
+            resolve = _NO_RESOLVE if target.literal else self._resolved(target)
+            if resolve is None:  # a name to resolve (again)
                 async with asyncio.timeout(total):
                     resolve = await self._resolve(target)
             left_ms = max(1, int((total - (time.perf_counter() - started)) * 1000))
             exchange.prepare(target.url, body, lines, left_ms, resolve)
-            try:
-                await multi.perform(exchange.curl)
-            except pycurl.error as exc:
-                done = True
-                if not exchange.truncated:  # not the stop at the cap
-                    code, message = exc.args if len(exc.args) == 2 else (0, str(exc))
-                    kind, text = curl_error(code, message, exchange, total)
-                    return AttemptResult(
-                        error=text,
-                        error_kind=kind,
-                        duration_ms=int((time.perf_counter() - started) * 1000),
-                    )
-            done = True
-            kept, kept_cut, retry_after = response_headers(exchange.lines)
-            raw = b"".join(exchange.chunks)
-            return AttemptResult(
-                status_code=exchange.status(),
-                # NUL cannot be stored in a PostgreSQL text column
-                response_body=raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
-                response_body_truncated=exchange.truncated,
-                duration_ms=int((time.perf_counter() - started) * 1000),
-                retry_after=retry_after,
-                response_headers=kept,
-                response_headers_truncated=kept_cut,
-            )
         except (OSError, TimeoutError, ValueError) as exc:
-            done = True
+            self._free.append(exchange)
             kind, text = classify_error(exc, total)
             return AttemptResult(
                 error=text,
                 error_kind=kind,
                 duration_ms=int((time.perf_counter() - started) * 1000),
             )
-        finally:
-            if done:
-                self._free.append(exchange)
+        curl = exchange.curl
+        try:
+            transfer = driver.start(curl)
+        except pycurl.error as exc:  # the multi handle refused it
+            failure: tuple[int, str] | None = exc.args if len(exc.args) == 2 else (0, str(exc))
+        else:
+            try:
+                failure = await transfer
+            except BaseException:  # cancelled mid-transfer: the handle is dropped, not reused
+                driver.cancel(curl)
+                raise
+        self._free.append(exchange)
+        if failure is not None and not exchange.truncated:  # not the stop at the cap
+            kind, text = curl_error(failure[0], failure[1], exchange, total)
+            return AttemptResult(
+                error=text,
+                error_kind=kind,
+                duration_ms=int((time.perf_counter() - started) * 1000),
+            )
+        kept, kept_cut, retry_after = response_headers(exchange.lines)
+        raw = b"".join(exchange.chunks)
+        return AttemptResult(
+            status_code=exchange.status(),
+            # NUL cannot be stored in a PostgreSQL text column
+            response_body=raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
+            response_body_truncated=exchange.truncated,
+            duration_ms=int((time.perf_counter() - started) * 1000),
+            retry_after=retry_after,
+            response_headers=kept,
+            response_headers_truncated=kept_cut,
+        )
 
 
 __all__ = [
