@@ -157,28 +157,50 @@ _PG_CLAIM = sa.text(
 )
 
 
+# ``_claimed`` unpacks a row by position, in this order (the names above, flattened;
+# written out so that a change of either is caught here, at import):
+# a Row's lookup by attribute name cost ~0.5 us per column, more than building the
+# record (issue 25: 11.9 -> 3-4 us per claimed delivery).
+_CLAIMED_ORDER = (
+    "id", "attempts", "organisation_id", "config_id", "event_pk",
+    "event_id", "event_type", "payload",
+    "url", "secret", "previous_secret", "previous_secret_expires_at", "timeout_seconds",
+    "enabled", "headers",
+    "traceparent", "ordering_key", "sequence",
+)  # fmt: skip
+assert tuple(n for _, _, names in _CLAIMED_COLUMNS for n in names) == _CLAIMED_ORDER
+
+
 def _claimed(r: Any, token: str, lease_end: datetime) -> ClaimedDelivery:
+    """The claim record of a row of ``_CLAIMED_COLUMNS`` (in ``_CLAIMED_ORDER``)."""
+    (
+        delivery_id, attempts, organisation_id, config_id, event_pk,
+        event_id, event_type, payload,
+        url, secret, previous_secret, previous_secret_expires_at, timeout_seconds, enabled,
+        headers,
+        traceparent, ordering_key, sequence,
+    ) = r  # fmt: skip
     return ClaimedDelivery(
-        id=r.id,
+        id=delivery_id,
         claim_token=token,
-        attempt=r.attempts + 1,
-        organisation_id=r.organisation_id,
-        config_id=r.config_id,
-        event_pk=r.event_pk,
-        event_id=r.event_id,
-        event_type=r.event_type,
-        payload=r.payload,
-        url=r.url,
-        secret=r.secret,
-        previous_secret=r.previous_secret or None,
-        previous_secret_expires_at=r.previous_secret_expires_at,
-        timeout_seconds=r.timeout_seconds,
-        enabled=bool(r.enabled),
+        attempt=attempts + 1,
+        organisation_id=organisation_id,
+        config_id=config_id,
+        event_pk=event_pk,
+        event_id=event_id,
+        event_type=event_type,
+        payload=payload,
+        url=url,
+        secret=secret,
+        previous_secret=previous_secret or None,
+        previous_secret_expires_at=previous_secret_expires_at,
+        timeout_seconds=timeout_seconds,
+        enabled=bool(enabled),
         lease_until=lease_end,
-        headers=r.headers,
-        traceparent=r.traceparent,
-        ordering_key=r.ordering_key,
-        sequence=r.sequence,
+        headers=headers,
+        traceparent=traceparent,
+        ordering_key=ordering_key,
+        sequence=sequence,
     )
 
 
@@ -297,7 +319,8 @@ _PG_MOVE = sa.text(
     SELECT m.id, m.organisation_id, m.config_id, m.ordering_key,
            (m.ordering_key IS NOT NULL AND m.status <> 'pending' AND c.ordered IS TRUE) AS ended,
            (SELECT count(*) FROM locked) AS locked
-    FROM moved AS m LEFT JOIN webhook_configs AS c ON c.id = m.config_id
+    FROM moved AS m
+    LEFT JOIN webhook_configs AS c ON c.id = m.config_id AND m.ordering_key IS NOT NULL
     """
 ).columns(
     sa.column("id"),
@@ -437,10 +460,13 @@ def finish_batch(
                 ]
         else:
             moved: set[int] = set()
-            for r in conn.execute(_PG_MOVE, {"rows": payload, "now": pg_time(now)}):
-                moved.add(r.id)
-                if r.ended:
-                    ended.append((r.organisation_id, r.config_id, r.ordering_key))
+            # by position: a Row's lookup by name costs ~0.5 us a column
+            for delivery_id, org, config_id, key, ends, _ in conn.execute(
+                _PG_MOVE, {"rows": payload, "now": pg_time(now)}
+            ):
+                moved.add(delivery_id)
+                if ends:
+                    ended.append((org, config_id, key))
             recorded = _pg_log(conn, [f for f in finished if f.delivery_id in moved])
         endpoint_health.record(conn, finished)  # one set-based UPDATE per batch
         endpoint_stats.record(conn, finished)  # one upsert per batch (GetEndpointStats)
