@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import json
 import operator
+import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
 
 from webhooks_service.domain import (
@@ -336,6 +338,12 @@ _TIMES = ("attempted_at", "next_attempt_at")
 _PLAIN = tuple(c for c in _LOGGED if c not in _TIMES)
 _plain_values = operator.attrgetter(*_PLAIN)
 _PG_COPY = f"COPY delivery_attempts ({', '.join(_PLAIN + _TIMES)}) FROM STDIN"
+# The COPY's column types, named for psycopg (``Copy.set_types``: one dumper per
+# column, not a lookup by Python type per value: 5.5 -> 3 us per attempt row).
+_PG_COPY_TYPES = [
+    re.sub(r"\(.*\)", "", attempts_table.c[n].type.compile(dialect=postgresql.dialect())).lower()
+    for n in _PLAIN + _TIMES
+]
 
 
 # SQLite: the write transaction holds the database lock, so "find the owned
@@ -536,6 +544,7 @@ def _pg_log(conn: sa.Connection, finished: Sequence[FinishedAttempt]) -> int:
         return 0
     driver: Any = conn.connection.driver_connection  # a psycopg 3 connection
     with driver.cursor() as cursor, cursor.copy(_PG_COPY) as copy:
+        copy.set_types(_PG_COPY_TYPES)
         for f in finished:
             copy.write_row((*_plain_values(f), f.attempted_at, f.next_attempt_at))
     return len(finished)
