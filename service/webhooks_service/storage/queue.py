@@ -319,10 +319,14 @@ _PG_MOVE = sa.text(
         WHERE m.ordering_key IS NOT NULL AND m.status <> 'pending' AND c.ordered
     ), locked AS ({ordering.lock_ended_cte("ended")})
     SELECT m.id, m.organisation_id, m.config_id, m.ordering_key,
-           (m.ordering_key IS NOT NULL AND m.status <> 'pending' AND c.ordered IS TRUE) AS ended,
+           -- the configuration is read only for a keyed delivery that ended (CASE
+           -- evaluates lazily), not for every moved row
+           CASE WHEN m.ordering_key IS NOT NULL AND m.status <> 'pending'
+                THEN EXISTS (SELECT 1 FROM webhook_configs AS c
+                             WHERE c.id = m.config_id AND c.ordered)
+                ELSE false END AS ended,
            (SELECT count(*) FROM locked) AS locked
     FROM moved AS m
-    LEFT JOIN webhook_configs AS c ON c.id = m.config_id AND m.ordering_key IS NOT NULL
     """
 ).columns(
     sa.column("id"),
