@@ -70,7 +70,7 @@ format: $(SYNCED)
 # The suite in $(PYTEST_WORKERS) processes (pytest-xdist, a test file per process at a
 # time: module fixtures start once), then the `serial` tests alone (they restart the
 # shared PostgreSQL). Exit code 5 is "none selected" (e.g. PYTEST_ARGS names a file).
-PYTEST_WORKERS ?= 2
+PYTEST_WORKERS ?= 3
 pytest: $(SYNCED)
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not serial" $(PYTEST_ARGS)
 	$(VENV)/bin/pytest -m serial $(PYTEST_ARGS) || test $$? -eq 5

@@ -101,12 +101,30 @@ def _ld(tag: int, payload: bytes) -> bytes:
 
 def nested_struct_bytes(depth: int) -> bytes:
     """A Struct {"a": {"a": ... {}}} ``depth`` levels deep, encoded by hand
-    (the protobuf runtime refuses to build one past its own limit)."""
-    struct = b""
+    (the protobuf runtime refuses to build one past its own limit).
+
+    Each level is a header in front of the level inside it, and a header depends
+    only on the inner level's length: the headers are computed from the inside out
+    and joined once (re-wrapping the whole struct at each level copied ~50 GB at
+    depth 100,000: 10 s of CPU per call)."""
+    key = _ld(0x0A, b"a")
+    headers: list[bytes] = []
+    size = 0  # of the struct built so far
     for _ in range(depth):
-        value = _ld(0x2A, struct)  # Value.struct_value (5)
-        struct = _ld(0x0A, _ld(0x0A, b"a") + _ld(0x12, value))  # fields entry
-    return struct
+        value_len = 1 + len(_VarintBytes(size)) + size  # Value.struct_value (5)
+        entry_len = len(key) + 1 + len(_VarintBytes(value_len)) + value_len
+        header = (
+            b"\x0a"  # Struct.fields entry
+            + _VarintBytes(entry_len)
+            + key
+            + b"\x12"  # the entry's value
+            + _VarintBytes(value_len)
+            + b"\x2a"
+            + _VarintBytes(size)
+        )
+        headers.append(header)
+        size += len(header)
+    return b"".join(reversed(headers))
 
 
 def publish_bytes(org_id: str, event: bytes) -> bytes:

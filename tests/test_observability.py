@@ -249,7 +249,16 @@ class TcpProxy:
                 return
             server = socket.create_connection(self.upstream)
             with self._lock:
-                self._conns += [client, server]
+                # cut() may have run since accept(): it could not see this pair, so it
+                # would have stayed open through the cut (a pooled connection that still
+                # reached the database: SERVING for good, a flaky failure under -n 3).
+                live = self._listener is listener
+                if live:
+                    self._conns += [client, server]
+            if not live:
+                for s in (client, server):
+                    s.close()
+                return
             for a, b in ((client, server), (server, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
