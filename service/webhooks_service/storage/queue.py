@@ -344,8 +344,9 @@ _plain_values = operator.attrgetter(*_PLAIN)
 _PG_COPY = f"COPY delivery_attempts ({', '.join(_PLAIN + _TIMES)}) FROM STDIN"
 # The COPY's column types, named for psycopg (``Copy.set_types``: one dumper per
 # column, not a lookup by Python type per value: 5.5 -> 3 us per attempt row).
+_PG_DIALECT: sa.Dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
 _PG_COPY_TYPES = [
-    re.sub(r"\(.*\)", "", attempts_table.c[n].type.compile(dialect=postgresql.dialect())).lower()
+    re.sub(r"\(.*\)", "", attempts_table.c[n].type.compile(dialect=_PG_DIALECT)).lower()
     for n in _PLAIN + _TIMES
 ]
 
