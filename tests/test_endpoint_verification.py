@@ -31,7 +31,7 @@ from webhooks_client import VerificationStatus as ClientVerification
 from webhooks_client import receiver as helpers
 from webhooks_service.core import config_validation, configs, orgs, verification
 from webhooks_service.delivery.verification import challenge_sender
-from webhooks_service.domain import PARKED_UNTIL, VerificationStatus
+from webhooks_service.domain import PARKED_UNTIL, DeliveryStatus, VerificationStatus
 from webhooks_service.storage.models import Delivery
 
 pytestmark = pytest.mark.timeout(120)
@@ -118,6 +118,12 @@ def parked(server: RunningServer, config_id: str) -> int:
         )
 
 
+def statuses(server: RunningServer, config_id: str) -> list[str]:
+    d = Delivery.__table__
+    with server.engine.connect() as conn:
+        return list(conn.execute(sa.select(d.c.status).where(d.c.config_id == config_id)).scalars())
+
+
 def test_an_unverified_endpoint_receives_only_the_challenge_then_every_waiting_event(
     server: RunningServer, org: Org, rx: Receiver
 ) -> None:
@@ -171,6 +177,13 @@ def test_an_unverified_endpoint_receives_only_the_challenge_then_every_waiting_e
         what="the waiting deliveries",
     )
     assert sorted(delivered) == sorted(published)  # in full, each once
+    # Recorded, not only sent: a re-point while an attempt is in flight takes
+    # its claim (storage/configs.py park_deliveries), and the delivery would
+    # wait for the new URL's proof instead.
+    eventually(
+        lambda: statuses(server, config.id) == [DeliveryStatus.DELIVERED] * 3,
+        what="the waiting deliveries recorded as delivered",
+    )
     assert parked(server, config.id) == 0
 
     # Re-pointed: the proof was for the old URL.
