@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.support.clients import ClientFactory, admin_client, client_kind  # noqa: F401
+from tests.support.faults import statuses
 from tests.support.payloads import example
 from tests.support.polling import eventually
 from tests.support.receiver import Received, Receiver, Reply, running_receiver
@@ -118,12 +119,6 @@ def parked(server: RunningServer, config_id: str) -> int:
         )
 
 
-def statuses(server: RunningServer, config_id: str) -> list[str]:
-    d = Delivery.__table__
-    with server.engine.connect() as conn:
-        return list(conn.execute(sa.select(d.c.status).where(d.c.config_id == config_id)).scalars())
-
-
 def test_an_unverified_endpoint_receives_only_the_challenge_then_every_waiting_event(
     server: RunningServer, org: Org, rx: Receiver
 ) -> None:
@@ -181,7 +176,7 @@ def test_an_unverified_endpoint_receives_only_the_challenge_then_every_waiting_e
     # its claim (storage/configs.py park_deliveries), and the delivery would
     # wait for the new URL's proof instead.
     eventually(
-        lambda: statuses(server, config.id) == [DeliveryStatus.DELIVERED] * 3,
+        lambda: statuses(server.engine, config.id) == {DeliveryStatus.DELIVERED: 3},
         what="the waiting deliveries recorded as delivered",
     )
     assert parked(server, config.id) == 0

@@ -188,9 +188,14 @@ def publish(target: str, key: str, org_id: str, event_ids: Sequence[str]) -> Non
 # -- reading the outcome -----------------------------------------------------------------
 
 
-def statuses(engine: Engine) -> dict[str, int]:
+def statuses(engine: Engine, config_id: str | None = None) -> dict[str, int]:
+    """The count of deliveries per status (of one configuration's, given ``config_id``)."""
+    where = "" if config_id is None else " WHERE config_id = :config_id"
     with engine.connect() as conn:
-        rows = conn.execute(sa.text("SELECT status, count(*) FROM deliveries GROUP BY status"))
+        rows = conn.execute(
+            sa.text(f"SELECT status, count(*) FROM deliveries{where} GROUP BY status"),
+            {"config_id": config_id},
+        )
         return {r[0]: int(r[1]) for r in rows}
 
 
